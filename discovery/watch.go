@@ -1,0 +1,120 @@
+package discovery
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Snapshot is the set of instances of one service in one datacenter at a
+// Consul index.
+type Snapshot struct {
+	Service    string
+	Datacenter string
+	Index      uint64
+	Instances  []Instance // all instances, each with its health status
+}
+
+// Passing returns the instances whose checks all pass.
+func (s Snapshot) Passing() []Instance {
+	var out []Instance
+	for _, in := range s.Instances {
+		if in.Passing() {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// Watcher follows one service in one datacenter with blocking queries and
+// calls OnSnapshot whenever the result changes.
+type Watcher struct {
+	Client     *api.Client
+	Service    string
+	Datacenter string // "" is the agent's own datacenter
+	Tag        string // optional tag filter
+	// Wait bounds one blocking query (default 30s).
+	Wait time.Duration
+	// MinInterval spaces consecutive queries so a flapping service cannot
+	// turn the loop into a busy one (default 100ms).
+	MinInterval time.Duration
+	// OnSnapshot receives each changed snapshot; it runs on the watcher's
+	// goroutine and must not block for long.
+	OnSnapshot func(Snapshot)
+	// OnError is told about failed queries (optional); the watcher keeps
+	// its last snapshot and retries with backoff.
+	OnError func(error)
+	Logger  *slog.Logger
+}
+
+// Run watches until ctx is done.
+func (w *Watcher) Run(ctx context.Context) {
+	wait := orDefault(w.Wait, 30*time.Second)
+	minInterval := orDefault(w.MinInterval, 100*time.Millisecond)
+	log := w.Logger
+	if log == nil {
+		log = slog.Default().With("component", "discovery")
+	}
+	var index uint64
+	first := true
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		start := time.Now()
+		opts := (&api.QueryOptions{Datacenter: w.Datacenter, WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+		entries, meta, err := w.Client.Health().Service(w.Service, w.Tag, false, opts)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, 250*time.Millisecond), 10*time.Second)
+			log.Warn("consul watch failed", "service", w.Service, "dc", w.Datacenter, "err", err, "retry_in", backoff)
+			if w.OnError != nil {
+				w.OnError(err)
+			}
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		// Deliver the first answer and every index change. An index that
+		// went backwards (agent restart, snapshot restore) is a change too:
+		// following Consul's advice we take the new index as the base
+		// instead of waiting for the old one to come round again. Index 0
+		// is never used as a wait index after the first query, or the
+		// queries would not block.
+		if first || meta.LastIndex != index {
+			w.deliver(entries, meta.LastIndex)
+		}
+		first = false
+		index = max(meta.LastIndex, 1)
+		sleep(ctx, minInterval-time.Since(start))
+	}
+}
+
+func (w *Watcher) deliver(entries []*api.ServiceEntry, index uint64) {
+	dc := w.Datacenter
+	snap := Snapshot{Service: w.Service, Datacenter: dc, Index: index}
+	for _, e := range entries {
+		if dc == "" {
+			dc = e.Node.Datacenter
+			snap.Datacenter = dc
+		}
+		snap.Instances = append(snap.Instances, instanceFrom(dc, e))
+	}
+	if w.OnSnapshot != nil {
+		w.OnSnapshot(snap)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

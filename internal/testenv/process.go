@@ -1,0 +1,151 @@
+package testenv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Process is a child service process. Its output goes to LogPath.
+type Process struct {
+	Name    string
+	Path    string
+	Args    []string
+	Env     []string
+	LogPath string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start launches the process. The child gets SIGKILL if the test binary
+// dies, so a crashed test leaves no service behind.
+func (p *Process) Start() error {
+	if p.Running() {
+		return fmt.Errorf("%s is already running", p.Name)
+	}
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("cannot open log for %s: %w", p.Name, err)
+	}
+	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("cannot start %s: %w", p.Name, err)
+	}
+	p.cmd = cmd
+	p.done = make(chan struct{})
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return nil
+}
+
+// PID returns the process ID, or 0 when not started.
+func (p *Process) PID() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Running reports whether the process was started and has not exited.
+func (p *Process) Running() bool {
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Exited returns a channel closed when the process exits.
+func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// Stop sends SIGTERM to the process by PID, waits up to grace, then sends
+// SIGKILL. Stopping a process that is not running does nothing.
+func (p *Process) Stop(grace time.Duration) {
+	if !p.Running() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Kill sends SIGKILL and waits for the exit: a crash, not a shutdown.
+func (p *Process) Kill() {
+	if !p.Running() {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Pause stops the process with SIGSTOP: it keeps its sockets but answers
+// nothing, like a hung host. Resume undoes it.
+func (p *Process) Pause() error {
+	if !p.Running() {
+		return errors.New(p.Name + " is not running")
+	}
+	return p.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused process.
+func (p *Process) Resume() error {
+	if !p.Running() {
+		return errors.New(p.Name + " is not running")
+	}
+	return p.cmd.Process.Signal(syscall.SIGCONT)
+}
+
+// LogTail returns the last n bytes of the process log, for error messages.
+func (p *Process) LogTail(n int) string {
+	data, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return ""
+	}
+	if len(data) > n {
+		data = data[len(data)-n:]
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			data = data[i+1:]
+		}
+	}
+	return string(data)
+}
+
+// waitFor polls ready every 50 ms until it returns nil, the process exits or
+// timeout passes; the error then includes the process log tail.
+func (p *Process) waitFor(timeout time.Duration, ready func() error) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = ready(); last == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was ready (%v); log:\n%s", p.Name, p.err, p.LogTail(4000))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after %s: %v; log:\n%s", p.Name, timeout, last, p.LogTail(4000))
+}
