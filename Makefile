@@ -26,9 +26,52 @@ vet: ## go vet and a gofmt check
 
 test: tools vet ## build the real services, then run every test against them
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory model-check fuzz FUZZTIME=10s
 
 test-short: ## quick loop: skips the tests that need real services
 	$(GO) test -short ./...
 
 test-race: tools ## every test with the race detector
 	$(GO) test -race -count=1 -timeout 40m ./...
+
+SHARED ?= ../shared
+.PHONY: model model-imdb
+
+DEFAULT_MODEL      := model/defaultmodel/sst2.sapm
+DEFAULT_MODEL_ARGS := --progress never --name sst2-default \
+	--description "Default model: SST-2 train, evaluated on SST-2 dev" \
+	--data $(SHARED)/data/sst2/train.tsv --dev $(SHARED)/data/sst2/dev.tsv
+.PHONY: model-check
+
+model: ## retrain the committed default model (SST-2) bit for bit; needs ../shared
+	$(GO) run ./cmd/sentctl train $(DEFAULT_MODEL_ARGS) --out $(DEFAULT_MODEL)
+
+model-check: ## check that `make model` reproduces the committed default model byte for byte
+	@mkdir -p bin
+	$(GO) run ./cmd/sentctl train $(DEFAULT_MODEL_ARGS) --out bin/sst2-check.sapm
+	cmp bin/sst2-check.sapm $(DEFAULT_MODEL)
+	@echo "model-check: $(DEFAULT_MODEL) reproduced byte for byte"
+
+model-imdb: ## train the long-review model on IMDB train (20% held out) into bin/imdb.sapm
+	@mkdir -p bin
+	$(GO) run ./cmd/sentctl train --progress never --name imdb \
+		--description "IMDB train, 20% held out for the metrics" --norm sqrt --lr 0.3 --epochs 8 \
+		--data $(SHARED)/data/imdb/train.tsv.gz --holdout 0.2 --out bin/imdb.sapm
+
+# Fuzz targets as package:Target; `make fuzz FUZZTIME=5m` for a longer campaign.
+# Minimisation is capped: uncapped, it stalls the campaign for up to a minute
+# each time a new input widens coverage.
+FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad
+FUZZTIME     ?= 30s
+.PHONY: fuzz
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test -run XXX -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x "$${t%%:*}"; \
+	done
+
+.PHONY: run
+run: ## run the product (for now: sentctl predict on the default model, one text per line)
+	@echo "Type a sentence and press Enter (Ctrl-D to quit)."
+	$(GO) run ./cmd/sentctl predict

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sentctl runs the command in-process and returns its exit code and output.
+func sentctl(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func writeTSV(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func corpus() string {
+	var b strings.Builder
+	b.WriteString("text\tlabel\n")
+	pos := []string{"a great film", "wonderful acting", "truly moving", "brilliant and funny"}
+	neg := []string{"an awful film", "boring acting", "truly dull", "a tedious mess"}
+	for i := 0; i < 50; i++ {
+		b.WriteString(pos[i%4] + "\t1\n" + neg[i%4] + "\t0\n")
+	}
+	return b.String()
+}
+
+func TestTrainEvalPredictSignVerify(t *testing.T) {
+	dir := t.TempDir()
+	data := writeTSV(t, dir, "train.tsv", corpus())
+	art := filepath.Join(dir, "m.sapm")
+	code, out, errOut := sentctl(t, "train", "--data", data, "--dev", data, "--out", art, "--bits", "12", "--progress", "never")
+	if code != 0 || !strings.Contains(out, "accuracy: 1.0000") {
+		t.Fatalf("train: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = sentctl(t, "eval", "--model", art, "--data", data)
+	if code != 0 || !strings.Contains(out, "accuracy: 1.0000") || !strings.Contains(out, "confusion matrix") {
+		t.Fatalf("eval: exit %d\n%s", code, out)
+	}
+	code, out, _ = sentctl(t, "predict", "--model", art, "--explain", "2", "a great film", "boring")
+	if code != 0 || !strings.Contains(out, `"label":"positive"`) || !strings.Contains(out, `"label":"negative"`) || !strings.Contains(out, `"explain":[`) {
+		t.Fatalf("predict: exit %d\n%s", code, out)
+	}
+
+	key := filepath.Join(dir, "ml-team")
+	if code, out, errOut := sentctl(t, "keygen", "--out", key); code != 0 {
+		t.Fatalf("keygen: exit %d %s%s", code, out, errOut)
+	}
+	if fi, _ := os.Stat(key + ".key"); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key mode %v", fi.Mode().Perm())
+	}
+	if code, _, errOut := sentctl(t, "keygen", "--out", key); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("keygen over an existing key: exit %d %s", code, errOut)
+	}
+	if code, out, errOut := sentctl(t, "sign", "--key", key+".key", "--model", art); code != 0 {
+		t.Fatalf("sign: exit %d %s%s", code, out, errOut)
+	}
+	if code, out, errOut := sentctl(t, "verify", "--pub", key+".pub", "--model", art); code != 0 || !strings.HasPrefix(out, "OK") {
+		t.Fatalf("verify: exit %d %s%s", code, out, errOut)
+	}
+	other := filepath.Join(dir, "other")
+	sentctl(t, "keygen", "--out", other)
+	if code, _, errOut := sentctl(t, "verify", "--pub", other+".pub", "--model", art); code != 1 || !strings.Contains(errOut, "bad model signature") {
+		t.Fatalf("verify with the wrong key: exit %d %s", code, errOut)
+	}
+	// A changed artifact no longer matches its signature (and its checksum).
+	data2, _ := os.ReadFile(art)
+	data2[100] ^= 1
+	os.WriteFile(art, data2, 0o644)
+	if code, _, errOut := sentctl(t, "verify", "--pub", key+".pub", "--model", art); code != 1 || !strings.Contains(errOut, "checksum") {
+		t.Fatalf("verify a tampered artifact: exit %d %s", code, errOut)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	good := writeTSV(t, dir, "good.tsv", corpus())
+	cases := []struct {
+		args     []string
+		code     int
+		contains string
+	}{
+		{nil, 2, "usage"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"train", "--out", "x"}, 2, "missing --data"},
+		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--holdout", "0.9"}, 2, "--holdout"},
+		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--bits", "40"}, 1, "hash_bits 40"},
+		{[]string{"train", "--data", writeTSV(t, dir, "empty.tsv", ""), "--out", filepath.Join(dir, "o")}, 1, "empty file"},
+		{[]string{"eval", "--data", writeTSV(t, dir, "nocol.tsv", "body\tlabel\nx\t1\n")}, 1, "no text column"},
+		{[]string{"eval", "--data", writeTSV(t, dir, "badlabel.tsv", "text\tlabel\nx\tmaybe\n")}, 1, `unknown label "maybe"`},
+		{[]string{"eval", "--data", filepath.Join(dir, "missing.tsv")}, 1, "no such file"},
+		{[]string{"eval", "--model", good, "--data", good}, 1, "bad magic"},
+		{[]string{"eval", "--data", good, "--labels", "onlyone"}, 2, "--labels"},
+		{[]string{"sign", "--model", good}, 2, "missing --key"},
+	}
+	for _, tc := range cases {
+		code, _, errOut := sentctl(t, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.contains) {
+			t.Errorf("sentctl %q: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, errOut, tc.code, tc.contains)
+		}
+	}
+}
+
+func TestEvalUsesTheDefaultModel(t *testing.T) {
+	data := writeTSV(t, t.TempDir(), "d.tsv", "text\tlabel\na wonderful , moving film\tpositive\na dull , tedious mess\tnegative\n")
+	code, out, errOut := sentctl(t, "eval", "--data", data)
+	if code != 0 || !strings.Contains(out, "model: sst2-default") || !strings.Contains(out, "accuracy: 1.0000") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}

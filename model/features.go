@@ -1,0 +1,146 @@
+package model
+
+import "math"
+
+// Features configures how a text becomes hashed sparse features.
+type Features struct {
+	HashBits int  `json:"hash_bits"` // the weight table has 2^HashBits entries
+	NGrams   int  `json:"ngrams"`    // 1 = unigrams, 2 = + bigrams, 3 = + trigrams
+	Negation bool `json:"negation"`  // mark words after a negator until the clause ends
+	// Norm scales the feature sum: "none" (raw counts; best on short
+	// sentences) or "sqrt" (divide by the square root of the feature count;
+	// keeps long reviews' scores calibrated).
+	Norm string `json:"norm"`
+}
+
+// Norm values.
+const (
+	NormNone = "none"
+	NormSqrt = "sqrt"
+)
+
+// scale returns the factor applied to the sum of n feature weights.
+func (f Features) scale(n int) float32 {
+	if f.Norm == NormSqrt && n > 0 {
+		return float32(1 / math.Sqrt(float64(n)))
+	}
+	return 1
+}
+
+// Feature-kind salts keep unigrams, bigrams and trigrams apart in the table.
+const (
+	saltUni  = 0x9E3779B97F4A7C15
+	saltBi   = 0xC2B2AE3D27D4EB4F
+	saltTri  = 0x165667B19E3779F9
+	saltNeg  = 0xD6E8FEB86659FD93
+)
+
+// mix is the splitmix64 finaliser: it spreads hash bits before the table
+// index is taken from the top bits.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xBF58476D1CE4E5B9
+	x ^= x >> 27
+	x *= 0x94D049BB133111EB
+	x ^= x >> 31
+	return x
+}
+
+// featureIter turns a text into the table indexes of its features, in
+// order: for each word its unigram, then the bigram and trigram it ends. It
+// lives on the caller's stack and allocates nothing.
+type featureIter struct {
+	tok      tokenizer
+	shift    uint
+	ngrams   int
+	negation bool
+
+	neg         bool   // inside a negated clause
+	words       int    // words so far in this clause
+	prev, prev2 uint64 // effective hashes of the last two words
+	prevStart   int
+	prev2Start  int
+}
+
+// span says where a feature came from, for Explain.
+type span struct {
+	start, end int
+	negated    bool
+}
+
+func (f Features) iter(text string) featureIter {
+	return featureIter{tok: tokenizer{s: text}, shift: uint(64 - f.HashBits), ngrams: f.NGrams, negation: f.Negation}
+}
+
+func (it *featureIter) index(h, salt uint64) uint32 { return uint32(mix(h^salt) >> it.shift) }
+
+// maxPerToken is the most features one token adds (unigram, bigram, trigram).
+const maxPerToken = 3
+
+// fill writes the next features' indexes into idx (and their spans into
+// spans, when not nil) and returns how many it wrote: fewer than
+// len(idx)-maxPerToken+1 only at the end of the text. len(idx) must be at
+// least maxPerToken.
+func (it *featureIter) fill(idx []uint32, spans []span) int {
+	t := &it.tok
+	n := 0
+	for n+maxPerToken <= len(idx) && t.next() {
+		switch t.kind {
+		case tokBreak:
+			it.neg, it.words = false, 0
+			continue
+		case tokSymbol:
+			it.words = 0
+			idx[n] = it.index(t.hash, saltUni)
+			if spans != nil {
+				spans[n] = span{t.start, t.end, false}
+			}
+			n++
+			continue
+		}
+		h := t.hash
+		negated := it.negation && it.neg && !t.negator
+		if negated {
+			h ^= saltNeg
+		}
+		if t.negator && it.negation {
+			it.neg = true
+		}
+		idx[n] = it.index(h, saltUni)
+		if spans != nil {
+			spans[n] = span{t.start, t.end, negated}
+		}
+		n++
+		if it.ngrams >= 2 && it.words >= 1 {
+			idx[n] = it.index(it.prev*fnvPrime^h, saltBi)
+			if spans != nil {
+				spans[n] = span{it.prevStart, t.end, false}
+			}
+			n++
+		}
+		if it.ngrams >= 3 && it.words >= 2 {
+			idx[n] = it.index((it.prev2*fnvPrime^it.prev)*fnvPrime^h, saltTri)
+			if spans != nil {
+				spans[n] = span{it.prev2Start, t.end, false}
+			}
+			n++
+		}
+		it.prev2, it.prev = it.prev, h
+		it.prev2Start, it.prevStart = it.prevStart, t.start
+		it.words++
+	}
+	return n
+}
+
+// appendIndexes appends all feature indexes of text to dst (training).
+func (f Features) appendIndexes(dst []uint32, text string) []uint32 {
+	it := f.iter(text)
+	var buf [256]uint32
+	for {
+		k := it.fill(buf[:], nil)
+		dst = append(dst, buf[:k]...)
+		if k == 0 {
+			return dst
+		}
+	}
+}

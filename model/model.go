@@ -1,0 +1,167 @@
+// Package model is the sentiment model: a tokenizer that copes with real
+// text, hashed unigram/bigram features with negation marking, a logistic
+// regression trained in Go, the versioned artifact format with its SHA-256
+// and ed25519 signature, and a runtime whose Predict allocates nothing and
+// is safe for concurrent use.
+package model
+
+import (
+	"math"
+	"sort"
+)
+
+// Model is a loaded, validated model. It is immutable and safe for
+// concurrent use.
+type Model struct {
+	meta     Metadata
+	features Features
+	weights  []float32 // 2^HashBits entries
+	bias     float32
+	digest   string // "sha256:<hex>" of the artifact bytes it was loaded from
+}
+
+// Prediction is the model's answer for one text.
+type Prediction struct {
+	Label string  // the winning label's name
+	Index int     // 0 or 1
+	Score float32 // probability of Label, in [0.5, 1]
+	// Positive is the probability of label 1 (e.g. "positive").
+	Positive float32
+}
+
+// Meta returns the model's metadata (labels, training, metrics).
+func (m *Model) Meta() Metadata { return m.meta }
+
+// Digest returns "sha256:<hex>" of the artifact the model was loaded from.
+func (m *Model) Digest() string { return m.digest }
+
+// Labels returns the two label names, index 0 first.
+func (m *Model) Labels() [2]string { return [2]string{m.meta.Labels[0], m.meta.Labels[1]} }
+
+// logit returns the raw score (log-odds of label 1) of text.
+func (m *Model) logit(text string) float32 {
+	it := m.features.iter(text)
+	var sum float32
+	n := 0
+	// Gather indexes first, then sum: the table loads of a batch overlap
+	// instead of each waiting behind the tokenizer's branches.
+	var batch [64]uint32
+	for {
+		k := it.fill(batch[:], nil)
+		if k == 0 {
+			break
+		}
+		for _, j := range batch[:k] {
+			sum += m.weights[j]
+		}
+		n += k
+	}
+	return m.bias + sum*m.features.scale(n)
+}
+
+// Predict classifies text. It allocates nothing and does not retain text.
+func (m *Model) Predict(text string) Prediction {
+	p := sigmoid(m.logit(text))
+	if p >= 0.5 {
+		return Prediction{Label: m.meta.Labels[1], Index: 1, Score: p, Positive: p}
+	}
+	return Prediction{Label: m.meta.Labels[0], Index: 0, Score: 1 - p, Positive: p}
+}
+
+// PredictBatch classifies texts into out (grown if too short) and returns it.
+func (m *Model) PredictBatch(texts []string, out []Prediction) []Prediction {
+	out = out[:0]
+	for _, t := range texts {
+		out = append(out, m.Predict(t))
+	}
+	return out
+}
+
+func sigmoid(z float32) float32 {
+	return float32(1 / (1 + math.Exp(-float64(z))))
+}
+
+// Contribution is one feature's share of a prediction's log-odds: positive
+// values push towards label 1.
+type Contribution struct {
+	Feature string  `json:"feature"` // e.g. "good", "not good", "NOT_funny", "!"
+	Weight  float32 `json:"weight"`
+}
+
+// Explain returns the k features of text that moved its score most, largest
+// magnitude first. A feature seen several times is reported once with its
+// summed contribution.
+func (m *Model) Explain(text string, k int) []Contribution {
+	if k <= 0 {
+		return nil
+	}
+	type key struct {
+		index uint32
+		name  string
+	}
+	var idx []uint32
+	var spans []span
+	it := m.features.iter(text)
+	var ib [64]uint32
+	var sb [64]span
+	for {
+		k := it.fill(ib[:], sb[:])
+		if k == 0 {
+			break
+		}
+		idx, spans = append(idx, ib[:k]...), append(spans, sb[:k]...)
+	}
+	scale := m.features.scale(len(idx))
+	sums := map[key]float32{}
+	var order []key
+	for i, j := range idx {
+		k := key{j, featureName(text, spans[i])}
+		if _, seen := sums[k]; !seen {
+			order = append(order, k)
+		}
+		sums[k] += m.weights[j] * scale
+	}
+	out := make([]Contribution, 0, len(order))
+	for _, k := range order {
+		out = append(out, Contribution{Feature: k.name, Weight: sums[k]})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return abs32(out[i].Weight) > abs32(out[j].Weight) })
+	if len(out) > k {
+		out = out[:k]
+	}
+	return out
+}
+
+func featureName(text string, f span) string {
+	name := lowerSpan(text[f.start:f.end])
+	if f.negated {
+		return "NOT_" + name
+	}
+	return name
+}
+
+// lowerSpan lowercases a span and folds runs of white space into one space,
+// so a bigram across a line break reads "not good".
+func lowerSpan(s string) string {
+	out := make([]rune, 0, len(s))
+	space := false
+	for _, r := range s {
+		if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
+			space = true
+			continue
+		}
+		if space && len(out) > 0 {
+			out = append(out, ' ')
+		}
+		space = false
+		out = append(out, toLower(r))
+	}
+	return string(out)
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

@@ -1,0 +1,361 @@
+package model
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// tokens lists the unigram feature names of text, as Explain names them.
+func tokens(text string) []string {
+	it := Features{HashBits: 16, NGrams: 1, Negation: true, Norm: NormNone}.iter(text)
+	var idx [64]uint32
+	var spans [64]span
+	var out []string
+	for {
+		k := it.fill(idx[:], spans[:])
+		if k == 0 {
+			return out
+		}
+		for _, sp := range spans[:k] {
+			out = append(out, featureName(text, sp))
+		}
+	}
+}
+
+func TestTokenizer(t *testing.T) {
+	f := func(text string, want ...string) {
+		t.Helper()
+		got := tokens(text)
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("tokens(%q) = %q, want %q", text, got, want)
+		}
+	}
+	f("")
+	f("   \t\n")
+	f("Not good.", "not", "NOT_good")
+	f("not good . good", "not", "NOT_good", "good")
+	f("This movie isn't funny, but great", "this", "movie", "isn't", "NOT_funny", "but", "great")
+	f("I don\u2019t like it", "i", "don\u2019t", "NOT_like", "NOT_it")
+	f("it does n't work", "it", "does", "n't", "NOT_work")
+	f("it 's fine", "it", "'s", "fine")
+	f("Great<br /><br />Awful", "great", "awful")
+	f("a <b>bold</b> claim", "a", "bold", "claim")
+	f("x < y > z", "x", "y", "z")
+	f("I love it \U0001F60D!!", "i", "love", "it", "\U0001F60D", "!", "!")
+	f("thumbs \U0001F44D\U0001F3FD", "thumbs", "\U0001F44D")
+	f("bad :( but ok :-)", "bad", ":(", "but", "ok", ":-)")
+	f("good\xffbad\xc3", "good", "bad")
+	f("Caf\u00e9 \u00c9T\u00c9", "caf\u00e9", "\u00e9t\u00e9")
+	f("see http://x.com now", "see", "http", "x", "com", "now")
+	f("UNFLINCHINGLY bleak", "unflinchingly", "bleak")
+	f("abcdefgh ijklmnopq", "abcdefgh", "ijklmnopq")
+	f("numbers 42 and 3.5", "numbers", "42", "and", "3", "5")
+}
+
+func TestHashIgnoresCaseAndApostropheForm(t *testing.T) {
+	feats := Features{HashBits: 20, NGrams: 2, Negation: true, Norm: NormNone}
+	same := func(a, b string) {
+		t.Helper()
+		x, y := feats.appendIndexes(nil, a), feats.appendIndexes(nil, b)
+		if fmt.Sprint(x) != fmt.Sprint(y) {
+			t.Errorf("features of %q %v differ from %q %v", a, x, b, y)
+		}
+	}
+	same("GOOD Movie", "good movie")
+	same("UNFLINCHINGLY UNFORGETTABLE", "unflinchingly unforgettable")
+	same("don\u2019t", "don't")
+	same("\u00c9T\u00c9 superbe", "\u00e9t\u00e9 superbe")
+	// The SWAR path (8+ ASCII bytes) and the byte path agree: the same word
+	// at the end of a text (byte path) and inside one (fast path).
+	a := feats.appendIndexes(nil, "wonderfully")
+	b := feats.appendIndexes(nil, "wonderfully and")
+	if a[0] != b[0] {
+		t.Errorf("word hash depends on the path: %d vs %d", a[0], b[0])
+	}
+}
+
+var (
+	posWords = []string{"great", "wonderful", "superb", "moving", "funny", "brilliant", "charming", "delightful"}
+	negWords = []string{"awful", "boring", "dull", "terrible", "bland", "tedious", "mess", "waste"}
+	fillers  = []string{"the", "movie", "film", "plot", "acting", "was", "is", "a", "and", "story"}
+)
+
+// synthetic makes a labelled corpus with a known signal, including negated
+// examples ("not great" is negative).
+func synthetic(n int, seed uint64) []Example {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	out := make([]Example, n)
+	for i := range out {
+		label := rng.IntN(2)
+		words := []string{fillers[rng.IntN(len(fillers))], fillers[rng.IntN(len(fillers))]}
+		negate := rng.IntN(4) == 0
+		lex := posWords
+		if (label == 1) == negate {
+			lex = negWords
+		}
+		if negate {
+			words = append(words, "not")
+		}
+		words = append(words, lex[rng.IntN(len(lex))], fillers[rng.IntN(len(fillers))])
+		out[i] = Example{Text: strings.Join(words, " "), Label: label}
+	}
+	return out
+}
+
+func smallConfig() TrainConfig {
+	cfg := DefaultTrainConfig()
+	cfg.Name = "test"
+	cfg.Features.HashBits = 12
+	cfg.DataDigest = "sha256:" + strings.Repeat("0", 64)
+	return cfg
+}
+
+func trainSmall(t testing.TB) *Model {
+	t.Helper()
+	m, err := Train(synthetic(2000, 1), smallConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestTrainLearnsSignalAndNegation(t *testing.T) {
+	m := trainSmall(t)
+	ev := Evaluate(m, synthetic(500, 2), nil)
+	if ev.Accuracy() < 0.95 {
+		t.Fatalf("accuracy on held-out synthetic data %.3f, want >= 0.95", ev.Accuracy())
+	}
+	if p := m.Predict("the film was great"); p.Label != "positive" {
+		t.Errorf("'great' -> %+v", p)
+	}
+	if p := m.Predict("the film was not great"); p.Label != "negative" {
+		t.Errorf("'not great' -> %+v", p)
+	}
+	p := m.Predict("a dull movie")
+	if p.Label != "negative" || p.Score < 0.5 || p.Score > 1 || math.Abs(float64(p.Positive+p.Score-1)) > 1e-6 {
+		t.Errorf("'dull' -> %+v", p)
+	}
+}
+
+func TestTrainIsDeterministic(t *testing.T) {
+	a, err := trainSmall(t).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := trainSmall(t).Encode()
+	if !bytes.Equal(a, b) {
+		t.Fatal("two trainings with the same data and seed differ")
+	}
+	cfg := smallConfig()
+	cfg.Seed = 2
+	m, _ := Train(synthetic(2000, 1), cfg, nil)
+	c, _ := m.Encode()
+	if bytes.Equal(a, c) {
+		t.Fatal("a different seed gave the same artifact")
+	}
+}
+
+func TestTrainRejectsBadInput(t *testing.T) {
+	if _, err := Train(nil, smallConfig(), nil); err == nil {
+		t.Error("no examples: no error")
+	}
+	if _, err := Train([]Example{{Text: "x", Label: 2}}, smallConfig(), nil); err == nil {
+		t.Error("label 2: no error")
+	}
+	cfg := smallConfig()
+	cfg.Features.HashBits = 30
+	if _, err := Train(synthetic(10, 1), cfg, nil); err == nil {
+		t.Error("hash_bits 30: no error")
+	}
+}
+
+func TestArtifactRoundTrip(t *testing.T) {
+	m := trainSmall(t)
+	data, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Digest() != Digest(data) || !strings.HasPrefix(loaded.Digest(), "sha256:") {
+		t.Fatalf("digest %q", loaded.Digest())
+	}
+	for _, ex := range synthetic(200, 3) {
+		if a, b := m.Predict(ex.Text), loaded.Predict(ex.Text); a != b {
+			t.Fatalf("%q: %+v before encoding, %+v after", ex.Text, a, b)
+		}
+	}
+	if loaded.Meta().Training.Examples != 2000 || loaded.Meta().Name != "test" {
+		t.Fatalf("metadata %+v", loaded.Meta())
+	}
+}
+
+// corrupt rebuilds an artifact with a valid checksum around a changed body,
+// so the loader's field checks (not just the checksum) are exercised.
+func resum(data []byte) []byte {
+	body := data[:len(data)-checksumSize]
+	d, _ := ParseDigest(Digest(body))
+	return append(append([]byte{}, body...), d...)
+}
+
+func TestLoadRejectsCorruptArtifacts(t *testing.T) {
+	good, err := trainSmall(t).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hlen := int(binary.LittleEndian.Uint32(good[8:]))
+	mod := func(f func(b []byte) []byte) []byte { return f(append([]byte{}, good...)) }
+	setHeader := func(b []byte, old, new string) []byte {
+		h := strings.Replace(string(b[12:12+hlen]), old, new, 1)
+		out := append(append(append([]byte{}, b[:8]...), binary.LittleEndian.AppendUint32(nil, uint32(len(h)))...), h...)
+		return resum(append(out, b[12+hlen:]...))
+	}
+	cases := []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"empty", nil, ErrTruncated},
+		{"truncated header", good[:20], ErrTruncated},
+		{"truncated weights", good[:len(good)/2], ErrChecksum},
+		{"truncated, resummed", resum(good[:len(good)-100]), ErrSizeMismatch},
+		{"flipped byte", mod(func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b }), ErrChecksum},
+		{"flipped checksum", mod(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), ErrChecksum},
+		{"wrong magic", mod(func(b []byte) []byte { copy(b, "ZIP!"); return b }), ErrBadMagic},
+		{"future version", mod(func(b []byte) []byte { b[4] = 9; return resum(b) }), ErrUnsupportedVersion},
+		{"huge header length", mod(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 0xFFFFFFF0); return resum(b) }), ErrBadHeader},
+		{"header length past the end", mod(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], uint32(len(b))); return resum(b) }), ErrTruncated},
+		{"zero header length", mod(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 0); return resum(b) }), ErrBadHeader},
+		{"huge hash_bits", setHeader(good, `"hash_bits":12`, `"hash_bits":60`), ErrBadHeader},
+		{"hash_bits disagrees with size", setHeader(good, `"hash_bits":12`, `"hash_bits":13`), ErrSizeMismatch},
+		{"unknown header field", setHeader(good, `"name":`, `"evil":1,"name":`), ErrBadHeader},
+		{"one label", setHeader(good, `"labels":["negative","positive"]`, `"labels":["x"]`), ErrBadHeader},
+		{"bad norm", setHeader(good, `"norm":"none"`, `"norm":"log"`), ErrBadHeader},
+		{"header not JSON", setHeader(good, `{`, `[`), ErrBadHeader},
+		{"NaN weight", mod(func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[12+hlen+40:], math.Float32bits(float32(math.NaN())))
+			return resum(b)
+		}), ErrBadWeights},
+		{"too large", make([]byte, MaxArtifactSize+1), ErrTooLarge},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.data)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Load: err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPredictAllocatesNothing(t *testing.T) {
+	m := trainSmall(t)
+	long := strings.Repeat("the acting was not great but the story is charming ", 40)
+	for _, text := range []string{"a wonderful film", long, "", "\xff\xfe", "caf\u00e9 \U0001F60D"} {
+		if n := testing.AllocsPerRun(100, func() { m.Predict(text) }); n != 0 {
+			t.Errorf("Predict(%.20q) allocates %.0f times", text, n)
+		}
+	}
+}
+
+func TestPredictBatchMatchesPredict(t *testing.T) {
+	m := trainSmall(t)
+	texts := []string{"great", "awful", "not great", ""}
+	out := m.PredictBatch(texts, nil)
+	for i, text := range texts {
+		if out[i] != m.Predict(text) {
+			t.Errorf("batch[%d] = %+v, Predict = %+v", i, out[i], m.Predict(text))
+		}
+	}
+}
+
+func TestExplain(t *testing.T) {
+	m := trainSmall(t)
+	got := m.Explain("the plot was dull dull. it was not great", 3)
+	if len(got) != 3 {
+		t.Fatalf("Explain returned %d features: %+v", len(got), got)
+	}
+	for i := 1; i < len(got); i++ {
+		if abs32(got[i].Weight) > abs32(got[i-1].Weight) {
+			t.Fatalf("not sorted by magnitude: %+v", got)
+		}
+	}
+	names := map[string]float32{}
+	for _, c := range m.Explain("the plot was dull dull. it was not great", 100) {
+		names[c.Feature] = c.Weight
+	}
+	if names["NOT_great"] >= 0 || names["dull"] >= 0 {
+		t.Fatalf("NOT_great and dull should push negative: %v", names)
+	}
+	if _, ok := names["not great"]; !ok {
+		t.Fatalf("bigram 'not great' missing: %v", names)
+	}
+	if m.Explain("x", 0) != nil {
+		t.Fatal("k=0 should return nothing")
+	}
+}
+
+func TestSignVerify(t *testing.T) {
+	pub, priv, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub, otherPriv, _ := GenerateKey()
+	data, _ := trainSmall(t).Encode()
+	digest := Digest(data)
+	sig, err := Sign(priv, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := Verify(sig, digest, []ed25519.PublicKey{otherPub, pub}); err != nil || id != KeyID(pub) {
+		t.Fatalf("Verify = %q, %v", id, err)
+	}
+	// Round trip through the on-disk encodings.
+	parsed, err := ParseSignature(EncodeSignature(sig))
+	if err != nil || parsed != sig {
+		t.Fatalf("ParseSignature = %+v, %v", parsed, err)
+	}
+	keys, err := ParsePublicKeys(append(MarshalPublicKey(otherPub), MarshalPublicKey(pub)...))
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("ParsePublicKeys = %d keys, %v", len(keys), err)
+	}
+	back, err := ParsePrivateKey(MarshalPrivateKey(priv))
+	if err != nil || !back.Equal(priv) {
+		t.Fatalf("ParsePrivateKey: %v", err)
+	}
+
+	other := Digest(append(data, 0))
+	wrongKeySig, _ := Sign(otherPriv, digest)
+	flipped := sig
+	raw := []byte(flipped.Signature)
+	raw[3] ^= 0x01
+	flipped.Signature = string(raw)
+	bad := []struct {
+		name   string
+		sig    Signature
+		digest string
+	}{
+		{"other artifact", sig, other},
+		{"signed by an untrusted key", wrongKeySig, digest},
+		{"flipped signature byte", flipped, digest},
+		{"garbage signature", Signature{Algorithm: "ed25519", KeyID: sig.KeyID, Digest: digest, Signature: "!!"}, digest},
+		{"wrong algorithm", Signature{Algorithm: "rsa", KeyID: sig.KeyID, Digest: digest, Signature: sig.Signature}, digest},
+	}
+	for _, tc := range bad {
+		if _, err := Verify(tc.sig, tc.digest, []ed25519.PublicKey{pub}); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: err = %v, want ErrBadSignature", tc.name, err)
+		}
+	}
+	if _, err := ParseSignature([]byte(`{"algorithm":"ed25519","extra":1}`)); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("unknown field: %v", err)
+	}
+}
