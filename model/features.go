@@ -29,10 +29,10 @@ func (f Features) scale(n int) float32 {
 
 // Feature-kind salts keep unigrams, bigrams and trigrams apart in the table.
 const (
-	saltUni  = 0x9E3779B97F4A7C15
-	saltBi   = 0xC2B2AE3D27D4EB4F
-	saltTri  = 0x165667B19E3779F9
-	saltNeg  = 0xD6E8FEB86659FD93
+	saltUni = 0x9E3779B97F4A7C15
+	saltBi  = 0xC2B2AE3D27D4EB4F
+	saltTri = 0x165667B19E3779F9
+	saltNeg = 0xD6E8FEB86659FD93
 )
 
 // mix is the splitmix64 finaliser: it spreads hash bits before the table

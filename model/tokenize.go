@@ -10,11 +10,10 @@ import (
 type tokKind uint8
 
 const (
-	tokWord    tokKind = iota // letters/digits, apostrophes inside ("don't", "n't", "'s")
-	tokSymbol                 // an emoji, emoticon, "!" or "?": a unigram that breaks bigrams
-	tokBreak                  // clause punctuation or an HTML tag: ends negation and bigrams
+	tokWord   tokKind = iota // letters/digits, apostrophes inside ("don't", "n't", "'s")
+	tokSymbol                // an emoji, emoticon, "!" or "?": a unigram that breaks bigrams
+	tokBreak                 // clause punctuation or an HTML tag: ends negation and bigrams
 )
-
 
 const (
 	fnvOffset = 14695981039346656037
