@@ -3,6 +3,7 @@ module github.com/sentimentpro/sentiment
 go 1.26.7
 
 require (
+	github.com/VictoriaMetrics/metrics v1.45.0
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/jonreiter/govader v0.0.0-20250429093935-f6505c8d03cc
 	github.com/minio/minio-go/v7 v7.4.1
@@ -39,6 +40,8 @@ require (
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/rs/xid v1.6.0 // indirect
 	github.com/tinylib/msgp v1.6.4 // indirect
+	github.com/valyala/fastrand v1.1.0 // indirect
+	github.com/valyala/histogram v1.2.0 // indirect
 	github.com/zeebo/xxh3 v1.1.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect

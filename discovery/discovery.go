@@ -139,7 +139,8 @@ func (i Instance) HostPort() string {
 // Passing reports whether every check of the instance passes.
 func (i Instance) Passing() bool { return i.Status == api.HealthPassing }
 
-func instanceFrom(dc string, e *api.ServiceEntry) Instance {
+// InstanceFrom converts a Consul health entry seen in datacenter dc.
+func InstanceFrom(dc string, e *api.ServiceEntry) Instance {
 	addr := e.Service.Address
 	if addr == "" {
 		addr = e.Node.Address

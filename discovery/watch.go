@@ -100,7 +100,7 @@ func (w *Watcher) deliver(entries []*api.ServiceEntry, index uint64) {
 			dc = e.Node.Datacenter
 			snap.Datacenter = dc
 		}
-		snap.Instances = append(snap.Instances, instanceFrom(dc, e))
+		snap.Instances = append(snap.Instances, InstanceFrom(dc, e))
 	}
 	if w.OnSnapshot != nil {
 		w.OnSnapshot(snap)

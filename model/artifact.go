@@ -30,7 +30,7 @@ const (
 	FormatVersion = 1
 	MaxHeaderSize = 1 << 20
 	MinHashBits   = 8
-	MaxHashBits   = 24
+	MaxHashBits   = 26
 	prefixSize    = 12
 	checksumSize  = sha256.Size
 	// MaxArtifactSize bounds what Load accepts: the largest table plus header.

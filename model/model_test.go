@@ -207,7 +207,13 @@ func resum(data []byte) []byte {
 	return append(append([]byte{}, body...), d...)
 }
 
-func TestLoadRejectsCorruptArtifacts(t *testing.T) {
+type corruptCase struct {
+	name string
+	data []byte
+	want error
+}
+
+func corruptArtifacts(t *testing.T) (good []byte, cases []corruptCase) {
 	good, err := trainSmall(t).Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -219,11 +225,7 @@ func TestLoadRejectsCorruptArtifacts(t *testing.T) {
 		out := append(append(append([]byte{}, b[:8]...), binary.LittleEndian.AppendUint32(nil, uint32(len(h)))...), h...)
 		return resum(append(out, b[12+hlen:]...))
 	}
-	cases := []struct {
-		name string
-		data []byte
-		want error
-	}{
+	return good, []corruptCase{
 		{"empty", nil, ErrTruncated},
 		{"truncated header", good[:20], ErrTruncated},
 		{"truncated weights", good[:len(good)/2], ErrChecksum},
@@ -247,6 +249,10 @@ func TestLoadRejectsCorruptArtifacts(t *testing.T) {
 		}), ErrBadWeights},
 		{"too large", make([]byte, MaxArtifactSize+1), ErrTooLarge},
 	}
+}
+
+func TestLoadRejectsCorruptArtifacts(t *testing.T) {
+	_, cases := corruptArtifacts(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(tc.data)
@@ -357,5 +363,46 @@ func TestSignVerify(t *testing.T) {
 	}
 	if _, err := ParseSignature([]byte(`{"algorithm":"ed25519","extra":1}`)); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("unknown field: %v", err)
+	}
+}
+
+// TestVerifierAgreesWithLoad streams every corrupt artifact through the
+// Verifier in uneven chunks: it must reject each one (the error kind may
+// differ where streaming sees a problem before the checksum), and accept the
+// good artifact with the same metadata Load reads.
+func TestVerifierAgreesWithLoad(t *testing.T) {
+	good, cases := corruptArtifacts(t)
+	stream := func(data []byte, chunk int) (Metadata, error) {
+		v := NewVerifier()
+		for len(data) > 0 {
+			k := min(chunk, len(data))
+			if _, err := v.Write(data[:k]); err != nil {
+				return Metadata{}, err
+			}
+			data = data[k:]
+			chunk = chunk*7%13 + 1
+		}
+		return v.Close()
+	}
+	for _, chunk := range []int{1, 3, 4096} {
+		md, err := stream(good, chunk)
+		if err != nil {
+			t.Fatalf("chunk %d: good artifact rejected: %v", chunk, err)
+		}
+		m, _ := Load(good)
+		if md.Name != m.Meta().Name || md.Training != m.Meta().Training {
+			t.Fatalf("metadata %+v, Load read %+v", md, m.Meta())
+		}
+		for _, tc := range cases {
+			if tc.name == "too large" {
+				continue // a size limit is the caller's (the registry's upload cap)
+			}
+			if _, err := stream(tc.data, chunk); err == nil {
+				t.Errorf("chunk %d, %s: accepted", chunk, tc.name)
+			}
+		}
+	}
+	if _, err := stream(append(append([]byte{}, good...), 0), 4096); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("trailing byte: %v, want ErrSizeMismatch", err)
 	}
 }

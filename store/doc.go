@@ -117,3 +117,21 @@ func DocHistory(ctx context.Context, s Store, key string, limit int) ([]Doc, err
 	}
 	return docs, nil
 }
+
+// DocRevision returns the newest revision number of the document at key
+// (0 if it does not exist) with one List and no GET: cheap enough to poll.
+func DocRevision(ctx context.Context, s Store, key string) (uint64, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, err
+	}
+	infos, err := s.List(ctx, key+"/r", "", 1)
+	if err != nil {
+		return 0, fmt.Errorf("cannot list revisions of %q: %w", key, err)
+	}
+	for _, info := range infos {
+		if rev, ok := parseRevKey(key, info.Key); ok {
+			return rev, nil
+		}
+	}
+	return 0, nil
+}

@@ -1,0 +1,381 @@
+// Package admin is the operators' API on top of the registry: promote a
+// version to a channel (everywhere or for some regions) behind a quality
+// gate, roll back, show a channel's history and the rollout status that
+// edges report through Consul, and query the audit trail. Its routes are
+// mounted on the registry's API, so they share authentication, request IDs,
+// logs and metrics.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/sentimentpro/sentiment/registry"
+)
+
+// Config configures the admin API; it is built in main.
+type Config struct {
+	// ProductionChannels only admins may move; they pass the quality gate.
+	ProductionChannels []string
+	// QualityMargin is how much lower a candidate's recorded accuracy may
+	// be than the version it replaces (default 0.01).
+	QualityMargin float64
+	// Consul and Datacenters feed rollout status; EdgeService is the
+	// edges' service name in Consul.
+	Consul      *api.Client
+	Datacenters []string
+	EdgeService string
+}
+
+type admin struct {
+	reg *registry.Registry
+	cfg Config
+}
+
+var (
+	promotesOK      = metrics.NewCounter(`registry_promotes_total{result="ok"}`)
+	promotesRefused = metrics.NewCounter(`registry_promotes_total{result="refused"}`)
+	rollbacksOK     = metrics.NewCounter(`registry_rollbacks_total{result="ok"}`)
+	rollbacksFailed = metrics.NewCounter(`registry_rollbacks_total{result="refused"}`)
+)
+
+// Mount adds the admin routes to the registry API.
+func Mount(a *registry.API, cfg Config) {
+	if len(cfg.ProductionChannels) == 0 {
+		cfg.ProductionChannels = []string{"production"}
+	}
+	if cfg.QualityMargin == 0 {
+		cfg.QualityMargin = 0.01
+	}
+	if cfg.EdgeService == "" {
+		cfg.EdgeService = "sentiment-edge"
+	}
+	ad := &admin{reg: a.Registry(), cfg: cfg}
+	a.Handle("POST /v1/admin/models/{name}/channels/{channel}/promote", registry.RolePublisher, ad.promote)
+	a.Handle("POST /v1/admin/models/{name}/channels/{channel}/rollback", registry.RolePublisher, ad.rollback)
+	a.Handle("GET /v1/admin/models/{name}/channels/{channel}/history", registry.RoleReader, ad.history)
+	a.Handle("GET /v1/admin/models/{name}/status", registry.RoleReader, ad.status)
+	a.Handle("GET /v1/admin/audit", registry.RoleAdmin, ad.audit)
+}
+
+func (ad *admin) isProduction(channel string) bool {
+	return slices.Contains(ad.cfg.ProductionChannels, channel)
+}
+
+// MoveRequest is the body of promote and rollback.
+type MoveRequest struct {
+	// Version to promote; for rollback, an explicit version to roll back to
+	// (default: the previous target from the channel's history).
+	Version string `json:"version,omitempty"`
+	// Regions limits the move to these regions' overrides; empty moves the
+	// global target (and, for promote, clears every override).
+	Regions []string `json:"regions,omitempty"`
+	Force   bool     `json:"force,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+	// ExpectRevision makes the move conditional on the channel still being
+	// at that revision (409 otherwise), for careful tooling.
+	ExpectRevision *uint64 `json:"expect_revision,omitempty"`
+}
+
+func (m *MoveRequest) validate(needVersion bool) error {
+	if needVersion && m.Version == "" {
+		return fmt.Errorf("%w: version is required", registry.ErrInvalid)
+	}
+	if m.Version != "" {
+		if err := registry.ValidateName("version", m.Version); err != nil {
+			return err
+		}
+	}
+	if len(m.Regions) > 64 {
+		return fmt.Errorf("%w: at most 64 regions", registry.ErrInvalid)
+	}
+	for _, r := range m.Regions {
+		if err := registry.ValidateName("region", r); err != nil {
+			return err
+		}
+	}
+	if len(m.Reason) > 1024 {
+		return fmt.Errorf("%w: reason longer than 1024 bytes", registry.ErrInvalid)
+	}
+	return nil
+}
+
+// authorizeMove enforces that publishers never move production channels and
+// only admins force.
+func (ad *admin) authorizeMove(p registry.Principal, channel string, force bool) error {
+	if ad.isProduction(channel) && p.Role < registry.RoleAdmin {
+		return &registry.HTTPError{Code: http.StatusForbidden, Msg: fmt.Sprintf("only admins may move the %q channel", channel)}
+	}
+	if force && p.Role < registry.RoleAdmin {
+		return &registry.HTTPError{Code: http.StatusForbidden, Msg: "only admins may force a move"}
+	}
+	return nil
+}
+
+func (ad *admin) promote(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
+	name, channel := r.PathValue("name"), r.PathValue("channel")
+	var req MoveRequest
+	if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
+		return err
+	}
+	if err := req.validate(true); err != nil {
+		return err
+	}
+	entry := ad.entry(r, p, "promote", name, channel, req)
+	if err := ad.authorizeMove(p, channel, req.Force); err != nil {
+		entry.Result, entry.Detail = "denied", err.Error()
+		ad.reg.Audit(r.Context(), entry)
+		return err
+	}
+	candidate, err := ad.reg.GetVersion(r.Context(), name, req.Version)
+	if err != nil {
+		return err
+	}
+	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur registry.Channel) (registry.Channel, error) {
+		if ad.isProduction(channel) && !req.Force {
+			if err := ad.qualityGate(r.Context(), cur, candidate, req.Regions); err != nil {
+				return registry.Channel{}, err
+			}
+		}
+		next := cur
+		if len(req.Regions) == 0 {
+			next.Global, next.Regions = req.Version, nil
+		} else {
+			next.Regions = cloneMap(cur.Regions)
+			for _, region := range req.Regions {
+				next.Regions[region] = req.Version
+			}
+		}
+		next.Change = ad.change("promote", p, r, req)
+		return next, nil
+	})
+	return ad.finishMove(w, r, entry, c, err, promotesOK, promotesRefused)
+}
+
+// qualityGate refuses a candidate whose recorded accuracy is lower than
+// that of each version it would replace by more than the margin.
+func (ad *admin) qualityGate(ctx context.Context, cur registry.Channel, candidate registry.Version, regions []string) error {
+	replaced := map[string]bool{}
+	if len(regions) == 0 {
+		for _, v := range cur.Targets() {
+			replaced[v] = true
+		}
+	} else {
+		for _, region := range regions {
+			if v := cur.Resolve(region); v != "" {
+				replaced[v] = true
+			}
+		}
+	}
+	candAcc, candOK := candidate.Accuracy()
+	for v := range replaced {
+		if v == candidate.Version {
+			continue
+		}
+		old, err := ad.reg.GetVersion(ctx, cur.Model, v)
+		if err != nil {
+			return err
+		}
+		oldAcc, oldOK := old.Accuracy()
+		switch {
+		case !oldOK:
+			continue
+		case !candOK:
+			return fmt.Errorf("%w: %s records no accuracy, %s records %.4f (use force to override)", registry.ErrQualityGate, candidate.Version, v, oldAcc)
+		case candAcc < oldAcc-ad.cfg.QualityMargin:
+			return fmt.Errorf("%w: %s accuracy %.4f is below %s's %.4f by more than the %.4f margin (use force to override)",
+				registry.ErrQualityGate, candidate.Version, candAcc, v, oldAcc, ad.cfg.QualityMargin)
+		}
+	}
+	return nil
+}
+
+func (ad *admin) rollback(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
+	name, channel := r.PathValue("name"), r.PathValue("channel")
+	var req MoveRequest
+	if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
+		return err
+	}
+	if err := req.validate(false); err != nil {
+		return err
+	}
+	entry := ad.entry(r, p, "rollback", name, channel, req)
+	if err := ad.authorizeMove(p, channel, req.Force); err != nil {
+		entry.Result, entry.Detail = "denied", err.Error()
+		ad.reg.Audit(r.Context(), entry)
+		return err
+	}
+	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur registry.Channel) (registry.Channel, error) {
+		if cur.Revision == 0 {
+			return registry.Channel{}, fmt.Errorf("channel %s/%s: %w", name, channel, registry.ErrNotFound)
+		}
+		next, err := ad.rollbackTarget(r.Context(), cur, req)
+		if err != nil {
+			return registry.Channel{}, err
+		}
+		next.Change = ad.change("rollback", p, r, req)
+		return next, nil
+	})
+	return ad.finishMove(w, r, entry, c, err, rollbacksOK, rollbacksFailed)
+}
+
+// rollbackTarget computes the state a rollback moves to. With a version,
+// that version becomes the target of the scope. Without one, a global
+// rollback restores the newest earlier revision whose global target
+// differs from the current one (overrides included), and a regional one
+// sets each region to the newest earlier target it resolved to that
+// differs from its current one.
+func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req MoveRequest) (registry.Channel, error) {
+	next := cur
+	next.Regions = cloneMap(cur.Regions)
+	if req.Version != "" {
+		if len(req.Regions) == 0 {
+			next.Global, next.Regions = req.Version, nil
+		}
+		for _, region := range req.Regions {
+			next.Regions[region] = req.Version
+		}
+		return next, nil
+	}
+	hist, err := ad.reg.ChannelHistory(ctx, cur.Model, cur.Channel, 0)
+	if err != nil {
+		return registry.Channel{}, err
+	}
+	if len(req.Regions) == 0 {
+		for _, old := range hist {
+			if old.Revision < cur.Revision && old.Global != "" && old.Global != cur.Global {
+				next.Global, next.Regions = old.Global, cloneMap(old.Regions)
+				return next, nil
+			}
+		}
+		return registry.Channel{}, fmt.Errorf("%w: channel %s/%s has no earlier global target to roll back to", registry.ErrConflict, cur.Model, cur.Channel)
+	}
+	for _, region := range req.Regions {
+		now := cur.Resolve(region)
+		found := false
+		for _, old := range hist {
+			if v := old.Resolve(region); old.Revision < cur.Revision && v != "" && v != now {
+				next.Regions[region] = v
+				found = true
+				break
+			}
+		}
+		if !found {
+			return registry.Channel{}, fmt.Errorf("%w: region %s of %s/%s has no earlier target to roll back to", registry.ErrConflict, region, cur.Model, cur.Channel)
+		}
+	}
+	return next, nil
+}
+
+func (ad *admin) change(action string, p registry.Principal, r *http.Request, req MoveRequest) registry.Change {
+	return registry.Change{Action: action, Actor: p.Name, Regions: req.Regions, Reason: req.Reason, Forced: req.Force,
+		RequestID: registry.RequestID(r.Context())}
+}
+
+func (ad *admin) entry(r *http.Request, p registry.Principal, action, name, channel string, req MoveRequest) registry.AuditEntry {
+	return registry.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Model: name, Channel: channel,
+		Version: req.Version, Regions: req.Regions, Forced: req.Force, Reason: req.Reason, RequestID: registry.RequestID(r.Context())}
+}
+
+// finishMove audits the outcome and writes the response.
+func (ad *admin) finishMove(w http.ResponseWriter, r *http.Request, entry registry.AuditEntry, c registry.Channel, err error, ok, refused *metrics.Counter) error {
+	if err != nil {
+		refused.Inc()
+		entry.Result, entry.Detail = "refused", err.Error()
+		if registry.StatusOf(err) >= 500 {
+			entry.Result = "error"
+		}
+		ad.reg.Audit(r.Context(), entry)
+		return err
+	}
+	ok.Inc()
+	entry.Result, entry.Revision = "ok", c.Revision
+	entry.Before, entry.After = c.Change.Before, c.Change.After
+	if entry.Version == "" {
+		entry.Version = c.Global
+	}
+	if _, err := ad.reg.Audit(r.Context(), entry); err != nil {
+		// The move happened and is in the channel history; say so.
+		return &registry.HTTPError{Code: http.StatusInternalServerError,
+			Msg: fmt.Sprintf("channel moved to revision %d but the audit entry could not be written", c.Revision), Err: err}
+	}
+	registry.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (ad *admin) history(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {
+	limit := 0
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: limit %q", registry.ErrInvalid, s)
+		}
+		limit = n
+	}
+	hist, err := ad.reg.ChannelHistory(r.Context(), r.PathValue("name"), r.PathValue("channel"), limit)
+	if err != nil {
+		return err
+	}
+	registry.WriteJSON(w, http.StatusOK, map[string]any{"history": hist})
+	return nil
+}
+
+func (ad *admin) audit(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {
+	q := r.URL.Query()
+	aq := registry.AuditQuery{Model: q.Get("model"), Channel: q.Get("channel"), Actor: q.Get("actor"), Action: q.Get("action")}
+	var err error
+	if aq.Since, err = timeParam(q.Get("since")); err != nil {
+		return err
+	}
+	if aq.Until, err = timeParam(q.Get("until")); err != nil {
+		return err
+	}
+	if s := q.Get("limit"); s != "" {
+		if aq.Limit, err = strconv.Atoi(s); err != nil {
+			return fmt.Errorf("%w: limit %q", registry.ErrInvalid, s)
+		}
+	}
+	entries, err := ad.reg.QueryAudit(r.Context(), aq)
+	if err != nil {
+		return err
+	}
+	if entries == nil {
+		entries = []registry.AuditEntry{}
+	}
+	registry.WriteJSON(w, http.StatusOK, map[string]any{"entries": entries})
+	return nil
+}
+
+// timeParam reads RFC 3339 times or durations back from now ("24h").
+func timeParam(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return time.Now().Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%w: time %q is neither RFC 3339 nor a duration such as 24h", registry.ErrInvalid, s)
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// errNoDiscovery is reported by status when Consul is not configured.
+var errNoDiscovery = errors.New("rollout status needs Consul (start the registry with -consul)")
+

@@ -1,0 +1,120 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/sentimentpro/sentiment/discovery"
+	"github.com/sentimentpro/sentiment/registry"
+)
+
+// Edge service meta keys: what each edge reports about itself in Consul.
+const (
+	MetaRegion  = "region"
+	MetaModel   = "model"
+	MetaChannel = "channel"
+	MetaVersion = "model_version"
+	MetaDigest  = "model_digest"
+)
+
+// InstanceStatus is one edge as Consul sees it.
+type InstanceStatus struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Health  string `json:"health"`
+	Version string `json:"version"`
+	Digest  string `json:"digest,omitempty"`
+	Current bool   `json:"current"` // serves the expected version
+}
+
+// RegionStatus compares what a region should serve with what its edges say.
+type RegionStatus struct {
+	Region     string           `json:"region"`
+	Datacenter string           `json:"datacenter"`
+	Expected   string           `json:"expected"`
+	Instances  []InstanceStatus `json:"instances"`
+	Converged  bool             `json:"converged"` // every passing edge serves Expected
+}
+
+// Status is the rollout status of one channel of one model.
+type Status struct {
+	Model     string         `json:"model"`
+	Channel   string         `json:"channel"`
+	Revision  uint64         `json:"revision"`
+	Regions   []RegionStatus `json:"regions"`
+	Converged bool           `json:"converged"`
+	Errors    []string       `json:"errors,omitempty"` // datacenters that could not be asked
+}
+
+func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {
+	name := r.PathValue("name")
+	channel := r.URL.Query().Get("channel")
+	if channel == "" {
+		channel = ad.cfg.ProductionChannels[0]
+	}
+	if ad.cfg.Consul == nil {
+		return &registry.HTTPError{Code: http.StatusServiceUnavailable, Msg: errNoDiscovery.Error()}
+	}
+	c, err := ad.reg.GetChannel(r.Context(), name, channel)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	registry.WriteJSON(w, http.StatusOK, ad.rolloutStatus(ctx, c))
+	return nil
+}
+
+func (ad *admin) rolloutStatus(ctx context.Context, c registry.Channel) Status {
+	st := Status{Model: c.Model, Channel: c.Channel, Revision: c.Revision, Converged: true}
+	byRegion := map[string]*RegionStatus{}
+	dcs := ad.cfg.Datacenters
+	if len(dcs) == 0 {
+		all, err := ad.cfg.Consul.Catalog().Datacenters()
+		if err != nil {
+			st.Errors = append(st.Errors, fmt.Sprintf("cannot list datacenters: %v", err))
+			st.Converged = false
+		}
+		dcs = all
+	}
+	for _, dc := range dcs {
+		opts := (&api.QueryOptions{Datacenter: dc}).WithContext(ctx)
+		entries, _, err := ad.cfg.Consul.Health().Service(ad.cfg.EdgeService, "", false, opts)
+		if err != nil {
+			st.Errors = append(st.Errors, fmt.Sprintf("%s: %v", dc, errors.Unwrap(err)))
+			st.Converged = false
+			continue
+		}
+		for _, e := range entries {
+			in := discovery.InstanceFrom(dc, e)
+			if in.Meta[MetaModel] != c.Model || in.Meta[MetaChannel] != c.Channel {
+				continue
+			}
+			region := in.Meta[MetaRegion]
+			rs := byRegion[region]
+			if rs == nil {
+				rs = &RegionStatus{Region: region, Datacenter: dc, Expected: c.Resolve(region), Converged: true}
+				byRegion[region] = rs
+			}
+			is := InstanceStatus{ID: in.ID, Address: in.HostPort(), Health: in.Status,
+				Version: in.Meta[MetaVersion], Digest: in.Meta[MetaDigest]}
+			is.Current = is.Version == rs.Expected
+			if in.Passing() && !is.Current {
+				rs.Converged = false
+			}
+			rs.Instances = append(rs.Instances, is)
+		}
+	}
+	for _, rs := range byRegion {
+		st.Regions = append(st.Regions, *rs)
+		st.Converged = st.Converged && rs.Converged
+	}
+	sort.Slice(st.Regions, func(i, j int) bool { return st.Regions[i].Region < st.Regions[j].Region })
+	return st
+}

@@ -1,0 +1,250 @@
+// Command registry runs the model registry and admin API: stateless, all
+// state in S3-compatible storage (or a local directory), registered in
+// Consul with a health check that fails when storage is unreachable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/sentimentpro/sentiment/admin"
+	"github.com/sentimentpro/sentiment/discovery"
+	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/store"
+	"github.com/sentimentpro/sentiment/store/dir"
+	"github.com/sentimentpro/sentiment/store/s3"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+// Config is everything the registry binary needs, from flags or REGISTRY_*.
+type Config struct {
+	Listen         string
+	Store          string // dir:PATH or s3://BUCKET
+	S3             s3.Config
+	TokensFile     string
+	Tokens         string
+	InsecureNoAuth bool
+	TrustedKeys    string
+	RequireSigned  bool
+	MaxArtifact    int64
+	Production     string
+	QualityMargin  float64
+	ConsulAddr     string
+	ConsulToken    string
+	ServiceName    string
+	ServiceID      string
+	Advertise      string
+	Datacenters    string
+	ShutdownDelay  time.Duration
+	LogLevel       string
+}
+
+func parseConfig(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8081", "HTTP listen address")
+	fs.StringVar(&c.Store, "store", "dir:./data/registry", "storage: dir:PATH or s3://BUCKET")
+	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port (with -store s3://…)")
+	fs.StringVar(&c.S3.AccessKey, "s3-access-key", "", "S3 access key")
+	fs.StringVar(&c.S3.SecretKey, "s3-secret-key", "", "S3 secret key (prefer REGISTRY_S3_SECRET_KEY)")
+	fs.StringVar(&c.S3.Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&c.S3.Secure, "s3-tls", false, "use HTTPS to S3")
+	fs.StringVar(&c.TokensFile, "tokens-file", "", "file of role:name:token lines")
+	fs.StringVar(&c.Tokens, "tokens", "", "role:name:token entries, comma-separated (prefer REGISTRY_TOKENS)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve without authentication (local experiments only)")
+	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of publisher public keys that may sign versions")
+	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse versions without a valid signature")
+	fs.Int64Var(&c.MaxArtifact, "max-artifact-bytes", 512<<20, "largest accepted upload")
+	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
+	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
+	fs.StringVar(&c.ConsulAddr, "consul", "", "Consul agent address; empty: no registration, no rollout status")
+	fs.StringVar(&c.ConsulToken, "consul-token", "", "Consul ACL token")
+	fs.StringVar(&c.ServiceName, "service-name", "sentiment-registry", "Consul service name")
+	fs.StringVar(&c.ServiceID, "service-id", "", "Consul service ID (default: name-host-port)")
+	fs.StringVar(&c.Advertise, "advertise", "", "host:port others reach this registry at (default: the listen address)")
+	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long readiness fails before the server stops")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if err := config.ApplyEnv(fs, "REGISTRY"); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the combination of settings.
+func (c Config) Validate() error {
+	switch {
+	case !strings.HasPrefix(c.Store, "dir:") && !strings.HasPrefix(c.Store, "s3://"):
+		return fmt.Errorf("-store %q: want dir:PATH or s3://BUCKET", c.Store)
+	case strings.HasPrefix(c.Store, "s3://") && c.S3.Endpoint == "":
+		return errors.New("-store s3://… needs -s3-endpoint")
+	case c.Tokens == "" && c.TokensFile == "" && !c.InsecureNoAuth:
+		return errors.New("no tokens: set -tokens-file or REGISTRY_TOKENS (or -insecure-no-auth for a local experiment)")
+	case c.RequireSigned && c.TrustedKeys == "":
+		return errors.New("-require-signatures needs -trusted-keys")
+	case c.MaxArtifact <= 0:
+		return errors.New("-max-artifact-bytes must be positive")
+	}
+	return nil
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "registry:", err)
+		os.Exit(2)
+	}
+	log, err := obs.NewLogger(os.Stderr, cfg.LogLevel, "registry")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "registry:", err)
+		os.Exit(2)
+	}
+	if err := run(cfg, log); err != nil {
+		log.Error("registry stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func openStore(c Config) (store.Store, error) {
+	if path, ok := strings.CutPrefix(c.Store, "dir:"); ok {
+		return dir.New(path)
+	}
+	s3cfg := c.S3
+	s3cfg.Bucket = strings.TrimPrefix(c.Store, "s3://")
+	return s3.New(s3cfg)
+}
+
+func run(cfg Config, log *slog.Logger) error {
+	st, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	regCfg := registry.Config{Store: st, RequireSignatures: cfg.RequireSigned, MaxArtifactBytes: cfg.MaxArtifact, Logger: log}
+	if cfg.TrustedKeys != "" {
+		data, err := os.ReadFile(cfg.TrustedKeys)
+		if err != nil {
+			return fmt.Errorf("cannot read trusted keys: %w", err)
+		}
+		if regCfg.TrustedKeys, err = model.ParsePublicKeys(data); err != nil {
+			return fmt.Errorf("cannot read trusted keys %q: %w", cfg.TrustedKeys, err)
+		}
+	}
+	reg, err := registry.New(regCfg)
+	if err != nil {
+		return err
+	}
+	var tokens *registry.Tokens
+	if !cfg.InsecureNoAuth {
+		text := cfg.Tokens
+		if cfg.TokensFile != "" {
+			data, err := os.ReadFile(cfg.TokensFile)
+			if err != nil {
+				return fmt.Errorf("cannot read tokens: %w", err)
+			}
+			text += "\n" + string(data)
+		}
+		if tokens, err = registry.ParseTokens(text); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("authentication is OFF (-insecure-no-auth): anyone who reaches this port is an admin")
+	}
+	var consul *api.Client
+	if cfg.ConsulAddr != "" {
+		if consul, err = discovery.NewClient(cfg.ConsulAddr, cfg.ConsulToken); err != nil {
+			return err
+		}
+	}
+	a := registry.NewAPI(reg, tokens, log)
+	admin.Mount(a, admin.Config{
+		ProductionChannels: config.List(cfg.Production), QualityMargin: cfg.QualityMargin,
+		Consul: consul, Datacenters: config.List(cfg.Datacenters),
+	})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("registry listening", "addr", ln.Addr().String(), "store", cfg.Store, "version", Version)
+
+	serviceID := ""
+	if consul != nil {
+		if serviceID, err = register(consul, cfg, ln.Addr().String()); err != nil {
+			srv.Close()
+			return err
+		}
+		log.Info("registered in consul", "service_id", serviceID)
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case err := <-errc:
+		return err
+	case sig := <-sigs:
+		log.Info("shutting down: readiness off, draining", "signal", sig.String(), "delay", cfg.ShutdownDelay)
+	}
+	a.SetDraining(true)
+	select {
+	case <-time.After(cfg.ShutdownDelay):
+	case <-sigs:
+		log.Warn("second signal: stopping now")
+	}
+	if consul != nil {
+		if err := discovery.Deregister(consul.Agent(), serviceID); err != nil {
+			log.Warn("cannot deregister", "err", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+func register(consul *api.Client, cfg Config, listenAddr string) (string, error) {
+	adv := cfg.Advertise
+	if adv == "" {
+		adv = listenAddr
+	}
+	host, portStr, err := net.SplitHostPort(adv)
+	if err != nil {
+		return "", fmt.Errorf("-advertise %q: %w", adv, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	id := cfg.ServiceID
+	if id == "" {
+		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, strings.ReplaceAll(host, ".", "-"), port)
+	}
+	return id, discovery.Register(consul.Agent(), discovery.Registration{
+		ID: id, Name: cfg.ServiceName, Address: host, Port: port,
+		Meta:     map[string]string{"version": Version},
+		CheckURL: "http://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
+		SuccessBeforePassing: 1, FailuresBeforeCritical: 2, DeregisterAfter: 10 * time.Minute,
+	})
+}

@@ -1,0 +1,43 @@
+// Package config holds the helpers every main uses to build its Config:
+// flags with environment fallbacks (the command line wins) and list
+// parsing.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// ApplyEnv sets every flag of fs that was not given on the command line
+// from the environment variable PREFIX_NAME (upper case, '-' as '_'), e.g.
+// -s3-endpoint from REGISTRY_S3_ENDPOINT. Call it after fs.Parse.
+func ApplyEnv(fs *flag.FlagSet, prefix string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		env := prefix + "_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("invalid %s=%q: %w", env, v, serr)
+			}
+		}
+	})
+	return err
+}
+
+// List splits a comma-separated flag value, dropping empty items.
+func List(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

@@ -1,0 +1,75 @@
+// Package obs holds what every binary shares for observability: the JSON
+// slog logger, request IDs, client-IP truncation for logs, and the
+// Prometheus exposition of VictoriaMetrics/metrics.
+package obs
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// NewLogger returns a JSON logger at level ("debug", "info", "warn",
+// "error"), tagged with the service name.
+func NewLogger(w io.Writer, level, service string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})).With("service", service), nil
+}
+
+// NewRequestID returns a random 16-byte hex ID.
+func NewRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ValidRequestID accepts a client-supplied X-Request-ID only if it is short
+// and made of safe characters, so it can be echoed and logged as is.
+func ValidRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// TruncateIP keeps the network part of an address for logs: /24 of IPv4,
+// /48 of IPv6. Full client addresses are personal data and never logged.
+func TruncateIP(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	if ip == nil {
+		return "invalid"
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4.Mask(net.CIDRMask(24, 32)).String() + "/24"
+	}
+	return ip.Mask(net.CIDRMask(48, 128)).String() + "/48"
+}
+
+// MetricsHandler serves every registered metric in Prometheus text format,
+// with the Go runtime and process metrics.
+func MetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		metrics.WritePrometheus(w, true)
+	})
+}

@@ -1,0 +1,259 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sentimentpro/sentiment/internal/obs"
+)
+
+// HandlerFunc is an API handler: it gets the authenticated caller and
+// returns an error, which the API turns into a status and a JSON body.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
+
+// HTTPError carries a status code and a client message; Err, if set, is
+// logged but never shown to the client.
+type HTTPError struct {
+	Code int
+	Msg  string
+	Err  error
+}
+
+func (e *HTTPError) Error() string { return e.Msg }
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+// API is the registry's HTTP server: routing, authentication and roles,
+// request IDs, JSON errors, logs, metrics and the audit of denied calls.
+// The admin package mounts its routes on the same API.
+type API struct {
+	reg    *Registry
+	tokens *Tokens // nil only when auth is explicitly disabled
+	log    *slog.Logger
+	mux    *http.ServeMux
+	// draining makes /health/ready fail during shutdown so Consul and load
+	// balancers route away before the server stops.
+	draining atomic.Bool
+}
+
+// SetDraining switches readiness off (true) before a graceful shutdown.
+func (a *API) SetDraining(d bool) { a.draining.Store(d) }
+
+// NewAPI returns the API with the registry routes mounted. tokens may be
+// nil only for a local, explicitly insecure set-up.
+func NewAPI(reg *Registry, tokens *Tokens, logger *slog.Logger) *API {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &API{reg: reg, tokens: tokens, log: logger.With("component", "registry-api"), mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, 200, map[string]string{"status": "ok"}) })
+	a.mux.HandleFunc("GET /health/ready", a.ready)
+	a.mux.Handle("GET /metrics", obs.MetricsHandler())
+	a.mountRegistry()
+	return a
+}
+
+// Registry returns the registry behind the API.
+func (a *API) Registry() *Registry { return a.reg }
+
+// Handle mounts h on pattern ("METHOD /path/{var}") for callers with at
+// least role.
+func (a *API) Handle(pattern string, role Role, h HandlerFunc) {
+	route := pattern
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		a.serve(w, r, route, role, h)
+	})
+}
+
+// ServeHTTP routes a request.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+type ctxKey struct{}
+
+// RequestID returns the request ID the API assigned to ctx's request.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// statusWriter records the status and bytes written.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request, route string, role Role, h HandlerFunc) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-ID")
+	if !obs.ValidRequestID(id) {
+		id = obs.NewRequestID()
+	}
+	w.Header().Set("X-Request-ID", id)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+	sw := &statusWriter{ResponseWriter: w}
+	p, err := a.authorize(r, route, role)
+	if err == nil {
+		err = h(sw, r, p)
+	}
+	if err != nil {
+		a.writeError(sw, r, err)
+	}
+	method, path, _ := strings.Cut(route, " ")
+	elapsed := time.Since(start).Seconds()
+	metrics.GetOrCreateCounter(fmt.Sprintf(`registry_requests_total{method=%q,route=%q,code="%d"}`, method, path, sw.code)).Inc()
+	metrics.GetOrCreatePrometheusHistogram(fmt.Sprintf(`registry_request_duration_seconds{method=%q,route=%q}`, method, path)).Update(elapsed)
+	metrics.GetOrCreateCounter(`registry_response_bytes_total`).AddInt64(sw.bytes)
+	a.log.Info("request", "request_id", id, "method", r.Method, "route", path, "status", sw.code,
+		"duration_ms", elapsed*1000, "bytes_out", sw.bytes, "actor", p.Name, "client", obs.TruncateIP(r.RemoteAddr))
+}
+
+// authorize checks the bearer token and role; refusals are audited.
+func (a *API) authorize(r *http.Request, route string, role Role) (Principal, error) {
+	if role == RoleNone {
+		return Principal{}, nil
+	}
+	if a.tokens == nil {
+		return Principal{Name: "anonymous", Role: RoleAdmin}, nil
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		a.auditDenied(r, route, Principal{}, "missing bearer token")
+		return Principal{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "missing bearer token (Authorization: Bearer <token>)"}
+	}
+	p, ok := a.tokens.Authenticate(token)
+	if !ok {
+		a.auditDenied(r, route, Principal{}, "unknown token")
+		return Principal{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "invalid token"}
+	}
+	if p.Role < role {
+		a.auditDenied(r, route, p, "role "+p.Role.String()+" lacks "+role.String())
+		return p, &HTTPError{Code: http.StatusForbidden, Msg: fmt.Sprintf("role %s may not do this (needs %s)", p.Role, role)}
+	}
+	return p, nil
+}
+
+func (a *API) auditDenied(r *http.Request, route string, p Principal, why string) {
+	_, err := a.reg.Audit(r.Context(), AuditEntry{
+		Actor: p.Name, Role: p.Role.String(), Action: "auth_denied", Result: "denied",
+		Detail: why, Route: route, RequestID: RequestID(r.Context()),
+		Model: r.PathValue("name"), Channel: r.PathValue("channel"),
+	})
+	if err != nil {
+		a.log.Error("cannot audit a denied request", "request_id", RequestID(r.Context()), "err", err)
+	}
+}
+
+// StatusOf maps registry errors to HTTP status codes.
+func StatusOf(err error) int {
+	var he *HTTPError
+	switch {
+	case errors.As(err, &he):
+		return he.Code
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrQualityGate):
+		return http.StatusConflict
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrDigest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBadArtifact), errors.Is(err, ErrUnsigned):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, ErrStoreDown):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := StatusOf(err)
+	msg := err.Error()
+	var he *HTTPError
+	if errors.As(err, &he) {
+		msg = he.Msg
+	}
+	if code >= 500 {
+		a.log.Error("request failed", "request_id", RequestID(r.Context()), "status", code, "err", err)
+		if code == http.StatusInternalServerError {
+			msg = "internal error (request " + RequestID(r.Context()) + ")"
+		}
+	}
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	WriteJSON(w, code, map[string]string{"error": msg, "request_id": RequestID(r.Context())})
+}
+
+// WriteJSON writes v as a JSON response.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// ReadJSON decodes a request body strictly: bounded size, no unknown
+// fields, exactly one value.
+func ReadJSON(r *http.Request, limit int64, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return &HTTPError{Code: http.StatusUnsupportedMediaType, Msg: "Content-Type must be application/json"}
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: request body is empty, truncated or larger than %d bytes", ErrInvalid, limit)
+		}
+		return fmt.Errorf("%w: invalid JSON body: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: more than one JSON value in the body", ErrInvalid)
+	}
+	return nil
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.reg.Check(ctx); err != nil {
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,146 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sentimentpro/sentiment/store"
+)
+
+// AuditEntry is one recorded action. Entries are write-once objects, never
+// rewritten; Before/After hold targets ("*" = global) for channel moves.
+type AuditEntry struct {
+	ID        string            `json:"id"`
+	Time      time.Time         `json:"time"`
+	Actor     string            `json:"actor"`
+	Role      string            `json:"role,omitempty"`
+	Action    string            `json:"action"` // publish, create_version, promote, rollback, delete, auth_denied, …
+	Result    string            `json:"result"` // ok, denied, refused, error
+	Model     string            `json:"model,omitempty"`
+	Version   string            `json:"version,omitempty"`
+	Digest    string            `json:"digest,omitempty"`
+	Channel   string            `json:"channel,omitempty"`
+	Regions   []string          `json:"regions,omitempty"`
+	Before    map[string]string `json:"before,omitempty"`
+	After     map[string]string `json:"after,omitempty"`
+	Revision  uint64            `json:"revision,omitempty"`
+	Forced    bool              `json:"forced,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+	Detail    string            `json:"detail,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+	Route     string            `json:"route,omitempty"`
+}
+
+const auditDayFormat = "2006-01-02"
+
+// Audit appends an entry. It fills ID and Time; the object key sorts by
+// time, so queries list days in order.
+func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
+	if e.Time.IsZero() {
+		e.Time = r.now().UTC()
+	}
+	if e.ID == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		e.ID = fmt.Sprintf("%020d-%s", e.Time.UnixNano(), hex.EncodeToString(b))
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return AuditEntry{}, fmt.Errorf("cannot encode audit entry: %w", err)
+	}
+	key := "audit/" + e.Time.Format(auditDayFormat) + "/" + e.ID
+	// An ID is written once: retrying the same entry after an ambiguous
+	// failure cannot duplicate it.
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		_, lastErr = r.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+		if lastErr == nil || errors.Is(lastErr, store.ErrExists) {
+			return e, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
+	}
+	r.log.Error("cannot write audit entry", "action", e.Action, "request_id", e.RequestID, "err", lastErr)
+	return AuditEntry{}, storeErr("cannot write audit entry", lastErr)
+}
+
+// AuditQuery selects audit entries; empty fields match everything.
+type AuditQuery struct {
+	Model, Channel, Actor, Action string
+	Since, Until                  time.Time // default: the last 7 days
+	Limit                         int       // default 100, at most 1000
+}
+
+// QueryAudit returns matching entries, oldest first.
+func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+	if q.Until.IsZero() {
+		q.Until = r.now().UTC()
+	}
+	if q.Since.IsZero() {
+		q.Since = q.Until.Add(-7 * 24 * time.Hour)
+	}
+	if q.Until.Before(q.Since) {
+		return nil, fmt.Errorf("%w: until %s is before since %s", ErrInvalid, q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
+	}
+	if q.Until.Sub(q.Since) > 366*24*time.Hour {
+		return nil, fmt.Errorf("%w: a query spans at most 366 days", ErrInvalid)
+	}
+	q.Limit = clampLimit(q.Limit)
+	var out []AuditEntry
+	for day := q.Since.UTC().Truncate(24 * time.Hour); !day.After(q.Until); day = day.Add(24 * time.Hour) {
+		prefix := "audit/" + day.Format(auditDayFormat) + "/"
+		after := ""
+		for {
+			infos, err := r.store.List(ctx, prefix, after, 1000)
+			if err != nil {
+				return nil, storeErr("cannot list audit entries", err)
+			}
+			for _, info := range infos {
+				e, err := r.readAudit(ctx, info.Key)
+				if err != nil {
+					return nil, err
+				}
+				if q.matches(e) {
+					out = append(out, e)
+					if len(out) == q.Limit {
+						return out, nil
+					}
+				}
+			}
+			if len(infos) < 1000 {
+				break
+			}
+			after = infos[len(infos)-1].Key
+		}
+	}
+	return out, nil
+}
+
+func (r *Registry) readAudit(ctx context.Context, key string) (AuditEntry, error) {
+	data, err := store.ReadAll(ctx, r.store, key, 64<<10)
+	if err != nil {
+		return AuditEntry{}, storeErr("cannot read audit entry", err)
+	}
+	var e AuditEntry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return AuditEntry{}, fmt.Errorf("cannot decode audit entry %s: %w", key, err)
+	}
+	return e, nil
+}
+
+func (q AuditQuery) matches(e AuditEntry) bool {
+	return (q.Model == "" || e.Model == q.Model) &&
+		(q.Channel == "" || e.Channel == q.Channel) &&
+		(q.Actor == "" || e.Actor == q.Actor) &&
+		(q.Action == "" || strings.EqualFold(e.Action, q.Action)) &&
+		!e.Time.Before(q.Since) && !e.Time.After(q.Until)
+}

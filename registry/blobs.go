@@ -1,0 +1,167 @@
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/store"
+)
+
+func blobKey(digest string) string {
+	return "blobs/sha256/" + strings.TrimPrefix(digest, "sha256:")
+}
+
+// Blob describes a stored artifact.
+type Blob struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// verifyingReader passes the upload through to the store while hashing and
+// validating it. At EOF it returns an error instead if the bytes are not
+// the declared digest or not a valid artifact, which makes the store abort
+// the upload: nothing unverified ever becomes visible.
+type verifyingReader struct {
+	r        io.Reader
+	limit    int64
+	n        int64
+	sum      hash.Hash
+	verifier *model.Verifier
+	want     string
+	meta     model.Metadata
+	err      error
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.r.Read(p)
+	if n > 0 {
+		v.n += int64(n)
+		if v.n > v.limit {
+			v.err = fmt.Errorf("%w: more than %d bytes", ErrTooLarge, v.limit)
+			return 0, v.err
+		}
+		v.sum.Write(p[:n])
+		if _, werr := v.verifier.Write(p[:n]); werr != nil {
+			v.err = fmt.Errorf("%w: %v", ErrBadArtifact, werr)
+			return 0, v.err
+		}
+	}
+	if err == io.EOF {
+		if got := "sha256:" + hex.EncodeToString(v.sum.Sum(nil)); got != v.want {
+			v.err = fmt.Errorf("%w: received %s, declared %s", ErrDigest, got, v.want)
+			return n, v.err
+		}
+		md, verr := v.verifier.Close()
+		if verr != nil {
+			v.err = fmt.Errorf("%w: %v", ErrBadArtifact, verr)
+			return n, v.err
+		}
+		v.meta = md
+	}
+	return n, err
+}
+
+// PutBlob streams an artifact into the store under its digest. The bytes
+// are hashed and validated on the way; a mismatch, an invalid artifact, an
+// oversize body or a cut-off stream aborts the upload. Uploading a blob that
+// already exists verifies the bytes and succeeds without writing
+// (created=false).
+func (r *Registry) PutBlob(ctx context.Context, digest string, body io.Reader, size int64) (blob Blob, created bool, err error) {
+	if _, err := model.ParseDigest(digest); err != nil {
+		return Blob{}, false, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if size > r.cfg.MaxArtifactBytes {
+		return Blob{}, false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, r.cfg.MaxArtifactBytes)
+	}
+	vr := &verifyingReader{r: body, limit: r.cfg.MaxArtifactBytes, sum: sha256.New(), verifier: model.NewVerifier(), want: digest}
+	key := blobKey(digest)
+	if info, err := r.store.Stat(ctx, key); err == nil {
+		// Already stored (and verified when it was): check the client's
+		// bytes anyway so a bad upload is reported, then store nothing.
+		if _, err := io.Copy(io.Discard, vr); err != nil {
+			return Blob{}, false, err
+		}
+		return Blob{Digest: digest, Size: info.Size}, false, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Blob{}, false, storeErr("cannot check blob", err)
+	}
+	info, err := r.store.Put(ctx, key, vr, size)
+	switch {
+	case vr.err != nil:
+		return Blob{}, false, vr.err
+	case errors.Is(err, store.ErrExists):
+		return Blob{Digest: digest, Size: vr.n}, false, nil // a concurrent upload of the same bytes won
+	case err != nil:
+		return Blob{}, false, storeErr("cannot store blob", err)
+	}
+	return Blob{Digest: digest, Size: info.Size}, true, nil
+}
+
+// OpenBlob opens a byte range of an artifact.
+func (r *Registry) OpenBlob(ctx context.Context, digest string, offset, length int64) (io.ReadCloser, store.Info, error) {
+	if _, err := model.ParseDigest(digest); err != nil {
+		return nil, store.Info{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	rc, info, err := r.store.Open(ctx, blobKey(digest), offset, length)
+	if err != nil {
+		return nil, store.Info{}, storeErr("cannot open blob "+digest, err)
+	}
+	return rc, info, nil
+}
+
+// StatBlob returns the size of a stored artifact.
+func (r *Registry) StatBlob(ctx context.Context, digest string) (store.Info, error) {
+	if _, err := model.ParseDigest(digest); err != nil {
+		return store.Info{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	info, err := r.store.Stat(ctx, blobKey(digest))
+	if err != nil {
+		return store.Info{}, storeErr("cannot find blob "+digest, err)
+	}
+	return info, nil
+}
+
+// blobHeader reads an artifact's JSON header with two ranged reads.
+func (r *Registry) blobHeader(ctx context.Context, digest string) (model.Metadata, error) {
+	prefix, err := r.readRange(ctx, digest, 0, 12)
+	if err != nil {
+		return model.Metadata{}, err
+	}
+	hlen := int64(prefix[8]) | int64(prefix[9])<<8 | int64(prefix[10])<<16 | int64(prefix[11])<<24
+	if hlen <= 0 || hlen > model.MaxHeaderSize {
+		return model.Metadata{}, fmt.Errorf("%w: header length %d", ErrBadArtifact, hlen)
+	}
+	header, err := r.readRange(ctx, digest, 12, hlen)
+	if err != nil {
+		return model.Metadata{}, err
+	}
+	v := model.NewVerifier()
+	v.Write(prefix)
+	if _, err := v.Write(header); err != nil {
+		return model.Metadata{}, fmt.Errorf("%w: %v", ErrBadArtifact, err)
+	}
+	return v.Header()
+}
+
+func (r *Registry) readRange(ctx context.Context, digest string, off, n int64) ([]byte, error) {
+	rc, _, err := r.OpenBlob(ctx, digest, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, storeErr("cannot read blob "+digest, err)
+	}
+	return buf, nil
+}

@@ -1,0 +1,281 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sentimentpro/sentiment/store"
+)
+
+// GlobalScope names the channel's global target in Targets and Before.
+const GlobalScope = "*"
+
+// Channel is a named pointer to model versions: a global target and
+// optional per-region overrides. Each move is a new revision; the revisions
+// are the channel's history.
+type Channel struct {
+	Model     string            `json:"model"`
+	Channel   string            `json:"channel"`
+	Global    string            `json:"global,omitempty"`
+	Regions   map[string]string `json:"regions,omitempty"`
+	Change    Change            `json:"change"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	Revision  uint64            `json:"revision"` // filled in on read
+}
+
+// Change records the move that produced a revision.
+type Change struct {
+	Action    string            `json:"action"` // "promote" or "rollback"
+	Actor     string            `json:"actor"`
+	Regions   []string          `json:"regions,omitempty"` // empty: global
+	Before    map[string]string `json:"before,omitempty"`  // targets before the move ("*" = global)
+	After     map[string]string `json:"after,omitempty"`   // targets after the move
+	Reason    string            `json:"reason,omitempty"`
+	Forced    bool              `json:"forced,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+}
+
+// Resolve returns the version the channel serves in region ("" if none).
+func (c Channel) Resolve(region string) string {
+	if v, ok := c.Regions[region]; ok && region != "" {
+		return v
+	}
+	return c.Global
+}
+
+// Targets returns every target: "*" for the global one, then overrides.
+func (c Channel) Targets() map[string]string {
+	t := maps.Clone(c.Regions)
+	if t == nil {
+		t = map[string]string{}
+	}
+	if c.Global != "" {
+		t[GlobalScope] = c.Global
+	}
+	return t
+}
+
+func channelKey(model, channel string) string { return "channels/" + model + "/" + channel }
+func channelIndexKey(model, channel string) string {
+	return "index/channels/" + model + "/" + channel
+}
+
+func validateChannel(model, channel string) error {
+	if err := ValidateName("model", model); err != nil {
+		return err
+	}
+	return ValidateName("channel", channel)
+}
+
+func decodeChannel(doc store.Doc) (Channel, error) {
+	var c Channel
+	if err := json.Unmarshal(doc.Data, &c); err != nil {
+		return Channel{}, fmt.Errorf("cannot decode channel %s revision %d: %w", doc.Key, doc.Rev, err)
+	}
+	c.Revision = doc.Rev
+	return c, nil
+}
+
+// GetChannel returns the channel's current revision.
+func (r *Registry) GetChannel(ctx context.Context, model, channel string) (Channel, error) {
+	if err := validateChannel(model, channel); err != nil {
+		return Channel{}, err
+	}
+	doc, err := store.ReadDoc(ctx, r.store, channelKey(model, channel))
+	if err != nil {
+		return Channel{}, storeErr(fmt.Sprintf("channel %s/%s", model, channel), err)
+	}
+	return decodeChannel(doc)
+}
+
+// ChannelHistory returns up to limit revisions, newest first.
+func (r *Registry) ChannelHistory(ctx context.Context, model, channel string, limit int) ([]Channel, error) {
+	if err := validateChannel(model, channel); err != nil {
+		return nil, err
+	}
+	docs, err := store.DocHistory(ctx, r.store, channelKey(model, channel), limit)
+	if err != nil {
+		return nil, storeErr("cannot read channel history", err)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("channel %s/%s: %w", model, channel, ErrNotFound)
+	}
+	out := make([]Channel, 0, len(docs))
+	for _, d := range docs {
+		c, err := decodeChannel(d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// ListChannels returns every channel of a model at its current revision.
+func (r *Registry) ListChannels(ctx context.Context, model string) ([]Channel, error) {
+	if err := ValidateName("model", model); err != nil {
+		return nil, err
+	}
+	prefix := "index/channels/" + model + "/"
+	infos, err := r.store.List(ctx, prefix, "", 0)
+	if err != nil {
+		return nil, storeErr("cannot list channels", err)
+	}
+	out := make([]Channel, 0, len(infos))
+	for _, info := range infos {
+		c, err := r.GetChannel(ctx, model, strings.TrimPrefix(info.Key, prefix))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// UpdateChannel moves a channel by compare-and-swap. update receives the
+// current revision (Revision 0 if the channel does not exist yet) and
+// returns the next state, or an error to refuse the move; it may be called
+// several times when other writers move the channel concurrently. With
+// expect set, the move happens only from that revision (ErrConflict
+// otherwise). Every target the new state introduces must be an existing
+// version.
+func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, expect *uint64, update func(cur Channel) (Channel, error)) (Channel, error) {
+	if err := validateChannel(model, channel); err != nil {
+		return Channel{}, err
+	}
+	key := channelKey(model, channel)
+	mu, _ := r.chanLock.LoadOrStore(key, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	for attempt := 0; attempt < 100; attempt++ {
+		cur, err := r.GetChannel(ctx, model, channel)
+		if errors.Is(err, ErrNotFound) {
+			cur, err = Channel{Model: model, Channel: channel}, nil
+		}
+		if err != nil {
+			return Channel{}, err
+		}
+		if expect != nil && cur.Revision != *expect {
+			return Channel{}, fmt.Errorf("%w: channel %s/%s is at revision %d, not %d", ErrConflict, model, channel, cur.Revision, *expect)
+		}
+		next, err := update(cur)
+		if err != nil {
+			return Channel{}, err
+		}
+		next.Model, next.Channel, next.UpdatedAt = model, channel, r.now().UTC()
+		if err := r.checkTargets(ctx, model, cur, next); err != nil {
+			return Channel{}, err
+		}
+		next.Change.Before, next.Change.After = cur.Targets(), next.Targets()
+		data, err := json.Marshal(next)
+		if err != nil {
+			return Channel{}, fmt.Errorf("cannot encode channel: %w", err)
+		}
+		rev, err := store.WriteDoc(ctx, r.store, key, data, cur.Revision)
+		if errors.Is(err, store.ErrConflict) {
+			if expect != nil {
+				return Channel{}, fmt.Errorf("%w: channel %s/%s moved concurrently", ErrConflict, model, channel)
+			}
+			// Another replica moved it: re-read and re-decide.
+			time.Sleep(time.Duration(rand.IntN(10)+1) * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return Channel{}, storeErr("cannot move channel", err)
+		}
+		if rev == 1 {
+			if _, err := r.store.Put(ctx, channelIndexKey(model, channel), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
+				r.log.Warn("cannot write channel index marker", "model", model, "channel", channel, "err", err)
+			}
+		}
+		next.Revision = rev
+		r.hub.notify(key, rev)
+		return next, nil
+	}
+	return Channel{}, fmt.Errorf("%w: channel %s/%s: %v", ErrConflict, model, channel, errRetryExceeded)
+}
+
+// checkTargets makes sure every version the move introduces exists.
+func (r *Registry) checkTargets(ctx context.Context, model string, cur, next Channel) error {
+	old := cur.Targets()
+	for scope, v := range next.Targets() {
+		if old[scope] == v {
+			continue
+		}
+		if err := ValidateName("version", v); err != nil {
+			return err
+		}
+		if scope != GlobalScope {
+			if err := ValidateName("region", scope); err != nil {
+				return err
+			}
+		}
+		if _, err := r.GetVersion(ctx, model, v); err != nil {
+			return fmt.Errorf("cannot point %s at %s/%s: %w", scope, model, v, err)
+		}
+	}
+	return nil
+}
+
+// Resolution is what an edge needs to serve a channel in its region.
+type Resolution struct {
+	Model     string  `json:"model"`
+	Channel   string  `json:"channel"`
+	Region    string  `json:"region,omitempty"`
+	Revision  uint64  `json:"revision"`
+	Version   Version `json:"version"`
+	ChangedAt string  `json:"changed_at"`
+}
+
+// Resolve returns the version a channel serves in region ("" = global).
+func (r *Registry) Resolve(ctx context.Context, model, channel, region string) (Resolution, error) {
+	c, err := r.GetChannel(ctx, model, channel)
+	if err != nil {
+		return Resolution{}, err
+	}
+	return r.resolution(ctx, c, region)
+}
+
+func (r *Registry) resolution(ctx context.Context, c Channel, region string) (Resolution, error) {
+	v := c.Resolve(region)
+	if v == "" {
+		return Resolution{}, fmt.Errorf("channel %s/%s has no target for region %q: %w", c.Model, c.Channel, region, ErrNotFound)
+	}
+	ver, err := r.GetVersion(ctx, c.Model, v)
+	if err != nil {
+		return Resolution{}, err
+	}
+	return Resolution{Model: c.Model, Channel: c.Channel, Region: region, Revision: c.Revision, Version: ver,
+		ChangedAt: c.UpdatedAt.Format(time.RFC3339Nano)}, nil
+}
+
+// WaitChannel blocks until the channel's revision is greater than after, or
+// wait passes, and returns the current revision: Consul-style blocking
+// queries (?index=N&wait=30s). after=0 returns at once.
+func (r *Registry) WaitChannel(ctx context.Context, model, channel string, after uint64, wait time.Duration) (Channel, error) {
+	if err := validateChannel(model, channel); err != nil {
+		return Channel{}, err
+	}
+	if after > 0 && wait > 0 {
+		ctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		r.hub.wait(ctx, channelKey(model, channel), after)
+	}
+	return r.GetChannel(ctx, model, channel)
+}
+
+// sortedRegions returns the override regions in order (for stable output).
+func sortedRegions(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,184 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/admin"
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/store"
+	"github.com/sentimentpro/sentiment/store/s3"
+)
+
+// One S3 server serves the whole package; each test gets its own bucket.
+var (
+	s3Once sync.Once
+	s3Srv  *testenv.S3Server
+	s3Err  error
+	s3Dir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if s3Srv != nil {
+		s3Srv.Stop()
+	}
+	if s3Dir != "" {
+		os.RemoveAll(s3Dir)
+	}
+	os.Exit(code)
+}
+
+func sharedS3(t *testing.T) *testenv.S3Server {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("real-service test: skipped in -short mode")
+	}
+	s3Once.Do(func() {
+		s3Dir, s3Err = os.MkdirTemp("", "registry-s3-")
+		if s3Err == nil {
+			s3Srv, s3Err = testenv.StartS3(s3Dir)
+		}
+	})
+	if s3Err != nil {
+		t.Fatal(s3Err)
+	}
+	return s3Srv
+}
+
+// quietLogger keeps request logs out of test output.
+var quietLogger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+const (
+	adminToken     = "admin-token-0123456789"
+	publisherToken = "publisher-token-0123456789"
+	readerToken    = "reader-token-0123456789"
+)
+
+var testTokens = "admin:alice:" + adminToken + ",publisher:ml-team:" + publisherToken + ",reader:edge:" + readerToken
+
+// harness is one registry replica (registry + admin API) over a bucket.
+type harness struct {
+	bucket string
+	store  store.Store
+	reg    *registry.Registry
+	srv    *httptest.Server
+	admin  *registry.Client
+	pub    *registry.Client
+	reader *registry.Client
+}
+
+func newReplica(t *testing.T, srv *testenv.S3Server, bucket string, cfg registry.Config) *harness {
+	t.Helper()
+	st, err := s3.New(srv.Config(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = st
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger
+	}
+	if cfg.WatchPoll == 0 {
+		cfg.WatchPoll = 100 * time.Millisecond
+	}
+	reg, err := registry.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := registry.ParseTokens(testTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := registry.NewAPI(reg, tokens, cfg.Logger)
+	admin.Mount(api, admin.Config{})
+	hs := httptest.NewServer(api)
+	t.Cleanup(hs.Close)
+	client := func(token string) *registry.Client { return &registry.Client{BaseURL: hs.URL, Token: token} }
+	return &harness{bucket: bucket, store: st, reg: reg, srv: hs, admin: client(adminToken), pub: client(publisherToken), reader: client(readerToken)}
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	srv := sharedS3(t)
+	return newReplica(t, srv, srv.NewBucket(t, "reg"), registry.Config{})
+}
+
+var examples = func() []model.Example {
+	pos := []string{"great", "wonderful", "moving", "funny"}
+	neg := []string{"awful", "boring", "dull", "tedious"}
+	var ex []model.Example
+	for i := 0; i < 200; i++ {
+		ex = append(ex, model.Example{Text: "a " + pos[i%4] + " film", Label: 1}, model.Example{Text: "a " + neg[i%4] + " film", Label: 0})
+	}
+	return ex
+}()
+
+// artifact trains a tiny model; seed makes distinct artifacts and accuracy
+// is recorded as its evaluation metric.
+func artifact(t testing.TB, seed uint64, accuracy float64) []byte {
+	t.Helper()
+	cfg := model.DefaultTrainConfig()
+	cfg.Name, cfg.Seed, cfg.Features.HashBits = "test", seed, 10
+	m, err := model.Train(examples, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = m.WithMetrics(&model.Metrics{Accuracy: accuracy, Examples: 400, DataDigest: model.Digest([]byte("dev"))})
+	data, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// publish uploads data and creates name/version through c.
+func publish(t testing.TB, c *registry.Client, name, version string, data []byte) registry.Version {
+	t.Helper()
+	ctx := context.Background()
+	digest := model.Digest(data)
+	if _, err := c.PutBlob(ctx, digest, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("upload %s/%s: %v", name, version, err)
+	}
+	v, err := c.CreateVersion(ctx, name, version, registry.NewVersion{Digest: digest, Description: "test " + version})
+	if err != nil {
+		t.Fatalf("create %s/%s: %v", name, version, err)
+	}
+	return v
+}
+
+func mustPromote(t testing.TB, c *registry.Client, name, channel, version string, regions ...string) registry.Channel {
+	t.Helper()
+	ch, err := c.Promote(context.Background(), name, channel, registry.MoveRequest{Version: version, Regions: regions})
+	if err != nil {
+		t.Fatalf("promote %s/%s to %s %v: %v", name, channel, version, regions, err)
+	}
+	return ch
+}
+
+func resolveVersion(t testing.TB, c *registry.Client, name, channel, region string) string {
+	t.Helper()
+	res, err := c.Resolve(context.Background(), name, channel, region, 0, 0)
+	if err != nil {
+		t.Fatalf("resolve %s/%s in %q: %v", name, channel, region, err)
+	}
+	return res.Version.Version
+}
+
+func versions(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("v%d", i+1)
+	}
+	return out
+}
+

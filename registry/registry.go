@@ -1,0 +1,132 @@
+// Package registry is the model registry: immutable, checksummed and signed
+// model versions, channels (named pointers such as "production", with
+// per-region overrides) moved by compare-and-swap, a long-poll watch, and an
+// append-only audit trail. All state lives in a store.Store, so the service
+// is stateless and runs as several replicas on one bucket.
+//
+// Bucket layout (owned here):
+//
+//	blobs/sha256/<hex>                 artifact bytes, verified before they land
+//	models/<model>/versions/<version>  version metadata (JSON), write-once
+//	index/models/<model>               marker: the model exists
+//	channels/<model>/<channel>/r<…>    channel document revisions (store.WriteDoc)
+//	audit/<yyyy-mm-dd>/<time>-<rand>   one JSON object per audit entry
+package registry
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/sentimentpro/sentiment/store"
+)
+
+// Errors the HTTP layer maps to status codes.
+var (
+	ErrNotFound      = errors.New("not found")              // 404
+	ErrConflict      = errors.New("conflict")               // 409
+	ErrInvalid       = errors.New("invalid request")        // 400
+	ErrTooLarge      = errors.New("artifact too large")     // 413
+	ErrDigest        = errors.New("digest mismatch")        // 400
+	ErrBadArtifact   = errors.New("not a valid artifact")   // 422
+	ErrUnsigned      = errors.New("signature required")     // 422
+	ErrQualityGate   = errors.New("quality gate refused")   // 409
+	ErrForbidden     = errors.New("forbidden")              // 403
+	ErrStoreDown     = errors.New("storage unavailable")    // 503
+	errRetryExceeded = errors.New("too many concurrent updates")
+)
+
+// Config configures a Registry; it is built in main.
+type Config struct {
+	Store store.Store
+	// TrustedKeys verify version signatures; RequireSignatures refuses
+	// versions without a valid one.
+	TrustedKeys       []ed25519.PublicKey
+	RequireSignatures bool
+	// MaxArtifactBytes caps one upload (default 512 MiB).
+	MaxArtifactBytes int64
+	// WatchPoll is how often a replica re-reads channels that have
+	// watchers, to see moves made through other replicas (default 200ms).
+	WatchPoll time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Registry implements the registry's operations over a store.
+type Registry struct {
+	store    store.Store
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	hub      *watchHub
+	chanLock sync.Map // doc key -> *sync.Mutex: serialises moves within a replica
+}
+
+// New returns a Registry.
+func New(cfg Config) (*Registry, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("registry: a store is required")
+	}
+	if cfg.MaxArtifactBytes <= 0 {
+		cfg.MaxArtifactBytes = 512 << 20
+	}
+	if cfg.WatchPoll <= 0 {
+		cfg.WatchPoll = 200 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RequireSignatures && len(cfg.TrustedKeys) == 0 {
+		return nil, errors.New("registry: signatures are required but no trusted key is configured")
+	}
+	r := &Registry{store: cfg.Store, cfg: cfg, log: cfg.Logger.With("component", "registry"), now: cfg.Now}
+	r.hub = newWatchHub(r)
+	return r, nil
+}
+
+// Check reports whether the store is reachable (the readiness check).
+func (r *Registry) Check(ctx context.Context) error {
+	if c, ok := r.store.(interface{ Check(context.Context) error }); ok {
+		if err := c.Check(ctx); err != nil {
+			return fmt.Errorf("%w: %v", ErrStoreDown, err)
+		}
+		return nil
+	}
+	_, err := r.store.List(ctx, "index/", "", 1)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStoreDown, err)
+	}
+	return nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidateName checks a model, version, channel or region name: 1-64 of
+// [a-z0-9._-], starting with a letter or digit (so never "." or "..").
+func ValidateName(kind, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: %s %q must be 1-64 characters of [a-z0-9._-] starting with a letter or digit", ErrInvalid, kind, name)
+	}
+	return nil
+}
+
+// storeErr maps store failures: missing objects stay ErrNotFound, anything
+// else is the store being unavailable.
+func storeErr(op string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", op, err)
+	default:
+		return fmt.Errorf("%s: %w: %v", op, ErrStoreDown, err)
+	}
+}

@@ -1,0 +1,336 @@
+package registry
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+var (
+	bytesIn         = metrics.NewCounter(`registry_upload_bytes_total`)
+	publishOK       = metrics.NewCounter(`registry_publishes_total{result="ok"}`)
+	publishFailed   = metrics.NewCounter(`registry_publishes_total{result="error"}`)
+	uploadsOK       = metrics.NewCounter(`registry_blob_uploads_total{result="ok"}`)
+	uploadsRejected = metrics.NewCounter(`registry_blob_uploads_total{result="error"}`)
+)
+
+// MaxWait bounds a long-poll.
+const MaxWait = 5 * time.Minute
+
+func (a *API) mountRegistry() {
+	a.Handle("PUT /v1/blobs/{digest}", RolePublisher, a.putBlob)
+	a.Handle("GET /v1/blobs/{digest}", RoleReader, a.getBlob)
+	a.Handle("HEAD /v1/blobs/{digest}", RoleReader, a.getBlob)
+	a.Handle("GET /v1/models", RoleReader, a.listModels)
+	a.Handle("GET /v1/models/{name}/versions", RoleReader, a.listVersions)
+	a.Handle("PUT /v1/models/{name}/versions/{version}", RolePublisher, a.createVersion)
+	a.Handle("GET /v1/models/{name}/versions/{version}", RoleReader, a.getVersion)
+	a.Handle("DELETE /v1/models/{name}/versions/{version}", RoleAdmin, a.deleteVersion)
+	a.Handle("GET /v1/models/{name}/versions/{version}/artifact", RoleReader, a.getArtifact)
+	a.Handle("HEAD /v1/models/{name}/versions/{version}/artifact", RoleReader, a.getArtifact)
+	a.Handle("GET /v1/models/{name}/channels", RoleReader, a.listChannels)
+	a.Handle("GET /v1/models/{name}/channels/{channel}", RoleReader, a.getChannel)
+	a.Handle("GET /v1/models/{name}/channels/{channel}/resolve", RoleReader, a.resolve)
+}
+
+func (a *API) putBlob(w http.ResponseWriter, r *http.Request, p Principal) error {
+	counted := &countingReader{r: r.Body}
+	blob, created, err := a.reg.PutBlob(r.Context(), r.PathValue("digest"), counted, r.ContentLength)
+	bytesIn.AddInt64(counted.n)
+	if err != nil {
+		uploadsRejected.Inc()
+		return err
+	}
+	uploadsOK.Inc()
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	WriteJSON(w, code, blob)
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (a *API) getBlob(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	return a.serveBlob(w, r, r.PathValue("digest"))
+}
+
+func (a *API) getArtifact(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	v, err := a.reg.GetVersion(r.Context(), r.PathValue("name"), r.PathValue("version"))
+	if err != nil {
+		return err
+	}
+	return a.serveBlob(w, r, v.Digest)
+}
+
+// serveBlob streams an artifact with ETag = digest, honouring
+// If-None-Match and a single byte Range.
+func (a *API) serveBlob(w http.ResponseWriter, r *http.Request, digest string) error {
+	info, err := a.reg.StatBlob(r.Context(), digest)
+	if err != nil {
+		return err
+	}
+	etag := `"` + digest + `"`
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("Content-Type", "application/octet-stream")
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, etag)) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	start, length, partial, err := parseRange(r.Header.Get("Range"), info.Size)
+	if err != nil {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+		return &HTTPError{Code: http.StatusRequestedRangeNotSatisfiable, Msg: err.Error()}
+	}
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	code := http.StatusOK
+	if partial {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, info.Size))
+		code = http.StatusPartialContent
+	}
+	if r.Method == http.MethodHead {
+		w.WriteHeader(code)
+		return nil
+	}
+	rc, _, err := a.reg.OpenBlob(r.Context(), digest, start, length)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.WriteHeader(code)
+	if _, err := io.Copy(w, rc); err != nil {
+		a.log.Warn("blob download cut short", "request_id", RequestID(r.Context()), "digest", digest, "err", err)
+	}
+	return nil
+}
+
+// parseRange understands one range ("bytes=a-b", "bytes=a-", "bytes=-n");
+// anything else (absent, several ranges, other units) means the whole body.
+func parseRange(header string, size int64) (start, length int64, partial bool, err error) {
+	spec, ok := strings.CutPrefix(header, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, size, false, nil
+	}
+	first, last, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, size, false, nil
+	}
+	switch {
+	case first == "":
+		n, perr := strconv.ParseInt(last, 10, 64)
+		if perr != nil || n <= 0 {
+			return 0, 0, false, fmt.Errorf("invalid range %q", header)
+		}
+		n = min(n, size)
+		return size - n, n, true, nil
+	default:
+		s, perr := strconv.ParseInt(first, 10, 64)
+		if perr != nil || s < 0 || s >= size {
+			return 0, 0, false, fmt.Errorf("range %q outside 0..%d", header, size)
+		}
+		e := size - 1
+		if last != "" {
+			if e, perr = strconv.ParseInt(last, 10, 64); perr != nil || e < s {
+				return 0, 0, false, fmt.Errorf("invalid range %q", header)
+			}
+			e = min(e, size-1)
+		}
+		return s, e - s + 1, true, nil
+	}
+}
+
+func (a *API) listModels(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		return err
+	}
+	names, next, err := a.reg.ListModels(r.Context(), r.URL.Query().Get("page_token"), limit)
+	if err != nil {
+		return err
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"models": nonNil(names), "next_page_token": next})
+	return nil
+}
+
+func (a *API) listVersions(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		return err
+	}
+	vs, next, err := a.reg.ListVersions(r.Context(), r.PathValue("name"), r.URL.Query().Get("page_token"), limit)
+	if err != nil {
+		return err
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"versions": nonNil(vs), "next_page_token": next})
+	return nil
+}
+
+func (a *API) createVersion(w http.ResponseWriter, r *http.Request, p Principal) error {
+	name, version := r.PathValue("name"), r.PathValue("version")
+	var nv NewVersion
+	if err := ReadJSON(r, 64<<10, &nv); err != nil {
+		return err
+	}
+	v, created, err := a.reg.CreateVersion(r.Context(), name, version, p.Name, nv)
+	entry := AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "publish", Model: name, Version: version,
+		Digest: nv.Digest, RequestID: RequestID(r.Context()), Result: "ok"}
+	if err != nil {
+		publishFailed.Inc()
+		entry.Result, entry.Detail = "refused", err.Error()
+		if StatusOf(err) >= 500 {
+			entry.Result = "error"
+		}
+		a.reg.Audit(r.Context(), entry)
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+		publishOK.Inc()
+		if _, err := a.reg.Audit(r.Context(), entry); err != nil {
+			return err
+		}
+	}
+	WriteJSON(w, code, v)
+	return nil
+}
+
+func (a *API) getVersion(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	v, err := a.reg.GetVersion(r.Context(), r.PathValue("name"), r.PathValue("version"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", `"`+v.Digest+`"`)
+	WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request, p Principal) error {
+	name, version := r.PathValue("name"), r.PathValue("version")
+	v, err := a.reg.DeleteVersion(r.Context(), name, version)
+	entry := AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "delete", Model: name, Version: version,
+		Digest: v.Digest, RequestID: RequestID(r.Context()), Result: "ok"}
+	if err != nil {
+		entry.Result, entry.Detail = "refused", err.Error()
+		a.reg.Audit(r.Context(), entry)
+		return err
+	}
+	if _, err := a.reg.Audit(r.Context(), entry); err != nil {
+		return err
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"deleted": v})
+	return nil
+}
+
+func (a *API) listChannels(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	cs, err := a.reg.ListChannels(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"channels": nonNil(cs)})
+	return nil
+}
+
+// blockingParams reads Consul-style ?index=N&wait=30s.
+func blockingParams(r *http.Request) (uint64, time.Duration, error) {
+	q := r.URL.Query()
+	var index uint64
+	if s := q.Get("index"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%w: index %q is not a revision number", ErrInvalid, s)
+		}
+		index = n
+	}
+	wait := 30 * time.Second
+	if s := q.Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			secs, serr := strconv.Atoi(s)
+			if serr != nil {
+				return 0, 0, fmt.Errorf("%w: wait %q is not a duration such as 30s", ErrInvalid, s)
+			}
+			d = time.Duration(secs) * time.Second
+		}
+		if d < 0 {
+			return 0, 0, fmt.Errorf("%w: negative wait", ErrInvalid)
+		}
+		wait = min(d, MaxWait)
+	}
+	return index, wait, nil
+}
+
+func (a *API) getChannel(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	index, wait, err := blockingParams(r)
+	if err != nil {
+		return err
+	}
+	c, err := a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("X-Registry-Index", strconv.FormatUint(c.Revision, 10))
+	WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (a *API) resolve(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	index, wait, err := blockingParams(r)
+	if err != nil {
+		return err
+	}
+	region := r.URL.Query().Get("region")
+	if region != "" {
+		if err := ValidateName("region", region); err != nil {
+			return err
+		}
+	}
+	c, err := a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
+	if err != nil {
+		return err
+	}
+	res, err := a.reg.resolution(r.Context(), c, region)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("X-Registry-Index", strconv.FormatUint(c.Revision, 10))
+	WriteJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func intParam(r *http.Request, name string) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: %s %q is not a non-negative integer", ErrInvalid, name, s)
+	}
+	return n, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,282 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/store"
+)
+
+// Version is the metadata of one immutable model version.
+type Version struct {
+	Model       string            `json:"model"`
+	Version     string            `json:"version"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Signature   *model.Signature  `json:"signature,omitempty"`
+	SignedBy    string            `json:"signed_by,omitempty"` // key ID that verified the signature
+	Publisher   string            `json:"publisher"`
+	CreatedAt   time.Time         `json:"created_at"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Description string            `json:"description,omitempty"`
+	// Artifact is the artifact's own header: features, training data
+	// digest, evaluation metrics.
+	Artifact model.Metadata `json:"artifact"`
+}
+
+// Accuracy is the evaluation accuracy recorded in the artifact, if any.
+func (v Version) Accuracy() (float64, bool) {
+	if v.Artifact.Metrics == nil {
+		return 0, false
+	}
+	return v.Artifact.Metrics.Accuracy, true
+}
+
+// NewVersion is what a publisher sends to create a version from an
+// uploaded blob.
+type NewVersion struct {
+	Digest      string            `json:"digest"`
+	Signature   *model.Signature  `json:"signature,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Description string            `json:"description,omitempty"`
+}
+
+func versionKey(name, version string) string { return "models/" + name + "/versions/" + version }
+func modelIndexKey(name string) string       { return "index/models/" + name }
+
+const (
+	maxLabels      = 32
+	maxLabelLen    = 256
+	maxDescription = 4096
+)
+
+func (nv NewVersion) validate() error {
+	if _, err := model.ParseDigest(nv.Digest); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if len(nv.Labels) > maxLabels {
+		return fmt.Errorf("%w: %d labels, at most %d", ErrInvalid, len(nv.Labels), maxLabels)
+	}
+	for k, v := range nv.Labels {
+		if k == "" || len(k) > 64 || len(v) > maxLabelLen {
+			return fmt.Errorf("%w: label %q: keys 1-64 bytes, values up to %d", ErrInvalid, k, maxLabelLen)
+		}
+	}
+	if len(nv.Description) > maxDescription {
+		return fmt.Errorf("%w: description longer than %d bytes", ErrInvalid, maxDescription)
+	}
+	return nil
+}
+
+// CreateVersion makes name/version point at an uploaded, verified blob.
+// Versions are immutable: creating an existing version with the same digest
+// returns it (created=false); with another digest it is ErrConflict.
+func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher string, nv NewVersion) (Version, bool, error) {
+	if err := ValidateName("model", name); err != nil {
+		return Version{}, false, err
+	}
+	if err := ValidateName("version", version); err != nil {
+		return Version{}, false, err
+	}
+	if err := nv.validate(); err != nil {
+		return Version{}, false, err
+	}
+	if existing, err := r.GetVersion(ctx, name, version); err == nil {
+		return r.sameVersion(existing, nv)
+	} else if !errors.Is(err, ErrNotFound) {
+		return Version{}, false, err
+	}
+	info, err := r.StatBlob(ctx, nv.Digest)
+	if errors.Is(err, ErrNotFound) {
+		return Version{}, false, fmt.Errorf("%w: blob %s has not been uploaded", ErrInvalid, nv.Digest)
+	} else if err != nil {
+		return Version{}, false, err
+	}
+	header, err := r.blobHeader(ctx, nv.Digest)
+	if err != nil {
+		return Version{}, false, err
+	}
+	v := Version{
+		Model: name, Version: version, Digest: nv.Digest, Size: info.Size,
+		Signature: nv.Signature, Publisher: publisher, CreatedAt: r.now().UTC(),
+		Labels: nv.Labels, Description: nv.Description, Artifact: header,
+	}
+	if err := r.checkSignature(&v); err != nil {
+		return Version{}, false, err
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return Version{}, false, fmt.Errorf("cannot encode version: %w", err)
+	}
+	_, err = r.store.Put(ctx, versionKey(name, version), bytes.NewReader(data), int64(len(data)))
+	if errors.Is(err, store.ErrExists) {
+		// Lost a race with another publish of the same version.
+		existing, gerr := r.GetVersion(ctx, name, version)
+		if gerr != nil {
+			return Version{}, false, gerr
+		}
+		return r.sameVersion(existing, nv)
+	}
+	if err != nil {
+		return Version{}, false, storeErr("cannot store version", err)
+	}
+	// The index marker lists the model; it exists after the first version.
+	if _, err := r.store.Put(ctx, modelIndexKey(name), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
+		r.log.Warn("cannot write model index marker", "model", name, "err", err)
+	}
+	return v, true, nil
+}
+
+func (r *Registry) sameVersion(existing Version, nv NewVersion) (Version, bool, error) {
+	if existing.Digest != nv.Digest {
+		return Version{}, false, fmt.Errorf("%w: %s/%s already exists with digest %s; versions are immutable, publish a new version",
+			ErrConflict, existing.Model, existing.Version, existing.Digest)
+	}
+	return existing, false, nil
+}
+
+func (r *Registry) checkSignature(v *Version) error {
+	if v.Signature == nil {
+		if r.cfg.RequireSignatures {
+			return fmt.Errorf("%w: this registry requires a signature from a trusted key", ErrUnsigned)
+		}
+		return nil
+	}
+	if len(r.cfg.TrustedKeys) == 0 {
+		return fmt.Errorf("%w: version is signed but the registry trusts no key", ErrUnsigned)
+	}
+	id, err := model.Verify(*v.Signature, v.Digest, r.cfg.TrustedKeys)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsigned, err)
+	}
+	v.SignedBy = id
+	return nil
+}
+
+// GetVersion returns a version's metadata.
+func (r *Registry) GetVersion(ctx context.Context, name, version string) (Version, error) {
+	if err := ValidateName("model", name); err != nil {
+		return Version{}, err
+	}
+	if err := ValidateName("version", version); err != nil {
+		return Version{}, err
+	}
+	data, err := store.ReadAll(ctx, r.store, versionKey(name, version), 1<<20)
+	if err != nil {
+		return Version{}, storeErr(fmt.Sprintf("cannot read version %s/%s", name, version), err)
+	}
+	var v Version
+	if err := json.Unmarshal(data, &v); err != nil {
+		return Version{}, fmt.Errorf("cannot decode version %s/%s: %w", name, version, err)
+	}
+	return v, nil
+}
+
+// ListVersions returns up to limit versions of a model in name order,
+// after the version named by pageToken, and the token of the next page ("" at
+// the end).
+func (r *Registry) ListVersions(ctx context.Context, name, pageToken string, limit int) ([]Version, string, error) {
+	if err := ValidateName("model", name); err != nil {
+		return nil, "", err
+	}
+	if pageToken != "" {
+		if err := ValidateName("page_token", pageToken); err != nil {
+			return nil, "", err
+		}
+	}
+	limit = clampLimit(limit)
+	prefix := "models/" + name + "/versions/"
+	after := ""
+	if pageToken != "" {
+		after = prefix + pageToken
+	}
+	infos, err := r.store.List(ctx, prefix, after, limit+1)
+	if err != nil {
+		return nil, "", storeErr("cannot list versions", err)
+	}
+	next := ""
+	if len(infos) > limit {
+		infos = infos[:limit]
+		next = strings.TrimPrefix(infos[limit-1].Key, prefix)
+	}
+	out := make([]Version, 0, len(infos))
+	for _, info := range infos {
+		v, err := r.GetVersion(ctx, name, strings.TrimPrefix(info.Key, prefix))
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 && pageToken == "" {
+		if _, err := r.store.Stat(ctx, modelIndexKey(name)); errors.Is(err, store.ErrNotFound) {
+			return nil, "", fmt.Errorf("model %q: %w", name, ErrNotFound)
+		}
+	}
+	return out, next, nil
+}
+
+// ListModels returns model names in order, paged like ListVersions.
+func (r *Registry) ListModels(ctx context.Context, pageToken string, limit int) ([]string, string, error) {
+	if pageToken != "" {
+		if err := ValidateName("page_token", pageToken); err != nil {
+			return nil, "", err
+		}
+	}
+	limit = clampLimit(limit)
+	const prefix = "index/models/"
+	after := ""
+	if pageToken != "" {
+		after = prefix + pageToken
+	}
+	infos, err := r.store.List(ctx, prefix, after, limit+1)
+	if err != nil {
+		return nil, "", storeErr("cannot list models", err)
+	}
+	next := ""
+	if len(infos) > limit {
+		infos = infos[:limit]
+		next = strings.TrimPrefix(infos[limit-1].Key, prefix)
+	}
+	names := make([]string, 0, len(infos))
+	for _, info := range infos {
+		names = append(names, strings.TrimPrefix(info.Key, prefix))
+	}
+	return names, next, nil
+}
+
+// DeleteVersion removes a version's metadata; a version that any channel
+// points at cannot be deleted. The blob stays: other versions may share it.
+func (r *Registry) DeleteVersion(ctx context.Context, name, version string) (Version, error) {
+	v, err := r.GetVersion(ctx, name, version)
+	if err != nil {
+		return Version{}, err
+	}
+	channels, err := r.ListChannels(ctx, name)
+	if err != nil {
+		return Version{}, err
+	}
+	for _, ch := range channels {
+		for scope, target := range ch.Targets() {
+			if target == version {
+				return Version{}, fmt.Errorf("%w: channel %q points at %s for %s; promote another version first", ErrConflict, ch.Channel, version, scope)
+			}
+		}
+	}
+	if err := r.store.Delete(ctx, versionKey(name, version)); err != nil {
+		return Version{}, storeErr("cannot delete version", err)
+	}
+	return v, nil
+}
+
+func clampLimit(limit int) int {
+	if limit <= 0 || limit > 1000 {
+		return 100
+	}
+	return limit
+}
