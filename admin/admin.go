@@ -108,31 +108,37 @@ func (m *MoveRequest) validate(needVersion bool) error {
 	return nil
 }
 
-// authorizeMove enforces that publishers never move production channels and
-// only admins force.
-func (ad *admin) authorizeMove(p registry.Principal, channel string, force bool) error {
+// readMove authorises a move and reads its body: publishers never move
+// production channels (checked before the body is read) and only admins
+// force. Refusals are audited.
+func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, needVersion bool) (MoveRequest, registry.AuditEntry, error) {
+	name, channel := r.PathValue("name"), r.PathValue("channel")
+	var req MoveRequest
+	deny := func(msg string) (MoveRequest, registry.AuditEntry, error) {
+		entry := ad.entry(r, p, action, name, channel, req)
+		entry.Result, entry.Detail = "denied", msg
+		ad.reg.Audit(r.Context(), entry)
+		return req, entry, &registry.HTTPError{Code: http.StatusForbidden, Msg: msg}
+	}
 	if ad.isProduction(channel) && p.Role < registry.RoleAdmin {
-		return &registry.HTTPError{Code: http.StatusForbidden, Msg: fmt.Sprintf("only admins may move the %q channel", channel)}
+		return deny(fmt.Sprintf("only admins may move the %q channel", channel))
 	}
-	if force && p.Role < registry.RoleAdmin {
-		return &registry.HTTPError{Code: http.StatusForbidden, Msg: "only admins may force a move"}
+	if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
+		return req, registry.AuditEntry{}, err
 	}
-	return nil
+	if err := req.validate(needVersion); err != nil {
+		return req, registry.AuditEntry{}, err
+	}
+	if req.Force && p.Role < registry.RoleAdmin {
+		return deny("only admins may force a move")
+	}
+	return req, ad.entry(r, p, action, name, channel, req), nil
 }
 
 func (ad *admin) promote(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
 	name, channel := r.PathValue("name"), r.PathValue("channel")
-	var req MoveRequest
-	if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
-		return err
-	}
-	if err := req.validate(true); err != nil {
-		return err
-	}
-	entry := ad.entry(r, p, "promote", name, channel, req)
-	if err := ad.authorizeMove(p, channel, req.Force); err != nil {
-		entry.Result, entry.Detail = "denied", err.Error()
-		ad.reg.Audit(r.Context(), entry)
+	req, entry, err := ad.readMove(r, p, "promote", true)
+	if err != nil {
 		return err
 	}
 	candidate, err := ad.reg.GetVersion(r.Context(), name, req.Version)
@@ -200,17 +206,8 @@ func (ad *admin) qualityGate(ctx context.Context, cur registry.Channel, candidat
 
 func (ad *admin) rollback(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
 	name, channel := r.PathValue("name"), r.PathValue("channel")
-	var req MoveRequest
-	if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
-		return err
-	}
-	if err := req.validate(false); err != nil {
-		return err
-	}
-	entry := ad.entry(r, p, "rollback", name, channel, req)
-	if err := ad.authorizeMove(p, channel, req.Force); err != nil {
-		entry.Result, entry.Detail = "denied", err.Error()
-		ad.reg.Audit(r.Context(), entry)
+	req, entry, err := ad.readMove(r, p, "rollback", false)
+	if err != nil {
 		return err
 	}
 	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur registry.Channel) (registry.Channel, error) {
@@ -378,4 +375,3 @@ func cloneMap(m map[string]string) map[string]string {
 
 // errNoDiscovery is reported by status when Consul is not configured.
 var errNoDiscovery = errors.New("rollout status needs Consul (start the registry with -consul)")
-

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -273,9 +272,4 @@ func (r *Registry) WaitChannel(ctx context.Context, model, channel string, after
 		r.hub.wait(ctx, channelKey(model, channel), after)
 	}
 	return r.GetChannel(ctx, model, channel)
-}
-
-// sortedRegions returns the override regions in order (for stable output).
-func sortedRegions(m map[string]string) []string {
-	return slices.Sorted(maps.Keys(m))
 }

@@ -181,4 +181,3 @@ func versions(n int) []string {
 	}
 	return out
 }
-

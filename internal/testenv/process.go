@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -148,4 +152,32 @@ func (p *Process) waitFor(timeout time.Duration, ready func() error) error {
 		}
 	}
 	return fmt.Errorf("%s not ready after %s: %v; log:\n%s", p.Name, timeout, last, p.LogTail(4000))
+}
+
+// StartHTTPService starts bin as a child process for the test, waits until
+// GET readyURL answers 200, and stops it in t.Cleanup.
+func StartHTTPService(t testing.TB, name, bin string, args, env []string, readyURL string) *Process {
+	t.Helper()
+	p := &Process{Name: name, Path: bin, Args: args, Env: env,
+		LogPath: filepath.Join(t.TempDir(), strings.ReplaceAll(name, " ", "-")+".log")}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(10 * time.Second) })
+	client := &http.Client{Timeout: time.Second}
+	err := p.waitFor(30*time.Second, func() error {
+		resp, err := client.Get(readyURL)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", readyURL, resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

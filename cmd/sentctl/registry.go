@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry"
+)
+
+func init() {
+	commands["publish"] = command{"upload a model artifact as a new immutable version", runPublish}
+	commands["promote"] = command{"point a channel (everywhere or some regions) at a version", runPromote}
+	commands["rollback"] = command{"move a channel back to its previous (or a named) version", runRollback}
+	commands["history"] = command{"show a channel's moves, newest first", runHistory}
+	commands["status"] = command{"show what every edge serves against what the channel says", runStatus}
+	commands["audit"] = command{"query the registry's audit trail", runAudit}
+}
+
+// registryFlags are the connection flags every registry verb takes. The
+// token comes from SENTCTL_TOKEN so it never shows in a process list.
+type registryFlags struct{ url string }
+
+func (f *registryFlags) register(fs *flag.FlagSet) {
+	def := os.Getenv("SENTCTL_REGISTRY")
+	if def == "" {
+		def = "http://127.0.0.1:8081"
+	}
+	fs.StringVar(&f.url, "registry", def, "registry URL (or SENTCTL_REGISTRY); the token is read from SENTCTL_TOKEN")
+}
+
+func (f *registryFlags) client() *registry.Client {
+	return &registry.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN")}
+}
+
+// labelFlags collects repeated --label key=value flags.
+type labelFlags map[string]string
+
+func (l labelFlags) String() string { return fmt.Sprint(map[string]string(l)) }
+
+func (l labelFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", s)
+	}
+	l[k] = v
+	return nil
+}
+
+func runPublish(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("publish", stderr)
+	var (
+		rf                                 registryFlags
+		name, version, file, sigPath, desc string
+		labels                             = labelFlags{}
+		progress                           = progressMode("auto")
+	)
+	rf.register(fs)
+	fs.StringVar(&name, "model", "", "model name, e.g. sst2 (required)")
+	fs.StringVar(&version, "version", "", "new version name, e.g. v4 (required)")
+	fs.StringVar(&file, "file", "", "artifact to publish (required)")
+	fs.StringVar(&sigPath, "sig", "", "signature file (default: FILE.sig when it exists)")
+	fs.StringVar(&desc, "description", "", "free-form description")
+	fs.Var(labels, "label", "key=value label (repeatable)")
+	fs.Var(&progress, "progress", "upload progress bar: auto, always or never")
+	if err := parse(fs, args, false); err != nil {
+		return err
+	}
+	if err := required(fs, "model", "version", "file"); err != nil {
+		return err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("cannot open artifact: %w", err)
+	}
+	defer f.Close()
+	// First pass: the digest the registry will check the upload against.
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("cannot read artifact: %w", err)
+	}
+	digest := fmt.Sprintf("sha256:%x", h.Sum(nil))
+	nv := registry.NewVersion{Digest: digest, Labels: labels, Description: desc}
+	if sig, err := readSignature(sigPath, file); err != nil {
+		return err
+	} else if sig != nil {
+		if sig.Digest != digest {
+			return fmt.Errorf("signature %s is for %s, not this artifact (%s)", sigPath, sig.Digest, digest)
+		}
+		nv.Signature = sig
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	var body io.Reader = f
+	if progress.enabled(stderr) {
+		bar := progressbar.DefaultBytes(size, "uploading")
+		body = io.TeeReader(f, bar)
+	}
+	ctx := context.Background()
+	c := rf.client()
+	if _, err := c.PutBlob(ctx, digest, body, size); err != nil {
+		return fmt.Errorf("cannot upload %s: %w", file, err)
+	}
+	v, err := c.CreateVersion(ctx, name, version, nv)
+	if err != nil {
+		return fmt.Errorf("cannot create %s/%s: %w", name, version, err)
+	}
+	acc := "no metrics"
+	if a, ok := v.Accuracy(); ok {
+		acc = fmt.Sprintf("accuracy %.4f", a)
+	}
+	signed := "unsigned"
+	if v.SignedBy != "" {
+		signed = "signed by " + v.SignedBy
+	}
+	fmt.Fprintf(stdout, "published %s/%s: %s, %d bytes, %s, %s\n", v.Model, v.Version, v.Digest, v.Size, acc, signed)
+	return nil
+}
+
+func readSignature(sigPath, file string) (*model.Signature, error) {
+	explicit := sigPath != ""
+	if !explicit {
+		sigPath = file + ".sig"
+	}
+	data, err := model.ReadFileLimited(sigPath, 64<<10)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read signature: %w", err)
+	}
+	sig, err := model.ParseSignature(data)
+	if err != nil {
+		return nil, err
+	}
+	return &sig, nil
+}
+
+// moveFlags are promote's and rollback's flags.
+type moveFlags struct {
+	rf                                      registryFlags
+	name, channel, version, regions, reason string
+	force                                   bool
+	expect                                  int64
+}
+
+func (m *moveFlags) register(fs *flag.FlagSet, versionHelp string) {
+	m.rf.register(fs)
+	fs.StringVar(&m.name, "model", "", "model name (required)")
+	fs.StringVar(&m.channel, "channel", "production", "channel")
+	fs.StringVar(&m.version, "version", "", versionHelp)
+	fs.StringVar(&m.regions, "regions", "", "comma-separated regions (default: everywhere)")
+	fs.StringVar(&m.reason, "reason", "", "why, for the audit trail")
+	fs.BoolVar(&m.force, "force", false, "override the quality gate (admins only; audited)")
+	fs.Int64Var(&m.expect, "expect-revision", -1, "move only if the channel is still at this revision")
+}
+
+func (m *moveFlags) request() registry.MoveRequest {
+	req := registry.MoveRequest{Version: m.version, Regions: config.List(m.regions), Force: m.force, Reason: m.reason}
+	if m.expect >= 0 {
+		rev := uint64(m.expect)
+		req.ExpectRevision = &rev
+	}
+	return req
+}
+
+func printChannel(w io.Writer, c registry.Channel) {
+	fmt.Fprintf(w, "%s/%s revision %d: global=%s", c.Model, c.Channel, c.Revision, orDash(c.Global))
+	for _, r := range sortedKeys(c.Regions) {
+		fmt.Fprintf(w, " %s=%s", r, c.Regions[r])
+	}
+	fmt.Fprintln(w)
+}
+
+func runPromote(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("promote", stderr)
+	var m moveFlags
+	m.register(fs, "version to promote (required)")
+	if err := parse(fs, args, false); err != nil {
+		return err
+	}
+	if err := required(fs, "model", "version"); err != nil {
+		return err
+	}
+	c, err := m.rf.client().Promote(context.Background(), m.name, m.channel, m.request())
+	if err != nil {
+		return err
+	}
+	printChannel(stdout, c)
+	return nil
+}
+
+func runRollback(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("rollback", stderr)
+	var m moveFlags
+	m.register(fs, "version to roll back to (default: the previous one)")
+	if err := parse(fs, args, false); err != nil {
+		return err
+	}
+	if err := required(fs, "model"); err != nil {
+		return err
+	}
+	c, err := m.rf.client().Rollback(context.Background(), m.name, m.channel, m.request())
+	if err != nil {
+		return err
+	}
+	printChannel(stdout, c)
+	return nil
+}
+
+func runHistory(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("history", stderr)
+	var (
+		rf            registryFlags
+		name, channel string
+		limit         int
+	)
+	rf.register(fs)
+	fs.StringVar(&name, "model", "", "model name (required)")
+	fs.StringVar(&channel, "channel", "production", "channel")
+	fs.IntVar(&limit, "limit", 20, "revisions to show")
+	if err := parse(fs, args, false); err != nil {
+		return err
+	}
+	if err := required(fs, "model"); err != nil {
+		return err
+	}
+	hist, err := rf.client().History(context.Background(), name, channel, limit)
+	if err != nil {
+		return err
+	}
+	for _, c := range hist {
+		scope := "global"
+		if len(c.Change.Regions) > 0 {
+			scope = strings.Join(c.Change.Regions, ",")
+		}
+		forced := ""
+		if c.Change.Forced {
+			forced = " FORCED"
+		}
+		fmt.Fprintf(stdout, "%4d  %s  %-8s %-14s by %-10s %s -> %s%s  %s\n", c.Revision, c.UpdatedAt.Format(time.RFC3339),
+			c.Change.Action, scope, c.Change.Actor, targets(c.Change.Before), targets(c.Change.After), forced, c.Change.Reason)
+	}
+	return nil
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", stderr)
+	var (
+		rf            registryFlags
+		name, channel string
+	)
+	rf.register(fs)
+	fs.StringVar(&name, "model", "", "model name (required)")
+	fs.StringVar(&channel, "channel", "production", "channel")
+	if err := parse(fs, args, false); err != nil {
+		return err
+	}
+	if err := required(fs, "model"); err != nil {
+		return err
+	}
+	var st struct {
+		Revision  uint64 `json:"revision"`
+		Converged bool   `json:"converged"`
+		Errors    []string
+		Regions   []struct {
+			Region, Datacenter, Expected string
+			Converged                    bool
+			Instances                    []struct {
+				ID, Address, Health, Version string
+				Current                      bool
+			}
+		}
+	}
+	path := "/v1/admin/models/" + url.PathEscape(name) + "/status?channel=" + url.QueryEscape(channel)
+	if err := rf.client().Raw(context.Background(), "GET", path, nil, &st); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s/%s revision %d: converged=%v\n", name, channel, st.Revision, st.Converged)
+	for _, r := range st.Regions {
+		fmt.Fprintf(stdout, "  %-12s (%s) expects %-10s converged=%v\n", r.Region, r.Datacenter, r.Expected, r.Converged)
+		for _, in := range r.Instances {
+			fmt.Fprintf(stdout, "      %-28s %-21s %-9s serves %s\n", in.ID, in.Address, in.Health, in.Version)
+		}
+	}
+	for _, e := range st.Errors {
+		fmt.Fprintln(stdout, "  error:", e)
+	}
+	return nil
+}
+
+func runAudit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit", stderr)
+	var (
+		rf                                              registryFlags
+		name, channel, actor, action, since, until, out string
+		limit                                           int
+	)
+	rf.register(fs)
+	fs.StringVar(&name, "model", "", "only this model")
+	fs.StringVar(&channel, "channel", "", "only this channel")
+	fs.StringVar(&actor, "actor", "", "only this actor")
+	fs.StringVar(&action, "action", "", "only this action (publish, promote, rollback, delete, auth_denied)")
+	fs.StringVar(&since, "since", "", "from (RFC 3339, or a duration back from now such as 24h; default 7 days)")
+	fs.StringVar(&until, "until", "", "until (RFC 3339 or a duration back from now)")
+	fs.IntVar(&limit, "limit", 100, "entries to show")
+	fs.StringVar(&out, "output", "text", "text or json")
+	if err := parse(fs, args, false); err != nil {
+		return err
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"model": name, "channel": channel, "actor": actor, "action": action, "since": since, "until": until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("limit", fmt.Sprint(limit))
+	entries, err := rf.client().Audit(context.Background(), q)
+	if err != nil {
+		return err
+	}
+	if out == "json" {
+		enc := json.NewEncoder(stdout)
+		for _, e := range entries {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, e := range entries {
+		what := strings.Trim(e.Model+"/"+e.Version+" "+e.Channel, "/ ")
+		fmt.Fprintf(stdout, "%s  %-12s %-8s %-10s %s %s -> %s %s\n", e.Time.Format(time.RFC3339), e.Action, e.Result,
+			orDash(e.Actor), what, targets(e.Before), targets(e.After), e.Detail)
+	}
+	return nil
+}
+
+func targets(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
