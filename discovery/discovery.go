@@ -49,6 +49,11 @@ type Registration struct {
 	// DeregisterAfter removes an instance whose check stayed critical this
 	// long (Consul's minimum is one minute; 0 disables it).
 	DeregisterAfter time.Duration
+	// InitialStatus is the check's status until its first run: critical
+	// by default, so nothing routes to a new instance early. A running,
+	// ready instance that re-registers to update its meta passes
+	// api.HealthPassing so it does not drop out of rotation.
+	InitialStatus string
 }
 
 // Validate reports a registration that Consul would reject or misuse.
@@ -82,6 +87,9 @@ func Register(agent *api.Agent, r Registration) error {
 		SuccessBeforePassing:   r.SuccessBeforePassing,
 		FailuresBeforeCritical: r.FailuresBeforeCritical,
 		Status:                 api.HealthCritical,
+	}
+	if r.InitialStatus != "" {
+		check.Status = r.InitialStatus
 	}
 	if r.DeregisterAfter > 0 {
 		check.DeregisterCriticalServiceAfter = r.DeregisterAfter.String()

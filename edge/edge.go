@@ -1,0 +1,113 @@
+// Package edge is the data plane: a fasthttp server that answers sentiment
+// predictions from a model held in memory (/v1/predict, /v1/predict/batch
+// and the Open Inference Protocol /v2 routes), swaps in new models
+// atomically without failing or delaying a request, and keeps answering
+// from its last good model when the registry, S3 or Consul are down.
+package edge
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/sentimentpro/sentiment/model"
+)
+
+// Serving is the model an edge answers with, and where it came from.
+type Serving struct {
+	Model    *model.Model
+	Name     string // the registry's model name; the OIP model name
+	Version  string // the registry version, or "embedded"
+	Digest   string
+	Source   string // "registry", "cache" or "embedded"
+	LoadedAt time.Time
+}
+
+// Config is the serving configuration, built in main.
+type Config struct {
+	Region    string
+	ModelName string // name the /v2 routes answer to
+	// Size limits: the whole body, one text, texts in a batch.
+	MaxBodyBytes int
+	MaxTextBytes int
+	MaxBatch     int
+	// RatePerMinute and RateBurst set the per-client token bucket;
+	// RatePerMinute <= 0 disables rate limiting.
+	RatePerMinute float64
+	RateBurst     int
+	// TrustedProxies may set X-Forwarded-For; anyone else's is ignored.
+	TrustedProxies []netip.Prefix
+	TLS            bool // adds Strict-Transport-Security
+	Logger         *slog.Logger
+	// Peers, if set, answers for this edge while it has no model at all.
+	Peers *Peers
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBodyBytes = 64 << 10
+	DefaultMaxTextBytes = 16 << 10
+	DefaultMaxBatch     = 64
+)
+
+// Server serves predictions from the current model.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	current  atomic.Pointer[Serving]
+	draining atomic.Bool
+	limiter  *limiter
+	ids      requestIDs
+}
+
+// NewServer returns a server with no model; call Swap to give it one.
+func NewServer(cfg Config) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxTextBytes <= 0 {
+		cfg.MaxTextBytes = DefaultMaxTextBytes
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.ModelName == "" {
+		cfg.ModelName = "sentiment"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge")}
+	if cfg.RatePerMinute > 0 {
+		s.limiter = newLimiter(cfg.RatePerMinute, cfg.RateBurst)
+	}
+	s.ids = newRequestIDs()
+	return s
+}
+
+// Swap makes sv the model every new request uses and returns the previous
+// one. Requests already running finish on the model they started with.
+func (s *Server) Swap(sv *Serving) *Serving {
+	old := s.current.Swap(sv)
+	modelLoaded.Set(1)
+	modelSwaps.Inc()
+	return old
+}
+
+// Current returns the serving model, or nil before the first one.
+func (s *Server) Current() *Serving { return s.current.Load() }
+
+// Ready reports whether the edge should receive traffic: it has a verified
+// model and is not draining.
+func (s *Server) Ready() bool { return s.current.Load() != nil && !s.draining.Load() }
+
+// SetDraining turns readiness off before a graceful shutdown.
+func (s *Server) SetDraining(d bool) { s.draining.Store(d) }
+
+// Close stops background work (the rate limiter's sweeper).
+func (s *Server) Close() {
+	if s.limiter != nil {
+		s.limiter.close()
+	}
+}

@@ -1,0 +1,366 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/model"
+)
+
+// Version is the server version reported by GET /v2.
+var Version = "dev"
+
+// httpError is a handler's failure: the status and the client message.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(code int, format string, args ...any) error {
+	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+type handler func(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
+
+// Handler returns the edge's HTTP handler.
+func (s *Server) Handler() fasthttp.RequestHandler {
+	r := router.New()
+	r.POST("/v1/predict", s.wrap("/v1/predict", true, s.predict))
+	r.POST("/v1/predict/batch", s.wrap("/v1/predict/batch", true, s.predictBatch))
+	r.GET("/v2", s.wrap("/v2", false, s.serverMeta))
+	r.GET("/v2/health/live", s.wrap("/v2/health/live", false, s.live))
+	r.GET("/v2/health/ready", s.wrap("/v2/health/ready", false, s.ready))
+	r.GET("/v2/models/{name}", s.wrap("/v2/models/{name}", false, s.modelMeta))
+	r.GET("/v2/models/{name}/versions/{version}", s.wrap("/v2/models/{name}/versions/{version}", false, s.modelMeta))
+	r.GET("/v2/models/{name}/ready", s.wrap("/v2/models/{name}/ready", false, s.modelReady))
+	r.GET("/v2/models/{name}/versions/{version}/ready", s.wrap("/v2/models/{name}/versions/{version}/ready", false, s.modelReady))
+	r.POST("/v2/models/{name}/infer", s.wrap("/v2/models/{name}/infer", true, s.infer))
+	r.POST("/v2/models/{name}/versions/{version}/infer", s.wrap("/v2/models/{name}/versions/{version}/infer", true, s.infer))
+	r.GET("/health/live", s.wrap("/health/live", false, s.live))
+	r.GET("/health/ready", s.wrap("/health/ready", false, s.ready))
+	r.GET("/metrics", fasthttpadaptorMetrics)
+	r.NotFound = func(ctx *fasthttp.RequestCtx) {
+		setSecurityHeaders(ctx, s.cfg.TLS)
+		writeError(ctx, "", errorf(fasthttp.StatusNotFound, "no route %s %s", ctx.Method(), ctx.Path()))
+	}
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		setSecurityHeaders(ctx, s.cfg.TLS)
+		writeError(ctx, "", errorf(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()))
+	}
+	return r.Handler
+}
+
+// FastHTTPServer returns a fasthttp.Server with this edge's limits and
+// timeouts (slow clients cannot hold connections forever).
+func (s *Server) FastHTTPServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               s.Handler(),
+		Name:                  "sentiment-edge",
+		MaxRequestBodySize:    s.cfg.MaxBodyBytes,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		ReadBufferSize:        8 << 10,
+		NoDefaultServerHeader: true,
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			code := fasthttp.StatusBadRequest
+			msg := "malformed request"
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				code, msg = fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes)
+			} else if _, ok := err.(*fasthttp.ErrSmallBuffer); ok {
+				code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large"
+			}
+			setSecurityHeaders(ctx, s.cfg.TLS)
+			writeError(ctx, "", errorf(code, "%s", msg))
+		},
+	}
+}
+
+func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
+	h := &ctx.Response.Header
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Cache-Control", "no-store")
+	if tls {
+		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	}
+}
+
+// wrap is the middleware every route shares: request ID, security
+// headers, rate limiting (for the prediction routes), the model snapshot,
+// errors as JSON, metrics and error logs.
+func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHandler {
+	rm := metricsFor(route)
+	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		id := s.requestID(ctx)
+		setSecurityHeaders(ctx, s.cfg.TLS)
+		var err error
+		if limited && s.limiter != nil {
+			addr := clientAddr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
+			if ok, wait := s.limiter.allow(addr, start); !ok {
+				rateLimited.Inc()
+				ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+				err = errorf(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
+			}
+		}
+		if err == nil {
+			sv := s.current.Load()
+			if sv == nil && limited && s.cfg.Peers != nil {
+				err = s.cfg.Peers.forward(ctx, id)
+			} else {
+				err = h(ctx, sv, id)
+			}
+		}
+		if err != nil {
+			writeError(ctx, id, err)
+			if code := ctx.Response.StatusCode(); code >= 500 || code == fasthttp.StatusTooManyRequests {
+				s.log.Warn("request failed", "request_id", id, "route", route, "status", code, "err", err.Error(),
+					"client", obs.TruncateIP(ctx.RemoteIP().String()))
+			}
+		}
+		rm.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
+	}
+}
+
+func writeError(ctx *fasthttp.RequestCtx, id string, err error) {
+	code := fasthttp.StatusInternalServerError
+	msg := "internal error"
+	var he *httpError
+	if errors.As(err, &he) {
+		code, msg = he.code, he.msg
+	}
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("application/json")
+	b := appendField(append(make([]byte, 0, 128), '{'), "error", msg, true)
+	if id != "" {
+		b = appendField(b, "request_id", id, false)
+	}
+	ctx.SetBody(append(b, '}', '\n'))
+}
+
+// requestIDs makes cheap unique IDs: a random per-process prefix and a
+// counter. A client's valid X-Request-ID is used instead.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() requestIDs { return requestIDs{prefix: obs.NewRequestID()[:12]} }
+
+func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
+	if v := ctx.Request.Header.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
+		id := string(v)
+		ctx.Response.Header.SetBytesV("X-Request-ID", v)
+		return id
+	}
+	b := make([]byte, 0, 32)
+	b = append(b, s.ids.prefix...)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, s.ids.n.Add(1), 16)
+	id := string(b)
+	ctx.Response.Header.Set("X-Request-ID", id)
+	return id
+}
+
+// b2s views bytes as a string without copying; the string must not
+// outlive the bytes (fasthttp reuses request buffers).
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+var parsers fastjson.ParserPool
+
+func noModel() error {
+	return errorf(fasthttp.StatusServiceUnavailable, "no model loaded yet")
+}
+
+// checkText applies the text rules shared by every prediction route.
+func (s *Server) checkText(text []byte, what string) error {
+	switch {
+	case len(text) > s.cfg.MaxTextBytes:
+		return errorf(fasthttp.StatusBadRequest, "%s is %d bytes, longer than the %d-byte limit", what, len(text), s.cfg.MaxTextBytes)
+	case !utf8.Valid(text):
+		return errorf(fasthttp.StatusBadRequest, "%s is not valid UTF-8", what)
+	case len(trimSpace(b2s(text))) == 0:
+		return errorf(fasthttp.StatusBadRequest, "%s is empty", what)
+	}
+	return nil
+}
+
+func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+	if sv == nil {
+		return noModel()
+	}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(ctx.PostBody())
+	if err != nil {
+		return errorf(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return errorf(fasthttp.StatusBadRequest, `body must be a JSON object like {"text": "..."}`)
+	}
+	var text []byte
+	explain, hasText := false, false
+	var ferr error
+	obj.Visit(func(key []byte, val *fastjson.Value) {
+		if ferr != nil {
+			return
+		}
+		switch string(key) {
+		case "text":
+			if text, ferr = val.StringBytes(); ferr != nil {
+				ferr = errorf(fasthttp.StatusBadRequest, `"text" must be a string`)
+			}
+			hasText = true
+		case "explain":
+			if explain, ferr = val.Bool(); ferr != nil {
+				ferr = errorf(fasthttp.StatusBadRequest, `"explain" must be true or false`)
+			}
+		default:
+			ferr = errorf(fasthttp.StatusBadRequest, "unknown field %q", key)
+		}
+	})
+	if ferr != nil {
+		return ferr
+	}
+	if !hasText {
+		return errorf(fasthttp.StatusBadRequest, `missing "text"`)
+	}
+	if err := s.checkText(text, "text"); err != nil {
+		return err
+	}
+	pred := sv.Model.Predict(b2s(text))
+	countPrediction(pred.Label, sv.Version, 1)
+	b := make([]byte, 0, 256)
+	b = appendField(append(b, '{'), "label", pred.Label, true)
+	b = append(b, `,"score":`...)
+	b = appendScore(b, pred.Score)
+	b = appendServing(b, sv, s.cfg.Region, id)
+	if explain {
+		b = appendExplain(b, sv.Model.Explain(string(text), 5))
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '}', '\n'))
+	return nil
+}
+
+func appendServing(b []byte, sv *Serving, region, id string) []byte {
+	b = appendField(b, "model", sv.Name, false)
+	b = appendField(b, "version", sv.Version, false)
+	b = appendField(b, "region", region, false)
+	return appendField(b, "request_id", id, false)
+}
+
+func appendExplain(b []byte, cs []model.Contribution) []byte {
+	b = append(b, `,"explain":[`...)
+	for i, c := range cs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendField(append(b, '{'), "feature", c.Feature, true)
+		b = append(b, `,"weight":`...)
+		b = strconv.AppendFloat(b, float64(c.Weight), 'f', 4, 32)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+	if sv == nil {
+		return noModel()
+	}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(ctx.PostBody())
+	if err != nil {
+		return errorf(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return errorf(fasthttp.StatusBadRequest, `body must be a JSON object like {"texts": ["..."]}`)
+	}
+	var texts []*fastjson.Value
+	var ferr error
+	obj.Visit(func(key []byte, val *fastjson.Value) {
+		if ferr != nil {
+			return
+		}
+		if string(key) != "texts" {
+			ferr = errorf(fasthttp.StatusBadRequest, "unknown field %q", key)
+			return
+		}
+		if texts, ferr = val.Array(); ferr != nil {
+			ferr = errorf(fasthttp.StatusBadRequest, `"texts" must be an array of strings`)
+		}
+	})
+	if ferr != nil {
+		return ferr
+	}
+	if len(texts) == 0 {
+		return errorf(fasthttp.StatusBadRequest, `"texts" must hold 1 to %d strings`, s.cfg.MaxBatch)
+	}
+	if len(texts) > s.cfg.MaxBatch {
+		return errorf(fasthttp.StatusRequestEntityTooLarge, "%d texts, at most %d per batch", len(texts), s.cfg.MaxBatch)
+	}
+	b := make([]byte, 0, 64+48*len(texts))
+	b = append(b, `{"predictions":[`...)
+	for i, tv := range texts {
+		text, err := tv.StringBytes()
+		if err != nil {
+			return errorf(fasthttp.StatusBadRequest, "texts[%d] is not a string", i)
+		}
+		if err := s.checkText(text, fmt.Sprintf("texts[%d]", i)); err != nil {
+			return err
+		}
+		pred := sv.Model.Predict(b2s(text))
+		countPrediction(pred.Label, sv.Version, 1)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendField(append(b, '{'), "label", pred.Label, true)
+		b = append(b, `,"score":`...)
+		b = append(appendScore(b, pred.Score), '}')
+	}
+	b = append(b, ']')
+	b = appendServing(b, sv, s.cfg.Region, id)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '}', '\n'))
+	return nil
+}
+
+func (s *Server) live(ctx *fasthttp.RequestCtx, _ *Serving, id string) error {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"live"}` + "\n")
+	return nil
+}
+
+func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+	if s.draining.Load() {
+		return errorf(fasthttp.StatusServiceUnavailable, "draining")
+	}
+	if sv == nil {
+		return noModel()
+	}
+	b := appendField([]byte(`{"status":"ready"`), "model", sv.Name, false)
+	b = appendField(b, "version", sv.Version, false)
+	b = appendField(b, "digest", sv.Digest, false)
+	b = appendField(b, "source", sv.Source, false)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '}', '\n'))
+	return nil
+}

@@ -1,0 +1,79 @@
+package edge
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+var (
+	modelLoaded     = metrics.NewGauge(`edge_model_loaded`, nil) // 1 once a model is served
+	modelSwaps      = metrics.NewCounter(`edge_model_swaps_total`)
+	rateLimited     = metrics.NewCounter(`edge_rate_limited_total`)
+	modelLoadsOK    = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
+	modelLoadsBad   = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
+	modelLoadTime   = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
+	syncErrors      = metrics.NewCounter(`edge_registry_errors_total`)
+	peerForwardsOK  = metrics.NewCounter(`edge_peer_forwards_total{result="ok"}`)
+	peerForwardsBad = metrics.NewCounter(`edge_peer_forwards_total{result="error"}`)
+)
+
+// routeMetrics caches the per-route, per-status series so the hot path
+// does no formatting.
+type routeMetrics struct {
+	mu       sync.RWMutex
+	counters map[int]*metrics.Counter
+	latency  *metrics.PrometheusHistogram
+	route    string
+}
+
+var routes sync.Map // route -> *routeMetrics
+
+func metricsFor(route string) *routeMetrics {
+	if rm, ok := routes.Load(route); ok {
+		return rm.(*routeMetrics)
+	}
+	rm := &routeMetrics{
+		counters: map[int]*metrics.Counter{},
+		latency:  metrics.GetOrCreatePrometheusHistogram(fmt.Sprintf(`edge_request_duration_seconds{route=%q}`, route)),
+		route:    route,
+	}
+	actual, _ := routes.LoadOrStore(route, rm)
+	return actual.(*routeMetrics)
+}
+
+func (rm *routeMetrics) observe(code int, seconds float64) {
+	rm.mu.RLock()
+	c := rm.counters[code]
+	rm.mu.RUnlock()
+	if c == nil {
+		c = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_requests_total{route=%q,code="%d"}`, rm.route, code))
+		rm.mu.Lock()
+		rm.counters[code] = c
+		rm.mu.Unlock()
+	}
+	c.Inc()
+	rm.latency.Update(seconds)
+}
+
+// predictionCounter counts predictions by label and model version.
+type predictionKey struct{ label, version string }
+
+var predictions sync.Map // predictionKey -> *metrics.Counter
+
+func countPrediction(label, version string, n int) {
+	k := predictionKey{label, version}
+	c, ok := predictions.Load(k)
+	if !ok {
+		c, _ = predictions.LoadOrStore(k, metrics.GetOrCreateCounter(
+			fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, label, version)))
+	}
+	c.(*metrics.Counter).Add(n)
+}
+
+// breakerState is the gauge of a breaker's state: 0 closed, 1 half-open,
+// 2 open (gobreaker's numbering).
+func breakerState(name string) *metrics.Gauge {
+	return metrics.GetOrCreateGauge(fmt.Sprintf(`edge_breaker_state{breaker=%q}`, name), nil)
+}

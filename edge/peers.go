@@ -1,0 +1,112 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/valyala/fasthttp"
+)
+
+// forwardedHeader marks a request an edge forwarded to a peer, so a peer
+// that has no model either answers 503 instead of forwarding again.
+const forwardedHeader = "X-Sentiment-Forwarded-By"
+
+// Peers forwards predictions to the nearest healthy peer region while this
+// edge has no model at all (a cold start with an empty cache and the
+// registry down). Each region sits behind its own circuit breaker.
+type Peers struct {
+	self     string
+	order    []string // regions, nearest first
+	client   *fasthttp.Client
+	timeout  time.Duration
+	log      *slog.Logger
+	mu       sync.RWMutex
+	addrs    map[string][]string // region -> passing edges (host:port)
+	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
+}
+
+// NewPeers returns a forwarder over regions listed nearest first.
+func NewPeers(self string, order []string, timeout time.Duration, log *slog.Logger) *Peers {
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Peers{self: self, order: order, timeout: timeout, log: log.With("component", "peers"),
+		client:   &fasthttp.Client{ReadTimeout: timeout, WriteTimeout: timeout, MaxIdleConnDuration: 30 * time.Second},
+		addrs:    map[string][]string{},
+		breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}}
+	for _, region := range order {
+		p.breakers[region] = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        "peer-" + region,
+			MaxRequests: 1,
+			Timeout:     5 * time.Second,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
+			OnStateChange: func(name string, from, to gobreaker.State) {
+				p.log.Warn("peer breaker changed state", "breaker", name, "from", from.String(), "to", to.String())
+				breakerState(name).Set(float64(to))
+			},
+		})
+	}
+	return p
+}
+
+// Update replaces a region's passing edges (from a Consul watcher).
+func (p *Peers) Update(region string, addrs []string) {
+	p.mu.Lock()
+	p.addrs[region] = addrs
+	p.mu.Unlock()
+}
+
+var errNoPeer = errors.New("no healthy peer region")
+
+func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string) error {
+	if len(ctx.Request.Header.Peek(forwardedHeader)) > 0 {
+		return errorf(fasthttp.StatusServiceUnavailable, "no model loaded yet (and this request was already forwarded once)")
+	}
+	for _, region := range p.order {
+		p.mu.RLock()
+		addrs := p.addrs[region]
+		p.mu.RUnlock()
+		cb := p.breakers[region]
+		if len(addrs) == 0 || cb.State() == gobreaker.StateOpen {
+			continue
+		}
+		addr := addrs[rand.IntN(len(addrs))]
+		_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, p.do(ctx, addr, id) })
+		if err == nil {
+			peerForwardsOK.Inc()
+			ctx.Response.Header.Set("X-Served-By-Region", region)
+			return nil
+		}
+		peerForwardsBad.Inc()
+		p.log.Warn("peer forward failed", "request_id", id, "region", region, "err", err)
+	}
+	return errorf(fasthttp.StatusServiceUnavailable, "no model loaded yet and %v", errNoPeer)
+}
+
+func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string) error {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethodBytes(ctx.Method())
+	req.SetRequestURI("http://" + addr + string(ctx.Path()))
+	req.Header.SetContentTypeBytes(ctx.Request.Header.ContentType())
+	req.Header.Set("X-Request-ID", id)
+	req.Header.Set(forwardedHeader, p.self)
+	req.SetBody(ctx.PostBody())
+	if err := p.client.DoTimeout(req, resp, p.timeout); err != nil {
+		return fmt.Errorf("cannot reach peer %s: %w", addr, err)
+	}
+	if code := resp.StatusCode(); code >= 500 {
+		return fmt.Errorf("peer %s answered %d", addr, code)
+	}
+	ctx.SetStatusCode(resp.StatusCode())
+	ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
+	ctx.SetBody(resp.Body())
+	return nil
+}

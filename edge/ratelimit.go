@@ -1,0 +1,151 @@
+package edge
+
+import (
+	"hash/maphash"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// limiter is a per-client token bucket: rate tokens per minute, up to
+// burst. Clients are keyed by address (IPv6 by /64, which one host
+// usually holds). Buckets idle long enough to be full are swept.
+type limiter struct {
+	perSec float64
+	burst  float64
+	seed   maphash.Seed
+	shards [64]limiterShard
+	stop   chan struct{}
+}
+
+type limiterShard struct {
+	mu      sync.Mutex
+	buckets map[netip.Addr]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   int64 // unix nanos
+}
+
+func newLimiter(perMinute float64, burst int) *limiter {
+	if burst <= 0 {
+		burst = max(1, int(perMinute/6)) // 10 seconds' worth
+	}
+	l := &limiter{perSec: perMinute / 60, burst: float64(burst), seed: maphash.MakeSeed(), stop: make(chan struct{})}
+	for i := range l.shards {
+		l.shards[i].buckets = map[netip.Addr]*bucket{}
+	}
+	go l.sweep()
+	return l
+}
+
+// allow takes a token for addr. When none is left it returns false and how
+// long until one will be.
+func (l *limiter) allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
+	if addr.Is6() && !addr.Is4In6() {
+		p, _ := addr.Prefix(64)
+		addr = p.Addr()
+	}
+	addr = addr.Unmap()
+	b16 := addr.As16()
+	sh := &l.shards[maphash.Bytes(l.seed, b16[:])%uint64(len(l.shards))]
+	ns := now.UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b := sh.buckets[addr]
+	if b == nil {
+		b = &bucket{tokens: l.burst, last: ns}
+		sh.buckets[addr] = b
+	}
+	b.tokens = min(l.burst, b.tokens+float64(ns-b.last)/1e9*l.perSec)
+	b.last = ns
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) / l.perSec * 1e9)
+	return false, wait
+}
+
+func (l *limiter) sweep() {
+	full := time.Duration(l.burst / l.perSec * 1e9)
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case now := <-t.C:
+			cutoff := now.Add(-full).UnixNano()
+			for i := range l.shards {
+				sh := &l.shards[i]
+				sh.mu.Lock()
+				for k, b := range sh.buckets {
+					if b.last < cutoff {
+						delete(sh.buckets, k)
+					}
+				}
+				sh.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (l *limiter) close() { close(l.stop) }
+
+// clientAddr is the peer's address, or, when the peer is a trusted proxy,
+// the right-most address in X-Forwarded-For that is not itself a trusted
+// proxy (the left part of the header is whatever the client claimed).
+func clientAddr(peer net.IP, xff []byte, trusted []netip.Prefix) netip.Addr {
+	addr, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return netip.Addr{}
+	}
+	addr = addr.Unmap()
+	if len(trusted) == 0 || len(xff) == 0 || !inAny(addr, trusted) {
+		return addr
+	}
+	rest := string(xff)
+	for rest != "" {
+		i := len(rest) - 1
+		for i >= 0 && rest[i] != ',' {
+			i--
+		}
+		item := trimSpace(rest[i+1:])
+		rest = rest[:max(i, 0)]
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return addr // garbage: stop at the last address we trust
+		}
+		a = a.Unmap()
+		if !inAny(a, trusted) {
+			return a
+		}
+		addr = a
+		if i < 0 {
+			break
+		}
+	}
+	return addr
+}
+
+func inAny(a netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,355 @@
+package edge
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry"
+)
+
+// SyncConfig says which channel an edge follows and how it trusts what it
+// downloads.
+type SyncConfig struct {
+	Client  *registry.Client
+	Model   string
+	Channel string
+	Region  string
+	// CacheDir keeps verified artifacts and a pointer to the last good one,
+	// so a restarted edge serves at once without the registry.
+	CacheDir string
+	// TrustedKeys verify artifact signatures; RequireSignature refuses
+	// unsigned versions.
+	TrustedKeys      []ed25519.PublicKey
+	RequireSignature bool
+	// Wait bounds one long-poll (default 30s).
+	Wait   time.Duration
+	Logger *slog.Logger
+	// OnChange is called after a new model is swapped in (e.g. to update
+	// Consul meta); OnReject when a version fails verification or loading.
+	OnChange func(*Serving)
+	OnReject func(version, digest string, err error)
+}
+
+// cachePointer is <CacheDir>/current.json: the last model that verified
+// and loaded.
+type cachePointer struct {
+	Model     string           `json:"model"`
+	Channel   string           `json:"channel"`
+	Region    string           `json:"region"`
+	Version   string           `json:"version"`
+	Digest    string           `json:"digest"`
+	Revision  uint64           `json:"revision"`
+	Signature *model.Signature `json:"signature,omitempty"`
+}
+
+// Syncer follows a channel through the registry's watch and hot-swaps the
+// server's model. Calls to the registry go through a circuit breaker with
+// backoff; verification failures are remembered so a bad version is not
+// fetched again and again.
+type Syncer struct {
+	cfg      SyncConfig
+	srv      *Server
+	log      *slog.Logger
+	breaker  *gobreaker.CircuitBreaker[registry.Resolution]
+	rejected map[string]error
+}
+
+// errRejected marks a version that failed verification: permanent for
+// that digest, unlike a network error.
+var errRejected = errors.New("rejected")
+
+// NewSyncer returns a syncer that swaps models into srv.
+func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
+	if cfg.Wait <= 0 {
+		cfg.Wait = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Syncer{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "model-sync"), rejected: map[string]error{}}
+	s.breaker = gobreaker.NewCircuitBreaker[registry.Resolution](gobreaker.Settings{
+		Name:        "registry",
+		MaxRequests: 1,
+		Timeout:     5 * time.Second,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
+		// A 4xx (no target yet, unknown model) is an answer, not an outage.
+		IsSuccessful: func(err error) bool {
+			var ae *registry.APIError
+			return err == nil || errors.As(err, &ae) && ae.Status < 500 || errors.Is(err, context.Canceled)
+		},
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			s.log.Warn("registry breaker changed state", "from", from.String(), "to", to.String())
+			breakerState(name).Set(float64(to))
+		},
+	})
+	return s
+}
+
+func (s *Syncer) blobPath(digest string) string {
+	return filepath.Join(s.cfg.CacheDir, "blobs", strings.TrimPrefix(digest, "sha256:")+".sapm")
+}
+
+func (s *Syncer) pointerPath() string { return filepath.Join(s.cfg.CacheDir, "current.json") }
+
+// LoadCached serves the last good model from the cache directory, without
+// the registry. It reports whether there was one.
+func (s *Syncer) LoadCached() (bool, error) {
+	data, err := model.ReadFileLimited(s.pointerPath(), 64<<10)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read model cache pointer: %w", err)
+	}
+	var ptr cachePointer
+	if err := json.Unmarshal(data, &ptr); err != nil {
+		return false, fmt.Errorf("cannot decode %s: %w", s.pointerPath(), err)
+	}
+	if ptr.Model != s.cfg.Model || ptr.Channel != s.cfg.Channel {
+		return false, nil // cached for another model or channel
+	}
+	start := time.Now()
+	sv, err := s.load(s.blobPath(ptr.Digest), ptr.Version, ptr.Digest, ptr.Signature)
+	if err != nil {
+		return false, fmt.Errorf("cached model %s is unusable: %w", ptr.Version, err)
+	}
+	sv.Source = "cache"
+	s.srv.Swap(sv)
+	s.log.Info("serving cached model", "version", sv.Version, "digest", sv.Digest, "load_ms", time.Since(start).Milliseconds())
+	if s.cfg.OnChange != nil {
+		s.cfg.OnChange(sv)
+	}
+	return true, nil
+}
+
+// load verifies an artifact file (digest, signature, structure) and
+// returns it ready to serve.
+func (s *Syncer) load(path, version, digest string, sig *model.Signature) (*Serving, error) {
+	start := time.Now()
+	m, err := model.LoadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errRejected, err)
+	}
+	if m.Digest() != digest {
+		return nil, fmt.Errorf("%w: artifact hashes to %s, registry says %s", errRejected, m.Digest(), digest)
+	}
+	if err := s.checkSignature(sig, digest); err != nil {
+		return nil, err
+	}
+	modelLoadTime.Update(time.Since(start).Seconds())
+	return &Serving{Model: m, Name: s.cfg.Model, Version: version, Digest: digest, Source: "registry", LoadedAt: time.Now()}, nil
+}
+
+func (s *Syncer) checkSignature(sig *model.Signature, digest string) error {
+	if len(s.cfg.TrustedKeys) == 0 {
+		if s.cfg.RequireSignature {
+			return fmt.Errorf("%w: signatures required but no trusted key configured", errRejected)
+		}
+		return nil
+	}
+	if sig == nil {
+		if s.cfg.RequireSignature {
+			return fmt.Errorf("%w: version is not signed", errRejected)
+		}
+		return nil
+	}
+	if _, err := model.Verify(*sig, digest, s.cfg.TrustedKeys); err != nil {
+		return fmt.Errorf("%w: %v", errRejected, err)
+	}
+	return nil
+}
+
+// Run follows the channel until ctx is done.
+func (s *Syncer) Run(ctx context.Context) {
+	var index uint64
+	backoff := time.Duration(0)
+	fail := func(err error) {
+		syncErrors.Inc()
+		backoff = min(max(2*backoff, 250*time.Millisecond), 15*time.Second)
+		s.log.Warn("model sync failed; still serving the current model", "err", err, "retry_in", backoff)
+		sleepCtx(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/4)+1)))
+	}
+	for ctx.Err() == nil {
+		res, err := s.breaker.Execute(func() (registry.Resolution, error) {
+			return s.cfg.Client.Resolve(ctx, s.cfg.Model, s.cfg.Channel, s.cfg.Region, index, s.cfg.Wait)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if registry.IsStatus(err, http.StatusNotFound) {
+			// Nothing promoted for us yet: ask again shortly.
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		if err != nil {
+			fail(err)
+			continue
+		}
+		if err := s.apply(ctx, res); err != nil && !errors.Is(err, errRejected) {
+			fail(err)
+			continue // index unchanged: the next call returns at once
+		}
+		backoff = 0
+		index = res.Revision
+	}
+}
+
+// apply makes the server serve res's version, fetching it if needed.
+func (s *Syncer) apply(ctx context.Context, res registry.Resolution) error {
+	v := res.Version
+	cur := s.srv.Current()
+	if cur != nil && cur.Digest == v.Digest {
+		if cur.Version != v.Version { // same bytes under a new name
+			next := *cur
+			next.Version = v.Version
+			s.srv.Swap(&next)
+			s.notify(&next)
+		}
+		return s.writePointer(res)
+	}
+	if err := s.rejected[v.Digest]; err != nil {
+		return err
+	}
+	start := time.Now()
+	sv, err := s.fetch(ctx, v)
+	if err != nil {
+		if errors.Is(err, errRejected) {
+			modelLoadsBad.Inc()
+			s.rejected[v.Digest] = err
+			s.log.Error("rejected model version; the previous one keeps serving", "version", v.Version, "digest", v.Digest, "err", err)
+			if s.cfg.OnReject != nil {
+				s.cfg.OnReject(v.Version, v.Digest, err)
+			}
+		}
+		return err
+	}
+	modelLoadsOK.Inc()
+	old := s.srv.Swap(sv)
+	oldVersion := ""
+	if old != nil {
+		oldVersion = old.Version
+	}
+	s.log.Info("swapped model", "from", oldVersion, "to", sv.Version, "digest", sv.Digest, "revision", res.Revision,
+		"took_ms", time.Since(start).Milliseconds())
+	s.notify(sv)
+	if err := s.writePointer(res); err != nil {
+		s.log.Warn("cannot record the model in the cache", "err", err)
+	}
+	s.prune(sv.Digest, oldDigest(old))
+	return nil
+}
+
+func (s *Syncer) notify(sv *Serving) {
+	if s.cfg.OnChange != nil {
+		s.cfg.OnChange(sv)
+	}
+}
+
+func oldDigest(sv *Serving) string {
+	if sv == nil {
+		return ""
+	}
+	return sv.Digest
+}
+
+// fetch downloads a version into the cache (unless already there) and
+// verifies it.
+func (s *Syncer) fetch(ctx context.Context, v registry.Version) (*Serving, error) {
+	if _, err := model.ParseDigest(v.Digest); err != nil {
+		return nil, fmt.Errorf("%w: %v", errRejected, err)
+	}
+	path := s.blobPath(v.Digest)
+	if _, err := os.Stat(path); err != nil {
+		if err := s.download(ctx, v.Digest, path); err != nil {
+			return nil, err
+		}
+	}
+	sv, err := s.load(path, v.Version, v.Digest, v.Signature)
+	if err != nil {
+		os.Remove(path) // never keep a bad artifact in the cache
+		return nil, err
+	}
+	return sv, nil
+}
+
+func (s *Syncer) download(ctx context.Context, digest, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("cannot create model cache: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "download-*")
+	if err != nil {
+		return fmt.Errorf("cannot create model cache file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	_, err = s.cfg.Client.Download(ctx, digest, io.MultiWriter(tmp, h))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot download %s: %w", digest, err)
+	}
+	if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != digest {
+		return fmt.Errorf("%w: downloaded bytes hash to %s, not %s", errRejected, got, digest)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func (s *Syncer) writePointer(res registry.Resolution) error {
+	ptr := cachePointer{Model: s.cfg.Model, Channel: s.cfg.Channel, Region: s.cfg.Region, Version: res.Version.Version,
+		Digest: res.Version.Digest, Revision: res.Revision, Signature: res.Version.Signature}
+	data, err := json.MarshalIndent(ptr, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := s.pointerPath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.pointerPath())
+}
+
+// prune keeps the serving artifact and the previous one (for a quick
+// rollback) and deletes the rest.
+func (s *Syncer) prune(keep ...string) {
+	entries, err := os.ReadDir(filepath.Join(s.cfg.CacheDir, "blobs"))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		keepIt := false
+		for _, k := range keep {
+			if k != "" && name == strings.TrimPrefix(k, "sha256:")+".sapm" {
+				keepIt = true
+			}
+		}
+		if !keepIt && strings.HasSuffix(name, ".sapm") {
+			os.Remove(filepath.Join(s.cfg.CacheDir, "blobs", name))
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
