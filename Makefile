@@ -61,7 +61,7 @@ model-imdb: ## train the long-review model on IMDB train (20% held out) into bin
 # Fuzz targets as package:Target; `make fuzz FUZZTIME=5m` for a longer campaign.
 # Minimisation is capped: uncapped, it stalls the campaign for up to a minute
 # each time a new input widens coverage.
-FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad
+FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON
 FUZZTIME     ?= 30s
 .PHONY: fuzz
 

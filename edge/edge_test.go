@@ -1,0 +1,351 @@
+package edge
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/defaultmodel"
+)
+
+var quiet = slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+func defaultServing(t testing.TB) *Serving {
+	m, err := defaultmodel.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Serving{Model: m, Name: "sentiment", Version: "v1", Digest: m.Digest(), Source: "embedded"}
+}
+
+// startMem serves srv on an in-memory listener and returns a client for it.
+func startMem(t testing.TB, srv *Server) *fasthttp.Client {
+	ln := fasthttputil.NewInmemoryListener()
+	fs := srv.FastHTTPServer()
+	go fs.Serve(ln)
+	t.Cleanup(func() { fs.Shutdown(); srv.Close() })
+	return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+}
+
+type reply struct {
+	code int
+	body string
+	hdr  *fasthttp.ResponseHeader
+}
+
+func call(t testing.TB, c *fasthttp.Client, method, path, body string, headers ...string) reply {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://edge" + path)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	if body != "" {
+		req.SetBodyString(body)
+		req.Header.SetContentType("application/json")
+	}
+	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	h := &fasthttp.ResponseHeader{}
+	resp.Header.CopyTo(h)
+	return reply{resp.StatusCode(), string(resp.Body()), h}
+}
+
+func newTestServer(t testing.TB, cfg Config) (*Server, *fasthttp.Client) {
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	if cfg.Region == "" {
+		cfg.Region = "eu-west"
+	}
+	srv := NewServer(cfg)
+	srv.Swap(defaultServing(t))
+	return srv, startMem(t, srv)
+}
+
+func TestPredict(t *testing.T) {
+	_, c := newTestServer(t, Config{})
+	r := call(t, c, "POST", "/v1/predict", `{"text":"a wonderful, moving film","explain":true}`, "X-Request-ID", "req-123")
+	var got struct {
+		Label, Model, Version, Region, RequestID string
+		Score                                    float64
+		Explain                                  []model.Contribution
+	}
+	if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 {
+		t.Fatalf("%d %s (%v)", r.code, r.body, err)
+	}
+	if got.Label != "positive" || got.Score < 0.5 || got.Model != "sentiment" || got.Version != "v1" || got.Region != "eu-west" ||
+		len(got.Explain) != 5 || string(r.hdr.Peek("X-Request-Id")) != "req-123" {
+		t.Fatalf("prediction %+v, headers %s", got, r.hdr)
+	}
+	if !strings.Contains(r.body, `"request_id":"req-123"`) {
+		t.Fatalf("request ID not echoed: %s", r.body)
+	}
+	for _, h := range []string{"X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy"} {
+		if len(r.hdr.Peek(h)) == 0 {
+			t.Errorf("missing security header %s", h)
+		}
+	}
+	if len(r.hdr.Peek("Strict-Transport-Security")) != 0 {
+		t.Error("HSTS on a plain-HTTP edge")
+	}
+	r = call(t, c, "POST", "/v1/predict/batch", `{"texts":["great fun","a boring mess"]}`)
+	if r.code != 200 || !strings.Contains(r.body, `"predictions":[{"label":"positive"`) || !strings.Contains(r.body, `{"label":"negative"`) {
+		t.Fatalf("batch: %d %s", r.code, r.body)
+	}
+	// A generated request ID is returned when the client sent none (or a bad one).
+	r = call(t, c, "POST", "/v1/predict", `{"text":"ok"}`, "X-Request-ID", "bad id with spaces")
+	if id := string(r.hdr.Peek("X-Request-Id")); id == "" || strings.Contains(id, " ") {
+		t.Fatalf("generated request ID %q", id)
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	_, c := newTestServer(t, Config{MaxBodyBytes: 4096, MaxTextBytes: 100, MaxBatch: 3})
+	long := strings.Repeat("a", 101)
+	huge := strings.Repeat("a", 5000)
+	cases := []struct {
+		method, path, body string
+		code               int
+		contains           string
+	}{
+		{"POST", "/v1/predict", `{"text":`, 400, "invalid JSON"},
+		{"POST", "/v1/predict", ``, 400, "invalid JSON"},
+		{"POST", "/v1/predict", `["text"]`, 400, "JSON object"},
+		{"POST", "/v1/predict", `{"text":"ok"} trailing`, 400, "invalid JSON"},
+		{"POST", "/v1/predict", `{}`, 400, `missing \"text\"`},
+		{"POST", "/v1/predict", `{"text":5}`, 400, "must be a string"},
+		{"POST", "/v1/predict", `{"text":"ok","explain":"yes"}`, 400, "true or false"},
+		{"POST", "/v1/predict", `{"text":"ok","lang":"en"}`, 400, `unknown field \"lang\"`},
+		{"POST", "/v1/predict", `{"text":"   "}`, 400, "empty"},
+		{"POST", "/v1/predict", `{"text":"` + long + `"}`, 400, "100-byte limit"},
+		{"POST", "/v1/predict", "{\"text\":\"bad \xff\"}", 400, "UTF-8"},
+		{"POST", "/v1/predict", `{"text":"` + huge + `"}`, 413, "larger than 4096"},
+		{"GET", "/v1/predict", ``, 405, "not allowed"},
+		{"POST", "/v1/nope", `{}`, 404, "no route"},
+		{"POST", "/v1/predict/batch", `{"texts":[]}`, 400, "1 to 3"},
+		{"POST", "/v1/predict/batch", `{"texts":["a","b","c","d"]}`, 413, "at most 3"},
+		{"POST", "/v1/predict/batch", `{"texts":"a"}`, 400, "array of strings"},
+		{"POST", "/v1/predict/batch", `{"texts":["a",1]}`, 400, "texts[1] is not a string"},
+		{"POST", "/v1/predict/batch", `{"texts":["a",""]}`, 400, "texts[1] is empty"},
+		{"POST", "/v1/predict/batch", `{"text":["a"]}`, 400, "unknown field"},
+		{"POST", "/v2/models/other/infer", `{}`, 404, `model \"other\" not found`},
+		{"POST", "/v2/models/sentiment/versions/v9/infer", `{}`, 404, `version \"v9\"`},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[]}`, 400, "exactly 1 input"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"FP32","data":[1]}]}`, 400, "BYTES"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[2],"datatype":"BYTES","data":["a"]}]}`, 400, "shape says 2"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":[1]}]}`, 400, "must hold strings"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[4],"datatype":"BYTES","data":["a","b","c","d"]}]}`, 413, "at most 3"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[-1],"datatype":"BYTES","data":["a"]}]}`, 400, "non-negative"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"shape":[1],"datatype":"BYTES","data":["a"]}]}`, 400, "needs name"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}],"outputs":[{"name":"prob"}]}`, 400, "unknown output"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"],"extra":1}]}`, 400, "unknown field"},
+		{"POST", "/v2/models/sentiment/infer", `{"id":7,"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}]}`, 400, `\"id\" must be a string`},
+		{"GET", "/v2/models/other", ``, 404, "not found"},
+		{"GET", "/v2/models/sentiment/versions/v9/ready", ``, 404, "not found"},
+	}
+	for _, tc := range cases {
+		r := call(t, c, tc.method, tc.path, tc.body)
+		var e struct{ Error string }
+		if r.code != tc.code || json.Unmarshal([]byte(r.body), &e) != nil || e.Error == "" || !strings.Contains(r.body, tc.contains) {
+			t.Errorf("%s %s %.40q: %d %s; want %d with a JSON error mentioning %q", tc.method, tc.path, tc.body, r.code, r.body, tc.code, tc.contains)
+		}
+	}
+}
+
+func TestOpenInferenceProtocol(t *testing.T) {
+	_, c := newTestServer(t, Config{})
+	r := call(t, c, "GET", "/v2", "")
+	if r.code != 200 || !strings.Contains(r.body, `"name":"sentiment-edge"`) {
+		t.Fatalf("server metadata: %d %s", r.code, r.body)
+	}
+	for _, p := range []string{"/v2/health/live", "/v2/health/ready", "/v2/models/sentiment/ready", "/v2/models/sentiment/versions/v1/ready"} {
+		if r := call(t, c, "GET", p, ""); r.code != 200 {
+			t.Errorf("GET %s: %d %s", p, r.code, r.body)
+		}
+	}
+	r = call(t, c, "GET", "/v2/models/sentiment", "")
+	var meta struct {
+		Name, Platform string
+		Versions       []string
+		Inputs         []struct{ Name, Datatype string }
+		Outputs        []struct{ Name, Datatype string }
+	}
+	if json.Unmarshal([]byte(r.body), &meta) != nil || meta.Name != "sentiment" || meta.Inputs[0].Datatype != "BYTES" ||
+		meta.Outputs[1].Name != "score" || meta.Outputs[1].Datatype != "FP32" || meta.Versions[0] != "v1" {
+		t.Fatalf("model metadata %s", r.body)
+	}
+	// Nested data in a [2,2] shape, id echoed, only "score" asked for.
+	body := `{"id":"req-9","parameters":{"x":1},"inputs":[{"name":"text","shape":[2,2],"datatype":"BYTES","data":[["great","awful"],["fine fun","dull mess"]]}],"outputs":[{"name":"score"}]}`
+	r = call(t, c, "POST", "/v2/models/sentiment/versions/v1/infer", body)
+	var resp struct {
+		ModelName    string `json:"model_name"`
+		ModelVersion string `json:"model_version"`
+		ID           string
+		Outputs      []struct {
+			Name, Datatype string
+			Shape          []int
+			Data           []any
+		}
+	}
+	if err := json.Unmarshal([]byte(r.body), &resp); err != nil || r.code != 200 {
+		t.Fatalf("infer: %d %s %v", r.code, r.body, err)
+	}
+	if resp.ID != "req-9" || resp.ModelName != "sentiment" || resp.ModelVersion != "v1" || len(resp.Outputs) != 1 ||
+		resp.Outputs[0].Name != "score" || resp.Outputs[0].Shape[0] != 4 || len(resp.Outputs[0].Data) != 4 {
+		t.Fatalf("infer response %s", r.body)
+	}
+	r = call(t, c, "POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["what a great film"]}]}`)
+	if r.code != 200 || !strings.Contains(r.body, `"data":["positive"]`) || strings.Contains(r.body, `"id"`) {
+		t.Fatalf("infer without id: %s", r.body)
+	}
+}
+
+func TestNoModelYet(t *testing.T) {
+	srv := NewServer(Config{Region: "eu-west", Logger: quiet})
+	c := startMem(t, srv)
+	if r := call(t, c, "GET", "/health/ready", ""); r.code != 503 {
+		t.Fatalf("ready without a model: %d", r.code)
+	}
+	if r := call(t, c, "GET", "/health/live", ""); r.code != 200 {
+		t.Fatalf("live without a model: %d", r.code)
+	}
+	if r := call(t, c, "POST", "/v1/predict", `{"text":"hi"}`); r.code != 503 || !strings.Contains(r.body, "no model") {
+		t.Fatalf("predict without a model: %d %s", r.code, r.body)
+	}
+	srv.Swap(defaultServing(t))
+	srv.SetDraining(true)
+	if r := call(t, c, "GET", "/health/ready", ""); r.code != 503 || !strings.Contains(r.body, "draining") {
+		t.Fatalf("ready while draining: %d %s", r.code, r.body)
+	}
+	if r := call(t, c, "POST", "/v1/predict", `{"text":"hi"}`); r.code != 200 {
+		t.Fatalf("predict while draining must still work: %d", r.code)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")} // the in-memory peer is 0.0.0.0
+	_, c := newTestServer(t, Config{RatePerMinute: 60, RateBurst: 3, TrustedProxies: trusted})
+	codes := func(xff string, n int) []int {
+		var out []int
+		for i := 0; i < n; i++ {
+			r := call(t, c, "POST", "/v1/predict", `{"text":"hi"}`, "X-Forwarded-For", xff)
+			out = append(out, r.code)
+			if r.code == 429 && (string(r.hdr.Peek("Retry-After")) == "" || !strings.Contains(r.body, "rate limit")) {
+				t.Fatalf("429 without Retry-After or JSON error: %s %s", r.hdr, r.body)
+			}
+		}
+		return out
+	}
+	if got := fmt.Sprint(codes("203.0.113.7", 5)); got != "[200 200 200 429 429]" {
+		t.Fatalf("client A: %s", got)
+	}
+	if got := fmt.Sprint(codes("198.51.100.1", 3)); got != "[200 200 200]" {
+		t.Fatalf("client B has its own bucket: %s", got)
+	}
+	// Health checks are never rate limited.
+	if r := call(t, c, "GET", "/health/ready", "", "X-Forwarded-For", "203.0.113.7"); r.code != 200 {
+		t.Fatalf("health rate limited: %d", r.code)
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	f := func(peer, xff, want string) {
+		t.Helper()
+		got := clientAddr(net.ParseIP(peer), []byte(xff), trusted)
+		if got.String() != want {
+			t.Errorf("peer %s XFF %q: %s, want %s", peer, xff, got, want)
+		}
+	}
+	f("203.0.113.5", "1.2.3.4", "203.0.113.5")             // untrusted peer: XFF ignored
+	f("10.0.0.1", "1.2.3.4", "1.2.3.4")                    // trusted proxy
+	f("10.0.0.1", "6.6.6.6, 1.2.3.4, 10.0.0.2", "1.2.3.4") // spoofed left part ignored
+	f("10.0.0.1", "10.0.0.3", "10.0.0.3")                  // only proxies: the last one
+	f("10.0.0.1", "garbage", "10.0.0.1")
+	f("10.0.0.1", "", "10.0.0.1")
+	f("::ffff:10.0.0.1", "2001:db8::1", "2001:db8::1")
+}
+
+// TestSwapUnderLoad swaps models continuously while clients predict: no
+// request fails, and every answer names a version that was being served.
+func TestSwapUnderLoad(t *testing.T) {
+	srv, c := newTestServer(t, Config{})
+	base := defaultServing(t)
+	var stop atomic.Bool
+	var swaps atomic.Int64
+	go func() {
+		for i := 0; !stop.Load(); i++ {
+			sv := *base
+			sv.Version = fmt.Sprintf("v%d", i%5)
+			srv.Swap(&sv)
+			swaps.Add(1)
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	var ok, bad atomic.Int64
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				r := call(t, c, "POST", "/v1/predict", `{"text":"a charming and often affecting journey"}`)
+				if r.code == 200 && strings.Contains(r.body, `"version":"v`) {
+					ok.Add(1)
+				} else {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	t.Logf("%d requests during %d swaps: %d failed", ok.Load()+bad.Load(), swaps.Load(), bad.Load())
+	if bad.Load() != 0 || swaps.Load() < 10 {
+		t.Fatalf("%d failed requests, %d swaps", bad.Load(), swaps.Load())
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	_, c := newTestServer(t, Config{})
+	call(t, c, "POST", "/v1/predict", `{"text":"great"}`)
+	call(t, c, "POST", "/v1/predict", `{"text":""}`)
+	r := call(t, c, "GET", "/metrics", "")
+	sc := bufio.NewScanner(strings.NewReader(r.body))
+	want := map[string]bool{
+		`edge_requests_total{route="/v1/predict",code="200"}`:                  false,
+		`edge_requests_total{route="/v1/predict",code="400"}`:                  false,
+		`edge_predictions_total{label="positive",version="v1"}`:                false,
+		`edge_request_duration_seconds_bucket{route="/v1/predict",le="0.005"}`: false,
+		`edge_model_loaded`: false,
+	}
+	for sc.Scan() {
+		for k := range want {
+			if strings.HasPrefix(sc.Text(), k+" ") {
+				want[k] = true
+			}
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("metric %s missing", k)
+		}
+	}
+}

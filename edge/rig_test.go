@@ -1,0 +1,291 @@
+package edge_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sentimentpro/sentiment/admin"
+	"github.com/sentimentpro/sentiment/edge"
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/store"
+	"github.com/sentimentpro/sentiment/store/s3"
+)
+
+var quiet = slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+const tokens = "admin:ops:admin-token-0123456789,publisher:ml:publisher-token-0123456789,reader:edge:reader-token-0123456789"
+
+// rig is a registry on the real S3 server, with admin and reader clients.
+type rig struct {
+	s3     *testenv.S3Server
+	bucket string
+	store  store.Store
+	url    string
+	admin  *registry.Client
+	reader *registry.Client
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	srv := testenv.S3(t)
+	bucket := srv.NewBucket(t, "edge")
+	st, err := s3.New(srv.Config(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(registry.Config{Store: st, Logger: quiet, WatchPoll: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, _ := registry.ParseTokens(tokens)
+	api := registry.NewAPI(reg, tk, quiet)
+	admin.Mount(api, admin.Config{})
+	hs := httptest.NewServer(api)
+	t.Cleanup(hs.Close)
+	return &rig{s3: srv, bucket: bucket, store: st, url: hs.URL,
+		admin:  &registry.Client{BaseURL: hs.URL, Token: "admin-token-0123456789"},
+		reader: &registry.Client{BaseURL: hs.URL, Token: "reader-token-0123456789", HTTP: &http.Client{Timeout: 30 * time.Second}}}
+}
+
+var corpus = func() []model.Example {
+	pos := []string{"great", "wonderful", "moving", "funny"}
+	neg := []string{"awful", "boring", "dull", "tedious"}
+	var ex []model.Example
+	for i := 0; i < 200; i++ {
+		ex = append(ex, model.Example{Text: "a " + pos[i%4] + " film", Label: 1}, model.Example{Text: "a " + neg[i%4] + " film", Label: 0})
+	}
+	return ex
+}()
+
+func artifact(t testing.TB, seed uint64) []byte {
+	cfg := model.DefaultTrainConfig()
+	cfg.Name, cfg.Seed, cfg.Features.HashBits = "test", seed, 12
+	m, err := model.Train(corpus, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// publish uploads and names a version, signed by priv when given.
+func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.PrivateKey) {
+	t.Helper()
+	ctx := context.Background()
+	digest := model.Digest(data)
+	if _, err := r.admin.PutBlob(ctx, digest, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	nv := registry.NewVersion{Digest: digest}
+	if priv != nil {
+		sig, _ := model.Sign(priv, digest)
+		nv.Signature = &sig
+	}
+	if _, err := r.admin.CreateVersion(ctx, "demo", version, nv); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *rig) promote(t testing.TB, version string) time.Time {
+	t.Helper()
+	if _, err := r.admin.Promote(context.Background(), "demo", "production", registry.MoveRequest{Version: version}); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+// startEdge runs an edge server with a syncer on a real loopback port.
+func startEdge(t *testing.T, r *rig, cfg edge.SyncConfig) (*edge.Server, string) {
+	t.Helper()
+	srv := edge.NewServer(edge.Config{Region: "eu-west", ModelName: "demo", Logger: quiet})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := srv.FastHTTPServer()
+	go fs.Serve(ln)
+	cfg.Client, cfg.Model, cfg.Channel, cfg.Region, cfg.Logger = r.reader, "demo", "production", "eu-west", quiet
+	cfg.Wait = 10 * time.Second
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = t.TempDir()
+	}
+	sy := edge.NewSyncer(srv, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sy.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; fs.Shutdown(); srv.Close() })
+	return srv, "http://" + ln.Addr().String()
+}
+
+func waitServing(t *testing.T, srv *edge.Server, version string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		if sv := srv.Current(); sv != nil && sv.Version == version {
+			return time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cur := "nothing"
+	if sv := srv.Current(); sv != nil {
+		cur = sv.Version
+	}
+	t.Fatalf("edge not serving %s within %v (serving %s)", version, within, cur)
+	return 0
+}
+
+// load runs concurrent predictions until stop is closed and counts the
+// answers by version and the failures.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	versions   map[string]int
+	lastErr    atomic.Value
+}
+
+func runLoad(url string, workers int, stop <-chan struct{}) (*load, *sync.WaitGroup) {
+	l := &load{versions: map[string]int{}}
+	var wg sync.WaitGroup
+	client := &fasthttp.Client{}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req.Reset()
+				req.Header.SetMethod("POST")
+				req.SetRequestURI(url + "/v1/predict")
+				req.SetBodyString(`{"text":"a wonderful film"}`)
+				if err := client.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
+					l.failed.Add(1)
+					l.lastErr.Store(fmt.Sprintf("%v %d %s", err, resp.StatusCode(), resp.Body()))
+					continue
+				}
+				l.ok.Add(1)
+				body := string(resp.Body())
+				i := strings.Index(body, `"version":"`)
+				v := body[i+11:]
+				v = v[:strings.IndexByte(v, '"')]
+				l.mu.Lock()
+				l.versions[v]++
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l, &wg
+}
+
+// TestPromoteIsServedUnderLoad: a promote reaches the edge within 2 s while
+// concurrent requests run through the swap with no error.
+func TestPromoteIsServedUnderLoad(t *testing.T) {
+	r := newRig(t)
+	r.publish(t, "v1", artifact(t, 1), nil)
+	r.publish(t, "v2", artifact(t, 2), nil)
+	r.promote(t, "v1")
+	srv, url := startEdge(t, r, edge.SyncConfig{})
+	waitServing(t, srv, "v1", 10*time.Second)
+
+	stop := make(chan struct{})
+	l, wg := runLoad(url, 8, stop)
+	time.Sleep(300 * time.Millisecond)
+	acked := r.promote(t, "v2")
+	waitServing(t, srv, "v2", 5*time.Second)
+	took := time.Since(acked)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("promote_propagation_seconds=%.3f; %d requests under load across the swap (%v), %d failed",
+		took.Seconds(), l.ok.Load()+l.failed.Load(), l.versions, l.failed.Load())
+	if l.failed.Load() != 0 {
+		t.Fatalf("%d requests failed across the swap; last: %v", l.failed.Load(), l.lastErr.Load())
+	}
+	if took > 2*time.Second {
+		t.Fatalf("edge served the promote %v after it was acknowledged, want <= 2s", took)
+	}
+	if l.versions["v1"] == 0 || l.versions["v2"] == 0 {
+		t.Fatalf("load did not span the swap: %v", l.versions)
+	}
+}
+
+// TestBadVersionsAreRejected: a wrongly signed version and one whose bytes
+// were corrupted in storage never serve; the previous version keeps
+// serving and the next good promote goes through.
+func TestBadVersionsAreRejected(t *testing.T) {
+	r := newRig(t)
+	pub, priv, _ := model.GenerateKey()
+	_, otherPriv, _ := model.GenerateKey()
+	r.publish(t, "v1", artifact(t, 1), priv)
+	r.publish(t, "wrongly-signed", artifact(t, 2), otherPriv)
+	corrupt := artifact(t, 3)
+	r.publish(t, "corrupted", corrupt, priv)
+	r.publish(t, "unsigned", artifact(t, 4), nil)
+	r.publish(t, "v2", artifact(t, 5), priv)
+	// Flip a byte of the stored artifact behind the registry's back (bit
+	// rot, or someone with bucket access).
+	key := "blobs/sha256/" + strings.TrimPrefix(model.Digest(corrupt), "sha256:")
+	bad := append([]byte{}, corrupt...)
+	bad[len(bad)/2] ^= 0x10
+	ctx := context.Background()
+	if err := r.store.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.Put(ctx, key, bytes.NewReader(bad), int64(len(bad))); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var rejected []string
+	srv, _ := startEdge(t, r, edge.SyncConfig{TrustedKeys: []ed25519.PublicKey{pub}, RequireSignature: true,
+		OnReject: func(v, _ string, err error) { mu.Lock(); rejected = append(rejected, v); mu.Unlock() }})
+	r.promote(t, "v1")
+	waitServing(t, srv, "v1", 10*time.Second)
+	for _, v := range []string{"wrongly-signed", "corrupted", "unsigned"} {
+		r.promote(t, v)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			n := len(rejected)
+			mu.Unlock()
+			if n > 0 && rejected[n-1] == v {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not rejected (rejected so far: %v)", v, rejected)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if cur := srv.Current(); cur.Version != "v1" {
+			t.Fatalf("after %s the edge serves %s, want v1", v, cur.Version)
+		}
+	}
+	r.promote(t, "v2")
+	waitServing(t, srv, "v2", 5*time.Second)
+	t.Logf("rejected %v; kept serving v1, then took v2", rejected)
+}

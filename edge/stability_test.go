@@ -1,0 +1,119 @@
+package edge_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/registry"
+)
+
+// TestStaticStability runs the real binaries: an edge follows the registry
+// (on S3) and registers in Consul; then registry, S3 and Consul all stop,
+// and the edge keeps answering; restarted, it answers from its cache.
+func TestStaticStability(t *testing.T) {
+	consul := testenv.Consul(t, "dc-eu")
+	agent := consul.Agent("dc-eu")
+	s3srv := testenv.S3(t)
+	bucket := s3srv.NewBucket(t, "stability")
+	regBin := testenv.GoBinary(t, "./cmd/registry")
+	edgeBin := testenv.GoBinary(t, "./cmd/edge")
+	ports, _ := testenv.FreePorts(2)
+	regAddr, edgeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	regProc := testenv.StartHTTPService(t, "registry", regBin,
+		[]string{"-listen", regAddr, "-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-shutdown-delay", "0s"},
+		[]string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey, "REGISTRY_TOKENS=" + tokens},
+		"http://"+regAddr+"/health/ready")
+	r := &rig{admin: &registry.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}}
+	r.publish(t, "v1", artifact(t, 1), nil)
+	r.promote(t, "v1")
+
+	cache := t.TempDir()
+	edgeArgs := []string{"-listen", edgeAddr, "-region", "eu-west", "-model", "demo", "-registry", "http://" + regAddr,
+		"-cache-dir", cache, "-consul", agent.HTTPAddr(), "-rate-limit", "0", "-shutdown-delay", "200ms"}
+	edgeEnv := []string{"EDGE_REGISTRY_TOKEN=reader-token-0123456789"}
+	edgeProc := testenv.StartHTTPService(t, "edge", edgeBin, edgeArgs, edgeEnv, "http://"+edgeAddr+"/health/live")
+	waitVersion(t, edgeAddr, "v1", 10*time.Second)
+
+	// Consul sees the edge passing, with the version it serves.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, _, err := agent.Client().Health().Service("sentiment-edge", "", true, nil)
+		if err == nil && len(entries) == 1 && entries[0].Service.Meta["model_version"] == "v1" && entries[0].Service.Meta["region"] == "eu-west" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge not passing in consul with model_version=v1: %v %v", entries, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Everything behind the edge goes away.
+	regProc.Kill()
+	s3srv.Process().Kill()
+	agent.Process().Kill()
+	ok, total := predictN(t, edgeAddr, 200)
+	t.Logf("with registry, S3 and Consul down: %d/%d requests answered", ok, total)
+	if ok != total {
+		t.Fatalf("only %d of %d requests answered with the dependencies down", ok, total)
+	}
+
+	// Restart the edge: it serves from its cache at once.
+	edgeProc.Stop(10 * time.Second)
+	start := time.Now()
+	testenv.StartHTTPService(t, "edge-restarted", edgeBin, edgeArgs, edgeEnv, "http://"+edgeAddr+"/health/live")
+	readyIn := waitVersion(t, edgeAddr, "v1", 5*time.Second)
+	t.Logf("restarted edge ready with cached v1 %v after the process started (%v after live)", time.Since(start).Round(time.Millisecond), readyIn.Round(time.Millisecond))
+	ok, total = predictN(t, edgeAddr, 200)
+	if ok != total {
+		t.Fatalf("restarted edge answered %d of %d", ok, total)
+	}
+	if _, err := os.Stat(cache + "/current.json"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitVersion polls /health/ready until it reports version.
+func waitVersion(t *testing.T, addr, version string, within time.Duration) time.Duration {
+	t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	start := time.Now()
+	last := ""
+	for time.Since(start) < within {
+		resp, err := client.Get("http://" + addr + "/health/ready")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(b)
+			if resp.StatusCode == 200 && strings.Contains(last, `"version":"`+version+`"`) {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("edge at %s not ready with %s within %v: %s", addr, version, within, last)
+	return 0
+}
+
+func predictN(t *testing.T, addr string, n int) (ok, total int) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for i := 0; i < n; i++ {
+		resp, err := client.Post("http://"+addr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a great film"}`))
+		total++
+		if err != nil {
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			ok++
+		}
+	}
+	return ok, total
+}
+
