@@ -116,4 +116,3 @@ func predictN(t *testing.T, addr string, n int) (ok, total int) {
 	}
 	return ok, total
 }
-
