@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -22,7 +24,12 @@ type Serving struct {
 	Digest   string
 	Source   string // "registry", "cache" or "embedded"
 	LoadedAt time.Time
+
+	counters [2]*metrics.Counter // predictions per label, made by Swap
 }
+
+// count records one prediction of label index i.
+func (sv *Serving) count(i int) { sv.counters[i].Inc() }
 
 // Config is the serving configuration, built in main.
 type Config struct {
@@ -89,6 +96,10 @@ func NewServer(cfg Config) *Server {
 // Swap makes sv the model every new request uses and returns the previous
 // one. Requests already running finish on the model they started with.
 func (s *Server) Swap(sv *Serving) *Serving {
+	labels := sv.Model.Labels()
+	for i := range sv.counters {
+		sv.counters[i] = predictionCounter(labels[i], sv.Version)
+	}
 	old := s.current.Swap(sv)
 	modelLoaded.Set(1)
 	modelSwaps.Inc()

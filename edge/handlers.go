@@ -90,15 +90,29 @@ func (s *Server) FastHTTPServer() *fasthttp.Server {
 	}
 }
 
+// securityHeaders go on every response; keys are pre-canonicalised so
+// setting them skips fasthttp's normalisation on the hot path.
+var securityHeaders = [][2][]byte{
+	{[]byte("X-Content-Type-Options"), []byte("nosniff")},
+	{[]byte("X-Frame-Options"), []byte("DENY")},
+	{[]byte("Referrer-Policy"), []byte("no-referrer")},
+	{[]byte("Content-Security-Policy"), []byte("default-src 'none'; frame-ancestors 'none'")},
+	{[]byte("Cache-Control"), []byte("no-store")},
+}
+
+var (
+	hstsKey      = []byte("Strict-Transport-Security")
+	hstsValue    = []byte("max-age=63072000; includeSubDomains")
+	requestIDKey = []byte("X-Request-Id")
+)
+
 func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
 	h := &ctx.Response.Header
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("Cache-Control", "no-store")
+	for _, kv := range securityHeaders {
+		h.SetCanonical(kv[0], kv[1])
+	}
 	if tls {
-		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		h.SetCanonical(hstsKey, hstsValue)
 	}
 }
 
@@ -166,17 +180,15 @@ func newRequestIDs() requestIDs { return requestIDs{prefix: obs.NewRequestID()[:
 
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
 	if v := ctx.Request.Header.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
-		id := string(v)
-		ctx.Response.Header.SetBytesV("X-Request-ID", v)
-		return id
+		ctx.Response.Header.SetCanonical(requestIDKey, v)
+		return string(v)
 	}
-	b := make([]byte, 0, 32)
-	b = append(b, s.ids.prefix...)
+	var buf [48]byte
+	b := append(buf[:0], s.ids.prefix...)
 	b = append(b, '-')
 	b = strconv.AppendUint(b, s.ids.n.Add(1), 16)
-	id := string(b)
-	ctx.Response.Header.Set("X-Request-ID", id)
-	return id
+	ctx.Response.Header.SetCanonical(requestIDKey, b)
+	return string(b)
 }
 
 // b2s views bytes as a string without copying; the string must not
@@ -247,7 +259,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 		return err
 	}
 	pred := sv.Model.Predict(b2s(text))
-	countPrediction(pred.Label, sv.Version, 1)
+	sv.count(pred.Index)
 	b := make([]byte, 0, 256)
 	b = appendField(append(b, '{'), "label", pred.Label, true)
 	b = append(b, `,"score":`...)
@@ -330,7 +342,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 			return err
 		}
 		pred := sv.Model.Predict(b2s(text))
-		countPrediction(pred.Label, sv.Version, 1)
+		sv.count(pred.Index)
 		if i > 0 {
 			b = append(b, ',')
 		}

@@ -57,19 +57,10 @@ func (rm *routeMetrics) observe(code int, seconds float64) {
 	rm.latency.Update(seconds)
 }
 
-// predictionCounter counts predictions by label and model version.
-type predictionKey struct{ label, version string }
-
-var predictions sync.Map // predictionKey -> *metrics.Counter
-
-func countPrediction(label, version string, n int) {
-	k := predictionKey{label, version}
-	c, ok := predictions.Load(k)
-	if !ok {
-		c, _ = predictions.LoadOrStore(k, metrics.GetOrCreateCounter(
-			fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, label, version)))
-	}
-	c.(*metrics.Counter).Add(n)
+// predictionCounter returns the counter of predictions of one label by one
+// model version.
+func predictionCounter(label, version string) *metrics.Counter {
+	return metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, label, version))
 }
 
 // breakerState is the gauge of a breaker's state: 0 closed, 1 half-open,

@@ -242,7 +242,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 	for i, t := range req.texts {
 		pred := sv.Model.Predict(b2s(t))
 		labels[i], scores[i] = pred.Label, pred.Score
-		countPrediction(pred.Label, sv.Version, 1)
+		sv.count(pred.Index)
 	}
 	n := strconv.Itoa(len(req.texts))
 	b := appendField([]byte("{"), "model_name", s.cfg.ModelName, true)

@@ -1,0 +1,416 @@
+// Command bench is the load harness: it starts the real edge binary and a
+// minimal fasthttp server that returns a constant JSON body (the ceiling of
+// this machine), drives both with the same closed-loop load of varied
+// sentences for a fixed time, then measures the edge's latency at half its
+// maximum throughput with an open-loop load, and prints the figures and
+// the ratio edge/ceiling.
+//
+//	go run ./bench -duration 10s
+//
+// It targets only 127.0.0.1 and stops by itself.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+func main() {
+	var (
+		edgeBin   = flag.String("edge", "", "edge binary (default: go build ./cmd/edge)")
+		corpus    = flag.String("corpus", "../shared/data/sst2/dev.tsv", "TSV with a text column for request bodies")
+		duration  = flag.Duration("duration", 10*time.Second, "measurement time per phase")
+		warmup    = flag.Duration("warmup", 2*time.Second, "warm-up before each measurement")
+		conns     = flag.Int("conns", 32, "concurrent connections (closed loop)")
+		serve     = flag.String("serve-constant", "", "internal: serve the constant-response ceiling on this address")
+		targetURL = flag.String("target", "", "measure only this URL (POST body from the corpus) and exit")
+	)
+	flag.Parse()
+	if *serve != "" {
+		serveConstant(*serve)
+		return
+	}
+	texts := loadCorpus(*corpus)
+	if *targetURL != "" {
+		res := closedLoop(*targetURL, texts, *conns, *warmup, *duration)
+		res.print("target")
+		return
+	}
+	if err := run(*edgeBin, texts, *conns, *warmup, *duration); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(edgeBin string, texts []string, conns int, warmup, duration time.Duration) error {
+	tmp, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if edgeBin == "" {
+		edgeBin = filepath.Join(tmp, "edge")
+		if out, err := exec.Command("go", "build", "-o", edgeBin, "./cmd/edge").CombinedOutput(); err != nil {
+			return fmt.Errorf("cannot build the edge: %v\n%s", err, out)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ceilAddr, edgeAddr := freeAddr(), freeAddr()
+	ceiling, err := start(self, tmp, "ceiling", "-serve-constant", ceilAddr)
+	if err != nil {
+		return err
+	}
+	defer stop(ceiling)
+	// The edge as deployed: metrics, JSON logs, rate limiting on (set high
+	// for the bench), the embedded default model.
+	edge, err := start(edgeBin, tmp, "edge", "-listen", edgeAddr, "-region", "bench", "-rate-limit", "1e9",
+		"-cache-dir", filepath.Join(tmp, "cache"), "-shutdown-delay", "0s")
+	if err != nil {
+		return err
+	}
+	defer stop(edge)
+	if err := waitHTTP("http://" + edgeAddr + "/health/ready"); err != nil {
+		return err
+	}
+	if err := waitHTTP("http://" + ceilAddr + "/"); err != nil {
+		return err
+	}
+	fmt.Printf("corpus: %d texts, mean %d bytes; %d connections; %v per phase after %v warm-up; load generator and servers share this machine's %d cores\n",
+		len(texts), meanLen(texts), conns, duration, warmup, runtime.NumCPU())
+	// Two interleaved rounds, so a burst of background noise does not
+	// land on one side only; the ratio is of the totals.
+	var ceil, ed result
+	for round := 1; round <= 2; round++ {
+		c := closedLoop("http://"+ceilAddr+"/v1/predict", texts, conns, warmup, duration)
+		c.print(fmt.Sprintf("ceiling (constant JSON), round %d", round))
+		e := closedLoop("http://"+edgeAddr+"/v1/predict", texts, conns, warmup, duration)
+		e.print(fmt.Sprintf("edge /v1/predict, round %d", round))
+		ceil, ed = merge([]result{ceil, c}, ceil.elapsed+c.elapsed), merge([]result{ed, e}, ed.elapsed+e.elapsed)
+	}
+	ceil.print("ceiling (constant JSON), both rounds")
+	ed.print("edge /v1/predict, both rounds")
+	fmt.Printf("ratio edge/ceiling: %.2f\n", ed.rate()/ceil.rate())
+
+	half := ed.rate() / 2
+	open := openLoop("http://"+edgeAddr+"/v1/predict", texts, half, warmup, duration)
+	open.print(fmt.Sprintf("edge at half max (%.0f req/s offered)", half))
+	if rss, err := procRSS(edge.Process.Pid); err == nil {
+		fmt.Printf("edge RSS after the run: %.1f MiB\n", float64(rss)/(1<<20))
+	}
+	restart := time.Now()
+	stop(edge)
+	edge2, err := start(edgeBin, tmp, "edge2", "-listen", edgeAddr, "-region", "bench", "-shutdown-delay", "0s",
+		"-cache-dir", filepath.Join(tmp, "cache"))
+	if err != nil {
+		return err
+	}
+	defer stop(edge2)
+	t0 := time.Now()
+	if err := waitHTTP("http://" + edgeAddr + "/health/ready"); err != nil {
+		return err
+	}
+	fmt.Printf("edge start-up to ready: %v (restart cycle %v)\n", time.Since(t0).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
+	return nil
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func start(bin, dir, name string, args ...string) (*exec.Cmd, error) {
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start %s: %w", name, err)
+	}
+	return cmd, nil
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		code, _, err := fasthttp.GetTimeout(nil, url, time.Second)
+		if err == nil && code == 200 {
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready", url)
+}
+
+// serveConstant is the ceiling: fasthttp answering a fixed JSON body.
+func serveConstant(addr string) {
+	body := []byte(`{"label":"positive","score":0.9731,"model":"sentiment","version":"v1","region":"bench","request_id":"0"}` + "\n")
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}}
+	if err := s.ListenAndServe(addr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func loadCorpus(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: corpus %s unavailable (%v); using generated sentences\n", path, err)
+		return generated()
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for first := true; sc.Scan(); first = false {
+		text, _, _ := strings.Cut(sc.Text(), "\t")
+		if !first && strings.TrimSpace(text) != "" {
+			out = append(out, text)
+		}
+	}
+	if len(out) == 0 {
+		return generated()
+	}
+	return out
+}
+
+func generated() []string {
+	adj := []string{"wonderful", "dull", "moving", "tedious", "sharp", "clumsy", "tender", "bland", "gripping", "forgettable"}
+	noun := []string{"film", "script", "cast", "ending", "score", "story", "debut", "sequel"}
+	var out []string
+	for i := 0; i < 1000; i++ {
+		out = append(out, fmt.Sprintf("the %s %s is %s , and the %s feels %s .", adj[i%10], noun[i%8], adj[(i/3)%10], noun[(i/7)%8], adj[(i/11)%10]))
+	}
+	return out
+}
+
+func meanLen(texts []string) int {
+	n := 0
+	for _, t := range texts {
+		n += len(t)
+	}
+	return n / len(texts)
+}
+
+// bodies pre-encodes every text as a /v1/predict body.
+func bodies(texts []string) [][]byte {
+	out := make([][]byte, len(texts))
+	for i, t := range texts {
+		out[i] = []byte(`{"text":` + quote(t) + `}`)
+	}
+	return out
+}
+
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+type result struct {
+	ok, failed int64
+	late       int64 // open loop: sent > 2 ms after due
+	elapsed    time.Duration
+	lat        []time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+
+func (r result) print(name string) {
+	slices.Sort(r.lat)
+	q := func(p float64) time.Duration {
+		if len(r.lat) == 0 {
+			return 0
+		}
+		return r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))]
+	}
+	fmt.Printf("%-44s %9.0f req/s  p50 %8v  p99 %8v  p99.9 %8v  ok %d  failed %d  late %d\n",
+		name, r.rate(), q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), q(0.999).Round(time.Microsecond), r.ok, r.failed, r.late)
+}
+
+// closedLoop keeps conns requests in flight for warmup+duration and
+// measures the last duration.
+func closedLoop(url string, texts []string, conns int, warmup, duration time.Duration) result {
+	bs := bodies(texts)
+	client := &fasthttp.Client{MaxConnsPerHost: conns}
+	var measuring atomic.Bool
+	var stopFlag atomic.Bool
+	var wg sync.WaitGroup
+	parts := make([]result, conns)
+	for w := 0; w < conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			req.Header.SetMethod("POST")
+			req.SetRequestURI(url)
+			req.Header.SetContentType("application/json")
+			lat := make([]time.Duration, 0, 1<<16)
+			for i := w * 7919; !stopFlag.Load(); i++ {
+				req.SetBody(bs[i%len(bs)])
+				t0 := time.Now()
+				err := client.DoTimeout(req, resp, 5*time.Second)
+				d := time.Since(t0)
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil || resp.StatusCode() != 200 {
+					parts[w].failed++
+					continue
+				}
+				parts[w].ok++
+				lat = append(lat, d)
+			}
+			parts[w].lat = lat
+		}()
+	}
+	time.Sleep(warmup)
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(duration)
+	measuring.Store(false)
+	elapsed := time.Since(t0)
+	stopFlag.Store(true)
+	wg.Wait()
+	return merge(parts, elapsed)
+}
+
+// openLoop sends requests at a fixed rate, whatever the latency, so slow
+// answers do not hide by slowing the load (no coordinated omission). A
+// dispatcher releases the requests due each millisecond to a pool of
+// workers; latency counts from when a worker sends it, and a request sent
+// more than 2 ms after it was due (every worker busy: the server is
+// falling behind) is counted as late.
+func openLoop(url string, texts []string, rate float64, warmup, duration time.Duration) result {
+	bs := bodies(texts)
+	const workers = 256
+	client := &fasthttp.Client{MaxConnsPerHost: workers}
+	due := make(chan time.Time, 1<<16)
+	parts := make([]result, workers)
+	begin := time.Now()
+	measureFrom, end := begin.Add(warmup), begin.Add(warmup+duration)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			req.Header.SetMethod("POST")
+			req.SetRequestURI(url)
+			lat := make([]time.Duration, 0, 1<<14)
+			for i := w * 7919; ; i++ {
+				at, ok := <-due
+				if !ok {
+					break
+				}
+				req.SetBody(bs[i%len(bs)])
+				sentAt := time.Now()
+				err := client.DoTimeout(req, resp, 5*time.Second)
+				if at.Before(measureFrom) {
+					continue
+				}
+				if sentAt.Sub(at) > 2*time.Millisecond {
+					parts[w].late++
+				}
+				if err != nil || resp.StatusCode() != 200 {
+					parts[w].failed++
+					continue
+				}
+				parts[w].ok++
+				lat = append(lat, time.Since(sentAt))
+			}
+			parts[w].lat = lat
+		}()
+	}
+	sent := 0
+	for now := time.Now(); now.Before(end); now = time.Now() {
+		for shouldHave := int(now.Sub(begin).Seconds() * rate); sent < shouldHave; sent++ {
+			due <- begin.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(due)
+	wg.Wait()
+	return merge(parts, duration)
+}
+
+func merge(parts []result, elapsed time.Duration) result {
+	var r result
+	r.elapsed = elapsed
+	for _, p := range parts {
+		r.ok += p.ok
+		r.failed += p.failed
+		r.late += p.late
+		r.lat = append(r.lat, p.lat...)
+	}
+	return r
+}
+
+func procRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb)
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}

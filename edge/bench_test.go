@@ -1,0 +1,51 @@
+package edge
+
+import (
+	"bufio"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// BenchmarkHandler measures the whole /v1/predict handler (middleware,
+// JSON, model, response) on SST-2 dev sentences, without the network.
+func BenchmarkHandler(b *testing.B) {
+	var bodies [][]byte
+	if f, err := os.Open("../../shared/data/sst2/dev.tsv"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			text, _, _ := strings.Cut(sc.Text(), "\t")
+			bodies = append(bodies, []byte(`{"text":"`+strings.ReplaceAll(text, `"`, `\"`)+`"}`))
+		}
+		f.Close()
+		bodies = bodies[1:]
+	} else {
+		bodies = [][]byte{[]byte(`{"text":"a wonderful , moving film"}`)}
+	}
+	for _, tc := range []struct {
+		name string
+		rate float64
+	}{{"ratelimit-off", 0}, {"ratelimit-on", 1e12}} {
+		b.Run(tc.name, func(b *testing.B) {
+			srv := NewServer(Config{Region: "eu-west", Logger: quiet, RatePerMinute: tc.rate})
+			srv.Swap(defaultServing(b))
+			h := srv.Handler()
+			var ctx fasthttp.RequestCtx
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ctx.Request.Reset()
+				ctx.Response.Reset()
+				ctx.Request.Header.SetMethod("POST")
+				ctx.Request.SetRequestURI("/v1/predict")
+				ctx.Request.SetBody(bodies[i%len(bodies)])
+				h(&ctx)
+				if ctx.Response.StatusCode() != 200 {
+					b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+			}
+		})
+	}
+}
