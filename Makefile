@@ -72,6 +72,5 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	done
 
 .PHONY: run
-run: ## run the product (for now: sentctl predict on the default model, one text per line)
-	@echo "Type a sentence and press Enter (Ctrl-D to quit)."
-	$(GO) run ./cmd/sentctl predict
+run: build ## run the product locally: registry + one edge per region, default model promoted
+	bin/stack -bin bin -dir .run

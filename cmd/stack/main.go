@@ -1,0 +1,254 @@
+// Command stack runs the whole product on one machine for `make run`: a
+// registry on a local directory, the default model published and promoted,
+// and one edge per region following it. Ctrl-C stops everything.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/model/defaultmodel"
+	"github.com/sentimentpro/sentiment/registry"
+)
+
+// Config is the local stack's layout.
+type Config struct {
+	BinDir       string
+	StateDir     string
+	Regions      []string
+	RegistryPort int
+	EdgePort     int // first edge port; one per region from here
+	Model        string
+}
+
+// child is one running service.
+type child struct {
+	name string
+	url  string
+	cmd  *exec.Cmd
+}
+
+func main() {
+	var cfg Config
+	var regions string
+	flag.StringVar(&cfg.BinDir, "bin", "bin", "directory holding the registry and edge binaries")
+	flag.StringVar(&cfg.StateDir, "dir", ".run", "state directory (registry data, edge caches, logs, tokens)")
+	flag.StringVar(&regions, "regions", "us-east,eu-west,ap-south", "regions to run an edge for")
+	flag.IntVar(&cfg.RegistryPort, "registry-port", 8081, "registry port")
+	flag.IntVar(&cfg.EdgePort, "edge-port", 8091, "first edge port")
+	flag.StringVar(&cfg.Model, "model", "sentiment", "model name")
+	flag.Parse()
+	cfg.Regions = config.List(regions)
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "stack:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg Config) error {
+	logs := filepath.Join(cfg.StateDir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	tokens, err := loadTokens(filepath.Join(cfg.StateDir, "tokens"))
+	if err != nil {
+		return err
+	}
+	var children []*child
+	defer func() {
+		for i := len(children) - 1; i >= 0; i-- {
+			stop(children[i])
+		}
+	}()
+	regURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.RegistryPort)
+	reg, err := start(cfg, "registry", regURL, []string{
+		"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-store", "dir:" + filepath.Join(cfg.StateDir, "registry"),
+		"-tokens", tokens.all(), "-shutdown-delay", "0s",
+	})
+	if err != nil {
+		return err
+	}
+	children = append(children, reg)
+	if err := waitReady(reg); err != nil {
+		return err
+	}
+	version, err := publishDefault(regURL, tokens.admin, cfg.Model)
+	if err != nil {
+		return err
+	}
+	for i, region := range cfg.Regions {
+		url := fmt.Sprintf("http://127.0.0.1:%d", cfg.EdgePort+i)
+		e, err := start(cfg, "edge-"+region, url, []string{
+			"-listen", strings.TrimPrefix(url, "http://"), "-region", region, "-model", cfg.Model,
+			"-registry", regURL, "-registry-token", tokens.reader, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region),
+			"-rate-limit", "6000", "-shutdown-delay", "0s",
+		})
+		if err != nil {
+			return err
+		}
+		children = append(children, e)
+	}
+	for _, c := range children[1:] {
+		if err := waitReady(c); err != nil {
+			return err
+		}
+	}
+	printBanner(cfg, children, version)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	exited := make(chan string, len(children))
+	for _, c := range children {
+		go func() { c.cmd.Wait(); exited <- c.name }()
+	}
+	select {
+	case <-sigs:
+		fmt.Println("\nstopping…")
+		return nil
+	case name := <-exited:
+		return fmt.Errorf("%s exited; see %s", name, filepath.Join(logs, name+".log"))
+	}
+}
+
+type tokenSet struct{ admin, publisher, reader string }
+
+func (t tokenSet) all() string {
+	return "admin:local-admin:" + t.admin + ",publisher:local-ml:" + t.publisher + ",reader:local-edge:" + t.reader
+}
+
+// loadTokens keeps the local tokens across runs in the state directory.
+func loadTokens(path string) (tokenSet, error) {
+	if data, err := os.ReadFile(path); err == nil {
+		var t tokenSet
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, _ := strings.Cut(line, "=")
+			switch k {
+			case "SENTCTL_ADMIN_TOKEN":
+				t.admin = v
+			case "SENTCTL_PUBLISHER_TOKEN":
+				t.publisher = v
+			case "SENTCTL_READER_TOKEN":
+				t.reader = v
+			}
+		}
+		if t.admin != "" && t.publisher != "" && t.reader != "" {
+			return t, nil
+		}
+	}
+	t := tokenSet{admin: randomToken(), publisher: randomToken(), reader: randomToken()}
+	content := fmt.Sprintf("SENTCTL_ADMIN_TOKEN=%s\nSENTCTL_PUBLISHER_TOKEN=%s\nSENTCTL_READER_TOKEN=%s\n", t.admin, t.publisher, t.reader)
+	return t, os.WriteFile(path, []byte(content), 0o600)
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func start(cfg Config, name, url string, args []string) (*child, error) {
+	bin := filepath.Join(cfg.BinDir, strings.SplitN(name, "-", 2)[0])
+	logf, err := os.Create(filepath.Join(cfg.StateDir, "logs", name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start %s (%s): %w; run `make build` first", name, bin, err)
+	}
+	return &child{name: name, url: url, cmd: cmd}, nil
+}
+
+func stop(c *child) {
+	if c.cmd.Process == nil || c.cmd.ProcessState != nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+	}
+}
+
+func waitReady(c *child) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(c.url + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready at %s within 30s", c.name, c.url)
+}
+
+// publishDefault publishes the embedded default model as version v1 and
+// promotes it to production, unless production already has a target.
+func publishDefault(url, token, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := &registry.Client{BaseURL: url, Token: token}
+	if ch, err := c.GetChannel(ctx, name, "production", 0, 0); err == nil && ch.Global != "" {
+		return ch.Global, nil
+	}
+	data := defaultmodel.Artifact()
+	m, err := defaultmodel.Load()
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.PutBlob(ctx, m.Digest(), bytes.NewReader(data), int64(len(data))); err != nil {
+		return "", fmt.Errorf("cannot publish the default model: %w", err)
+	}
+	_, err = c.CreateVersion(ctx, name, "v1", registry.NewVersion{Digest: m.Digest(), Description: "default model (SST-2)"})
+	if err != nil && !errors.Is(err, context.Canceled) && !registry.IsStatus(err, http.StatusConflict) {
+		return "", fmt.Errorf("cannot create %s/v1: %w", name, err)
+	}
+	if _, err := c.Promote(ctx, name, "production", registry.MoveRequest{Version: "v1", Reason: "make run"}); err != nil {
+		return "", fmt.Errorf("cannot promote %s/v1: %w", name, err)
+	}
+	return "v1", nil
+}
+
+func printBanner(cfg Config, children []*child, version string) {
+	fmt.Printf("\nSentiment Analyzer Pro is running (model %s, production = %s):\n\n", cfg.Model, version)
+	for _, c := range children {
+		fmt.Printf("  %-16s %s\n", c.name, c.url)
+	}
+	edge := children[1].url
+	fmt.Printf(`
+Try it:
+
+  curl -s %[1]s/v1/predict -d '{"text": "a wonderful, moving film", "explain": true}'
+  curl -s %[1]s/v2/models/%[2]s/infer -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great fun", "a dull mess"]}]}'
+
+Publish and promote a model (tokens are in %[3]s):
+
+  set -a; . %[3]s; set +a
+  SENTCTL_TOKEN=$SENTCTL_PUBLISHER_TOKEN bin/sentctl publish --model %[2]s --version v2 --file my.sapm
+  SENTCTL_TOKEN=$SENTCTL_ADMIN_TOKEN bin/sentctl promote --model %[2]s --version v2 --regions eu-west
+
+Logs are in %[4]s. Ctrl-C stops everything.
+`, edge, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"))
+}
