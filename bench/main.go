@@ -295,10 +295,7 @@ func closedLoop(url string, texts []string, conns int, warmup, duration time.Dur
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			req.Header.SetMethod("POST")
-			req.SetRequestURI(url)
-			req.Header.SetContentType("application/json")
+			req, resp := newPost(url)
 			lat := make([]time.Duration, 0, 1<<16)
 			for i := w * 7919; !stopFlag.Load(); i++ {
 				req.SetBody(bs[i%len(bs)])
@@ -348,9 +345,7 @@ func openLoop(url string, texts []string, rate float64, warmup, duration time.Du
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			req.Header.SetMethod("POST")
-			req.SetRequestURI(url)
+			req, resp := newPost(url)
 			lat := make([]time.Duration, 0, 1<<14)
 			for i := w * 7919; ; i++ {
 				at, ok := <-due
@@ -386,6 +381,15 @@ func openLoop(url string, texts []string, rate float64, warmup, duration time.Du
 	close(due)
 	wg.Wait()
 	return merge(parts, duration)
+}
+
+// newPost returns a JSON POST request to url and a response to reuse.
+func newPost(url string) (*fasthttp.Request, *fasthttp.Response) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.Header.SetMethod("POST")
+	req.SetRequestURI(url)
+	req.Header.SetContentType("application/json")
+	return req, resp
 }
 
 func merge(parts []result, elapsed time.Duration) result {

@@ -214,19 +214,29 @@ func (s *Server) checkText(text []byte, what string) error {
 	return nil
 }
 
+// parseObject parses a request body that must be one JSON object; like
+// tells the client what was expected.
+func parseObject(p *fastjson.Parser, body []byte, like string) (*fastjson.Object, error) {
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return nil, errorf(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return nil, errorf(fasthttp.StatusBadRequest, "body must be a JSON object like %s", like)
+	}
+	return obj, nil
+}
+
 func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
 	if sv == nil {
 		return noModel()
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
-	v, err := p.ParseBytes(ctx.PostBody())
+	obj, err := parseObject(p, ctx.PostBody(), `{"text": "..."}`)
 	if err != nil {
-		return errorf(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
-	}
-	obj, err := v.Object()
-	if err != nil {
-		return errorf(fasthttp.StatusBadRequest, `body must be a JSON object like {"text": "..."}`)
+		return err
 	}
 	var text []byte
 	explain, hasText := false, false
@@ -300,13 +310,9 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
-	v, err := p.ParseBytes(ctx.PostBody())
+	obj, err := parseObject(p, ctx.PostBody(), `{"texts": ["..."]}`)
 	if err != nil {
-		return errorf(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
-	}
-	obj, err := v.Object()
-	if err != nil {
-		return errorf(fasthttp.StatusBadRequest, `body must be a JSON object like {"texts": ["..."]}`)
+		return err
 	}
 	var texts []*fastjson.Value
 	var ferr error

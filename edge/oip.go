@@ -73,13 +73,9 @@ type oipRequest struct {
 
 func (s *Server) parseInfer(body []byte, p *fastjson.Parser) (oipRequest, error) {
 	req := oipRequest{wantLabel: true, wantScore: true}
-	v, err := p.ParseBytes(body)
+	obj, err := parseObject(p, body, `{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["..."]}]}`)
 	if err != nil {
-		return req, errorf(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
-	}
-	obj, err := v.Object()
-	if err != nil {
-		return req, errorf(fasthttp.StatusBadRequest, "inference request must be a JSON object")
+		return req, err
 	}
 	var inputs, outputs []*fastjson.Value
 	var ferr error

@@ -63,29 +63,7 @@ func newRig(t *testing.T) *rig {
 		reader: &registry.Client{BaseURL: hs.URL, Token: "reader-token-0123456789", HTTP: &http.Client{Timeout: 30 * time.Second}}}
 }
 
-var corpus = func() []model.Example {
-	pos := []string{"great", "wonderful", "moving", "funny"}
-	neg := []string{"awful", "boring", "dull", "tedious"}
-	var ex []model.Example
-	for i := 0; i < 200; i++ {
-		ex = append(ex, model.Example{Text: "a " + pos[i%4] + " film", Label: 1}, model.Example{Text: "a " + neg[i%4] + " film", Label: 0})
-	}
-	return ex
-}()
-
-func artifact(t testing.TB, seed uint64) []byte {
-	cfg := model.DefaultTrainConfig()
-	cfg.Name, cfg.Seed, cfg.Features.HashBits = "test", seed, 12
-	m, err := model.Train(corpus, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
+func artifact(t testing.TB, seed uint64) []byte { return testenv.TinyArtifact(t, seed, 0) }
 
 // publish uploads and names a version, signed by priv when given.
 func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.PrivateKey) {

@@ -113,32 +113,10 @@ func newHarness(t *testing.T) *harness {
 	return newReplica(t, srv, srv.NewBucket(t, "reg"), registry.Config{})
 }
 
-var examples = func() []model.Example {
-	pos := []string{"great", "wonderful", "moving", "funny"}
-	neg := []string{"awful", "boring", "dull", "tedious"}
-	var ex []model.Example
-	for i := 0; i < 200; i++ {
-		ex = append(ex, model.Example{Text: "a " + pos[i%4] + " film", Label: 1}, model.Example{Text: "a " + neg[i%4] + " film", Label: 0})
-	}
-	return ex
-}()
-
-// artifact trains a tiny model; seed makes distinct artifacts and accuracy
-// is recorded as its evaluation metric.
+// artifact makes a distinct tiny artifact per seed with accuracy recorded
+// as its evaluation metric.
 func artifact(t testing.TB, seed uint64, accuracy float64) []byte {
-	t.Helper()
-	cfg := model.DefaultTrainConfig()
-	cfg.Name, cfg.Seed, cfg.Features.HashBits = "test", seed, 10
-	m, err := model.Train(examples, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m = m.WithMetrics(&model.Metrics{Accuracy: accuracy, Examples: 400, DataDigest: model.Digest([]byte("dev"))})
-	data, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return testenv.TinyArtifact(t, seed, accuracy)
 }
 
 // publish uploads data and creates name/version through c.

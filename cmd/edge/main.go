@@ -14,11 +14,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -28,6 +26,7 @@ import (
 	"github.com/sentimentpro/sentiment/edge"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry"
@@ -48,11 +47,6 @@ type Config struct {
 	TrustedKeys     string
 	RequireSigned   bool
 	FallbackDefault bool
-	ConsulAddr      string
-	ConsulToken     string
-	ServiceName     string
-	ServiceID       string
-	Advertise       string
 	Peers           string // dc=region,… nearest first
 	RatePerMinute   float64
 	RateBurst       int
@@ -62,8 +56,7 @@ type Config struct {
 	MaxBatch        int
 	TLSCert         string
 	TLSKey          string
-	ShutdownDelay   time.Duration
-	LogLevel        string
+	service.Flags
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -79,11 +72,6 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of keys model signatures must verify against")
 	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse unsigned models")
 	fs.BoolVar(&c.FallbackDefault, "fallback-default", false, "with -registry: serve the embedded default model until the channel's model arrives")
-	fs.StringVar(&c.ConsulAddr, "consul", "", "Consul agent of this region's datacenter; empty: no registration")
-	fs.StringVar(&c.ConsulToken, "consul-token", "", "Consul ACL token")
-	fs.StringVar(&c.ServiceName, "service-name", "sentiment-edge", "Consul service name")
-	fs.StringVar(&c.ServiceID, "service-id", "", "Consul service ID (default: name-region-port)")
-	fs.StringVar(&c.Advertise, "advertise", "", "host:port others reach this edge at (default: the listen address)")
 	fs.StringVar(&c.Peers, "peers", "", "peer datacenter=region pairs, nearest first, for cold starts with no model")
 	fs.Float64Var(&c.RatePerMinute, "rate-limit", 100, "requests per minute per client address (0: off)")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "bucket size (default: 10 seconds' worth)")
@@ -93,8 +81,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (with -tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file")
-	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long readiness fails before the server stops")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	c.Flags.Register(fs, "sentiment-edge")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -270,19 +257,8 @@ func run(cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-errc:
+	if err := cfg.AwaitShutdown(log, errc, srv.SetDraining); err != nil {
 		return err
-	case sig := <-sigs:
-		log.Info("shutting down: readiness off, draining", "signal", sig.String(), "delay", cfg.ShutdownDelay)
-	}
-	srv.SetDraining(true)
-	select {
-	case <-time.After(cfg.ShutdownDelay):
-	case <-sigs:
-		log.Warn("second signal: stopping now")
 	}
 	cancel()
 	reg.deregister()

@@ -12,10 +12,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -24,6 +22,7 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/store"
@@ -47,14 +46,8 @@ type Config struct {
 	MaxArtifact    int64
 	Production     string
 	QualityMargin  float64
-	ConsulAddr     string
-	ConsulToken    string
-	ServiceName    string
-	ServiceID      string
-	Advertise      string
 	Datacenters    string
-	ShutdownDelay  time.Duration
-	LogLevel       string
+	service.Flags
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -75,14 +68,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.Int64Var(&c.MaxArtifact, "max-artifact-bytes", 512<<20, "largest accepted upload")
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
-	fs.StringVar(&c.ConsulAddr, "consul", "", "Consul agent address; empty: no registration, no rollout status")
-	fs.StringVar(&c.ConsulToken, "consul-token", "", "Consul ACL token")
-	fs.StringVar(&c.ServiceName, "service-name", "sentiment-registry", "Consul service name")
-	fs.StringVar(&c.ServiceID, "service-id", "", "Consul service ID (default: name-host-port)")
-	fs.StringVar(&c.Advertise, "advertise", "", "host:port others reach this registry at (default: the listen address)")
 	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
-	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long readiness fails before the server stops")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	c.Flags.Register(fs, "sentiment-registry")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -203,19 +190,8 @@ func run(cfg Config, log *slog.Logger) error {
 		log.Info("registered in consul", "service_id", serviceID)
 	}
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-errc:
+	if err := cfg.AwaitShutdown(log, errc, a.SetDraining); err != nil {
 		return err
-	case sig := <-sigs:
-		log.Info("shutting down: readiness off, draining", "signal", sig.String(), "delay", cfg.ShutdownDelay)
-	}
-	a.SetDraining(true)
-	select {
-	case <-time.After(cfg.ShutdownDelay):
-	case <-sigs:
-		log.Warn("second signal: stopping now")
 	}
 	if consul != nil {
 		if err := discovery.Deregister(consul.Agent(), serviceID); err != nil {

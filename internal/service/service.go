@@ -1,0 +1,58 @@
+// Package service holds what the long-running binaries (registry, edge)
+// share around their own logic: the Consul and lifecycle flags, and the
+// drain-then-stop shutdown sequence.
+package service
+
+import (
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// Flags are the settings every service binary has.
+type Flags struct {
+	ConsulAddr    string
+	ConsulToken   string
+	ServiceName   string
+	ServiceID     string
+	Advertise     string
+	ShutdownDelay time.Duration
+	LogLevel      string
+}
+
+// Register defines the flags on fs; name is the default Consul service name.
+func (f *Flags) Register(fs *flag.FlagSet, name string) {
+	fs.StringVar(&f.ConsulAddr, "consul", "", "Consul agent address (this region's datacenter); empty: no registration")
+	fs.StringVar(&f.ConsulToken, "consul-token", "", "Consul ACL token")
+	fs.StringVar(&f.ServiceName, "service-name", name, "Consul service name")
+	fs.StringVar(&f.ServiceID, "service-id", "", "Consul service ID (default: derived from name and address)")
+	fs.StringVar(&f.Advertise, "advertise", "", "host:port others reach this service at (default: the listen address)")
+	fs.DurationVar(&f.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long readiness fails before the server stops")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// AwaitShutdown blocks until SIGINT or SIGTERM (or serveErr delivers),
+// then turns readiness off with setDraining and waits ShutdownDelay so
+// Consul and load balancers route away; a second signal cuts the wait
+// short. It returns the serve error, if that is what ended the wait.
+func (f *Flags) AwaitShutdown(log *slog.Logger, serveErr <-chan error, setDraining func(bool)) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	select {
+	case err := <-serveErr:
+		return err
+	case sig := <-sigs:
+		log.Info("shutting down: readiness off, draining", "signal", sig.String(), "delay", f.ShutdownDelay)
+	}
+	setDraining(true)
+	select {
+	case <-time.After(f.ShutdownDelay):
+	case <-sigs:
+		log.Warn("second signal: stopping now")
+	}
+	return nil
+}

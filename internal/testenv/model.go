@@ -1,0 +1,39 @@
+package testenv
+
+import (
+	"testing"
+
+	"github.com/sentimentpro/sentiment/model"
+)
+
+// tinyCorpus is a two-class corpus any model learns perfectly.
+var tinyCorpus = func() []model.Example {
+	pos := []string{"great", "wonderful", "moving", "funny"}
+	neg := []string{"awful", "boring", "dull", "tedious"}
+	var ex []model.Example
+	for i := 0; i < 200; i++ {
+		ex = append(ex, model.Example{Text: "a " + pos[i%4] + " film", Label: 1}, model.Example{Text: "a " + neg[i%4] + " film", Label: 0})
+	}
+	return ex
+}()
+
+// TinyArtifact trains a small real model (2^10 buckets, a few KiB) and
+// returns its artifact. Different seeds give different artifacts;
+// accuracy > 0 is recorded as the artifact's evaluation metric.
+func TinyArtifact(t testing.TB, seed uint64, accuracy float64) []byte {
+	t.Helper()
+	cfg := model.DefaultTrainConfig()
+	cfg.Name, cfg.Seed, cfg.Features.HashBits = "test", seed, 10
+	m, err := model.Train(tinyCorpus, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accuracy > 0 {
+		m = m.WithMetrics(&model.Metrics{Accuracy: accuracy, Examples: 400, DataDigest: model.Digest([]byte("dev"))})
+	}
+	data, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
