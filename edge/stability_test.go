@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,7 +27,8 @@ func TestStaticStability(t *testing.T) {
 	ports, _ := testenv.FreePorts(2)
 	regAddr, edgeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	regProc := testenv.StartHTTPService(t, "registry", regBin,
-		[]string{"-listen", regAddr, "-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-shutdown-delay", "0s"},
+		[]string{"-listen", regAddr, "-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-shutdown-delay", "0s",
+			"-consul", agent.HTTPAddr()},
 		[]string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey, "REGISTRY_TOKENS=" + tokens},
 		"http://"+regAddr+"/health/ready")
 	r := &rig{admin: &registry.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}}
@@ -51,6 +53,21 @@ func TestStaticStability(t *testing.T) {
 			t.Fatalf("edge not passing in consul with model_version=v1: %v %v", entries, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Rollout status, from what the edge reports in Consul.
+	var st struct {
+		Converged bool
+		Regions   []struct {
+			Region, Expected string
+			Instances        []struct{ Version string }
+		}
+	}
+	if err := r.admin.Raw(context.Background(), "GET", "/v1/admin/models/demo/status?channel=production", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Converged || len(st.Regions) != 1 || st.Regions[0].Region != "eu-west" || st.Regions[0].Instances[0].Version != "v1" {
+		t.Fatalf("rollout status %+v", st)
 	}
 
 	// Everything behind the edge goes away.
@@ -115,4 +132,42 @@ func predictN(t *testing.T, addr string, n int) (ok, total int) {
 		}
 	}
 	return ok, total
+}
+
+// TestPeerFallback: an edge with no model at all (empty cache, registry
+// unreachable) forwards predictions to a healthy edge in a peer region it
+// finds in Consul, and says so.
+func TestPeerFallback(t *testing.T) {
+	consul := testenv.Consul(t, "dc-eu", "dc-us")
+	edgeBin := testenv.GoBinary(t, "./cmd/edge")
+	ports, _ := testenv.FreePorts(3)
+	usAddr, euAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	// A us-east edge serving the embedded default model.
+	testenv.StartHTTPService(t, "edge-us", edgeBin, []string{"-listen", usAddr, "-region", "us-east",
+		"-consul", consul.Agent("dc-us").HTTPAddr(), "-rate-limit", "0", "-shutdown-delay", "0s"}, nil, "http://"+usAddr+"/health/ready")
+	// A cold eu-west edge: its registry does not answer, its cache is empty.
+	testenv.StartHTTPService(t, "edge-eu", edgeBin, []string{"-listen", euAddr, "-region", "eu-west",
+		"-registry", fmt.Sprintf("http://127.0.0.1:%d", ports[2]), "-cache-dir", t.TempDir(),
+		"-consul", consul.Agent("dc-eu").HTTPAddr(), "-peers", "dc-us=us-east", "-rate-limit", "0", "-shutdown-delay", "0s"},
+		nil, "http://"+euAddr+"/health/live")
+	client := &http.Client{Timeout: 2 * time.Second}
+	if resp, err := client.Get("http://" + euAddr + "/health/ready"); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("a cold edge must not be ready: %v %v", resp, err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Post("http://"+euAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a great film"}`))
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && resp.Header.Get("X-Served-By-Region") == "us-east" && strings.Contains(string(body), `"region":"us-east"`) {
+				t.Logf("cold eu-west edge forwarded to us-east: %s", strings.TrimSpace(string(body)))
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cold edge never forwarded to its peer: %v %v", resp, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
