@@ -70,22 +70,8 @@ func (ad *admin) isProduction(channel string) bool {
 	return slices.Contains(ad.cfg.ProductionChannels, channel)
 }
 
-// MoveRequest is the body of promote and rollback.
-type MoveRequest struct {
-	// Version to promote; for rollback, an explicit version to roll back to
-	// (default: the previous target from the channel's history).
-	Version string `json:"version,omitempty"`
-	// Regions limits the move to these regions' overrides; empty moves the
-	// global target (and, for promote, clears every override).
-	Regions []string `json:"regions,omitempty"`
-	Force   bool     `json:"force,omitempty"`
-	Reason  string   `json:"reason,omitempty"`
-	// ExpectRevision makes the move conditional on the channel still being
-	// at that revision (409 otherwise), for careful tooling.
-	ExpectRevision *uint64 `json:"expect_revision,omitempty"`
-}
-
-func (m *MoveRequest) validate(needVersion bool) error {
+// validateMove checks a promote or rollback body.
+func validateMove(m registry.MoveRequest, needVersion bool) error {
 	if needVersion && m.Version == "" {
 		return fmt.Errorf("%w: version is required", registry.ErrInvalid)
 	}
@@ -111,10 +97,10 @@ func (m *MoveRequest) validate(needVersion bool) error {
 // readMove authorises a move and reads its body: publishers never move
 // production channels (checked before the body is read) and only admins
 // force. Refusals are audited.
-func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, needVersion bool) (MoveRequest, registry.AuditEntry, error) {
+func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, needVersion bool) (registry.MoveRequest, registry.AuditEntry, error) {
 	name, channel := r.PathValue("name"), r.PathValue("channel")
-	var req MoveRequest
-	deny := func(msg string) (MoveRequest, registry.AuditEntry, error) {
+	var req registry.MoveRequest
+	deny := func(msg string) (registry.MoveRequest, registry.AuditEntry, error) {
 		entry := ad.entry(r, p, action, name, channel, req)
 		entry.Result, entry.Detail = "denied", msg
 		ad.reg.Audit(r.Context(), entry)
@@ -126,7 +112,7 @@ func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, 
 	if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
 		return req, registry.AuditEntry{}, err
 	}
-	if err := req.validate(needVersion); err != nil {
+	if err := validateMove(req, needVersion); err != nil {
 		return req, registry.AuditEntry{}, err
 	}
 	if req.Force && p.Role < registry.RoleAdmin {
@@ -230,7 +216,7 @@ func (ad *admin) rollback(w http.ResponseWriter, r *http.Request, p registry.Pri
 // differs from the current one (overrides included), and a regional one
 // sets each region to the newest earlier target it resolved to that
 // differs from its current one.
-func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req MoveRequest) (registry.Channel, error) {
+func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req registry.MoveRequest) (registry.Channel, error) {
 	next := cur
 	next.Regions = cloneMap(cur.Regions)
 	if req.Version != "" {
@@ -272,12 +258,12 @@ func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req M
 	return next, nil
 }
 
-func (ad *admin) change(action string, p registry.Principal, r *http.Request, req MoveRequest) registry.Change {
+func (ad *admin) change(action string, p registry.Principal, r *http.Request, req registry.MoveRequest) registry.Change {
 	return registry.Change{Action: action, Actor: p.Name, Regions: req.Regions, Reason: req.Reason, Forced: req.Force,
 		RequestID: registry.RequestID(r.Context())}
 }
 
-func (ad *admin) entry(r *http.Request, p registry.Principal, action, name, channel string, req MoveRequest) registry.AuditEntry {
+func (ad *admin) entry(r *http.Request, p registry.Principal, action, name, channel string, req registry.MoveRequest) registry.AuditEntry {
 	return registry.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Model: name, Channel: channel,
 		Version: req.Version, Regions: req.Regions, Forced: req.Force, Reason: req.Reason, RequestID: registry.RequestID(r.Context())}
 }

@@ -186,13 +186,19 @@ func (c *Client) Download(ctx context.Context, digest string, w io.Writer) (int6
 	return n, nil
 }
 
-// MoveRequest mirrors admin.MoveRequest for clients.
+// MoveRequest is the body of the admin API's promote and rollback.
 type MoveRequest struct {
-	Version        string   `json:"version,omitempty"`
-	Regions        []string `json:"regions,omitempty"`
-	Force          bool     `json:"force,omitempty"`
-	Reason         string   `json:"reason,omitempty"`
-	ExpectRevision *uint64  `json:"expect_revision,omitempty"`
+	// Version to promote; for rollback, an explicit version to roll back to
+	// (default: the previous target from the channel's history).
+	Version string `json:"version,omitempty"`
+	// Regions limits the move to these regions' overrides; empty moves the
+	// global target (and, for promote, clears every override).
+	Regions []string `json:"regions,omitempty"`
+	Force   bool     `json:"force,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+	// ExpectRevision makes the move conditional on the channel still being
+	// at that revision (409 otherwise), for careful tooling.
+	ExpectRevision *uint64 `json:"expect_revision,omitempty"`
 }
 
 // Promote moves a channel to a version.

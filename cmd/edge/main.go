@@ -82,10 +82,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (with -tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file")
 	c.Flags.Register(fs, "sentiment-edge")
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if err := config.ApplyEnv(fs, "EDGE"); err != nil {
+	if err := config.Parse(fs, args, "EDGE"); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()

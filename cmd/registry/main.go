@@ -70,10 +70,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
 	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
 	c.Flags.Register(fs, "sentiment-registry")
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if err := config.ApplyEnv(fs, "REGISTRY"); err != nil {
+	if err := config.Parse(fs, args, "REGISTRY"); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()

@@ -10,6 +10,15 @@ import (
 	"strings"
 )
 
+// Parse parses args into fs, then fills what the command line left unset
+// from PREFIX_* environment variables.
+func Parse(fs *flag.FlagSet, args []string, prefix string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return ApplyEnv(fs, prefix)
+}
+
 // ApplyEnv sets every flag of fs that was not given on the command line
 // from the environment variable PREFIX_NAME (upper case, '-' as '_'), e.g.
 // -s3-endpoint from REGISTRY_S3_ENDPOINT. Call it after fs.Parse.
