@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 )
@@ -269,7 +270,7 @@ func TestClientAddr(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	f := func(peer, xff, want string) {
 		t.Helper()
-		got := clientAddr(net.ParseIP(peer), []byte(xff), trusted)
+		got := clientip.Addr(net.ParseIP(peer), []byte(xff), trusted)
 		if got.String() != want {
 			t.Errorf("peer %s XFF %q: %s, want %s", peer, xff, got, want)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -14,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/model"
 )
@@ -127,7 +129,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		setSecurityHeaders(ctx, s.cfg.TLS)
 		var err error
 		if limited && s.limiter != nil {
-			addr := clientAddr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
+			addr := clientip.Addr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
 			if ok, wait := s.limiter.allow(addr, start); !ok {
 				rateLimited.Inc()
 				ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
@@ -208,7 +210,7 @@ func (s *Server) checkText(text []byte, what string) error {
 		return errorf(fasthttp.StatusBadRequest, "%s is %d bytes, longer than the %d-byte limit", what, len(text), s.cfg.MaxTextBytes)
 	case !utf8.Valid(text):
 		return errorf(fasthttp.StatusBadRequest, "%s is not valid UTF-8", what)
-	case len(trimSpace(b2s(text))) == 0:
+	case len(strings.TrimSpace(b2s(text))) == 0:
 		return errorf(fasthttp.StatusBadRequest, "%s is empty", what)
 	}
 	return nil

@@ -1,0 +1,140 @@
+package geo
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+var quiet = slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+// fakeEdge is a loopback HTTP server standing in for a region's edge in
+// router unit tests (the end-to-end test uses real edges).
+type fakeEdge struct {
+	region string
+	ln     net.Listener
+	srv    *fasthttp.Server
+	status atomic.Int32
+	hits   atomic.Int64
+}
+
+func startFakeEdge(t *testing.T, region string) *fakeEdge {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &fakeEdge{region: region, ln: ln}
+	e.status.Store(200)
+	e.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		e.hits.Add(1)
+		ctx.SetStatusCode(int(e.status.Load()))
+		ctx.SetBodyString(`{"region":"` + region + `","request_id":"` + string(ctx.Request.Header.Peek("X-Request-ID")) + `"}`)
+	}}
+	go e.srv.Serve(ln)
+	t.Cleanup(func() { e.srv.Shutdown() })
+	return e
+}
+
+func (e *fakeEdge) addr() string { return e.ln.Addr().String() }
+
+func newTestRouter(t *testing.T) (*Router, map[string]*fakeEdge) {
+	r := NewRouter(Config{Locator: &Locator{Regions: testRegions, Default: "us-east"}, PerTryTimeout: 300 * time.Millisecond, Logger: quiet})
+	edges := map[string]*fakeEdge{}
+	for _, reg := range testRegions {
+		e := startFakeEdge(t, reg.Name)
+		edges[reg.Name] = e
+		r.Update(reg.Name, []string{e.addr()})
+	}
+	return r, edges
+}
+
+func do(t *testing.T, h fasthttp.RequestHandler, hint string) (int, string, string, string) {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/v1/predict")
+	ctx.Request.Header.Set("X-Request-ID", "req-1")
+	if hint != "" {
+		ctx.Request.Header.Set("X-Region", hint)
+	}
+	ctx.Request.SetBodyString(`{"text":"hi"}`)
+	h(&ctx)
+	return ctx.Response.StatusCode(), string(ctx.Response.Body()), string(ctx.Response.Header.Peek("X-Served-Region")), string(ctx.Response.Header.Peek("X-Failovers"))
+}
+
+func TestRouterPrefersTheHintedRegion(t *testing.T) {
+	r, _ := newTestRouter(t)
+	h := r.Handler()
+	for _, region := range []string{"us-east", "eu-west", "ap-south"} {
+		code, body, served, fo := do(t, h, region)
+		if code != 200 || served != region || fo != "0" || !strings.Contains(body, `"region":"`+region+`"`) || !strings.Contains(body, "req-1") {
+			t.Errorf("hint %s: %d %s served by %s failovers %s", region, code, body, served, fo)
+		}
+	}
+}
+
+func TestRouterFailsOver(t *testing.T) {
+	r, edges := newTestRouter(t)
+	h := r.Handler()
+	// 5xx from eu-west: the request goes to the next nearest region.
+	edges["eu-west"].status.Store(503)
+	code, _, served, fo := do(t, h, "eu-west")
+	if code != 200 || served == "eu-west" || fo != "1" {
+		t.Fatalf("eu-west answering 503: %d served by %s failovers %s", code, served, fo)
+	}
+	// A dead region (connection refused) also fails over; once its breaker
+	// opens it is skipped without an attempt.
+	edges["us-east"].srv.Shutdown()
+	for i := 0; i < 10; i++ {
+		if code, _, served, _ := do(t, h, "us-east"); code != 200 || served == "us-east" {
+			t.Fatalf("request %d with us-east down: %d served by %s", i, code, served)
+		}
+	}
+	if st := r.pools["us-east"].breaker.State().String(); st != "open" {
+		t.Fatalf("us-east breaker %s after 10 failures", st)
+	}
+	if _, _, served, fo := do(t, h, "us-east"); served != "ap-south" && served != "eu-west" || fo != "0" {
+		t.Fatalf("with the breaker open: served by %s, failovers %s (want no attempt on us-east)", served, fo)
+	}
+	// Everything down: a JSON 503.
+	edges["eu-west"].srv.Shutdown()
+	edges["ap-south"].srv.Shutdown()
+	code, body, _, _ := do(t, h, "us-east")
+	if code != 503 || !strings.Contains(body, `"error"`) {
+		t.Fatalf("all regions down: %d %s", code, body)
+	}
+}
+
+func TestRouteEndpoint(t *testing.T) {
+	r, edges := newTestRouter(t)
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/v1/route")
+	ctx.Request.Header.Set("X-Region", "ap-south")
+	r.Handler()(&ctx)
+	body := string(ctx.Response.Body())
+	if !strings.HasPrefix(body, `{"placed_by":"hint","regions":[{"region":"ap-south"`) || !strings.Contains(body, edges["eu-west"].addr()) {
+		t.Fatalf("/v1/route: %s", body)
+	}
+}
+
+func TestRetryBudget(t *testing.T) {
+	b := retryBudget{ratio: 0.2, now: func() int64 { return 42 }}
+	for i := 0; i < 100; i++ {
+		b.request()
+	}
+	allowed := 0
+	for i := 0; i < 100; i++ {
+		if b.allowRetry() {
+			allowed++
+		}
+	}
+	if allowed != 30 { // floor 10 + 20% of 100
+		t.Fatalf("%d retries allowed for 100 requests, want 30", allowed)
+	}
+}
