@@ -55,7 +55,12 @@ type Router struct {
 	mu     sync.RWMutex
 	pools  map[string]*regionPool
 	budget retryBudget
+	// draining fails /health/ready during shutdown.
+	draining atomic.Bool
 }
+
+// SetDraining turns readiness off before a graceful shutdown.
+func (r *Router) SetDraining(d bool) { r.draining.Store(d) }
 
 // NewRouter returns a router with no edges yet; feed it with Update.
 func NewRouter(cfg Config) *Router {
@@ -317,6 +322,11 @@ func (r *Router) route(ctx *fasthttp.RequestCtx) {
 func (r *Router) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
 	if string(ctx.Path()) == "/health/ready" {
+		if r.draining.Load() {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString(`{"status":"draining"}` + "\n")
+			return
+		}
 		r.mu.RLock()
 		n := 0
 		for _, p := range r.pools {

@@ -1,6 +1,7 @@
 // Command stack runs the whole product on one machine for `make run`: a
 // registry on a local directory, the default model published and promoted,
-// and one edge per region following it. Ctrl-C stops everything.
+// one edge per region following it, and the geo router in front (static
+// discovery with active health probing). Ctrl-C stops everything.
 package main
 
 import (
@@ -32,6 +33,7 @@ type Config struct {
 	Regions      []string
 	RegistryPort int
 	EdgePort     int // first edge port; one per region from here
+	GeoPort      int
 	Model        string
 }
 
@@ -50,6 +52,7 @@ func main() {
 	flag.StringVar(&regions, "regions", "us-east,eu-west,ap-south", "regions to run an edge for")
 	flag.IntVar(&cfg.RegistryPort, "registry-port", 8081, "registry port")
 	flag.IntVar(&cfg.EdgePort, "edge-port", 8091, "first edge port")
+	flag.IntVar(&cfg.GeoPort, "geo-port", 8080, "geo router port (the one endpoint clients use)")
 	flag.StringVar(&cfg.Model, "model", "sentiment", "model name")
 	flag.Parse()
 	cfg.Regions = config.List(regions)
@@ -102,6 +105,17 @@ func run(cfg Config) error {
 		}
 		children = append(children, e)
 	}
+	var static []string
+	for i, region := range cfg.Regions {
+		static = append(static, fmt.Sprintf("%s=127.0.0.1:%d", region, cfg.EdgePort+i))
+	}
+	geoURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.GeoPort)
+	g, err := start(cfg, "geo", geoURL, []string{"-listen", strings.TrimPrefix(geoURL, "http://"),
+		"-static", strings.Join(static, ","), "-default-region", cfg.Regions[0], "-shutdown-delay", "0s"})
+	if err != nil {
+		return err
+	}
+	children = append(children, g)
 	for _, c := range children[1:] {
 		if err := waitReady(c); err != nil {
 			return err
@@ -236,12 +250,14 @@ func printBanner(cfg Config, children []*child, version string) {
 	for _, c := range children {
 		fmt.Printf("  %-16s %s\n", c.name, c.url)
 	}
-	edge := children[1].url
+	geo := children[len(children)-1].url
 	fmt.Printf(`
-Try it:
+Try it (the geo router sends you to the nearest healthy region; X-Region picks one):
 
-  curl -s %[1]s/v1/predict -d '{"text": "a wonderful, moving film", "explain": true}'
+  curl -si %[1]s/v1/predict -d '{"text": "a wonderful, moving film", "explain": true}'
+  curl -si %[1]s/v1/predict -H 'X-Region: ap-south' -d '{"text": "not good at all"}'
   curl -s %[1]s/v2/models/%[2]s/infer -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great fun", "a dull mess"]}]}'
+  curl -s %[1]s/v1/route -H 'X-Region: eu-west'
 
 Publish and promote a model (tokens are in %[3]s):
 
@@ -250,5 +266,5 @@ Publish and promote a model (tokens are in %[3]s):
   SENTCTL_TOKEN=$SENTCTL_ADMIN_TOKEN bin/sentctl promote --model %[2]s --version v2 --regions eu-west
 
 Logs are in %[4]s. Ctrl-C stops everything.
-`, edge, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"))
+`, geo, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"))
 }

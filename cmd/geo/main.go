@@ -1,0 +1,208 @@
+// Command geo runs the geo-routed entry point: one endpoint that sends each
+// client to the nearest healthy region and fails over to the next.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/sentimentpro/sentiment/discovery"
+	"github.com/sentimentpro/sentiment/geo"
+	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/service"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+// Config is everything the geo router needs, from flags or GEO_*.
+type Config struct {
+	Listen         string
+	Regions        string // name=lat,lon;…
+	Default        string
+	Overrides      string // CC=region,…
+	MMDB           string
+	HintHeader     string
+	Datacenters    string // region=dc,… (Consul discovery)
+	EdgeService    string
+	Static         string // region=host:port|host:port,… (no Consul)
+	PerTryTimeout  time.Duration
+	MaxAttempts    int
+	RetryRatio     float64
+	TrustedProxies string
+	service.Flags
+}
+
+func parseConfig(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("geo", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&c.Regions, "regions", "us-east=38.9,-77.0;eu-west=53.3,-6.3;ap-south=19.1,72.9", "regions and their locations: name=lat,lon;…")
+	fs.StringVar(&c.Default, "default-region", "us-east", "region for clients that cannot be placed")
+	fs.StringVar(&c.Overrides, "overrides", "", "country=region pairs tried first, e.g. RU=eu-west,CN=ap-south")
+	fs.StringVar(&c.MMDB, "mmdb", "", "country MMDB (DB-IP lite or MaxMind layout); empty: hint header or default only")
+	fs.StringVar(&c.HintHeader, "hint-header", "X-Region", "header a client may set to choose its region")
+	fs.StringVar(&c.Datacenters, "datacenters", "", "region=datacenter pairs: follow edges in Consul")
+	fs.StringVar(&c.EdgeService, "edge-service", "sentiment-edge", "edges' Consul service name")
+	fs.StringVar(&c.Static, "static", "", "region=host:port|host:port pairs: fixed edges, health-probed (no Consul)")
+	fs.DurationVar(&c.PerTryTimeout, "per-try-timeout", 500*time.Millisecond, "timeout of one attempt")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "regions tried per request")
+	fs.Float64Var(&c.RetryRatio, "retry-ratio", 0.2, "retries allowed as a share of requests (plus 10/s)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is believed")
+	c.Flags.Register(fs, "sentiment-geo")
+	if err := config.Parse(fs, args, "GEO"); err != nil {
+		return Config{}, err
+	}
+	if (c.Datacenters == "") == (c.Static == "") {
+		return Config{}, errors.New("set exactly one of -datacenters (Consul) and -static")
+	}
+	if c.Datacenters != "" && c.ConsulAddr == "" {
+		return Config{}, errors.New("-datacenters needs -consul")
+	}
+	return c, nil
+}
+
+func pairs(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, item := range config.List(s) {
+		k, v, ok := strings.Cut(item, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q: want key=value", item)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "geo:", err)
+		os.Exit(2)
+	}
+	log, err := obs.NewLogger(os.Stderr, cfg.LogLevel, "geo")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "geo:", err)
+		os.Exit(2)
+	}
+	if err := run(cfg, log); err != nil {
+		log.Error("geo stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg Config, log *slog.Logger) error {
+	regions, err := geo.ParseRegions(cfg.Regions)
+	if err != nil {
+		return err
+	}
+	overrides, err := pairs(cfg.Overrides)
+	if err != nil {
+		return fmt.Errorf("-overrides %w", err)
+	}
+	loc := &geo.Locator{Regions: regions, Overrides: map[string]string{}, Default: cfg.Default}
+	for cc, region := range overrides {
+		loc.Overrides[strings.ToUpper(cc)] = region
+	}
+	if cfg.MMDB != "" {
+		db, err := maxminddb.Open(cfg.MMDB)
+		if err != nil {
+			return fmt.Errorf("cannot open MMDB %q: %w", cfg.MMDB, err)
+		}
+		defer db.Close()
+		loc.DB = db
+	}
+	var proxies []netip.Prefix
+	for _, p := range config.List(cfg.TrustedProxies) {
+		pr, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("-trusted-proxies: %w", err)
+		}
+		proxies = append(proxies, pr)
+	}
+	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies,
+		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio, Logger: log})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	if err := follow(ctx, &wg, cfg, router, log); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &fasthttp.Server{Handler: router.Handler(), Name: "sentiment-geo", ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: 1 << 20}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("geo router listening", "addr", ln.Addr().String(), "regions", len(regions), "version", Version)
+	if err := cfg.AwaitShutdown(log, errc, router.SetDraining); err != nil {
+		return err
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	err = srv.ShutdownWithContext(sctx)
+	wg.Wait()
+	return err
+}
+
+// follow keeps the router's view of healthy edges current: from Consul
+// (one blocking-query watcher per region's datacenter) or by probing a
+// static list.
+func follow(ctx context.Context, wg *sync.WaitGroup, cfg Config, router *geo.Router, log *slog.Logger) error {
+	if cfg.Static != "" {
+		static, err := pairs(cfg.Static)
+		if err != nil {
+			return fmt.Errorf("-static %w", err)
+		}
+		for region, list := range static {
+			addrs := strings.Split(list, "|")
+			wg.Add(1)
+			go func() { defer wg.Done(); geo.Probe(ctx, router, region, addrs, 500*time.Millisecond) }()
+		}
+		return nil
+	}
+	dcs, err := pairs(cfg.Datacenters)
+	if err != nil {
+		return fmt.Errorf("-datacenters %w", err)
+	}
+	consul, err := discovery.NewClient(cfg.ConsulAddr, cfg.ConsulToken)
+	if err != nil {
+		return err
+	}
+	for region, dc := range dcs {
+		w := &discovery.Watcher{Client: consul, Service: cfg.EdgeService, Datacenter: dc, Logger: log,
+			Wait: 10 * time.Second, MinInterval: 50 * time.Millisecond,
+			OnSnapshot: func(s discovery.Snapshot) {
+				var addrs []string
+				for _, in := range s.Passing() {
+					if in.Meta["region"] == region {
+						addrs = append(addrs, in.HostPort())
+					}
+				}
+				router.Update(region, addrs)
+			}}
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx) }()
+	}
+	return nil
+}
