@@ -33,6 +33,7 @@ import (
 func main() {
 	var (
 		edgeBin   = flag.String("edge", "", "edge binary (default: go build ./cmd/edge)")
+		geoBin    = flag.String("geo", "", "geo router binary (default: go build ./cmd/geo)")
 		corpus    = flag.String("corpus", "../shared/data/sst2/dev.tsv", "TSV with a text column for request bodies")
 		duration  = flag.Duration("duration", 10*time.Second, "measurement time per phase")
 		warmup    = flag.Duration("warmup", 2*time.Second, "warm-up before each measurement")
@@ -51,29 +52,35 @@ func main() {
 		res.print("target")
 		return
 	}
-	if err := run(*edgeBin, texts, *conns, *warmup, *duration); err != nil {
+	if err := run(*edgeBin, *geoBin, texts, *conns, *warmup, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(edgeBin string, texts []string, conns int, warmup, duration time.Duration) error {
+func run(edgeBin, geoBin string, texts []string, conns int, warmup, duration time.Duration) error {
 	tmp, err := os.MkdirTemp("", "bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if edgeBin == "" {
-		edgeBin = filepath.Join(tmp, "edge")
-		if out, err := exec.Command("go", "build", "-o", edgeBin, "./cmd/edge").CombinedOutput(); err != nil {
-			return fmt.Errorf("cannot build the edge: %v\n%s", err, out)
+	for _, b := range []struct {
+		path *string
+		pkg  string
+	}{{&edgeBin, "./cmd/edge"}, {&geoBin, "./cmd/geo"}} {
+		if *b.path != "" {
+			continue
+		}
+		*b.path = filepath.Join(tmp, filepath.Base(b.pkg))
+		if out, err := exec.Command("go", "build", "-o", *b.path, b.pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("cannot build %s: %v\n%s", b.pkg, err, out)
 		}
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	ceilAddr, edgeAddr := freeAddr(), freeAddr()
+	ceilAddr, edgeAddr, geoAddr := freeAddr(), freeAddr(), freeAddr()
 	ceiling, err := start(self, tmp, "ceiling", "-serve-constant", ceilAddr)
 	if err != nil {
 		return err
@@ -93,6 +100,16 @@ func run(edgeBin string, texts []string, conns int, warmup, duration time.Durati
 	if err := waitHTTP("http://" + ceilAddr + "/"); err != nil {
 		return err
 	}
+	// The geo router in front of that one edge, as clients would use it.
+	geo, err := start(geoBin, tmp, "geo", "-listen", geoAddr, "-regions", "bench=0,0", "-default-region", "bench",
+		"-static", "bench="+edgeAddr, "-shutdown-delay", "0s")
+	if err != nil {
+		return err
+	}
+	defer stop(geo)
+	if err := waitHTTP("http://" + geoAddr + "/health/ready"); err != nil {
+		return err
+	}
 	fmt.Printf("corpus: %d texts, mean %d bytes; %d connections; %v per phase after %v warm-up; load generator and servers share this machine's %d cores\n",
 		len(texts), meanLen(texts), conns, duration, warmup, runtime.NumCPU())
 	// Two interleaved rounds, so a burst of background noise does not
@@ -108,6 +125,11 @@ func run(edgeBin string, texts []string, conns int, warmup, duration time.Durati
 	ceil.print("ceiling (constant JSON), both rounds")
 	ed.print("edge /v1/predict, both rounds")
 	fmt.Printf("ratio edge/ceiling: %.2f\n", ed.rate()/ceil.rate())
+	viaGeo := closedLoop("http://"+geoAddr+"/v1/predict", texts, conns, warmup, duration)
+	viaGeo.print("geo router -> edge")
+	direct := closedLoop("http://"+edgeAddr+"/v1/predict", texts, conns, warmup, duration)
+	direct.print("edge direct (same moment)")
+	fmt.Printf("ratio geo/direct: %.2f\n", viaGeo.rate()/direct.rate())
 
 	half := ed.rate() / 2
 	open := openLoop("http://"+edgeAddr+"/v1/predict", texts, half, warmup, duration)
