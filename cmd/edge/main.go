@@ -25,7 +25,6 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/edge"
 	"github.com/sentimentpro/sentiment/internal/config"
-	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
@@ -136,27 +135,11 @@ func prefixes(s string) ([]netip.Prefix, error) {
 }
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
-		os.Exit(2)
-	}
-	log, err := obs.NewLogger(os.Stderr, cfg.LogLevel, "edge")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
-		os.Exit(2)
-	}
-	log = log.With("region", cfg.Region)
-	if err := run(cfg, log); err != nil {
-		log.Error("edge stopped", "err", err)
-		os.Exit(1)
-	}
+	service.Main("edge", parseConfig, func(c Config) string { return c.LogLevel }, run)
 }
 
 func run(cfg Config, log *slog.Logger) error {
+	log = log.With("region", cfg.Region)
 	edge.Version = Version
 	proxies, _ := prefixes(cfg.TrustedProxies)
 	peers, _ := peerList(cfg.Peers)

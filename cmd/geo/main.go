@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +20,6 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/geo"
 	"github.com/sentimentpro/sentiment/internal/config"
-	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
 )
 
@@ -88,23 +86,7 @@ func pairs(s string) (map[string]string, error) {
 }
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "geo:", err)
-		os.Exit(2)
-	}
-	log, err := obs.NewLogger(os.Stderr, cfg.LogLevel, "geo")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "geo:", err)
-		os.Exit(2)
-	}
-	if err := run(cfg, log); err != nil {
-		log.Error("geo stopped", "err", err)
-		os.Exit(1)
-	}
+	service.Main("geo", parseConfig, func(c Config) string { return c.LogLevel }, run)
 }
 
 func run(cfg Config, log *slog.Logger) error {

@@ -21,7 +21,6 @@ import (
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/config"
-	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
@@ -94,23 +93,7 @@ func (c Config) Validate() error {
 }
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "registry:", err)
-		os.Exit(2)
-	}
-	log, err := obs.NewLogger(os.Stderr, cfg.LogLevel, "registry")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "registry:", err)
-		os.Exit(2)
-	}
-	if err := run(cfg, log); err != nil {
-		log.Error("registry stopped", "err", err)
-		os.Exit(1)
-	}
+	service.Main("registry", parseConfig, func(c Config) string { return c.LogLevel }, run)
 }
 
 func openStore(c Config) (store.Store, error) {

@@ -4,12 +4,16 @@
 package service
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
 // Flags are the settings every service binary has.
@@ -55,4 +59,27 @@ func (f *Flags) AwaitShutdown(log *slog.Logger, serveErr <-chan error, setDraini
 		log.Warn("second signal: stopping now")
 	}
 	return nil
+}
+
+// Main is a service binary's main: it parses the configuration (exit 2
+// with the error on a bad command line), makes the JSON logger at the
+// configured level, and runs the service (exit 1 when it fails).
+func Main[C any](name string, parse func(args []string) (C, error), level func(C) string, run func(C, *slog.Logger) error) {
+	cfg, err := parse(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	log, err := obs.NewLogger(os.Stderr, level(cfg), name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	if err := run(cfg, log); err != nil {
+		log.Error(name+" stopped", "err", err)
+		os.Exit(1)
+	}
 }
