@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -137,7 +138,7 @@ func (r *Registry) blobHeader(ctx context.Context, digest string) (model.Metadat
 	if err != nil {
 		return model.Metadata{}, err
 	}
-	hlen := int64(prefix[8]) | int64(prefix[9])<<8 | int64(prefix[10])<<16 | int64(prefix[11])<<24
+	hlen := int64(binary.LittleEndian.Uint32(prefix[8:]))
 	if hlen <= 0 || hlen > model.MaxHeaderSize {
 		return model.Metadata{}, fmt.Errorf("%w: header length %d", ErrBadArtifact, hlen)
 	}

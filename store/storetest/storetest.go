@@ -4,7 +4,6 @@
 package storetest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -15,11 +14,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -388,7 +387,11 @@ func testLarge(t *testing.T, s store.Store, opts Options) {
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
-	before, err := resetPeakRSS()
+	pid := os.Getpid()
+	if err := testenv.ResetPeakRSS(pid); err != nil {
+		t.Fatalf("cannot reset peak RSS: %v", err)
+	}
+	before, err := testenv.ProcStatus(pid, "VmRSS:")
 	if err != nil {
 		t.Fatalf("cannot measure RSS: %v", err)
 	}
@@ -396,7 +399,7 @@ func testLarge(t *testing.T, s store.Store, opts Options) {
 	if err != nil {
 		t.Fatalf("large Put: %v", err)
 	}
-	peak, err := peakRSS()
+	peak, err := testenv.ProcStatus(pid, "VmHWM:")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,31 +424,4 @@ func testLarge(t *testing.T, s store.Store, opts Options) {
 	if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
 		t.Fatal("large object read back with a different SHA-256")
 	}
-}
-
-// resetPeakRSS clears the kernel's peak-RSS mark (VmHWM) and returns the
-// current RSS, so that a later peakRSS measures only what happened between.
-func resetPeakRSS() (int64, error) {
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		return 0, fmt.Errorf("cannot reset peak RSS: %w", err)
-	}
-	return procStatus("VmRSS:")
-}
-
-func peakRSS() (int64, error) { return procStatus("VmHWM:") }
-
-func procStatus(field string) (int64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("%s not in /proc/self/status", field)
 }
