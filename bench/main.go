@@ -52,13 +52,13 @@ func main() {
 		res.print("target")
 		return
 	}
-	if err := run(*edgeBin, *geoBin, texts, *conns, *warmup, *duration); err != nil {
+	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *warmup, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(edgeBin, geoBin string, texts []string, conns int, warmup, duration time.Duration) error {
+func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, duration time.Duration) error {
 	tmp, err := os.MkdirTemp("", "bench-")
 	if err != nil {
 		return err
@@ -129,7 +129,10 @@ func run(edgeBin, geoBin string, texts []string, conns int, warmup, duration tim
 	viaGeo.print("geo router -> edge")
 	direct := closedLoop("http://"+edgeAddr+"/v1/predict", texts, conns, warmup, duration)
 	direct.print("edge direct (same moment)")
-	fmt.Printf("ratio geo/direct: %.2f\n", viaGeo.rate()/direct.rate())
+	fmt.Printf("ratio geo/direct (shared cores): %.2f\n", viaGeo.rate()/direct.rate())
+	if err := pinnedHop(self, edgeBin, geoBin, tmp, corpus, conns, warmup, duration); err != nil {
+		return err
+	}
 
 	half := ed.rate() / 2
 	open := openLoop("http://"+edgeAddr+"/v1/predict", texts, half, warmup, duration)
@@ -150,6 +153,69 @@ func run(edgeBin, geoBin string, texts []string, conns int, warmup, duration tim
 		return err
 	}
 	fmt.Printf("edge start-up to ready: %v (restart cycle %v)\n", time.Since(t0).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
+	return nil
+}
+
+// pinnedHop measures the geo hop as deployed, where the router runs on
+// CPUs of its own: the load generator and an edge share CPU 0 in both
+// phases, and the geo router gets CPU 1. Sharing two cores among all
+// three processes (the "shared cores" line) charges the router's CPU to
+// the edge, which no deployment does.
+func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, duration time.Duration) error {
+	if runtime.NumCPU() < 2 {
+		fmt.Println("ratio geo/direct: skipped, needs 2 CPUs")
+		return nil
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		fmt.Println("ratio geo/direct: skipped, taskset (util-linux) not found")
+		return nil
+	}
+	edgeAddr, geoAddr := freeAddr(), freeAddr()
+	edge, err := start("taskset", tmp, "edge-pinned", "-c", "0", edgeBin, "-listen", edgeAddr, "-region", "bench",
+		"-rate-limit", "1e9", "-cache-dir", filepath.Join(tmp, "cache-pinned"), "-shutdown-delay", "0s")
+	if err != nil {
+		return err
+	}
+	defer stop(edge)
+	geo, err := start("taskset", tmp, "geo-pinned", "-c", "1", geoBin, "-listen", geoAddr, "-regions", "bench=0,0",
+		"-default-region", "bench", "-static", "bench="+edgeAddr, "-shutdown-delay", "0s")
+	if err != nil {
+		return err
+	}
+	defer stop(geo)
+	for _, u := range []string{"http://" + edgeAddr + "/health/ready", "http://" + geoAddr + "/health/ready"} {
+		if err := waitHTTP(u); err != nil {
+			return err
+		}
+	}
+	measure := func(url string) (float64, error) {
+		out, err := exec.Command("taskset", "-c", "0", self, "-target", url, "-corpus", corpus,
+			"-conns", fmt.Sprint(conns), "-warmup", warmup.String(), "-duration", duration.String()).Output()
+		if err != nil {
+			return 0, fmt.Errorf("pinned load on %s: %w", url, err)
+		}
+		var name string
+		var rate float64
+		if _, err := fmt.Sscan(string(out), &name, &rate); err != nil {
+			return 0, fmt.Errorf("pinned load on %s printed %q: %w", url, out, err)
+		}
+		return rate, nil
+	}
+	// Two interleaved rounds, as for the edge, so noise lands on both sides.
+	var viaGeo, direct float64
+	for round := 0; round < 2; round++ {
+		g, err := measure("http://" + geoAddr + "/v1/predict")
+		if err != nil {
+			return err
+		}
+		d, err := measure("http://" + edgeAddr + "/v1/predict")
+		if err != nil {
+			return err
+		}
+		viaGeo, direct = viaGeo+g/2, direct+d/2
+	}
+	fmt.Printf("%-44s %9.0f req/s\n%-44s %9.0f req/s\n", "geo router (own CPU) -> edge, pinned, mean", viaGeo, "edge direct, pinned, mean", direct)
+	fmt.Printf("ratio geo/direct: %.2f\n", viaGeo/direct)
 	return nil
 }
 

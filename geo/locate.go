@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/oschwald/maxminddb-golang/v2"
 )
@@ -58,6 +59,11 @@ type Locator struct {
 	// nil skips the lookup.
 	DB      *maxminddb.Reader
 	Default string
+
+	// orders memoizes byDistance per placement key ("r:name" or
+	// "c:XX"): the answer depends only on the key and the fields above,
+	// which must not change once the Locator is in use.
+	orders sync.Map // string -> []string
 }
 
 // countryRecord decodes both common country MMDB layouts.
@@ -84,24 +90,48 @@ func (l *Locator) Country(addr netip.Addr) string {
 }
 
 // Order returns every region name, nearest first, and how the client was
-// placed: "hint", "country:XX" or "default".
+// placed: "hint", "country:XX" or "default". The slice is shared: callers
+// must not modify it.
 func (l *Locator) Order(hint string, addr netip.Addr) ([]string, string) {
 	if r := l.region(hint); r != nil {
-		return l.byDistance(r.Lat, r.Lon, r.Name), "hint"
+		return l.regionOrder(r), "hint"
 	}
 	if cc := l.Country(addr); cc != "" {
-		first := l.Overrides[cc]
-		if c, ok := countryCentroids[cc]; ok {
-			return l.byDistance(c[0], c[1], first), "country:" + cc
-		}
-		if r := l.region(first); r != nil {
-			return l.byDistance(r.Lat, r.Lon, r.Name), "country:" + cc
+		if order := l.countryOrder(cc); order != nil {
+			return order, "country:" + cc
 		}
 	}
 	if r := l.region(l.Default); r != nil {
-		return l.byDistance(r.Lat, r.Lon, r.Name), "default"
+		return l.regionOrder(r), "default"
 	}
-	return l.byDistance(l.Regions[0].Lat, l.Regions[0].Lon, ""), "default"
+	return l.regionOrder(&l.Regions[0]), "default"
+}
+
+// regionOrder is every region by distance from r, r first.
+func (l *Locator) regionOrder(r *Region) []string {
+	return l.memo("r:"+r.Name, func() []string { return l.byDistance(r.Lat, r.Lon, r.Name) })
+}
+
+// countryOrder is every region by distance from the country's centroid,
+// its override first; nil when the country is neither in the centroid
+// table nor overridden.
+func (l *Locator) countryOrder(cc string) []string {
+	first := l.Overrides[cc]
+	if c, ok := countryCentroids[cc]; ok {
+		return l.memo("c:"+cc, func() []string { return l.byDistance(c[0], c[1], first) })
+	}
+	if r := l.region(first); r != nil {
+		return l.regionOrder(r)
+	}
+	return nil
+}
+
+func (l *Locator) memo(key string, compute func() []string) []string {
+	if v, ok := l.orders.Load(key); ok {
+		return v.([]string)
+	}
+	v, _ := l.orders.LoadOrStore(key, compute())
+	return v.([]string)
 }
 
 func (l *Locator) region(name string) *Region {

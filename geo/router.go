@@ -41,10 +41,21 @@ type upstream struct {
 	inflight atomic.Int64
 }
 
-// regionPool holds a region's healthy edges and its breaker.
+// regionPool holds a region's healthy edges, its breaker and its metrics.
 type regionPool struct {
 	edges   []*upstream
 	breaker *gobreaker.CircuitBreaker[struct{}]
+	ok      *metrics.Counter
+	failed  *metrics.Counter
+	latency *metrics.PrometheusHistogram
+}
+
+func newRegionPool(region string, breaker *gobreaker.CircuitBreaker[struct{}]) *regionPool {
+	counter := func(result string) *metrics.Counter {
+		return metrics.GetOrCreateCounter(fmt.Sprintf(`geo_upstream_requests_total{region=%q,result=%q}`, region, result))
+	}
+	return &regionPool{breaker: breaker, ok: counter("ok"), failed: counter("error"),
+		latency: metrics.GetOrCreatePrometheusHistogram(fmt.Sprintf(`geo_upstream_duration_seconds{region=%q}`, region))}
 }
 
 // Router proxies predictions to the nearest healthy region.
@@ -80,12 +91,15 @@ func NewRouter(cfg Config) *Router {
 		cfg.Logger = slog.Default()
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "geo"), pools: map[string]*regionPool{},
+		// The client forwards requests as the edge should see them:
+		// no path or header-name rewriting on the way.
 		client: &fasthttp.Client{Name: "sentiment-geo", MaxConnsPerHost: 1024, MaxIdleConnDuration: 30 * time.Second,
+			DisablePathNormalizing: true, DisableHeaderNamesNormalizing: true, NoDefaultUserAgentHeader: true,
 			ReadTimeout: cfg.PerTryTimeout, WriteTimeout: cfg.PerTryTimeout,
 			Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}}
 	r.budget.ratio = cfg.RetryRatio
 	for _, reg := range cfg.Locator.Regions {
-		r.pools[reg.Name] = &regionPool{breaker: r.newBreaker(reg.Name)}
+		r.pools[reg.Name] = newRegionPool(reg.Name, r.newBreaker(reg.Name))
 	}
 	return r
 }
@@ -133,7 +147,7 @@ func (r *Router) Update(region string, addrs []string) {
 
 // pick chooses an edge by the power of two random choices on in-flight
 // requests.
-func (r *Router) pick(region string) (*upstream, *gobreaker.CircuitBreaker[struct{}]) {
+func (r *Router) pick(region string) (*upstream, *regionPool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	pool := r.pools[region]
@@ -146,7 +160,7 @@ func (r *Router) pick(region string) (*upstream, *gobreaker.CircuitBreaker[struc
 			a = b
 		}
 	}
-	return a, pool.breaker
+	return a, pool
 }
 
 var errUpstream = errors.New("upstream failed")
@@ -193,13 +207,13 @@ func (b *retryBudget) roll() {
 // Handler returns the router's HTTP handler.
 func (r *Router) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		switch path := string(ctx.Path()); {
-		case path == "/health/live" || path == "/health/ready":
+		switch string(ctx.Path()) {
+		case "/health/live", "/health/ready":
 			r.health(ctx)
-		case path == "/metrics":
+		case "/metrics":
 			ctx.SetContentType("text/plain; version=0.0.4")
 			metrics.WritePrometheus(ctx, true)
-		case path == "/v1/route":
+		case "/v1/route":
 			r.route(ctx)
 		default:
 			r.proxy(ctx)
@@ -213,11 +227,16 @@ func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 
 // proxy sends the request to the nearest healthy region, failing over to
 // the next on a connect error, timeout or 5xx. Predictions are idempotent,
-// so retrying them elsewhere is safe.
+// so retrying them elsewhere is safe. The client's request is forwarded
+// in place (fasthttp keeps it intact across attempts), so the hop copies
+// nothing but the response.
 func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	order, _ := r.cfg.Locator.Order(string(ctx.Request.Header.Peek(r.cfg.HintHeader)), r.clientAddr(ctx))
-	id := string(ctx.Request.Header.Peek("X-Request-ID"))
+	req := &ctx.Request
+	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), r.clientAddr(ctx))
+	setForwardedFor(ctx)
+	req.Header.Del("Connection")
+	req.URI().SetScheme("http")
 	r.budget.request()
 	failovers, attempts := 0, 0
 	var lastErr error
@@ -225,8 +244,8 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 		if attempts >= r.cfg.MaxAttempts {
 			break
 		}
-		up, cb := r.pick(region)
-		if up == nil || cb.State() == gobreaker.StateOpen {
+		up, pool := r.pick(region)
+		if up == nil || pool.breaker.State() == gobreaker.StateOpen {
 			continue // no healthy edge, or the breaker is open: skip at once
 		}
 		if attempts > 0 && !r.budget.allowRetry() {
@@ -235,17 +254,17 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 		}
 		attempts++
 		t0 := time.Now()
-		_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, r.forward(ctx, up, id) })
-		regionLatency(region).Update(time.Since(t0).Seconds())
+		_, err := pool.breaker.Execute(func() (struct{}, error) { return struct{}{}, r.forward(ctx, up) })
+		pool.latency.Update(time.Since(t0).Seconds())
 		if err == nil {
 			h := &ctx.Response.Header
 			h.Set("X-Served-Region", region)
 			h.Set("X-Failovers", strconv.Itoa(failovers))
-			regionRequests(region, "ok").Inc()
+			pool.ok.Inc()
 			observe(ctx.Response.StatusCode(), start)
 			return
 		}
-		regionRequests(region, "error").Inc()
+		pool.failed.Inc()
 		lastErr = err
 		failovers++
 		failoverTotal.Inc()
@@ -261,20 +280,13 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 	observe(fasthttp.StatusServiceUnavailable, start)
 }
 
-// forward proxies one attempt to an edge.
-func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, id string) error {
+// forward proxies one attempt to an edge. X-Request-ID and the rest of the
+// client's headers travel unchanged.
+func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream) error {
 	up.inflight.Add(1)
 	defer up.inflight.Add(-1)
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	ctx.Request.CopyTo(req)
+	req := &ctx.Request
 	req.SetHost(up.addr)
-	req.URI().SetScheme("http")
-	req.Header.Del("Connection")
-	req.Header.Set("X-Forwarded-For", forwardedFor(ctx))
-	if id != "" {
-		req.Header.Set("X-Request-ID", id)
-	}
 	resp := &ctx.Response
 	if err := r.client.DoTimeout(req, resp, r.cfg.PerTryTimeout); err != nil {
 		return fmt.Errorf("%w: %s: %v", errUpstream, up.addr, err)
@@ -285,13 +297,18 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, id string) erro
 	return nil
 }
 
-func forwardedFor(ctx *fasthttp.RequestCtx) string {
-	prior := string(ctx.Request.Header.Peek("X-Forwarded-For"))
-	ip := ctx.RemoteIP().String()
-	if prior == "" {
-		return ip
+// setForwardedFor appends the client's address to X-Forwarded-For.
+func setForwardedFor(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	var buf [64]byte
+	v := append(buf[:0], h.Peek("X-Forwarded-For")...)
+	if len(v) > 0 {
+		v = append(v, ", "...)
 	}
-	return prior + ", " + ip
+	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		v = ip.Unmap().AppendTo(v)
+	}
+	h.SetBytesV("X-Forwarded-For", v)
 }
 
 // route answers GET /v1/route: the caller's regions in order, with edges.
@@ -342,17 +359,22 @@ func (r *Router) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString(`{"status":"ok"}` + "\n")
 }
 
-var failoverTotal = metrics.NewCounter(`geo_failovers_total`)
-
-func regionRequests(region, result string) *metrics.Counter {
-	return metrics.GetOrCreateCounter(fmt.Sprintf(`geo_upstream_requests_total{region=%q,result=%q}`, region, result))
-}
-
-func regionLatency(region string) *metrics.PrometheusHistogram {
-	return metrics.GetOrCreatePrometheusHistogram(fmt.Sprintf(`geo_upstream_duration_seconds{region=%q}`, region))
-}
+var (
+	failoverTotal   = metrics.NewCounter(`geo_failovers_total`)
+	requestDuration = metrics.NewPrometheusHistogram(`geo_request_duration_seconds`)
+	// requestsByCode caches geo_requests_total{code} by status code.
+	requestsByCode [600]atomic.Pointer[metrics.Counter]
+)
 
 func observe(code int, start time.Time) {
-	metrics.GetOrCreateCounter(fmt.Sprintf(`geo_requests_total{code="%d"}`, code)).Inc()
-	metrics.GetOrCreatePrometheusHistogram(`geo_request_duration_seconds`).Update(time.Since(start).Seconds())
+	requestDuration.Update(time.Since(start).Seconds())
+	if code < 100 || code >= len(requestsByCode) {
+		code = 599
+	}
+	c := requestsByCode[code].Load()
+	if c == nil {
+		c = metrics.GetOrCreateCounter(fmt.Sprintf(`geo_requests_total{code="%d"}`, code))
+		requestsByCode[code].Store(c)
+	}
+	c.Inc()
 }
