@@ -22,6 +22,10 @@ type Region struct {
 	Lat, Lon float64
 }
 
+// DefaultRegions are the three regions of the local stacks and their
+// locations (Washington, Dublin, Mumbai), in ParseRegions' format.
+const DefaultRegions = "us-east=38.9,-77.0;eu-west=53.3,-6.3;ap-south=19.1,72.9"
+
 // ParseRegions reads "us-east=38.9,-77.0;eu-west=53.3,-6.3".
 func ParseRegions(s string) ([]Region, error) {
 	var out []Region

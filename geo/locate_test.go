@@ -11,6 +11,8 @@ import (
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
 var testRegions = []Region{{"us-east", 38.9, -77.0}, {"eu-west", 53.3, -6.3}, {"ap-south", 19.1, 72.9}}
@@ -100,5 +102,30 @@ func TestHaversine(t *testing.T) {
 	// Dublin to New York is about 5,100 km.
 	if d := haversineKm(53.35, -6.26, 40.71, -74.0); d < 5000 || d > 5200 {
 		t.Fatalf("Dublin-New York %.0f km", d)
+	}
+}
+
+// TestDBIPDatabase places well-known public addresses with the real DB-IP
+// country database that `make geoip` fetches.
+func TestDBIPDatabase(t *testing.T) {
+	db, err := maxminddb.Open(testenv.GeoIPDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l := &Locator{Regions: testRegions, DB: db, Default: "us-east"}
+	for addr, want := range map[string]struct{ country, first string }{
+		"8.8.8.8":       {"US", "us-east"},  // Google DNS
+		"193.0.6.139":   {"NL", "eu-west"},  // RIPE NCC, Amsterdam
+		"202.12.29.175": {"AU", "ap-south"}, // APNIC, Brisbane
+		"127.0.0.1":     {"", "us-east"},    // not in the database: the default
+	} {
+		a := netip.MustParseAddr(addr)
+		if got := l.Country(a); got != want.country {
+			t.Errorf("Country(%s) = %q, want %q", addr, got, want.country)
+		}
+		if order, how := l.Order("", a); order[0] != want.first {
+			t.Errorf("Order(%s) = %v (%s), want %s first", addr, order, how, want.first)
+		}
 	}
 }

@@ -48,7 +48,7 @@ func parseConfig(args []string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("geo", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP listen address")
-	fs.StringVar(&c.Regions, "regions", "us-east=38.9,-77.0;eu-west=53.3,-6.3;ap-south=19.1,72.9", "regions and their locations: name=lat,lon;…")
+	fs.StringVar(&c.Regions, "regions", geo.DefaultRegions, "regions and their locations: name=lat,lon;…")
 	fs.StringVar(&c.Default, "default-region", "us-east", "region for clients that cannot be placed")
 	fs.StringVar(&c.Overrides, "overrides", "", "country=region pairs tried first, e.g. RU=eu-west,CN=ap-south")
 	fs.StringVar(&c.MMDB, "mmdb", "", "country MMDB (DB-IP lite or MaxMind layout); empty: hint header or default only")
@@ -73,18 +73,6 @@ func parseConfig(args []string) (Config, error) {
 	return c, nil
 }
 
-func pairs(s string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, item := range config.List(s) {
-		k, v, ok := strings.Cut(item, "=")
-		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("%q: want key=value", item)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
 func main() {
 	service.Main("geo", parseConfig, func(c Config) string { return c.LogLevel }, run)
 }
@@ -94,7 +82,7 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	overrides, err := pairs(cfg.Overrides)
+	overrides, err := config.Pairs(cfg.Overrides)
 	if err != nil {
 		return fmt.Errorf("-overrides %w", err)
 	}
@@ -152,7 +140,7 @@ func run(cfg Config, log *slog.Logger) error {
 // static list.
 func follow(ctx context.Context, wg *sync.WaitGroup, cfg Config, router *geo.Router, log *slog.Logger) error {
 	if cfg.Static != "" {
-		static, err := pairs(cfg.Static)
+		static, err := config.Pairs(cfg.Static)
 		if err != nil {
 			return fmt.Errorf("-static %w", err)
 		}
@@ -163,7 +151,7 @@ func follow(ctx context.Context, wg *sync.WaitGroup, cfg Config, router *geo.Rou
 		}
 		return nil
 	}
-	dcs, err := pairs(cfg.Datacenters)
+	dcs, err := config.Pairs(cfg.Datacenters)
 	if err != nil {
 		return fmt.Errorf("-datacenters %w", err)
 	}

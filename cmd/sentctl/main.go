@@ -23,13 +23,14 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"train":   {"train a model from labelled text", runTrain},
-	"eval":    {"evaluate a model on labelled text", runEval},
-	"predict": {"classify texts (arguments, or one per line on stdin)", runPredict},
-	"keygen":  {"create an ed25519 signing key pair", runKeygen},
-	"sign":    {"sign a model artifact", runSign},
-	"verify":  {"verify a model artifact's signature", runVerify},
-	"version": {"print the version", func([]string, io.Writer, io.Writer) error { fmt.Println(Version); return nil }},
+	"train":     {"train a model from labelled text", runTrain},
+	"eval":      {"evaluate a model on labelled text", runEval},
+	"predict":   {"classify texts (arguments, or one per line on stdin)", runPredict},
+	"keygen":    {"create an ed25519 signing key pair", runKeygen},
+	"sign":      {"sign a model artifact", runSign},
+	"verify":    {"verify a model artifact's signature", runVerify},
+	"dns-query": {"create Consul prepared queries for DNS clients, with cross-region failover", runDNSQuery},
+	"version":   {"print the version", func([]string, io.Writer, io.Writer) error { fmt.Println(Version); return nil }},
 }
 
 // usageError marks a bad command line: exit status 2 instead of 1.
@@ -79,7 +80,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'sentctl <command> -h' for a command's flags.")
 }

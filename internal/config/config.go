@@ -50,3 +50,17 @@ func List(s string) []string {
 	}
 	return out
 }
+
+// Pairs reads a comma-separated list of key=value pairs, e.g.
+// "us-east=dc-us,eu-west=dc-eu".
+func Pairs(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, item := range List(s) {
+		k, v, ok := strings.Cut(item, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q: want key=value", item)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

@@ -17,6 +17,7 @@ import (
 type ConsulAgent struct {
 	Datacenter string
 	HTTPPort   int
+	DNSPort    int
 	SerfWAN    int
 	proc       *Process
 }
@@ -104,7 +105,7 @@ func startAgent(bin, dir, dc string) (*ConsulAgent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &ConsulAgent{Datacenter: dc, HTTPPort: ports[0], SerfWAN: ports[5]}
+	a := &ConsulAgent{Datacenter: dc, HTTPPort: ports[0], DNSPort: ports[1], SerfWAN: ports[5]}
 	logDir := filepath.Join(dir, "consul-"+dc)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create %s: %w", logDir, err)

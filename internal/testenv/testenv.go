@@ -86,3 +86,19 @@ func FreePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// GeoIPDatabase returns the path of the DB-IP country database that
+// `make geoip` leaves in the cache (or $SAP_GEOIP_MMDB). It skips t in
+// -short mode and fails it when the file is missing.
+func GeoIPDatabase(t testing.TB) string {
+	t.Helper()
+	skipShort(t)
+	p := os.Getenv("SAP_GEOIP_MMDB")
+	if p == "" {
+		p = filepath.Join(filepath.Dir(CacheDir()), "geoip", "dbip-country.mmdb")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("cannot use the DB-IP country database: %v; run `make geoip`", err)
+	}
+	return p
+}
