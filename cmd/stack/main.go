@@ -1,7 +1,12 @@
-// Command stack runs the whole product on one machine for `make run`: a
-// registry on a local directory, the default model published and promoted,
-// one edge per region following it, and the geo router in front (static
-// discovery with active health probing). Ctrl-C stops everything.
+// Command stack runs the whole product on one machine. By default (`make
+// run`) it needs no other service: a registry on a local directory, the
+// default model published and promoted, one edge per region following it,
+// and the geo router in front (static discovery with active health
+// probing). With -real (`make stack`) the same topology runs on the real
+// services: one Consul datacenter per region joined over WAN, the S3
+// server (versitygw) holding the registry, edges registered in their
+// region's datacenter and the geo router following Consul. Ctrl-C stops
+// everything.
 package main
 
 import (
@@ -9,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +41,10 @@ type Config struct {
 	EdgePort     int // first edge port; one per region from here
 	GeoPort      int
 	Model        string
+	// Real runs Consul and the S3 server (built by `make tools`).
+	Real bool
+	// MMDB is the country database for the geo router; empty for none.
+	MMDB string
 }
 
 // child is one running service.
@@ -54,6 +64,8 @@ func main() {
 	flag.IntVar(&cfg.EdgePort, "edge-port", 8091, "first edge port")
 	flag.IntVar(&cfg.GeoPort, "geo-port", 8080, "geo router port (the one endpoint clients use)")
 	flag.StringVar(&cfg.Model, "model", "sentiment", "model name")
+	flag.BoolVar(&cfg.Real, "real", false, "run on real Consul datacenters and the S3 server (make tools first)")
+	flag.StringVar(&cfg.MMDB, "mmdb", "", "country MMDB for the geo router (make geoip)")
 	flag.Parse()
 	cfg.Regions = config.List(regions)
 	if err := run(cfg); err != nil {
@@ -71,17 +83,21 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	backend, err := startBackend(cfg)
+	if err != nil {
+		return err
+	}
+	defer backend.stop()
 	var children []*child
-	defer func() {
+	defer func() { // before backend.stop: edges deregister from Consul
 		for i := len(children) - 1; i >= 0; i-- {
 			stop(children[i])
 		}
 	}()
 	regURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.RegistryPort)
-	reg, err := start(cfg, "registry", regURL, []string{
-		"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-store", "dir:" + filepath.Join(cfg.StateDir, "registry"),
-		"-tokens", tokens.all(), "-shutdown-delay", "0s",
-	})
+	reg, err := start(cfg, "registry", regURL, append([]string{
+		"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-tokens", tokens.all(), "-shutdown-delay", "0s",
+	}, backend.registryArgs...), backend.registryEnv)
 	if err != nil {
 		return err
 	}
@@ -95,23 +111,22 @@ func run(cfg Config) error {
 	}
 	for i, region := range cfg.Regions {
 		url := fmt.Sprintf("http://127.0.0.1:%d", cfg.EdgePort+i)
-		e, err := start(cfg, "edge-"+region, url, []string{
+		e, err := start(cfg, "edge-"+region, url, append([]string{
 			"-listen", strings.TrimPrefix(url, "http://"), "-region", region, "-model", cfg.Model,
 			"-registry", regURL, "-registry-token", tokens.reader, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region),
 			"-rate-limit", "6000", "-shutdown-delay", "0s",
-		})
+		}, backend.edgeArgs(region)...), nil)
 		if err != nil {
 			return err
 		}
 		children = append(children, e)
 	}
-	var static []string
-	for i, region := range cfg.Regions {
-		static = append(static, fmt.Sprintf("%s=127.0.0.1:%d", region, cfg.EdgePort+i))
-	}
 	geoURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.GeoPort)
-	g, err := start(cfg, "geo", geoURL, []string{"-listen", strings.TrimPrefix(geoURL, "http://"),
-		"-static", strings.Join(static, ","), "-default-region", cfg.Regions[0], "-shutdown-delay", "0s"})
+	geoArgs := []string{"-listen", strings.TrimPrefix(geoURL, "http://"), "-default-region", cfg.Regions[0], "-shutdown-delay", "0s"}
+	if cfg.MMDB != "" {
+		geoArgs = append(geoArgs, "-mmdb", cfg.MMDB)
+	}
+	g, err := start(cfg, "geo", geoURL, append(geoArgs, backend.geoArgs...), nil)
 	if err != nil {
 		return err
 	}
@@ -121,7 +136,10 @@ func run(cfg Config) error {
 			return err
 		}
 	}
-	printBanner(cfg, children, version)
+	if err := waitRoutes(g.url, len(cfg.Regions)); err != nil {
+		return err
+	}
+	printBanner(cfg, children, backend.urls, version)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	exited := make(chan string, len(children))
@@ -173,13 +191,14 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-func start(cfg Config, name, url string, args []string) (*child, error) {
+func start(cfg Config, name, url string, args, env []string) (*child, error) {
 	bin := filepath.Join(cfg.BinDir, strings.SplitN(name, "-", 2)[0])
 	logf, err := os.Create(filepath.Join(cfg.StateDir, "logs", name+".log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -218,6 +237,36 @@ func waitReady(c *child) error {
 	return fmt.Errorf("%s not ready at %s within 30s", c.name, c.url)
 }
 
+// waitRoutes waits until the geo router sees a healthy edge in every
+// region (through Consul, with -real), so the first request after the
+// banner goes where the client expects.
+func waitRoutes(geoURL string, regions int) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var route struct {
+			Regions []struct {
+				Edges []string `json:"edges"`
+			} `json:"regions"`
+		}
+		if resp, err := client.Get(geoURL + "/v1/route"); err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&route)
+			resp.Body.Close()
+			ready := 0
+			for _, r := range route.Regions {
+				if len(r.Edges) > 0 {
+					ready++
+				}
+			}
+			if err == nil && ready == regions {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the geo router did not see an edge in every region within 60s")
+}
+
 // publishDefault publishes the embedded default model as version v1 and
 // promotes it to production, unless production already has a target.
 func publishDefault(url, token, name string) (string, error) {
@@ -245,10 +294,13 @@ func publishDefault(url, token, name string) (string, error) {
 	return "v1", nil
 }
 
-func printBanner(cfg Config, children []*child, version string) {
+func printBanner(cfg Config, children []*child, backendURLs [][2]string, version string) {
 	fmt.Printf("\nSentiment Analyzer Pro is running (model %s, production = %s):\n\n", cfg.Model, version)
 	for _, c := range children {
 		fmt.Printf("  %-16s %s\n", c.name, c.url)
+	}
+	for _, u := range backendURLs {
+		fmt.Printf("  %-16s %s\n", u[0], u[1])
 	}
 	geo := children[len(children)-1].url
 	fmt.Printf(`

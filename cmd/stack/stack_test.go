@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
+)
+
+// TestStack runs what `make run` and `make stack` run, sends a prediction
+// to every region through the geo router, and stops the stack with Ctrl-C
+// (SIGINT), checking that nothing is left listening.
+func TestStack(t *testing.T) {
+	for _, real := range []bool{false, true} {
+		t.Run(fmt.Sprintf("real=%v", real), func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("starts every service: skipped in -short mode")
+			}
+			bin := filepath.Dir(testenv.GoBinary(t, "./cmd/stack"))
+			for _, pkg := range []string{"./cmd/registry", "./cmd/edge", "./cmd/geo"} {
+				testenv.GoBinary(t, pkg)
+			}
+			ports, err := testenv.FreePorts(5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Edges take consecutive ports from -edge-port; FreePorts gives
+			// no such guarantee, so pick a base and trust the next two.
+			args := []string{"-bin", bin, "-dir", t.TempDir(), "-registry-port", fmt.Sprint(ports[0]),
+				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2])}
+			if real {
+				args = append(args, "-real")
+			}
+			cmd := exec.Command(filepath.Join(bin, "stack"), args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			banner := make(chan string, 1)
+			go func() {
+				var all strings.Builder
+				sc := bufio.NewScanner(out)
+				for sc.Scan() {
+					all.WriteString(sc.Text() + "\n")
+					if strings.Contains(sc.Text(), "Ctrl-C stops everything") {
+						banner <- all.String()
+						io.Copy(io.Discard, out)
+						return
+					}
+				}
+				banner <- all.String()
+			}()
+			select {
+			case b := <-banner:
+				if !strings.Contains(b, "is running") {
+					t.Fatalf("stack did not start:\n%s", b)
+				}
+			case <-time.After(90 * time.Second):
+				t.Fatal("no banner within 90s")
+			}
+			geo := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+			for _, region := range []string{"us-east", "eu-west", "ap-south"} {
+				req, _ := http.NewRequest("POST", geo+"/v1/predict", strings.NewReader(`{"text":"a wonderful, moving film"}`))
+				req.Header.Set("X-Region", region)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.Header.Get("X-Served-Region") != region || !strings.Contains(string(body), `"label":"positive"`) {
+					t.Errorf("%s: %d served by %q: %s", region, resp.StatusCode, resp.Header.Get("X-Served-Region"), body)
+				}
+			}
+			cmd.Process.Signal(syscall.SIGINT)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("stack exited with %v after Ctrl-C", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("stack did not stop within 30s of Ctrl-C")
+			}
+			for _, p := range []int{ports[0], ports[1], ports[2], ports[2] + 1, ports[2] + 2} {
+				if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+					c.Close()
+					t.Errorf("port %d still accepts connections after the stack stopped", p)
+				}
+			}
+		})
+	}
+}
