@@ -9,7 +9,7 @@ export SAP_CONSUL_BIN    := $(CACHE)/bin/consul
 export SAP_VERSITYGW_BIN := $(CACHE)/bin/versitygw
 
 .DEFAULT_GOAL := help
-.PHONY: help build tools test test-short test-race vet
+.PHONY: help build tools test test-short test-race vet lint
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,8 +17,9 @@ help: ## list the targets
 build: ## build every binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
-tools: ## build Consul and the S3 server into ~/.cache (once per pinned version)
+tools: ## build Consul, the S3 server and staticcheck into ~/.cache; install buildah and prometheus from Debian
 	scripts/tools.sh
+	scripts/packages.sh
 
 GEOIP_MMDB := $(CACHE)/geoip/dbip-country.mmdb
 .PHONY: geoip
@@ -29,9 +30,13 @@ vet: ## go vet and a gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: tools geoip vet ## build the real services, then run every test against them
+test: tools geoip vet lint ## build the real services, then run every test against them
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory model-check fuzz FUZZTIME=10s
+
+lint: ## staticcheck (pinned in tools/staticcheck) on every package
+	@test -x $(CACHE)/bin/staticcheck || scripts/tools.sh
+	$(CACHE)/bin/staticcheck ./...
 
 test-short: ## quick loop: skips the tests that need real services
 	$(GO) test -short ./...

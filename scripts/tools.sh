@@ -27,3 +27,4 @@ build() {
 
 build consul github.com/hashicorp/consul github.com/hashicorp/consul
 build versitygw github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw
+build staticcheck honnef.co/go/tools honnef.co/go/tools/cmd/staticcheck

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests drive for real: buildah (builds the
+# Dockerfiles offline) and prometheus (promtool and the server). Only what
+# is missing is installed; installing needs root.
+set -euo pipefail
+
+need=()
+command -v buildah >/dev/null || need+=(buildah)
+{ command -v promtool && command -v prometheus; } >/dev/null || need+=(prometheus)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "packages: missing ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+echo "packages: installing ${need[*]} from Debian" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null ||
+  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
