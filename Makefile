@@ -81,6 +81,18 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 		$(GO) test -run XXX -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x "$${t%%:*}"; \
 	done
 
+IMAGES := edge registry geo
+.PHONY: images
+images: ## build the three images with docker if an engine runs; else print the commands
+	@if docker info >/dev/null 2>&1; then \
+		for i in $(IMAGES); do docker build -f Dockerfile.$$i --build-arg VERSION=$(VERSION) -t sentiment-$$i:$(VERSION) . || exit 1; done; \
+	else \
+		echo "No container engine runs here. On a machine with one:"; \
+		for i in $(IMAGES); do echo "  docker build -f Dockerfile.$$i --build-arg VERSION=$(VERSION) -t sentiment-$$i:$(VERSION) ."; done; \
+		echo "Offline, from binaries built by 'make build' (what make test checks, see deploy/images_test.go):"; \
+		echo "  buildah bud --build-context build=<dir with out/<name> and etc/ssl/certs> -f Dockerfile.edge -t sentiment-edge ."; \
+	fi
+
 .PHONY: run stack bench
 run: build ## run the product locally: registry + one edge per region, default model promoted
 	bin/stack -bin bin -dir .run
