@@ -103,6 +103,7 @@ func (s *Server) Swap(sv *Serving) *Serving {
 	old := s.current.Swap(sv)
 	modelLoaded.Set(1)
 	modelSwaps.Inc()
+	setModelInfo(sv)
 	return old
 }
 

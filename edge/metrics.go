@@ -17,7 +17,30 @@ var (
 	syncErrors      = metrics.NewCounter(`edge_registry_errors_total`)
 	peerForwardsOK  = metrics.NewCounter(`edge_peer_forwards_total{result="ok"}`)
 	peerForwardsBad = metrics.NewCounter(`edge_peer_forwards_total{result="error"}`)
+	// lastSync is when the syncer last heard from the registry and applied
+	// (or kept) what it resolved: alerts compare it with time().
+	lastSync = metrics.NewGauge(`edge_model_sync_last_success_timestamp_seconds`, nil)
 )
+
+// modelInfo is the edge_model_info series of the serving model: one series
+// with value 1, replaced on every swap, so dashboards can count edges per
+// version and region (the region is the scrape target's label).
+var modelInfo struct {
+	mu   sync.Mutex
+	name string
+}
+
+func setModelInfo(sv *Serving) {
+	name := fmt.Sprintf(`edge_model_info{model=%q,version=%q,digest=%q,source=%q}`,
+		sv.Name, sv.Version, sv.Digest, sv.Source)
+	modelInfo.mu.Lock()
+	defer modelInfo.mu.Unlock()
+	if modelInfo.name != "" && modelInfo.name != name {
+		metrics.UnregisterMetric(modelInfo.name)
+	}
+	modelInfo.name = name
+	metrics.GetOrCreateGauge(name, nil).Set(1)
+}
 
 // routeMetrics caches the per-route, per-status series so the hot path
 // does no formatting.

@@ -206,6 +206,7 @@ func (s *Syncer) Run(ctx context.Context) {
 		}
 		backoff = 0
 		index = res.Revision
+		lastSync.Set(float64(time.Now().Unix()))
 	}
 }
 

@@ -100,6 +100,10 @@ func NewRouter(cfg Config) *Router {
 	r.budget.ratio = cfg.RetryRatio
 	for _, reg := range cfg.Locator.Regions {
 		r.pools[reg.Name] = newRegionPool(reg.Name, r.newBreaker(reg.Name))
+		// Both gauges exist from the start, so dashboards and alerts see
+		// every region before anything happens to it.
+		breakerGauge(reg.Name).Set(0)
+		healthyEdgesGauge(reg.Name).Set(0)
 	}
 	return r
 }
@@ -115,7 +119,7 @@ func (r *Router) newBreaker(region string) *gobreaker.CircuitBreaker[struct{}] {
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			r.log.Warn("region breaker changed state", "region", name, "from", from.String(), "to", to.String())
-			metrics.GetOrCreateGauge(fmt.Sprintf(`geo_breaker_state{region=%q}`, name), nil).Set(float64(to))
+			breakerGauge(name).Set(float64(to))
 		},
 	})
 }
@@ -142,7 +146,7 @@ func (r *Router) Update(region string, addrs []string) {
 		}
 	}
 	pool.edges = edges
-	metrics.GetOrCreateGauge(fmt.Sprintf(`geo_healthy_edges{region=%q}`, region), nil).Set(float64(len(edges)))
+	healthyEdgesGauge(region).Set(float64(len(edges)))
 }
 
 // pick chooses an edge by the power of two random choices on in-flight
@@ -365,6 +369,15 @@ var (
 	// requestsByCode caches geo_requests_total{code} by status code.
 	requestsByCode [600]atomic.Pointer[metrics.Counter]
 )
+
+// breakerGauge is a region breaker's state: 0 closed, 1 half-open, 2 open.
+func breakerGauge(region string) *metrics.Gauge {
+	return metrics.GetOrCreateGauge(fmt.Sprintf(`geo_breaker_state{region=%q}`, region), nil)
+}
+
+func healthyEdgesGauge(region string) *metrics.Gauge {
+	return metrics.GetOrCreateGauge(fmt.Sprintf(`geo_healthy_edges{region=%q}`, region), nil)
+}
 
 func observe(code int, start time.Time) {
 	requestDuration.Update(time.Since(start).Seconds())

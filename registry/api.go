@@ -244,6 +244,10 @@ func ReadJSON(r *http.Request, limit int64, v any) error {
 	return nil
 }
 
+// storeUp is the outcome of the last readiness check of the store (Consul
+// and Kubernetes probe it every few seconds): 1 reachable, 0 not.
+var storeUp = metrics.NewGauge(`registry_store_up`, nil)
+
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	if a.draining.Load() {
 		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
@@ -252,8 +256,10 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.reg.Check(ctx); err != nil {
+		storeUp.Set(0)
 		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 		return
 	}
+	storeUp.Set(1)
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

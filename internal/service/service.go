@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
@@ -78,6 +80,8 @@ func Main[C any](name string, parse func(args []string) (C, error), level func(C
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(2)
 	}
+	// # TYPE lines let Prometheus and promtool tell counters from gauges.
+	metrics.ExposeMetadata(true)
 	if err := run(cfg, log); err != nil {
 		log.Error(name+" stopped", "err", err)
 		os.Exit(1)

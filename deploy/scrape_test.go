@@ -1,0 +1,259 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry"
+)
+
+const scrapeTokens = "admin:ops:admin-token-0123456789,reader:edge:reader-token-0123456789"
+
+// TestPrometheusScrape runs the registry, an edge and the geo router as
+// real processes, a real Prometheus scraping them with the shipped alert
+// rules loaded, and checks every target is up, the key series carry the
+// expected labels, every metric the rules and the dashboard use exists,
+// and names follow Prometheus conventions.
+func TestPrometheusScrape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Prometheus and the services: skipped in -short mode")
+	}
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatal("prometheus not found: run `make tools` (it installs Debian's prometheus)")
+	}
+	ports, err := testenv.FreePorts(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regAddr, edgeAddr, geoAddr, promAddr := addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3])
+
+	testenv.StartHTTPService(t, "registry", testenv.GoBinary(t, "./cmd/registry"),
+		[]string{"-listen", regAddr, "-store", "dir:" + t.TempDir(), "-shutdown-delay", "0s"},
+		[]string{"REGISTRY_TOKENS=" + scrapeTokens}, "http://"+regAddr+"/health/ready")
+	publishAndMove(t, "http://"+regAddr)
+	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"),
+		[]string{"-listen", edgeAddr, "-region", "us-east", "-model", "demo", "-registry", "http://" + regAddr,
+			"-cache-dir", t.TempDir(), "-shutdown-delay", "0s"},
+		[]string{"EDGE_REGISTRY_TOKEN=reader-token-0123456789"}, "http://"+edgeAddr+"/health/ready")
+	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"),
+		[]string{"-listen", geoAddr, "-static", "us-east=" + edgeAddr, "-shutdown-delay", "0s"},
+		nil, "http://"+geoAddr+"/health/ready")
+	for i := 0; i < 5; i++ { // some traffic through the router
+		resp, err := http.Post("http://"+geoAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a fine film"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	rules, _ := filepath.Abs(alertsFile)
+	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+scrape_configs:
+  - job_name: sentiment-edge
+    static_configs: [{targets: [%q], labels: {region: us-east}}]
+  - job_name: sentiment-registry
+    static_configs: [{targets: [%q], labels: {region: us-east}}]
+  - job_name: sentiment-geo
+    static_configs: [{targets: [%q]}]
+`, rules, edgeAddr, regAddr, geoAddr)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.StartHTTPService(t, "prometheus", promBin,
+		[]string{"--config.file=" + cfgPath, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+			"--web.listen-address=" + promAddr, "--log.level=warn"},
+		nil, "http://"+promAddr+"/-/ready")
+	prom := promClient{base: "http://" + promAddr}
+
+	// Every target up.
+	waitFor(t, 30*time.Second, "all three targets up", func() error {
+		res := prom.query(t, `up{job=~"sentiment-.*"} == 1`)
+		if len(res) != 3 {
+			return fmt.Errorf("%d targets up", len(res))
+		}
+		return nil
+	})
+	// Key series, with the labels the rules and the dashboard group by.
+	for _, q := range []string{
+		`edge_requests_total{job="sentiment-edge",region="us-east",route="/v1/predict",code="200"} >= 5`,
+		`edge_model_info{job="sentiment-edge",region="us-east",model="demo",version="v2",source="registry"} == 1`,
+		`edge_model_loaded{region="us-east"} == 1`,
+		`edge_model_sync_last_success_timestamp_seconds > 0`,
+		`geo_upstream_requests_total{job="sentiment-geo",region="us-east",result="ok"} >= 5`,
+		`geo_requests_total{code="200"} >= 5`,
+		`geo_breaker_state{region="us-east"} == 0`,
+		`geo_healthy_edges{region="us-east"} == 1`,
+		`registry_store_up{job="sentiment-registry"} == 1`,
+		`registry_promotes_total{result="ok"} >= 2`,
+		`histogram_quantile(0.5, sum by (le) (edge_request_duration_seconds_bucket{route="/v1/predict"})) > 0`,
+	} {
+		waitFor(t, 15*time.Second, q, func() error {
+			if len(prom.query(t, q)) == 0 {
+				return fmt.Errorf("no result")
+			}
+			return nil
+		})
+	}
+
+	// Every metric the alert rules and the dashboard use is exposed.
+	names := map[string]bool{}
+	for _, n := range prom.labelValues(t, "__name__") {
+		names[n] = true
+	}
+	for _, n := range referencedMetrics(t) {
+		if !names[n] {
+			t.Errorf("the rules or the dashboard use %s, which no service exposes", n)
+		}
+	}
+
+	// Conventions: counters end in _total, histograms measure base units.
+	checked := 0
+	for name, metas := range prom.metadata(t) {
+		if !strings.HasPrefix(name, "edge_") && !strings.HasPrefix(name, "geo_") && !strings.HasPrefix(name, "registry_") {
+			continue
+		}
+		checked++
+		switch typ := metas[0].Type; {
+		case typ == "counter" && !strings.HasSuffix(name, "_total"):
+			t.Errorf("counter %s does not end in _total", name)
+		case typ == "histogram" && !strings.HasSuffix(name, "_seconds") && !strings.HasSuffix(name, "_bytes"):
+			t.Errorf("histogram %s is not in seconds or bytes", name)
+		case typ == "unknown" || typ == "":
+			t.Errorf("%s has no # TYPE", name)
+		}
+	}
+
+	if checked < 20 {
+		t.Errorf("metadata for only %d of our metrics", checked)
+	}
+
+	// The shipped rules load and evaluate in a real Prometheus.
+	waitFor(t, 15*time.Second, "every rule evaluated without error", func() error {
+		var out struct {
+			Data struct {
+				Groups []struct {
+					Rules []struct {
+						Name, Health, LastError string
+					}
+				}
+			}
+		}
+		prom.get(t, "/api/v1/rules", nil, &out)
+		n := 0
+		for _, g := range out.Data.Groups {
+			for _, r := range g.Rules {
+				if r.Health != "ok" {
+					return fmt.Errorf("rule %s: health %q %s", r.Name, r.Health, r.LastError)
+				}
+				n++
+			}
+		}
+		if n < 13 {
+			return fmt.Errorf("%d rules loaded", n)
+		}
+		return nil
+	})
+	// Nothing is wrong, so nothing fires.
+	if firing := prom.query(t, `ALERTS{alertstate="firing"}`); len(firing) > 0 {
+		t.Errorf("alerts firing on a healthy stack: %v", firing)
+	}
+}
+
+func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+// publishAndMove publishes v1 and v2 of "demo", promotes v1 then v2 and
+// rolls back to v1 and forward again, so every registry counter exists.
+func publishAndMove(t *testing.T, base string) {
+	t.Helper()
+	c := &registry.Client{BaseURL: base, Token: "admin-token-0123456789"}
+	ctx := context.Background()
+	for i, v := range []string{"v1", "v2"} {
+		data := testenv.TinyArtifact(t, uint64(i+1), 0)
+		if _, err := c.PutBlob(ctx, model.Digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateVersion(ctx, "demo", v, registry.NewVersion{Digest: model.Digest(data)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Promote(ctx, "demo", "production", registry.MoveRequest{Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Rollback(ctx, "demo", "production", registry.MoveRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type promClient struct{ base string }
+
+func (p promClient) get(t *testing.T, path string, params url.Values, out any) {
+	t.Helper()
+	resp, err := http.Get(p.base + path + "?" + params.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func (p promClient) query(t *testing.T, q string) []map[string]any {
+	t.Helper()
+	var out struct {
+		Data struct{ Result []map[string]any }
+	}
+	p.get(t, "/api/v1/query", url.Values{"query": {q}}, &out)
+	return out.Data.Result
+}
+
+func (p promClient) labelValues(t *testing.T, label string) []string {
+	t.Helper()
+	var out struct{ Data []string }
+	p.get(t, "/api/v1/label/"+label+"/values", nil, &out)
+	return out.Data
+}
+
+func (p promClient) metadata(t *testing.T) map[string][]struct{ Type string } {
+	t.Helper()
+	var out struct {
+		Data map[string][]struct{ Type string }
+	}
+	p.get(t, "/api/v1/metadata", nil, &out)
+	return out.Data
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
