@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"sign":      {"sign a model artifact", runSign},
 	"verify":    {"verify a model artifact's signature", runVerify},
 	"dns-query": {"create Consul prepared queries for DNS clients, with cross-region failover", runDNSQuery},
+	"smoke":     {"check a deployment end to end through its public endpoint", runSmoke},
 	"version":   {"print the version", func([]string, io.Writer, io.Writer) error { fmt.Println(Version); return nil }},
 }
 

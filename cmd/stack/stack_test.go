@@ -26,7 +26,7 @@ func TestStack(t *testing.T) {
 				t.Skip("starts every service: skipped in -short mode")
 			}
 			bin := filepath.Dir(testenv.GoBinary(t, "./cmd/stack"))
-			for _, pkg := range []string{"./cmd/registry", "./cmd/edge", "./cmd/geo"} {
+			for _, pkg := range []string{"./cmd/registry", "./cmd/edge", "./cmd/geo", "./cmd/sentctl"} {
 				testenv.GoBinary(t, pkg)
 			}
 			ports, err := testenv.FreePorts(5)
@@ -85,6 +85,16 @@ func TestStack(t *testing.T) {
 				if resp.StatusCode != 200 || resp.Header.Get("X-Served-Region") != region || !strings.Contains(string(body), `"label":"positive"`) {
 					t.Errorf("%s: %d served by %q: %s", region, resp.StatusCode, resp.Header.Get("X-Served-Region"), body)
 				}
+			}
+			// The operators' smoke test passes, and fails on a region
+			// that does not exist.
+			smoke := exec.Command(filepath.Join(bin, "sentctl"), "smoke", "--url", geo, "--regions", "us-east,eu-west,ap-south")
+			if out, err := smoke.CombinedOutput(); err != nil || !strings.Contains(string(out), "all 7 checks passed") {
+				t.Errorf("sentctl smoke: %v\n%s", err, out)
+			}
+			smoke = exec.Command(filepath.Join(bin, "sentctl"), "smoke", "--url", geo, "--regions", "mars")
+			if out, err := smoke.CombinedOutput(); err == nil || !strings.Contains(string(out), "region mars is not routed") {
+				t.Errorf("sentctl smoke on an unknown region: %v\n%s", err, out)
 			}
 			cmd.Process.Signal(syscall.SIGINT)
 			done := make(chan error, 1)
