@@ -145,7 +145,9 @@ func checkFiles(t *testing.T, oci string, img image) {
 	if len(index.Manifests) != 1 {
 		t.Fatalf("index lists %d manifests", len(index.Manifests))
 	}
-	var manifest struct{ Layers []struct{ Digest, MediaType string } }
+	var manifest struct {
+		Layers []struct{ Digest, MediaType string }
+	}
 	readJSON(t, blob(index.Manifests[0].Digest), &manifest)
 	var got []string
 	headers := map[string]*tar.Header{}
@@ -248,4 +250,3 @@ func repoRoot(t *testing.T) string {
 	}
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
-
