@@ -39,7 +39,25 @@ type Config struct {
 type upstream struct {
 	addr     string
 	inflight atomic.Int64
+	// pipeline carries requests over a few connections: under load one
+	// write carries several requests and one read several responses,
+	// which cuts the hop's system calls. After a failure it waits a
+	// second before reconnecting, so for that long (failedAt) attempts go
+	// through the router's plain client, which fails fast.
+	pipeline *fasthttp.PipelineClient
+	failedAt atomic.Int64 // unix nanoseconds of the last failed attempt
 }
+
+func (r *Router) newUpstream(addr string) *upstream {
+	return &upstream{addr: addr, pipeline: &fasthttp.PipelineClient{Addr: addr, Name: "sentiment-geo",
+		MaxConns: 4, MaxPendingRequests: 4096, MaxIdleConnDuration: 30 * time.Second,
+		ReadTimeout: r.cfg.PerTryTimeout, WriteTimeout: r.cfg.PerTryTimeout, Logger: printfLogger{r.log}}}
+}
+
+// printfLogger sends fasthttp's log lines to the JSON log.
+type printfLogger struct{ log *slog.Logger }
+
+func (l printfLogger) Printf(format string, args ...any) { l.log.Warn(fmt.Sprintf(format, args...)) }
 
 // regionPool holds a region's healthy edges, its breaker and its metrics.
 type regionPool struct {
@@ -142,7 +160,7 @@ func (r *Router) Update(region string, addrs []string) {
 		if u := old[a]; u != nil {
 			edges = append(edges, u)
 		} else {
-			edges = append(edges, &upstream{addr: a})
+			edges = append(edges, r.newUpstream(a))
 		}
 	}
 	pool.edges = edges
@@ -291,8 +309,18 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream) error {
 	defer up.inflight.Add(-1)
 	req := &ctx.Request
 	req.SetHost(up.addr)
+	// The pipeline client would otherwise move the body out of req; keep
+	// it for a retry in the next region.
+	req.KeepBodyBuffer = true
 	resp := &ctx.Response
-	if err := r.client.DoTimeout(req, resp, r.cfg.PerTryTimeout); err != nil {
+	var err error
+	if time.Now().UnixNano()-up.failedAt.Load() < int64(time.Second) {
+		err = r.client.DoTimeout(req, resp, r.cfg.PerTryTimeout)
+	} else {
+		err = up.pipeline.DoTimeout(req, resp, r.cfg.PerTryTimeout)
+	}
+	if err != nil {
+		up.failedAt.Store(time.Now().UnixNano())
 		return fmt.Errorf("%w: %s: %v", errUpstream, up.addr, err)
 	}
 	if resp.StatusCode() >= 500 {

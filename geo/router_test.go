@@ -22,6 +22,7 @@ type fakeEdge struct {
 	srv    *fasthttp.Server
 	status atomic.Int32
 	hits   atomic.Int64
+	body   atomic.Pointer[string] // the last request body received
 }
 
 func startFakeEdge(t *testing.T, region string) *fakeEdge {
@@ -34,6 +35,8 @@ func startFakeEdge(t *testing.T, region string) *fakeEdge {
 	e.status.Store(200)
 	e.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		e.hits.Add(1)
+		body := string(ctx.Request.Body())
+		e.body.Store(&body)
 		ctx.SetStatusCode(int(e.status.Load()))
 		ctx.SetBodyString(`{"region":"` + region + `","request_id":"` + string(ctx.Request.Header.Peek("X-Request-ID")) + `"}`)
 	}}
@@ -87,6 +90,12 @@ func TestRouterFailsOver(t *testing.T) {
 	code, _, served, fo := do(t, h, "eu-west")
 	if code != 200 || served == "eu-west" || fo != "1" {
 		t.Fatalf("eu-west answering 503: %d served by %s failovers %s", code, served, fo)
+	}
+	// Both attempts carried the client's body intact.
+	for _, region := range []string{"eu-west", served} {
+		if b := edges[region].body.Load(); b == nil || *b != `{"text":"hi"}` {
+			t.Errorf("%s received body %v, want the client's", region, b)
+		}
 	}
 	// A dead region (connection refused) also fails over; once its breaker
 	// opens it is skipped without an attempt.
