@@ -29,8 +29,9 @@ type Config struct {
 	// tried for one request.
 	PerTryTimeout time.Duration
 	MaxAttempts   int
-	// RetryRatio caps retries at this share of requests (plus a floor of
-	// 10 per second), so a global outage does not multiply the load.
+	// RetryRatio caps retries at this share of requests over a sliding
+	// 10-second window (plus a floor of 10 per second), so a global
+	// outage does not multiply the load.
 	RetryRatio float64
 	Logger     *slog.Logger
 }
@@ -62,13 +63,13 @@ func (l printfLogger) Printf(format string, args ...any) { l.log.Warn(fmt.Sprint
 // regionPool holds a region's healthy edges, its breaker and its metrics.
 type regionPool struct {
 	edges   []*upstream
-	breaker *gobreaker.CircuitBreaker[struct{}]
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 	ok      *metrics.Counter
 	failed  *metrics.Counter
 	latency *metrics.PrometheusHistogram
 }
 
-func newRegionPool(region string, breaker *gobreaker.CircuitBreaker[struct{}]) *regionPool {
+func newRegionPool(region string, breaker *gobreaker.TwoStepCircuitBreaker[struct{}]) *regionPool {
 	counter := func(result string) *metrics.Counter {
 		return metrics.GetOrCreateCounter(fmt.Sprintf(`geo_upstream_requests_total{region=%q,result=%q}`, region, result))
 	}
@@ -126,8 +127,8 @@ func NewRouter(cfg Config) *Router {
 	return r
 }
 
-func (r *Router) newBreaker(region string) *gobreaker.CircuitBreaker[struct{}] {
-	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+func (r *Router) newBreaker(region string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        region,
 		MaxRequests: 1, // one half-open probe
 		Interval:    10 * time.Second,
@@ -187,45 +188,6 @@ func (r *Router) pick(region string) (*upstream, *regionPool) {
 
 var errUpstream = errors.New("upstream failed")
 
-// retryBudget allows retries up to ratio of requests over a one-second
-// window, plus a floor.
-type retryBudget struct {
-	ratio    float64
-	now      func() int64 // unix seconds; nil means the clock
-	mu       sync.Mutex
-	window   int64
-	requests float64
-	retries  float64
-}
-
-func (b *retryBudget) request() {
-	b.mu.Lock()
-	b.roll()
-	b.requests++
-	b.mu.Unlock()
-}
-
-func (b *retryBudget) allowRetry() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.roll()
-	if b.retries >= 10+b.ratio*b.requests {
-		return false
-	}
-	b.retries++
-	return true
-}
-
-func (b *retryBudget) roll() {
-	now := time.Now().Unix()
-	if b.now != nil {
-		now = b.now()
-	}
-	if now != b.window {
-		b.window, b.requests, b.retries = now, 0, 0
-	}
-}
-
 // Handler returns the router's HTTP handler.
 func (r *Router) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
@@ -274,9 +236,19 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 			lastErr = errors.New("retry budget exhausted")
 			break
 		}
+		done, err := pool.breaker.Allow()
+		if err != nil {
+			// Open, or its one half-open probe is out: the region is
+			// skipped without an attempt, so no retry is spent on it.
+			if attempts > 0 {
+				r.budget.refund()
+			}
+			continue
+		}
 		attempts++
 		t0 := time.Now()
-		_, err := pool.breaker.Execute(func() (struct{}, error) { return struct{}{}, r.forward(ctx, up) })
+		err = r.forward(ctx, up)
+		done(err)
 		pool.latency.Update(time.Since(t0).Seconds())
 		if err == nil {
 			h := &ctx.Response.Header

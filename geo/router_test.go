@@ -133,17 +133,34 @@ func TestRouteEndpoint(t *testing.T) {
 }
 
 func TestRetryBudget(t *testing.T) {
-	b := retryBudget{ratio: 0.2, now: func() int64 { return 42 }}
-	for i := 0; i < 100; i++ {
-		b.request()
+	now := int64(1000)
+	b := retryBudget{ratio: 0.2, now: func() int64 { return now }}
+	// A steady 100 requests per second for the whole window.
+	for sec := 0; sec < budgetWindow; sec++ {
+		for i := 0; i < 100; i++ {
+			b.request()
+		}
+		now++
 	}
+	now--
 	allowed := 0
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 1000; i++ {
 		if b.allowRetry() {
 			allowed++
 		}
 	}
-	if allowed != 30 { // floor 10 + 20% of 100
-		t.Fatalf("%d retries allowed for 100 requests, want 30", allowed)
+	// The floor (10/s over 10 s) plus 20% of 1000 requests, in one burst.
+	if allowed != 300 {
+		t.Fatalf("%d retries allowed for 1000 requests over the window, want 300", allowed)
+	}
+	// A refund makes room for one more.
+	b.refund()
+	if !b.allowRetry() || b.allowRetry() {
+		t.Fatal("a refund should allow exactly one more retry")
+	}
+	// Once the window has passed, the old retries no longer count.
+	now += budgetWindow
+	if !b.allowRetry() {
+		t.Fatal("no retry allowed in a fresh window")
 	}
 }

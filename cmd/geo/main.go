@@ -58,7 +58,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Static, "static", "", "region=host:port|host:port pairs: fixed edges, health-probed (no Consul)")
 	fs.DurationVar(&c.PerTryTimeout, "per-try-timeout", 500*time.Millisecond, "timeout of one attempt")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "regions tried per request")
-	fs.Float64Var(&c.RetryRatio, "retry-ratio", 0.2, "retries allowed as a share of requests (plus 10/s)")
+	fs.Float64Var(&c.RetryRatio, "retry-ratio", 0.2, "retries allowed as a share of requests over 10 s (plus 10/s)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is believed")
 	c.Flags.Register(fs, "sentiment-geo")
 	if err := config.Parse(fs, args, "GEO"); err != nil {
