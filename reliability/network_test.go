@@ -128,7 +128,7 @@ func TestPartition(t *testing.T) {
 	report(row{scenario: "partition (netns, packets dropped)", offered: fmt.Sprintf("%.0f/s", rate), requests: l.sent.Load(),
 		failed: l.failed.Load() + l.rejected.Load(), p99: p99,
 		recovery: fmt.Sprintf("breaker %v, back %v", open.Round(time.Millisecond), back.Round(time.Millisecond)),
-		note: "per-try timeout 200ms"})
+		note:     "per-try timeout 200ms"})
 	s.checkLogs(t)
 }
 

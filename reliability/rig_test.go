@@ -320,6 +320,5 @@ func routeState(geoAddr, region string) (breaker string, edges int) {
 	return breaker, edges
 }
 
-
 // buildEdge returns the edge binary (built once per test process).
 func buildEdge(t *testing.T) string { return testenv.GoBinary(t, "./cmd/edge") }
