@@ -7,20 +7,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
 // Client talks to a registry over HTTP. sentctl and the edges use it.
 type Client struct {
-	BaseURL string // e.g. http://127.0.0.1:8081
+	// BaseURL is the registry, e.g. http://127.0.0.1:8081, or several
+	// replicas separated by commas: the client sticks to the one that last
+	// answered and moves to the next when one cannot be reached.
+	BaseURL string
 	Token   string
 	HTTP    *http.Client
 	// RequestID, if set, is sent as X-Request-ID on every request.
 	RequestID string
+
+	preferred atomic.Uint32 // index of the replica that last answered
 }
 
 // APIError is a non-2xx answer from the registry.
@@ -47,25 +54,97 @@ func (c *Client) httpClient() *http.Client {
 	return http.DefaultClient
 }
 
-func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
-	if err != nil {
-		return nil, err
+// replicas returns the registry URLs in BaseURL.
+func (c *Client) replicas() []string {
+	var out []string
+	for _, u := range strings.Split(c.BaseURL, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			out = append(out, u)
+		}
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	if len(out) == 0 {
+		out = []string{""}
 	}
-	if c.RequestID != "" {
-		req.Header.Set("X-Request-ID", c.RequestID)
-	}
-	return req, nil
+	return out
 }
 
-// do sends req and decodes a JSON answer into out (if not nil).
-func (c *Client) do(req *http.Request, out any) (*http.Response, error) {
-	resp, err := c.httpClient().Do(req)
+// request is one call: its body can be produced again for another replica.
+type request struct {
+	method, path string
+	body         func() (io.Reader, error) // nil: no body
+	prepare      func(*http.Request)       // extra headers, content length
+}
+
+// send tries the replicas in turn, starting with the one that last
+// answered. It moves on when a connection cannot be made (nothing was
+// sent, so any call is safe to repeat) and, for reads, on any transport
+// error or a 502, 503 or 504 answer.
+func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+	urls := c.replicas()
+	first := int(c.preferred.Load()) % len(urls)
+	var lastErr error
+	for i := range urls {
+		n := (first + i) % len(urls)
+		var body io.Reader
+		if r.body != nil {
+			b, err := r.body()
+			if err != nil {
+				return nil, errors.Join(lastErr, err)
+			}
+			body = b
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, urls[n]+r.path, body)
+		if err != nil {
+			return nil, err
+		}
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		if c.RequestID != "" {
+			req.Header.Set("X-Request-ID", c.RequestID)
+		}
+		if r.prepare != nil {
+			r.prepare(req)
+		}
+		resp, err := c.httpClient().Do(req)
+		last := i == len(urls)-1
+		read := r.method == http.MethodGet
+		switch {
+		case err == nil && (last || !read || !unavailable(resp.StatusCode)):
+			c.preferred.Store(uint32(n))
+			return resp, nil
+		case err == nil:
+			resp.Body.Close()
+			lastErr = fmt.Errorf("registry %s answered %s", urls[n], resp.Status)
+		case last || ctx.Err() != nil || !(read || notConnected(err)):
+			return nil, fmt.Errorf("cannot reach registry: %w", err)
+		default:
+			lastErr = err
+		}
+	}
+	return nil, fmt.Errorf("cannot reach registry: %w", lastErr)
+}
+
+func unavailable(status int) bool {
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+}
+
+// notConnected reports a failure to connect, before anything was sent.
+func notConnected(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// bytesBody replays data for every replica tried.
+func bytesBody(data []byte) func() (io.Reader, error) {
+	return func() (io.Reader, error) { return bytes.NewReader(data), nil }
+}
+
+// do sends r and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, r request, out any) (*http.Response, error) {
+	resp, err := c.send(ctx, r)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach registry: %w", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -88,35 +167,44 @@ func (c *Client) do(req *http.Request, out any) (*http.Response, error) {
 }
 
 func (c *Client) jsonRequest(ctx context.Context, method, path string, in, out any) (*http.Response, error) {
-	var body io.Reader
+	r := request{method: method, path: path}
 	if in != nil {
 		data, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
 		}
-		body = bytes.NewReader(data)
+		r.body = bytesBody(data)
+		r.prepare = func(req *http.Request) { req.Header.Set("Content-Type", "application/json") }
 	}
-	req, err := c.newRequest(ctx, method, path, body)
-	if err != nil {
-		return nil, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return c.do(req, out)
+	return c.do(ctx, r, out)
 }
 
 // PutBlob uploads an artifact of size bytes (-1 if unknown) whose digest
 // the caller computed.
+// A body that is an io.Seeker is sent again from its start to another
+// replica if the first cannot be reached; any other body only once.
 func (c *Client) PutBlob(ctx context.Context, digest string, body io.Reader, size int64) (Blob, error) {
-	req, err := c.newRequest(ctx, http.MethodPut, "/v1/blobs/"+url.PathEscape(digest), body)
-	if err != nil {
-		return Blob{}, err
-	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", "application/octet-stream")
+	used := false
+	r := request{method: http.MethodPut, path: "/v1/blobs/" + url.PathEscape(digest),
+		body: func() (io.Reader, error) {
+			if used {
+				s, ok := body.(io.Seeker)
+				if !ok {
+					return nil, errors.New("cannot send the artifact to another replica: its reader cannot be rewound")
+				}
+				if _, err := s.Seek(0, io.SeekStart); err != nil {
+					return nil, err
+				}
+			}
+			used = true
+			return body, nil
+		},
+		prepare: func(req *http.Request) {
+			req.ContentLength = size
+			req.Header.Set("Content-Type", "application/octet-stream")
+		}}
 	var b Blob
-	_, err = c.do(req, &b)
+	_, err := c.do(ctx, r, &b)
 	return b, err
 }
 
@@ -166,13 +254,9 @@ func (c *Client) GetChannel(ctx context.Context, model, channel string, index ui
 // Download streams an artifact by digest into w, sending If-None-Match
 // when etag is set; it returns the bytes written (0 and no error on 304).
 func (c *Client) Download(ctx context.Context, digest string, w io.Writer) (int64, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, "/v1/blobs/"+url.PathEscape(digest), nil)
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/v1/blobs/" + url.PathEscape(digest)})
 	if err != nil {
 		return 0, err
-	}
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("cannot reach registry: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

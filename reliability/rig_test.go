@@ -114,8 +114,10 @@ func startLoad(url, hint string, rate float64, maxInFlight int) *load {
 
 func (l *load) run() {
 	defer l.done.Done()
-	client := &fasthttp.Client{MaxConnsPerHost: l.maxInFlight, ReadTimeout: l.timeout, WriteTimeout: l.timeout,
-		Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}
+	// At most 256 connections, as a client's connection pool would have;
+	// requests beyond that wait for a free one (and count in latency).
+	client := &fasthttp.Client{MaxConnsPerHost: min(l.maxInFlight, 256), MaxConnWaitTimeout: l.timeout,
+		ReadTimeout: l.timeout, WriteTimeout: l.timeout, Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}
 	sem := make(chan struct{}, l.maxInFlight)
 	start := time.Now()
 	var started int64

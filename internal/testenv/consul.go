@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,20 +21,29 @@ type ConsulAgent struct {
 	DNSPort    int
 	SerfWAN    int
 	proc       *Process
+
+	clientOnce sync.Once
+	client     *api.Client
 }
 
 // HTTPAddr is the agent's HTTP API address (host:port).
 func (a *ConsulAgent) HTTPAddr() string { return fmt.Sprintf("127.0.0.1:%d", a.HTTPPort) }
 
-// Client returns an API client bound to this agent.
+// Client returns an API client bound to this agent. It is made once: each
+// api.Client has its own connection pool, and Consul limits connections
+// per client address (200 by default), which every process on 127.0.0.1
+// shares.
 func (a *ConsulAgent) Client() *api.Client {
-	cfg := api.DefaultConfig()
-	cfg.Address = a.HTTPAddr()
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		panic(err) // only fails on a malformed TLS config, which we never set
-	}
-	return c
+	a.clientOnce.Do(func() {
+		cfg := api.DefaultConfig()
+		cfg.Address = a.HTTPAddr()
+		c, err := api.NewClient(cfg)
+		if err != nil {
+			panic(err) // only fails on a malformed TLS config, which we never set
+		}
+		a.client = c
+	})
+	return a.client
 }
 
 // Process gives access to the agent's process (stop, kill, pause).
