@@ -71,7 +71,7 @@ model-imdb: ## train the long-review model on IMDB train (20% held out) into bin
 # Fuzz targets as package:Target; `make fuzz FUZZTIME=5m` for a longer campaign.
 # Minimisation is capped: uncapped, it stalls the campaign for up to a minute
 # each time a new input widens coverage.
-FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON
+FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON ./registry:FuzzAPI
 FUZZTIME     ?= 30s
 .PHONY: fuzz
 
@@ -92,6 +92,13 @@ images: ## build the three images with docker if an engine runs; else print the 
 		echo "Offline, from binaries built by 'make build' (what make test checks, see deploy/images_test.go):"; \
 		echo "  buildah bud --build-context build=<dir with out/<name> and etc/ssl/certs> -f Dockerfile.edge -t sentiment-edge ."; \
 	fi
+
+.PHONY: reliability
+reliability: tools ## the failure scenarios at full length and a fuzz campaign per parser (about 20 minutes), then the table
+	@mkdir -p bin
+	$(MAKE) --no-print-directory fuzz FUZZTIME=30s
+	@$(GO) test -count=1 -timeout 60m ./reliability -args -full -report $(CURDIR)/bin/reliability.txt; \
+		status=$$?; cat bin/reliability.txt 2>/dev/null; exit $$status
 
 .PHONY: run stack bench
 run: build ## run the product locally: registry + one edge per region, default model promoted

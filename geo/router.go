@@ -205,6 +205,24 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 	}
 }
 
+// ErrorHandler answers requests fasthttp could not parse, in the same
+// JSON error shape as everything else: 413 for a body over the limit, 431
+// for headers too large, 400 otherwise.
+func (r *Router) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	code, msg := fasthttp.StatusBadRequest, "malformed request"
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		code, msg = fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case errors.As(err, &small):
+		code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large"
+	}
+	ctx.Response.Reset()
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"error":"` + msg + `"}` + "\n")
+}
+
 func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return clientip.Addr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), r.cfg.TrustedProxies)
 }

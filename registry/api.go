@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ type API struct {
 	tokens *Tokens // nil only when auth is explicitly disabled
 	log    *slog.Logger
 	mux    *http.ServeMux
+	routes []string // the authenticated patterns, in mount order
 	// draining makes /health/ready fail during shutdown so Consul and load
 	// balancers route away before the server stops.
 	draining atomic.Bool
@@ -69,13 +71,42 @@ func (a *API) Registry() *Registry { return a.reg }
 // least role.
 func (a *API) Handle(pattern string, role Role, h HandlerFunc) {
 	route := pattern
+	a.routes = append(a.routes, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		a.serve(w, r, route, role, h)
 	})
 }
 
-// ServeHTTP routes a request.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// Routes lists every pattern mounted with Handle (all need a token), so
+// tests can prove none is left out of the authorisation matrix.
+func (a *API) Routes() []string { return slices.Clone(a.routes) }
+
+// ServeHTTP routes a request. A request no route takes gets the mux's
+// status (404, or 405 with Allow) with a JSON error like every other.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern != "" {
+		a.mux.ServeHTTP(w, r)
+		return
+	}
+	rec := &discardWriter{header: http.Header{}, code: http.StatusNotFound}
+	h.ServeHTTP(rec, r)
+	if allow := rec.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	WriteJSON(w, rec.code, map[string]string{"error": fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
+}
+
+// discardWriter keeps only the status and headers of the mux's own
+// not-found and method-not-allowed answers.
+type discardWriter struct {
+	header http.Header
+	code   int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(code int)        { d.code = code }
 
 type ctxKey struct{}
 

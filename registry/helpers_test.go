@@ -73,6 +73,7 @@ type harness struct {
 	store  store.Store
 	reg    *registry.Registry
 	srv    *httptest.Server
+	api    *registry.API
 	admin  *registry.Client
 	pub    *registry.Client
 	reader *registry.Client
@@ -104,7 +105,7 @@ func newReplica(t *testing.T, srv *testenv.S3Server, bucket string, cfg registry
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
 	client := func(token string) *registry.Client { return &registry.Client{BaseURL: hs.URL, Token: token} }
-	return &harness{bucket: bucket, store: st, reg: reg, srv: hs, admin: client(adminToken), pub: client(publisherToken), reader: client(readerToken)}
+	return &harness{bucket: bucket, store: st, reg: reg, srv: hs, api: api, admin: client(adminToken), pub: client(publisherToken), reader: client(readerToken)}
 }
 
 func newHarness(t *testing.T) *harness {

@@ -263,6 +263,26 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/v1/admin/models/m/status", registry.RoleReader},
 		{"GET", "/v1/admin/audit", registry.RoleAdmin},
 	}
+	// Every route the API mounts is in the matrix: a new route cannot be
+	// added without being checked here.
+	mux := http.NewServeMux()
+	for _, p := range h.api.Routes() {
+		mux.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
+	}
+	covered := map[string]bool{}
+	for _, rt := range routes {
+		req, _ := http.NewRequest(rt.method, rt.path, nil)
+		_, pattern := mux.Handler(req)
+		covered[pattern] = true
+	}
+	for _, p := range h.api.Routes() {
+		if !covered[p] {
+			t.Errorf("route %q is mounted but missing from the authorisation matrix", p)
+		}
+	}
+	if len(h.api.Routes()) < 15 {
+		t.Errorf("only %d routes mounted", len(h.api.Routes()))
+	}
 	tokens := map[registry.Role]string{registry.RoleReader: readerToken, registry.RolePublisher: publisherToken, registry.RoleAdmin: adminToken}
 	call := func(method, path, token string) int {
 		var body io.Reader

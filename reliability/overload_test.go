@@ -211,6 +211,6 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	report(row{scenario: "soak (half max, geo + 3 edges)", offered: fmt.Sprintf("%.0f/s for %v", rate, duration), requests: sent,
-		failed: failed, p99: quantile(lat, 0.99), memGrowth: fmt.Sprintf("RSS max +%.1f%%, goroutines max %+d", 100*worst, worstG)})
+		failed: failed, p99: quantile(lat, 0.99), memGrowth: fmt.Sprintf("RSS max %+.1f%% (2nd half %+.1f%%), goroutines max %+d", 100*worst, 100*worstLate, worstG)})
 	s.checkLogs(t)
 }

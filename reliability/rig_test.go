@@ -3,6 +3,7 @@ package reliability
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -17,7 +18,10 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
-var full = flag.Bool("full", false, "run the full-length scenarios (make reliability) instead of the CI ones")
+var (
+	full       = flag.Bool("full", false, "run the full-length scenarios (make reliability) instead of the CI ones")
+	reportFile = flag.String("report", "", "also write the report table to this file")
+)
 
 // pick returns the full or the CI value.
 func pick[T any](ci, long T) T {
@@ -54,23 +58,35 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
 	if len(rows) > 0 {
-		mode := "CI (short)"
-		if *full {
-			mode = "full"
-		}
-		fmt.Printf("\nreliability report (%s mode)\n\n", mode)
-		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "scenario\toffered\trequests\tfailed\tp99\trecovery\tmemory growth\tnote")
-		for _, r := range rows {
-			p99 := "-"
-			if r.p99 > 0 {
-				p99 = r.p99.Round(100 * time.Microsecond).String()
+		var out strings.Builder
+		writeReport(&out)
+		fmt.Print(out.String())
+		if *reportFile != "" {
+			if err := os.WriteFile(*reportFile, []byte(out.String()), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "cannot write the report:", err)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.scenario, r.offered, r.requests, r.failed, p99, or(r.recovery), or(r.memGrowth), r.note)
 		}
-		w.Flush()
 	}
 	os.Exit(code)
+}
+
+// writeReport renders the rows as one table.
+func writeReport(out io.Writer) {
+	mode := "CI (short)"
+	if *full {
+		mode = "full"
+	}
+	fmt.Fprintf(out, "\nreliability report (%s mode)\n\n", mode)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "scenario\toffered\trequests\tfailed\tp99\trecovery\tmemory growth\tnote")
+	for _, r := range rows {
+		p99 := "-"
+		if r.p99 > 0 {
+			p99 = r.p99.Round(100 * time.Microsecond).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.scenario, r.offered, r.requests, r.failed, p99, or(r.recovery), or(r.memGrowth), r.note)
+	}
+	w.Flush()
 }
 
 func or(s string) string {

@@ -119,7 +119,7 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &fasthttp.Server{Handler: router.Handler(), Name: "sentiment-geo", ReadTimeout: 10 * time.Second,
+	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: router.ErrorHandler, Name: "sentiment-geo", ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: 1 << 20}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
