@@ -40,7 +40,7 @@ func (f *registryFlags) register(fs *flag.FlagSet) {
 	if def == "" {
 		def = "http://127.0.0.1:8081"
 	}
-	fs.StringVar(&f.url, "registry", def, "registry URL (or SENTCTL_REGISTRY); the token is read from SENTCTL_TOKEN")
+	fs.StringVar(&f.url, "registry", def, "registry URL, or replicas separated by commas (or SENTCTL_REGISTRY); the token is read from SENTCTL_TOKEN")
 }
 
 func (f *registryFlags) client() *registry.Client {

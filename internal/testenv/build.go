@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,7 +28,8 @@ func GoBinary(t testing.TB, pkg string) string {
 		return p
 	}
 	if buildDir == "" {
-		d, err := os.MkdirTemp("", "sentiment-bin-")
+		sweepBuildDirs()
+		d, err := os.MkdirTemp("", fmt.Sprintf("sentiment-bin-%d-", os.Getpid()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,6 +47,22 @@ func GoBinary(t testing.TB, pkg string) string {
 	}
 	buildDone[pkg] = out
 	return out
+}
+
+// sweepBuildDirs removes the binaries of test processes that have ended:
+// a test binary cannot remove its own when it exits, so the next one does.
+// Directories are named sentiment-bin-<pid>-<random>.
+func sweepBuildDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "sentiment-bin-*"))
+	for _, d := range dirs {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), "sentiment-bin-"), "-")
+		if !ok {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); errors.Is(err, os.ErrNotExist) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 func moduleRoot() (string, error) {
