@@ -132,8 +132,8 @@ func TestPartition(t *testing.T) {
 	s.checkLogs(t)
 }
 
-// TestSlowRegion puts a proxy that delays every response by a second in
-// front of eu-west's edge.
+// TestSlowRegion puts a proxy in front of eu-west's edge and, once load
+// runs, makes it delay every response by a second.
 func TestSlowRegion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-service scenario")
@@ -142,14 +142,22 @@ func TestSlowRegion(t *testing.T) {
 	addrs := freeAddrs(t, 4)
 	s.edge(t, "eu-west", addrs[0])
 	s.edge(t, "us-east", addrs[1])
-	slow := slowProxy(t, addrs[0], time.Second)
+	var delay atomic.Int64
+	slow := slowProxy(t, addrs[0], &delay)
 	perTry := 200 * time.Millisecond
 	s.geo(t, addrs[2], fmt.Sprintf("eu-west=%s,us-east=%s", slow, addrs[1]), perTry)
 
 	rate := pick(300.0, 1000.0)
 	l := startLoad("http://"+addrs[2]+"/v1/predict", "eu-west", rate, 512)
+	time.Sleep(pick(2*time.Second, 10*time.Second))
+	if _, n := l.servedBy("eu-west"); n == 0 {
+		t.Fatalf("eu-west served nothing before it slowed down: %s", l.summary())
+	}
+	delay.Store(int64(time.Second))
+	slowAt := time.Now()
 	time.Sleep(pick(5*time.Second, 60*time.Second))
 	l.Stop()
+	lastFast, _ := l.servedBy("eu-west")
 	t.Logf("load: %s", l.summary())
 	p99 := l.p99()
 	if l.failed.Load() > 0 || l.rejected.Load() > 0 {
@@ -160,14 +168,16 @@ func TestSlowRegion(t *testing.T) {
 		t.Errorf("p99 %v through the router, want it bounded by the per-try timeout %v", p99, perTry)
 	}
 	b, _ := routeState(addrs[2], "eu-west")
-	report(row{scenario: "slow region (+1s per response)", offered: fmt.Sprintf("%.0f/s", rate), requests: l.sent.Load(),
-		failed: l.failed.Load() + l.rejected.Load(), p99: p99, note: "eu-west breaker " + b + " at the end"})
+	report(row{scenario: "region turns slow (+1s per response)", offered: fmt.Sprintf("%.0f/s", rate), requests: l.sent.Load(),
+		failed: l.failed.Load() + l.rejected.Load(), p99: p99,
+		recovery: fmt.Sprintf("last eu-west answer %v after it slowed", lastFast.Sub(slowAt).Round(time.Millisecond)),
+		note:     "per-try timeout 200ms; eu-west breaker " + b + " at the end"})
 	s.checkLogs(t)
 }
 
-// slowProxy forwards HTTP requests to target after delay and returns its
-// address.
-func slowProxy(t *testing.T, target string, delay time.Duration) string {
+// slowProxy forwards HTTP requests to target after the current delay and
+// returns its address.
+func slowProxy(t *testing.T, target string, delay *atomic.Int64) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -176,7 +186,7 @@ func slowProxy(t *testing.T, target string, delay time.Duration) string {
 	client := &fasthttp.Client{}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		if !strings.HasPrefix(string(ctx.Path()), "/health") {
-			time.Sleep(delay)
+			time.Sleep(time.Duration(delay.Load()))
 		}
 		req := &ctx.Request
 		req.SetHost(target)
