@@ -77,7 +77,7 @@ func (s *Server) FastHTTPServer() *fasthttp.Server {
 		IdleTimeout:           60 * time.Second,
 		ReadBufferSize:        8 << 10,
 		NoDefaultServerHeader: true,
-		Logger:                fasthttpLogger{s.log},
+		Logger:                obs.PrintfLogger{Log: s.log, Level: slog.LevelDebug},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			code := fasthttp.StatusBadRequest
 			msg := "malformed request"
@@ -385,12 +385,4 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil
-}
-
-// fasthttpLogger routes fasthttp's own messages (broken connections,
-// oversized requests) to slog at debug level.
-type fasthttpLogger struct{ log *slog.Logger }
-
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...))
 }

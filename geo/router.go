@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
 // Config configures the failover proxy; it is built in main.
@@ -52,13 +53,8 @@ type upstream struct {
 func (r *Router) newUpstream(addr string) *upstream {
 	return &upstream{addr: addr, pipeline: &fasthttp.PipelineClient{Addr: addr, Name: "sentiment-geo",
 		MaxConns: 4, MaxPendingRequests: 4096, MaxIdleConnDuration: 30 * time.Second,
-		ReadTimeout: r.cfg.PerTryTimeout, WriteTimeout: r.cfg.PerTryTimeout, Logger: printfLogger{r.log}}}
+		ReadTimeout: r.cfg.PerTryTimeout, WriteTimeout: r.cfg.PerTryTimeout, Logger: obs.PrintfLogger{Log: r.log, Level: slog.LevelWarn}}}
 }
-
-// printfLogger sends fasthttp's log lines to the JSON log.
-type printfLogger struct{ log *slog.Logger }
-
-func (l printfLogger) Printf(format string, args ...any) { l.log.Warn(fmt.Sprintf(format, args...)) }
 
 // regionPool holds a region's healthy edges, its breaker and its metrics.
 type regionPool struct {

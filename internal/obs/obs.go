@@ -4,6 +4,7 @@
 package obs
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -72,4 +73,16 @@ func MetricsHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		metrics.WritePrometheus(w, true)
 	})
+}
+
+// PrintfLogger sends the Printf-style messages of libraries such as
+// fasthttp to a slog logger at Level, so they land in the JSON log.
+type PrintfLogger struct {
+	Log   *slog.Logger
+	Level slog.Level
+}
+
+// Printf logs one message.
+func (l PrintfLogger) Printf(format string, args ...any) {
+	l.Log.Log(context.Background(), l.Level, fmt.Sprintf(format, args...))
 }
