@@ -1,9 +1,6 @@
 package geo
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
 // Retry budget, as Finagle and Envoy define it: over a sliding window of
 // budgetWindow seconds, retries may add at most ratio of the requests plus
@@ -15,9 +12,10 @@ const (
 	budgetFloor  = 10 // retries per second always allowed
 )
 
+// Its methods take the current time in unix seconds, which the caller
+// has read anyway.
 type retryBudget struct {
 	ratio float64
-	now   func() int64 // unix seconds; nil means the clock
 	mu    sync.Mutex
 	slots [budgetWindow]budgetSlot
 }
@@ -28,12 +26,8 @@ type budgetSlot struct {
 	requests, retries float64
 }
 
-// slot returns the current second's slot, clearing it if it is stale.
-func (b *retryBudget) slot() *budgetSlot {
-	now := time.Now().Unix()
-	if b.now != nil {
-		now = b.now()
-	}
+// slot returns the slot of second now, clearing it if it is stale.
+func (b *retryBudget) slot(now int64) *budgetSlot {
 	s := &b.slots[now%budgetWindow]
 	if s.second != now {
 		*s = budgetSlot{second: now}
@@ -41,16 +35,16 @@ func (b *retryBudget) slot() *budgetSlot {
 	return s
 }
 
-func (b *retryBudget) request() {
+func (b *retryBudget) request(now int64) {
 	b.mu.Lock()
-	b.slot().requests++
+	b.slot(now).requests++
 	b.mu.Unlock()
 }
 
-func (b *retryBudget) allowRetry() bool {
+func (b *retryBudget) allowRetry(now int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur := b.slot()
+	cur := b.slot(now)
 	var requests, retries float64
 	for _, s := range b.slots {
 		if cur.second-s.second < budgetWindow {
@@ -65,9 +59,9 @@ func (b *retryBudget) allowRetry() bool {
 }
 
 // refund returns a retry that was allowed but not made.
-func (b *retryBudget) refund() {
+func (b *retryBudget) refund(now int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.slot()
+	s := b.slot(now)
 	s.retries = max(0, s.retries-1)
 }

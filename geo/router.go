@@ -235,7 +235,8 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 	setForwardedFor(ctx)
 	req.Header.Del("Connection")
 	req.URI().SetScheme("http")
-	r.budget.request()
+	sec := start.Unix()
+	r.budget.request(sec)
 	failovers, attempts := 0, 0
 	var lastErr error
 	for _, region := range order {
@@ -246,7 +247,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 		if up == nil || pool.breaker.State() == gobreaker.StateOpen {
 			continue // no healthy edge, or the breaker is open: skip at once
 		}
-		if attempts > 0 && !r.budget.allowRetry() {
+		if attempts > 0 && !r.budget.allowRetry(sec) {
 			lastErr = errors.New("retry budget exhausted")
 			break
 		}
@@ -255,21 +256,25 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 			// Open, or its one half-open probe is out: the region is
 			// skipped without an attempt, so no retry is spent on it.
 			if attempts > 0 {
-				r.budget.refund()
+				r.budget.refund(sec)
 			}
 			continue
 		}
 		attempts++
-		t0 := time.Now()
-		err = r.forward(ctx, up)
+		t0 := start // the clock is read once per attempt, not per step
+		if attempts > 1 {
+			t0 = time.Now()
+		}
+		err = r.forward(ctx, up, t0)
 		done(err)
-		pool.latency.Update(time.Since(t0).Seconds())
+		end := time.Now()
+		pool.latency.Update(end.Sub(t0).Seconds())
 		if err == nil {
 			h := &ctx.Response.Header
 			h.Set("X-Served-Region", region)
 			h.Set("X-Failovers", strconv.Itoa(failovers))
 			pool.ok.Inc()
-			observe(ctx.Response.StatusCode(), start)
+			observe(ctx.Response.StatusCode(), end.Sub(start))
 			return
 		}
 		pool.failed.Inc()
@@ -285,12 +290,12 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 		msg += ": " + lastErr.Error()
 	}
 	ctx.SetBodyString(fmt.Sprintf(`{"error":%q}`+"\n", msg))
-	observe(fasthttp.StatusServiceUnavailable, start)
+	observe(fasthttp.StatusServiceUnavailable, time.Since(start))
 }
 
 // forward proxies one attempt to an edge. X-Request-ID and the rest of the
 // client's headers travel unchanged.
-func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream) error {
+func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, now time.Time) error {
 	up.inflight.Add(1)
 	defer up.inflight.Add(-1)
 	req := &ctx.Request
@@ -300,7 +305,7 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream) error {
 	req.KeepBodyBuffer = true
 	resp := &ctx.Response
 	var err error
-	if time.Now().UnixNano()-up.failedAt.Load() < int64(time.Second) {
+	if now.UnixNano()-up.failedAt.Load() < int64(time.Second) {
 		err = r.client.DoTimeout(req, resp, r.cfg.PerTryTimeout)
 	} else {
 		err = up.pipeline.DoTimeout(req, resp, r.cfg.PerTryTimeout)
@@ -393,8 +398,8 @@ func healthyEdgesGauge(region string) *metrics.Gauge {
 	return metrics.GetOrCreateGauge(fmt.Sprintf(`geo_healthy_edges{region=%q}`, region), nil)
 }
 
-func observe(code int, start time.Time) {
-	requestDuration.Update(time.Since(start).Seconds())
+func observe(code int, took time.Duration) {
+	requestDuration.Update(took.Seconds())
 	if code < 100 || code >= len(requestsByCode) {
 		code = 599
 	}

@@ -134,18 +134,18 @@ func TestRouteEndpoint(t *testing.T) {
 
 func TestRetryBudget(t *testing.T) {
 	now := int64(1000)
-	b := retryBudget{ratio: 0.2, now: func() int64 { return now }}
+	b := retryBudget{ratio: 0.2}
 	// A steady 100 requests per second for the whole window.
 	for sec := 0; sec < budgetWindow; sec++ {
 		for i := 0; i < 100; i++ {
-			b.request()
+			b.request(now)
 		}
 		now++
 	}
 	now--
 	allowed := 0
 	for i := 0; i < 1000; i++ {
-		if b.allowRetry() {
+		if b.allowRetry(now) {
 			allowed++
 		}
 	}
@@ -154,13 +154,13 @@ func TestRetryBudget(t *testing.T) {
 		t.Fatalf("%d retries allowed for 1000 requests over the window, want 300", allowed)
 	}
 	// A refund makes room for one more.
-	b.refund()
-	if !b.allowRetry() || b.allowRetry() {
+	b.refund(now)
+	if !b.allowRetry(now) || b.allowRetry(now) {
 		t.Fatal("a refund should allow exactly one more retry")
 	}
 	// Once the window has passed, the old retries no longer count.
 	now += budgetWindow
-	if !b.allowRetry() {
+	if !b.allowRetry(now) {
 		t.Fatal("no retry allowed in a fresh window")
 	}
 }
