@@ -48,12 +48,8 @@ func publish(ctx context.Context, c *registry.Client, seed uint64, v string, t *
 
 // servedVersion asks an edge which version answers a prediction.
 func servedVersion(addr string) string {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethod("POST")
-	req.SetRequestURI("http://" + addr + "/v1/predict")
-	req.SetBodyString(`{"text":"fine"}`)
+	req, resp, release := predictRequest("http://"+addr+"/v1/predict", `{"text":"fine"}`)
+	defer release()
 	if err := fasthttp.DoTimeout(req, resp, 2*time.Second); err != nil || resp.StatusCode() != 200 {
 		return ""
 	}

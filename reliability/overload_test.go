@@ -24,12 +24,8 @@ func maxRate(url string, conns int, d time.Duration) float64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			req.Header.SetMethod("POST")
-			req.SetRequestURI(url)
-			req.SetBodyString(`{"text":"` + marker + ` a fine film"}`)
+			req, resp, release := predictRequest(url, `{"text":"`+marker+` a fine film"}`)
+			defer release()
 			for time.Now().Before(deadline) {
 				if err := client.DoTimeout(req, resp, 5*time.Second); err == nil && resp.StatusCode() == 200 {
 					n.Add(1)
@@ -69,12 +65,8 @@ func goroutines(t *testing.T, addr string) int {
 
 // probeLatency times one request.
 func probeLatency(url string) time.Duration {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethod("POST")
-	req.SetRequestURI(url)
-	req.SetBodyString(`{"text":"` + marker + ` a probe"}`)
+	req, resp, release := predictRequest(url, `{"text":"`+marker+` a probe"}`)
+	defer release()
 	t0 := time.Now()
 	if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
 		return time.Hour

@@ -165,17 +165,23 @@ func (l *load) run() {
 	}
 }
 
-func (l *load) one(client *fasthttp.Client, n int64) {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
+// predictRequest returns a pooled POST of body to url and its response;
+// call release when done with both.
+func predictRequest(url, body string) (req *fasthttp.Request, resp *fasthttp.Response, release func()) {
+	req, resp = fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.Header.SetMethod("POST")
-	req.SetRequestURI(l.url)
+	req.SetRequestURI(url)
 	req.Header.SetContentType("application/json")
+	req.SetBodyString(body)
+	return req, resp, func() { fasthttp.ReleaseRequest(req); fasthttp.ReleaseResponse(resp) }
+}
+
+func (l *load) one(client *fasthttp.Client, n int64) {
+	req, resp, release := predictRequest(l.url, fmt.Sprintf(`{"text":"%s a fine and moving film, take %d"}`, marker, n))
+	defer release()
 	if l.hint != "" {
 		req.Header.Set("X-Region", l.hint)
 	}
-	req.SetBodyString(fmt.Sprintf(`{"text":"%s a fine and moving film, take %d"}`, marker, n))
 	l.sent.Add(1)
 	t0 := time.Now()
 	err := client.DoTimeout(req, resp, l.timeout)
