@@ -18,6 +18,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/hashicorp/consul/api"
 
+	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
 )
 
@@ -103,8 +104,8 @@ func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, 
 	deny := func(msg string) (registry.MoveRequest, registry.AuditEntry, error) {
 		entry := ad.entry(r, p, action, name, channel, req)
 		entry.Result, entry.Detail = "denied", msg
-		ad.reg.Audit(r.Context(), entry)
-		return req, entry, &registry.HTTPError{Code: http.StatusForbidden, Msg: msg}
+		_, _ = ad.reg.Audit(r.Context(), entry) // a failure is logged and counted; the refusal stands
+		return req, entry, httperr.New(http.StatusForbidden, "%s", msg)
 	}
 	if ad.isProduction(channel) && p.Role < registry.RoleAdmin {
 		return deny(fmt.Sprintf("only admins may move the %q channel", channel))
@@ -276,7 +277,7 @@ func (ad *admin) finishMove(w http.ResponseWriter, r *http.Request, entry regist
 		if registry.StatusOf(err) >= 500 {
 			entry.Result = "error"
 		}
-		ad.reg.Audit(r.Context(), entry)
+		_, _ = ad.reg.Audit(r.Context(), entry) // a failure is logged and counted; the refusal stands
 		return err
 	}
 	ok.Inc()
@@ -287,8 +288,7 @@ func (ad *admin) finishMove(w http.ResponseWriter, r *http.Request, entry regist
 	}
 	if _, err := ad.reg.Audit(r.Context(), entry); err != nil {
 		// The move happened and is in the channel history; say so.
-		return &registry.HTTPError{Code: http.StatusInternalServerError,
-			Msg: fmt.Sprintf("channel moved to revision %d but the audit entry could not be written", c.Revision), Err: err}
+		return registry.Unaudited(fmt.Sprintf("channel %s/%s moved to revision %d", entry.Model, entry.Channel, c.Revision), err)
 	}
 	registry.WriteJSON(w, http.StatusOK, c)
 	return nil

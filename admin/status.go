@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/sentimentpro/sentiment/discovery"
+	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
 )
 
@@ -59,7 +60,7 @@ func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Princ
 		channel = ad.cfg.ProductionChannels[0]
 	}
 	if ad.cfg.Consul == nil {
-		return &registry.HTTPError{Code: http.StatusServiceUnavailable, Msg: errNoDiscovery.Error()}
+		return httperr.New(http.StatusServiceUnavailable, "%s", errNoDiscovery.Error())
 	}
 	c, err := ad.reg.GetChannel(r.Context(), name, channel)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -65,7 +66,7 @@ type Server struct {
 	current  atomic.Pointer[Serving]
 	draining atomic.Bool
 	limiter  *limiter
-	ids      requestIDs
+	ids      *obs.RequestIDs
 }
 
 // NewServer returns a server with no model; call Swap to give it one.
@@ -89,7 +90,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.RatePerMinute > 0 {
 		s.limiter = newLimiter(cfg.RatePerMinute, cfg.RateBurst)
 	}
-	s.ids = newRequestIDs()
+	s.ids = obs.NewRequestIDs()
 	return s
 }
 

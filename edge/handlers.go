@@ -1,12 +1,10 @@
 package edge
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -16,24 +14,13 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/model"
 )
 
 // Version is the server version reported by GET /v2.
 var Version = "dev"
-
-// httpError is a handler's failure: the status and the client message.
-type httpError struct {
-	code int
-	msg  string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
-func errorf(code int, format string, args ...any) error {
-	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
-}
 
 type handler func(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 
@@ -53,14 +40,14 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.POST("/v2/models/{name}/versions/{version}/infer", s.wrap("/v2/models/{name}/versions/{version}/infer", true, s.infer))
 	r.GET("/health/live", s.wrap("/health/live", false, s.live))
 	r.GET("/health/ready", s.wrap("/health/ready", false, s.ready))
-	r.GET("/metrics", fasthttpadaptorMetrics)
+	r.GET("/metrics", obs.FastMetricsHandler)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx, s.cfg.TLS)
-		writeError(ctx, "", errorf(fasthttp.StatusNotFound, "no route %s %s", ctx.Method(), ctx.Path()))
+		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusNotFound, "no route %s %s", ctx.Method(), ctx.Path()), s.requestID(ctx))
 	}
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx, s.cfg.TLS)
-		writeError(ctx, "", errorf(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()))
+		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()), s.requestID(ctx))
 	}
 	return r.Handler
 }
@@ -78,17 +65,7 @@ func (s *Server) FastHTTPServer() *fasthttp.Server {
 		ReadBufferSize:        8 << 10,
 		NoDefaultServerHeader: true,
 		Logger:                obs.PrintfLogger{Log: s.log, Level: slog.LevelDebug},
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			code := fasthttp.StatusBadRequest
-			msg := "malformed request"
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				code, msg = fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes)
-			} else if _, ok := err.(*fasthttp.ErrSmallBuffer); ok {
-				code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large"
-			}
-			setSecurityHeaders(ctx, s.cfg.TLS)
-			writeError(ctx, "", errorf(code, "%s", msg))
-		},
+		ErrorHandler:          httperr.ErrorHandler(s.cfg.MaxBodyBytes, func(ctx *fasthttp.RequestCtx) { setSecurityHeaders(ctx, s.cfg.TLS) }),
 	}
 }
 
@@ -133,7 +110,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 			if ok, wait := s.limiter.allow(addr, start); !ok {
 				rateLimited.Inc()
 				ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-				err = errorf(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
+				err = httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
 			}
 		}
 		if err == nil {
@@ -145,7 +122,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 			}
 		}
 		if err != nil {
-			writeError(ctx, id, err)
+			httperr.WriteFast(ctx, err, id)
 			if code := ctx.Response.StatusCode(); code >= 500 || code == fasthttp.StatusTooManyRequests {
 				s.log.Warn("request failed", "request_id", id, "route", route, "status", code, "err", err.Error(),
 					"client", obs.TruncateIP(ctx.RemoteIP().String()))
@@ -155,40 +132,13 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 	}
 }
 
-func writeError(ctx *fasthttp.RequestCtx, id string, err error) {
-	code := fasthttp.StatusInternalServerError
-	msg := "internal error"
-	var he *httpError
-	if errors.As(err, &he) {
-		code, msg = he.code, he.msg
-	}
-	ctx.SetStatusCode(code)
-	ctx.SetContentType("application/json")
-	b := appendField(append(make([]byte, 0, 128), '{'), "error", msg, true)
-	if id != "" {
-		b = appendField(b, "request_id", id, false)
-	}
-	ctx.SetBody(append(b, '}', '\n'))
-}
-
-// requestIDs makes cheap unique IDs: a random per-process prefix and a
-// counter. A client's valid X-Request-ID is used instead.
-type requestIDs struct {
-	prefix string
-	n      atomic.Uint64
-}
-
-func newRequestIDs() requestIDs { return requestIDs{prefix: obs.NewRequestID()[:12]} }
-
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
 	if v := ctx.Request.Header.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
 		ctx.Response.Header.SetCanonical(requestIDKey, v)
 		return string(v)
 	}
 	var buf [48]byte
-	b := append(buf[:0], s.ids.prefix...)
-	b = append(b, '-')
-	b = strconv.AppendUint(b, s.ids.n.Add(1), 16)
+	b := s.ids.Append(buf[:0])
 	ctx.Response.Header.SetCanonical(requestIDKey, b)
 	return string(b)
 }
@@ -200,18 +150,18 @@ func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 var parsers fastjson.ParserPool
 
 func noModel() error {
-	return errorf(fasthttp.StatusServiceUnavailable, "no model loaded yet")
+	return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet")
 }
 
 // checkText applies the text rules shared by every prediction route.
 func (s *Server) checkText(text []byte, what string) error {
 	switch {
 	case len(text) > s.cfg.MaxTextBytes:
-		return errorf(fasthttp.StatusBadRequest, "%s is %d bytes, longer than the %d-byte limit", what, len(text), s.cfg.MaxTextBytes)
+		return httperr.New(fasthttp.StatusBadRequest, "%s is %d bytes, longer than the %d-byte limit", what, len(text), s.cfg.MaxTextBytes)
 	case !utf8.Valid(text):
-		return errorf(fasthttp.StatusBadRequest, "%s is not valid UTF-8", what)
+		return httperr.New(fasthttp.StatusBadRequest, "%s is not valid UTF-8", what)
 	case len(strings.TrimSpace(b2s(text))) == 0:
-		return errorf(fasthttp.StatusBadRequest, "%s is empty", what)
+		return httperr.New(fasthttp.StatusBadRequest, "%s is empty", what)
 	}
 	return nil
 }
@@ -221,11 +171,11 @@ func (s *Server) checkText(text []byte, what string) error {
 func parseObject(p *fastjson.Parser, body []byte, like string) (*fastjson.Object, error) {
 	v, err := p.ParseBytes(body)
 	if err != nil {
-		return nil, errorf(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
+		return nil, httperr.New(fasthttp.StatusBadRequest, "invalid JSON: %v", err)
 	}
 	obj, err := v.Object()
 	if err != nil {
-		return nil, errorf(fasthttp.StatusBadRequest, "body must be a JSON object like %s", like)
+		return nil, httperr.New(fasthttp.StatusBadRequest, "body must be a JSON object like %s", like)
 	}
 	return obj, nil
 }
@@ -250,22 +200,22 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 		switch string(key) {
 		case "text":
 			if text, ferr = val.StringBytes(); ferr != nil {
-				ferr = errorf(fasthttp.StatusBadRequest, `"text" must be a string`)
+				ferr = httperr.New(fasthttp.StatusBadRequest, `"text" must be a string`)
 			}
 			hasText = true
 		case "explain":
 			if explain, ferr = val.Bool(); ferr != nil {
-				ferr = errorf(fasthttp.StatusBadRequest, `"explain" must be true or false`)
+				ferr = httperr.New(fasthttp.StatusBadRequest, `"explain" must be true or false`)
 			}
 		default:
-			ferr = errorf(fasthttp.StatusBadRequest, "unknown field %q", key)
+			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 		}
 	})
 	if ferr != nil {
 		return ferr
 	}
 	if !hasText {
-		return errorf(fasthttp.StatusBadRequest, `missing "text"`)
+		return httperr.New(fasthttp.StatusBadRequest, `missing "text"`)
 	}
 	if err := s.checkText(text, "text"); err != nil {
 		return err
@@ -323,28 +273,28 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 			return
 		}
 		if string(key) != "texts" {
-			ferr = errorf(fasthttp.StatusBadRequest, "unknown field %q", key)
+			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 			return
 		}
 		if texts, ferr = val.Array(); ferr != nil {
-			ferr = errorf(fasthttp.StatusBadRequest, `"texts" must be an array of strings`)
+			ferr = httperr.New(fasthttp.StatusBadRequest, `"texts" must be an array of strings`)
 		}
 	})
 	if ferr != nil {
 		return ferr
 	}
 	if len(texts) == 0 {
-		return errorf(fasthttp.StatusBadRequest, `"texts" must hold 1 to %d strings`, s.cfg.MaxBatch)
+		return httperr.New(fasthttp.StatusBadRequest, `"texts" must hold 1 to %d strings`, s.cfg.MaxBatch)
 	}
 	if len(texts) > s.cfg.MaxBatch {
-		return errorf(fasthttp.StatusRequestEntityTooLarge, "%d texts, at most %d per batch", len(texts), s.cfg.MaxBatch)
+		return httperr.New(fasthttp.StatusRequestEntityTooLarge, "%d texts, at most %d per batch", len(texts), s.cfg.MaxBatch)
 	}
 	b := make([]byte, 0, 64+48*len(texts))
 	b = append(b, `{"predictions":[`...)
 	for i, tv := range texts {
 		text, err := tv.StringBytes()
 		if err != nil {
-			return errorf(fasthttp.StatusBadRequest, "texts[%d] is not a string", i)
+			return httperr.New(fasthttp.StatusBadRequest, "texts[%d] is not a string", i)
 		}
 		if err := s.checkText(text, fmt.Sprintf("texts[%d]", i)); err != nil {
 			return err
@@ -373,7 +323,7 @@ func (s *Server) live(ctx *fasthttp.RequestCtx, _ *Serving, id string) error {
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
 	if s.draining.Load() {
-		return errorf(fasthttp.StatusServiceUnavailable, "draining")
+		return httperr.New(fasthttp.StatusServiceUnavailable, "draining")
 	}
 	if sv == nil {
 		return noModel()

@@ -5,6 +5,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
+
+	"github.com/sentimentpro/sentiment/internal/httperr"
 )
 
 // The Open Inference Protocol (KServe V2) REST surface. The model takes
@@ -26,13 +28,13 @@ func (s *Server) servedModel(ctx *fasthttp.RequestCtx, sv *Serving) error {
 	name, _ := ctx.UserValue("name").(string)
 	version, _ := ctx.UserValue("version").(string)
 	if name != s.cfg.ModelName {
-		return errorf(fasthttp.StatusNotFound, "model %q not found (this edge serves %q)", name, s.cfg.ModelName)
+		return httperr.New(fasthttp.StatusNotFound, "model %q not found (this edge serves %q)", name, s.cfg.ModelName)
 	}
 	if sv == nil {
-		return errorf(fasthttp.StatusServiceUnavailable, "model %q is not loaded yet", name)
+		return httperr.New(fasthttp.StatusServiceUnavailable, "model %q is not loaded yet", name)
 	}
 	if version != "" && version != sv.Version {
-		return errorf(fasthttp.StatusNotFound, "version %q of model %q not found (serving %q)", version, name, sv.Version)
+		return httperr.New(fasthttp.StatusNotFound, "version %q of model %q not found (serving %q)", version, name, sv.Version)
 	}
 	return nil
 }
@@ -43,7 +45,7 @@ func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) erro
 	}
 	b := appendField([]byte("{"), "name", s.cfg.ModelName, true)
 	b = append(b, `,"versions":[`...)
-	b = appendJSONString(b, sv.Version)
+	b = httperr.AppendJSONString(b, sv.Version)
 	b = append(b, ']')
 	b = appendField(b, "platform", "sentiment-linear", false)
 	b = append(b, `,"inputs":[{"name":"text","datatype":"BYTES","shape":[-1]}]`...)
@@ -86,30 +88,30 @@ func (s *Server) parseInfer(body []byte, p *fastjson.Parser) (oipRequest, error)
 		switch string(key) {
 		case "id":
 			if req.id, ferr = val.StringBytes(); ferr != nil {
-				ferr = errorf(fasthttp.StatusBadRequest, `"id" must be a string`)
+				ferr = httperr.New(fasthttp.StatusBadRequest, `"id" must be a string`)
 			}
 			req.hasID = true
 		case "inputs":
 			if inputs, ferr = val.Array(); ferr != nil {
-				ferr = errorf(fasthttp.StatusBadRequest, `"inputs" must be an array`)
+				ferr = httperr.New(fasthttp.StatusBadRequest, `"inputs" must be an array`)
 			}
 		case "outputs":
 			if outputs, ferr = val.Array(); ferr != nil {
-				ferr = errorf(fasthttp.StatusBadRequest, `"outputs" must be an array`)
+				ferr = httperr.New(fasthttp.StatusBadRequest, `"outputs" must be an array`)
 			}
 		case "parameters":
 			if val.Type() != fastjson.TypeObject {
-				ferr = errorf(fasthttp.StatusBadRequest, `"parameters" must be an object`)
+				ferr = httperr.New(fasthttp.StatusBadRequest, `"parameters" must be an object`)
 			}
 		default:
-			ferr = errorf(fasthttp.StatusBadRequest, "unknown field %q", key)
+			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 		}
 	})
 	if ferr != nil {
 		return req, ferr
 	}
 	if len(inputs) != 1 {
-		return req, errorf(fasthttp.StatusBadRequest, "expected exactly 1 input (BYTES texts), got %d", len(inputs))
+		return req, httperr.New(fasthttp.StatusBadRequest, "expected exactly 1 input (BYTES texts), got %d", len(inputs))
 	}
 	if req.texts, err = s.parseInput(inputs[0]); err != nil {
 		return req, err
@@ -124,7 +126,7 @@ func (s *Server) parseInfer(body []byte, p *fastjson.Parser) (oipRequest, error)
 			case "score":
 				req.wantScore = true
 			default:
-				return req, errorf(fasthttp.StatusBadRequest, "outputs[%d]: unknown output %q (want label or score)", i, name)
+				return req, httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: unknown output %q (want label or score)", i, name)
 			}
 		}
 	}
@@ -136,7 +138,7 @@ func (s *Server) parseInfer(body []byte, p *fastjson.Parser) (oipRequest, error)
 func (s *Server) parseInput(in *fastjson.Value) ([][]byte, error) {
 	obj, err := in.Object()
 	if err != nil {
-		return nil, errorf(fasthttp.StatusBadRequest, "inputs[0] must be an object")
+		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] must be an object")
 	}
 	var shape []*fastjson.Value
 	var data *fastjson.Value
@@ -151,34 +153,34 @@ func (s *Server) parseInput(in *fastjson.Value) ([][]byte, error) {
 			hasName = val.Type() == fastjson.TypeString
 		case "datatype":
 			if dt, _ := val.StringBytes(); string(dt) != "BYTES" {
-				ferr = errorf(fasthttp.StatusBadRequest, `inputs[0].datatype must be "BYTES" (texts), got %s`, val)
+				ferr = httperr.New(fasthttp.StatusBadRequest, `inputs[0].datatype must be "BYTES" (texts), got %s`, val)
 			}
 		case "shape":
 			if shape, ferr = val.Array(); ferr != nil {
-				ferr = errorf(fasthttp.StatusBadRequest, "inputs[0].shape must be an array of integers")
+				ferr = httperr.New(fasthttp.StatusBadRequest, "inputs[0].shape must be an array of integers")
 			}
 		case "data":
 			data = val
 		case "parameters":
 		default:
-			ferr = errorf(fasthttp.StatusBadRequest, "inputs[0]: unknown field %q", key)
+			ferr = httperr.New(fasthttp.StatusBadRequest, "inputs[0]: unknown field %q", key)
 		}
 	})
 	if ferr != nil {
 		return nil, ferr
 	}
 	if !hasName || shape == nil || data == nil {
-		return nil, errorf(fasthttp.StatusBadRequest, "inputs[0] needs name, datatype, shape and data")
+		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] needs name, datatype, shape and data")
 	}
 	want := 1
 	for i, d := range shape {
 		n, err := d.Int()
 		if err != nil || n < 0 {
-			return nil, errorf(fasthttp.StatusBadRequest, "inputs[0].shape[%d] must be a non-negative integer", i)
+			return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0].shape[%d] must be a non-negative integer", i)
 		}
 		want *= n
 		if want > s.cfg.MaxBatch {
-			return nil, errorf(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
+			return nil, httperr.New(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
 		}
 	}
 	var texts [][]byte
@@ -186,10 +188,10 @@ func (s *Server) parseInput(in *fastjson.Value) ([][]byte, error) {
 		return nil, err
 	}
 	if len(texts) != want {
-		return nil, errorf(fasthttp.StatusBadRequest, "inputs[0] has %d elements, its shape says %d", len(texts), want)
+		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] has %d elements, its shape says %d", len(texts), want)
 	}
 	if len(texts) == 0 {
-		return nil, errorf(fasthttp.StatusBadRequest, "inputs[0] holds no text")
+		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] holds no text")
 	}
 	for i, t := range texts {
 		if err := s.checkText(t, "inputs[0].data["+strconv.Itoa(i)+"]"); err != nil {
@@ -203,14 +205,14 @@ func (s *Server) flatten(v *fastjson.Value, out *[][]byte, depth int) error {
 	switch v.Type() {
 	case fastjson.TypeString:
 		if len(*out) >= s.cfg.MaxBatch {
-			return errorf(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
+			return httperr.New(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
 		}
 		b, _ := v.StringBytes()
 		*out = append(*out, b)
 		return nil
 	case fastjson.TypeArray:
 		if depth > 8 {
-			return errorf(fasthttp.StatusBadRequest, "inputs[0].data is nested too deeply")
+			return httperr.New(fasthttp.StatusBadRequest, "inputs[0].data is nested too deeply")
 		}
 		items, _ := v.Array()
 		for _, item := range items {
@@ -220,7 +222,7 @@ func (s *Server) flatten(v *fastjson.Value, out *[][]byte, depth int) error {
 		}
 		return nil
 	}
-	return errorf(fasthttp.StatusBadRequest, "inputs[0].data must hold strings (BYTES), found %s", v.Type())
+	return httperr.New(fasthttp.StatusBadRequest, "inputs[0].data must hold strings (BYTES), found %s", v.Type())
 }
 
 func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
@@ -253,7 +255,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, l)
+			b = httperr.AppendJSONString(b, l)
 		}
 		b = append(b, "]}"...)
 	}

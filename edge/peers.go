@@ -10,6 +10,8 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
+
+	"github.com/sentimentpro/sentiment/internal/httperr"
 )
 
 // forwardedHeader marks a request an edge forwarded to a peer, so a peer
@@ -65,7 +67,7 @@ var errNoPeer = errors.New("no healthy peer region")
 
 func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string) error {
 	if len(ctx.Request.Header.Peek(forwardedHeader)) > 0 {
-		return errorf(fasthttp.StatusServiceUnavailable, "no model loaded yet (and this request was already forwarded once)")
+		return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet (and this request was already forwarded once)")
 	}
 	for _, region := range p.order {
 		p.mu.RLock()
@@ -85,7 +87,7 @@ func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string) error {
 		peerForwardsBad.Inc()
 		p.log.Warn("peer forward failed", "request_id", id, "region", region, "err", err)
 	}
-	return errorf(fasthttp.StatusServiceUnavailable, "no model loaded yet and %v", errNoPeer)
+	return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet and %v", errNoPeer)
 }
 
 func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
@@ -81,6 +82,7 @@ type Router struct {
 	mu     sync.RWMutex
 	pools  map[string]*regionPool
 	budget retryBudget
+	ids    *obs.RequestIDs
 	// draining fails /health/ready during shutdown.
 	draining atomic.Bool
 }
@@ -105,7 +107,7 @@ func NewRouter(cfg Config) *Router {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "geo"), pools: map[string]*regionPool{},
+	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "geo"), pools: map[string]*regionPool{}, ids: obs.NewRequestIDs(),
 		// The client forwards requests as the edge should see them:
 		// no path or header-name rewriting on the way.
 		client: &fasthttp.Client{Name: "sentiment-geo", MaxConnsPerHost: 1024, MaxIdleConnDuration: 30 * time.Second,
@@ -191,32 +193,13 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		case "/health/live", "/health/ready":
 			r.health(ctx)
 		case "/metrics":
-			ctx.SetContentType("text/plain; version=0.0.4")
-			metrics.WritePrometheus(ctx, true)
+			obs.FastMetricsHandler(ctx)
 		case "/v1/route":
 			r.route(ctx)
 		default:
 			r.proxy(ctx)
 		}
 	}
-}
-
-// ErrorHandler answers requests fasthttp could not parse, in the same
-// JSON error shape as everything else: 413 for a body over the limit, 431
-// for headers too large, 400 otherwise.
-func (r *Router) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
-	code, msg := fasthttp.StatusBadRequest, "malformed request"
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		code, msg = fasthttp.StatusRequestEntityTooLarge, "request body too large"
-	case errors.As(err, &small):
-		code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large"
-	}
-	ctx.Response.Reset()
-	ctx.SetStatusCode(code)
-	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"error":"` + msg + `"}` + "\n")
 }
 
 func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
@@ -232,6 +215,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	req := &ctx.Request
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), r.clientAddr(ctx))
+	id := r.requestID(ctx)
 	setForwardedFor(ctx)
 	req.Header.Del("Connection")
 	req.URI().SetScheme("http")
@@ -283,14 +267,25 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 		failoverTotal.Inc()
 	}
 	ctx.Response.Reset()
-	ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-	ctx.SetContentType("application/json")
-	msg := "no healthy region could answer"
-	if lastErr != nil {
-		msg += ": " + lastErr.Error()
-	}
-	ctx.SetBodyString(fmt.Sprintf(`{"error":%q}`+"\n", msg))
+	ctx.Response.Header.Set("X-Request-Id", id)
+	// Which edges failed and how is for the log, not for the client.
+	r.log.Debug("no region answered", "request_id", id, "attempts", attempts, "err", lastErr)
+	httperr.WriteFast(ctx, httperr.Wrap(fasthttp.StatusServiceUnavailable, "no healthy region could answer", lastErr), id)
 	observe(fasthttp.StatusServiceUnavailable, time.Since(start))
+}
+
+// requestID returns the client's valid X-Request-ID, or makes one and
+// puts it on the request, so the edge's logs and answer carry the same ID
+// as the router's.
+func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
+	h := &ctx.Request.Header
+	if v := h.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(string(v)) {
+		return string(v)
+	}
+	var buf [48]byte
+	b := r.ids.Append(buf[:0])
+	h.SetBytesV("X-Request-ID", b)
+	return string(b)
 }
 
 // forward proxies one attempt to an edge. X-Request-ID and the rest of the

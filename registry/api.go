@@ -15,23 +15,13 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
 // HandlerFunc is an API handler: it gets the authenticated caller and
 // returns an error, which the API turns into a status and a JSON body.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
-
-// HTTPError carries a status code and a client message; Err, if set, is
-// logged but never shown to the client.
-type HTTPError struct {
-	Code int
-	Msg  string
-	Err  error
-}
-
-func (e *HTTPError) Error() string { return e.Msg }
-func (e *HTTPError) Unwrap() error { return e.Err }
 
 // API is the registry's HTTP server: routing, authentication and roles,
 // request IDs, JSON errors, logs, metrics and the audit of denied calls.
@@ -81,9 +71,17 @@ func (a *API) Handle(pattern string, role Role, h HandlerFunc) {
 // tests can prove none is left out of the authorisation matrix.
 func (a *API) Routes() []string { return slices.Clone(a.routes) }
 
-// ServeHTTP routes a request. A request no route takes gets the mux's
-// status (404, or 405 with Allow) with a JSON error like every other.
+// ServeHTTP gives every request an ID (the client's valid X-Request-ID, or
+// a new one) and routes it. A request no route takes gets the mux's status
+// (404, or 405 with Allow) with a JSON error like every other.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("X-Request-ID")
+	if !obs.ValidRequestID(id) {
+		id = obs.NewRequestID()
+	}
+	w.Header().Set("X-Request-ID", id)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
 	h, pattern := a.mux.Handler(r)
 	if pattern != "" {
 		a.mux.ServeHTTP(w, r)
@@ -94,7 +92,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if allow := rec.header.Get("Allow"); allow != "" {
 		w.Header().Set("Allow", allow)
 	}
-	WriteJSON(w, rec.code, map[string]string{"error": fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
+	httperr.WriteHTTP(w, httperr.New(rec.code, "no route for %s %s", r.Method, r.URL.Path), id)
 }
 
 // discardWriter keeps only the status and headers of the mux's own
@@ -141,13 +139,7 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request, route string, role Role, h HandlerFunc) {
 	start := time.Now()
-	id := r.Header.Get("X-Request-ID")
-	if !obs.ValidRequestID(id) {
-		id = obs.NewRequestID()
-	}
-	w.Header().Set("X-Request-ID", id)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+	id := RequestID(r.Context())
 	sw := &statusWriter{ResponseWriter: w}
 	p, err := a.authorize(r, route, role)
 	if err == nil {
@@ -176,34 +168,32 @@ func (a *API) authorize(r *http.Request, route string, role Role) (Principal, er
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
 		a.auditDenied(r, route, Principal{}, "missing bearer token")
-		return Principal{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "missing bearer token (Authorization: Bearer <token>)"}
+		return Principal{}, httperr.New(http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
 	}
 	p, ok := a.tokens.Authenticate(token)
 	if !ok {
 		a.auditDenied(r, route, Principal{}, "unknown token")
-		return Principal{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "invalid token"}
+		return Principal{}, httperr.New(http.StatusUnauthorized, "invalid token")
 	}
 	if p.Role < role {
 		a.auditDenied(r, route, p, "role "+p.Role.String()+" lacks "+role.String())
-		return p, &HTTPError{Code: http.StatusForbidden, Msg: fmt.Sprintf("role %s may not do this (needs %s)", p.Role, role)}
+		return p, httperr.New(http.StatusForbidden, "role %s may not do this (needs %s)", p.Role, role)
 	}
 	return p, nil
 }
 
 func (a *API) auditDenied(r *http.Request, route string, p Principal, why string) {
-	_, err := a.reg.Audit(r.Context(), AuditEntry{
+	// A failure is logged and counted by Audit; the refusal stands.
+	_, _ = a.reg.Audit(r.Context(), AuditEntry{
 		Actor: p.Name, Role: p.Role.String(), Action: "auth_denied", Result: "denied",
 		Detail: why, Route: route, RequestID: RequestID(r.Context()),
 		Model: r.PathValue("name"), Channel: r.PathValue("channel"),
 	})
-	if err != nil {
-		a.log.Error("cannot audit a denied request", "request_id", RequestID(r.Context()), "err", err)
-	}
 }
 
 // StatusOf maps registry errors to HTTP status codes.
 func StatusOf(err error) int {
-	var he *HTTPError
+	var he *httperr.Error
 	switch {
 	case errors.As(err, &he):
 		return he.Code
@@ -227,23 +217,31 @@ func StatusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code := StatusOf(err)
-	msg := err.Error()
-	var he *HTTPError
+// clientError turns any handler error into the one error type: an
+// *httperr.Error stays as it is; the registry's own errors keep their
+// message (it is written for the client) below 500; a 5xx says only what
+// kind of failure it was, and the cause goes to the log.
+func clientError(err error) *httperr.Error {
+	var he *httperr.Error
 	if errors.As(err, &he) {
-		msg = he.Msg
+		return he
 	}
-	if code >= 500 {
-		a.log.Error("request failed", "request_id", RequestID(r.Context()), "status", code, "err", err)
-		if code == http.StatusInternalServerError {
-			msg = "internal error (request " + RequestID(r.Context()) + ")"
-		}
+	code := StatusOf(err)
+	switch {
+	case code < 500:
+		return &httperr.Error{Code: code, Msg: err.Error(), Err: err}
+	case code == http.StatusServiceUnavailable:
+		return httperr.Wrap(code, "storage unavailable, retry later", err)
 	}
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	return httperr.Wrap(code, httperr.Internal, err)
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	he := clientError(err)
+	if he.Code >= 500 {
+		a.log.Error("request failed", "request_id", RequestID(r.Context()), "status", he.Code, "err", err)
 	}
-	WriteJSON(w, code, map[string]string{"error": msg, "request_id": RequestID(r.Context())})
+	httperr.WriteHTTP(w, he, RequestID(r.Context()))
 }
 
 // WriteJSON writes v as a JSON response.
@@ -259,7 +257,7 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 // fields, exactly one value.
 func ReadJSON(r *http.Request, limit int64, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return &HTTPError{Code: http.StatusUnsupportedMediaType, Msg: "Content-Type must be application/json"}
+		return httperr.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, limit+1))
 	dec.DisallowUnknownFields()
@@ -288,7 +286,8 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := a.reg.Check(ctx); err != nil {
 		storeUp.Set(0)
-		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		a.log.Warn("not ready: storage unreachable", "err", err)
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "storage unavailable"})
 		return
 	}
 	storeUp.Set(1)

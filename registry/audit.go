@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"net/http"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,6 +12,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sentimentpro/sentiment/internal/httperr"
 
 	"github.com/sentimentpro/sentiment/store"
 )
@@ -40,9 +46,22 @@ type AuditEntry struct {
 
 const auditDayFormat = "2006-01-02"
 
+// auditWriteErrors counts entries that could not be stored after every
+// retry; the RegistryAuditWriteFailing alert fires on any increase.
+var auditWriteErrors = metrics.NewCounter(`registry_audit_write_errors_total`)
+
 // Audit appends an entry. It fills ID and Time; the object key sorts by
 // time, so queries list days in order.
+//
+// The audit rule: a write is retried three times and is not cut short by
+// the client going away. If it still fails, the entry is logged in full
+// (so it can be restored from the logs), registry_audit_write_errors_total
+// is incremented, and an error is returned. A caller whose action has
+// already taken effect reports it with Unaudited (HTTP 500: done, but not
+// audited); a caller that refused the request keeps its refusal.
 func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if e.Time.IsZero() {
 		e.Time = r.now().UTC()
 	}
@@ -69,8 +88,15 @@ func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 		}
 		time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
 	}
-	r.log.Error("cannot write audit entry", "action", e.Action, "request_id", e.RequestID, "err", lastErr)
+	auditWriteErrors.Inc()
+	r.log.Error("cannot write audit entry", "request_id", e.RequestID, "entry", string(data), "err", lastErr)
 	return AuditEntry{}, storeErr("cannot write audit entry", lastErr)
+}
+
+// Unaudited is the error of an action that took effect but whose audit
+// entry could not be written (see Audit): the client learns both.
+func Unaudited(done string, err error) error {
+	return httperr.Wrap(http.StatusInternalServerError, done+", but its audit entry could not be written (it is in the registry's log)", err)
 }
 
 // AuditQuery selects audit entries; empty fields match everything.

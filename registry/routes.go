@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sentimentpro/sentiment/internal/httperr"
 )
 
 var (
@@ -98,7 +100,7 @@ func (a *API) serveBlob(w http.ResponseWriter, r *http.Request, digest string) e
 	start, length, partial, err := parseRange(r.Header.Get("Range"), info.Size)
 	if err != nil {
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
-		return &HTTPError{Code: http.StatusRequestedRangeNotSatisfiable, Msg: err.Error()}
+		return httperr.New(http.StatusRequestedRangeNotSatisfiable, "%s", err.Error())
 	}
 	h.Set("Content-Length", strconv.FormatInt(length, 10))
 	code := http.StatusOK
@@ -198,7 +200,7 @@ func (a *API) createVersion(w http.ResponseWriter, r *http.Request, p Principal)
 		if StatusOf(err) >= 500 {
 			entry.Result = "error"
 		}
-		a.reg.Audit(r.Context(), entry)
+		_, _ = a.reg.Audit(r.Context(), entry) // a failure is logged and counted; the refusal stands
 		return err
 	}
 	code := http.StatusOK
@@ -206,7 +208,7 @@ func (a *API) createVersion(w http.ResponseWriter, r *http.Request, p Principal)
 		code = http.StatusCreated
 		publishOK.Inc()
 		if _, err := a.reg.Audit(r.Context(), entry); err != nil {
-			return err
+			return Unaudited(fmt.Sprintf("version %s/%s was created", name, version), err)
 		}
 	}
 	WriteJSON(w, code, v)
@@ -230,11 +232,11 @@ func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request, p Principal)
 		Digest: v.Digest, RequestID: RequestID(r.Context()), Result: "ok"}
 	if err != nil {
 		entry.Result, entry.Detail = "refused", err.Error()
-		a.reg.Audit(r.Context(), entry)
+		_, _ = a.reg.Audit(r.Context(), entry) // a failure is logged and counted; the refusal stands
 		return err
 	}
 	if _, err := a.reg.Audit(r.Context(), entry); err != nil {
-		return err
+		return Unaudited(fmt.Sprintf("version %s/%s was deleted", name, version), err)
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"deleted": v})
 	return nil

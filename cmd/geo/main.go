@@ -20,6 +20,7 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/geo"
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/service"
 )
 
@@ -119,8 +120,9 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: router.ErrorHandler, Name: "sentiment-geo", ReadTimeout: 10 * time.Second,
-		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: 1 << 20}
+	const maxBody = 1 << 20
+	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: httperr.ErrorHandler(maxBody, nil), Name: "sentiment-geo", ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: maxBody}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("geo router listening", "addr", ln.Addr().String(), "regions", len(regions), "version", Version)

@@ -12,9 +12,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
 )
 
 // NewLogger returns a JSON logger at level ("debug", "info", "warn",
@@ -85,4 +88,27 @@ type PrintfLogger struct {
 // Printf logs one message.
 func (l PrintfLogger) Printf(format string, args ...any) {
 	l.Log.Log(context.Background(), l.Level, fmt.Sprintf(format, args...))
+}
+
+// RequestIDs makes cheap unique request IDs for hot paths: a random
+// per-process prefix and a counter, e.g. "3f2a9c1b7d0e-1a".
+type RequestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+// NewRequestIDs returns a generator with a fresh random prefix.
+func NewRequestIDs() *RequestIDs { return &RequestIDs{prefix: NewRequestID()[:12]} }
+
+// Append appends the next ID to dst.
+func (g *RequestIDs) Append(dst []byte) []byte {
+	dst = append(dst, g.prefix...)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, g.n.Add(1), 16)
+}
+
+// FastMetricsHandler is MetricsHandler for fasthttp servers.
+func FastMetricsHandler(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4")
+	metrics.WritePrometheus(ctx, true)
 }
