@@ -15,15 +15,6 @@ import (
 	"github.com/sentimentpro/sentiment/registry"
 )
 
-// Edge service meta keys: what each edge reports about itself in Consul.
-const (
-	MetaRegion  = "region"
-	MetaModel   = "model"
-	MetaChannel = "channel"
-	MetaVersion = "model_version"
-	MetaDigest  = "model_digest"
-)
-
 // InstanceStatus is one edge as Consul sees it.
 type InstanceStatus struct {
 	ID      string `json:"id"`
@@ -94,17 +85,17 @@ func (ad *admin) rolloutStatus(ctx context.Context, c registry.Channel) Status {
 		}
 		for _, e := range entries {
 			in := discovery.InstanceFrom(dc, e)
-			if in.Meta[MetaModel] != c.Model || in.Meta[MetaChannel] != c.Channel {
+			if in.Meta[discovery.MetaModel] != c.Model || in.Meta[discovery.MetaChannel] != c.Channel {
 				continue
 			}
-			region := in.Meta[MetaRegion]
+			region := in.Meta[discovery.MetaRegion]
 			rs := byRegion[region]
 			if rs == nil {
 				rs = &RegionStatus{Region: region, Datacenter: dc, Expected: c.Resolve(region), Converged: true}
 				byRegion[region] = rs
 			}
 			is := InstanceStatus{ID: in.ID, Address: in.HostPort(), Health: in.Status,
-				Version: in.Meta[MetaVersion], Digest: in.Meta[MetaDigest]}
+				Version: in.Meta[discovery.MetaVersion], Digest: in.Meta[discovery.MetaDigest]}
 			is.Current = is.Version == rs.Expected
 			if in.Passing() && !is.Current {
 				rs.Converged = false

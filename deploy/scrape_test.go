@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
@@ -181,7 +183,7 @@ func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 // rolls back to v1 and forward again, so every registry counter exists.
 func publishAndMove(t *testing.T, base string) {
 	t.Helper()
-	c := &registry.Client{BaseURL: base, Token: "admin-token-0123456789"}
+	c := &regclient.Client{BaseURL: base, Token: "admin-token-0123456789"}
 	ctx := context.Background()
 	for i, v := range []string{"v1", "v2"} {
 		data := testenv.TinyArtifact(t, uint64(i+1), 0)

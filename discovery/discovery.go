@@ -7,6 +7,7 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -40,6 +41,7 @@ type Registration struct {
 	Meta    map[string]string
 
 	CheckURL      string        // e.g. http://127.0.0.1:8080/health/ready
+	TLSSkipVerify bool          // an https CheckURL: do not verify the certificate
 	CheckInterval time.Duration // default 1s
 	CheckTimeout  time.Duration // default 1s
 	// SuccessBeforePassing and FailuresBeforeCritical damp flapping: the
@@ -87,6 +89,7 @@ func Register(agent *api.Agent, r Registration) error {
 		SuccessBeforePassing:   r.SuccessBeforePassing,
 		FailuresBeforeCritical: r.FailuresBeforeCritical,
 		Status:                 api.HealthCritical,
+		TLSSkipVerify:          r.TLSSkipVerify,
 	}
 	if r.InitialStatus != "" {
 		check.Status = r.InitialStatus
@@ -117,6 +120,20 @@ func Deregister(agent *api.Agent, id string) error {
 		return fmt.Errorf("cannot deregister %q from consul: %w", id, err)
 	}
 	return nil
+}
+
+// SplitHostPort splits an advertised host:port into what a Registration
+// takes.
+func SplitHostPort(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: port %q is not 1..65535", addr, portStr)
+	}
+	return host, port, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {

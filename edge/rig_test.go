@@ -16,13 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/edge"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
-	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/s3"
 )
@@ -37,8 +39,8 @@ type rig struct {
 	bucket string
 	store  store.Store
 	url    string
-	admin  *registry.Client
-	reader *registry.Client
+	admin  *regclient.Client
+	reader *regclient.Client
 }
 
 func newRig(t *testing.T) *rig {
@@ -59,8 +61,8 @@ func newRig(t *testing.T) *rig {
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
 	return &rig{s3: srv, bucket: bucket, store: st, url: hs.URL,
-		admin:  &registry.Client{BaseURL: hs.URL, Token: "admin-token-0123456789"},
-		reader: &registry.Client{BaseURL: hs.URL, Token: "reader-token-0123456789", HTTP: &http.Client{Timeout: 30 * time.Second}}}
+		admin:  &regclient.Client{BaseURL: hs.URL, Token: "admin-token-0123456789"},
+		reader: &regclient.Client{BaseURL: hs.URL, Token: "reader-token-0123456789", HTTP: &http.Client{Timeout: 30 * time.Second}}}
 }
 
 func artifact(t testing.TB, seed uint64) []byte { return testenv.TinyArtifact(t, seed, 0) }
@@ -73,7 +75,7 @@ func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.Pr
 	if _, err := r.admin.PutBlob(ctx, digest, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	nv := registry.NewVersion{Digest: digest}
+	nv := regclient.NewVersion{Digest: digest}
 	if priv != nil {
 		sig, _ := model.Sign(priv, digest)
 		nv.Signature = &sig
@@ -85,7 +87,7 @@ func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.Pr
 
 func (r *rig) promote(t testing.TB, version string) time.Time {
 	t.Helper()
-	if _, err := r.admin.Promote(context.Background(), "demo", "production", registry.MoveRequest{Version: version}); err != nil {
+	if _, err := r.admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: version}); err != nil {
 		t.Fatal(err)
 	}
 	return time.Now()

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
 // TestStaticStability runs the real binaries: an edge follows the registry
@@ -31,7 +31,7 @@ func TestStaticStability(t *testing.T) {
 			"-consul", agent.HTTPAddr()},
 		[]string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey, "REGISTRY_TOKENS=" + tokens},
 		"http://"+regAddr+"/health/ready")
-	r := &rig{admin: &registry.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}}
+	r := &rig{admin: &regclient.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}}
 	r.publish(t, "v1", artifact(t, 1), nil)
 	r.promote(t, "v1")
 

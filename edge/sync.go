@@ -19,13 +19,13 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/sentimentpro/sentiment/model"
-	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
 // SyncConfig says which channel an edge follows and how it trusts what it
 // downloads.
 type SyncConfig struct {
-	Client  *registry.Client
+	Client  *regclient.Client
 	Model   string
 	Channel string
 	Region  string
@@ -65,7 +65,7 @@ type Syncer struct {
 	cfg      SyncConfig
 	srv      *Server
 	log      *slog.Logger
-	breaker  *gobreaker.CircuitBreaker[registry.Resolution]
+	breaker  *gobreaker.CircuitBreaker[regclient.Resolution]
 	rejected map[string]error
 }
 
@@ -82,14 +82,14 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 		cfg.Logger = slog.Default()
 	}
 	s := &Syncer{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "model-sync"), rejected: map[string]error{}}
-	s.breaker = gobreaker.NewCircuitBreaker[registry.Resolution](gobreaker.Settings{
+	s.breaker = gobreaker.NewCircuitBreaker[regclient.Resolution](gobreaker.Settings{
 		Name:        "registry",
 		MaxRequests: 1,
 		Timeout:     5 * time.Second,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
 		// A 4xx (no target yet, unknown model) is an answer, not an outage.
 		IsSuccessful: func(err error) bool {
-			var ae *registry.APIError
+			var ae *regclient.APIError
 			return err == nil || errors.As(err, &ae) && ae.Status < 500 || errors.Is(err, context.Canceled)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
@@ -185,13 +185,13 @@ func (s *Syncer) Run(ctx context.Context) {
 		sleepCtx(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/4)+1)))
 	}
 	for ctx.Err() == nil {
-		res, err := s.breaker.Execute(func() (registry.Resolution, error) {
+		res, err := s.breaker.Execute(func() (regclient.Resolution, error) {
 			return s.cfg.Client.Resolve(ctx, s.cfg.Model, s.cfg.Channel, s.cfg.Region, index, s.cfg.Wait)
 		})
 		if ctx.Err() != nil {
 			return
 		}
-		if registry.IsStatus(err, http.StatusNotFound) {
+		if regclient.IsStatus(err, http.StatusNotFound) {
 			// Nothing promoted for us yet: ask again shortly.
 			sleepCtx(ctx, time.Second)
 			continue
@@ -211,7 +211,7 @@ func (s *Syncer) Run(ctx context.Context) {
 }
 
 // apply makes the server serve res's version, fetching it if needed.
-func (s *Syncer) apply(ctx context.Context, res registry.Resolution) error {
+func (s *Syncer) apply(ctx context.Context, res regclient.Resolution) error {
 	v := res.Version
 	cur := s.srv.Current()
 	if cur != nil && cur.Digest == v.Digest {
@@ -270,7 +270,7 @@ func oldDigest(sv *Serving) string {
 
 // fetch downloads a version into the cache (unless already there) and
 // verifies it.
-func (s *Syncer) fetch(ctx context.Context, v registry.Version) (*Serving, error) {
+func (s *Syncer) fetch(ctx context.Context, v regclient.Version) (*Serving, error) {
 	if _, err := model.ParseDigest(v.Digest); err != nil {
 		return nil, fmt.Errorf("%w: %v", errRejected, err)
 	}
@@ -311,7 +311,7 @@ func (s *Syncer) download(ctx context.Context, digest, path string) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-func (s *Syncer) writePointer(res registry.Resolution) error {
+func (s *Syncer) writePointer(res regclient.Resolution) error {
 	ptr := cachePointer{Model: s.cfg.Model, Channel: s.cfg.Channel, Region: s.cfg.Region, Version: res.Version.Version,
 		Digest: res.Version.Digest, Revision: res.Revision, Signature: res.Version.Signature}
 	data, err := json.MarshalIndent(ptr, "", "  ")

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/valyala/fasthttp"
@@ -94,7 +96,7 @@ func TestEndToEnd(t *testing.T) {
 		[]string{"-listen", regAddr, "-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-shutdown-delay", "0s"},
 		[]string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey, "REGISTRY_TOKENS=" + e2eTokens},
 		"http://"+regAddr+"/health/ready")
-	admin := &registry.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}
+	admin := &regclient.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}
 	ctx := context.Background()
 	for i, v := range []string{"v1", "v2"} {
 		data := testenv.TinyArtifact(t, uint64(i+1), 0)

@@ -20,30 +20,6 @@ import (
 	"github.com/sentimentpro/sentiment/store"
 )
 
-// AuditEntry is one recorded action. Entries are write-once objects, never
-// rewritten; Before/After hold targets ("*" = global) for channel moves.
-type AuditEntry struct {
-	ID        string            `json:"id"`
-	Time      time.Time         `json:"time"`
-	Actor     string            `json:"actor"`
-	Role      string            `json:"role,omitempty"`
-	Action    string            `json:"action"` // publish, create_version, promote, rollback, delete, auth_denied, …
-	Result    string            `json:"result"` // ok, denied, refused, error
-	Model     string            `json:"model,omitempty"`
-	Version   string            `json:"version,omitempty"`
-	Digest    string            `json:"digest,omitempty"`
-	Channel   string            `json:"channel,omitempty"`
-	Regions   []string          `json:"regions,omitempty"`
-	Before    map[string]string `json:"before,omitempty"`
-	After     map[string]string `json:"after,omitempty"`
-	Revision  uint64            `json:"revision,omitempty"`
-	Forced    bool              `json:"forced,omitempty"`
-	Reason    string            `json:"reason,omitempty"`
-	Detail    string            `json:"detail,omitempty"`
-	RequestID string            `json:"request_id,omitempty"`
-	Route     string            `json:"route,omitempty"`
-}
-
 const auditDayFormat = "2006-01-02"
 
 // auditWriteErrors counts entries that could not be stored after every

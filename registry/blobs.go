@@ -19,12 +19,6 @@ func blobKey(digest string) string {
 	return "blobs/sha256/" + strings.TrimPrefix(digest, "sha256:")
 }
 
-// Blob describes a stored artifact.
-type Blob struct {
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
-}
-
 // verifyingReader passes the upload through to the store while hashing and
 // validating it. At EOF it returns an error instead if the bytes are not
 // the declared digest or not a valid artifact, which makes the store abort

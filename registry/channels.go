@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -13,54 +12,6 @@ import (
 
 	"github.com/sentimentpro/sentiment/store"
 )
-
-// GlobalScope names the channel's global target in Targets and Before.
-const GlobalScope = "*"
-
-// Channel is a named pointer to model versions: a global target and
-// optional per-region overrides. Each move is a new revision; the revisions
-// are the channel's history.
-type Channel struct {
-	Model     string            `json:"model"`
-	Channel   string            `json:"channel"`
-	Global    string            `json:"global,omitempty"`
-	Regions   map[string]string `json:"regions,omitempty"`
-	Change    Change            `json:"change"`
-	UpdatedAt time.Time         `json:"updated_at"`
-	Revision  uint64            `json:"revision"` // filled in on read
-}
-
-// Change records the move that produced a revision.
-type Change struct {
-	Action    string            `json:"action"` // "promote" or "rollback"
-	Actor     string            `json:"actor"`
-	Regions   []string          `json:"regions,omitempty"` // empty: global
-	Before    map[string]string `json:"before,omitempty"`  // targets before the move ("*" = global)
-	After     map[string]string `json:"after,omitempty"`   // targets after the move
-	Reason    string            `json:"reason,omitempty"`
-	Forced    bool              `json:"forced,omitempty"`
-	RequestID string            `json:"request_id,omitempty"`
-}
-
-// Resolve returns the version the channel serves in region ("" if none).
-func (c Channel) Resolve(region string) string {
-	if v, ok := c.Regions[region]; ok && region != "" {
-		return v
-	}
-	return c.Global
-}
-
-// Targets returns every target: "*" for the global one, then overrides.
-func (c Channel) Targets() map[string]string {
-	t := maps.Clone(c.Regions)
-	if t == nil {
-		t = map[string]string{}
-	}
-	if c.Global != "" {
-		t[GlobalScope] = c.Global
-	}
-	return t
-}
 
 func channelKey(model, channel string) string { return "channels/" + model + "/" + channel }
 func channelIndexKey(model, channel string) string {
@@ -225,16 +176,6 @@ func (r *Registry) checkTargets(ctx context.Context, model string, cur, next Cha
 		}
 	}
 	return nil
-}
-
-// Resolution is what an edge needs to serve a channel in its region.
-type Resolution struct {
-	Model     string  `json:"model"`
-	Channel   string  `json:"channel"`
-	Region    string  `json:"region,omitempty"`
-	Revision  uint64  `json:"revision"`
-	Version   Version `json:"version"`
-	ChangedAt string  `json:"changed_at"`
 }
 
 // Resolve returns the version a channel serves in region ("" = global).

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
@@ -74,9 +76,9 @@ type harness struct {
 	reg    *registry.Registry
 	srv    *httptest.Server
 	api    *registry.API
-	admin  *registry.Client
-	pub    *registry.Client
-	reader *registry.Client
+	admin  *regclient.Client
+	pub    *regclient.Client
+	reader *regclient.Client
 }
 
 func newReplica(t *testing.T, srv *testenv.S3Server, bucket string, cfg registry.Config) *harness {
@@ -104,7 +106,7 @@ func newReplica(t *testing.T, srv *testenv.S3Server, bucket string, cfg registry
 	admin.Mount(api, admin.Config{})
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
-	client := func(token string) *registry.Client { return &registry.Client{BaseURL: hs.URL, Token: token} }
+	client := func(token string) *regclient.Client { return &regclient.Client{BaseURL: hs.URL, Token: token} }
 	return &harness{bucket: bucket, store: st, reg: reg, srv: hs, api: api, admin: client(adminToken), pub: client(publisherToken), reader: client(readerToken)}
 }
 
@@ -121,7 +123,7 @@ func artifact(t testing.TB, seed uint64, accuracy float64) []byte {
 }
 
 // publish uploads data and creates name/version through c.
-func publish(t testing.TB, c *registry.Client, name, version string, data []byte) registry.Version {
+func publish(t testing.TB, c *regclient.Client, name, version string, data []byte) registry.Version {
 	t.Helper()
 	ctx := context.Background()
 	digest := model.Digest(data)
@@ -135,7 +137,7 @@ func publish(t testing.TB, c *registry.Client, name, version string, data []byte
 	return v
 }
 
-func mustPromote(t testing.TB, c *registry.Client, name, channel, version string, regions ...string) registry.Channel {
+func mustPromote(t testing.TB, c *regclient.Client, name, channel, version string, regions ...string) registry.Channel {
 	t.Helper()
 	ch, err := c.Promote(context.Background(), name, channel, registry.MoveRequest{Version: version, Regions: regions})
 	if err != nil {
@@ -144,7 +146,7 @@ func mustPromote(t testing.TB, c *registry.Client, name, channel, version string
 	return ch
 }
 
-func resolveVersion(t testing.TB, c *registry.Client, name, channel, region string) string {
+func resolveVersion(t testing.TB, c *regclient.Client, name, channel, region string) string {
 	t.Helper()
 	res, err := c.Resolve(context.Background(), name, channel, region, 0, 0)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
@@ -110,7 +112,7 @@ func TestLargePublishMemory(t *testing.T) {
 	if err := testenv.ResetPeakRSS(proc.PID()); err != nil {
 		t.Fatal(err)
 	}
-	c := &registry.Client{BaseURL: "http://" + addr, Token: publisherToken}
+	c := &regclient.Client{BaseURL: "http://" + addr, Token: publisherToken}
 	start := time.Now()
 	blob, err := c.PutBlob(context.Background(), digest, art, size)
 	if err != nil {
@@ -165,7 +167,7 @@ func TestS3DiesMidUpload(t *testing.T) {
 	if _, err := h.reg.StatBlob(ctx, digest); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("blob after the failed upload: %v, want not found", err)
 	}
-	if _, err := h.reader.GetVersion(ctx, "big", "v1"); !registry.IsStatus(err, http.StatusNotFound) {
+	if _, err := h.reader.GetVersion(ctx, "big", "v1"); !regclient.IsStatus(err, http.StatusNotFound) {
 		t.Fatalf("version after the failed upload: %v", err)
 	}
 	objs, err := h.store.List(ctx, "", "", 0)

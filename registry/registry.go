@@ -19,10 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sync"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -30,7 +30,7 @@ import (
 var (
 	ErrNotFound      = errors.New("not found")            // 404
 	ErrConflict      = errors.New("conflict")             // 409
-	ErrInvalid       = errors.New("invalid request")      // 400
+	ErrInvalid       = regclient.ErrInvalid               // 400
 	ErrTooLarge      = errors.New("artifact too large")   // 413
 	ErrDigest        = errors.New("digest mismatch")      // 400
 	ErrBadArtifact   = errors.New("not a valid artifact") // 422
@@ -103,17 +103,6 @@ func (r *Registry) Check(ctx context.Context) error {
 	_, err := r.store.List(ctx, "index/", "", 1)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStoreDown, err)
-	}
-	return nil
-}
-
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
-// ValidateName checks a model, version, channel or region name: 1-64 of
-// [a-z0-9._-], starting with a letter or digit (so never "." or "..").
-func ValidateName(kind, name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: %s %q must be 1-64 characters of [a-z0-9._-] starting with a letter or digit", ErrInvalid, kind, name)
 	}
 	return nil
 }

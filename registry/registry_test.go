@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
 )
@@ -112,7 +114,7 @@ func TestPublishIsImmutableAndIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := h.pub.CreateVersion(ctx, "m", "v1", registry.NewVersion{Digest: model.Digest(b)})
-	if !registry.IsStatus(err, http.StatusConflict) {
+	if !regclient.IsStatus(err, http.StatusConflict) {
 		t.Fatalf("re-publish with other bytes: %v, want 409", err)
 	}
 	// Download: ETag, Range, If-None-Match.
@@ -229,7 +231,7 @@ func TestExpectRevisionMakesStaleWritersConflict(t *testing.T) {
 	stale := ch.Revision
 	mustPromote(t, h.admin, "m", "staging", "v2")
 	_, err := h.admin.Promote(context.Background(), "m", "staging", registry.MoveRequest{Version: "v1", ExpectRevision: &stale})
-	if !registry.IsStatus(err, http.StatusConflict) {
+	if !regclient.IsStatus(err, http.StatusConflict) {
 		t.Fatalf("stale conditional promote: %v, want 409", err)
 	}
 }
@@ -285,7 +287,7 @@ func TestQualityGate(t *testing.T) {
 	publish(t, h.pub, "m", "close", artifact(t, 3, 0.845))
 	mustPromote(t, h.admin, "m", "production", "good")
 	_, err := h.admin.Promote(ctx, "m", "production", registry.MoveRequest{Version: "worse"})
-	if !registry.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "quality gate") {
+	if !regclient.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "quality gate") {
 		t.Fatalf("worse candidate: %v, want 409 quality gate", err)
 	}
 	mustPromote(t, h.admin, "m", "production", "close") // within the 0.01 margin
@@ -317,13 +319,13 @@ func TestDeleteVersion(t *testing.T) {
 	del := func(v string) error {
 		return h.admin.Raw(ctx, http.MethodDelete, "/v1/models/m/versions/"+v, nil, nil)
 	}
-	if err := del("v1"); !registry.IsStatus(err, http.StatusConflict) {
+	if err := del("v1"); !regclient.IsStatus(err, http.StatusConflict) {
 		t.Fatalf("deleting a served version: %v, want 409", err)
 	}
 	if err := del("v2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.reader.GetVersion(ctx, "m", "v2"); !registry.IsStatus(err, http.StatusNotFound) {
+	if _, err := h.reader.GetVersion(ctx, "m", "v2"); !regclient.IsStatus(err, http.StatusNotFound) {
 		t.Fatalf("deleted version: %v, want 404", err)
 	}
 }
@@ -340,12 +342,12 @@ func TestSignatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := h.pub.CreateVersion(ctx, "m", "v1", registry.NewVersion{Digest: digest})
-	if !registry.IsStatus(err, http.StatusUnprocessableEntity) {
+	if !regclient.IsStatus(err, http.StatusUnprocessableEntity) {
 		t.Fatalf("unsigned: %v, want 422", err)
 	}
 	bad, _ := model.Sign(otherPriv, digest)
 	_, err = h.pub.CreateVersion(ctx, "m", "v1", registry.NewVersion{Digest: digest, Signature: &bad})
-	if !registry.IsStatus(err, http.StatusUnprocessableEntity) {
+	if !regclient.IsStatus(err, http.StatusUnprocessableEntity) {
 		t.Fatalf("signed by an untrusted key: %v, want 422", err)
 	}
 	good, _ := model.Sign(priv, digest)
@@ -424,11 +426,11 @@ func TestErrorsAreJSON(t *testing.T) {
 	// Oversized upload: 413, nothing stored.
 	small := newReplica(t, sharedS3(t), h.bucket, registry.Config{MaxArtifactBytes: 1000})
 	_, err := small.pub.PutBlob(ctx, model.Digest(data), bytes.NewReader(data), int64(len(data)))
-	if !registry.IsStatus(err, http.StatusRequestEntityTooLarge) {
+	if !regclient.IsStatus(err, http.StatusRequestEntityTooLarge) {
 		t.Fatalf("oversized upload: %v, want 413", err)
 	}
 	_, err = small.pub.PutBlob(ctx, model.Digest(data), io.MultiReader(bytes.NewReader(data)), -1) // no Content-Length
-	if !registry.IsStatus(err, http.StatusRequestEntityTooLarge) {
+	if !regclient.IsStatus(err, http.StatusRequestEntityTooLarge) {
 		t.Fatalf("oversized streamed upload: %v, want 413", err)
 	}
 }

@@ -7,45 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/store"
 )
-
-// Version is the metadata of one immutable model version.
-type Version struct {
-	Model       string            `json:"model"`
-	Version     string            `json:"version"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
-	Signature   *model.Signature  `json:"signature,omitempty"`
-	SignedBy    string            `json:"signed_by,omitempty"` // key ID that verified the signature
-	Publisher   string            `json:"publisher"`
-	CreatedAt   time.Time         `json:"created_at"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Description string            `json:"description,omitempty"`
-	// Artifact is the artifact's own header: features, training data
-	// digest, evaluation metrics.
-	Artifact model.Metadata `json:"artifact"`
-}
-
-// Accuracy is the evaluation accuracy recorded in the artifact, if any.
-func (v Version) Accuracy() (float64, bool) {
-	if v.Artifact.Metrics == nil {
-		return 0, false
-	}
-	return v.Artifact.Metrics.Accuracy, true
-}
-
-// NewVersion is what a publisher sends to create a version from an
-// uploaded blob.
-type NewVersion struct {
-	Digest      string            `json:"digest"`
-	Signature   *model.Signature  `json:"signature,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Description string            `json:"description,omitempty"`
-}
 
 func versionKey(name, version string) string { return "models/" + name + "/versions/" + version }
 func modelIndexKey(name string) string       { return "index/models/" + name }
@@ -56,7 +21,7 @@ const (
 	maxDescription = 4096
 )
 
-func (nv NewVersion) validate() error {
+func validateNewVersion(nv NewVersion) error {
 	if _, err := model.ParseDigest(nv.Digest); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -84,7 +49,7 @@ func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher s
 	if err := ValidateName("version", version); err != nil {
 		return Version{}, false, err
 	}
-	if err := nv.validate(); err != nil {
+	if err := validateNewVersion(nv); err != nil {
 		return Version{}, false, err
 	}
 	if existing, err := r.GetVersion(ctx, name, version); err == nil {

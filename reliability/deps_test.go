@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
@@ -37,7 +39,7 @@ func (s *services) registry(t *testing.T, name, addr string, s3srv *testenv.S3Se
 }
 
 // publish uploads a tiny artifact as model demo, version v.
-func publish(ctx context.Context, c *registry.Client, seed uint64, v string, t *testing.T) error {
+func publish(ctx context.Context, c *regclient.Client, seed uint64, v string, t *testing.T) error {
 	data := testenv.TinyArtifact(t, seed, 0)
 	if _, err := c.PutBlob(ctx, model.Digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
 		return err
@@ -72,7 +74,7 @@ func TestRegistryReplicaLoss(t *testing.T) {
 	regA := s.registry(t, "registry-a", addrs[0], s3srv, bucket, consul.Agent("dc1").HTTPAddr())
 	s.registry(t, "registry-b", addrs[1], s3srv, bucket, consul.Agent("dc1").HTTPAddr())
 	both := "http://" + addrs[0] + ",http://" + addrs[1]
-	admin := &registry.Client{BaseURL: both, Token: adminToken}
+	admin := &regclient.Client{BaseURL: both, Token: adminToken}
 	ctx := context.Background()
 	for i, v := range []string{"v1", "v2"} {
 		if err := publish(ctx, admin, uint64(i+1), v, t); err != nil {
@@ -105,7 +107,7 @@ func TestRegistryReplicaLoss(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		pub := &registry.Client{BaseURL: both, Token: adminToken}
+		pub := &regclient.Client{BaseURL: both, Token: adminToken}
 		for i := 0; i < promotes/3; i++ {
 			v := fmt.Sprintf("p%d", i)
 			if err := publish(ctx, pub, uint64(100+i), v, t); err != nil {
@@ -190,7 +192,7 @@ func TestDependencyOutages(t *testing.T) {
 	var s services
 	addrs := freeAddrs(t, 4)
 	s.registry(t, "registry", addrs[0], s3srv, bucket, agent.HTTPAddr())
-	admin := &registry.Client{BaseURL: "http://" + addrs[0], Token: adminToken}
+	admin := &regclient.Client{BaseURL: "http://" + addrs[0], Token: adminToken}
 	ctx := context.Background()
 	if err := publish(ctx, admin, 1, "v1", t); err != nil {
 		t.Fatal(err)
@@ -216,7 +218,7 @@ func TestDependencyOutages(t *testing.T) {
 	// S3 down: publishing fails cleanly, serving goes on.
 	s3srv.Stop()
 	err := publish(ctx, admin, 2, "v2", t)
-	if err == nil || !(registry.IsStatus(err, 503) || registry.IsStatus(err, 500) || strings.Contains(err.Error(), "unreachable")) {
+	if err == nil || !(regclient.IsStatus(err, 503) || regclient.IsStatus(err, 500) || strings.Contains(err.Error(), "unreachable")) {
 		t.Errorf("publish with S3 down: %v, want a clear 5xx", err)
 	}
 	time.Sleep(pick(3*time.Second, 30*time.Second))

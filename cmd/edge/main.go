@@ -14,21 +14,19 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/edge"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
-	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -89,10 +87,10 @@ func parseConfig(args []string) (Config, error) {
 
 // Validate checks the combination of settings.
 func (c Config) Validate() error {
-	if err := registry.ValidateName("region", c.Region); err != nil {
+	if err := regclient.ValidateName("region", c.Region); err != nil {
 		return fmt.Errorf("-region: %w", err)
 	}
-	if err := registry.ValidateName("model", c.Model); err != nil {
+	if err := regclient.ValidateName("model", c.Model); err != nil {
 		return fmt.Errorf("-model: %w", err)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
@@ -169,7 +167,15 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	reg := newRegistration(consul, cfg, ln.Addr().String(), srv, log)
+	reg, err := newRegistrar(consul, cfg, ln.Addr().String(), srv, log)
+	if err != nil {
+		return err
+	}
+	var onChange func(*edge.Serving)
+	var onReject func(version, digest string, err error)
+	if reg != nil {
+		onChange, onReject = reportServing(reg, log), reportRejected(reg, log)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -179,11 +185,11 @@ func run(cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		client := &registry.Client{BaseURL: cfg.Registry, Token: cfg.RegistryToken, HTTP: &http.Client{Timeout: 45 * time.Second}}
+		client := &regclient.Client{BaseURL: cfg.Registry, Token: cfg.RegistryToken, HTTP: &http.Client{Timeout: 45 * time.Second}}
 		syncer = edge.NewSyncer(srv, edge.SyncConfig{
 			Client: client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, CacheDir: cfg.CacheDir,
 			TrustedKeys: keys, RequireSignature: cfg.RequireSigned, Logger: log,
-			OnChange: reg.update, OnReject: reg.rejected,
+			OnChange: onChange, OnReject: onReject,
 		})
 		if ok, err := syncer.LoadCached(); err != nil {
 			log.Warn("no usable cached model", "err", err)
@@ -212,17 +218,19 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 	log.Info("edge listening", "addr", ln.Addr().String(), "model", cfg.Model, "channel", cfg.Channel, "serving", serving, "version", Version)
 
-	if err := reg.register(); err != nil {
-		log.Warn("cannot register in consul yet; will retry", "err", err)
-	}
 	var wg sync.WaitGroup
 	if syncer != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); syncer.Run(ctx) }()
 	}
-	if consul != nil {
+	if reg != nil {
+		if sv := srv.Current(); sv != nil {
+			onChange(sv)
+		} else if err := reg.Update(nil); err != nil {
+			log.Warn("cannot register in consul yet; will retry", "err", err)
+		}
 		wg.Add(1)
-		go func() { defer wg.Done(); reg.keepRegistered(ctx) }()
+		go func() { defer wg.Done(); reg.Run(ctx, 5*time.Second) }()
 		for _, p := range peers {
 			w := &discovery.Watcher{Client: consul, Service: cfg.ServiceName, Datacenter: p.dc, Logger: log,
 				OnSnapshot: func(s discovery.Snapshot) {
@@ -241,7 +249,11 @@ func run(cfg Config, log *slog.Logger) error {
 		return err
 	}
 	cancel()
-	reg.deregister()
+	if reg != nil {
+		if err := reg.Deregister(); err != nil {
+			log.Warn("cannot deregister", "err", err)
+		}
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	err = fsrv.ShutdownWithContext(sctx)
@@ -271,101 +283,55 @@ func serveDefault(srv *edge.Server, name string) error {
 	return nil
 }
 
-// registration keeps this edge's Consul entry, including the meta that
-// feeds rollout status, in step with what it serves.
-type registration struct {
-	consul          *api.Client
-	cfg             Config
-	addr            string
-	srv             *edge.Server
-	log             *slog.Logger
-	mu              sync.Mutex
-	id              string
-	rejectedVersion string
-	ok              bool
-}
-
-func newRegistration(consul *api.Client, cfg Config, listenAddr string, srv *edge.Server, log *slog.Logger) *registration {
+// newRegistrar describes this edge to Consul: its address, health check
+// and the meta that feeds rollout status. Nil without -consul.
+func newRegistrar(consul *api.Client, cfg Config, listenAddr string, srv *edge.Server, log *slog.Logger) (*discovery.Registrar, error) {
+	if consul == nil {
+		return nil, nil
+	}
 	adv := cfg.Advertise
 	if adv == "" {
 		adv = listenAddr
 	}
-	r := &registration{consul: consul, cfg: cfg, addr: adv, srv: srv, log: log}
-	_, port, _ := net.SplitHostPort(adv)
-	r.id = cfg.ServiceID
-	if r.id == "" {
-		r.id = fmt.Sprintf("%s-%s-%s", cfg.ServiceName, cfg.Region, port)
-	}
-	return r
-}
-
-func (r *registration) register() error {
-	if r.consul == nil {
-		return nil
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	host, portStr, err := net.SplitHostPort(r.addr)
+	host, port, err := discovery.SplitHostPort(adv)
 	if err != nil {
-		return fmt.Errorf("-advertise %q: %w", r.addr, err)
+		return nil, fmt.Errorf("-advertise: %w", err)
 	}
-	port, _ := strconv.Atoi(portStr)
-	meta := map[string]string{admin.MetaRegion: r.cfg.Region, admin.MetaModel: r.cfg.Model, admin.MetaChannel: r.cfg.Channel, "edge_version": Version}
-	if sv := r.srv.Current(); sv != nil {
-		meta[admin.MetaVersion], meta[admin.MetaDigest] = sv.Version, sv.Digest
+	id := cfg.ServiceID
+	if id == "" {
+		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, cfg.Region, port)
 	}
-	if r.rejectedVersion != "" {
-		meta["model_rejected"] = r.rejectedVersion
+	scheme := "http://"
+	if cfg.TLSCert != "" {
+		scheme = "https://"
 	}
-	status := ""
-	if r.srv.Ready() {
-		status = api.HealthPassing
-	}
-	err = discovery.Register(r.consul.Agent(), discovery.Registration{
-		ID: r.id, Name: r.cfg.ServiceName, Address: host, Port: port, Tags: []string{r.cfg.Region}, Meta: meta,
-		CheckURL: "http://" + r.addr + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
-		SuccessBeforePassing: 1, FailuresBeforeCritical: 1, DeregisterAfter: 10 * time.Minute, InitialStatus: status,
-	})
-	r.ok = err == nil
-	return err
+	return discovery.NewRegistrar(consul.Agent(), discovery.Registration{
+		ID: id, Name: cfg.ServiceName, Address: host, Port: port, Tags: []string{cfg.Region},
+		Meta: map[string]string{discovery.MetaRegion: cfg.Region, discovery.MetaModel: cfg.Model,
+			discovery.MetaChannel: cfg.Channel, discovery.MetaBuild: Version},
+		CheckURL: scheme + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
+		TLSSkipVerify:        cfg.TLSCert != "",
+		SuccessBeforePassing: 1, FailuresBeforeCritical: 1, DeregisterAfter: 10 * time.Minute,
+	}, srv.Ready, log), nil
 }
 
-func (r *registration) update(*edge.Serving) {
-	if err := r.register(); err != nil {
-		r.log.Warn("cannot update consul meta", "err", err)
-	}
-}
-
-func (r *registration) rejected(version, digest string, _ error) {
-	r.mu.Lock()
-	r.rejectedVersion = version
-	r.mu.Unlock()
-	r.update(nil)
-}
-
-// keepRegistered re-registers when the agent lost us (agent restart).
-func (r *registration) keepRegistered(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, _, err := r.consul.Agent().Service(r.id, nil); err != nil {
-			if err := r.register(); err == nil {
-				r.log.Info("registered in consul again", "service_id", r.id)
-			}
+// reportServing puts the serving version into the edge's Consul meta.
+func reportServing(reg *discovery.Registrar, log *slog.Logger) func(*edge.Serving) {
+	return func(sv *edge.Serving) {
+		err := reg.Update(func(r *discovery.Registration) {
+			r.Meta[discovery.MetaVersion], r.Meta[discovery.MetaDigest] = sv.Version, sv.Digest
+		})
+		if err != nil {
+			log.Warn("cannot update consul meta; will retry", "err", err)
 		}
 	}
 }
 
-func (r *registration) deregister() {
-	if r.consul == nil {
-		return
-	}
-	if err := discovery.Deregister(r.consul.Agent(), r.id); err != nil {
-		r.log.Warn("cannot deregister", "err", err)
+// reportRejected puts a version the edge refused into its Consul meta.
+func reportRejected(reg *discovery.Registrar, log *slog.Logger) func(version, digest string, err error) {
+	return func(version, _ string, _ error) {
+		if err := reg.Update(func(r *discovery.Registration) { r.Meta[discovery.MetaRejected] = version }); err != nil {
+			log.Warn("cannot update consul meta; will retry", "err", err)
+		}
 	}
 }

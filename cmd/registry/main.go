@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -161,46 +160,60 @@ func run(cfg Config, log *slog.Logger) error {
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("registry listening", "addr", ln.Addr().String(), "store", cfg.Store, "version", Version)
 
-	serviceID := ""
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var registrar *discovery.Registrar
+	done := make(chan struct{})
 	if consul != nil {
-		if serviceID, err = register(consul, cfg, ln.Addr().String()); err != nil {
+		if registrar, err = newRegistrar(consul, cfg, ln.Addr().String(), log); err != nil {
 			srv.Close()
 			return err
 		}
-		log.Info("registered in consul", "service_id", serviceID)
+		if err := registrar.Update(nil); err != nil {
+			// Consul may start after the registry: Run registers it then.
+			log.Warn("cannot register in consul yet; will retry", "err", err)
+		} else {
+			log.Info("registered in consul", "service_id", registrar.ID())
+		}
+		go func() { defer close(done); registrar.Run(ctx, 5*time.Second) }()
+	} else {
+		close(done)
 	}
 
 	if err := cfg.AwaitShutdown(log, errc, a.SetDraining); err != nil {
 		return err
 	}
-	if consul != nil {
-		if err := discovery.Deregister(consul.Agent(), serviceID); err != nil {
+	cancel()
+	<-done
+	if registrar != nil {
+		if err := registrar.Deregister(); err != nil {
 			log.Warn("cannot deregister", "err", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return srv.Shutdown(ctx)
+	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer scancel()
+	return srv.Shutdown(sctx)
 }
 
-func register(consul *api.Client, cfg Config, listenAddr string) (string, error) {
+// newRegistrar describes this replica to Consul: its address and a health
+// check that fails when storage is unreachable.
+func newRegistrar(consul *api.Client, cfg Config, listenAddr string, log *slog.Logger) (*discovery.Registrar, error) {
 	adv := cfg.Advertise
 	if adv == "" {
 		adv = listenAddr
 	}
-	host, portStr, err := net.SplitHostPort(adv)
+	host, port, err := discovery.SplitHostPort(adv)
 	if err != nil {
-		return "", fmt.Errorf("-advertise %q: %w", adv, err)
+		return nil, fmt.Errorf("-advertise: %w", err)
 	}
-	port, _ := strconv.Atoi(portStr)
 	id := cfg.ServiceID
 	if id == "" {
 		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, strings.ReplaceAll(host, ".", "-"), port)
 	}
-	return id, discovery.Register(consul.Agent(), discovery.Registration{
+	return discovery.NewRegistrar(consul.Agent(), discovery.Registration{
 		ID: id, Name: cfg.ServiceName, Address: host, Port: port,
-		Meta:     map[string]string{"version": Version},
+		Meta:     map[string]string{discovery.MetaBuild: Version},
 		CheckURL: "http://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
 		SuccessBeforePassing: 1, FailuresBeforeCritical: 2, DeregisterAfter: 10 * time.Minute,
-	})
+	}, nil, log), nil
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/sentimentpro/sentiment/internal/config"
@@ -43,8 +45,8 @@ func (f *registryFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "registry", def, "registry URL, or replicas separated by commas (or SENTCTL_REGISTRY); the token is read from SENTCTL_TOKEN")
 }
 
-func (f *registryFlags) client() *registry.Client {
-	return &registry.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN")}
+func (f *registryFlags) client() *regclient.Client {
+	return &regclient.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN")}
 }
 
 // labelFlags collects repeated --label key=value flags.

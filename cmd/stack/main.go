@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
+
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry"
@@ -272,7 +274,7 @@ func waitRoutes(geoURL string, regions int) error {
 func publishDefault(url, token, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := &registry.Client{BaseURL: url, Token: token}
+	c := &regclient.Client{BaseURL: url, Token: token}
 	if ch, err := c.GetChannel(ctx, name, "production", 0, 0); err == nil && ch.Global != "" {
 		return ch.Global, nil
 	}
@@ -285,7 +287,7 @@ func publishDefault(url, token, name string) (string, error) {
 		return "", fmt.Errorf("cannot publish the default model: %w", err)
 	}
 	_, err = c.CreateVersion(ctx, name, "v1", registry.NewVersion{Digest: m.Digest(), Description: "default model (SST-2)"})
-	if err != nil && !errors.Is(err, context.Canceled) && !registry.IsStatus(err, http.StatusConflict) {
+	if err != nil && !errors.Is(err, context.Canceled) && !regclient.IsStatus(err, http.StatusConflict) {
 		return "", fmt.Errorf("cannot create %s/v1: %w", name, err)
 	}
 	if _, err := c.Promote(ctx, name, "production", registry.MoveRequest{Version: "v1", Reason: "make run"}); err != nil {

@@ -1,7 +1,8 @@
-package registry
+package regclient
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,12 +25,12 @@ func TestClientMovesToTheNextReplica(t *testing.T) {
 	var unavailableHits, okHits atomic.Int64
 	unavailable := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		unavailableHits.Add(1)
-		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "store unreachable"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "store unreachable"})
 	}))
 	defer unavailable.Close()
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		okHits.Add(1)
-		WriteJSON(w, http.StatusOK, map[string]any{"model": "m", "version": "v1", "digest": "sha256:00"})
+		writeJSON(w, http.StatusOK, map[string]any{"model": "m", "version": "v1", "digest": "sha256:00"})
 	}))
 	defer ok.Close()
 	ctx := context.Background()
@@ -71,3 +72,9 @@ func TestClientMovesToTheNextReplica(t *testing.T) {
 type onlyReader struct{ r *strings.Reader }
 
 func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

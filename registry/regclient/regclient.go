@@ -1,4 +1,8 @@
-package registry
+// Package regclient is the registry as its clients see it: the Go client
+// (sentctl, edges, the local stack) and the documents the registry's HTTP
+// API exchanges. It holds no server code, so a binary that only talks to
+// the registry (the edge) does not link the registry server.
+package regclient
 
 import (
 	"bytes"

@@ -1,0 +1,147 @@
+package regclient
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"time"
+
+	"github.com/sentimentpro/sentiment/model"
+)
+
+// Version is the metadata of one immutable model version.
+type Version struct {
+	Model       string            `json:"model"`
+	Version     string            `json:"version"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Signature   *model.Signature  `json:"signature,omitempty"`
+	SignedBy    string            `json:"signed_by,omitempty"` // key ID that verified the signature
+	Publisher   string            `json:"publisher"`
+	CreatedAt   time.Time         `json:"created_at"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Description string            `json:"description,omitempty"`
+	// Artifact is the artifact's own header: features, training data
+	// digest, evaluation metrics.
+	Artifact model.Metadata `json:"artifact"`
+}
+
+// Accuracy is the evaluation accuracy recorded in the artifact, if any.
+func (v Version) Accuracy() (float64, bool) {
+	if v.Artifact.Metrics == nil {
+		return 0, false
+	}
+	return v.Artifact.Metrics.Accuracy, true
+}
+
+// NewVersion is what a publisher sends to create a version from an
+// uploaded blob.
+type NewVersion struct {
+	Digest      string            `json:"digest"`
+	Signature   *model.Signature  `json:"signature,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Description string            `json:"description,omitempty"`
+}
+
+// GlobalScope names the channel's global target in Targets and Before.
+const GlobalScope = "*"
+
+// Channel is a named pointer to model versions: a global target and
+// optional per-region overrides. Each move is a new revision; the revisions
+// are the channel's history.
+type Channel struct {
+	Model     string            `json:"model"`
+	Channel   string            `json:"channel"`
+	Global    string            `json:"global,omitempty"`
+	Regions   map[string]string `json:"regions,omitempty"`
+	Change    Change            `json:"change"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	Revision  uint64            `json:"revision"` // filled in on read
+}
+
+// Change records the move that produced a revision.
+type Change struct {
+	Action    string            `json:"action"` // "promote" or "rollback"
+	Actor     string            `json:"actor"`
+	Regions   []string          `json:"regions,omitempty"` // empty: global
+	Before    map[string]string `json:"before,omitempty"`  // targets before the move ("*" = global)
+	After     map[string]string `json:"after,omitempty"`   // targets after the move
+	Reason    string            `json:"reason,omitempty"`
+	Forced    bool              `json:"forced,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+}
+
+// Resolve returns the version the channel serves in region ("" if none).
+func (c Channel) Resolve(region string) string {
+	if v, ok := c.Regions[region]; ok && region != "" {
+		return v
+	}
+	return c.Global
+}
+
+// Targets returns every target: "*" for the global one, then overrides.
+func (c Channel) Targets() map[string]string {
+	t := maps.Clone(c.Regions)
+	if t == nil {
+		t = map[string]string{}
+	}
+	if c.Global != "" {
+		t[GlobalScope] = c.Global
+	}
+	return t
+}
+
+// Resolution is what an edge needs to serve a channel in its region.
+type Resolution struct {
+	Model     string  `json:"model"`
+	Channel   string  `json:"channel"`
+	Region    string  `json:"region,omitempty"`
+	Revision  uint64  `json:"revision"`
+	Version   Version `json:"version"`
+	ChangedAt string  `json:"changed_at"`
+}
+
+// Blob describes a stored artifact.
+type Blob struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// AuditEntry is one recorded action. Entries are write-once objects, never
+// rewritten; Before/After hold targets ("*" = global) for channel moves.
+type AuditEntry struct {
+	ID        string            `json:"id"`
+	Time      time.Time         `json:"time"`
+	Actor     string            `json:"actor"`
+	Role      string            `json:"role,omitempty"`
+	Action    string            `json:"action"` // publish, create_version, promote, rollback, delete, auth_denied, …
+	Result    string            `json:"result"` // ok, denied, refused, error
+	Model     string            `json:"model,omitempty"`
+	Version   string            `json:"version,omitempty"`
+	Digest    string            `json:"digest,omitempty"`
+	Channel   string            `json:"channel,omitempty"`
+	Regions   []string          `json:"regions,omitempty"`
+	Before    map[string]string `json:"before,omitempty"`
+	After     map[string]string `json:"after,omitempty"`
+	Revision  uint64            `json:"revision,omitempty"`
+	Forced    bool              `json:"forced,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+	Detail    string            `json:"detail,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+	Route     string            `json:"route,omitempty"`
+}
+
+// ErrInvalid is a request the registry refuses as malformed (HTTP 400).
+var ErrInvalid = errors.New("invalid request")
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidateName checks a model, version, channel or region name: 1-64 of
+// [a-z0-9._-], starting with a letter or digit (so never "." or "..").
+func ValidateName(kind, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: %s %q must be 1-64 characters of [a-z0-9._-] starting with a letter or digit", ErrInvalid, kind, name)
+	}
+	return nil
+}
