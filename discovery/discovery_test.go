@@ -157,3 +157,60 @@ func TestRegistrationValidation(t *testing.T) {
 	f(discovery.Registration{ID: "x", Name: "x", Port: 70000, CheckURL: "http://x"})
 	f(discovery.Registration{ID: "x", Name: "x", Port: 1})
 }
+
+// TestRegistrarHeals: the registrar applies meta updates at once, and
+// after the agent restarts (a dev agent forgets every registration) its
+// sync loop registers the instance again with the latest meta.
+func TestRegistrarHeals(t *testing.T) {
+	consul := testenv.Consul(t, "dc-us")
+	agent := consul.Agent("dc-us")
+	port, _ := healthServer(t)
+	r := discovery.NewRegistrar(agent.Client().Agent(), discovery.Registration{
+		ID: "edge-1", Name: "sentiment-edge", Address: "127.0.0.1", Port: port,
+		Meta:     map[string]string{discovery.MetaRegion: "us-east"},
+		CheckURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/health", CheckInterval: 100 * time.Millisecond,
+	}, func() bool { return true }, nil)
+	if err := r.Update(func(reg *discovery.Registration) { reg.Meta[discovery.MetaVersion] = "v2" }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx, 100*time.Millisecond) }()
+	meta := func() map[string]string {
+		svc, _, err := agent.Client().Agent().Service("edge-1", nil)
+		if err != nil {
+			return nil
+		}
+		return svc.Meta
+	}
+	if m := meta(); m[discovery.MetaVersion] != "v2" || m[discovery.MetaRegion] != "us-east" {
+		t.Fatalf("meta %v, want region and version v2", m)
+	}
+	agent.Process().Stop(5 * time.Second)
+	if err := r.Update(func(reg *discovery.Registration) { reg.Meta[discovery.MetaVersion] = "v3" }); err == nil {
+		t.Fatal("an update with the agent down reported success")
+	}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for meta()[discovery.MetaVersion] != "v3" {
+		if time.Now().After(deadline) {
+			t.Fatalf("not registered again with the latest meta 20s after the agent restarted: %v", meta())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	checks, _, err := agent.Client().Health().Checks("sentiment-edge", nil)
+	if err != nil || checks.AggregatedStatus() != "passing" {
+		t.Fatalf("a ready instance must be registered passing: %v %v", checks, err)
+	}
+	if err := r.Deregister(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	if m := meta(); m != nil {
+		t.Fatalf("still registered after Deregister: %v", m)
+	}
+}

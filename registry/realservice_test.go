@@ -232,6 +232,45 @@ func TestRegistryRegistersInConsul(t *testing.T) {
 	waitFor("absent", 10*time.Second)
 }
 
+// TestRegistryOutlivesItsConsulAgent runs the registry binary while its
+// Consul agent is down at start, then restarts the agent (a dev agent
+// forgets every registration): each time the registry registers itself
+// again and its check passes, without a restart of its own.
+func TestRegistryOutlivesItsConsulAgent(t *testing.T) {
+	consul := testenv.Consul(t, "dc-us")
+	agent := consul.Agent("dc-us")
+	agent.Process().Stop(5 * time.Second)
+	ports, _ := testenv.FreePorts(1)
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	proc := testenv.StartHTTPService(t, "registry", testenv.GoBinary(t, "./cmd/registry"),
+		[]string{"-listen", addr, "-store", "dir:" + t.TempDir(), "-consul", agent.HTTPAddr(),
+			"-service-id", "registry-1", "-shutdown-delay", "0s"},
+		[]string{"REGISTRY_TOKENS=" + testTokens}, "http://"+addr+"/health/ready")
+	passing := func() string {
+		checks, _, err := agent.Client().Health().Checks("sentiment-registry", nil)
+		if err != nil || len(checks) == 0 {
+			return "absent"
+		}
+		return checks.AggregatedStatus()
+	}
+	for round := 1; round <= 2; round++ {
+		if err := agent.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for passing() != "passing" {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: registry not passing in consul 30s after the agent started (is %s); log:\n%s", round, passing(), proc.LogTail(2000))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !proc.Running() {
+			t.Fatalf("round %d: the registry exited", round)
+		}
+		agent.Process().Stop(5 * time.Second)
+	}
+}
+
 // TestAuthorizationMatrix calls every route with no token, a garbage token
 // and each role: no route is reachable without its role.
 func TestAuthorizationMatrix(t *testing.T) {
