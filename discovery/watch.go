@@ -34,7 +34,6 @@ type Watcher struct {
 	Client     *api.Client
 	Service    string
 	Datacenter string // "" is the agent's own datacenter
-	Tag        string // optional tag filter
 	// Wait bounds one blocking query (default 30s).
 	Wait time.Duration
 	// MinInterval spaces consecutive queries so a flapping service cannot
@@ -63,7 +62,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		opts := (&api.QueryOptions{Datacenter: w.Datacenter, WaitIndex: index, WaitTime: wait}).WithContext(ctx)
-		entries, meta, err := w.Client.Health().Service(w.Service, w.Tag, false, opts)
+		entries, meta, err := w.Client.Health().Service(w.Service, "", false, opts)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

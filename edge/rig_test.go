@@ -46,7 +46,7 @@ type rig struct {
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	srv := testenv.S3(t)
-	bucket := srv.NewBucket(t, "edge")
+	bucket := testenv.NewBucket(t, srv, "edge")
 	st, err := s3.New(srv.Config(bucket))
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestBadVersionsAreRejected(t *testing.T) {
 	var mu sync.Mutex
 	var rejected []string
 	srv, _ := startEdge(t, r, edge.SyncConfig{TrustedKeys: []ed25519.PublicKey{pub}, RequireSignature: true,
-		OnReject: func(v, _ string, err error) { mu.Lock(); rejected = append(rejected, v); mu.Unlock() }})
+		OnReject: func(v string, err error) { mu.Lock(); rejected = append(rejected, v); mu.Unlock() }})
 	r.promote(t, "v1")
 	waitServing(t, srv, "v1", 10*time.Second)
 	for _, v := range []string{"wrongly-signed", "corrupted", "unsigned"} {

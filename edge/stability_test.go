@@ -21,7 +21,7 @@ func TestStaticStability(t *testing.T) {
 	consul := testenv.Consul(t, "dc-eu")
 	agent := consul.Agent("dc-eu")
 	s3srv := testenv.S3(t)
-	bucket := s3srv.NewBucket(t, "stability")
+	bucket := testenv.NewBucket(t, s3srv, "stability")
 	regBin := testenv.GoBinary(t, "./cmd/registry")
 	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	ports, _ := testenv.FreePorts(2)

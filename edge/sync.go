@@ -42,7 +42,7 @@ type SyncConfig struct {
 	// OnChange is called after a new model is swapped in (e.g. to update
 	// Consul meta); OnReject when a version fails verification or loading.
 	OnChange func(*Serving)
-	OnReject func(version, digest string, err error)
+	OnReject func(version string, err error)
 }
 
 // cachePointer is <CacheDir>/current.json: the last model that verified
@@ -234,7 +234,7 @@ func (s *Syncer) apply(ctx context.Context, res regclient.Resolution) error {
 			s.rejected[v.Digest] = err
 			s.log.Error("rejected model version; the previous one keeps serving", "version", v.Version, "digest", v.Digest, "err", err)
 			if s.cfg.OnReject != nil {
-				s.cfg.OnReject(v.Version, v.Digest, err)
+				s.cfg.OnReject(v.Version, err)
 			}
 		}
 		return err

@@ -88,7 +88,7 @@ func predict(c *fasthttp.Client, geoAddr, hint string) (code int, served string,
 func TestEndToEnd(t *testing.T) {
 	consul := testenv.Consul(t, "dc-us", "dc-eu", "dc-ap")
 	s3srv := testenv.S3(t)
-	bucket := s3srv.NewBucket(t, "e2e")
+	bucket := testenv.NewBucket(t, s3srv, "e2e")
 	regBin, edgeBin, geoBin := testenv.GoBinary(t, "./cmd/registry"), testenv.GoBinary(t, "./cmd/edge"), testenv.GoBinary(t, "./cmd/geo")
 	ports, _ := testenv.FreePorts(8)
 	regAddr, geoAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])

@@ -68,15 +68,6 @@ func (m *Model) Predict(text string) Prediction {
 	return Prediction{Label: m.meta.Labels[0], Index: 0, Score: 1 - p, Positive: p}
 }
 
-// PredictBatch classifies texts into out (grown if too short) and returns it.
-func (m *Model) PredictBatch(texts []string, out []Prediction) []Prediction {
-	out = out[:0]
-	for _, t := range texts {
-		out = append(out, m.Predict(t))
-	}
-	return out
-}
-
 func sigmoid(z float32) float32 {
 	return float32(1 / (1 + math.Exp(-float64(z))))
 }

@@ -273,17 +273,6 @@ func TestPredictAllocatesNothing(t *testing.T) {
 	}
 }
 
-func TestPredictBatchMatchesPredict(t *testing.T) {
-	m := trainSmall(t)
-	texts := []string{"great", "awful", "not great", ""}
-	out := m.PredictBatch(texts, nil)
-	for i, text := range texts {
-		if out[i] != m.Predict(text) {
-			t.Errorf("batch[%d] = %+v, Predict = %+v", i, out[i], m.Predict(text))
-		}
-	}
-}
-
 func TestExplain(t *testing.T) {
 	m := trainSmall(t)
 	got := m.Explain("the plot was dull dull. it was not great", 3)

@@ -15,6 +15,7 @@ import (
 	"github.com/sentimentpro/sentiment/registry/regclient"
 
 	"github.com/sentimentpro/sentiment/admin"
+	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
@@ -49,7 +50,7 @@ func sharedS3(t *testing.T) *testenv.S3Server {
 	s3Once.Do(func() {
 		s3Dir, s3Err = os.MkdirTemp("", "registry-s3-")
 		if s3Err == nil {
-			s3Srv, s3Err = testenv.StartS3(s3Dir)
+			s3Srv, s3Err = rig.StartS3(s3Dir)
 		}
 	})
 	if s3Err != nil {
@@ -113,7 +114,7 @@ func newReplica(t *testing.T, srv *testenv.S3Server, bucket string, cfg registry
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	srv := sharedS3(t)
-	return newReplica(t, srv, srv.NewBucket(t, "reg"), registry.Config{})
+	return newReplica(t, srv, testenv.NewBucket(t, srv, "reg"), registry.Config{})
 }
 
 // artifact makes a distinct tiny artifact per seed with accuracy recorded

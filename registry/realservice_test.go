@@ -92,7 +92,7 @@ func digestOf(t testing.TB, bits int) string {
 // registry binary and checks its peak RSS growth.
 func TestLargePublishMemory(t *testing.T) {
 	srv := sharedS3(t)
-	bucket := srv.NewBucket(t, "large")
+	bucket := testenv.NewBucket(t, srv, "large")
 	bin := testenv.GoBinary(t, "./cmd/registry")
 	ports, _ := testenv.FreePorts(1)
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
@@ -143,7 +143,7 @@ func TestLargePublishMemory(t *testing.T) {
 // S3 comes back.
 func TestS3DiesMidUpload(t *testing.T) {
 	srv := testenv.S3(t) // its own server: this test kills it
-	bucket := srv.NewBucket(t, "kill")
+	bucket := testenv.NewBucket(t, srv, "kill")
 	h := newReplica(t, srv, bucket, registry.Config{})
 	const bits = 24 // 64 MiB: several multipart parts
 	digest := digestOf(t, bits)
@@ -191,7 +191,7 @@ func TestRegistryRegistersInConsul(t *testing.T) {
 	consul := testenv.Consul(t, "dc-us")
 	agent := consul.Agent("dc-us")
 	srv := testenv.S3(t)
-	bucket := srv.NewBucket(t, "consul")
+	bucket := testenv.NewBucket(t, srv, "consul")
 	bin := testenv.GoBinary(t, "./cmd/registry")
 	ports, _ := testenv.FreePorts(1)
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])

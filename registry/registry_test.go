@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 
 	"github.com/sentimentpro/sentiment/model"
@@ -238,7 +239,7 @@ func TestExpectRevisionMakesStaleWritersConflict(t *testing.T) {
 
 func TestReplicasWakeEachOthersWatchers(t *testing.T) {
 	srv := sharedS3(t)
-	bucket := srv.NewBucket(t, "replicas")
+	bucket := testenv.NewBucket(t, srv, "replicas")
 	a := newReplica(t, srv, bucket, registry.Config{})
 	b := newReplica(t, srv, bucket, registry.Config{})
 	publish(t, a.pub, "m", "v1", artifact(t, 1, 0.8))
@@ -334,7 +335,7 @@ func TestSignatures(t *testing.T) {
 	srv := sharedS3(t)
 	pub, priv, _ := model.GenerateKey()
 	_, otherPriv, _ := model.GenerateKey()
-	h := newReplica(t, srv, srv.NewBucket(t, "signed"), registry.Config{TrustedKeys: []ed25519.PublicKey{pub}, RequireSignatures: true})
+	h := newReplica(t, srv, testenv.NewBucket(t, srv, "signed"), registry.Config{TrustedKeys: []ed25519.PublicKey{pub}, RequireSignatures: true})
 	ctx := context.Background()
 	data := artifact(t, 1, 0.8)
 	digest := model.Digest(data)

@@ -68,7 +68,7 @@ func TestRegistryReplicaLoss(t *testing.T) {
 	}
 	consul := testenv.Consul(t, "dc1")
 	s3srv := testenv.S3(t)
-	bucket := s3srv.NewBucket(t, "ha")
+	bucket := testenv.NewBucket(t, s3srv, "ha")
 	var s services
 	addrs := freeAddrs(t, 3)
 	regA := s.registry(t, "registry-a", addrs[0], s3srv, bucket, consul.Agent("dc1").HTTPAddr())
@@ -188,7 +188,7 @@ func TestDependencyOutages(t *testing.T) {
 	consul := testenv.Consul(t, "dc1")
 	agent := consul.Agent("dc1")
 	s3srv := testenv.S3(t)
-	bucket := s3srv.NewBucket(t, "outage")
+	bucket := testenv.NewBucket(t, s3srv, "outage")
 	var s services
 	addrs := freeAddrs(t, 4)
 	s.registry(t, "registry", addrs[0], s3srv, bucket, agent.HTTPAddr())

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
@@ -194,7 +195,7 @@ func maxDuration(m map[string]time.Duration) time.Duration {
 func writeTruncatedMMDB(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "truncated.mmdb")
-	src := filepath.Join(filepath.Dir(testenv.CacheDir()), "geoip", "dbip-country.mmdb")
+	src := filepath.Join(filepath.Dir(rig.CacheDir()), "geoip", "dbip-country.mmdb")
 	data, err := os.ReadFile(src)
 	if err != nil || len(data) < 1024 {
 		data = []byte("\xab\xcd\xefMaxMind.com")

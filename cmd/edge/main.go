@@ -172,7 +172,7 @@ func run(cfg Config, log *slog.Logger) error {
 		return err
 	}
 	var onChange func(*edge.Serving)
-	var onReject func(version, digest string, err error)
+	var onReject func(version string, err error)
 	if reg != nil {
 		onChange, onReject = reportServing(reg, log), reportRejected(reg, log)
 	}
@@ -328,8 +328,8 @@ func reportServing(reg *discovery.Registrar, log *slog.Logger) func(*edge.Servin
 }
 
 // reportRejected puts a version the edge refused into its Consul meta.
-func reportRejected(reg *discovery.Registrar, log *slog.Logger) func(version, digest string, err error) {
-	return func(version, _ string, _ error) {
+func reportRejected(reg *discovery.Registrar, log *slog.Logger) func(version string, err error) {
+	return func(version string, _ error) {
 		if err := reg.Update(func(r *discovery.Registration) { r.Meta[discovery.MetaRejected] = version }); err != nil {
 			log.Warn("cannot update consul meta; will retry", "err", err)
 		}

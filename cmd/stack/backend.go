@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/store/s3"
+	"github.com/sentimentpro/sentiment/internal/rig"
 )
 
 // backend is what the registry stores into and how edges are discovered:
@@ -48,26 +47,23 @@ func startReal(cfg Config) (*backend, error) {
 		return nil, err
 	}
 	fmt.Printf("starting %d Consul datacenters and the S3 server…\n", len(cfg.Regions))
-	consul, err := testenv.StartConsul(dir, cfg.Regions...)
+	consul, err := rig.StartConsul(dir, cfg.Regions...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start Consul (run `make tools` first): %w", err)
 	}
-	s3srv, err := testenv.StartS3(dir)
+	s3srv, err := rig.StartS3(dir)
 	if err != nil {
 		consul.Stop()
 		return nil, fmt.Errorf("cannot start the S3 server (run `make tools` first): %w", err)
 	}
 	b := &backend{stop: func() { s3srv.Stop(); consul.Stop() }}
 	const bucket = "sentiment-registry"
-	st, err := s3.New(s3srv.Config(bucket))
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = st.EnsureBucket(ctx)
-		cancel()
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = s3srv.EnsureBucket(ctx, bucket)
+	cancel()
 	if err != nil {
 		b.stop()
-		return nil, fmt.Errorf("cannot create bucket %s: %w", bucket, err)
+		return nil, err
 	}
 	first := consul.Agent(cfg.Regions[0]).HTTPAddr()
 	var dcs []string

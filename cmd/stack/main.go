@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -30,6 +29,7 @@ import (
 	"github.com/sentimentpro/sentiment/registry/regclient"
 
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry"
 )
@@ -53,7 +53,7 @@ type Config struct {
 type child struct {
 	name string
 	url  string
-	cmd  *exec.Cmd
+	proc *rig.Process
 }
 
 func main() {
@@ -146,7 +146,7 @@ func run(cfg Config) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	exited := make(chan string, len(children))
 	for _, c := range children {
-		go func() { c.cmd.Wait(); exited <- c.name }()
+		go func() { <-c.proc.Exited(); exited <- c.name }()
 	}
 	select {
 	case <-sigs:
@@ -195,48 +195,28 @@ func randomToken() string {
 
 func start(cfg Config, name, url string, args, env []string) (*child, error) {
 	bin := filepath.Join(cfg.BinDir, strings.SplitN(name, "-", 2)[0])
-	logf, err := os.Create(filepath.Join(cfg.StateDir, "logs", name+".log"))
-	if err != nil {
-		return nil, err
+	p := &rig.Process{Name: name, Path: bin, Args: args, Env: env, LogPath: filepath.Join(cfg.StateDir, "logs", name+".log")}
+	if err := p.Start(); err != nil {
+		return nil, fmt.Errorf("%w; run `make build` first", err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("cannot start %s (%s): %w; run `make build` first", name, bin, err)
-	}
-	return &child{name: name, url: url, cmd: cmd}, nil
+	return &child{name: name, url: url, proc: p}, nil
 }
 
-func stop(c *child) {
-	if c.cmd.Process == nil || c.cmd.ProcessState != nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-	}
-}
+func stop(c *child) { c.proc.Stop(10 * time.Second) }
 
 func waitReady(c *child) error {
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	return c.proc.WaitFor(30*time.Second, func() error {
 		resp, err := client.Get(c.url + "/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not ready at %s within 30s", c.name, c.url)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s/health/ready: %s", c.url, resp.Status)
+		}
+		return nil
+	})
 }
 
 // waitRoutes waits until the geo router sees a healthy edge in every

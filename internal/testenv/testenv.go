@@ -1,7 +1,7 @@
-// Package testenv is the real-service test rig: it starts Consul agents (one
-// per datacenter, joined over WAN) and an S3-compatible server (versitygw) as
-// child processes on free loopback ports, waits until they are ready, and
-// stops them by PID when the test or package is done.
+// Package testenv ties the real services of internal/rig to tests: Consul
+// agents (one per datacenter, joined over WAN), the S3-compatible server
+// (versitygw) and this module's binaries start for a test and stop by PID
+// in its Cleanup.
 //
 // The binaries are built by `make tools` into a per-user cache (see
 // docs/TESTING.md). Tests that need them call Consul(t, ...) or S3(t); in
@@ -10,45 +10,87 @@
 package testenv
 
 import (
-	"fmt"
-	"net"
+	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/rig"
+	"github.com/sentimentpro/sentiment/store/s3"
 )
 
-// CacheDir is where `make tools` leaves the service binaries:
-// $XDG_CACHE_HOME/sentiment-analyzer-pro/bin, or ~/.cache/... without it.
-func CacheDir() string {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			home = os.TempDir()
-		}
-		base = filepath.Join(home, ".cache")
+// The rig's types, as tests name them.
+type (
+	Process       = rig.Process
+	ConsulAgent   = rig.ConsulAgent
+	ConsulCluster = rig.ConsulCluster
+	S3Server      = rig.S3Server
+)
+
+// FreePorts returns n distinct free TCP (and UDP) ports on 127.0.0.1.
+func FreePorts(n int) ([]int, error) { return rig.FreePorts(n) }
+
+// Consul starts one agent per datacenter for the test and stops them in
+// t.Cleanup. It skips the test in -short mode.
+func Consul(t testing.TB, dcs ...string) *ConsulCluster {
+	t.Helper()
+	skipShort(t)
+	c, err := rig.StartConsul(t.TempDir(), dcs...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Join(base, "sentiment-analyzer-pro", "bin")
+	t.Cleanup(c.Stop)
+	return c
 }
 
-// Binary finds a service binary: the path in envVar if set, else name in
-// CacheDir, else name on PATH.
-func Binary(name, envVar string) (string, error) {
-	if p := os.Getenv(envVar); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("cannot use %s=%q: %w", envVar, p, err)
-		}
-		return p, nil
+// S3 starts an S3 server for the test and stops it in t.Cleanup. It skips
+// the test in -short mode.
+func S3(t testing.TB) *S3Server {
+	t.Helper()
+	skipShort(t)
+	s, err := rig.StartS3(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	p := filepath.Join(CacheDir(), name)
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// NewBucket creates a fresh bucket on s for the test and returns its name.
+func NewBucket(t testing.TB, s *S3Server, prefix string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	name, err := s.NewBucket(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
+	return name
+}
+
+// NewStore returns an s3.Store on a fresh bucket of s.
+func NewStore(t testing.TB, s *S3Server) *s3.Store {
+	t.Helper()
+	st, err := s3.New(s.Config(NewBucket(t, s, "test")))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return "", fmt.Errorf("cannot find %s: set %s or run `make tools` to build it into %s", name, envVar, CacheDir())
+	return st
+}
+
+// StartHTTPService starts bin as a child process for the test, waits until
+// GET readyURL answers 200, and stops it in t.Cleanup.
+func StartHTTPService(t testing.TB, name, bin string, args, env []string, readyURL string) *Process {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), strings.ReplaceAll(name, " ", "-")+".log")
+	p, err := rig.StartHTTPService(name, bin, args, env, logPath, readyURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(10 * time.Second) })
+	return p
 }
 
 // skipShort skips t in -short mode; real-service tests run everywhere else.
@@ -59,34 +101,6 @@ func skipShort(t testing.TB) {
 	}
 }
 
-// FreePorts returns n distinct free TCP ports on 127.0.0.1. The ports are
-// released before returning, so a race with another process is possible but
-// rare; Consul's UDP serf ports use the same numbers.
-func FreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("cannot find a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		udp, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // TCP free but UDP taken: keep the listener, try another
-		}
-		udp.Close()
-		ports = append(ports, port)
-	}
-	return ports, nil
-}
-
 // GeoIPDatabase returns the path of the DB-IP country database that
 // `make geoip` leaves in the cache (or $SAP_GEOIP_MMDB). It skips t in
 // -short mode and fails it when the file is missing.
@@ -95,7 +109,7 @@ func GeoIPDatabase(t testing.TB) string {
 	skipShort(t)
 	p := os.Getenv("SAP_GEOIP_MMDB")
 	if p == "" {
-		p = filepath.Join(filepath.Dir(CacheDir()), "geoip", "dbip-country.mmdb")
+		p = filepath.Join(filepath.Dir(rig.CacheDir()), "geoip", "dbip-country.mmdb")
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("cannot use the DB-IP country database: %v; run `make geoip`", err)

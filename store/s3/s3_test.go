@@ -11,5 +11,5 @@ import (
 // TestConformance runs the store suite against a real S3 server (versitygw).
 func TestConformance(t *testing.T) {
 	srv := testenv.S3(t)
-	storetest.Run(t, func(t *testing.T) store.Store { return srv.NewStore(t) }, storetest.Options{})
+	storetest.Run(t, func(t *testing.T) store.Store { return testenv.NewStore(t, srv) }, storetest.Options{})
 }

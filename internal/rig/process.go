@@ -1,16 +1,12 @@
-package testenv
+package rig
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -104,23 +100,6 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
-// Pause stops the process with SIGSTOP: it keeps its sockets but answers
-// nothing, like a hung host. Resume undoes it.
-func (p *Process) Pause() error {
-	if !p.Running() {
-		return errors.New(p.Name + " is not running")
-	}
-	return p.cmd.Process.Signal(syscall.SIGSTOP)
-}
-
-// Resume continues a paused process.
-func (p *Process) Resume() error {
-	if !p.Running() {
-		return errors.New(p.Name + " is not running")
-	}
-	return p.cmd.Process.Signal(syscall.SIGCONT)
-}
-
 // LogTail returns the last n bytes of the process log, for error messages.
 func (p *Process) LogTail(n int) string {
 	data, err := os.ReadFile(p.LogPath)
@@ -136,9 +115,9 @@ func (p *Process) LogTail(n int) string {
 	return string(data)
 }
 
-// waitFor polls ready every 50 ms until it returns nil, the process exits or
+// WaitFor polls ready every 50 ms until it returns nil, the process exits or
 // timeout passes; the error then includes the process log tail.
-func (p *Process) waitFor(timeout time.Duration, ready func() error) error {
+func (p *Process) WaitFor(timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -154,18 +133,15 @@ func (p *Process) waitFor(timeout time.Duration, ready func() error) error {
 	return fmt.Errorf("%s not ready after %s: %v; log:\n%s", p.Name, timeout, last, p.LogTail(4000))
 }
 
-// StartHTTPService starts bin as a child process for the test, waits until
-// GET readyURL answers 200, and stops it in t.Cleanup.
-func StartHTTPService(t testing.TB, name, bin string, args, env []string, readyURL string) *Process {
-	t.Helper()
-	p := &Process{Name: name, Path: bin, Args: args, Env: env,
-		LogPath: filepath.Join(t.TempDir(), strings.ReplaceAll(name, " ", "-")+".log")}
+// StartHTTPService starts bin as a child process with its log at logPath
+// and waits until GET readyURL answers 200. The caller stops it.
+func StartHTTPService(name, bin string, args, env []string, logPath, readyURL string) (*Process, error) {
+	p := &Process{Name: name, Path: bin, Args: args, Env: env, LogPath: logPath}
 	if err := p.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { p.Stop(10 * time.Second) })
 	client := &http.Client{Timeout: time.Second}
-	err := p.waitFor(30*time.Second, func() error {
+	err := p.WaitFor(30*time.Second, func() error {
 		resp, err := client.Get(readyURL)
 		if err != nil {
 			return err
@@ -177,7 +153,8 @@ func StartHTTPService(t testing.TB, name, bin string, args, env []string, readyU
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		p.Stop(10 * time.Second)
+		return nil, err
 	}
-	return p
+	return p, nil
 }

@@ -1,4 +1,4 @@
-package testenv
+package rig
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -69,19 +68,6 @@ func (c *ConsulCluster) Stop() {
 	for _, a := range c.Agents {
 		a.proc.Stop(5 * time.Second)
 	}
-}
-
-// Consul starts one agent per datacenter for the test and stops them in
-// t.Cleanup. It skips the test in -short mode.
-func Consul(t testing.TB, dcs ...string) *ConsulCluster {
-	t.Helper()
-	skipShort(t)
-	c, err := StartConsul(t.TempDir(), dcs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	return c
 }
 
 // StartConsul starts the cluster with logs under dir and waits until every
@@ -147,12 +133,12 @@ func startAgent(bin, dir, dc string) (*ConsulAgent, error) {
 }
 
 // Start (re)starts the agent on its ports and waits for its leader. A dev
-// agent keeps no state across restarts; call Rejoin to rejoin the WAN pool.
+// agent keeps no state across restarts: registrations and WAN joins are gone.
 func (a *ConsulAgent) Start() error {
 	if err := a.proc.Start(); err != nil {
 		return err
 	}
-	return a.proc.waitFor(60*time.Second, func() error {
+	return a.proc.WaitFor(60*time.Second, func() error {
 		leader, err := a.Client().Status().Leader()
 		if err != nil {
 			return err
@@ -162,11 +148,6 @@ func (a *ConsulAgent) Start() error {
 		}
 		return nil
 	})
-}
-
-// Rejoin joins the running agents over WAN again, after a restart.
-func (c *ConsulCluster) Rejoin() error {
-	return c.joinWAN()
 }
 
 func (c *ConsulCluster) joinWAN() error {
@@ -192,7 +173,7 @@ func (c *ConsulCluster) joinWAN() error {
 	}
 	slices.Sort(want)
 	for _, a := range running {
-		err := a.proc.waitFor(60*time.Second, func() error {
+		err := a.proc.WaitFor(60*time.Second, func() error {
 			got, err := a.Client().Catalog().Datacenters()
 			if err != nil {
 				return err

@@ -1,4 +1,4 @@
-package testenv
+package rig
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/sentimentpro/sentiment/store/s3"
@@ -30,19 +29,6 @@ func (s *S3Server) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.Port
 
 // Process gives access to the server process (stop, kill, pause, restart).
 func (s *S3Server) Process() *Process { return s.proc }
-
-// S3 starts an S3 server for the test and stops it in t.Cleanup. It skips
-// the test in -short mode.
-func S3(t testing.TB) *S3Server {
-	t.Helper()
-	skipShort(t)
-	s, err := StartS3(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	return s
-}
 
 // StartS3 starts versitygw with its data under dir and waits for its health
 // endpoint. Callers must Stop it.
@@ -88,7 +74,7 @@ func (s *S3Server) Start() error {
 		return err
 	}
 	client := &http.Client{Timeout: time.Second}
-	return s.proc.waitFor(30*time.Second, func() error {
+	return s.proc.WaitFor(30*time.Second, func() error {
 		resp, err := client.Get("http://" + s.Endpoint() + "/health")
 		if err != nil {
 			return err
@@ -110,29 +96,21 @@ func (s *S3Server) Config(bucket string) s3.Config {
 }
 
 // NewBucket creates a fresh, uniquely named bucket and returns its name.
-func (s *S3Server) NewBucket(t testing.TB, prefix string) string {
-	t.Helper()
+func (s *S3Server) NewBucket(ctx context.Context, prefix string) (string, error) {
 	name := fmt.Sprintf("%s-%d-%s", strings.ToLower(prefix), s.buckets.Add(1), randomHex(4))
-	st, err := s3.New(s.Config(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := st.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return name
+	return name, s.EnsureBucket(ctx, name)
 }
 
-// NewStore returns an s3.Store on a fresh bucket.
-func (s *S3Server) NewStore(t testing.TB) *s3.Store {
-	t.Helper()
-	st, err := s3.New(s.Config(s.NewBucket(t, "test")))
+// EnsureBucket creates bucket if it does not exist.
+func (s *S3Server) EnsureBucket(ctx context.Context, bucket string) error {
+	st, err := s3.New(s.Config(bucket))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	return st
+	if err := st.EnsureBucket(ctx); err != nil {
+		return fmt.Errorf("cannot create bucket %s: %w", bucket, err)
+	}
+	return nil
 }
 
 func randomHex(n int) string {
