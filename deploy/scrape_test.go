@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,13 +14,11 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
 )
-
-const scrapeTokens = "admin:ops:admin-token-0123456789,reader:edge:reader-token-0123456789"
 
 // TestPrometheusScrape runs the registry, an edge and the geo router as
 // real processes, a real Prometheus scraping them with the shipped alert
@@ -42,14 +39,11 @@ func TestPrometheusScrape(t *testing.T) {
 	}
 	regAddr, edgeAddr, geoAddr, promAddr := addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3])
 
-	testenv.StartHTTPService(t, "registry", testenv.GoBinary(t, "./cmd/registry"),
-		[]string{"-listen", regAddr, "-store", "dir:" + t.TempDir(), "-shutdown-delay", "0s"},
-		[]string{"REGISTRY_TOKENS=" + scrapeTokens}, "http://"+regAddr+"/health/ready")
-	publishAndMove(t, "http://"+regAddr)
+	publishAndMove(t, registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr}).Admin)
 	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"),
 		[]string{"-listen", edgeAddr, "-region", "us-east", "-model", "demo", "-registry", "http://" + regAddr,
 			"-cache-dir", t.TempDir(), "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=reader-token-0123456789"}, "http://"+edgeAddr+"/health/ready")
+		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edgeAddr+"/health/ready")
 	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"),
 		[]string{"-listen", geoAddr, "-static", "us-east=" + edgeAddr, "-shutdown-delay", "0s"},
 		nil, "http://"+geoAddr+"/health/ready")
@@ -181,18 +175,11 @@ func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
 // publishAndMove publishes v1 and v2 of "demo", promotes v1 then v2 and
 // rolls back to v1 and forward again, so every registry counter exists.
-func publishAndMove(t *testing.T, base string) {
+func publishAndMove(t *testing.T, c *regclient.Client) {
 	t.Helper()
-	c := &regclient.Client{BaseURL: base, Token: "admin-token-0123456789"}
 	ctx := context.Background()
 	for i, v := range []string{"v1", "v2"} {
-		data := testenv.TinyArtifact(t, uint64(i+1), 0)
-		if _, err := c.PutBlob(ctx, model.Digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.CreateVersion(ctx, "demo", v, registry.NewVersion{Digest: model.Digest(data)}); err != nil {
-			t.Fatal(err)
-		}
+		registrytest.Publish(t, c, "demo", v, testenv.TinyArtifact(t, uint64(i+1), 0))
 		if _, err := c.Promote(ctx, "demo", "production", registry.MoveRequest{Version: v}); err != nil {
 			t.Fatal(err)
 		}

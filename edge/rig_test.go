@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,13 +24,12 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/s3"
 )
 
 var quiet = slog.New(slog.NewJSONHandler(io.Discard, nil))
-
-const tokens = "admin:ops:admin-token-0123456789,publisher:ml:publisher-token-0123456789,reader:edge:reader-token-0123456789"
 
 // rig is a registry on the real S3 server, with admin and reader clients.
 type rig struct {
@@ -51,18 +49,9 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(registry.Config{Store: st, Logger: quiet, WatchPoll: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk, _ := registry.ParseTokens(tokens)
-	api := registry.NewAPI(reg, tk, quiet)
-	admin.Mount(api, admin.Config{})
-	hs := httptest.NewServer(api)
-	t.Cleanup(hs.Close)
-	return &rig{s3: srv, bucket: bucket, store: st, url: hs.URL,
-		admin:  &regclient.Client{BaseURL: hs.URL, Token: "admin-token-0123456789"},
-		reader: &regclient.Client{BaseURL: hs.URL, Token: "reader-token-0123456789", HTTP: &http.Client{Timeout: 30 * time.Second}}}
+	reg := registrytest.Start(t, st, registry.Config{WatchPoll: 100 * time.Millisecond}, admin.Config{})
+	reg.Reader.HTTP = &http.Client{Timeout: 30 * time.Second}
+	return &rig{s3: srv, bucket: bucket, store: st, url: reg.URL, admin: reg.Admin, reader: reg.Reader}
 }
 
 func artifact(t testing.TB, seed uint64) []byte { return testenv.TinyArtifact(t, seed, 0) }
@@ -70,17 +59,12 @@ func artifact(t testing.TB, seed uint64) []byte { return testenv.TinyArtifact(t,
 // publish uploads and names a version, signed by priv when given.
 func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.PrivateKey) {
 	t.Helper()
-	ctx := context.Background()
-	digest := model.Digest(data)
-	if _, err := r.admin.PutBlob(ctx, digest, bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
-	nv := regclient.NewVersion{Digest: digest}
+	nv := regclient.NewVersion{Digest: model.Digest(data)}
 	if priv != nil {
-		sig, _ := model.Sign(priv, digest)
+		sig, _ := model.Sign(priv, nv.Digest)
 		nv.Signature = &sig
 	}
-	if _, err := r.admin.CreateVersion(ctx, "demo", version, nv); err != nil {
+	if _, err := r.admin.Publish(context.Background(), "demo", version, bytes.NewReader(data), int64(len(data)), nv); err != nil {
 		t.Fatal(err)
 	}
 }

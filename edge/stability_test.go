@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 )
 
 // TestStaticStability runs the real binaries: an edge follows the registry
@@ -22,23 +22,19 @@ func TestStaticStability(t *testing.T) {
 	agent := consul.Agent("dc-eu")
 	s3srv := testenv.S3(t)
 	bucket := testenv.NewBucket(t, s3srv, "stability")
-	regBin := testenv.GoBinary(t, "./cmd/registry")
 	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	ports, _ := testenv.FreePorts(2)
 	regAddr, edgeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	regProc := testenv.StartHTTPService(t, "registry", regBin,
-		[]string{"-listen", regAddr, "-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-shutdown-delay", "0s",
-			"-consul", agent.HTTPAddr()},
-		[]string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey, "REGISTRY_TOKENS=" + tokens},
-		"http://"+regAddr+"/health/ready")
-	r := &rig{admin: &regclient.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}}
+	reg := registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr, S3: s3srv, Bucket: bucket, Consul: agent.HTTPAddr()})
+	regProc := reg.Proc
+	r := &rig{admin: reg.Admin}
 	r.publish(t, "v1", artifact(t, 1), nil)
 	r.promote(t, "v1")
 
 	cache := t.TempDir()
 	edgeArgs := []string{"-listen", edgeAddr, "-region", "eu-west", "-model", "demo", "-registry", "http://" + regAddr,
 		"-cache-dir", cache, "-consul", agent.HTTPAddr(), "-rate-limit", "0", "-shutdown-delay", "200ms"}
-	edgeEnv := []string{"EDGE_REGISTRY_TOKEN=reader-token-0123456789"}
+	edgeEnv := []string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}
 	edgeProc := testenv.StartHTTPService(t, "edge", edgeBin, edgeArgs, edgeEnv, "http://"+edgeAddr+"/health/live")
 	waitVersion(t, edgeAddr, "v1", 10*time.Second)
 

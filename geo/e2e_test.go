@@ -1,7 +1,6 @@
 package geo_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,18 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
-
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 )
-
-const e2eTokens = "admin:ops:admin-token-0123456789,reader:edge:reader-token-0123456789"
 
 var regionDC = map[string]string{"us-east": "dc-us", "eu-west": "dc-eu", "ap-south": "dc-ap"}
 
@@ -89,23 +84,13 @@ func TestEndToEnd(t *testing.T) {
 	consul := testenv.Consul(t, "dc-us", "dc-eu", "dc-ap")
 	s3srv := testenv.S3(t)
 	bucket := testenv.NewBucket(t, s3srv, "e2e")
-	regBin, edgeBin, geoBin := testenv.GoBinary(t, "./cmd/registry"), testenv.GoBinary(t, "./cmd/edge"), testenv.GoBinary(t, "./cmd/geo")
+	edgeBin, geoBin := testenv.GoBinary(t, "./cmd/edge"), testenv.GoBinary(t, "./cmd/geo")
 	ports, _ := testenv.FreePorts(8)
 	regAddr, geoAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	testenv.StartHTTPService(t, "registry", regBin,
-		[]string{"-listen", regAddr, "-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-shutdown-delay", "0s"},
-		[]string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey, "REGISTRY_TOKENS=" + e2eTokens},
-		"http://"+regAddr+"/health/ready")
-	admin := &regclient.Client{BaseURL: "http://" + regAddr, Token: "admin-token-0123456789"}
+	admin := registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr, S3: s3srv, Bucket: bucket}).Admin
 	ctx := context.Background()
 	for i, v := range []string{"v1", "v2"} {
-		data := testenv.TinyArtifact(t, uint64(i+1), 0)
-		if _, err := admin.PutBlob(ctx, model.Digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.CreateVersion(ctx, "demo", v, registry.NewVersion{Digest: model.Digest(data)}); err != nil {
-			t.Fatal(err)
-		}
+		registrytest.Publish(t, admin, "demo", v, testenv.TinyArtifact(t, uint64(i+1), 0))
 	}
 	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
@@ -120,7 +105,7 @@ func TestEndToEnd(t *testing.T) {
 			p++
 			e.args = []string{"-listen", e.addr, "-region", region, "-model", "demo", "-registry", "http://" + regAddr,
 				"-cache-dir", t.TempDir(), "-consul", consul.Agent(regionDC[region]).HTTPAddr(), "-rate-limit", "0", "-shutdown-delay", "0s"}
-			e.proc = testenv.StartHTTPService(t, "edge-"+region, edgeBin, e.args, []string{"EDGE_REGISTRY_TOKEN=reader-token-0123456789"},
+			e.proc = testenv.StartHTTPService(t, "edge-"+region, edgeBin, e.args, []string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken},
 				"http://"+e.addr+"/health/ready")
 			edges = append(edges, e)
 		}

@@ -1,23 +1,19 @@
 package registry_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/s3"
@@ -59,23 +55,19 @@ func sharedS3(t *testing.T) *testenv.S3Server {
 	return s3Srv
 }
 
-// quietLogger keeps request logs out of test output.
-var quietLogger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-
 const (
-	adminToken     = "admin-token-0123456789"
-	publisherToken = "publisher-token-0123456789"
-	readerToken    = "reader-token-0123456789"
+	adminToken     = registrytest.AdminToken
+	publisherToken = registrytest.PublisherToken
+	readerToken    = registrytest.ReaderToken
+	testTokens     = registrytest.Tokens
 )
-
-var testTokens = "admin:alice:" + adminToken + ",publisher:ml-team:" + publisherToken + ",reader:edge:" + readerToken
 
 // harness is one registry replica (registry + admin API) over a bucket.
 type harness struct {
 	bucket string
 	store  store.Store
 	reg    *registry.Registry
-	srv    *httptest.Server
+	url    string
 	api    *registry.API
 	admin  *regclient.Client
 	pub    *regclient.Client
@@ -88,27 +80,11 @@ func newReplica(t *testing.T, srv *testenv.S3Server, bucket string, cfg registry
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store = st
-	if cfg.Logger == nil {
-		cfg.Logger = quietLogger
-	}
 	if cfg.WatchPoll == 0 {
 		cfg.WatchPoll = 100 * time.Millisecond
 	}
-	reg, err := registry.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := registry.ParseTokens(testTokens)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := registry.NewAPI(reg, tokens, cfg.Logger)
-	admin.Mount(api, admin.Config{})
-	hs := httptest.NewServer(api)
-	t.Cleanup(hs.Close)
-	client := func(token string) *regclient.Client { return &regclient.Client{BaseURL: hs.URL, Token: token} }
-	return &harness{bucket: bucket, store: st, reg: reg, srv: hs, api: api, admin: client(adminToken), pub: client(publisherToken), reader: client(readerToken)}
+	s := registrytest.Start(t, st, cfg, admin.Config{})
+	return &harness{bucket: bucket, store: st, reg: s.Registry, url: s.URL, api: s.API, admin: s.Admin, pub: s.Publisher, reader: s.Reader}
 }
 
 func newHarness(t *testing.T) *harness {
@@ -124,19 +100,7 @@ func artifact(t testing.TB, seed uint64, accuracy float64) []byte {
 }
 
 // publish uploads data and creates name/version through c.
-func publish(t testing.TB, c *regclient.Client, name, version string, data []byte) registry.Version {
-	t.Helper()
-	ctx := context.Background()
-	digest := model.Digest(data)
-	if _, err := c.PutBlob(ctx, digest, bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatalf("upload %s/%s: %v", name, version, err)
-	}
-	v, err := c.CreateVersion(ctx, name, version, registry.NewVersion{Digest: digest, Description: "test " + version})
-	if err != nil {
-		t.Fatalf("create %s/%s: %v", name, version, err)
-	}
-	return v
-}
+var publish = registrytest.Publish
 
 func mustPromote(t testing.TB, c *regclient.Client, name, channel, version string, regions ...string) registry.Channel {
 	t.Helper()

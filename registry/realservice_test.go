@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
@@ -93,13 +94,8 @@ func digestOf(t testing.TB, bits int) string {
 func TestLargePublishMemory(t *testing.T) {
 	srv := sharedS3(t)
 	bucket := testenv.NewBucket(t, srv, "large")
-	bin := testenv.GoBinary(t, "./cmd/registry")
-	ports, _ := testenv.FreePorts(1)
-	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	proc := testenv.StartHTTPService(t, "registry", bin,
-		[]string{"-listen", addr, "-store", "s3://" + bucket, "-s3-endpoint", srv.Endpoint(), "-shutdown-delay", "0s"},
-		[]string{"REGISTRY_S3_ACCESS_KEY=" + srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + srv.SecretKey, "REGISTRY_TOKENS=" + testTokens},
-		"http://"+addr+"/health/ready")
+	reg := registrytest.StartBinary(t, registrytest.Binary{S3: srv, Bucket: bucket})
+	proc := reg.Proc
 
 	const bits = 26 // 256 MiB of weights
 	digest := digestOf(t, bits)
@@ -112,7 +108,7 @@ func TestLargePublishMemory(t *testing.T) {
 	if err := testenv.ResetPeakRSS(proc.PID()); err != nil {
 		t.Fatal(err)
 	}
-	c := &regclient.Client{BaseURL: "http://" + addr, Token: publisherToken}
+	c := reg.Publisher
 	start := time.Now()
 	blob, err := c.PutBlob(context.Background(), digest, art, size)
 	if err != nil {
@@ -192,14 +188,8 @@ func TestRegistryRegistersInConsul(t *testing.T) {
 	agent := consul.Agent("dc-us")
 	srv := testenv.S3(t)
 	bucket := testenv.NewBucket(t, srv, "consul")
-	bin := testenv.GoBinary(t, "./cmd/registry")
-	ports, _ := testenv.FreePorts(1)
-	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	proc := testenv.StartHTTPService(t, "registry", bin,
-		[]string{"-listen", addr, "-store", "s3://" + bucket, "-s3-endpoint", srv.Endpoint(),
-			"-consul", agent.HTTPAddr(), "-service-id", "registry-1", "-shutdown-delay", "1s"},
-		[]string{"REGISTRY_S3_ACCESS_KEY=" + srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + srv.SecretKey, "REGISTRY_TOKENS=" + testTokens},
-		"http://"+addr+"/health/live")
+	proc := registrytest.StartBinary(t, registrytest.Binary{S3: srv, Bucket: bucket, Consul: agent.HTTPAddr(),
+		Args: []string{"-service-id", "registry-1", "-shutdown-delay", "1s"}}).Proc
 	health := func() string {
 		checks, _, err := agent.Client().Health().Checks("sentiment-registry", nil)
 		if err != nil || len(checks) == 0 {
@@ -240,12 +230,7 @@ func TestRegistryOutlivesItsConsulAgent(t *testing.T) {
 	consul := testenv.Consul(t, "dc-us")
 	agent := consul.Agent("dc-us")
 	agent.Process().Stop(5 * time.Second)
-	ports, _ := testenv.FreePorts(1)
-	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	proc := testenv.StartHTTPService(t, "registry", testenv.GoBinary(t, "./cmd/registry"),
-		[]string{"-listen", addr, "-store", "dir:" + t.TempDir(), "-consul", agent.HTTPAddr(),
-			"-service-id", "registry-1", "-shutdown-delay", "0s"},
-		[]string{"REGISTRY_TOKENS=" + testTokens}, "http://"+addr+"/health/ready")
+	proc := registrytest.StartBinary(t, registrytest.Binary{Consul: agent.HTTPAddr(), Args: []string{"-service-id", "registry-1"}}).Proc
 	passing := func() string {
 		checks, _, err := agent.Client().Health().Checks("sentiment-registry", nil)
 		if err != nil || len(checks) == 0 {
@@ -332,7 +317,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		} else if method == "PUT" || method == "POST" {
 			body = strings.NewReader(`{"digest":"` + digest + `","version":"v1"}`)
 		}
-		req, _ := http.NewRequest(method, h.srv.URL+path, body)
+		req, _ := http.NewRequest(method, h.url+path, body)
 		if token != "" {
 			req.Header.Set("Authorization", token)
 		}

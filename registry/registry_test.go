@@ -120,7 +120,7 @@ func TestPublishIsImmutableAndIdempotent(t *testing.T) {
 	}
 	// Download: ETag, Range, If-None-Match.
 	get := func(hdr map[string]string) *http.Response {
-		req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/v1/models/m/versions/v1/artifact", nil)
+		req, _ := http.NewRequest(http.MethodGet, h.url+"/v1/models/m/versions/v1/artifact", nil)
 		req.Header.Set("Authorization", "Bearer "+readerToken)
 		for k, v := range hdr {
 			req.Header.Set(k, v)
@@ -365,7 +365,7 @@ func TestErrorsAreJSON(t *testing.T) {
 	digest := model.Digest(data)
 	publish(t, h.pub, "m", "v1", data)
 	raw := func(method, path, token, contentType string, body io.Reader) (int, string) {
-		req, _ := http.NewRequest(method, h.srv.URL+path, body)
+		req, _ := http.NewRequest(method, h.url+path, body)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}

@@ -14,37 +14,33 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
 )
 
 const (
-	adminToken  = "admin-token-reliability-0123"
-	readerToken = "reader-token-reliability-0123"
-	depsTokens  = "admin:ops:" + adminToken + ",reader:edge:" + readerToken
+	adminToken  = registrytest.AdminToken
+	readerToken = registrytest.ReaderToken
 )
 
-// registryProc starts a registry on the S3 bucket, registered in Consul.
+// registry starts a registry binary on the S3 bucket, registered in
+// Consul (or on a directory when s3srv is nil); its log is checked.
 func (s *services) registry(t *testing.T, name, addr string, s3srv *testenv.S3Server, bucket, consulAddr string) *testenv.Process {
 	t.Helper()
-	return s.start(t, name, testenv.GoBinary(t, "./cmd/registry"),
-		[]string{"-listen", addr, "-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-consul", consulAddr,
-			"-service-id", name, "-shutdown-delay", "0s"},
-		[]string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey, "REGISTRY_TOKENS=" + depsTokens},
-		"http://"+addr+"/health/ready")
+	p := registrytest.StartBinary(t, registrytest.Binary{Addr: addr, S3: s3srv, Bucket: bucket, Consul: consulAddr,
+		Args: []string{"-service-id", name}}).Proc
+	s.procs = append(s.procs, p)
+	return p
 }
 
 // publish uploads a tiny artifact as model demo, version v.
 func publish(ctx context.Context, c *regclient.Client, seed uint64, v string, t *testing.T) error {
 	data := testenv.TinyArtifact(t, seed, 0)
-	if _, err := c.PutBlob(ctx, model.Digest(data), bytes.NewReader(data), int64(len(data))); err != nil {
-		return err
-	}
-	_, err := c.CreateVersion(ctx, "demo", v, registry.NewVersion{Digest: model.Digest(data)})
+	_, err := c.Publish(ctx, "demo", v, bytes.NewReader(data), int64(len(data)), regclient.NewVersion{})
 	return err
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 )
 
 // TestHostileInput sends the edge, the geo router and the registry what
@@ -28,11 +29,10 @@ func TestHostileInput(t *testing.T) {
 	var s services
 	addrs := freeAddrs(t, 3)
 	edgeAddr, geoAddr, regAddr := addrs[0], addrs[1], addrs[2]
-	storeDir := t.TempDir()
 	s.edge(t, "us-east", edgeAddr)
 	s.geo(t, geoAddr, "us-east="+edgeAddr, 300*time.Millisecond)
-	s.start(t, "registry", testenv.GoBinary(t, "./cmd/registry"), []string{"-listen", regAddr, "-store", "dir:" + storeDir,
-		"-shutdown-delay", "0s"}, []string{"REGISTRY_TOKENS=" + depsTokens}, "http://"+regAddr+"/health/ready")
+	storeDir := t.TempDir()
+	s.procs = append(s.procs, registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr, Dir: storeDir}).Proc)
 	client := &http.Client{Timeout: 5 * time.Second}
 	var cases, passed int
 	expect := func(what, method, url, token string, body string, header map[string]string, ok func(code int) bool) {

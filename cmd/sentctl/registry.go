@@ -21,7 +21,6 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/model"
-	"github.com/sentimentpro/sentiment/registry"
 )
 
 func init() {
@@ -97,7 +96,7 @@ func runPublish(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cannot read artifact: %w", err)
 	}
 	digest := fmt.Sprintf("sha256:%x", h.Sum(nil))
-	nv := registry.NewVersion{Digest: digest, Labels: labels, Description: desc}
+	nv := regclient.NewVersion{Digest: digest, Labels: labels, Description: desc}
 	if sig, err := readSignature(sigPath, file); err != nil {
 		return err
 	} else if sig != nil {
@@ -114,14 +113,9 @@ func runPublish(args []string, stdout, stderr io.Writer) error {
 		bar := progressbar.DefaultBytes(size, "uploading")
 		body = io.TeeReader(f, bar)
 	}
-	ctx := context.Background()
-	c := rf.client()
-	if _, err := c.PutBlob(ctx, digest, body, size); err != nil {
-		return fmt.Errorf("cannot upload %s: %w", file, err)
-	}
-	v, err := c.CreateVersion(ctx, name, version, nv)
+	v, err := rf.client().Publish(context.Background(), name, version, body, size, nv)
 	if err != nil {
-		return fmt.Errorf("cannot create %s/%s: %w", name, version, err)
+		return err
 	}
 	acc := "no metrics"
 	if a, ok := v.Accuracy(); ok {
@@ -173,8 +167,8 @@ func (m *moveFlags) register(fs *flag.FlagSet, versionHelp string) {
 	fs.Int64Var(&m.expect, "expect-revision", -1, "move only if the channel is still at this revision")
 }
 
-func (m *moveFlags) request() registry.MoveRequest {
-	req := registry.MoveRequest{Version: m.version, Regions: config.List(m.regions), Force: m.force, Reason: m.reason}
+func (m *moveFlags) request() regclient.MoveRequest {
+	req := regclient.MoveRequest{Version: m.version, Regions: config.List(m.regions), Force: m.force, Reason: m.reason}
 	if m.expect >= 0 {
 		rev := uint64(m.expect)
 		req.ExpectRevision = &rev
@@ -182,7 +176,7 @@ func (m *moveFlags) request() registry.MoveRequest {
 	return req
 }
 
-func printChannel(w io.Writer, c registry.Channel) {
+func printChannel(w io.Writer, c regclient.Channel) {
 	fmt.Fprintf(w, "%s/%s revision %d: global=%s", c.Model, c.Channel, c.Revision, orDash(c.Global))
 	for _, r := range sortedKeys(c.Regions) {
 		fmt.Fprintf(w, " %s=%s", r, c.Regions[r])

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +8,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 	"github.com/sentimentpro/sentiment/store/dir"
 )
 
@@ -21,16 +19,7 @@ func TestPublishPromoteRollbackCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	reg, err := registry.New(registry.Config{Store: st, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, _ := registry.ParseTokens("admin:ops:admin-token-0123456789,publisher:ml:publisher-token-0123456789")
-	api := registry.NewAPI(reg, tokens, quiet)
-	admin.Mount(api, admin.Config{})
-	srv := httptest.NewServer(api)
-	defer srv.Close()
+	srv := registrytest.Start(t, st, registry.Config{}, admin.Config{})
 	t.Setenv("SENTCTL_REGISTRY", srv.URL)
 
 	dirPath := t.TempDir()
@@ -45,7 +34,7 @@ func TestPublishPromoteRollbackCLI(t *testing.T) {
 			sentctl(t, "keygen", "--out", filepath.Join(dirPath, "k"))
 			sentctl(t, "sign", "--key", filepath.Join(dirPath, "k.key"), "--model", art)
 		}
-		t.Setenv("SENTCTL_TOKEN", "publisher-token-0123456789")
+		t.Setenv("SENTCTL_TOKEN", registrytest.PublisherToken)
 		code, out, errOut := sentctl(t, "publish", "--model", "demo", "--version", v, "--file", art, "--label", "team=ml")
 		if code != 0 || !strings.Contains(out, "published demo/"+v) || !strings.Contains(out, "accuracy 1.0000") {
 			t.Fatalf("publish %s: exit %d %s%s", v, code, out, errOut)
@@ -56,7 +45,7 @@ func TestPublishPromoteRollbackCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "403") {
 		t.Fatalf("publisher promoting production: exit %d %s", code, errOut)
 	}
-	t.Setenv("SENTCTL_TOKEN", "admin-token-0123456789")
+	t.Setenv("SENTCTL_TOKEN", registrytest.AdminToken)
 	steps := [][]string{
 		{"promote", "--model", "demo", "--version", "v1"},
 		{"promote", "--model", "demo", "--version", "v2", "--regions", "eu-west", "--reason", "canary in eu"},

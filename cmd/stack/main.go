@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -31,7 +30,6 @@ import (
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
-	"github.com/sentimentpro/sentiment/registry"
 )
 
 // Config is the local stack's layout.
@@ -259,18 +257,11 @@ func publishDefault(url, token, name string) (string, error) {
 		return ch.Global, nil
 	}
 	data := defaultmodel.Artifact()
-	m, err := defaultmodel.Load()
-	if err != nil {
-		return "", err
-	}
-	if _, err := c.PutBlob(ctx, m.Digest(), bytes.NewReader(data), int64(len(data))); err != nil {
+	_, err := c.Publish(ctx, name, "v1", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{Description: "default model (SST-2)"})
+	if err != nil && !regclient.IsStatus(err, http.StatusConflict) {
 		return "", fmt.Errorf("cannot publish the default model: %w", err)
 	}
-	_, err = c.CreateVersion(ctx, name, "v1", registry.NewVersion{Digest: m.Digest(), Description: "default model (SST-2)"})
-	if err != nil && !errors.Is(err, context.Canceled) && !regclient.IsStatus(err, http.StatusConflict) {
-		return "", fmt.Errorf("cannot create %s/v1: %w", name, err)
-	}
-	if _, err := c.Promote(ctx, name, "production", registry.MoveRequest{Version: "v1", Reason: "make run"}); err != nil {
+	if _, err := c.Promote(ctx, name, "production", regclient.MoveRequest{Version: "v1", Reason: "make run"}); err != nil {
 		return "", fmt.Errorf("cannot promote %s/v1: %w", name, err)
 	}
 	return "v1", nil

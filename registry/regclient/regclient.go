@@ -6,6 +6,7 @@ package regclient
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,6 +211,35 @@ func (c *Client) PutBlob(ctx context.Context, digest string, body io.Reader, siz
 	var b Blob
 	_, err := c.do(ctx, r, &b)
 	return b, err
+}
+
+// Publish is the publisher's whole sequence: it uploads an artifact of
+// size bytes and creates model/version from it with nv. nv.Digest is the
+// artifact's digest; when it is empty and body can be rewound, Publish
+// reads body once to compute it.
+func (c *Client) Publish(ctx context.Context, model, version string, body io.Reader, size int64, nv NewVersion) (Version, error) {
+	if nv.Digest == "" {
+		rs, ok := body.(io.ReadSeeker)
+		if !ok {
+			return Version{}, errors.New("cannot publish: no digest given and the artifact cannot be read twice")
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, rs); err != nil {
+			return Version{}, fmt.Errorf("cannot read artifact: %w", err)
+		}
+		if _, err := rs.Seek(0, io.SeekStart); err != nil {
+			return Version{}, fmt.Errorf("cannot rewind artifact: %w", err)
+		}
+		nv.Digest = fmt.Sprintf("sha256:%x", h.Sum(nil))
+	}
+	if _, err := c.PutBlob(ctx, nv.Digest, body, size); err != nil {
+		return Version{}, fmt.Errorf("cannot upload the artifact of %s/%s: %w", model, version, err)
+	}
+	v, err := c.CreateVersion(ctx, model, version, nv)
+	if err != nil {
+		return Version{}, fmt.Errorf("cannot create %s/%s: %w", model, version, err)
+	}
+	return v, nil
 }
 
 // CreateVersion creates model/version from an uploaded blob.
