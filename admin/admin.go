@@ -130,7 +130,7 @@ func (ad *admin) promote(w http.ResponseWriter, r *http.Request, p registry.Prin
 	}
 	candidate, err := ad.reg.GetVersion(r.Context(), name, req.Version)
 	if err != nil {
-		return err
+		return ad.finishMove(w, r, entry, registry.Channel{}, err, promotesOK, promotesRefused)
 	}
 	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur registry.Channel) (registry.Channel, error) {
 		if ad.isProduction(channel) && !req.Force {

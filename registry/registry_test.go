@@ -280,37 +280,6 @@ func TestReplicasWakeEachOthersWatchers(t *testing.T) {
 	}
 }
 
-func TestQualityGate(t *testing.T) {
-	h := newHarness(t)
-	ctx := context.Background()
-	publish(t, h.pub, "m", "good", artifact(t, 1, 0.85))
-	publish(t, h.pub, "m", "worse", artifact(t, 2, 0.80))
-	publish(t, h.pub, "m", "close", artifact(t, 3, 0.845))
-	mustPromote(t, h.admin, "m", "production", "good")
-	_, err := h.admin.Promote(ctx, "m", "production", registry.MoveRequest{Version: "worse"})
-	if !regclient.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "quality gate") {
-		t.Fatalf("worse candidate: %v, want 409 quality gate", err)
-	}
-	mustPromote(t, h.admin, "m", "production", "close") // within the 0.01 margin
-	mustPromote(t, h.admin, "m", "staging", "worse")    // only production is gated
-	ch, err := h.admin.Promote(ctx, "m", "production", registry.MoveRequest{Version: "worse", Force: true, Reason: "hotfix"})
-	if err != nil || ch.Global != "worse" || !ch.Change.Forced {
-		t.Fatalf("forced promote: %+v, %v", ch, err)
-	}
-	entries, err := h.admin.Audit(ctx, url.Values{"model": {"m"}, "channel": {"production"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var results []string
-	for _, e := range entries {
-		results = append(results, fmt.Sprintf("%s:%s:%v", e.Version, e.Result, e.Forced))
-	}
-	want := []string{"good:ok:false", "worse:refused:false", "close:ok:false", "worse:ok:true"}
-	if !slices.Equal(results, want) {
-		t.Fatalf("audit %v, want %v", results, want)
-	}
-}
-
 func TestDeleteVersion(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
