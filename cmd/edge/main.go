@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/edge"
+	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/model"
@@ -102,7 +102,7 @@ func (c Config) Validate() error {
 	if _, err := peerList(c.Peers); err != nil {
 		return err
 	}
-	_, err := prefixes(c.TrustedProxies)
+	_, err := clientip.ParsePrefixes(c.TrustedProxies)
 	return err
 }
 
@@ -120,18 +120,6 @@ func peerList(s string) ([]peer, error) {
 	return out, nil
 }
 
-func prefixes(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, item := range config.List(s) {
-		p, err := netip.ParsePrefix(item)
-		if err != nil {
-			return nil, fmt.Errorf("-trusted-proxies: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 func main() {
 	service.Main("edge", parseConfig, func(c Config) string { return c.LogLevel }, run)
 }
@@ -139,7 +127,7 @@ func main() {
 func run(cfg Config, log *slog.Logger) error {
 	log = log.With("region", cfg.Region)
 	edge.Version = Version
-	proxies, _ := prefixes(cfg.TrustedProxies)
+	proxies, _ := clientip.ParsePrefixes(cfg.TrustedProxies)
 	peers, _ := peerList(cfg.Peers)
 	var consul *api.Client
 	var err error

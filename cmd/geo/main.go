@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/geo"
+	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/service"
@@ -65,13 +65,33 @@ func parseConfig(args []string) (Config, error) {
 	if err := config.Parse(fs, args, "GEO"); err != nil {
 		return Config{}, err
 	}
+	return c, c.Validate()
+}
+
+// Validate checks every setting that can be checked before start, so a bad
+// command line exits 2 with the reason.
+func (c Config) Validate() error {
 	if (c.Datacenters == "") == (c.Static == "") {
-		return Config{}, errors.New("set exactly one of -datacenters (Consul) and -static")
+		return errors.New("set exactly one of -datacenters (Consul) and -static")
 	}
 	if c.Datacenters != "" && c.ConsulAddr == "" {
-		return Config{}, errors.New("-datacenters needs -consul")
+		return errors.New("-datacenters needs -consul")
 	}
-	return c, nil
+	if _, err := geo.ParseRegions(c.Regions); err != nil {
+		return fmt.Errorf("-regions: %w", err)
+	}
+	for flag, v := range map[string]string{"-overrides": c.Overrides, "-datacenters": c.Datacenters, "-static": c.Static} {
+		if _, err := config.Pairs(v); err != nil {
+			return fmt.Errorf("%s %w", flag, err)
+		}
+	}
+	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+		return err
+	}
+	if c.PerTryTimeout <= 0 || c.MaxAttempts <= 0 || c.RetryRatio < 0 {
+		return errors.New("-per-try-timeout and -max-attempts must be positive, -retry-ratio not negative")
+	}
+	return nil
 }
 
 func main() {
@@ -99,13 +119,9 @@ func run(cfg Config, log *slog.Logger) error {
 		defer db.Close()
 		loc.DB = db
 	}
-	var proxies []netip.Prefix
-	for _, p := range config.List(cfg.TrustedProxies) {
-		pr, err := netip.ParsePrefix(p)
-		if err != nil {
-			return fmt.Errorf("-trusted-proxies: %w", err)
-		}
-		proxies = append(proxies, pr)
+	proxies, err := clientip.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return err
 	}
 	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies,
 		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio, Logger: log})

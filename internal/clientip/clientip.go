@@ -2,9 +2,27 @@
 package clientip
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 )
+
+// ParsePrefixes reads a -trusted-proxies value: comma-separated CIDRs.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			return nil, fmt.Errorf("-trusted-proxies: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
 
 // Addr is the peer's address, or, when the peer is a trusted proxy,
 // the right-most address in X-Forwarded-For that is not itself a trusted
