@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,42 +286,64 @@ func TestClientAddr(t *testing.T) {
 }
 
 // TestSwapUnderLoad swaps models continuously while clients predict: no
-// request fails, and every answer names a version that was being served.
+// request fails, and every answer names a version that was being served
+// while it was in flight: not older than the one served when it was sent,
+// not newer than the last one swapped in by the time it came back.
 func TestSwapUnderLoad(t *testing.T) {
 	srv, c := newTestServer(t, Config{})
 	base := defaultServing(t)
+	// announced is raised before a swap and served after it, so a request
+	// sent when served was lo and answered when announced was hi must be
+	// answered by a version in [lo, hi].
 	var stop atomic.Bool
-	var swaps atomic.Int64
+	var announced, served atomic.Int64
+	sv0 := *base
+	sv0.Version = "v0"
+	srv.Swap(&sv0)
+	done := make(chan struct{})
 	go func() {
-		for i := 0; !stop.Load(); i++ {
+		defer close(done)
+		for i := int64(1); !stop.Load(); i++ {
 			sv := *base
-			sv.Version = fmt.Sprintf("v%d", i%5)
+			sv.Version = fmt.Sprintf("v%d", i)
+			announced.Store(i)
 			srv.Swap(&sv)
-			swaps.Add(1)
+			served.Store(i)
 			time.Sleep(200 * time.Microsecond)
 		}
 	}()
 	var wg sync.WaitGroup
 	var ok, bad atomic.Int64
+	var mu sync.Mutex
+	var failures []string
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 300; i++ {
+				lo := served.Load()
 				r := call(t, c, "POST", "/v1/predict", `{"text":"a charming and often affecting journey"}`)
-				if r.code == 200 && strings.Contains(r.body, `"version":"v`) {
+				hi := announced.Load()
+				var p struct{ Label, Version string }
+				err := json.Unmarshal([]byte(r.body), &p)
+				n, perr := strconv.ParseInt(strings.TrimPrefix(p.Version, "v"), 10, 64)
+				if r.code == 200 && err == nil && perr == nil && p.Label == "positive" && n >= lo && n <= hi {
 					ok.Add(1)
-				} else {
-					bad.Add(1)
+					continue
 				}
+				bad.Add(1)
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("%d %s (sent at v%d, back by v%d)", r.code, r.body, lo, hi))
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	stop.Store(true)
-	t.Logf("%d requests during %d swaps: %d failed", ok.Load()+bad.Load(), swaps.Load(), bad.Load())
-	if bad.Load() != 0 || swaps.Load() < 10 {
-		t.Fatalf("%d failed requests, %d swaps", bad.Load(), swaps.Load())
+	<-done
+	t.Logf("%d requests during %d swaps: %d failed", ok.Load()+bad.Load(), served.Load(), bad.Load())
+	if bad.Load() != 0 || served.Load() < 10 {
+		t.Fatalf("%d failed requests, %d swaps; first failures: %v", bad.Load(), served.Load(), failures[:min(len(failures), 5)])
 	}
 }
 
