@@ -260,13 +260,9 @@ func (c *Client) GetVersion(ctx context.Context, model, version string) (Version
 // it is a blocking query: it returns when the channel's revision exceeds
 // index or wait passes.
 func (c *Client) Resolve(ctx context.Context, model, channel, region string, index uint64, wait time.Duration) (Resolution, error) {
-	q := url.Values{}
+	q := blockingQuery(index, wait)
 	if region != "" {
 		q.Set("region", region)
-	}
-	if index > 0 {
-		q.Set("index", strconv.FormatUint(index, 10))
-		q.Set("wait", wait.String())
 	}
 	var res Resolution
 	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"/resolve?"+q.Encode(), nil, &res)
@@ -275,14 +271,21 @@ func (c *Client) Resolve(ctx context.Context, model, channel, region string, ind
 
 // GetChannel fetches a channel, blocking like Resolve when index > 0.
 func (c *Client) GetChannel(ctx context.Context, model, channel string, index uint64, wait time.Duration) (Channel, error) {
+	q := blockingQuery(index, wait)
+	var ch Channel
+	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"?"+q.Encode(), nil, &ch)
+	return ch, err
+}
+
+// blockingQuery is the query of a Consul-style blocking read: answer when
+// the revision passes index, or after wait. index 0 answers at once.
+func blockingQuery(index uint64, wait time.Duration) url.Values {
 	q := url.Values{}
 	if index > 0 {
 		q.Set("index", strconv.FormatUint(index, 10))
 		q.Set("wait", wait.String())
 	}
-	var ch Channel
-	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"?"+q.Encode(), nil, &ch)
-	return ch, err
+	return q
 }
 
 // Download streams an artifact by digest into w, sending If-None-Match
