@@ -219,7 +219,7 @@ func (ad *admin) rollback(w http.ResponseWriter, r *http.Request, p registry.Pri
 // differs from its current one.
 func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req registry.MoveRequest) (registry.Channel, error) {
 	next := cur
-	next.Regions = cloneMap(cur.Regions)
+	next.Regions, next.Digests = cloneMap(cur.Regions), cloneMap(cur.Digests)
 	if req.Version != "" {
 		if len(req.Regions) == 0 {
 			next.Global, next.Regions = req.Version, nil
@@ -236,7 +236,9 @@ func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req r
 	if len(req.Regions) == 0 {
 		for _, old := range hist {
 			if old.Revision < cur.Revision && old.Global != "" && old.Global != cur.Global {
-				next.Global, next.Regions = old.Global, cloneMap(old.Regions)
+				// The earlier revision's digests come along: the registry
+				// refuses the move if a name now holds other bytes.
+				next.Global, next.Regions, next.Digests = old.Global, cloneMap(old.Regions), cloneMap(old.Digests)
 				return next, nil
 			}
 		}
@@ -248,6 +250,9 @@ func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req r
 		for _, old := range hist {
 			if v := old.Resolve(region); old.Revision < cur.Revision && v != "" && v != now {
 				next.Regions[region] = v
+				if d, ok := old.Digests[v]; ok {
+					next.Digests[v] = d
+				}
 				found = true
 				break
 			}

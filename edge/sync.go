@@ -81,6 +81,9 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// Configured keys mean signatures are required: an unsigned artifact
+	// is refused, not waved through.
+	cfg.RequireSignature = cfg.RequireSignature || len(cfg.TrustedKeys) > 0
 	s := &Syncer{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "model-sync"), rejected: map[string]error{}}
 	s.breaker = gobreaker.NewCircuitBreaker[regclient.Resolution](gobreaker.Settings{
 		Name:        "registry",

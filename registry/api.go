@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,11 @@ type API struct {
 	// draining makes /health/ready fail during shutdown so Consul and load
 	// balancers route away before the server stops.
 	draining atomic.Bool
+	// anonymousDenials lets refusals of callers without a valid token into
+	// the audit trail at up to 10 a second (bursts of 100), so that nobody
+	// without a token can flood it; the rest are only counted.
+	anonymousDenials *tokenBucket
+	watches          watchCounts // blocking reads in progress per token
 }
 
 // SetDraining switches readiness off (true) before a graceful shutdown.
@@ -46,7 +52,8 @@ func NewAPI(reg *Registry, tokens *Tokens, logger *slog.Logger) *API {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &API{reg: reg, tokens: tokens, log: logger.With("component", "registry-api"), mux: http.NewServeMux()}
+	a := &API{reg: reg, tokens: tokens, log: logger.With("component", "registry-api"), mux: http.NewServeMux(),
+		anonymousDenials: newTokenBucket(10, 100)}
 	a.mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, 200, map[string]string{"status": "ok"}) })
 	a.mux.HandleFunc("GET /health/ready", a.ready)
 	a.mux.Handle("GET /metrics", obs.MetricsHandler())
@@ -182,7 +189,15 @@ func (a *API) authorize(r *http.Request, route string, role Role) (Principal, er
 	return p, nil
 }
 
+// anonymousDenialsDropped counts refusals of callers without a valid
+// token that were not audited (see API.anonymousDenials).
+var anonymousDenialsDropped = metrics.NewCounter(`registry_audit_anonymous_denials_dropped_total`)
+
 func (a *API) auditDenied(r *http.Request, route string, p Principal, why string) {
+	if p.Name == "" && !a.anonymousDenials.allow(time.Now()) {
+		anonymousDenialsDropped.Inc()
+		return
+	}
 	// A failure is logged and counted by Audit; the refusal stands.
 	_, _ = a.reg.Audit(r.Context(), AuditEntry{
 		Actor: p.Name, Role: p.Role.String(), Action: "auth_denied", Result: "denied",
@@ -292,4 +307,31 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	storeUp.Set(1)
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// tokenBucket is a rate limit shared by all callers: perSec tokens a
+// second, up to burst.
+type tokenBucket struct {
+	mu            sync.Mutex
+	perSec, burst float64
+	tokens        float64
+	last          time.Time
+}
+
+func newTokenBucket(perSec, burst float64) *tokenBucket {
+	return &tokenBucket{perSec: perSec, burst: burst, tokens: burst}
+}
+
+func (b *tokenBucket) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.perSec)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"net/http"
+	"slices"
+	"unicode/utf8"
 
 	"bytes"
 	"context"
@@ -38,6 +40,7 @@ var auditWriteErrors = metrics.NewCounter(`registry_audit_write_errors_total`)
 func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	e = bound(e)
 	if e.Time.IsZero() {
 		e.Time = r.now().UTC()
 	}
@@ -108,6 +111,12 @@ func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, 
 			}
 			for _, info := range infos {
 				e, err := r.readAudit(ctx, info.Key)
+				if errors.Is(err, errUnreadableEntry) {
+					// One bad object must not hide the rest of the trail.
+					auditUnreadable.Inc()
+					r.log.Warn("skipped an unreadable audit entry", "key", info.Key, "err", err)
+					continue
+				}
 				if err != nil {
 					return nil, err
 				}
@@ -127,16 +136,57 @@ func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, 
 	return out, nil
 }
 
+// errUnreadableEntry marks an audit object that is too large or not an
+// entry: queries skip it (and count it) rather than fail.
+var errUnreadableEntry = errors.New("unreadable audit entry")
+
+// auditUnreadable counts audit objects queries skipped.
+var auditUnreadable = metrics.NewCounter(`registry_audit_unreadable_total`)
+
+// maxAuditEntry bounds one stored entry; Audit keeps every entry well
+// under it (see bound).
+const maxAuditEntry = 64 << 10
+
 func (r *Registry) readAudit(ctx context.Context, key string) (AuditEntry, error) {
-	data, err := store.ReadAll(ctx, r.store, key, 64<<10)
+	data, err := store.ReadAll(ctx, r.store, key, maxAuditEntry)
+	if errors.Is(err, store.ErrTooLarge) {
+		return AuditEntry{}, fmt.Errorf("%w: %v", errUnreadableEntry, err)
+	}
 	if err != nil {
 		return AuditEntry{}, storeErr("cannot read audit entry", err)
 	}
 	var e AuditEntry
 	if err := json.Unmarshal(data, &e); err != nil {
-		return AuditEntry{}, fmt.Errorf("cannot decode audit entry %s: %w", key, err)
+		return AuditEntry{}, fmt.Errorf("%w: cannot decode %s: %v", errUnreadableEntry, key, err)
 	}
 	return e, nil
+}
+
+// bound caps every free-form field of an entry, so no request, however
+// long its path or body, makes an entry that readers cannot read back.
+func bound(e AuditEntry) AuditEntry {
+	short := func(s string) string { return truncate(s, 256) }
+	e.Actor, e.Role, e.Action, e.Result = short(e.Actor), short(e.Role), short(e.Action), short(e.Result)
+	e.Model, e.Version, e.Digest, e.Channel = short(e.Model), short(e.Version), short(e.Digest), short(e.Channel)
+	e.RequestID, e.Route = short(e.RequestID), short(e.Route)
+	e.Reason, e.Detail = truncate(e.Reason, 2048), truncate(e.Detail, 2048)
+	e.Regions = slices.Clone(e.Regions[:min(len(e.Regions), 64)])
+	for i, region := range e.Regions {
+		e.Regions[i] = short(region)
+	}
+	return e
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func (q AuditQuery) matches(e AuditEntry) bool {

@@ -124,7 +124,7 @@ func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, exp
 			return Channel{}, err
 		}
 		next.Model, next.Channel, next.UpdatedAt = model, channel, r.now().UTC()
-		if err := r.checkTargets(ctx, model, cur, next); err != nil {
+		if next.Digests, err = r.targetDigests(ctx, model, next); err != nil {
 			return Channel{}, err
 		}
 		next.Change.Before, next.Change.After = cur.Targets(), next.Targets()
@@ -156,26 +156,34 @@ func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, exp
 	return Channel{}, fmt.Errorf("%w: channel %s/%s: %v", ErrConflict, model, channel, errRetryExceeded)
 }
 
-// checkTargets makes sure every version the move introduces exists.
-func (r *Registry) checkTargets(ctx context.Context, model string, cur, next Channel) error {
-	old := cur.Targets()
+// targetDigests checks that every target of next is an existing version
+// and returns their digests. A digest next already records for a target
+// (a rollback restores an earlier revision's) must still be that
+// version's: a rollback serves the bytes it names, or nothing.
+func (r *Registry) targetDigests(ctx context.Context, model string, next Channel) (map[string]string, error) {
+	digests := map[string]string{}
 	for scope, v := range next.Targets() {
-		if old[scope] == v {
-			continue
-		}
 		if err := ValidateName("version", v); err != nil {
-			return err
+			return nil, err
 		}
 		if scope != GlobalScope {
 			if err := ValidateName("region", scope); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		if _, err := r.GetVersion(ctx, model, v); err != nil {
-			return fmt.Errorf("cannot point %s at %s/%s: %w", scope, model, v, err)
+		if _, done := digests[v]; done {
+			continue
 		}
+		ver, err := r.GetVersion(ctx, model, v)
+		if err != nil {
+			return nil, fmt.Errorf("cannot point %s at %s/%s: %w", scope, model, v, err)
+		}
+		if want, ok := next.Digests[v]; ok && want != ver.Digest {
+			return nil, fmt.Errorf("%w: %s/%s is %s now, not the %s it was", ErrConflict, model, v, ver.Digest, want)
+		}
+		digests[v] = ver.Digest
 	}
-	return nil
+	return digests, nil
 }
 
 // Resolve returns the version a channel serves in region ("" = global).
@@ -208,9 +216,14 @@ func (r *Registry) WaitChannel(ctx context.Context, model, channel string, after
 		return Channel{}, err
 	}
 	if after > 0 && wait > 0 {
-		ctx, cancel := context.WithTimeout(ctx, wait)
+		// Only channels that exist are watched: a made-up name gets 404
+		// at once instead of a poller of its own.
+		if _, err := r.GetChannel(ctx, model, channel); err != nil {
+			return Channel{}, err
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		r.hub.wait(ctx, channelKey(model, channel), after)
+		r.hub.wait(wctx, channelKey(model, channel), after)
 	}
 	return r.GetChannel(ctx, model, channel)
 }

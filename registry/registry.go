@@ -8,6 +8,7 @@
 //
 //	blobs/sha256/<hex>                 artifact bytes, verified before they land
 //	models/<model>/versions/<version>  version metadata (JSON), write-once
+//	tombstones/<model>/<version>       a deleted version's metadata: the name is never reused
 //	index/models/<model>               marker: the model exists
 //	channels/<model>/<channel>/r<…>    channel document revisions (store.WriteDoc)
 //	audit/<yyyy-mm-dd>/<time>-<rand>   one JSON object per audit entry
@@ -44,7 +45,9 @@ var (
 // Config configures a Registry; it is built in main.
 type Config struct {
 	Store store.Store
-	// TrustedKeys verify version signatures; RequireSignatures refuses
+	// TrustedKeys verify version signatures; when any is set, every version
+	// must carry a valid signature (RequireSignatures is implied).
+	// RequireSignatures without keys is an error.
 	// versions without a valid one.
 	TrustedKeys       []ed25519.PublicKey
 	RequireSignatures bool
@@ -53,8 +56,12 @@ type Config struct {
 	// WatchPoll is how often a replica re-reads channels that have
 	// watchers, to see moves made through other replicas (default 200ms).
 	WatchPoll time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// MaxWatchesPerToken caps one token's blocking reads waiting at once
+	// on a replica (default 256: every edge of a fleet may share one
+	// reader token).
+	MaxWatchesPerToken int
+	Logger             *slog.Logger
+	Now                func() time.Time
 }
 
 // Registry implements the registry's operations over a store.
@@ -78,6 +85,9 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.WatchPoll <= 0 {
 		cfg.WatchPoll = 200 * time.Millisecond
 	}
+	if cfg.MaxWatchesPerToken <= 0 {
+		cfg.MaxWatchesPerToken = 256
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -87,6 +97,9 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.RequireSignatures && len(cfg.TrustedKeys) == 0 {
 		return nil, errors.New("registry: signatures are required but no trusted key is configured")
 	}
+	// Keys that are configured are meant to be used: with trusted keys
+	// an unsigned version is refused, not waved through.
+	cfg.RequireSignatures = cfg.RequireSignatures || len(cfg.TrustedKeys) > 0
 	r := &Registry{store: cfg.Store, cfg: cfg, log: cfg.Logger.With("component", "registry"), now: cfg.Now}
 	r.hub = newWatchHub(r)
 	return r, nil

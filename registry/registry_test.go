@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 
@@ -298,6 +300,43 @@ func TestDeleteVersion(t *testing.T) {
 	if _, err := h.reader.GetVersion(ctx, "m", "v2"); !regclient.IsStatus(err, http.StatusNotFound) {
 		t.Fatalf("deleted version: %v, want 404", err)
 	}
+	// The name is a tombstone: not with other bytes, not with the same.
+	for _, seed := range []uint64{3, 2} {
+		data := artifact(t, seed, 0.8)
+		_, err := h.pub.Publish(ctx, "m", "v2", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{})
+		if !regclient.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "never reused") {
+			t.Fatalf("republishing deleted v2: %v, want 409", err)
+		}
+	}
+}
+
+// TestRollbackServesTheBytesItNames: channel revisions record their
+// targets' digests, and a rollback to a revision whose version name now
+// holds other bytes (data written before tombstones existed, forged here
+// in the bucket) is refused rather than served.
+func TestRollbackServesTheBytesItNames(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	v1 := publish(t, h.pub, "m", "v1", artifact(t, 1, 0.8))
+	publish(t, h.pub, "m", "v2", artifact(t, 2, 0.8))
+	if ch := mustPromote(t, h.admin, "m", "staging", "v1"); ch.Digests["v1"] != v1.Digest {
+		t.Fatalf("revision records digests %v, want v1 = %s", ch.Digests, v1.Digest)
+	}
+	mustPromote(t, h.admin, "m", "staging", "v2")
+	other := publish(t, h.pub, "m", "v3", artifact(t, 3, 0.8))
+	forged := v1
+	forged.Digest, forged.Size = other.Digest, other.Size
+	data, _ := json.Marshal(forged)
+	if err := h.store.Delete(ctx, "models/m/versions/v1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.Put(ctx, "models/m/versions/v1", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.admin.Rollback(ctx, "m", "staging", regclient.MoveRequest{})
+	if !regclient.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), v1.Digest) {
+		t.Fatalf("rollback to a name that holds other bytes: %v, want 409 naming %s", err, v1.Digest)
+	}
 }
 
 func TestSignatures(t *testing.T) {
@@ -424,4 +463,125 @@ func TestCutOffUploadLeavesNothing(t *testing.T) {
 	}
 	// The same publish then goes through.
 	publish(t, h.pub, "m", "v1", data)
+}
+
+// TestAuditCannotBeBrokenFromOutside: a denied request with a 66,000
+// character model name is audited within bounds, an unreadable object in
+// the trail is skipped (and counted) instead of failing every query, and
+// anonymous denials past the sampler's burst are dropped and counted.
+func TestAuditCannotBeBrokenFromOutside(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	resp, err := http.Get(h.url + "/v1/models/" + strings.Repeat("a", 66000) + "/versions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous request: %d, want 401", resp.StatusCode)
+	}
+	day := time.Now().UTC().Format("2006-01-02")
+	junk := strings.Repeat("x", 70<<10)
+	if _, err := h.store.Put(ctx, "audit/"+day+"/00000000000000000000-junk", strings.NewReader(junk), int64(len(junk))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.Put(ctx, "audit/"+day+"/00000000000000000001-notjson", strings.NewReader("{"), 1); err != nil {
+		t.Fatal(err)
+	}
+	unreadable := func() uint64 { return metrics.GetOrCreateCounter(`registry_audit_unreadable_total`).Get() }
+	before := unreadable()
+	entries, err := h.admin.Audit(ctx, url.Values{"action": {"auth_denied"}})
+	if err != nil {
+		t.Fatalf("audit query after a 66,000-character name and two bad objects: %v", err)
+	}
+	if len(entries) != 1 || len(entries[0].Model) > 256 || !strings.HasPrefix(entries[0].Model, "aaaa") {
+		t.Fatalf("want the denial, with its model name bounded: %d entries %+v", len(entries), entries)
+	}
+	if got := unreadable() - before; got != 2 {
+		t.Fatalf("registry_audit_unreadable_total grew by %d, want 2", got)
+	}
+	dropped := func() uint64 {
+		return metrics.GetOrCreateCounter(`registry_audit_anonymous_denials_dropped_total`).Get()
+	}
+	droppedBefore := dropped()
+	for i := 0; i < 300; i++ {
+		resp, err := http.Get(h.url + "/v1/models")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if got := dropped() - droppedBefore; got < 100 {
+		t.Fatalf("300 anonymous denials at once: %d dropped, want the ones past the burst of 100", got)
+	}
+}
+
+// TestTrustedKeysMeanSignaturesRequired: a registry given trusted keys,
+// without RequireSignatures, refuses an unsigned version.
+func TestTrustedKeysMeanSignaturesRequired(t *testing.T) {
+	srv := sharedS3(t)
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newReplica(t, srv, testenv.NewBucket(t, srv, "keys"), registry.Config{TrustedKeys: []ed25519.PublicKey{pub}})
+	data := artifact(t, 1, 0.8)
+	_, err = h.pub.Publish(context.Background(), "m", "v1", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{})
+	if !regclient.IsStatus(err, http.StatusUnprocessableEntity) {
+		t.Fatalf("unsigned publish with trusted keys: %v, want 422", err)
+	}
+}
+
+// TestWatchesAreBounded: a blocking read of a channel that does not exist
+// answers 404 at once, and one token's blocking reads past the cap get 429.
+func TestWatchesAreBounded(t *testing.T) {
+	srv := sharedS3(t)
+	h := newReplica(t, srv, testenv.NewBucket(t, srv, "watch"), registry.Config{MaxWatchesPerToken: 2})
+	ctx := context.Background()
+	start := time.Now()
+	if _, err := h.reader.GetChannel(ctx, "m", "made-up", 1, 10*time.Second); !regclient.IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("watching a made-up channel: %v, want 404", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the 404 waited %v", took)
+	}
+	publish(t, h.pub, "m", "v1", artifact(t, 1, 0.8))
+	ch := mustPromote(t, h.admin, "m", "production", "v1")
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Turned away while a probe below holds a place: try again.
+			for {
+				_, err := h.reader.GetChannel(wctx, "m", "production", ch.Revision, 30*time.Second)
+				if !regclient.IsStatus(err, http.StatusTooManyRequests) {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Short waits: until both reads above are waiting, this one is let in.
+		_, err := h.reader.GetChannel(ctx, "m", "production", ch.Revision, 200*time.Millisecond)
+		if regclient.IsStatus(err, http.StatusTooManyRequests) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a third blocking read for one token: %v, want 429", err)
+		}
+	}
+	// Another token is not affected, and reads with no index never wait.
+	if _, err := h.admin.GetChannel(ctx, "m", "production", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.reader.GetChannel(ctx, "m", "production", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wg.Wait()
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -280,12 +281,52 @@ func blockingParams(r *http.Request) (uint64, time.Duration, error) {
 	return index, wait, nil
 }
 
-func (a *API) getChannel(w http.ResponseWriter, r *http.Request, _ Principal) error {
+// waitChannel is a blocking read of a channel for p: at most
+// MaxWatchesPerToken of one token's blocking reads wait at once on this
+// replica (429 past that); reads with no index answer at once.
+func (a *API) waitChannel(r *http.Request, p Principal, index uint64, wait time.Duration) (Channel, error) {
+	if index > 0 && wait > 0 {
+		if !a.watches.acquire(p.Name, a.reg.cfg.MaxWatchesPerToken) {
+			return Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token", a.reg.cfg.MaxWatchesPerToken)
+		}
+		defer a.watches.release(p.Name)
+	}
+	return a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
+}
+
+// watchCounts counts each token's blocking reads in progress.
+type watchCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (w *watchCounts) acquire(who string, limit int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == nil {
+		w.n = map[string]int{}
+	}
+	if w.n[who] >= limit {
+		return false
+	}
+	w.n[who]++
+	return true
+}
+
+func (w *watchCounts) release(who string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n[who]--; w.n[who] <= 0 {
+		delete(w.n, who)
+	}
+}
+
+func (a *API) getChannel(w http.ResponseWriter, r *http.Request, p Principal) error {
 	index, wait, err := blockingParams(r)
 	if err != nil {
 		return err
 	}
-	c, err := a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
+	c, err := a.waitChannel(r, p, index, wait)
 	if err != nil {
 		return err
 	}
@@ -294,7 +335,7 @@ func (a *API) getChannel(w http.ResponseWriter, r *http.Request, _ Principal) er
 	return nil
 }
 
-func (a *API) resolve(w http.ResponseWriter, r *http.Request, _ Principal) error {
+func (a *API) resolve(w http.ResponseWriter, r *http.Request, p Principal) error {
 	index, wait, err := blockingParams(r)
 	if err != nil {
 		return err
@@ -305,7 +346,7 @@ func (a *API) resolve(w http.ResponseWriter, r *http.Request, _ Principal) error
 			return err
 		}
 	}
-	c, err := a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
+	c, err := a.waitChannel(r, p, index, wait)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,11 @@ import (
 )
 
 func versionKey(name, version string) string { return "models/" + name + "/versions/" + version }
-func modelIndexKey(name string) string       { return "index/models/" + name }
+
+// tombstoneKey marks a deleted version: its name is never used again, so
+// a name in a channel's history always means the same bytes.
+func tombstoneKey(name, version string) string { return "tombstones/" + name + "/" + version }
+func modelIndexKey(name string) string         { return "index/models/" + name }
 
 const (
 	maxLabels      = 32
@@ -57,6 +61,9 @@ func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher s
 	} else if !errors.Is(err, ErrNotFound) {
 		return Version{}, false, err
 	}
+	if err := r.checkNotDeleted(ctx, name, version); err != nil {
+		return Version{}, false, err
+	}
 	info, err := r.StatBlob(ctx, nv.Digest)
 	if errors.Is(err, ErrNotFound) {
 		return Version{}, false, fmt.Errorf("%w: blob %s has not been uploaded", ErrInvalid, nv.Digest)
@@ -90,6 +97,14 @@ func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher s
 	}
 	if err != nil {
 		return Version{}, false, storeErr("cannot store version", err)
+	}
+	// A delete of the same name may have raced this create: the tombstone
+	// wins.
+	if err := r.checkNotDeleted(ctx, name, version); err != nil {
+		if derr := r.store.Delete(ctx, versionKey(name, version)); derr != nil {
+			r.log.Error("cannot remove a version created under a deleted name", "model", name, "version", version, "err", derr)
+		}
+		return Version{}, false, err
 	}
 	// The index marker lists the model; it exists after the first version.
 	if _, err := r.store.Put(ctx, modelIndexKey(name), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
@@ -238,10 +253,29 @@ func (r *Registry) DeleteVersion(ctx context.Context, name, version string) (Ver
 			}
 		}
 	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return Version{}, fmt.Errorf("cannot encode tombstone: %w", err)
+	}
+	if _, err := r.store.Put(ctx, tombstoneKey(name, version), bytes.NewReader(data), int64(len(data))); err != nil && !errors.Is(err, store.ErrExists) {
+		return Version{}, storeErr("cannot write tombstone", err)
+	}
 	if err := r.store.Delete(ctx, versionKey(name, version)); err != nil {
 		return Version{}, storeErr("cannot delete version", err)
 	}
 	return v, nil
+}
+
+// checkNotDeleted refuses a version name that was deleted before.
+func (r *Registry) checkNotDeleted(ctx context.Context, name, version string) error {
+	_, err := r.store.Stat(ctx, tombstoneKey(name, version))
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: %s/%s was deleted; a version name is never reused, publish a new one", ErrConflict, name, version)
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	}
+	return storeErr("cannot check for a tombstone", err)
 }
 
 func clampLimit(limit int) int {

@@ -28,6 +28,8 @@ var (
 	// ErrInvalidKey is returned for keys that are empty, too long, or contain
 	// characters or segments outside the allowed set.
 	ErrInvalidKey = errors.New("invalid key")
+	// ErrTooLarge is returned by ReadAll for an object over its limit.
+	ErrTooLarge = errors.New("object too large")
 )
 
 // MaxKeyLen bounds object keys; S3 allows 1024 bytes.
@@ -107,14 +109,14 @@ func ReadAll(ctx context.Context, s Store, key string, limit int64) ([]byte, err
 	}
 	defer rc.Close()
 	if info.Size > limit {
-		return nil, fmt.Errorf("cannot read %q: %d bytes exceed the %d-byte limit", key, info.Size, limit)
+		return nil, fmt.Errorf("cannot read %q: %w: %d bytes exceed the %d-byte limit", key, ErrTooLarge, info.Size, limit)
 	}
 	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %q: %w", key, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("cannot read %q: more than %d bytes", key, limit)
+		return nil, fmt.Errorf("cannot read %q: %w: more than %d bytes", key, ErrTooLarge, limit)
 	}
 	return data, nil
 }

@@ -51,10 +51,13 @@ const GlobalScope = "*"
 // optional per-region overrides. Each move is a new revision; the revisions
 // are the channel's history.
 type Channel struct {
-	Model     string            `json:"model"`
-	Channel   string            `json:"channel"`
-	Global    string            `json:"global,omitempty"`
-	Regions   map[string]string `json:"regions,omitempty"`
+	Model   string            `json:"model"`
+	Channel string            `json:"channel"`
+	Global  string            `json:"global,omitempty"`
+	Regions map[string]string `json:"regions,omitempty"`
+	// Digests holds the digest of every target version when the revision
+	// was written, so a rollback to it serves exactly those bytes.
+	Digests   map[string]string `json:"digests,omitempty"`
 	Change    Change            `json:"change"`
 	UpdatedAt time.Time         `json:"updated_at"`
 	Revision  uint64            `json:"revision"` // filled in on read
