@@ -64,7 +64,7 @@ func (s *Server) FastHTTPServer() *fasthttp.Server {
 		IdleTimeout:           60 * time.Second,
 		ReadBufferSize:        8 << 10,
 		NoDefaultServerHeader: true,
-		Logger:                obs.PrintfLogger{Log: s.log, Level: slog.LevelDebug},
+		Logger:                obs.ServerLogger{Log: s.log, Level: slog.LevelDebug},
 		ErrorHandler:          httperr.ErrorHandler(s.cfg.MaxBodyBytes, func(ctx *fasthttp.RequestCtx) { setSecurityHeaders(ctx, s.cfg.TLS) }),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 )
 
@@ -100,6 +101,10 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string) error {
 	req.Header.SetContentTypeBytes(ctx.Request.Header.ContentType())
 	req.Header.Set("X-Request-ID", id)
 	req.Header.Set(forwardedHeader, p.self)
+	// The peer limits and logs by client too: pass the client on.
+	if xff := clientip.AppendForwardedFor(nil, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.RemoteIP()); len(xff) > 0 {
+		req.Header.SetBytesV("X-Forwarded-For", xff)
+	}
 	req.SetBody(ctx.PostBody())
 	if err := p.client.DoTimeout(req, resp, p.timeout); err != nil {
 		return fmt.Errorf("cannot reach peer %s: %w", addr, err)

@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -217,7 +218,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), r.clientAddr(ctx))
 	id := r.requestID(ctx)
 	setForwardedFor(ctx)
-	req.Header.Del("Connection")
+	stripHopByHop(&req.Header)
 	req.URI().SetScheme("http")
 	sec := start.Unix()
 	r.budget.request(sec)
@@ -315,18 +316,36 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, now time.Time) 
 	return nil
 }
 
+// hopByHop are the headers meant for one connection only (RFC 9110
+// §7.6.1), and Proxy-Authorization, which is meant for this proxy: none is
+// forwarded.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade",
+	"Trailer", "Proxy-Authorization", "Proxy-Authenticate"}
+
+// stripHopByHop removes the hop-by-hop headers and every header the
+// Connection header names.
+func stripHopByHop(h *fasthttp.RequestHeader) {
+	if conn := h.Peek("Connection"); len(conn) > 0 {
+		var buf [128]byte
+		names := append(buf[:0], conn...) // Peek's bytes move as headers are deleted
+		for len(names) > 0 {
+			var name []byte
+			name, names, _ = bytes.Cut(names, []byte(","))
+			if name = bytes.TrimSpace(name); len(name) > 0 {
+				h.DelBytes(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
 // setForwardedFor appends the client's address to X-Forwarded-For.
 func setForwardedFor(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
 	var buf [64]byte
-	v := append(buf[:0], h.Peek("X-Forwarded-For")...)
-	if len(v) > 0 {
-		v = append(v, ", "...)
-	}
-	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
-		v = ip.Unmap().AppendTo(v)
-	}
-	h.SetBytesV("X-Forwarded-For", v)
+	h.SetBytesV("X-Forwarded-For", clientip.AppendForwardedFor(buf[:0], h.Peek("X-Forwarded-For"), ctx.RemoteIP()))
 }
 
 // route answers GET /v1/route: the caller's regions in order, with edges.

@@ -164,3 +164,48 @@ func TestRetryBudget(t *testing.T) {
 		t.Fatal("no retry allowed in a fresh window")
 	}
 }
+
+// TestHopByHopHeadersStop: the router forwards none of RFC 9110's
+// hop-by-hop headers, nor the headers Connection names, nor
+// Proxy-Authorization; end-to-end headers pass.
+func TestHopByHopHeadersStop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan map[string]string, 1)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		h := map[string]string{}
+		ctx.Request.Header.VisitAll(func(k, v []byte) { h[strings.ToLower(string(k))] = string(v) })
+		select {
+		case got <- h:
+		default:
+		}
+	}}
+	go srv.Serve(ln)
+	defer srv.Shutdown()
+	r := NewRouter(Config{Locator: &Locator{Regions: testRegions, Default: "us-east"}, Logger: quiet})
+	r.Update("us-east", []string{ln.Addr().String()})
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/v1/predict")
+	for k, v := range map[string]string{"Connection": "keep-alive, X-Secret, x-other-secret", "X-Secret": "s1", "X-Other-Secret": "s2",
+		"Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "Basic c2VjcmV0",
+		"Proxy-Connection": "keep-alive", "Trailer": "X-Sum", "X-Kept": "yes"} {
+		ctx.Request.Header.Set(k, v)
+	}
+	ctx.Request.SetBodyString(`{"text":"hi"}`)
+	r.Handler()(&ctx)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	h := <-got
+	for _, name := range []string{"x-secret", "x-other-secret", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "trailer"} {
+		if v, ok := h[name]; ok {
+			t.Errorf("%s reached the edge: %q", name, v)
+		}
+	}
+	if h["x-kept"] != "yes" || h["x-forwarded-for"] == "" {
+		t.Errorf("end-to-end headers lost: %v", h)
+	}
+}

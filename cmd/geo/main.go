@@ -21,6 +21,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/httperr"
+	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
 )
 
@@ -137,7 +138,8 @@ func run(cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
 	const maxBody = 1 << 20
-	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: httperr.ErrorHandler(maxBody, nil), Name: "sentiment-geo", ReadTimeout: 10 * time.Second,
+	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: httperr.ErrorHandler(maxBody, nil), Name: "sentiment-geo",
+		Logger: obs.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: maxBody}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

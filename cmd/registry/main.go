@@ -61,8 +61,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.TokensFile, "tokens-file", "", "file of role:name:token lines")
 	fs.StringVar(&c.Tokens, "tokens", "", "role:name:token entries, comma-separated (prefer REGISTRY_TOKENS)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve without authentication (local experiments only)")
-	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of publisher public keys that may sign versions")
-	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse versions without a valid signature")
+	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of publisher public keys that may sign versions; when set, unsigned versions are refused")
+	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse versions without a valid signature (implied by -trusted-keys)")
 	fs.Int64Var(&c.MaxArtifact, "max-artifact-bytes", 512<<20, "largest accepted upload")
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
@@ -155,7 +155,8 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("registry listening", "addr", ln.Addr().String(), "store", cfg.Store, "version", Version)

@@ -24,6 +24,20 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// AppendForwardedFor appends to dst the X-Forwarded-For a proxy sends
+// on: the one it received (xff) with the connection peer's address added.
+func AppendForwardedFor(dst, xff []byte, peer net.IP) []byte {
+	dst = append(dst, xff...)
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return dst
+	}
+	if len(xff) > 0 {
+		dst = append(dst, ", "...)
+	}
+	return ip.Unmap().AppendTo(dst)
+}
+
 // Addr is the peer's address, or, when the peer is a trusted proxy,
 // the right-most address in X-Forwarded-For that is not itself a trusted
 // proxy (the left part of the header is whatever the client claimed).

@@ -90,6 +90,20 @@ func (l PrintfLogger) Printf(format string, args ...any) {
 	l.Log.Log(context.Background(), l.Level, fmt.Sprintf(format, args...))
 }
 
+// ServerLogger is the Logger of a fasthttp server. fasthttp's messages
+// about connections it could not serve carry the client's address and a
+// snippet of the raw request (tokens and texts included), so only the
+// message's format is logged, never its arguments.
+type ServerLogger struct {
+	Log   *slog.Logger
+	Level slog.Level
+}
+
+// Printf logs the format string alone.
+func (l ServerLogger) Printf(format string, _ ...any) {
+	l.Log.Log(context.Background(), l.Level, "fasthttp: "+format)
+}
+
 // RequestIDs makes cheap unique request IDs for hot paths: a random
 // per-process prefix and a counter, e.g. "3f2a9c1b7d0e-1a".
 type RequestIDs struct {
