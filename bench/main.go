@@ -102,7 +102,7 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	}
 	// The geo router in front of that one edge, as clients would use it.
 	geo, err := start(geoBin, tmp, "geo", "-listen", geoAddr, "-regions", "bench=0,0", "-default-region", "bench",
-		"-static", "bench="+edgeAddr, "-shutdown-delay", "0s")
+		"-static", "bench="+edgeAddr, "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0")
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, dur
 	}
 	defer stop(edge)
 	geo, err := start("taskset", tmp, "geo-pinned", "-c", "1", geoBin, "-listen", geoAddr, "-regions", "bench=0,0",
-		"-default-region", "bench", "-static", "bench="+edgeAddr, "-shutdown-delay", "0s")
+		"-default-region", "bench", "-static", "bench="+edgeAddr, "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0")
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/ratelimit"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -65,7 +66,7 @@ type Server struct {
 	log      *slog.Logger
 	current  atomic.Pointer[Serving]
 	draining atomic.Bool
-	limiter  *limiter
+	limiter  *ratelimit.Limiter
 	ids      *obs.RequestIDs
 }
 
@@ -88,7 +89,7 @@ func NewServer(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge")}
 	if cfg.RatePerMinute > 0 {
-		s.limiter = newLimiter(cfg.RatePerMinute, cfg.RateBurst)
+		s.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
 	}
 	s.ids = obs.NewRequestIDs()
 	return s
@@ -121,6 +122,6 @@ func (s *Server) SetDraining(d bool) { s.draining.Store(d) }
 // Close stops background work (the rate limiter's sweeper).
 func (s *Server) Close() {
 	if s.limiter != nil {
-		s.limiter.close()
+		s.limiter.Close()
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/ratelimit"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -107,9 +108,9 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		var err error
 		if limited && s.limiter != nil {
 			addr := clientip.Addr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
-			if ok, wait := s.limiter.allow(addr, start); !ok {
+			if ok, wait := s.limiter.Allow(addr, start); !ok {
 				rateLimited.Inc()
-				ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+				ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
 				err = httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
 			}
 		}

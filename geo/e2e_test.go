@@ -112,7 +112,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	testenv.StartHTTPService(t, "geo", geoBin, []string{"-listen", geoAddr, "-mmdb", writeMMDB(t),
 		"-consul", consul.Agent("dc-us").HTTPAddr(), "-datacenters", "us-east=dc-us,eu-west=dc-eu,ap-south=dc-ap",
-		"-per-try-timeout", "300ms", "-shutdown-delay", "0s"}, nil, "http://"+geoAddr+"/health/live")
+		"-per-try-timeout", "300ms", "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, nil, "http://"+geoAddr+"/health/live")
 
 	// Every region has its two edges in the router's view.
 	waitRoute(t, geoAddr, 2, 20*time.Second)

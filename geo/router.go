@@ -19,6 +19,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/ratelimit"
 )
 
 // Config configures the failover proxy; it is built in main.
@@ -36,7 +37,12 @@ type Config struct {
 	// 10-second window (plus a floor of 10 per second), so a global
 	// outage does not multiply the load.
 	RetryRatio float64
-	Logger     *slog.Logger
+	// RatePerMinute is the per-client limit (0: none) with bursts of up
+	// to RateBurst (default: a minute's worth). The client is the peer, or
+	// the address a trusted proxy forwarded.
+	RatePerMinute float64
+	RateBurst     int
+	Logger        *slog.Logger
 }
 
 // upstream is one edge.
@@ -84,12 +90,21 @@ type Router struct {
 	pools  map[string]*regionPool
 	budget retryBudget
 	ids    *obs.RequestIDs
+	// limiter is the per-client rate limit; nil when off.
+	limiter *ratelimit.Limiter
 	// draining fails /health/ready during shutdown.
 	draining atomic.Bool
 }
 
 // SetDraining turns readiness off before a graceful shutdown.
 func (r *Router) SetDraining(d bool) { r.draining.Store(d) }
+
+// Close stops background work (the rate limiter's sweeper).
+func (r *Router) Close() {
+	if r.limiter != nil {
+		r.limiter.Close()
+	}
+}
 
 // NewRouter returns a router with no edges yet; feed it with Update.
 func NewRouter(cfg Config) *Router {
@@ -116,6 +131,9 @@ func NewRouter(cfg Config) *Router {
 			ReadTimeout: cfg.PerTryTimeout, WriteTimeout: cfg.PerTryTimeout,
 			Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}}
 	r.budget.ratio = cfg.RetryRatio
+	if cfg.RatePerMinute > 0 {
+		r.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
+	}
 	for _, reg := range cfg.Locator.Regions {
 		r.pools[reg.Name] = newRegionPool(reg.Name, r.newBreaker(reg.Name))
 		// Both gauges exist from the start, so dashboards and alerts see
@@ -215,8 +233,21 @@ func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	req := &ctx.Request
-	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), r.clientAddr(ctx))
+	client := r.clientAddr(ctx)
 	id := r.requestID(ctx)
+	if r.limiter != nil {
+		// One bucket per client at this router, whatever region it asks
+		// for: hopping regions with the hint does not multiply it.
+		if ok, wait := r.limiter.Allow(client, start); !ok {
+			rateLimited.Inc()
+			ctx.Response.Header.Set("X-Request-Id", id)
+			ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
+			httperr.WriteFast(ctx, httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", r.cfg.RatePerMinute), id)
+			observe(fasthttp.StatusTooManyRequests, time.Since(start))
+			return
+		}
+	}
+	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
 	setForwardedFor(ctx)
 	stripHopByHop(&req.Header)
 	req.URI().SetScheme("http")
@@ -397,6 +428,7 @@ func (r *Router) health(ctx *fasthttp.RequestCtx) {
 }
 
 var (
+	rateLimited     = metrics.NewCounter(`geo_rate_limited_total`)
 	failoverTotal   = metrics.NewCounter(`geo_failovers_total`)
 	requestDuration = metrics.NewPrometheusHistogram(`geo_request_duration_seconds`)
 	// requestsByCode caches geo_requests_total{code} by status code.

@@ -204,7 +204,7 @@ func TestDependencyOutages(t *testing.T) {
 	}
 	s.start(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", addrs[3], "-regions", "us-east=38.9,-77.0",
 		"-default-region", "us-east", "-consul", agent.HTTPAddr(), "-datacenters", "us-east=dc1", "-per-try-timeout", "300ms",
-		"-shutdown-delay", "0s"}, nil, "http://"+addrs[3]+"/health/live")
+		"-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, nil, "http://"+addrs[3]+"/health/live")
 	waitUntil(t, 20*time.Second, "the geo router sees both edges", func() bool { _, n := routeState(addrs[3], "us-east"); return n == 2 })
 
 	rate := pick(300.0, 1000.0)

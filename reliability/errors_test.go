@@ -101,7 +101,7 @@ func TestErrorBodies(t *testing.T) {
 	)
 	check("edge", "http://"+edgeAddr, edgeCases)
 	check("geo", "http://"+geoAddr, append(common(false),
-		errorCase{what: "body over the 1 MiB limit", raw: bodyOver(2 << 20), codes: []int{413}},
+		errorCase{what: "body over the 64 KiB limit", raw: bodyOver(2 << 20), codes: []int{413}},
 		predict("invalid JSON, answered by the edge", "{not json", 400),
 	))
 	reg := "http://" + regAddr

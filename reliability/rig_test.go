@@ -294,10 +294,11 @@ func (s *services) edge(t *testing.T, region, addr string, extra ...string) *tes
 }
 
 // geo starts a geo router over static edges: region=addr|addr,...
-func (s *services) geo(t *testing.T, addr, static string, perTry time.Duration) *testenv.Process {
+// Its per-client limit is off: the load comes from one address.
+func (s *services) geo(t *testing.T, addr, static string, perTry time.Duration, extra ...string) *testenv.Process {
 	t.Helper()
-	return s.start(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", addr, "-static", static,
-		"-per-try-timeout", perTry.String(), "-shutdown-delay", "0s"}, nil, "http://"+addr+"/health/ready")
+	return s.start(t, "geo", testenv.GoBinary(t, "./cmd/geo"), append([]string{"-listen", addr, "-static", static,
+		"-per-try-timeout", perTry.String(), "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, extra...), nil, "http://"+addr+"/health/ready")
 }
 
 // checkLogs fails if any log line holds a secret or a raw request text.

@@ -71,7 +71,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.BoolVar(&c.FallbackDefault, "fallback-default", false, "with -registry: serve the embedded default model until the channel's model arrives")
 	fs.StringVar(&c.Peers, "peers", "", "peer datacenter=region pairs, nearest first, for cold starts with no model")
 	fs.Float64Var(&c.RatePerMinute, "rate-limit", 100, "requests per minute per client address (0: off)")
-	fs.IntVar(&c.RateBurst, "rate-burst", 0, "bucket size (default: 10 seconds' worth)")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "bucket size (default: a minute's worth)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is believed")
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", edge.DefaultMaxBodyBytes, "largest request body")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")

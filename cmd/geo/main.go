@@ -43,6 +43,11 @@ type Config struct {
 	MaxAttempts    int
 	RetryRatio     float64
 	TrustedProxies string
+	RatePerMinute  float64
+	RateBurst      int
+	MaxBodyBytes   int
+	MaxConnsPerIP  int
+	Concurrency    int
 	service.Flags
 }
 
@@ -62,6 +67,11 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "regions tried per request")
 	fs.Float64Var(&c.RetryRatio, "retry-ratio", 0.2, "retries allowed as a share of requests over 10 s (plus 10/s)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is believed")
+	fs.Float64Var(&c.RatePerMinute, "rate-limit", 100, "requests per minute per client address at this router (0: off)")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "bucket size (default: a minute's worth)")
+	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest request body (the edge's limit)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 256, "open connections per client address (0: no limit)")
+	fs.IntVar(&c.Concurrency, "max-concurrency", 10000, "requests served at once; more get 503")
 	c.Flags.Register(fs, "sentiment-geo")
 	if err := config.Parse(fs, args, "GEO"); err != nil {
 		return Config{}, err
@@ -91,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if c.PerTryTimeout <= 0 || c.MaxAttempts <= 0 || c.RetryRatio < 0 {
 		return errors.New("-per-try-timeout and -max-attempts must be positive, -retry-ratio not negative")
+	}
+	if c.RatePerMinute < 0 || c.MaxBodyBytes <= 0 || c.MaxConnsPerIP < 0 || c.Concurrency <= 0 {
+		return errors.New("-rate-limit and -max-conns-per-ip must not be negative, -max-body-bytes and -max-concurrency must be positive")
 	}
 	return nil
 }
@@ -125,7 +138,9 @@ func run(cfg Config, log *slog.Logger) error {
 		return err
 	}
 	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies,
-		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio, Logger: log})
+		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio,
+		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, Logger: log})
+	defer router.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -137,10 +152,13 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	const maxBody = 1 << 20
-	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: httperr.ErrorHandler(maxBody, nil), Name: "sentiment-geo",
+	// The front door: bodies no larger than an edge takes, a cap on
+	// connections per client and on requests at once, and slow clients
+	// cut off, so a few cheap connections cannot hold the router's memory.
+	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, nil), Name: "sentiment-geo",
 		Logger: obs.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: maxBody}
+		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
+		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("geo router listening", "addr", ln.Addr().String(), "regions", len(regions), "version", Version)

@@ -114,7 +114,7 @@ func run(cfg Config) error {
 		e, err := start(cfg, "edge-"+region, url, append([]string{
 			"-listen", strings.TrimPrefix(url, "http://"), "-region", region, "-model", cfg.Model,
 			"-registry", regURL, "-registry-token", tokens.reader, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region),
-			"-rate-limit", "6000", "-shutdown-delay", "0s",
+			"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s",
 		}, backend.edgeArgs(region)...), nil)
 		if err != nil {
 			return err

@@ -1,16 +1,22 @@
-package edge
+// Package ratelimit is the per-client limit of the edge and the geo
+// router: a token bucket per client address (IPv6 by /64) filling at
+// perMinute/60 a second up to a burst, like Envoy's local rate limit. It
+// is per process: N routers let a client through N times the rate if its
+// requests are spread over them (see docs/SECURITY.md).
+package ratelimit
 
 import (
 	"hash/maphash"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 )
 
-// limiter is a per-client token bucket: rate tokens per minute, up to
+// Limiter is a per-client token bucket: rate tokens per minute, up to
 // burst. Clients are keyed by address (IPv6 by /64, which one host
 // usually holds). Buckets idle long enough to be full are swept.
-type limiter struct {
+type Limiter struct {
 	perSec float64
 	burst  float64
 	seed   maphash.Seed
@@ -28,11 +34,14 @@ type bucket struct {
 	last   int64 // unix nanos
 }
 
-func newLimiter(perMinute float64, burst int) *limiter {
+// New returns a limiter of perMinute requests a minute per client, with
+// bursts of up to burst (default: a minute's worth, so that the 101st of
+// 100 requests sent at once is the first refused). Close stops its sweeper.
+func New(perMinute float64, burst int) *Limiter {
 	if burst <= 0 {
-		burst = max(1, int(perMinute/6)) // 10 seconds' worth
+		burst = max(1, int(perMinute))
 	}
-	l := &limiter{perSec: perMinute / 60, burst: float64(burst), seed: maphash.MakeSeed(), stop: make(chan struct{})}
+	l := &Limiter{perSec: perMinute / 60, burst: float64(burst), seed: maphash.MakeSeed(), stop: make(chan struct{})}
 	for i := range l.shards {
 		l.shards[i].buckets = map[netip.Addr]*bucket{}
 	}
@@ -40,9 +49,9 @@ func newLimiter(perMinute float64, burst int) *limiter {
 	return l
 }
 
-// allow takes a token for addr. When none is left it returns false and how
+// Allow takes a token for addr. When none is left it returns false and how
 // long until one will be.
-func (l *limiter) allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
+func (l *Limiter) Allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
 	if addr.Is6() && !addr.Is4In6() {
 		p, _ := addr.Prefix(64)
 		addr = p.Addr()
@@ -68,7 +77,7 @@ func (l *limiter) allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
 	return false, wait
 }
 
-func (l *limiter) sweep() {
+func (l *Limiter) sweep() {
 	full := time.Duration(l.burst / l.perSec * 1e9)
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -92,4 +101,9 @@ func (l *limiter) sweep() {
 	}
 }
 
-func (l *limiter) close() { close(l.stop) }
+// Close stops the sweeper.
+func (l *Limiter) Close() { close(l.stop) }
+
+// RetryAfter is the Retry-After value, in whole seconds rounded up, of a
+// wait Allow returned.
+func RetryAfter(wait time.Duration) string { return strconv.Itoa(int(wait/time.Second) + 1) }
