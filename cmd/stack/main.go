@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 
 	"github.com/sentimentpro/sentiment/internal/config"
@@ -95,9 +96,14 @@ func run(cfg Config) error {
 		}
 	}()
 	regURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.RegistryPort)
+	key, err := loadSigningKey(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	// Tokens go in the environment, never on command lines (ps shows those).
 	reg, err := start(cfg, "registry", regURL, append([]string{
-		"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-tokens", tokens.all(), "-shutdown-delay", "0s",
-	}, backend.registryArgs...), backend.registryEnv)
+		"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-trusted-keys", key.pubPath, "-shutdown-delay", "0s",
+	}, backend.registryArgs...), append([]string{"REGISTRY_TOKENS=" + tokens.all()}, backend.registryEnv...))
 	if err != nil {
 		return err
 	}
@@ -105,7 +111,7 @@ func run(cfg Config) error {
 	if err := waitReady(reg); err != nil {
 		return err
 	}
-	version, err := publishDefault(regURL, tokens.admin, cfg.Model)
+	version, err := publishDefault(regURL, tokens.admin, cfg.Model, key)
 	if err != nil {
 		return err
 	}
@@ -113,9 +119,9 @@ func run(cfg Config) error {
 		url := fmt.Sprintf("http://127.0.0.1:%d", cfg.EdgePort+i)
 		e, err := start(cfg, "edge-"+region, url, append([]string{
 			"-listen", strings.TrimPrefix(url, "http://"), "-region", region, "-model", cfg.Model,
-			"-registry", regURL, "-registry-token", tokens.reader, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region),
+			"-registry", regURL, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region), "-trusted-keys", key.pubPath,
 			"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s",
-		}, backend.edgeArgs(region)...), nil)
+		}, backend.edgeArgs(region)...), []string{"EDGE_REGISTRY_TOKEN=" + tokens.reader})
 		if err != nil {
 			return err
 		}
@@ -249,15 +255,28 @@ func waitRoutes(geoURL string, regions int) error {
 
 // publishDefault publishes the embedded default model as version v1 and
 // promotes it to production, unless production already has a target.
-func publishDefault(url, token, name string) (string, error) {
+func publishDefault(url, token, name string, key signingKey) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := &regclient.Client{BaseURL: url, Token: token}
 	if ch, err := c.GetChannel(ctx, name, "production", 0, 0); err == nil && ch.Global != "" {
+		v, err := c.GetVersion(ctx, name, ch.Global)
+		if err != nil {
+			return "", fmt.Errorf("cannot read %s/%s: %w", name, ch.Global, err)
+		}
+		if v.SignedBy == "" {
+			return "", fmt.Errorf("production serves the unsigned %s/%s, which the edges now refuse: the state directory is from an older version; remove it (-dir)", name, ch.Global)
+		}
 		return ch.Global, nil
 	}
 	data := defaultmodel.Artifact()
-	_, err := c.Publish(ctx, name, "v1", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{Description: "default model (SST-2)"})
+	digest := model.Digest(data)
+	sig, err := model.Sign(key.priv, digest)
+	if err != nil {
+		return "", err
+	}
+	_, err = c.Publish(ctx, name, "v1", bytes.NewReader(data), int64(len(data)),
+		regclient.NewVersion{Digest: digest, Signature: &sig, Description: "default model (SST-2), signed by the local stack's key"})
 	if err != nil && !regclient.IsStatus(err, http.StatusConflict) {
 		return "", fmt.Errorf("cannot publish the default model: %w", err)
 	}
@@ -284,12 +303,14 @@ Try it (the geo router sends you to the nearest healthy region; X-Region picks o
   curl -s %[1]s/v2/models/%[2]s/infer -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great fun", "a dull mess"]}]}'
   curl -s %[1]s/v1/route -H 'X-Region: eu-west'
 
-Publish and promote a model (tokens are in %[3]s):
+Publish and promote a model (tokens are in %[3]s; the registry and the
+edges trust only models signed with %[5]s):
 
   set -a; . %[3]s; set +a
+  bin/sentctl sign --key %[5]s --model my.sapm
   SENTCTL_TOKEN=$SENTCTL_PUBLISHER_TOKEN bin/sentctl publish --model %[2]s --version v2 --file my.sapm
   SENTCTL_TOKEN=$SENTCTL_ADMIN_TOKEN bin/sentctl promote --model %[2]s --version v2 --regions eu-west
 
 Logs are in %[4]s. Ctrl-C stops everything.
-`, geo, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"))
+`, geo, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"), filepath.Join(cfg.StateDir, "publisher.key"))
 }

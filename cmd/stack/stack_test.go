@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/model/defaultmodel"
 )
 
 // TestStack runs what `make run` and `make stack` run, sends a prediction
@@ -35,7 +37,8 @@ func TestStack(t *testing.T) {
 			}
 			// Edges take consecutive ports from -edge-port; FreePorts gives
 			// no such guarantee, so pick a base and trust the next two.
-			args := []string{"-bin", bin, "-dir", t.TempDir(), "-registry-port", fmt.Sprint(ports[0]),
+			state := t.TempDir()
+			args := []string{"-bin", bin, "-dir", state, "-registry-port", fmt.Sprint(ports[0]),
 				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2])}
 			if real {
 				args = append(args, "-real")
@@ -95,6 +98,33 @@ func TestStack(t *testing.T) {
 			smoke = exec.Command(filepath.Join(bin, "sentctl"), "smoke", "--url", geo, "--regions", "mars")
 			if out, err := smoke.CombinedOutput(); err == nil || !strings.Contains(string(out), "region mars is not routed") {
 				t.Errorf("sentctl smoke on an unknown region: %v\n%s", err, out)
+			}
+			// The stack requires signatures: an unsigned publish is refused,
+			// one signed with the stack's key is taken.
+			tokens, err := os.ReadFile(filepath.Join(state, "tokens"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, publisher, _ := strings.Cut(string(tokens), "SENTCTL_PUBLISHER_TOKEN=")
+			publisher, _, _ = strings.Cut(publisher, "\n")
+			artifact := filepath.Join(state, "v2.sapm")
+			if err := os.WriteFile(artifact, defaultmodel.Artifact(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			publish := func() (string, error) {
+				c := exec.Command(filepath.Join(bin, "sentctl"), "publish", "--model", "sentiment", "--version", "v2", "--file", artifact)
+				c.Env = append(os.Environ(), "SENTCTL_REGISTRY=http://127.0.0.1:"+fmt.Sprint(ports[0]), "SENTCTL_TOKEN="+publisher)
+				out, err := c.CombinedOutput()
+				return string(out), err
+			}
+			if out, err := publish(); err == nil || !strings.Contains(out, "signature") {
+				t.Errorf("unsigned publish to the stack: %v\n%s", err, out)
+			}
+			if out, err := exec.Command(filepath.Join(bin, "sentctl"), "sign", "--key", filepath.Join(state, "publisher.key"), "--model", artifact).CombinedOutput(); err != nil {
+				t.Fatalf("sign: %v\n%s", err, out)
+			}
+			if out, err := publish(); err != nil || !strings.Contains(out, "signed by") {
+				t.Errorf("signed publish to the stack: %v\n%s", err, out)
 			}
 			cmd.Process.Signal(syscall.SIGINT)
 			done := make(chan error, 1)
