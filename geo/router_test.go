@@ -176,7 +176,9 @@ func TestHopByHopHeadersStop(t *testing.T) {
 	got := make(chan map[string]string, 1)
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		h := map[string]string{}
-		ctx.Request.Header.VisitAll(func(k, v []byte) { h[strings.ToLower(string(k))] = string(v) })
+		for k, v := range ctx.Request.Header.All() {
+			h[strings.ToLower(string(k))] = string(v)
+		}
 		select {
 		case got <- h:
 		default:
