@@ -2,6 +2,7 @@ package geo
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,10 @@ type Config struct {
 	// the address a trusted proxy forwarded.
 	RatePerMinute float64
 	RateBurst     int
+	// InternalToken, when set, is the bearer token /metrics and /v1/route
+	// require: they tell edge addresses and traffic, which the public port
+	// must not.
+	InternalToken string
 	Logger        *slog.Logger
 }
 
@@ -212,13 +217,34 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		case "/health/live", "/health/ready":
 			r.health(ctx)
 		case "/metrics":
-			obs.FastMetricsHandler(ctx)
+			if r.internal(ctx) {
+				obs.FastMetricsHandler(ctx)
+			}
 		case "/v1/route":
-			r.route(ctx)
+			if r.internal(ctx) {
+				r.route(ctx)
+			}
 		default:
 			r.proxy(ctx)
 		}
 	}
+}
+
+// internal reports whether ctx may see an internal surface; if not, it
+// answers 401.
+func (r *Router) internal(ctx *fasthttp.RequestCtx) bool {
+	if r.cfg.InternalToken == "" {
+		return true
+	}
+	got, bearer := bytes.CutPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
+	if bearer && subtle.ConstantTimeCompare(got, []byte(r.cfg.InternalToken)) == 1 {
+		return true
+	}
+	id := r.requestID(ctx)
+	ctx.Response.Header.Set("X-Request-Id", id)
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sentiment-geo internal"`)
+	httperr.WriteFast(ctx, httperr.New(fasthttp.StatusUnauthorized, "this endpoint needs the internal bearer token"), id)
+	return false
 }
 
 func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {

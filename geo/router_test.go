@@ -211,3 +211,35 @@ func TestHopByHopHeadersStop(t *testing.T) {
 		t.Errorf("end-to-end headers lost: %v", h)
 	}
 }
+
+// TestInternalSurfacesNeedTheToken: with an internal token, /metrics and
+// /v1/route answer 401 without it and 200 with it; predictions do not
+// need it.
+func TestInternalSurfacesNeedTheToken(t *testing.T) {
+	r := NewRouter(Config{Locator: &Locator{Regions: testRegions, Default: "us-east"}, InternalToken: "internal-0123456789", Logger: quiet})
+	e := startFakeEdge(t, "us-east")
+	r.Update("us-east", []string{e.addr()})
+	h := r.Handler()
+	get := func(path, auth string) int {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(path)
+		if auth != "" {
+			ctx.Request.Header.Set("Authorization", auth)
+		}
+		h(&ctx)
+		return ctx.Response.StatusCode()
+	}
+	for _, path := range []string{"/metrics", "/v1/route"} {
+		for _, auth := range []string{"", "Bearer wrong", "internal-0123456789", "Bearer internal-012345678"} {
+			if code := get(path, auth); code != 401 {
+				t.Errorf("%s with %q: %d, want 401", path, auth, code)
+			}
+		}
+		if code := get(path, "Bearer internal-0123456789"); code != 200 {
+			t.Errorf("%s with the token: %d", path, code)
+		}
+	}
+	if code, _, _, _ := do(t, h, "us-east"); code != 200 {
+		t.Errorf("a prediction without the token: %d", code)
+	}
+}

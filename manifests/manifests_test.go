@@ -240,7 +240,7 @@ func configMap(o *objects, prefix string) *corev1.ConfigMap {
 
 // secretsCreatedPerCluster are referenced but never committed (RUNBOOK).
 var secretsCreatedPerCluster = map[string][]string{
-	"sentiment-tokens": {"registry-tokens", "edge-reader-token"},
+	"sentiment-tokens": {"registry-tokens", "edge-reader-token", "geo-internal-token"},
 	"sentiment-s3":     {"access-key", "secret-key"},
 }
 

@@ -48,6 +48,7 @@ type Config struct {
 	MaxBodyBytes   int
 	MaxConnsPerIP  int
 	Concurrency    int
+	InternalToken  string
 	service.Flags
 }
 
@@ -72,6 +73,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest request body (the edge's limit)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 256, "open connections per client address (0: no limit)")
 	fs.IntVar(&c.Concurrency, "max-concurrency", 10000, "requests served at once; more get 503")
+	fs.StringVar(&c.InternalToken, "internal-token", "", "bearer token /metrics and /v1/route require; empty: open (set GEO_INTERNAL_TOKEN, not the flag)")
 	c.Flags.Register(fs, "sentiment-geo")
 	if err := config.Parse(fs, args, "GEO"); err != nil {
 		return Config{}, err
@@ -139,7 +141,10 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies,
 		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio,
-		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, Logger: log})
+		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, InternalToken: cfg.InternalToken, Logger: log})
+	if cfg.InternalToken == "" {
+		log.Warn("/metrics and /v1/route are open to every client: set GEO_INTERNAL_TOKEN on a public router")
+	}
 	defer router.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
