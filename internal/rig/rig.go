@@ -11,6 +11,7 @@ package rig
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -50,10 +51,14 @@ func Binary(name, envVar string) (string, error) {
 	return "", fmt.Errorf("cannot find %s: set %s or run `make tools` to build it into %s", name, envVar, CacheDir())
 }
 
-// FreePorts returns n distinct free TCP ports on 127.0.0.1. The ports are
-// released before returning, so a race with another process is possible but
-// rare; Consul's UDP serf ports use the same numbers.
+// FreePorts returns n distinct free TCP ports on 127.0.0.1 whose UDP
+// twins are free too (Consul's serf ports use both). They are taken below
+// the kernel's ephemeral range, so that no outgoing connection can take
+// one while a service is restarted on it (a restarted Consul agent or S3
+// server binds the same ports again). The ports are released before
+// returning, so a race with another process is possible but rare.
 func FreePorts(n int) ([]int, error) {
+	lo, hi := 10000, ephemeralStart()-1
 	ports := make([]int, 0, n)
 	var lns []net.Listener
 	defer func() {
@@ -61,10 +66,17 @@ func FreePorts(n int) ([]int, error) {
 			ln.Close()
 		}
 	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("cannot find %d free ports in %d-%d", n, lo, hi)
+		}
+		addr := "127.0.0.1:0"
+		if hi > lo {
+			addr = fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo+1))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("cannot find a free port: %w", err)
+			continue
 		}
 		lns = append(lns, ln)
 		port := ln.Addr().(*net.TCPAddr).Port
@@ -76,4 +88,18 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// ephemeralStart is the first port the kernel gives outgoing connections
+// (32768 when it cannot be read).
+func ephemeralStart() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var start, end int
+	if _, err := fmt.Sscan(string(data), &start, &end); err != nil || start <= 0 {
+		return 32768
+	}
+	return start
 }
