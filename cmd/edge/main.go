@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/service"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry/regclient"
@@ -40,6 +42,7 @@ type Config struct {
 	Channel         string
 	Registry        string
 	RegistryToken   string
+	RegistryCA      string
 	CacheDir        string
 	TrustedKeys     string
 	RequireSigned   bool
@@ -65,6 +68,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Channel, "channel", "production", "channel to follow")
 	fs.StringVar(&c.Registry, "registry", "", "registry URL, or several replicas separated by commas; empty: serve the embedded default model")
 	fs.StringVar(&c.RegistryToken, "registry-token", "", "reader token (prefer EDGE_REGISTRY_TOKEN)")
+	fs.StringVar(&c.RegistryCA, "registry-ca", "", "PEM file of the CA an https registry's certificate must chain to (default: the system's)")
 	fs.StringVar(&c.CacheDir, "cache-dir", "./data/edge-cache", "where verified models are kept for restarts")
 	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of keys model signatures must verify against; when set, unsigned models are refused")
 	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse unsigned models (implied by -trusted-keys)")
@@ -173,7 +177,14 @@ func run(cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		client := &regclient.Client{BaseURL: cfg.Registry, Token: cfg.RegistryToken, HTTP: &http.Client{Timeout: 45 * time.Second}}
+		tlsCfg, err := tlsfiles.ClientConfig(cfg.RegistryCA)
+		if err != nil {
+			return fmt.Errorf("-registry-ca: %w", err)
+		}
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		transport.TLSClientConfig = tlsCfg
+		client := &regclient.Client{BaseURL: cfg.Registry, Token: cfg.RegistryToken,
+			HTTP: &http.Client{Timeout: 45 * time.Second, Transport: transport}}
 		syncer = edge.NewSyncer(srv, edge.SyncConfig{
 			Client: client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, CacheDir: cfg.CacheDir,
 			TrustedKeys: keys, RequireSignature: cfg.RequireSigned, Logger: log,
@@ -192,14 +203,17 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 
 	fsrv := srv.FastHTTPServer()
-	errc := make(chan error, 1)
-	go func() {
-		if cfg.TLSCert != "" {
-			errc <- fsrv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-		} else {
-			errc <- fsrv.Serve(ln)
+	if cfg.TLSCert != "" {
+		// The certificate is read again when its files change: rotation
+		// needs no restart.
+		certs, err := tlsfiles.NewReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return err
 		}
-	}()
+		ln = tls.NewListener(ln, tlsfiles.ServerConfig(certs))
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- fsrv.Serve(ln) }()
 	serving := "none"
 	if sv := srv.Current(); sv != nil {
 		serving = sv.Version + " (" + sv.Source + ")"

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +17,8 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
 )
 
 // TestTLS runs the edge binary with -tls-cert and -tls-key and predicts
@@ -31,7 +28,8 @@ func TestTLS(t *testing.T) {
 		t.Skip("runs the edge binary")
 	}
 	dir := t.TempDir()
-	pool := writeCert(t, dir)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(testenv.WriteCert(t, dir, "edge test"))
 	ports, err := testenv.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
@@ -81,38 +79,84 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key
-// into dir and returns a pool trusting it.
-func writeCert(t *testing.T, dir string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// TestTLSToRegistry runs the registry binary over TLS and an edge that
+// follows it with -registry-ca: the edge loads the promoted model over
+// TLS; plain HTTP on the registry's port is not served; and a rotated
+// registry certificate is served to new connections without a restart.
+func TestTLSToRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the registry and edge binaries")
+	}
+	dir := t.TempDir()
+	caPEM := testenv.WriteCert(t, dir, "registry one")
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := testenv.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edge test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	regAddr, edgeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
+	reg := &testenv.Process{Name: "registry", Path: testenv.GoBinary(t, "./cmd/registry"), LogPath: filepath.Join(dir, "registry.log"),
+		Args: []string{"-listen", regAddr, "-store", "dir:" + filepath.Join(dir, "store"), "-shutdown-delay", "0s",
+			"-tls-cert", filepath.Join(dir, "cert.pem"), "-tls-key", filepath.Join(dir, "key.pem")},
+		Env: []string{"REGISTRY_TOKENS=" + registrytest.Tokens}}
+	if err := reg.Start(); err != nil {
+		t.Fatal(err)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	t.Cleanup(func() { reg.Stop(5 * time.Second) })
+	trusting := func(caPEM []byte) *http.Client {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	client := trusting(caPEM)
+	if err := reg.WaitFor(20*time.Second, func() error {
+		resp, err := client.Get("https://" + regAddr + "/health/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	admin := &regclient.Client{BaseURL: "https://" + regAddr, Token: registrytest.AdminToken, HTTP: client}
+	registrytest.Publish(t, admin, "sentiment", "v1", testenv.TinyArtifact(t, 1, 0))
+	if _, err := admin.Promote(context.Background(), "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"),
+		[]string{"-listen", edgeAddr, "-region", "us-east", "-registry", "https://" + regAddr, "-registry-ca", ca,
+			"-cache-dir", filepath.Join(dir, "cache"), "-shutdown-delay", "0s"},
+		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edgeAddr+"/health/ready")
+	resp, err := http.Get("http://" + edgeAddr + "/health/ready")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"version":"v1"`) {
+		t.Fatalf("the edge does not serve v1 from the TLS registry: %s", body)
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for name, data := range map[string][]byte{
-		"cert.pem": certPEM,
-		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
+	if resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + regAddr + "/health/live"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("the registry's TLS port answered plain HTTP with 200")
 		}
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return pool
+	rotated := testenv.WriteCert(t, dir, "registry two")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := trusting(rotated).Get("https://" + regAddr + "/health/live")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotated certificate is not served 10s after the files changed: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/service"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/store"
@@ -45,6 +47,8 @@ type Config struct {
 	Production     string
 	QualityMargin  float64
 	Datacenters    string
+	TLSCert        string
+	TLSKey         string
 	service.Flags
 }
 
@@ -67,6 +71,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
 	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (with -tls-key); reloaded when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file")
 	c.Flags.Register(fs, "sentiment-registry")
 	if err := config.Parse(fs, args, "REGISTRY"); err != nil {
 		return Config{}, err
@@ -87,6 +93,8 @@ func (c Config) Validate() error {
 		return errors.New("-require-signatures needs -trusted-keys")
 	case c.MaxArtifact <= 0:
 		return errors.New("-max-artifact-bytes must be positive")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("-tls-cert and -tls-key go together")
 	}
 	return nil
 }
@@ -157,6 +165,13 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if cfg.TLSCert != "" {
+		certs, err := tlsfiles.NewReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, tlsfiles.ServerConfig(certs))
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("registry listening", "addr", ln.Addr().String(), "store", cfg.Store, "version", Version)
@@ -211,10 +226,15 @@ func newRegistrar(consul *api.Client, cfg Config, listenAddr string, log *slog.L
 	if id == "" {
 		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, strings.ReplaceAll(host, ".", "-"), port)
 	}
+	scheme := "http://"
+	if cfg.TLSCert != "" {
+		scheme = "https://"
+	}
 	return discovery.NewRegistrar(consul.Agent(), discovery.Registration{
 		ID: id, Name: cfg.ServiceName, Address: host, Port: port,
 		Meta:     map[string]string{discovery.MetaBuild: Version},
-		CheckURL: "http://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
+		CheckURL: scheme + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
+		TLSSkipVerify:        cfg.TLSCert != "",
 		SuccessBeforePassing: 1, FailuresBeforeCritical: 2, DeregisterAfter: 10 * time.Minute,
 	}, nil, log), nil
 }
