@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -203,14 +202,8 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 
 	fsrv := srv.FastHTTPServer()
-	if cfg.TLSCert != "" {
-		// The certificate is read again when its files change: rotation
-		// needs no restart.
-		certs, err := tlsfiles.NewReloader(cfg.TLSCert, cfg.TLSKey, log)
-		if err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, tlsfiles.ServerConfig(certs))
+	if ln, err = tlsfiles.Listener(ln, cfg.TLSCert, cfg.TLSKey, log); err != nil {
+		return err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- fsrv.Serve(ln) }()

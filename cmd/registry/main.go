@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -165,12 +164,8 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	if cfg.TLSCert != "" {
-		certs, err := tlsfiles.NewReloader(cfg.TLSCert, cfg.TLSKey, log)
-		if err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, tlsfiles.ServerConfig(certs))
+	if ln, err = tlsfiles.Listener(ln, cfg.TLSCert, cfg.TLSKey, log); err != nil {
+		return err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

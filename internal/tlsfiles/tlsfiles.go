@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -89,6 +90,19 @@ func (r *Reloader) reload() {
 // ServerConfig is a server configuration serving r's certificate.
 func ServerConfig(r *Reloader) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
+}
+
+// Listener wraps ln in TLS with the certificate in certFile and keyFile,
+// reloaded when they change; with no certFile it returns ln as it is.
+func Listener(ln net.Listener, certFile, keyFile string, log *slog.Logger) (net.Listener, error) {
+	if certFile == "" {
+		return ln, nil
+	}
+	certs, err := NewReloader(certFile, keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	return tls.NewListener(ln, ServerConfig(certs)), nil
 }
 
 // ClientConfig is a client configuration trusting the CA certificates in
