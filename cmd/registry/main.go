@@ -174,7 +174,6 @@ func run(cfg Config, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var registrar *discovery.Registrar
-	done := make(chan struct{})
 	if consul != nil {
 		if registrar, err = newRegistrar(consul, cfg, ln.Addr().String(), log); err != nil {
 			srv.Close()
@@ -186,17 +185,15 @@ func run(cfg Config, log *slog.Logger) error {
 		} else {
 			log.Info("registered in consul", "service_id", registrar.ID())
 		}
-		go func() { defer close(done); registrar.Run(ctx, 5*time.Second) }()
-	} else {
-		close(done)
+		go registrar.Run(ctx, 5*time.Second)
 	}
 
 	if err := cfg.AwaitShutdown(log, errc, a.SetDraining); err != nil {
 		return err
 	}
 	cancel()
-	<-done
 	if registrar != nil {
+		// Deregister stops the registrar too: nothing is applied after it.
 		if err := registrar.Deregister(); err != nil {
 			log.Warn("cannot deregister", "err", err)
 		}
