@@ -103,7 +103,7 @@ run: build ## run the product locally: registry + one edge per region, default m
 	bin/stack -bin bin -dir .run
 
 stack: build tools geoip ## the same on the real services: 3 Consul datacenters, S3, DB-IP placement
-	bin/stack -real -bin bin -dir .stack -mmdb $(GEOIP_MMDB)
+	bin/stack -real -tls -bin bin -dir .stack -mmdb $(GEOIP_MMDB)
 
 bench: ## the load harness: edge vs a constant-response ceiling, geo hop vs direct
 	$(GO) run ./bench -corpus $(SHARED)/data/sst2/dev.tsv

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ type Peers struct {
 	self     string
 	order    []string // regions, nearest first
 	client   *fasthttp.Client
+	scheme   string // of the peers' URLs: http:// or https://
 	timeout  time.Duration
 	log      *slog.Logger
 	mu       sync.RWMutex
@@ -33,15 +35,20 @@ type Peers struct {
 	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
 }
 
-// NewPeers returns a forwarder over regions listed nearest first.
-func NewPeers(self string, order []string, timeout time.Duration, log *slog.Logger) *Peers {
+// NewPeers returns a forwarder over regions listed nearest first. With
+// tlsCfg, peers are reached over https with it.
+func NewPeers(self string, order []string, timeout time.Duration, tlsCfg *tls.Config, log *slog.Logger) *Peers {
 	if log == nil {
 		log = slog.Default()
 	}
 	p := &Peers{self: self, order: order, timeout: timeout, log: log.With("component", "peers"),
-		client:   &fasthttp.Client{ReadTimeout: timeout, WriteTimeout: timeout, MaxIdleConnDuration: 30 * time.Second},
+		client:   &fasthttp.Client{ReadTimeout: timeout, WriteTimeout: timeout, MaxIdleConnDuration: 30 * time.Second, TLSConfig: tlsCfg},
+		scheme:   "http://",
 		addrs:    map[string][]string{},
 		breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}}
+	if tlsCfg != nil {
+		p.scheme = "https://"
+	}
 	for _, region := range order {
 		p.breakers[region] = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 			Name:        "peer-" + region,
@@ -97,7 +104,7 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string) error {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethodBytes(ctx.Method())
-	req.SetRequestURI("http://" + addr + string(ctx.Path()))
+	req.SetRequestURI(p.scheme + addr + string(ctx.Path()))
 	req.Header.SetContentTypeBytes(ctx.Request.Header.ContentType())
 	req.Header.Set("X-Request-ID", id)
 	req.Header.Set(forwardedHeader, p.self)

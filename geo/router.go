@@ -3,6 +3,7 @@ package geo
 import (
 	"bytes"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,7 +48,10 @@ type Config struct {
 	// require: they tell edge addresses and traffic, which the public port
 	// must not.
 	InternalToken string
-	Logger        *slog.Logger
+	// EdgeTLS, when set, reaches edges over https with this configuration
+	// (their CA, and the router's client certificate for mutual TLS).
+	EdgeTLS *tls.Config
+	Logger  *slog.Logger
 }
 
 // upstream is one edge.
@@ -65,6 +69,7 @@ type upstream struct {
 
 func (r *Router) newUpstream(addr string) *upstream {
 	return &upstream{addr: addr, pipeline: &fasthttp.PipelineClient{Addr: addr, Name: "sentiment-geo",
+		IsTLS: r.cfg.EdgeTLS != nil, TLSConfig: r.cfg.EdgeTLS,
 		MaxConns: 4, MaxPendingRequests: 4096, MaxIdleConnDuration: 30 * time.Second,
 		ReadTimeout: r.cfg.PerTryTimeout, WriteTimeout: r.cfg.PerTryTimeout, Logger: obs.PrintfLogger{Log: r.log, Level: slog.LevelWarn}}}
 }
@@ -95,11 +100,16 @@ type Router struct {
 	pools  map[string]*regionPool
 	budget retryBudget
 	ids    *obs.RequestIDs
+	// scheme is the edges' URL scheme: http or https.
+	scheme string
 	// limiter is the per-client rate limit; nil when off.
 	limiter *ratelimit.Limiter
 	// draining fails /health/ready during shutdown.
 	draining atomic.Bool
 }
+
+// EdgeScheme is the scheme edges are reached over: http or https.
+func (r *Router) EdgeScheme() string { return r.scheme }
 
 // SetDraining turns readiness off before a graceful shutdown.
 func (r *Router) SetDraining(d bool) { r.draining.Store(d) }
@@ -133,8 +143,11 @@ func NewRouter(cfg Config) *Router {
 		// no path or header-name rewriting on the way.
 		client: &fasthttp.Client{Name: "sentiment-geo", MaxConnsPerHost: 1024, MaxIdleConnDuration: 30 * time.Second,
 			DisablePathNormalizing: true, DisableHeaderNamesNormalizing: true, NoDefaultUserAgentHeader: true,
-			ReadTimeout: cfg.PerTryTimeout, WriteTimeout: cfg.PerTryTimeout,
-			Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}}
+			ReadTimeout: cfg.PerTryTimeout, WriteTimeout: cfg.PerTryTimeout, TLSConfig: cfg.EdgeTLS,
+			Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}, scheme: "http"}
+	if cfg.EdgeTLS != nil {
+		r.scheme = "https"
+	}
 	r.budget.ratio = cfg.RetryRatio
 	if cfg.RatePerMinute > 0 {
 		r.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
@@ -276,7 +289,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
 	setForwardedFor(ctx)
 	stripHopByHop(&req.Header)
-	req.URI().SetScheme("http")
+	req.URI().SetScheme(r.scheme)
 	sec := start.Unix()
 	r.budget.request(sec)
 	failovers, attempts := 0, 0
@@ -421,7 +434,7 @@ func (r *Router) route(ctx *fasthttp.RequestCtx) {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, strconv.Quote("http://"+u.addr)...)
+			b = append(b, strconv.Quote(r.scheme+"://"+u.addr)...)
 		}
 		r.mu.RUnlock()
 		b = append(b, "]}"...)

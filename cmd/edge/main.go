@@ -6,12 +6,12 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -41,7 +41,7 @@ type Config struct {
 	Channel         string
 	Registry        string
 	RegistryToken   string
-	RegistryCA      string
+	TLSCA           string
 	CacheDir        string
 	TrustedKeys     string
 	RequireSigned   bool
@@ -53,8 +53,7 @@ type Config struct {
 	MaxBodyBytes    int
 	MaxTextBytes    int
 	MaxBatch        int
-	TLSCert         string
-	TLSKey          string
+	TLS             tlsfiles.Server
 	service.Flags
 }
 
@@ -67,7 +66,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Channel, "channel", "production", "channel to follow")
 	fs.StringVar(&c.Registry, "registry", "", "registry URL, or several replicas separated by commas; empty: serve the embedded default model")
 	fs.StringVar(&c.RegistryToken, "registry-token", "", "reader token (prefer EDGE_REGISTRY_TOKEN)")
-	fs.StringVar(&c.RegistryCA, "registry-ca", "", "PEM file of the CA an https registry's certificate must chain to (default: the system's)")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA file the registry's and peers' certificates must chain to (default: the system's); the edge presents -tls-cert to them")
 	fs.StringVar(&c.CacheDir, "cache-dir", "./data/edge-cache", "where verified models are kept for restarts")
 	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of keys model signatures must verify against; when set, unsigned models are refused")
 	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse unsigned models (implied by -trusted-keys)")
@@ -79,8 +78,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", edge.DefaultMaxBodyBytes, "largest request body")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
-	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (with -tls-key)")
-	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file")
+	c.TLS.Register(fs)
 	c.Flags.Register(fs, "sentiment-edge")
 	if err := config.Parse(fs, args, "EDGE"); err != nil {
 		return Config{}, err
@@ -96,8 +94,8 @@ func (c Config) Validate() error {
 	if err := regclient.ValidateName("model", c.Model); err != nil {
 		return fmt.Errorf("-model: %w", err)
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return errors.New("-tls-cert and -tls-key go together")
+	if err := c.TLS.Validate(); err != nil {
+		return err
 	}
 	if c.RequireSigned && c.TrustedKeys == "" {
 		return errors.New("-require-signatures needs -trusted-keys")
@@ -142,14 +140,21 @@ func run(cfg Config, log *slog.Logger) error {
 	srvCfg := edge.Config{
 		Region: cfg.Region, ModelName: cfg.Model, MaxBodyBytes: cfg.MaxBodyBytes, MaxTextBytes: cfg.MaxTextBytes,
 		MaxBatch: cfg.MaxBatch, RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, TrustedProxies: proxies,
-		TLS: cfg.TLSCert != "", Logger: log,
+		TLS: cfg.TLS.Enabled(), Logger: log,
 	}
 	if consul != nil && len(peers) > 0 {
 		var order []string
 		for _, p := range peers {
 			order = append(order, p.region)
 		}
-		srvCfg.Peers = edge.NewPeers(cfg.Region, order, 2*time.Second, log)
+		// Edges are alike: peers serve the scheme this edge serves.
+		var peerTLS *tls.Config
+		if cfg.TLS.Enabled() {
+			if peerTLS, err = clientTLS(cfg, log); err != nil {
+				return err
+			}
+		}
+		srvCfg.Peers = edge.NewPeers(cfg.Region, order, 2*time.Second, peerTLS, log)
 	}
 	srv := edge.NewServer(srvCfg)
 	defer srv.Close()
@@ -176,14 +181,11 @@ func run(cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		tlsCfg, err := tlsfiles.ClientConfig(cfg.RegistryCA)
+		tlsCfg, err := clientTLS(cfg, log)
 		if err != nil {
-			return fmt.Errorf("-registry-ca: %w", err)
+			return err
 		}
-		transport := http.DefaultTransport.(*http.Transport).Clone()
-		transport.TLSClientConfig = tlsCfg
-		client := &regclient.Client{BaseURL: cfg.Registry, Token: cfg.RegistryToken,
-			HTTP: &http.Client{Timeout: 45 * time.Second, Transport: transport}}
+		client := &regclient.Client{BaseURL: cfg.Registry, Token: cfg.RegistryToken, HTTP: tlsfiles.HTTPClient(tlsCfg, 45*time.Second)}
 		syncer = edge.NewSyncer(srv, edge.SyncConfig{
 			Client: client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, CacheDir: cfg.CacheDir,
 			TrustedKeys: keys, RequireSignature: cfg.RequireSigned, Logger: log,
@@ -202,7 +204,8 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 
 	fsrv := srv.FastHTTPServer()
-	if ln, err = tlsfiles.Listener(ln, cfg.TLSCert, cfg.TLSKey, log); err != nil {
+	fsrv.Handler = cfg.TLS.RequireClientCertFast(fsrv.Handler)
+	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
@@ -256,6 +259,17 @@ func run(cfg Config, log *slog.Logger) error {
 	return err
 }
 
+// clientTLS is the TLS configuration of the edge's own requests (to the
+// registry and to peers): servers verified against -tls-ca, and the edge's
+// certificate presented where mutual TLS asks for one.
+func clientTLS(cfg Config, log *slog.Logger) (*tls.Config, error) {
+	c, err := tlsfiles.ClientConfig(cfg.TLSCA, cfg.TLS.Cert, cfg.TLS.Key, log)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-ca: %w", err)
+	}
+	return c, nil
+}
+
 func trustedKeys(path string) ([]ed25519.PublicKey, error) {
 	if path == "" {
 		return nil, nil
@@ -296,16 +310,12 @@ func newRegistrar(consul *api.Client, cfg Config, listenAddr string, srv *edge.S
 	if id == "" {
 		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, cfg.Region, port)
 	}
-	scheme := "http://"
-	if cfg.TLSCert != "" {
-		scheme = "https://"
-	}
 	return discovery.NewRegistrar(consul.Agent(), discovery.Registration{
 		ID: id, Name: cfg.ServiceName, Address: host, Port: port, Tags: []string{cfg.Region},
 		Meta: map[string]string{discovery.MetaRegion: cfg.Region, discovery.MetaModel: cfg.Model,
 			discovery.MetaChannel: cfg.Channel, discovery.MetaBuild: Version},
-		CheckURL: scheme + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
-		TLSSkipVerify:        cfg.TLSCert != "",
+		CheckURL: cfg.TLS.Scheme() + "://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
+		TLSSkipVerify:        cfg.TLS.Enabled(),
 		SuccessBeforePassing: 1, FailuresBeforeCritical: 1, DeregisterAfter: 10 * time.Minute,
 	}, srv.Ready, log), nil
 }

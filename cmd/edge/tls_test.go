@@ -80,7 +80,7 @@ func TestTLS(t *testing.T) {
 }
 
 // TestTLSToRegistry runs the registry binary over TLS and an edge that
-// follows it with -registry-ca: the edge loads the promoted model over
+// follows it with -tls-ca: the edge loads the promoted model over
 // TLS; plain HTTP on the registry's port is not served; and a rotated
 // registry certificate is served to new connections without a restart.
 func TestTLSToRegistry(t *testing.T) {
@@ -128,7 +128,7 @@ func TestTLSToRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"),
-		[]string{"-listen", edgeAddr, "-region", "us-east", "-registry", "https://" + regAddr, "-registry-ca", ca,
+		[]string{"-listen", edgeAddr, "-region", "us-east", "-registry", "https://" + regAddr, "-tls-ca", ca,
 			"-cache-dir", filepath.Join(dir, "cache"), "-shutdown-delay", "0s"},
 		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edgeAddr+"/health/ready")
 	resp, err := http.Get("http://" + edgeAddr + "/health/ready")

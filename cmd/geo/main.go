@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -49,6 +51,11 @@ type Config struct {
 	MaxConnsPerIP  int
 	Concurrency    int
 	InternalToken  string
+	TLS            tlsfiles.Server
+	EdgeTLS        bool
+	EdgeCA         string
+	EdgeCert       string
+	EdgeKey        string
 	service.Flags
 }
 
@@ -74,6 +81,11 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 256, "open connections per client address (0: no limit)")
 	fs.IntVar(&c.Concurrency, "max-concurrency", 10000, "requests served at once; more get 503")
 	fs.StringVar(&c.InternalToken, "internal-token", "", "bearer token /metrics and /v1/route require; empty: open (set GEO_INTERNAL_TOKEN, not the flag)")
+	c.TLS.Register(fs)
+	fs.BoolVar(&c.EdgeTLS, "edge-tls", false, "reach edges over https (implied by -edge-ca)")
+	fs.StringVar(&c.EdgeCA, "edge-ca", "", "CA file edges' certificates must chain to (default: the system's)")
+	fs.StringVar(&c.EdgeCert, "edge-cert", "", "client certificate file presented to edges (mutual TLS; with -edge-key); reloaded when it changes")
+	fs.StringVar(&c.EdgeKey, "edge-key", "", "client key file presented to edges")
 	c.Flags.Register(fs, "sentiment-geo")
 	if err := config.Parse(fs, args, "GEO"); err != nil {
 		return Config{}, err
@@ -100,6 +112,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		return err
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	if (c.EdgeCert == "") != (c.EdgeKey == "") {
+		return errors.New("-edge-cert and -edge-key go together")
 	}
 	if c.PerTryTimeout <= 0 || c.MaxAttempts <= 0 || c.RetryRatio < 0 {
 		return errors.New("-per-try-timeout and -max-attempts must be positive, -retry-ratio not negative")
@@ -139,7 +157,11 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies,
+	edgeTLS, err := cfg.edgeTLS(log)
+	if err != nil {
+		return err
+	}
+	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies, EdgeTLS: edgeTLS,
 		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio,
 		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, InternalToken: cfg.InternalToken, Logger: log})
 	if cfg.InternalToken == "" {
@@ -160,13 +182,16 @@ func run(cfg Config, log *slog.Logger) error {
 	// The front door: bodies no larger than an edge takes, a cap on
 	// connections per client and on requests at once, and slow clients
 	// cut off, so a few cheap connections cannot hold the router's memory.
-	srv := &fasthttp.Server{Handler: router.Handler(), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, nil), Name: "sentiment-geo",
+	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
+		return err
+	}
+	srv := &fasthttp.Server{Handler: cfg.TLS.RequireClientCertFast(router.Handler()), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, nil), Name: "sentiment-geo",
 		Logger: obs.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("geo router listening", "addr", ln.Addr().String(), "regions", len(regions), "version", Version)
+	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(regions), "version", Version)
 	if err := cfg.AwaitShutdown(log, errc, router.SetDraining); err != nil {
 		return err
 	}
@@ -176,6 +201,19 @@ func run(cfg Config, log *slog.Logger) error {
 	err = srv.ShutdownWithContext(sctx)
 	wg.Wait()
 	return err
+}
+
+// edgeTLS is the TLS configuration of the hop to edges; nil for plain
+// HTTP.
+func (c Config) edgeTLS(log *slog.Logger) (*tls.Config, error) {
+	if !c.EdgeTLS && c.EdgeCA == "" && c.EdgeCert == "" {
+		return nil, nil
+	}
+	cfg, err := tlsfiles.ClientConfig(c.EdgeCA, c.EdgeCert, c.EdgeKey, log)
+	if err != nil {
+		return nil, fmt.Errorf("edge TLS: %w", err)
+	}
+	return cfg, nil
 }
 
 // follow keeps the router's view of healthy edges current: from Consul

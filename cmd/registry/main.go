@@ -46,8 +46,7 @@ type Config struct {
 	Production     string
 	QualityMargin  float64
 	Datacenters    string
-	TLSCert        string
-	TLSKey         string
+	TLS            tlsfiles.Server
 	service.Flags
 }
 
@@ -70,8 +69,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
 	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
-	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (with -tls-key); reloaded when it changes")
-	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file")
+	c.TLS.Register(fs)
 	c.Flags.Register(fs, "sentiment-registry")
 	if err := config.Parse(fs, args, "REGISTRY"); err != nil {
 		return Config{}, err
@@ -92,10 +90,8 @@ func (c Config) Validate() error {
 		return errors.New("-require-signatures needs -trusted-keys")
 	case c.MaxArtifact <= 0:
 		return errors.New("-max-artifact-bytes must be positive")
-	case (c.TLSCert == "") != (c.TLSKey == ""):
-		return errors.New("-tls-cert and -tls-key go together")
 	}
-	return nil
+	return c.TLS.Validate()
 }
 
 func main() {
@@ -162,9 +158,9 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+	srv := &http.Server{Handler: cfg.TLS.RequireClientCert(a), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	if ln, err = tlsfiles.Listener(ln, cfg.TLSCert, cfg.TLSKey, log); err != nil {
+	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
@@ -218,15 +214,11 @@ func newRegistrar(consul *api.Client, cfg Config, listenAddr string, log *slog.L
 	if id == "" {
 		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, strings.ReplaceAll(host, ".", "-"), port)
 	}
-	scheme := "http://"
-	if cfg.TLSCert != "" {
-		scheme = "https://"
-	}
 	return discovery.NewRegistrar(consul.Agent(), discovery.Registration{
 		ID: id, Name: cfg.ServiceName, Address: host, Port: port,
 		Meta:     map[string]string{discovery.MetaBuild: Version},
-		CheckURL: scheme + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
-		TLSSkipVerify:        cfg.TLSCert != "",
+		CheckURL: cfg.TLS.Scheme() + "://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
+		TLSSkipVerify:        cfg.TLS.Enabled(),
 		SuccessBeforePassing: 1, FailuresBeforeCritical: 2, DeregisterAfter: 10 * time.Minute,
 	}, nil, log), nil
 }

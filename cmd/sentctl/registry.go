@@ -20,6 +20,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -34,7 +35,7 @@ func init() {
 
 // registryFlags are the connection flags every registry verb takes. The
 // token comes from SENTCTL_TOKEN so it never shows in a process list.
-type registryFlags struct{ url string }
+type registryFlags struct{ url, ca, cert, key string }
 
 func (f *registryFlags) register(fs *flag.FlagSet) {
 	def := os.Getenv("SENTCTL_REGISTRY")
@@ -42,10 +43,20 @@ func (f *registryFlags) register(fs *flag.FlagSet) {
 		def = "http://127.0.0.1:8081"
 	}
 	fs.StringVar(&f.url, "registry", def, "registry URL, or replicas separated by commas (or SENTCTL_REGISTRY); the token is read from SENTCTL_TOKEN")
+	fs.StringVar(&f.ca, "ca", os.Getenv("SENTCTL_CA"), "CA file an https registry's certificate must chain to (or SENTCTL_CA; default: the system's)")
+	fs.StringVar(&f.cert, "cert", os.Getenv("SENTCTL_CERT"), "client certificate file for a registry that requires mutual TLS (or SENTCTL_CERT; with --key)")
+	fs.StringVar(&f.key, "key", os.Getenv("SENTCTL_KEY"), "client key file (or SENTCTL_KEY)")
 }
 
-func (f *registryFlags) client() *regclient.Client {
-	return &regclient.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN")}
+func (f *registryFlags) client() (*regclient.Client, error) {
+	if (f.cert == "") != (f.key == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	tlsCfg, err := tlsfiles.ClientConfig(f.ca, f.cert, f.key, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &regclient.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN"), HTTP: tlsfiles.HTTPClient(tlsCfg, 0)}, nil
 }
 
 // labelFlags collects repeated --label key=value flags.
@@ -113,7 +124,11 @@ func runPublish(args []string, stdout, stderr io.Writer) error {
 		bar := progressbar.DefaultBytes(size, "uploading")
 		body = io.TeeReader(f, bar)
 	}
-	v, err := rf.client().Publish(context.Background(), name, version, body, size, nv)
+	client, err := rf.client()
+	if err != nil {
+		return err
+	}
+	v, err := client.Publish(context.Background(), name, version, body, size, nv)
 	if err != nil {
 		return err
 	}
@@ -194,7 +209,11 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 	if err := required(fs, "model", "version"); err != nil {
 		return err
 	}
-	c, err := m.rf.client().Promote(context.Background(), m.name, m.channel, m.request())
+	client, err := m.rf.client()
+	if err != nil {
+		return err
+	}
+	c, err := client.Promote(context.Background(), m.name, m.channel, m.request())
 	if err != nil {
 		return err
 	}
@@ -212,7 +231,11 @@ func runRollback(args []string, stdout, stderr io.Writer) error {
 	if err := required(fs, "model"); err != nil {
 		return err
 	}
-	c, err := m.rf.client().Rollback(context.Background(), m.name, m.channel, m.request())
+	client, err := m.rf.client()
+	if err != nil {
+		return err
+	}
+	c, err := client.Rollback(context.Background(), m.name, m.channel, m.request())
 	if err != nil {
 		return err
 	}
@@ -237,7 +260,11 @@ func runHistory(args []string, stdout, stderr io.Writer) error {
 	if err := required(fs, "model"); err != nil {
 		return err
 	}
-	hist, err := rf.client().History(context.Background(), name, channel, limit)
+	client, err := rf.client()
+	if err != nil {
+		return err
+	}
+	hist, err := client.History(context.Background(), name, channel, limit)
 	if err != nil {
 		return err
 	}
@@ -285,7 +312,11 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	path := "/v1/admin/models/" + url.PathEscape(name) + "/status?channel=" + url.QueryEscape(channel)
-	if err := rf.client().Raw(context.Background(), "GET", path, nil, &st); err != nil {
+	client, err := rf.client()
+	if err != nil {
+		return err
+	}
+	if err := client.Raw(context.Background(), "GET", path, nil, &st); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s/%s revision %d: converged=%v\n", name, channel, st.Revision, st.Converged)
@@ -327,7 +358,11 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	q.Set("limit", fmt.Sprint(limit))
-	entries, err := rf.client().Audit(context.Background(), q)
+	client, err := rf.client()
+	if err != nil {
+		return err
+	}
+	entries, err := client.Audit(context.Background(), q)
 	if err != nil {
 		return err
 	}

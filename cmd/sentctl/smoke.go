@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
 
 // runSmoke checks a deployment end to end through its public endpoint (the
@@ -20,13 +22,18 @@ func runSmoke(args []string, stdout, stderr io.Writer) error {
 	base := fs.String("url", "", "the endpoint clients use (geo router or an edge), e.g. http://127.0.0.1:8080")
 	regions := fs.String("regions", "", "regions that must answer when hinted with X-Region, e.g. us-east,eu-west")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout per request")
+	ca := fs.String("ca", os.Getenv("SENTCTL_CA"), "CA file an https endpoint's certificate must chain to (or SENTCTL_CA; default: the system's)")
 	if err := parse(fs, args, false); err != nil {
 		return err
 	}
 	if err := required(fs, "url"); err != nil {
 		return err
 	}
-	s := smoke{base: strings.TrimRight(*base, "/"), client: &http.Client{Timeout: *timeout}, out: stdout}
+	tlsCfg, err := tlsfiles.ClientConfig(*ca, "", "", nil)
+	if err != nil {
+		return err
+	}
+	s := smoke{base: strings.TrimRight(*base, "/"), client: tlsfiles.HTTPClient(tlsCfg, *timeout), out: stdout}
 	s.check("positive text", func() error { return s.expectLabel("an absolutely wonderful, moving film", "", "positive") })
 	s.check("negative text", func() error { return s.expectLabel("a dull, boring and badly acted mess", "", "negative") })
 	for _, r := range config.List(*regions) {

@@ -46,13 +46,16 @@ type Config struct {
 	Real bool
 	// MMDB is the country database for the geo router; empty for none.
 	MMDB string
+	// TLS runs every service and hop over TLS with a throwaway CA.
+	TLS bool
 }
 
 // child is one running service.
 type child struct {
-	name string
-	url  string
-	proc *rig.Process
+	name   string
+	url    string
+	proc   *rig.Process
+	client *http.Client // trusts the stack's CA, if any
 }
 
 func main() {
@@ -67,6 +70,7 @@ func main() {
 	flag.StringVar(&cfg.Model, "model", "sentiment", "model name")
 	flag.BoolVar(&cfg.Real, "real", false, "run on real Consul datacenters and the S3 server (make tools first)")
 	flag.StringVar(&cfg.MMDB, "mmdb", "", "country MMDB for the geo router (make geoip)")
+	flag.BoolVar(&cfg.TLS, "tls", false, "TLS on every listener and hop (mutual between services), with a throwaway CA made in DIR/tls")
 	flag.Parse()
 	cfg.Regions = config.List(regions)
 	if err := run(cfg); err != nil {
@@ -95,15 +99,28 @@ func run(cfg Config) error {
 			stop(children[i])
 		}
 	}()
-	regURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.RegistryPort)
+	var certs *pki
+	if cfg.TLS {
+		names := []string{"registry", "geo"}
+		for _, region := range cfg.Regions {
+			names = append(names, "edge-"+region)
+		}
+		if certs, err = newPKI(filepath.Join(cfg.StateDir, "tls"), names); err != nil {
+			return fmt.Errorf("cannot make the stack's CA: %w", err)
+		}
+	}
+	regURL := fmt.Sprintf("%s://127.0.0.1:%d", certs.scheme(), cfg.RegistryPort)
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, "sentctl.env"), []byte(certs.sentctlEnv(regURL)), 0o600); err != nil {
+		return err
+	}
 	key, err := loadSigningKey(cfg.StateDir)
 	if err != nil {
 		return err
 	}
 	// Tokens go in the environment, never on command lines (ps shows those).
-	reg, err := start(cfg, "registry", regURL, append([]string{
+	reg, err := start(cfg, certs, "registry", regURL, append(append([]string{
 		"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-trusted-keys", key.pubPath, "-shutdown-delay", "0s",
-	}, backend.registryArgs...), append([]string{"REGISTRY_TOKENS=" + tokens.all()}, backend.registryEnv...))
+	}, backend.registryArgs...), certs.serve("registry", true)...), append([]string{"REGISTRY_TOKENS=" + tokens.all()}, backend.registryEnv...))
 	if err != nil {
 		return err
 	}
@@ -111,28 +128,28 @@ func run(cfg Config) error {
 	if err := waitReady(reg); err != nil {
 		return err
 	}
-	version, err := publishDefault(regURL, tokens.admin, cfg.Model, key)
+	version, err := publishDefault(reg, tokens.admin, cfg.Model, key)
 	if err != nil {
 		return err
 	}
 	for i, region := range cfg.Regions {
-		url := fmt.Sprintf("http://127.0.0.1:%d", cfg.EdgePort+i)
-		e, err := start(cfg, "edge-"+region, url, append([]string{
-			"-listen", strings.TrimPrefix(url, "http://"), "-region", region, "-model", cfg.Model,
+		addr := fmt.Sprintf("127.0.0.1:%d", cfg.EdgePort+i)
+		e, err := start(cfg, certs, "edge-"+region, certs.scheme()+"://"+addr, append(append([]string{
+			"-listen", addr, "-region", region, "-model", cfg.Model,
 			"-registry", regURL, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region), "-trusted-keys", key.pubPath,
 			"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s",
-		}, backend.edgeArgs(region)...), []string{"EDGE_REGISTRY_TOKEN=" + tokens.reader})
+		}, backend.edgeArgs(region)...), certs.edgeArgs("edge-"+region)...), []string{"EDGE_REGISTRY_TOKEN=" + tokens.reader})
 		if err != nil {
 			return err
 		}
 		children = append(children, e)
 	}
-	geoURL := fmt.Sprintf("http://127.0.0.1:%d", cfg.GeoPort)
-	geoArgs := []string{"-listen", strings.TrimPrefix(geoURL, "http://"), "-default-region", cfg.Regions[0], "-shutdown-delay", "0s"}
+	geoAddr := fmt.Sprintf("127.0.0.1:%d", cfg.GeoPort)
+	geoArgs := append([]string{"-listen", geoAddr, "-default-region", cfg.Regions[0], "-shutdown-delay", "0s"}, certs.geoArgs()...)
 	if cfg.MMDB != "" {
 		geoArgs = append(geoArgs, "-mmdb", cfg.MMDB)
 	}
-	g, err := start(cfg, "geo", geoURL, append(geoArgs, backend.geoArgs...), nil)
+	g, err := start(cfg, certs, "geo", certs.scheme()+"://"+geoAddr, append(geoArgs, backend.geoArgs...), nil)
 	if err != nil {
 		return err
 	}
@@ -142,10 +159,10 @@ func run(cfg Config) error {
 			return err
 		}
 	}
-	if err := waitRoutes(g.url, len(cfg.Regions)); err != nil {
+	if err := waitRoutes(g, len(cfg.Regions)); err != nil {
 		return err
 	}
-	printBanner(cfg, children, backend.urls, version)
+	printBanner(cfg, certs, children, backend.urls, version)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	exited := make(chan string, len(children))
@@ -197,21 +214,20 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-func start(cfg Config, name, url string, args, env []string) (*child, error) {
+func start(cfg Config, certs *pki, name, url string, args, env []string) (*child, error) {
 	bin := filepath.Join(cfg.BinDir, strings.SplitN(name, "-", 2)[0])
 	p := &rig.Process{Name: name, Path: bin, Args: args, Env: env, LogPath: filepath.Join(cfg.StateDir, "logs", name+".log")}
 	if err := p.Start(); err != nil {
 		return nil, fmt.Errorf("%w; run `make build` first", err)
 	}
-	return &child{name: name, url: url, proc: p}, nil
+	return &child{name: name, url: url, proc: p, client: certs.httpClient(time.Second)}, nil
 }
 
 func stop(c *child) { c.proc.Stop(10 * time.Second) }
 
 func waitReady(c *child) error {
-	client := &http.Client{Timeout: time.Second}
 	return c.proc.WaitFor(30*time.Second, func() error {
-		resp, err := client.Get(c.url + "/health/ready")
+		resp, err := c.client.Get(c.url + "/health/ready")
 		if err != nil {
 			return err
 		}
@@ -226,8 +242,7 @@ func waitReady(c *child) error {
 // waitRoutes waits until the geo router sees a healthy edge in every
 // region (through Consul, with -real), so the first request after the
 // banner goes where the client expects.
-func waitRoutes(geoURL string, regions int) error {
-	client := &http.Client{Timeout: time.Second}
+func waitRoutes(geo *child, regions int) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		var route struct {
@@ -235,7 +250,7 @@ func waitRoutes(geoURL string, regions int) error {
 				Edges []string `json:"edges"`
 			} `json:"regions"`
 		}
-		if resp, err := client.Get(geoURL + "/v1/route"); err == nil {
+		if resp, err := geo.client.Get(geo.url + "/v1/route"); err == nil {
 			err = json.NewDecoder(resp.Body).Decode(&route)
 			resp.Body.Close()
 			ready := 0
@@ -255,10 +270,10 @@ func waitRoutes(geoURL string, regions int) error {
 
 // publishDefault publishes the embedded default model as version v1 and
 // promotes it to production, unless production already has a target.
-func publishDefault(url, token, name string, key signingKey) (string, error) {
+func publishDefault(reg *child, token, name string, key signingKey) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := &regclient.Client{BaseURL: url, Token: token}
+	c := &regclient.Client{BaseURL: reg.url, Token: token, HTTP: &http.Client{Transport: reg.client.Transport}}
 	if ch, err := c.GetChannel(ctx, name, "production", 0, 0); err == nil && ch.Global != "" {
 		v, err := c.GetVersion(ctx, name, ch.Global)
 		if err != nil {
@@ -286,7 +301,7 @@ func publishDefault(url, token, name string, key signingKey) (string, error) {
 	return "v1", nil
 }
 
-func printBanner(cfg Config, children []*child, backendURLs [][2]string, version string) {
+func printBanner(cfg Config, certs *pki, children []*child, backendURLs [][2]string, version string) {
 	fmt.Printf("\nSentiment Analyzer Pro is running (model %s, production = %s):\n\n", cfg.Model, version)
 	for _, c := range children {
 		fmt.Printf("  %-16s %s\n", c.name, c.url)
@@ -295,22 +310,30 @@ func printBanner(cfg Config, children []*child, backendURLs [][2]string, version
 		fmt.Printf("  %-16s %s\n", u[0], u[1])
 	}
 	geo := children[len(children)-1].url
+	curl, security := "curl", "Every listener is plain HTTP on loopback (make stack runs TLS on every hop)."
+	if certs != nil {
+		curl = "curl --cacert " + certs.ca
+		security = "Every listener and hop is TLS, verified against the throwaway CA " + certs.ca + ";\nthe registry and the edges require client certificates (sentctl.env names one)."
+	}
 	fmt.Printf(`
 Try it (the geo router sends you to the nearest healthy region; X-Region picks one):
 
-  curl -si %[1]s/v1/predict -d '{"text": "a wonderful, moving film", "explain": true}'
-  curl -si %[1]s/v1/predict -H 'X-Region: ap-south' -d '{"text": "not good at all"}'
-  curl -s %[1]s/v2/models/%[2]s/infer -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great fun", "a dull mess"]}]}'
-  curl -s %[1]s/v1/route -H 'X-Region: eu-west'
+  %[6]s -si %[1]s/v1/predict -d '{"text": "a wonderful, moving film", "explain": true}'
+  %[6]s -si %[1]s/v1/predict -H 'X-Region: ap-south' -d '{"text": "not good at all"}'
+  %[6]s -s %[1]s/v2/models/%[2]s/infer -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great fun", "a dull mess"]}]}'
+  %[6]s -s %[1]s/v1/route -H 'X-Region: eu-west'
 
-Publish and promote a model (tokens are in %[3]s; the registry and the
-edges trust only models signed with %[5]s):
+Publish and promote a model (tokens are in %[3]s, the registry's address
+in %[7]s; the registry and the edges trust only models signed with
+%[5]s):
 
-  set -a; . %[3]s; set +a
+  set -a; . %[3]s; . %[7]s; set +a
   bin/sentctl sign --key %[5]s --model my.sapm
   SENTCTL_TOKEN=$SENTCTL_PUBLISHER_TOKEN bin/sentctl publish --model %[2]s --version v2 --file my.sapm
   SENTCTL_TOKEN=$SENTCTL_ADMIN_TOKEN bin/sentctl promote --model %[2]s --version v2 --regions eu-west
 
+%[8]s
 Logs are in %[4]s. Ctrl-C stops everything.
-`, geo, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"), filepath.Join(cfg.StateDir, "publisher.key"))
+`, geo, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"), filepath.Join(cfg.StateDir, "publisher.key"),
+		curl, filepath.Join(cfg.StateDir, "sentctl.env"), security)
 }

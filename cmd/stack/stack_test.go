@@ -15,12 +15,16 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 )
 
 // TestStack runs what `make run` and `make stack` run, sends a prediction
 // to every region through the geo router, and stops the stack with Ctrl-C
-// (SIGINT), checking that nothing is left listening.
+// (SIGINT), checking that nothing is left listening. `make stack` is TLS on
+// every hop: every listener refuses plain HTTP, the registry and the edges
+// refuse a client without a certificate from the stack's CA, and the
+// predictions, the smoke test and sentctl's publishes all go over TLS.
 func TestStack(t *testing.T) {
 	for _, real := range []bool{false, true} {
 		t.Run(fmt.Sprintf("real=%v", real), func(t *testing.T) {
@@ -41,7 +45,7 @@ func TestStack(t *testing.T) {
 			args := []string{"-bin", bin, "-dir", state, "-registry-port", fmt.Sprint(ports[0]),
 				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2])}
 			if real {
-				args = append(args, "-real")
+				args = append(args, "-real", "-tls")
 			}
 			cmd := exec.Command(filepath.Join(bin, "stack"), args...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -75,11 +79,17 @@ func TestStack(t *testing.T) {
 			case <-time.After(90 * time.Second):
 				t.Fatal("no banner within 90s")
 			}
-			geo := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+			sentctlEnv := readEnv(t, filepath.Join(state, "sentctl.env"))
+			scheme, client := "http", &http.Client{Timeout: 10 * time.Second}
+			if real {
+				scheme, client = "https", trusting(t, filepath.Join(state, "tls", "ca.pem"))
+				refusesPlainHTTP(t, client, ports[0], ports[1], ports[2], ports[2]+1, ports[2]+2)
+			}
+			geo := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[1])
 			for _, region := range []string{"us-east", "eu-west", "ap-south"} {
 				req, _ := http.NewRequest("POST", geo+"/v1/predict", strings.NewReader(`{"text":"a wonderful, moving film"}`))
 				req.Header.Set("X-Region", region)
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := client.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -92,10 +102,12 @@ func TestStack(t *testing.T) {
 			// The operators' smoke test passes, and fails on a region
 			// that does not exist.
 			smoke := exec.Command(filepath.Join(bin, "sentctl"), "smoke", "--url", geo, "--regions", "us-east,eu-west,ap-south")
+			smoke.Env = append(os.Environ(), sentctlEnv...)
 			if out, err := smoke.CombinedOutput(); err != nil || !strings.Contains(string(out), "all 7 checks passed") {
 				t.Errorf("sentctl smoke: %v\n%s", err, out)
 			}
 			smoke = exec.Command(filepath.Join(bin, "sentctl"), "smoke", "--url", geo, "--regions", "mars")
+			smoke.Env = append(os.Environ(), sentctlEnv...)
 			if out, err := smoke.CombinedOutput(); err == nil || !strings.Contains(string(out), "region mars is not routed") {
 				t.Errorf("sentctl smoke on an unknown region: %v\n%s", err, out)
 			}
@@ -113,7 +125,7 @@ func TestStack(t *testing.T) {
 			}
 			publish := func() (string, error) {
 				c := exec.Command(filepath.Join(bin, "sentctl"), "publish", "--model", "sentiment", "--version", "v2", "--file", artifact)
-				c.Env = append(os.Environ(), "SENTCTL_REGISTRY=http://127.0.0.1:"+fmt.Sprint(ports[0]), "SENTCTL_TOKEN="+publisher)
+				c.Env = append(append(os.Environ(), sentctlEnv...), "SENTCTL_TOKEN="+publisher)
 				out, err := c.CombinedOutput()
 				return string(out), err
 			}
@@ -144,5 +156,66 @@ func TestStack(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// readEnv reads a KEY=value file, such as the stack's sentctl.env.
+func readEnv(t *testing.T, path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(data))
+}
+
+// trusting is a client trusting the CA in caFile, with no client
+// certificate.
+func trusting(t *testing.T, caFile string) *http.Client {
+	cfg, err := tlsfiles.ClientConfig(caFile, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tlsfiles.HTTPClient(cfg, 10*time.Second)
+}
+
+// refusesPlainHTTP checks that no listener of the stack serves plain HTTP,
+// that each serves TLS with a certificate from the stack's CA, and that
+// the internal ones (all but the geo router) answer a client without a
+// certificate on their health probes only.
+func refusesPlainHTTP(t *testing.T, tlsClient *http.Client, registry, geo int, edges ...int) {
+	t.Helper()
+	plain := &http.Client{Timeout: 5 * time.Second}
+	for _, port := range append([]int{registry, geo}, edges...) {
+		base := fmt.Sprintf("127.0.0.1:%d", port)
+		if resp, err := plain.Get("http://" + base + "/health/live"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 400 || strings.Contains(string(body), `"status"`) {
+				t.Errorf("port %d served plain HTTP: %d %s", port, resp.StatusCode, body)
+			}
+		}
+		resp, err := tlsClient.Get("https://" + base + "/health/live")
+		if err != nil {
+			t.Errorf("port %d: no TLS with the stack's CA: %v", port, err)
+			continue
+		}
+		resp.Body.Close()
+		if port == geo {
+			continue
+		}
+		path := "/v2"
+		if port == registry {
+			path = "/v1/models"
+		}
+		resp, err = tlsClient.Get("https://" + base + path)
+		if err != nil {
+			t.Errorf("port %d: %v", port, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "client certificate") {
+			t.Errorf("port %d %s without a client certificate: %d %s", port, path, resp.StatusCode, body)
+		}
 	}
 }

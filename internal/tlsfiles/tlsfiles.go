@@ -1,15 +1,21 @@
-// Package tlsfiles builds TLS configurations from PEM files. A server's
+// Package tlsfiles builds TLS configurations from PEM files. A
 // certificate is reloaded when its files change, so a rotated certificate
-// (cert-manager renewing a Secret, say) is served without a restart, as
-// Consul, Envoy and Caddy do; a bad new pair is logged and the old one kept.
+// (cert-manager renewing a Secret, say) is served and presented without a
+// restart, as Consul, Envoy and Caddy do; a bad new pair is logged and the
+// old one kept. Server holds the listener flags every service shares,
+// including mutual TLS: with a client CA, every request but a health probe
+// needs a client certificate chained to it.
 package tlsfiles
 
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -62,13 +68,23 @@ func (r *Reloader) fileStamp() (string, error) {
 
 // GetCertificate is tls.Config.GetCertificate.
 func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.current(), nil
+}
+
+// GetClientCertificate is tls.Config.GetClientCertificate: a client
+// presents the same rotating certificate.
+func (r *Reloader) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return r.current(), nil
+}
+
+func (r *Reloader) current() *tls.Certificate {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now := time.Now(); now.Sub(r.checked) >= r.CheckEvery {
 		r.checked = now
 		r.reload()
 	}
-	return r.cert, nil
+	return r.cert
 }
 
 // reload reads the pair again if its files changed; r.mu is held.
@@ -87,31 +103,111 @@ func (r *Reloader) reload() {
 	r.log.Info("TLS certificate reloaded", "cert", r.certFile)
 }
 
-// ServerConfig is a server configuration serving r's certificate.
-func ServerConfig(r *Reloader) *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
+// ServerConfig is a server configuration serving r's certificate. With
+// clientCAs, a client certificate is verified against them when one is
+// given; Verified tells whether it was (health probes come without one).
+func ServerConfig(r *Reloader, clientCAs *x509.CertPool) *tls.Config {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
+	if clientCAs != nil {
+		cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, clientCAs
+	}
+	return cfg
 }
 
-// Listener wraps ln in TLS with the certificate in certFile and keyFile,
-// reloaded when they change; with no certFile it returns ln as it is.
-func Listener(ln net.Listener, certFile, keyFile string, log *slog.Logger) (net.Listener, error) {
-	if certFile == "" {
+// Server is a listener's TLS settings, as every service's flags.
+type Server struct {
+	Cert, Key string
+	// ClientCA, when set, makes TLS mutual: every request but a health
+	// probe needs a client certificate chained to it.
+	ClientCA string
+}
+
+// Register defines -tls-cert, -tls-key and -tls-client-ca on fs.
+func (s *Server) Register(fs *flag.FlagSet) {
+	fs.StringVar(&s.Cert, "tls-cert", "", "TLS certificate file (with -tls-key); reloaded when it changes")
+	fs.StringVar(&s.Key, "tls-key", "", "TLS key file")
+	fs.StringVar(&s.ClientCA, "tls-client-ca", "", "CA file: require client certificates chained to it (mutual TLS) on all but /health/*")
+}
+
+// Validate checks the combination of settings.
+func (s Server) Validate() error {
+	if (s.Cert == "") != (s.Key == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if s.ClientCA != "" && s.Cert == "" {
+		return errors.New("-tls-client-ca needs -tls-cert")
+	}
+	return nil
+}
+
+// Enabled reports whether the listener serves TLS.
+func (s Server) Enabled() bool { return s.Cert != "" }
+
+// Mutual reports whether clients must present certificates.
+func (s Server) Mutual() bool { return s.ClientCA != "" }
+
+// Scheme is the URL scheme the listener serves.
+func (s Server) Scheme() string {
+	if s.Enabled() {
+		return "https"
+	}
+	return "http"
+}
+
+// Listener wraps ln in TLS with the certificate in s.Cert and s.Key,
+// reloaded when they change; without a certificate it returns ln as it is.
+func (s Server) Listener(ln net.Listener, log *slog.Logger) (net.Listener, error) {
+	if !s.Enabled() {
 		return ln, nil
 	}
-	certs, err := NewReloader(certFile, keyFile, log)
+	certs, err := NewReloader(s.Cert, s.Key, log)
 	if err != nil {
 		return nil, err
 	}
-	return tls.NewListener(ln, ServerConfig(certs)), nil
+	var clientCAs *x509.CertPool
+	if s.ClientCA != "" {
+		if clientCAs, err = loadPool(s.ClientCA); err != nil {
+			return nil, fmt.Errorf("-tls-client-ca: %w", err)
+		}
+	}
+	return tls.NewListener(ln, ServerConfig(certs, clientCAs)), nil
+}
+
+// Verified reports whether the connection presented a client certificate
+// that chained to the client CA.
+func Verified(state *tls.ConnectionState) bool {
+	return state != nil && len(state.VerifiedChains) > 0
+}
+
+// Exempt reports whether path is a health probe, which needs no client
+// certificate: Consul's checks and Kubernetes' probes present none.
+func Exempt(path string) bool {
+	return path == "/health/live" || path == "/health/ready"
 }
 
 // ClientConfig is a client configuration trusting the CA certificates in
-// caFile; an empty caFile trusts the system's.
-func ClientConfig(caFile string) (*tls.Config, error) {
+// caFile (empty: the system's) and, with certFile and keyFile, presenting
+// that certificate (reloaded when it changes) to servers that ask.
+func ClientConfig(caFile, certFile, keyFile string, log *slog.Logger) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return cfg, nil
+	if caFile != "" {
+		pool, err := loadPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
 	}
+	if certFile != "" {
+		certs, err := NewReloader(certFile, keyFile, log)
+		if err != nil {
+			return nil, err
+		}
+		cfg.GetClientCertificate = certs.GetClientCertificate
+	}
+	return cfg, nil
+}
+
+func loadPool(caFile string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read CA file: %w", err)
@@ -120,6 +216,13 @@ func ClientConfig(caFile string) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(data) {
 		return nil, fmt.Errorf("no PEM certificate in CA file %q", caFile)
 	}
-	cfg.RootCAs = pool
-	return cfg, nil
+	return pool, nil
+}
+
+// HTTPClient is a net/http client with the default transport's settings
+// and cfg for TLS.
+func HTTPClient(cfg *tls.Config, timeout time.Duration) *http.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = cfg
+	return &http.Client{Timeout: timeout, Transport: transport}
 }

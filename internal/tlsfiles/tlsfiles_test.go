@@ -22,7 +22,7 @@ func TestRotatedCertificateIsServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.CheckEvery = 0
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerConfig(r))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerConfig(r, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestRotatedCertificateIsServed(t *testing.T) {
 		if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := ClientConfig(ca)
+		cfg, err := ClientConfig(ca, "", "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
