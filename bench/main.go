@@ -3,7 +3,8 @@
 // this machine), drives both with the same closed-loop load of varied
 // sentences for a fixed time, then measures the edge's latency at half its
 // maximum throughput with an open-loop load, and prints the figures and
-// the ratio edge/ceiling.
+// the ratios edge/ceiling, geo/direct and tls/plain (the geo front door
+// with and without TLS).
 //
 //	go run ./bench -duration 10s
 //
@@ -11,6 +12,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"bufio"
 	"errors"
 	"flag"
@@ -28,6 +30,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sentimentpro/sentiment/internal/devca"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
 
 func main() {
@@ -48,7 +53,7 @@ func main() {
 	}
 	texts := loadCorpus(*corpus)
 	if *targetURL != "" {
-		res := closedLoop(*targetURL, texts, *conns, *warmup, *duration)
+		res := closedLoop(*targetURL, nil, texts, *conns, *warmup, *duration)
 		res.print("target")
 		return
 	}
@@ -116,20 +121,23 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	// land on one side only; the ratio is of the totals.
 	var ceil, ed result
 	for round := 1; round <= 2; round++ {
-		c := closedLoop("http://"+ceilAddr+"/v1/predict", texts, conns, warmup, duration)
+		c := closedLoop("http://"+ceilAddr+"/v1/predict", nil, texts, conns, warmup, duration)
 		c.print(fmt.Sprintf("ceiling (constant JSON), round %d", round))
-		e := closedLoop("http://"+edgeAddr+"/v1/predict", texts, conns, warmup, duration)
+		e := closedLoop("http://"+edgeAddr+"/v1/predict", nil, texts, conns, warmup, duration)
 		e.print(fmt.Sprintf("edge /v1/predict, round %d", round))
 		ceil, ed = merge([]result{ceil, c}, ceil.elapsed+c.elapsed), merge([]result{ed, e}, ed.elapsed+e.elapsed)
 	}
 	ceil.print("ceiling (constant JSON), both rounds")
 	ed.print("edge /v1/predict, both rounds")
 	fmt.Printf("ratio edge/ceiling: %.2f\n", ed.rate()/ceil.rate())
-	viaGeo := closedLoop("http://"+geoAddr+"/v1/predict", texts, conns, warmup, duration)
+	viaGeo := closedLoop("http://"+geoAddr+"/v1/predict", nil, texts, conns, warmup, duration)
 	viaGeo.print("geo router -> edge")
-	direct := closedLoop("http://"+edgeAddr+"/v1/predict", texts, conns, warmup, duration)
+	direct := closedLoop("http://"+edgeAddr+"/v1/predict", nil, texts, conns, warmup, duration)
 	direct.print("edge direct (same moment)")
 	fmt.Printf("ratio geo/direct (shared cores): %.2f\n", viaGeo.rate()/direct.rate())
+	if err := tlsFrontDoor(geoBin, tmp, geoAddr, edgeAddr, texts, conns, warmup, duration); err != nil {
+		return err
+	}
 	if err := pinnedHop(self, edgeBin, geoBin, tmp, corpus, conns, warmup, duration); err != nil {
 		return err
 	}
@@ -216,6 +224,55 @@ func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, dur
 	}
 	fmt.Printf("%-44s %9.0f req/s\n%-44s %9.0f req/s\n", "geo router (own CPU) -> edge, pinned, mean", viaGeo, "edge direct, pinned, mean", direct)
 	fmt.Printf("ratio geo/direct: %.2f\n", viaGeo/direct)
+	return nil
+}
+
+// tlsFrontDoor measures what TLS costs at the geo router's public
+// listener: a second router, serving a certificate from a throwaway CA,
+// in front of the same edge, against the plain one, in two interleaved
+// rounds over keep-alive connections (the handshakes happen in the
+// warm-up; what is left is record encryption).
+func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns int, warmup, duration time.Duration) error {
+	ca, err := devca.New(filepath.Join(tmp, "tls"), "bench CA", time.Hour)
+	if err != nil {
+		return err
+	}
+	cert, key, err := ca.Issue("geo", "geo", time.Hour)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := tlsfiles.ClientConfig(ca.CertFile(), "", "", nil)
+	if err != nil {
+		return err
+	}
+	tlsAddr := freeAddr()
+	geo, err := start(geoBin, tmp, "geo-tls", "-listen", tlsAddr, "-regions", "bench=0,0", "-default-region", "bench",
+		"-static", "bench="+edgeAddr, "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0",
+		"-tls-cert", cert, "-tls-key", key)
+	if err != nil {
+		return err
+	}
+	defer stop(geo)
+	deadline := time.Now().Add(30 * time.Second)
+	for c := (&fasthttp.Client{TLSConfig: tlsCfg}); ; {
+		code, _, err := c.GetTimeout(nil, "https://"+tlsAddr+"/health/ready", time.Second)
+		if err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the TLS geo router is not ready: %v (code %d)", err, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var plain, secure result
+	for round := 1; round <= 2; round++ {
+		p := closedLoop("http://"+plainAddr+"/v1/predict", nil, texts, conns, warmup, duration)
+		p.print(fmt.Sprintf("geo front door, plain HTTP, round %d", round))
+		s := closedLoop("https://"+tlsAddr+"/v1/predict", tlsCfg, texts, conns, warmup, duration)
+		s.print(fmt.Sprintf("geo front door, TLS, round %d", round))
+		plain, secure = merge([]result{plain, p}, plain.elapsed+p.elapsed), merge([]result{secure, s}, secure.elapsed+s.elapsed)
+	}
+	fmt.Printf("ratio tls/plain: %.2f (geo front door, keep-alive)\n", secure.rate()/plain.rate())
 	return nil
 }
 
@@ -372,9 +429,9 @@ func (r result) print(name string) {
 
 // closedLoop keeps conns requests in flight for warmup+duration and
 // measures the last duration.
-func closedLoop(url string, texts []string, conns int, warmup, duration time.Duration) result {
+func closedLoop(url string, tlsCfg *tls.Config, texts []string, conns int, warmup, duration time.Duration) result {
 	bs := bodies(texts)
-	client := &fasthttp.Client{MaxConnsPerHost: conns}
+	client := &fasthttp.Client{MaxConnsPerHost: conns, TLSConfig: tlsCfg}
 	var measuring atomic.Bool
 	var stopFlag atomic.Bool
 	var wg sync.WaitGroup
