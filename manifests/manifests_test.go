@@ -170,7 +170,8 @@ func TestOverlays(t *testing.T) {
 				})
 			}
 			checkAutoscaler(t, o)
-			checkNetworkPolicies(t, o)
+			checkNetworkPolicies(t, o, region)
+			checkTLS(t, o)
 		})
 	}
 }
@@ -242,7 +243,16 @@ func configMap(o *objects, prefix string) *corev1.ConfigMap {
 var secretsCreatedPerCluster = map[string][]string{
 	"sentiment-tokens": {"registry-tokens", "edge-reader-token", "geo-internal-token"},
 	"sentiment-s3":     {"access-key", "secret-key"},
+	// TLS Secrets as cert-manager writes them (docs/SECURITY.md#tls).
+	"sentiment-edge-tls":       {"tls.crt", "tls.key", "ca.crt"},
+	"sentiment-registry-tls":   {"tls.crt", "tls.key", "ca.crt"},
+	"sentiment-geo-tls":        {"tls.crt", "tls.key", "ca.crt"},
+	"sentiment-geo-public-tls": {"tls.crt", "tls.key"},
 }
+
+// egressRanges are the placeholder address ranges each region's routers
+// leave from, which the other regions' edges admit.
+var egressRanges = map[string]string{"us-east": "cidr:192.0.2.0/24", "eu-west": "cidr:198.51.100.0/24", "ap-south": "cidr:203.0.113.0/24"}
 
 func checkPod(t *testing.T, o *objects, d *appsv1.Deployment, region string) {
 	t.Helper()
@@ -428,7 +438,7 @@ func peer(p networkingv1.NetworkPolicyPeer) string {
 	return "any"
 }
 
-func checkNetworkPolicies(t *testing.T, o *objects) {
+func checkNetworkPolicies(t *testing.T, o *objects, region string) {
 	t.Helper()
 	deny := find(o.policies, func(p *networkingv1.NetworkPolicy) bool {
 		return len(p.Spec.PodSelector.MatchLabels) == 0 && len(p.Spec.Ingress) == 0 && len(p.Spec.Egress) == 0 &&
@@ -450,6 +460,13 @@ func checkNetworkPolicies(t *testing.T, o *objects) {
 		"sentiment-registry": {443, 8500},
 		"sentiment-geo":      {8080, 8500},
 	}
+	// Edges admit the geo routers of every other region.
+	for other, cidr := range egressRanges {
+		if other != region {
+			wantIngress["sentiment-edge"] = append(wantIngress["sentiment-edge"], cidr)
+		}
+	}
+	slices.Sort(wantIngress["sentiment-edge"])
 	for name, want := range wantIngress {
 		p := find(o.policies, func(p *networkingv1.NetworkPolicy) bool {
 			return p.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] == name
@@ -485,6 +502,43 @@ func checkNetworkPolicies(t *testing.T, o *objects) {
 	dns := find(o.policies, func(p *networkingv1.NetworkPolicy) bool { return p.Name == "allow-dns" })
 	if dns == nil || len(dns.Spec.Egress) != 1 || len(dns.Spec.Egress[0].Ports) != 2 || dns.Spec.Egress[0].Ports[0].Port.IntVal != 53 {
 		t.Error("no DNS egress policy limited to port 53")
+	}
+}
+
+// checkTLS: mutual TLS between the components is the production setting.
+// Every workload serves TLS and is probed over HTTPS; edges and the
+// registry require client certificates; the routers reach edges with one,
+// verified against the CA; edges reach an https registry; every TLS
+// Secret mounted is one operators are told to create.
+func checkTLS(t *testing.T, o *objects) {
+	t.Helper()
+	want := map[string][]string{
+		"sentiment-edge":     {"EDGE_TLS_CERT", "EDGE_TLS_KEY", "EDGE_TLS_CLIENT_CA", "EDGE_TLS_CA", "EDGE_PEER_SERVER_NAME"},
+		"sentiment-registry": {"REGISTRY_TLS_CERT", "REGISTRY_TLS_KEY", "REGISTRY_TLS_CLIENT_CA"},
+		"sentiment-geo":      {"GEO_TLS_CERT", "GEO_TLS_KEY", "GEO_EDGE_CA", "GEO_EDGE_CERT", "GEO_EDGE_KEY", "GEO_EDGE_SERVER_NAME"},
+	}
+	for _, d := range o.deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		for _, name := range want[d.Name] {
+			if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name && e.Value != "" }) {
+				t.Errorf("%s: no %s", d.Name, name)
+			}
+		}
+		for what, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+				t.Errorf("%s: %s probe is not over HTTPS", d.Name, what)
+			}
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Secret != nil {
+				if _, ok := secretsCreatedPerCluster[v.Secret.SecretName]; !ok {
+					t.Errorf("%s mounts secret %s, which operators are not told to create", d.Name, v.Secret.SecretName)
+				}
+			}
+		}
+	}
+	if cm := configMap(o, "sentiment-config"); cm == nil || !strings.HasPrefix(cm.Data["REGISTRY_URL"], "https://") {
+		t.Error("edges do not reach the registry over https")
 	}
 }
 

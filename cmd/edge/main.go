@@ -42,6 +42,7 @@ type Config struct {
 	Registry        string
 	RegistryToken   string
 	TLSCA           string
+	PeerServerName  string
 	CacheDir        string
 	TrustedKeys     string
 	RequireSigned   bool
@@ -79,6 +80,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
 	c.TLS.Register(fs)
+	fs.StringVar(&c.PeerServerName, "peer-server-name", "", "name every peer's certificate must carry (default: the address dialled, from Consul)")
 	c.Flags.Register(fs, "sentiment-edge")
 	if err := config.Parse(fs, args, "EDGE"); err != nil {
 		return Config{}, err
@@ -153,6 +155,7 @@ func run(cfg Config, log *slog.Logger) error {
 			if peerTLS, err = clientTLS(cfg, log); err != nil {
 				return err
 			}
+			peerTLS.ServerName = cfg.PeerServerName
 		}
 		srvCfg.Peers = edge.NewPeers(cfg.Region, order, 2*time.Second, peerTLS, log)
 	}
