@@ -132,38 +132,80 @@ func predictN(t *testing.T, addr string, n int) (ok, total int) {
 
 // TestPeerFallback: an edge with no model at all (empty cache, registry
 // unreachable) forwards predictions to a healthy edge in a peer region it
-// finds in Consul, and says so.
+// finds in Consul, and says so. Both edges serve mutual TLS, as deployed:
+// Consul's https checks pass them, the hop to the peer is TLS with the
+// edge's certificate, and the peer limits the client the edge forwarded
+// (X-Forwarded-For), not the edge.
 func TestPeerFallback(t *testing.T) {
 	consul := testenv.Consul(t, "dc-eu", "dc-us")
 	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	ports, _ := testenv.FreePorts(3)
 	usAddr, euAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	// A us-east edge serving the embedded default model.
-	testenv.StartHTTPService(t, "edge-us", edgeBin, []string{"-listen", usAddr, "-region", "us-east",
-		"-consul", consul.Agent("dc-us").HTTPAddr(), "-rate-limit", "0", "-shutdown-delay", "0s"}, nil, "http://"+usAddr+"/health/ready")
+	ca := testenv.NewCA(t)
+	mtls := func(name string) []string {
+		cert, key := testenv.IssueCert(t, ca, name)
+		return []string{"-tls-cert", cert, "-tls-key", key, "-tls-client-ca", ca.CertFile(), "-tls-ca", ca.CertFile()}
+	}
+	cert, key := testenv.IssueCert(t, ca, "client")
+	client := testenv.TLSClient(t, ca, cert, key)
+	// A us-east edge serving the embedded default model, three requests a
+	// minute per client, believing the edges' X-Forwarded-For.
+	testenv.StartTLSService(t, "edge-us", edgeBin, append([]string{"-listen", usAddr, "-region", "us-east",
+		"-consul", consul.Agent("dc-us").HTTPAddr(), "-rate-limit", "3", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
+		mtls("edge-us")...), nil, "https://"+usAddr+"/health/ready", client)
 	// A cold eu-west edge: its registry does not answer, its cache is empty.
-	testenv.StartHTTPService(t, "edge-eu", edgeBin, []string{"-listen", euAddr, "-region", "eu-west",
-		"-registry", fmt.Sprintf("http://127.0.0.1:%d", ports[2]), "-cache-dir", t.TempDir(),
-		"-consul", consul.Agent("dc-eu").HTTPAddr(), "-peers", "dc-us=us-east", "-rate-limit", "0", "-shutdown-delay", "0s"},
-		nil, "http://"+euAddr+"/health/live")
-	client := &http.Client{Timeout: 2 * time.Second}
-	if resp, err := client.Get("http://" + euAddr + "/health/ready"); err != nil || resp.StatusCode != 503 {
+	testenv.StartTLSService(t, "edge-eu", edgeBin, append([]string{"-listen", euAddr, "-region", "eu-west",
+		"-registry", fmt.Sprintf("https://127.0.0.1:%d", ports[2]), "-cache-dir", t.TempDir(),
+		"-consul", consul.Agent("dc-eu").HTTPAddr(), "-peers", "dc-us=us-east", "-rate-limit", "0",
+		"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"}, mtls("edge-eu")...),
+		nil, "https://"+euAddr+"/health/live", client)
+	if resp, err := client.Get("https://" + euAddr + "/health/ready"); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("a cold edge must not be ready: %v %v", resp, err)
 	}
+	predict := func(from string) (*http.Response, string, error) {
+		req, _ := http.NewRequest("POST", "https://"+euAddr+"/v1/predict", strings.NewReader(`{"text":"a great film"}`))
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body), nil
+	}
+	// The us-east edge turns passing in Consul only through its https
+	// check; until then there is no peer to forward to.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := client.Post("http://"+euAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a great film"}`))
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && resp.Header.Get("X-Served-By-Region") == "us-east" && strings.Contains(string(body), `"region":"us-east"`) {
-				t.Logf("cold eu-west edge forwarded to us-east: %s", strings.TrimSpace(string(body)))
-				return
-			}
+		resp, body, err := predict("203.0.113.7")
+		if err == nil && resp.StatusCode == 200 && resp.Header.Get("X-Served-By-Region") == "us-east" && strings.Contains(body, `"region":"us-east"`) {
+			t.Logf("cold eu-west edge forwarded to us-east over mutual TLS: %s", strings.TrimSpace(body))
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cold edge never forwarded to its peer: %v %v", resp, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The client has two requests left at the peer, then 429; another
+	// client behind the same edge still has its own three.
+	codes := []int{}
+	for i := 0; i < 3; i++ {
+		resp, _, err := predict("203.0.113.7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[200 200 429]" {
+		t.Errorf("one client's requests 2-4 through the cold edge: %v, want [200 200 429]", codes)
+	}
+	if resp, body, err := predict("198.51.100.9"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a second client was limited with the first (the peer saw the edge, not the clients): %v %s", err, body)
+	}
+	// A client without a certificate reaches nothing but health.
+	plain := testenv.TLSClient(t, ca, "", "")
+	if resp, err := plain.Post("https://"+usAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"hi"}`)); err != nil || resp.StatusCode != 403 {
+		t.Errorf("a predict without a client certificate: %v %v, want 403", resp, err)
 	}
 }

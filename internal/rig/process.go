@@ -134,13 +134,17 @@ func (p *Process) WaitFor(timeout time.Duration, ready func() error) error {
 }
 
 // StartHTTPService starts bin as a child process with its log at logPath
-// and waits until GET readyURL answers 200. The caller stops it.
-func StartHTTPService(name, bin string, args, env []string, logPath, readyURL string) (*Process, error) {
+// and waits until GET readyURL answers 200 to client (nil: a plain HTTP
+// client; an https readyURL needs one trusting the service's CA). The
+// caller stops it.
+func StartHTTPService(name, bin string, args, env []string, logPath, readyURL string, client *http.Client) (*Process, error) {
 	p := &Process{Name: name, Path: bin, Args: args, Env: env, LogPath: logPath}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	client := &http.Client{Timeout: time.Second}
+	if client == nil {
+		client = &http.Client{Timeout: time.Second}
+	}
 	err := p.WaitFor(30*time.Second, func() error {
 		resp, err := client.Get(readyURL)
 		if err != nil {

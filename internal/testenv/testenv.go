@@ -11,6 +11,7 @@ package testenv
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,8 +85,15 @@ func NewStore(t testing.TB, s *S3Server) *s3.Store {
 // GET readyURL answers 200, and stops it in t.Cleanup.
 func StartHTTPService(t testing.TB, name, bin string, args, env []string, readyURL string) *Process {
 	t.Helper()
+	return StartTLSService(t, name, bin, args, env, readyURL, nil)
+}
+
+// StartTLSService is StartHTTPService with the readiness client given: one
+// that trusts the service's CA for an https readyURL.
+func StartTLSService(t testing.TB, name, bin string, args, env []string, readyURL string, client *http.Client) *Process {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), strings.ReplaceAll(name, " ", "-")+".log")
-	p, err := rig.StartHTTPService(name, bin, args, env, logPath, readyURL)
+	p, err := rig.StartHTTPService(name, bin, args, env, logPath, readyURL, client)
 	if err != nil {
 		t.Fatal(err)
 	}

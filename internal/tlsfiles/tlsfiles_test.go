@@ -1,4 +1,4 @@
-package tlsfiles
+package tlsfiles_test
 
 import (
 	"crypto/tls"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
 
 // TestRotatedCertificateIsServed: a listener using the reloader serves a
@@ -17,12 +18,12 @@ import (
 func TestRotatedCertificateIsServed(t *testing.T) {
 	dir := t.TempDir()
 	first := testenv.WriteCert(t, dir, "first")
-	r, err := NewReloader(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), nil)
+	r, err := tlsfiles.NewReloader(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.CheckEvery = 0
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerConfig(r, nil))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsfiles.ServerConfig(r, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestRotatedCertificateIsServed(t *testing.T) {
 		if err := os.WriteFile(ca, caPEM, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := ClientConfig(ca, "", "", nil)
+		cfg, err := tlsfiles.ClientConfig(ca, "", "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
