@@ -12,8 +12,8 @@
 package main
 
 import (
-	"crypto/tls"
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
