@@ -117,18 +117,11 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	}
 	fmt.Printf("corpus: %d texts, mean %d bytes; %d connections; %v per phase after %v warm-up; load generator and servers share this machine's %d cores\n",
 		len(texts), meanLen(texts), conns, duration, warmup, runtime.NumCPU())
-	// Two interleaved rounds, so a burst of background noise does not
-	// land on one side only; the ratio is of the totals.
-	var ceil, ed result
-	for round := 1; round <= 2; round++ {
-		c := closedLoop("http://"+ceilAddr+"/v1/predict", nil, texts, conns, warmup, duration)
-		c.print(fmt.Sprintf("ceiling (constant JSON), round %d", round))
-		e := closedLoop("http://"+edgeAddr+"/v1/predict", nil, texts, conns, warmup, duration)
-		e.print(fmt.Sprintf("edge /v1/predict, round %d", round))
-		ceil, ed = merge([]result{ceil, c}, ceil.elapsed+c.elapsed), merge([]result{ed, e}, ed.elapsed+e.elapsed)
+	load := func(url string, tlsCfg *tls.Config) func() result {
+		return func() result { return closedLoop(url, tlsCfg, texts, conns, warmup, duration) }
 	}
-	ceil.print("ceiling (constant JSON), both rounds")
-	ed.print("edge /v1/predict, both rounds")
+	ceil, ed := interleaved("ceiling (constant JSON)", load("http://"+ceilAddr+"/v1/predict", nil),
+		"edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil))
 	fmt.Printf("ratio edge/ceiling: %.2f\n", ed.rate()/ceil.rate())
 	viaGeo := closedLoop("http://"+geoAddr+"/v1/predict", nil, texts, conns, warmup, duration)
 	viaGeo.print("geo router -> edge")
@@ -264,16 +257,31 @@ func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var plain, secure result
-	for round := 1; round <= 2; round++ {
-		p := closedLoop("http://"+plainAddr+"/v1/predict", nil, texts, conns, warmup, duration)
-		p.print(fmt.Sprintf("geo front door, plain HTTP, round %d", round))
-		s := closedLoop("https://"+tlsAddr+"/v1/predict", tlsCfg, texts, conns, warmup, duration)
-		s.print(fmt.Sprintf("geo front door, TLS, round %d", round))
-		plain, secure = merge([]result{plain, p}, plain.elapsed+p.elapsed), merge([]result{secure, s}, secure.elapsed+s.elapsed)
-	}
+	plain, secure := interleaved(
+		"geo front door, plain HTTP", func() result {
+			return closedLoop("http://"+plainAddr+"/v1/predict", nil, texts, conns, warmup, duration)
+		},
+		"geo front door, TLS", func() result {
+			return closedLoop("https://"+tlsAddr+"/v1/predict", tlsCfg, texts, conns, warmup, duration)
+		})
 	fmt.Printf("ratio tls/plain: %.2f (geo front door, keep-alive)\n", secure.rate()/plain.rate())
 	return nil
+}
+
+// interleaved measures a and b in two alternating rounds, so a burst of
+// background noise does not land on one side only, prints each round and
+// the totals, and returns the totals (a ratio is of those).
+func interleaved(aName string, a func() result, bName string, b func() result) (aTotal, bTotal result) {
+	for round := 1; round <= 2; round++ {
+		ra := a()
+		ra.print(fmt.Sprintf("%s, round %d", aName, round))
+		rb := b()
+		rb.print(fmt.Sprintf("%s, round %d", bName, round))
+		aTotal, bTotal = merge([]result{aTotal, ra}, aTotal.elapsed+ra.elapsed), merge([]result{bTotal, rb}, bTotal.elapsed+rb.elapsed)
+	}
+	aTotal.print(aName + ", both rounds")
+	bTotal.print(bName + ", both rounds")
+	return aTotal, bTotal
 }
 
 func freeAddr() string {
