@@ -66,7 +66,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Model, "model", "sentiment", "model name in the registry, and the /v2 model name")
 	fs.StringVar(&c.Channel, "channel", "production", "channel to follow")
 	fs.StringVar(&c.Registry, "registry", "", "registry URL, or several replicas separated by commas; empty: serve the embedded default model")
-	fs.StringVar(&c.RegistryToken, "registry-token", "", "reader token (prefer EDGE_REGISTRY_TOKEN)")
+	fs.StringVar(&c.RegistryToken, "registry-token", "", "reader token: from EDGE_REGISTRY_TOKEN only, never the command line")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA file the registry's and peers' certificates must chain to (default: the system's); the edge presents -tls-cert to them")
 	fs.StringVar(&c.CacheDir, "cache-dir", "./data/edge-cache", "where verified models are kept for restarts")
 	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of keys model signatures must verify against; when set, unsigned models are refused")

@@ -11,12 +11,34 @@ import (
 )
 
 // Parse parses args into fs, then fills what the command line left unset
-// from PREFIX_* environment variables.
+// from PREFIX_* environment variables. A secret (a token or key) given on
+// the command line is an error: ps would show it.
 func Parse(fs *flag.FlagSet, args []string, prefix string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if secrets[f.Name] && err == nil {
+			err = fmt.Errorf("-%s is a secret: the command line shows it to every user of the machine (ps); set %s instead",
+				f.Name, EnvName(prefix, f.Name))
+		}
+	})
+	if err != nil {
+		return err
+	}
 	return ApplyEnv(fs, prefix)
+}
+
+// secrets are the flags that are never taken from the command line, only
+// from the environment (or a file the service reads).
+var secrets = map[string]bool{"registry-token": true, "internal-token": true, "tokens": true,
+	"s3-secret-key": true, "consul-token": true}
+
+// EnvName is the environment variable of a flag: PREFIX_NAME, upper case,
+// '-' as '_'.
+func EnvName(prefix, flagName string) string {
+	return prefix + "_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // ApplyEnv sets every flag of fs that was not given on the command line
@@ -30,7 +52,7 @@ func ApplyEnv(fs *flag.FlagSet, prefix string) error {
 		if given[f.Name] || err != nil {
 			return
 		}
-		env := prefix + "_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := EnvName(prefix, f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("invalid %s=%q: %w", env, v, serr)

@@ -32,7 +32,7 @@ type Flags struct {
 // Register defines the flags on fs; name is the default Consul service name.
 func (f *Flags) Register(fs *flag.FlagSet, name string) {
 	fs.StringVar(&f.ConsulAddr, "consul", "", "Consul agent address (this region's datacenter); empty: no registration")
-	fs.StringVar(&f.ConsulToken, "consul-token", "", "Consul ACL token")
+	fs.StringVar(&f.ConsulToken, "consul-token", "", "Consul ACL token: from the environment (*_CONSUL_TOKEN) only, never the command line")
 	fs.StringVar(&f.ServiceName, "service-name", name, "Consul service name")
 	fs.StringVar(&f.ServiceID, "service-id", "", "Consul service ID (default: derived from name and address)")
 	fs.StringVar(&f.Advertise, "advertise", "", "host:port others reach this service at (default: the listen address)")
