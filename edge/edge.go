@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
@@ -27,11 +26,15 @@ type Serving struct {
 	Source   string // "registry", "cache" or "embedded"
 	LoadedAt time.Time
 
-	counters [2]*metrics.Counter // predictions per label, made by Swap
+	monitor monitor // made by Swap
 }
 
-// count records one prediction of label index i.
-func (sv *Serving) count(i int) { sv.counters[i].Inc() }
+// observe records one prediction of a text of textBytes bytes.
+func (sv *Serving) observe(p model.Prediction, textBytes int) {
+	sv.monitor.labels[p.Index].Inc()
+	sv.monitor.score.Update(float64(p.Score))
+	sv.monitor.textBytes.Update(float64(textBytes))
+}
 
 // Config is the serving configuration, built in main.
 type Config struct {
@@ -98,10 +101,7 @@ func NewServer(cfg Config) *Server {
 // Swap makes sv the model every new request uses and returns the previous
 // one. Requests already running finish on the model they started with.
 func (s *Server) Swap(sv *Serving) *Serving {
-	labels := sv.Model.Labels()
-	for i := range sv.counters {
-		sv.counters[i] = predictionCounter(labels[i], sv.Version)
-	}
+	sv.monitor = newMonitor(sv.Model.Labels(), sv.Version)
 	old := s.current.Swap(sv)
 	modelLoaded.Set(1)
 	modelSwaps.Inc()

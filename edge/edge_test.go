@@ -159,6 +159,10 @@ func TestBadInputs(t *testing.T) {
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}],"outputs":[{"name":"prob"}]}`, 400, "unknown output"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"],"extra":1}]}`, 400, "unknown field"},
 		{"POST", "/v2/models/sentiment/infer", `{"id":7,"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}]}`, 400, `\"id\" must be a string`},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"data":["a"]}]}`, 400, "needs name, datatype"},
+		{"POST", "/v2/models/sentiment/infer", `{"parameters":{"priority":1},"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}]}`, 400, `\"priority\" is not supported`},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}],"outputs":[{"name":"label","parameters":{"classification":2}}]}`, 400, `\"classification\" is not supported`},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":9}}]}`, 400, "binary_data_size is 9 but 0 bytes"},
 		{"GET", "/v2/models/other", ``, 404, "not found"},
 		{"GET", "/v2/models/sentiment/versions/v9/ready", ``, 404, "not found"},
 	}
@@ -177,9 +181,10 @@ func TestOpenInferenceProtocol(t *testing.T) {
 	if r.code != 200 || !strings.Contains(r.body, `"name":"sentiment-edge"`) {
 		t.Fatalf("server metadata: %d %s", r.code, r.body)
 	}
-	for _, p := range []string{"/v2/health/live", "/v2/health/ready", "/v2/models/sentiment/ready", "/v2/models/sentiment/versions/v1/ready"} {
-		if r := call(t, c, "GET", p, ""); r.code != 200 {
-			t.Errorf("GET %s: %d %s", p, r.code, r.body)
+	for p, want := range map[string]string{"/v2/health/live": `"live":true`, "/v2/health/ready": `"ready":true`,
+		"/v2/models/sentiment/ready": `{"name":"sentiment","ready":true}`, "/v2/models/sentiment/versions/v1/ready": `"ready":true`} {
+		if r := call(t, c, "GET", p, ""); r.code != 200 || !strings.Contains(r.body, want) {
+			t.Errorf("GET %s: %d %s, want %s", p, r.code, r.body, want)
 		}
 	}
 	r = call(t, c, "GET", "/v2/models/sentiment", "")
@@ -194,7 +199,7 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		t.Fatalf("model metadata %s", r.body)
 	}
 	// Nested data in a [2,2] shape, id echoed, only "score" asked for.
-	body := `{"id":"req-9","parameters":{"x":1},"inputs":[{"name":"text","shape":[2,2],"datatype":"BYTES","data":[["great","awful"],["fine fun","dull mess"]]}],"outputs":[{"name":"score"}]}`
+	body := `{"id":"req-9","parameters":{"binary_data_output":false},"inputs":[{"name":"text","shape":[2,2],"datatype":"BYTES","data":[["great","awful"],["fine fun","dull mess"]]}],"outputs":[{"name":"score"}]}`
 	r = call(t, c, "POST", "/v2/models/sentiment/versions/v1/infer", body)
 	var resp struct {
 		ModelName    string `json:"model_name"`
@@ -210,7 +215,7 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		t.Fatalf("infer: %d %s %v", r.code, r.body, err)
 	}
 	if resp.ID != "req-9" || resp.ModelName != "sentiment" || resp.ModelVersion != "v1" || len(resp.Outputs) != 1 ||
-		resp.Outputs[0].Name != "score" || resp.Outputs[0].Shape[0] != 4 || len(resp.Outputs[0].Data) != 4 {
+		resp.Outputs[0].Name != "score" || fmt.Sprint(resp.Outputs[0].Shape) != "[2 2]" || len(resp.Outputs[0].Data) != 4 {
 		t.Fatalf("infer response %s", r.body)
 	}
 	r = call(t, c, "POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["what a great film"]}]}`)

@@ -32,7 +32,7 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.POST("/v1/predict/batch", s.wrap("/v1/predict/batch", true, s.predictBatch))
 	r.GET("/v2", s.wrap("/v2", false, s.serverMeta))
 	r.GET("/v2/health/live", s.wrap("/v2/health/live", false, s.live))
-	r.GET("/v2/health/ready", s.wrap("/v2/health/ready", false, s.ready))
+	r.GET("/v2/health/ready", s.wrap("/v2/health/ready", false, s.protocolReady))
 	r.GET("/v2/models/{name}", s.wrap("/v2/models/{name}", false, s.modelMeta))
 	r.GET("/v2/models/{name}/versions/{version}", s.wrap("/v2/models/{name}/versions/{version}", false, s.modelMeta))
 	r.GET("/v2/models/{name}/ready", s.wrap("/v2/models/{name}/ready", false, s.modelReady))
@@ -222,7 +222,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 		return err
 	}
 	pred := sv.Model.Predict(b2s(text))
-	sv.count(pred.Index)
+	sv.observe(pred, len(text))
 	b := make([]byte, 0, 256)
 	b = appendField(append(b, '{'), "label", pred.Label, true)
 	b = append(b, `,"score":`...)
@@ -301,7 +301,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 			return err
 		}
 		pred := sv.Model.Predict(b2s(text))
-		sv.count(pred.Index)
+		sv.observe(pred, len(text))
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -316,20 +316,37 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 	return nil
 }
 
+// live answers both /health/live and the protocol's /v2/health/live.
 func (s *Server) live(ctx *fasthttp.RequestCtx, _ *Serving, id string) error {
 	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"status":"live"}` + "\n")
+	ctx.SetBodyString(`{"live":true,"status":"live"}` + "\n")
 	return nil
 }
 
-func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+// notReady says why the edge should not take traffic; nil when it should.
+func (s *Server) notReady(sv *Serving) error {
 	if s.draining.Load() {
 		return httperr.New(fasthttp.StatusServiceUnavailable, "draining")
 	}
 	if sv == nil {
 		return noModel()
 	}
-	b := appendField([]byte(`{"status":"ready"`), "model", sv.Name, false)
+	return nil
+}
+
+// protocolReady is /v2/health/ready: {"ready": true}, or as the protocol
+// has it a 4xx with "ready": false.
+func (s *Server) protocolReady(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+	return writeHealth(ctx, `{"ready":`, s.notReady(sv), id)
+}
+
+// ready is /health/ready, for Consul and Kubernetes: 503 when not ready,
+// else what is served.
+func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+	if err := s.notReady(sv); err != nil {
+		return err
+	}
+	b := appendField([]byte(`{"ready":true,"status":"ready"`), "model", sv.Name, false)
 	b = appendField(b, "version", sv.Version, false)
 	b = appendField(b, "digest", sv.Digest, false)
 	b = appendField(b, "source", sv.Source, false)

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
 var (
@@ -59,7 +61,7 @@ func metricsFor(route string) *routeMetrics {
 	}
 	rm := &routeMetrics{
 		counters: map[int]*metrics.Counter{},
-		latency:  metrics.GetOrCreatePrometheusHistogram(fmt.Sprintf(`edge_request_duration_seconds{route=%q}`, route)),
+		latency:  metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_request_duration_seconds{route=%q}`, route), latencyBuckets),
 		route:    route,
 	}
 	actual, _ := routes.LoadOrStore(route, rm)
@@ -80,10 +82,34 @@ func (rm *routeMetrics) observe(code int, seconds float64) {
 	rm.latency.Update(seconds)
 }
 
-// predictionCounter returns the counter of predictions of one label by one
-// model version.
-func predictionCounter(label, version string) *metrics.Counter {
-	return metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, label, version))
+// latencyBuckets start at 10 µs: the handler takes a few microseconds.
+var latencyBuckets = obs.LatencyBuckets(10e-6)
+
+// Model monitoring buckets: the predicted label's score (0.5 to 1 for two
+// labels) and the text's length in bytes.
+var (
+	scoreBuckets     = []float64{0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1}
+	textBytesBuckets = []float64{16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}
+)
+
+// monitor is the model monitoring of one served version: predictions per
+// label, the predicted label's score and the text length. A drifting or
+// broken model shows in them (a label's share, the confidence, the
+// inputs), and rollout analysis compares them across versions.
+type monitor struct {
+	labels    [2]*metrics.Counter
+	score     *metrics.PrometheusHistogram
+	textBytes *metrics.PrometheusHistogram
+}
+
+func newMonitor(labels [2]string, version string) monitor {
+	var m monitor
+	for i := range m.labels {
+		m.labels[i] = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, labels[i], version))
+	}
+	m.score = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_score{version=%q}`, version), scoreBuckets)
+	m.textBytes = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_text_bytes{version=%q}`, version), textBytesBuckets)
+	return m
 }
 
 // breakerState is the gauge of a breaker's state: 0 closed, 1 half-open,

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"encoding/binary"
+	"math"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
@@ -9,14 +11,22 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 )
 
-// The Open Inference Protocol (KServe V2) REST surface. The model takes
-// one BYTES input (the texts, any name, any shape) and returns two
-// outputs: "label" (BYTES) and "score" (FP32), in the input's order.
+// The Open Inference Protocol (KServe V2) REST surface, with the binary
+// tensor data extension. The model takes one BYTES input (the texts, any
+// name, any shape) and returns two outputs: "label" (BYTES) and "score"
+// (FP32), each with the input's shape, element by element.
+
+// inferHeaderLength is the binary extension's header: the length of the
+// JSON part of a body that continues with tensor bytes.
+const inferHeaderLength = "Inference-Header-Content-Length"
+
+// supportedParameters answer a request that names another.
+const supportedParameters = "binary_data_output (request), binary_data_size and content_type (input), binary_data (output)"
 
 func (s *Server) serverMeta(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
 	b := appendField([]byte("{"), "name", "sentiment-edge", true)
 	b = appendField(b, "version", Version, false)
-	b = append(b, `,"extensions":[]}`...)
+	b = append(b, `,"extensions":["binary_tensor_data"]}`...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '\n'))
 	return nil
@@ -55,31 +65,70 @@ func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) erro
 	return nil
 }
 
-func (s *Server) modelReady(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
-	if err := s.servedModel(ctx, sv); err != nil {
+// modelReady answers {"name", "ready"}: 200 when ready and, as the
+// protocol has it, a 4xx with "ready": false when the model is not (an
+// unknown model or version stays a 404 error).
+func (s *Server) modelReady(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+	err := s.servedModel(ctx, sv)
+	if code, _ := httperr.From(err); code == fasthttp.StatusNotFound {
 		return err
 	}
+	return writeHealth(ctx, `{"name":`+httperr.Quote(s.cfg.ModelName)+`,"ready":`, err, id)
+}
+
+// writeHealth answers a protocol health route: prefix and true with 200,
+// or prefix and false with 400 and the reason in "error".
+func writeHealth(ctx *fasthttp.RequestCtx, prefix string, err error, id string) error {
 	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"ready":true}` + "\n")
+	if err == nil {
+		ctx.SetBodyString(prefix + "true}\n")
+		return nil
+	}
+	_, msg := httperr.From(err)
+	ctx.SetStatusCode(fasthttp.StatusBadRequest)
+	b := append([]byte(prefix), `false,"error":`...)
+	b = httperr.AppendJSONString(b, msg)
+	b = appendField(b, "request_id", id, false)
+	ctx.SetBody(append(b, '}', '\n'))
 	return nil
 }
 
-// oipRequest is what infer needs from a request body.
-type oipRequest struct {
-	id        []byte
-	hasID     bool
-	texts     [][]byte
-	wantLabel bool
-	wantScore bool
+// oipOutput is one requested output: 0 label, 1 score.
+type oipOutput struct {
+	which  int
+	binary bool
 }
 
-func (s *Server) parseInfer(body []byte, p *fastjson.Parser) (oipRequest, error) {
-	req := oipRequest{wantLabel: true, wantScore: true}
+// oipRequest is what infer needs from a request.
+type oipRequest struct {
+	id      []byte
+	hasID   bool
+	texts   [][]byte
+	shape   []int64
+	outputs []oipOutput
+}
+
+// parseInfer reads an infer request: JSON, or JSON followed by tensor
+// bytes when the binary extension's header gives the JSON's length.
+func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser) (oipRequest, error) {
+	var req oipRequest
+	if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && string(enc) != "identity" {
+		return req, httperr.New(fasthttp.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send the body uncompressed", enc)
+	}
+	body, tail := ctx.PostBody(), []byte(nil)
+	if h := ctx.Request.Header.Peek(inferHeaderLength); h != nil {
+		n, err := strconv.Atoi(string(h))
+		if err != nil || n < 0 || n > len(body) {
+			return req, httperr.New(fasthttp.StatusBadRequest, "%s is %q: want the JSON part's length, 0 to %d", inferHeaderLength, h, len(body))
+		}
+		body, tail = body[:n], body[n:]
+	}
 	obj, err := parseObject(p, body, `{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["..."]}]}`)
 	if err != nil {
 		return req, err
 	}
 	var inputs, outputs []*fastjson.Value
+	binaryOutput := false
 	var ferr error
 	obj.Visit(func(key []byte, val *fastjson.Value) {
 		if ferr != nil {
@@ -100,9 +149,7 @@ func (s *Server) parseInfer(body []byte, p *fastjson.Parser) (oipRequest, error)
 				ferr = httperr.New(fasthttp.StatusBadRequest, `"outputs" must be an array`)
 			}
 		case "parameters":
-			if val.Type() != fastjson.TypeObject {
-				ferr = httperr.New(fasthttp.StatusBadRequest, `"parameters" must be an object`)
-			}
+			binaryOutput, ferr = requestParameters(val)
 		default:
 			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 		}
@@ -113,37 +160,119 @@ func (s *Server) parseInfer(body []byte, p *fastjson.Parser) (oipRequest, error)
 	if len(inputs) != 1 {
 		return req, httperr.New(fasthttp.StatusBadRequest, "expected exactly 1 input (BYTES texts), got %d", len(inputs))
 	}
-	if req.texts, err = s.parseInput(inputs[0]); err != nil {
+	if req.texts, req.shape, tail, err = s.parseInput(inputs[0], tail); err != nil {
 		return req, err
 	}
-	if len(outputs) > 0 {
-		req.wantLabel, req.wantScore = false, false
-		for i, o := range outputs {
-			name := string(o.GetStringBytes("name"))
-			switch name {
-			case "label":
-				req.wantLabel = true
-			case "score":
-				req.wantScore = true
-			default:
-				return req, httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: unknown output %q (want label or score)", i, name)
-			}
-		}
+	if len(tail) > 0 {
+		return req, httperr.New(fasthttp.StatusBadRequest, "%d bytes of binary data beyond what the inputs' binary_data_size accounts for", len(tail))
 	}
-	return req, nil
+	req.outputs, err = parseOutputs(outputs, binaryOutput)
+	return req, err
 }
 
-// parseInput reads one tensor: name, datatype BYTES, shape, data (flat or
-// nested row-major), parameters.
-func (s *Server) parseInput(in *fastjson.Value) ([][]byte, error) {
+// requestParameters reads the request's parameters: binary_data_output.
+func requestParameters(val *fastjson.Value) (binaryOutput bool, err error) {
+	obj, err := val.Object()
+	if err != nil {
+		return false, httperr.New(fasthttp.StatusBadRequest, `"parameters" must be an object`)
+	}
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		if string(key) != "binary_data_output" {
+			err = unsupportedParameter("", key)
+			return
+		}
+		if binaryOutput, err = v.Bool(); err != nil {
+			err = httperr.New(fasthttp.StatusBadRequest, `parameter "binary_data_output" must be true or false`)
+		}
+	})
+	return binaryOutput, err
+}
+
+func unsupportedParameter(where string, key []byte) error {
+	return httperr.New(fasthttp.StatusBadRequest, "%sparameter %q is not supported (supported: %s)", where, key, supportedParameters)
+}
+
+// parseOutputs reads the requested outputs (default: label then score),
+// each in JSON or, with binary_data (default binaryOutput), as bytes.
+func parseOutputs(outputs []*fastjson.Value, binaryOutput bool) ([]oipOutput, error) {
+	if len(outputs) == 0 {
+		return []oipOutput{{0, binaryOutput}, {1, binaryOutput}}, nil
+	}
+	out := make([]oipOutput, 0, len(outputs))
+	for i, o := range outputs {
+		obj, err := o.Object()
+		if err != nil {
+			return nil, httperr.New(fasthttp.StatusBadRequest, "outputs[%d] must be an object", i)
+		}
+		req := oipOutput{which: -1, binary: binaryOutput}
+		var ferr error
+		obj.Visit(func(key []byte, val *fastjson.Value) {
+			if ferr != nil {
+				return
+			}
+			switch string(key) {
+			case "name":
+				switch string(val.GetStringBytes()) {
+				case "label":
+					req.which = 0
+				case "score":
+					req.which = 1
+				default:
+					ferr = httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: unknown output %s (want label or score)", i, val)
+				}
+			case "parameters":
+				req.binary, ferr = outputParameters(val, i, binaryOutput)
+			default:
+				ferr = httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: unknown field %q", i, key)
+			}
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		if req.which < 0 {
+			return nil, httperr.New(fasthttp.StatusBadRequest, "outputs[%d] needs a name", i)
+		}
+		out = append(out, req)
+	}
+	return out, nil
+}
+
+func outputParameters(val *fastjson.Value, i int, binary bool) (bool, error) {
+	obj, err := val.Object()
+	if err != nil {
+		return false, httperr.New(fasthttp.StatusBadRequest, "outputs[%d].parameters must be an object", i)
+	}
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		if string(key) != "binary_data" {
+			err = unsupportedParameter("outputs["+strconv.Itoa(i)+"]: ", key)
+			return
+		}
+		if binary, err = v.Bool(); err != nil {
+			err = httperr.New(fasthttp.StatusBadRequest, `outputs[%d]: parameter "binary_data" must be true or false`, i)
+		}
+	})
+	return binary, err
+}
+
+// parseInput reads the one tensor: name, datatype BYTES, shape, and data
+// in JSON (flat or nested row-major) or, with binary_data_size, from the
+// front of tail. It returns the texts, the shape and what is left of tail.
+func (s *Server) parseInput(in *fastjson.Value, tail []byte) (texts [][]byte, shape []int64, rest []byte, err error) {
 	obj, err := in.Object()
 	if err != nil {
-		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] must be an object")
+		return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] must be an object")
 	}
-	var shape []*fastjson.Value
+	var shapeVal []*fastjson.Value
 	var data *fastjson.Value
+	binarySize := int64(-1)
+	hasName, hasType := false, false
 	var ferr error
-	hasName := false
 	obj.Visit(func(key []byte, val *fastjson.Value) {
 		if ferr != nil {
 			return
@@ -152,53 +281,112 @@ func (s *Server) parseInput(in *fastjson.Value) ([][]byte, error) {
 		case "name":
 			hasName = val.Type() == fastjson.TypeString
 		case "datatype":
+			hasType = true
 			if dt, _ := val.StringBytes(); string(dt) != "BYTES" {
 				ferr = httperr.New(fasthttp.StatusBadRequest, `inputs[0].datatype must be "BYTES" (texts), got %s`, val)
 			}
 		case "shape":
-			if shape, ferr = val.Array(); ferr != nil {
+			if shapeVal, ferr = val.Array(); ferr != nil {
 				ferr = httperr.New(fasthttp.StatusBadRequest, "inputs[0].shape must be an array of integers")
 			}
 		case "data":
 			data = val
 		case "parameters":
+			binarySize, ferr = inputParameters(val)
 		default:
 			ferr = httperr.New(fasthttp.StatusBadRequest, "inputs[0]: unknown field %q", key)
 		}
 	})
 	if ferr != nil {
-		return nil, ferr
+		return nil, nil, nil, ferr
 	}
-	if !hasName || shape == nil || data == nil {
-		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] needs name, datatype, shape and data")
+	if !hasName || !hasType || shapeVal == nil || (data == nil) == (binarySize < 0) {
+		return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] needs name, datatype, shape, and either data or a binary_data_size parameter")
 	}
 	want := 1
-	for i, d := range shape {
+	shape = make([]int64, len(shapeVal))
+	for i, d := range shapeVal {
 		n, err := d.Int()
 		if err != nil || n < 0 {
-			return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0].shape[%d] must be a non-negative integer", i)
+			return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0].shape[%d] must be a non-negative integer", i)
 		}
-		want *= n
+		shape[i], want = int64(n), want*n
 		if want > s.cfg.MaxBatch {
-			return nil, httperr.New(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
+			return nil, nil, nil, httperr.New(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
 		}
 	}
-	var texts [][]byte
-	if err := s.flatten(data, &texts, 0); err != nil {
-		return nil, err
+	if data != nil {
+		err = s.flatten(data, &texts, 0)
+	} else {
+		texts, tail, err = s.binaryTexts(tail, binarySize)
+	}
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	if len(texts) != want {
-		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] has %d elements, its shape says %d", len(texts), want)
+		return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] has %d elements, its shape says %d", len(texts), want)
 	}
 	if len(texts) == 0 {
-		return nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] holds no text")
+		return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] holds no text")
 	}
 	for i, t := range texts {
 		if err := s.checkText(t, "inputs[0].data["+strconv.Itoa(i)+"]"); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return texts, nil
+	return texts, shape, tail, nil
+}
+
+// inputParameters reads an input's parameters: binary_data_size (-1 when
+// absent) and content_type, which must name text.
+func inputParameters(val *fastjson.Value) (binarySize int64, err error) {
+	binarySize = -1
+	obj, err := val.Object()
+	if err != nil {
+		return -1, httperr.New(fasthttp.StatusBadRequest, "inputs[0].parameters must be an object")
+	}
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		switch string(key) {
+		case "binary_data_size":
+			if binarySize, err = v.Int64(); err != nil || binarySize < 0 {
+				err = httperr.New(fasthttp.StatusBadRequest, `inputs[0]: parameter "binary_data_size" must be a non-negative integer`)
+			}
+		case "content_type":
+			if ct := string(v.GetStringBytes()); ct != "str" && ct != "bytes" {
+				err = httperr.New(fasthttp.StatusBadRequest, `inputs[0]: parameter "content_type" must be "str" (texts), got %s`, v)
+			}
+		default:
+			err = unsupportedParameter("inputs[0]: ", key)
+		}
+	})
+	return binarySize, err
+}
+
+// binaryTexts takes size bytes from the front of tail and reads them as
+// BYTES elements: a 4-byte little-endian length, then that many bytes.
+func (s *Server) binaryTexts(tail []byte, size int64) (texts [][]byte, rest []byte, err error) {
+	if size > int64(len(tail)) {
+		return nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0]: binary_data_size is %d but %d bytes of binary data follow the JSON (is %s set?)", size, len(tail), inferHeaderLength)
+	}
+	data, rest := tail[:size], tail[size:]
+	for len(data) > 0 {
+		if len(data) < 4 {
+			return nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0]: binary data ends inside an element's 4-byte length")
+		}
+		n := binary.LittleEndian.Uint32(data)
+		if uint64(n) > uint64(len(data)-4) {
+			return nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0]: an element of %d bytes runs past the binary data", n)
+		}
+		if len(texts) >= s.cfg.MaxBatch {
+			return nil, nil, httperr.New(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
+		}
+		texts = append(texts, data[4:4+n])
+		data = data[4+n:]
+	}
+	return texts, rest, nil
 }
 
 func (s *Server) flatten(v *fastjson.Value, out *[][]byte, depth int) error {
@@ -231,7 +419,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
-	req, err := s.parseInfer(ctx.PostBody(), p)
+	req, err := s.parseInfer(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -240,39 +428,78 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 	for i, t := range req.texts {
 		pred := sv.Model.Predict(b2s(t))
 		labels[i], scores[i] = pred.Label, pred.Score
-		sv.count(pred.Index)
+		sv.observe(pred, len(t))
 	}
-	n := strconv.Itoa(len(req.texts))
-	b := appendField([]byte("{"), "model_name", s.cfg.ModelName, true)
+	b := make([]byte, 0, 160+24*len(labels))
+	b = appendField(append(b, '{'), "model_name", s.cfg.ModelName, true)
 	b = appendField(b, "model_version", sv.Version, false)
 	if req.hasID {
 		b = appendField(b, "id", string(req.id), false)
 	}
 	b = append(b, `,"outputs":[`...)
-	if req.wantLabel {
-		b = append(b, `{"name":"label","datatype":"BYTES","shape":[`+n+`],"data":[`...)
-		for i, l := range labels {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = httperr.AppendJSONString(b, l)
-		}
-		b = append(b, "]}"...)
-	}
-	if req.wantScore {
-		if req.wantLabel {
+	var blobs []byte
+	for i, o := range req.outputs {
+		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"name":"score","datatype":"FP32","shape":[`+n+`],"data":[`...)
-		for i, sc := range scores {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendFloat(b, float64(sc), 'g', -1, 32)
-		}
-		b = append(b, "]}"...)
+		b, blobs = appendOutput(b, blobs, o, req.shape, labels, scores)
 	}
-	ctx.SetContentType("application/json")
-	ctx.SetBody(append(b, ']', '}', '\n'))
+	b = append(b, ']', '}')
+	if blobs == nil {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(append(b, '\n'))
+		return nil
+	}
+	ctx.Response.Header.Set(inferHeaderLength, strconv.Itoa(len(b)))
+	ctx.SetContentType("application/octet-stream")
+	ctx.SetBody(append(b, blobs...))
 	return nil
+}
+
+// appendOutput writes one output tensor to the JSON in b, or its bytes to
+// blobs with binary_data_size in the JSON.
+func appendOutput(b, blobs []byte, o oipOutput, shape []int64, labels []string, scores []float32) ([]byte, []byte) {
+	name, datatype := "label", "BYTES"
+	if o.which == 1 {
+		name, datatype = "score", "FP32"
+	}
+	b = appendField(append(b, '{'), "name", name, true)
+	b = appendField(b, "datatype", datatype, false)
+	b = append(b, `,"shape":[`...)
+	for i, d := range shape {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, d, 10)
+	}
+	b = append(b, ']')
+	if o.binary {
+		start := len(blobs)
+		if blobs == nil {
+			blobs = make([]byte, 0, 64)
+		}
+		for i := range labels {
+			if o.which == 0 {
+				blobs = binary.LittleEndian.AppendUint32(blobs, uint32(len(labels[i])))
+				blobs = append(blobs, labels[i]...)
+			} else {
+				blobs = binary.LittleEndian.AppendUint32(blobs, math.Float32bits(scores[i]))
+			}
+		}
+		b = append(b, `,"parameters":{"binary_data_size":`...)
+		b = strconv.AppendInt(b, int64(len(blobs)-start), 10)
+		return append(b, "}}"...), blobs
+	}
+	b = append(b, `,"data":[`...)
+	for i := range labels {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if o.which == 0 {
+			b = httperr.AppendJSONString(b, labels[i])
+		} else {
+			b = strconv.AppendFloat(b, float64(scores[i]), 'g', -1, 32)
+		}
+	}
+	return append(b, "]}"...), blobs
 }

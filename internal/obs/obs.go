@@ -126,3 +126,19 @@ func FastMetricsHandler(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4")
 	metrics.WritePrometheus(ctx, true)
 }
+
+// LatencyBuckets are histogram upper bounds in seconds from first (10 µs
+// at the edge, whose handler takes microseconds; 100 µs at the router) to
+// 10 s, in steps of 1, 2.5 and 5 per decade, so a p50 of a few
+// microseconds and a p99 of seconds both land inside the histogram.
+func LatencyBuckets(first float64) []float64 {
+	var out []float64
+	for decade := first; decade < 10; decade *= 10 {
+		for _, m := range []float64{1, 2.5, 5} {
+			if v := decade * m; v <= 10 {
+				out = append(out, v)
+			}
+		}
+	}
+	return append(out, 10)
+}
