@@ -467,8 +467,8 @@ func (r *Router) health(ctx *fasthttp.RequestCtx) {
 }
 
 var (
-	rateLimited     = metrics.NewCounter(`geo_rate_limited_total`)
-	failoverTotal   = metrics.NewCounter(`geo_failovers_total`)
+	rateLimited   = metrics.NewCounter(`geo_rate_limited_total`)
+	failoverTotal = metrics.NewCounter(`geo_failovers_total`)
 	// latencyBuckets start at 100 µs: the hop costs tens of microseconds
 	// on top of the edge's.
 	latencyBuckets  = obs.LatencyBuckets(100e-6)
