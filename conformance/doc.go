@@ -1,0 +1,6 @@
+// Package conformance checks the edge's public protocols with clients
+// written from the specifications, not from the server's code: the Open
+// Inference Protocol (KServe V2) REST API and Triton's binary tensor data
+// extension, called the way KServe's and Triton's HTTP clients call them,
+// against the real edge binary and through the real geo router.
+package conformance
