@@ -50,7 +50,10 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-For; anyone else's is ignored.
 	TrustedProxies []netip.Prefix
 	TLS            bool // adds Strict-Transport-Security
-	Logger         *slog.Logger
+	// AccessLogSample is the share of requests given an access log line
+	// (0 none, 1 all).
+	AccessLogSample float64
+	Logger          *slog.Logger
 	// Peers, if set, answers for this edge while it has no model at all.
 	Peers *Peers
 }
@@ -70,6 +73,7 @@ type Server struct {
 	draining atomic.Bool
 	limiter  *ratelimit.Limiter
 	ids      *obs.RequestIDs
+	access   obs.AccessLog
 }
 
 // NewServer returns a server with no model; call Swap to give it one.
@@ -90,6 +94,7 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge")}
+	s.access = obs.AccessLog{Rate: cfg.AccessLogSample, Log: s.log}
 	if cfg.RatePerMinute > 0 {
 		s.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
 	}

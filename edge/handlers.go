@@ -3,6 +3,7 @@ package edge
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -44,10 +45,12 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/metrics", obs.FastMetricsHandler)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx, s.cfg.TLS)
+		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
 		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusNotFound, "no route %s %s", ctx.Method(), ctx.Path()), s.requestID(ctx))
 	}
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx, s.cfg.TLS)
+		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
 		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()), s.requestID(ctx))
 	}
 	return r.Handler
@@ -96,19 +99,22 @@ func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
 	}
 }
 
-// wrap is the middleware every route shares: request ID, security
-// headers, rate limiting (for the prediction routes), the model snapshot,
-// errors as JSON, metrics and error logs.
+// wrap is the middleware every route shares: request ID and trace
+// context, security headers, rate limiting (for the prediction routes),
+// the model snapshot, errors as JSON, metrics, error logs and sampled
+// access logs.
 func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHandler {
 	rm := metricsFor(route)
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		id := s.requestID(ctx)
+		logged := s.access.Sample()
+		tc := obs.TraceFrom(&ctx.Request.Header, logged)
+		obs.SetTraceHeader(&ctx.Response.Header, tc)
 		setSecurityHeaders(ctx, s.cfg.TLS)
 		var err error
 		if limited && s.limiter != nil {
-			addr := clientip.Addr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
-			if ok, wait := s.limiter.Allow(addr, start); !ok {
+			if ok, wait := s.limiter.Allow(s.client(ctx), start); !ok {
 				rateLimited.Inc()
 				ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
 				err = httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
@@ -117,7 +123,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		if err == nil {
 			sv := s.current.Load()
 			if sv == nil && limited && s.cfg.Peers != nil {
-				err = s.cfg.Peers.forward(ctx, id)
+				err = s.cfg.Peers.forward(ctx, id, tc)
 			} else {
 				err = h(ctx, sv, id)
 			}
@@ -125,12 +131,21 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		if err != nil {
 			httperr.WriteFast(ctx, err, id)
 			if code := ctx.Response.StatusCode(); code >= 500 || code == fasthttp.StatusTooManyRequests {
-				s.log.Warn("request failed", "request_id", id, "route", route, "status", code, "err", err.Error(),
-					"client", obs.TruncateIP(ctx.RemoteIP().String()))
+				s.log.Warn("request failed", "request_id", id, "trace_id", tc.TraceIDString(), "route", route, "status", code,
+					"err", err.Error(), "client", obs.TruncateIP(s.client(ctx).String()))
 			}
 		}
 		rm.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
+		if logged {
+			s.access.Write(ctx, id, tc, s.client(ctx).String(), start, "route", route)
+		}
 	}
+}
+
+// client is the request's client: the peer, or the address a trusted
+// proxy (a geo router, a peer edge) forwarded.
+func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
+	return clientip.Addr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
 }
 
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/httperr"
+	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/tracectx"
 )
 
 // forwardedHeader marks a request an edge forwarded to a peer, so a peer
@@ -73,7 +75,7 @@ func (p *Peers) Update(region string, addrs []string) {
 
 var errNoPeer = errors.New("no healthy peer region")
 
-func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string) error {
+func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context) error {
 	if len(ctx.Request.Header.Peek(forwardedHeader)) > 0 {
 		return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet (and this request was already forwarded once)")
 	}
@@ -86,19 +88,19 @@ func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string) error {
 			continue
 		}
 		addr := addrs[rand.IntN(len(addrs))]
-		_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, p.do(ctx, addr, id) })
+		_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, p.do(ctx, addr, id, tc) })
 		if err == nil {
 			peerForwardsOK.Inc()
 			ctx.Response.Header.Set("X-Served-By-Region", region)
 			return nil
 		}
 		peerForwardsBad.Inc()
-		p.log.Warn("peer forward failed", "request_id", id, "region", region, "err", err)
+		p.log.Warn("peer forward failed", "request_id", id, "trace_id", tc.TraceIDString(), "region", region, "err", err)
 	}
 	return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet and %v", errNoPeer)
 }
 
-func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string) error {
+func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string, tc tracectx.Context) error {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -108,6 +110,7 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string) error {
 	req.Header.SetContentTypeBytes(ctx.Request.Header.ContentType())
 	req.Header.Set("X-Request-ID", id)
 	req.Header.Set(forwardedHeader, p.self)
+	obs.SetTraceHeader(&req.Header, tc.Child()) // the hop to the peer is a span of the edge's
 	// The peer limits and logs by client too: pass the client on.
 	if xff := clientip.AppendForwardedFor(nil, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.RemoteIP()); len(xff) > 0 {
 		req.Header.SetBytesV("X-Forwarded-For", xff)

@@ -150,7 +150,7 @@ func TestPeerFallback(t *testing.T) {
 	client := testenv.TLSClient(t, ca, cert, key)
 	// A us-east edge serving the embedded default model, three requests a
 	// minute per client, believing the edges' X-Forwarded-For.
-	testenv.StartTLSService(t, "edge-us", edgeBin, append([]string{"-listen", usAddr, "-region", "us-east",
+	us := testenv.StartTLSService(t, "edge-us", edgeBin, append([]string{"-listen", usAddr, "-region", "us-east", "-access-log-sample", "1",
 		"-consul", consul.Agent("dc-us").HTTPAddr(), "-rate-limit", "3", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
 		mtls("edge-us")...), nil, "https://"+usAddr+"/health/ready", client)
 	// A cold eu-west edge: its registry does not answer, its cache is empty.
@@ -162,9 +162,11 @@ func TestPeerFallback(t *testing.T) {
 	if resp, err := client.Get("https://" + euAddr + "/health/ready"); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("a cold edge must not be ready: %v %v", resp, err)
 	}
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	predict := func(from string) (*http.Response, string, error) {
 		req, _ := http.NewRequest("POST", "https://"+euAddr+"/v1/predict", strings.NewReader(`{"text":"a great film"}`))
 		req.Header.Set("X-Forwarded-For", from)
+		req.Header.Set("traceparent", "00-"+trace+"-00f067aa0ba902b7-01")
 		resp, err := client.Do(req)
 		if err != nil {
 			return nil, "", err
@@ -180,12 +182,19 @@ func TestPeerFallback(t *testing.T) {
 		resp, body, err := predict("203.0.113.7")
 		if err == nil && resp.StatusCode == 200 && resp.Header.Get("X-Served-By-Region") == "us-east" && strings.Contains(body, `"region":"us-east"`) {
 			t.Logf("cold eu-west edge forwarded to us-east over mutual TLS: %s", strings.TrimSpace(body))
+			if !strings.Contains(resp.Header.Get("traceparent"), trace) {
+				t.Errorf("the answer's traceparent %q is not of the request's trace", resp.Header.Get("traceparent"))
+			}
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cold edge never forwarded to its peer: %v %v", resp, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The trace reaches the peer, and comes back in the answer.
+	if data, _ := os.ReadFile(us.LogPath); !strings.Contains(string(data), `"trace_id":"`+trace+`"`) {
+		t.Errorf("the peer's log has no line with the forwarded trace")
 	}
 	// The client has two requests left at the peer, then 429; another
 	// client behind the same edge still has its own three.

@@ -22,6 +22,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
+	"github.com/sentimentpro/sentiment/internal/tracectx"
 )
 
 // Config configures the failover proxy; it is built in main.
@@ -51,7 +52,10 @@ type Config struct {
 	// EdgeTLS, when set, reaches edges over https with this configuration
 	// (their CA, and the router's client certificate for mutual TLS).
 	EdgeTLS *tls.Config
-	Logger  *slog.Logger
+	// AccessLogSample is the share of requests given an access log line
+	// (0 none, 1 all).
+	AccessLogSample float64
+	Logger          *slog.Logger
 }
 
 // upstream is one edge.
@@ -104,6 +108,7 @@ type Router struct {
 	scheme string
 	// limiter is the per-client rate limit; nil when off.
 	limiter *ratelimit.Limiter
+	access  obs.AccessLog
 	// draining fails /health/ready during shutdown.
 	draining atomic.Bool
 }
@@ -148,6 +153,7 @@ func NewRouter(cfg Config) *Router {
 	if cfg.EdgeTLS != nil {
 		r.scheme = "https"
 	}
+	r.access = obs.AccessLog{Rate: cfg.AccessLogSample, Log: r.log}
 	r.budget.ratio = cfg.RetryRatio
 	if cfg.RatePerMinute > 0 {
 		r.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
@@ -223,29 +229,43 @@ func (r *Router) pick(region string) (*upstream, *regionPool) {
 
 var errUpstream = errors.New("upstream failed")
 
-// Handler returns the router's HTTP handler.
+// Handler returns the router's HTTP handler. Every request has an id
+// (X-Request-ID, the client's if valid) and a trace (the client's
+// traceparent continued, or a new one); both go to the edges on every
+// attempt and back in every answer, errors included.
 func (r *Router) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		id := r.requestID(ctx)
+		logged := r.access.Sample()
+		tc := obs.TraceFrom(&ctx.Request.Header, logged)
 		switch string(ctx.Path()) {
 		case "/health/live", "/health/ready":
 			r.health(ctx)
 		case "/metrics":
-			if r.internal(ctx) {
+			if r.internal(ctx, id) {
 				obs.FastMetricsHandler(ctx)
 			}
 		case "/v1/route":
-			if r.internal(ctx) {
+			if r.internal(ctx, id) {
 				r.route(ctx)
 			}
 		default:
-			r.proxy(ctx)
+			r.proxy(ctx, id, tc, start)
+		}
+		h := &ctx.Response.Header
+		h.Set("X-Request-Id", id)
+		obs.SetTraceHeader(h, tc)
+		if logged {
+			r.access.Write(ctx, id, tc, r.clientAddr(ctx).String(), start,
+				"region", string(h.Peek("X-Served-Region")), "failovers", string(h.Peek("X-Failovers")))
 		}
 	}
 }
 
 // internal reports whether ctx may see an internal surface; if not, it
 // answers 401.
-func (r *Router) internal(ctx *fasthttp.RequestCtx) bool {
+func (r *Router) internal(ctx *fasthttp.RequestCtx, id string) bool {
 	if r.cfg.InternalToken == "" {
 		return true
 	}
@@ -253,8 +273,6 @@ func (r *Router) internal(ctx *fasthttp.RequestCtx) bool {
 	if bearer && subtle.ConstantTimeCompare(got, []byte(r.cfg.InternalToken)) == 1 {
 		return true
 	}
-	id := r.requestID(ctx)
-	ctx.Response.Header.Set("X-Request-Id", id)
 	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sentiment-geo internal"`)
 	httperr.WriteFast(ctx, httperr.New(fasthttp.StatusUnauthorized, "this endpoint needs the internal bearer token"), id)
 	return false
@@ -269,17 +287,14 @@ func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 // so retrying them elsewhere is safe. The client's request is forwarded
 // in place (fasthttp keeps it intact across attempts), so the hop copies
 // nothing but the response.
-func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context, start time.Time) {
 	req := &ctx.Request
 	client := r.clientAddr(ctx)
-	id := r.requestID(ctx)
 	if r.limiter != nil {
 		// One bucket per client at this router, whatever region it asks
 		// for: hopping regions with the hint does not multiply it.
 		if ok, wait := r.limiter.Allow(client, start); !ok {
 			rateLimited.Inc()
-			ctx.Response.Header.Set("X-Request-Id", id)
 			ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
 			httperr.WriteFast(ctx, httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", r.cfg.RatePerMinute), id)
 			observe(fasthttp.StatusTooManyRequests, time.Since(start))
@@ -320,6 +335,8 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 		if attempts > 1 {
 			t0 = time.Now()
 		}
+		// Each attempt is a span of the request's trace.
+		obs.SetTraceHeader(&req.Header, tc.Child())
 		err = r.forward(ctx, up, t0)
 		done(err)
 		end := time.Now()
@@ -333,14 +350,14 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		pool.failed.Inc()
+		r.log.Debug("attempt failed; failing over", "request_id", id, "trace_id", tc.TraceIDString(), "region", region, "err", err)
 		lastErr = err
 		failovers++
 		failoverTotal.Inc()
 	}
 	ctx.Response.Reset()
-	ctx.Response.Header.Set("X-Request-Id", id)
 	// Which edges failed and how is for the log, not for the client.
-	r.log.Debug("no region answered", "request_id", id, "attempts", attempts, "err", lastErr)
+	r.log.Debug("no region answered", "request_id", id, "trace_id", tc.TraceIDString(), "attempts", attempts, "err", lastErr)
 	httperr.WriteFast(ctx, httperr.Wrap(fasthttp.StatusServiceUnavailable, "no healthy region could answer", lastErr), id)
 	observe(fasthttp.StatusServiceUnavailable, time.Since(start))
 }

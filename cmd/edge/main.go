@@ -54,6 +54,7 @@ type Config struct {
 	MaxBodyBytes    int
 	MaxTextBytes    int
 	MaxBatch        int
+	AccessLog       float64
 	TLS             tlsfiles.Server
 	service.Flags
 }
@@ -79,6 +80,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", edge.DefaultMaxBodyBytes, "largest request body")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
+	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.01, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
 	c.TLS.Register(fs)
 	fs.StringVar(&c.PeerServerName, "peer-server-name", "", "name every peer's certificate must carry (default: the address dialled, from Consul)")
 	c.Flags.Register(fs, "sentiment-edge")
@@ -98,6 +100,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
+	}
+	if c.AccessLog < 0 || c.AccessLog > 1 {
+		return errors.New("-access-log-sample must be between 0 and 1")
 	}
 	if c.RequireSigned && c.TrustedKeys == "" {
 		return errors.New("-require-signatures needs -trusted-keys")
@@ -142,7 +147,7 @@ func run(cfg Config, log *slog.Logger) error {
 	srvCfg := edge.Config{
 		Region: cfg.Region, ModelName: cfg.Model, MaxBodyBytes: cfg.MaxBodyBytes, MaxTextBytes: cfg.MaxTextBytes,
 		MaxBatch: cfg.MaxBatch, RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, TrustedProxies: proxies,
-		TLS: cfg.TLS.Enabled(), Logger: log,
+		TLS: cfg.TLS.Enabled(), AccessLogSample: cfg.AccessLog, Logger: log,
 	}
 	if consul != nil && len(peers) > 0 {
 		var order []string

@@ -51,6 +51,7 @@ type Config struct {
 	MaxConnsPerIP  int
 	Concurrency    int
 	InternalToken  string
+	AccessLog      float64
 	TLS            tlsfiles.Server
 	EdgeTLS        bool
 	EdgeCA         string
@@ -82,6 +83,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 256, "open connections per client address (0: no limit)")
 	fs.IntVar(&c.Concurrency, "max-concurrency", 10000, "requests served at once; more get 503")
 	fs.StringVar(&c.InternalToken, "internal-token", "", "bearer token /metrics and /v1/route require (empty: open): from GEO_INTERNAL_TOKEN only, never the command line")
+	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.01, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
 	c.TLS.Register(fs)
 	fs.BoolVar(&c.EdgeTLS, "edge-tls", false, "reach edges over https (implied by -edge-ca)")
 	fs.StringVar(&c.EdgeCA, "edge-ca", "", "CA file edges' certificates must chain to (default: the system's)")
@@ -124,6 +126,9 @@ func (c Config) Validate() error {
 	if c.PerTryTimeout <= 0 || c.MaxAttempts <= 0 || c.RetryRatio < 0 {
 		return errors.New("-per-try-timeout and -max-attempts must be positive, -retry-ratio not negative")
 	}
+	if c.AccessLog < 0 || c.AccessLog > 1 {
+		return errors.New("-access-log-sample must be between 0 and 1")
+	}
 	if c.RatePerMinute < 0 || c.MaxBodyBytes <= 0 || c.MaxConnsPerIP < 0 || c.Concurrency <= 0 {
 		return errors.New("-rate-limit and -max-conns-per-ip must not be negative, -max-body-bytes and -max-concurrency must be positive")
 	}
@@ -165,7 +170,7 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies, EdgeTLS: edgeTLS,
 		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio,
-		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, InternalToken: cfg.InternalToken, Logger: log})
+		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, InternalToken: cfg.InternalToken, AccessLogSample: cfg.AccessLog, Logger: log})
 	if cfg.InternalToken == "" {
 		log.Warn("/metrics and /v1/route are open to every client: set GEO_INTERNAL_TOKEN on a public router")
 	}

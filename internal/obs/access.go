@@ -1,0 +1,51 @@
+package obs
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sentimentpro/sentiment/internal/tracectx"
+)
+
+// AccessLog writes one line for a sampled share of requests: what was
+// asked and answered, how long it took, and the ids that tie it to the
+// other hops' lines. It never logs a text, a body or a full client
+// address (docs/PRIVACY.md).
+type AccessLog struct {
+	// Rate is the share of requests logged: 0 none, 1 every one.
+	Rate float64
+	Log  *slog.Logger
+}
+
+// Sample decides whether this request gets a line.
+func (a AccessLog) Sample() bool {
+	return a.Rate > 0 && (a.Rate >= 1 || rand.Float64() < a.Rate)
+}
+
+// Write logs ctx's request and answer; client is the client's address
+// (the forwarded one behind a trusted proxy), truncated here; extra adds
+// the service's own fields.
+func (a AccessLog) Write(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context, client string, start time.Time, extra ...any) {
+	a.Log.Info("access", append([]any{"request_id", id, "trace_id", tc.TraceIDString(), "span_id", tc.SpanIDString(),
+		"method", string(ctx.Method()), "path", string(ctx.Path()), "status", ctx.Response.StatusCode(),
+		"duration_us", time.Since(start).Microseconds(), "client", TruncateIP(client)}, extra...)...)
+}
+
+// TraceFrom continues the trace of the request's traceparent with a new
+// span, or starts a trace (sampled when the access log samples it) when
+// there is none or it is malformed.
+func TraceFrom(h *fasthttp.RequestHeader, sampled bool) tracectx.Context {
+	if tc, ok := tracectx.Parse(h.Peek(tracectx.Header)); ok {
+		return tc.Child()
+	}
+	return tracectx.New(sampled)
+}
+
+// SetTraceHeader puts tc into a traceparent header of h.
+func SetTraceHeader(h interface{ SetBytesV(string, []byte) }, tc tracectx.Context) {
+	var buf [tracectx.Len]byte
+	h.SetBytesV(tracectx.Header, tc.Append(buf[:0]))
+}

@@ -1,0 +1,41 @@
+package tracectx
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParse follows the W3C Trace Context rules: lower-case hex, no
+// all-zero ids, version ff invalid, later versions read by their first 55
+// characters.
+func TestParse(t *testing.T) {
+	valid := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for v, want := range map[string]bool{
+		valid: true,
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00":        true,
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future": true,
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra":  false,
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":        false,
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01":        false,
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01":        false,
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01":        false,
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7":           false,
+		"00-4bf92f3577b34da6a3ce929d0e0e4736x00f067aa0ba902b7-01":        false,
+		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01":        false,
+		"":                      false,
+		strings.Repeat("0", 55): false,
+	} {
+		c, ok := Parse([]byte(v))
+		if ok != want {
+			t.Errorf("Parse(%q) ok=%v, want %v", v, ok, want)
+		}
+		if ok && v == valid && (string(c.Append(nil)) != valid || c.TraceIDString() != "4bf92f3577b34da6a3ce929d0e0e4736") {
+			t.Errorf("round trip: %s", c.Append(nil))
+		}
+	}
+	n := New(true)
+	child := n.Child()
+	if _, ok := Parse(n.Append(nil)); !ok || child.TraceID != n.TraceID || child.SpanID == n.SpanID || n.Flags != 1 {
+		t.Errorf("New/Child: %s %s", n.Append(nil), child.Append(nil))
+	}
+}
