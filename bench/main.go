@@ -14,6 +14,7 @@ package main
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +55,7 @@ func main() {
 	}
 	texts := loadCorpus(*corpus)
 	if *targetURL != "" {
-		res := closedLoop(*targetURL, nil, texts, *conns, *warmup, *duration)
+		res := closedLoop(*targetURL, nil, bodies(texts), *conns, *warmup, *duration)
 		res.print("target")
 		return
 	}
@@ -117,15 +119,24 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	}
 	fmt.Printf("corpus: %d texts, mean %d bytes; %d connections; %v per phase after %v warm-up; load generator and servers share this machine's %d cores\n",
 		len(texts), meanLen(texts), conns, duration, warmup, runtime.NumCPU())
+	v1 := bodies(texts)
 	load := func(url string, tlsCfg *tls.Config) func() result {
-		return func() result { return closedLoop(url, tlsCfg, texts, conns, warmup, duration) }
+		return func() result { return closedLoop(url, tlsCfg, v1, conns, warmup, duration) }
 	}
 	ceil, ed := interleaved("ceiling (constant JSON)", load("http://"+ceilAddr+"/v1/predict", nil),
 		"edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil))
 	fmt.Printf("ratio edge/ceiling: %.2f\n", ed.rate()/ceil.rate())
-	viaGeo := closedLoop("http://"+geoAddr+"/v1/predict", nil, texts, conns, warmup, duration)
+	// The Open Inference Protocol's JSON against /v1/predict, one text per
+	// request, then its binary tensor data extension.
+	infer := "http://" + edgeAddr + "/v2/models/sentiment/infer"
+	v1r, oip := interleaved("edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil),
+		"edge OIP infer, JSON", func() result { return closedLoop(infer, nil, inferBodies(texts, false), conns, warmup, duration) })
+	fmt.Printf("ratio oip/v1: %.2f\n", oip.rate()/v1r.rate())
+	bin := closedLoop(infer, nil, inferBodies(texts, true), conns, warmup, duration)
+	bin.print("edge OIP infer, binary tensor data")
+	viaGeo := closedLoop("http://"+geoAddr+"/v1/predict", nil, v1, conns, warmup, duration)
 	viaGeo.print("geo router -> edge")
-	direct := closedLoop("http://"+edgeAddr+"/v1/predict", nil, texts, conns, warmup, duration)
+	direct := closedLoop("http://"+edgeAddr+"/v1/predict", nil, v1, conns, warmup, duration)
 	direct.print("edge direct (same moment)")
 	fmt.Printf("ratio geo/direct (shared cores): %.2f\n", viaGeo.rate()/direct.rate())
 	if err := tlsFrontDoor(geoBin, tmp, geoAddr, edgeAddr, texts, conns, warmup, duration); err != nil {
@@ -136,7 +147,7 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	}
 
 	half := ed.rate() / 2
-	open := openLoop("http://"+edgeAddr+"/v1/predict", texts, half, warmup, duration)
+	open := openLoop("http://"+edgeAddr+"/v1/predict", v1, half, warmup, duration)
 	open.print(fmt.Sprintf("edge at half max (%.0f req/s offered)", half))
 	if rss, err := procRSS(edge.Process.Pid); err == nil {
 		fmt.Printf("edge RSS after the run: %.1f MiB\n", float64(rss)/(1<<20))
@@ -257,12 +268,13 @@ func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	v1 := bodies(texts)
 	plain, secure := interleaved(
 		"geo front door, plain HTTP", func() result {
-			return closedLoop("http://"+plainAddr+"/v1/predict", nil, texts, conns, warmup, duration)
+			return closedLoop("http://"+plainAddr+"/v1/predict", nil, v1, conns, warmup, duration)
 		},
 		"geo front door, TLS", func() result {
-			return closedLoop("https://"+tlsAddr+"/v1/predict", tlsCfg, texts, conns, warmup, duration)
+			return closedLoop("https://"+tlsAddr+"/v1/predict", tlsCfg, v1, conns, warmup, duration)
 		})
 	fmt.Printf("ratio tls/plain: %.2f (geo front door, keep-alive)\n", secure.rate()/plain.rate())
 	return nil
@@ -388,10 +400,44 @@ func meanLen(texts []string) int {
 }
 
 // bodies pre-encodes every text as a /v1/predict body.
-func bodies(texts []string) [][]byte {
-	out := make([][]byte, len(texts))
+// body is one request body; with jsonLen it uses the binary tensor data
+// extension, and jsonLen is the JSON part's length.
+type body struct {
+	data    []byte
+	jsonLen string
+}
+
+func (b body) set(req *fasthttp.Request) {
+	req.SetBody(b.data)
+	if b.jsonLen != "" {
+		req.Header.Set("Inference-Header-Content-Length", b.jsonLen)
+	} else {
+		req.Header.Del("Inference-Header-Content-Length")
+	}
+}
+
+// bodies are /v1/predict bodies, one per text.
+func bodies(texts []string) []body {
+	out := make([]body, len(texts))
 	for i, t := range texts {
-		out[i] = []byte(`{"text":` + quote(t) + `}`)
+		out[i] = body{data: []byte(`{"text":` + quote(t) + `}`)}
+	}
+	return out
+}
+
+// inferBodies are Open Inference Protocol bodies, one text each: in JSON,
+// or with binaryData, the text as a BYTES element after the JSON and the
+// outputs asked for in binary too.
+func inferBodies(texts []string, binaryData bool) []body {
+	out := make([]body, len(texts))
+	for i, t := range texts {
+		if !binaryData {
+			out[i] = body{data: []byte(`{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":[` + quote(t) + `]}]}`)}
+			continue
+		}
+		head := fmt.Sprintf(`{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":%d}}],"parameters":{"binary_data_output":true}}`, 4+len(t))
+		data := binary.LittleEndian.AppendUint32([]byte(head), uint32(len(t)))
+		out[i] = body{data: append(data, t...), jsonLen: strconv.Itoa(len(head))}
 	}
 	return out
 }
@@ -437,8 +483,7 @@ func (r result) print(name string) {
 
 // closedLoop keeps conns requests in flight for warmup+duration and
 // measures the last duration.
-func closedLoop(url string, tlsCfg *tls.Config, texts []string, conns int, warmup, duration time.Duration) result {
-	bs := bodies(texts)
+func closedLoop(url string, tlsCfg *tls.Config, bs []body, conns int, warmup, duration time.Duration) result {
 	client := &fasthttp.Client{MaxConnsPerHost: conns, TLSConfig: tlsCfg}
 	var measuring atomic.Bool
 	var stopFlag atomic.Bool
@@ -451,7 +496,7 @@ func closedLoop(url string, tlsCfg *tls.Config, texts []string, conns int, warmu
 			req, resp := newPost(url)
 			lat := make([]time.Duration, 0, 1<<16)
 			for i := w * 7919; !stopFlag.Load(); i++ {
-				req.SetBody(bs[i%len(bs)])
+				bs[i%len(bs)].set(req)
 				t0 := time.Now()
 				err := client.DoTimeout(req, resp, 5*time.Second)
 				d := time.Since(t0)
@@ -485,8 +530,7 @@ func closedLoop(url string, tlsCfg *tls.Config, texts []string, conns int, warmu
 // workers; latency counts from when a worker sends it, and a request sent
 // more than 2 ms after it was due (every worker busy: the server is
 // falling behind) is counted as late.
-func openLoop(url string, texts []string, rate float64, warmup, duration time.Duration) result {
-	bs := bodies(texts)
+func openLoop(url string, bs []body, rate float64, warmup, duration time.Duration) result {
 	const workers = 256
 	client := &fasthttp.Client{MaxConnsPerHost: workers}
 	due := make(chan time.Time, 1<<16)
@@ -505,7 +549,7 @@ func openLoop(url string, texts []string, rate float64, warmup, duration time.Du
 				if !ok {
 					break
 				}
-				req.SetBody(bs[i%len(bs)])
+				bs[i%len(bs)].set(req)
 				sentAt := time.Now()
 				err := client.DoTimeout(req, resp, 5*time.Second)
 				if at.Before(measureFrom) {

@@ -336,7 +336,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 			t0 = time.Now()
 		}
 		// Each attempt is a span of the request's trace.
-		obs.SetTraceHeader(&req.Header, tc.Child())
+		obs.SetTraceRequestHeader(&req.Header, tc.Child())
 		err = r.forward(ctx, up, t0)
 		done(err)
 		end := time.Now()

@@ -80,7 +80,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", edge.DefaultMaxBodyBytes, "largest request body")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
-	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.01, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
+	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.001, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
 	c.TLS.Register(fs)
 	fs.StringVar(&c.PeerServerName, "peer-server-name", "", "name every peer's certificate must carry (default: the address dialled, from Consul)")
 	c.Flags.Register(fs, "sentiment-edge")

@@ -44,8 +44,18 @@ func TraceFrom(h *fasthttp.RequestHeader, sampled bool) tracectx.Context {
 	return tracectx.New(sampled)
 }
 
-// SetTraceHeader puts tc into a traceparent header of h.
-func SetTraceHeader(h interface{ SetBytesV(string, []byte) }, tc tracectx.Context) {
+// traceKey is the traceparent header's name as fasthttp stores it, so
+// setting it skips normalisation on the hot path.
+var traceKey = []byte("Traceparent")
+
+// SetTraceHeader puts tc into the traceparent header of an answer.
+func SetTraceHeader(h *fasthttp.ResponseHeader, tc tracectx.Context) {
 	var buf [tracectx.Len]byte
-	h.SetBytesV(tracectx.Header, tc.Append(buf[:0]))
+	h.SetCanonical(traceKey, tc.Append(buf[:0]))
+}
+
+// SetTraceRequestHeader puts tc into the traceparent header of a request.
+func SetTraceRequestHeader(h *fasthttp.RequestHeader, tc tracectx.Context) {
+	var buf [tracectx.Len]byte
+	h.SetCanonical(traceKey, tc.Append(buf[:0]))
 }
