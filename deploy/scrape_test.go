@@ -118,7 +118,8 @@ scrape_configs:
 		}
 	}
 
-	// Conventions: counters end in _total, histograms measure base units.
+	// Conventions: counters end in _total, histograms measure base units
+	// (or a ratio, 0 to 1).
 	checked := 0
 	for name, metas := range prom.metadata(t) {
 		if !strings.HasPrefix(name, "edge_") && !strings.HasPrefix(name, "geo_") && !strings.HasPrefix(name, "registry_") {
@@ -128,8 +129,8 @@ scrape_configs:
 		switch typ := metas[0].Type; {
 		case typ == "counter" && !strings.HasSuffix(name, "_total"):
 			t.Errorf("counter %s does not end in _total", name)
-		case typ == "histogram" && !strings.HasSuffix(name, "_seconds") && !strings.HasSuffix(name, "_bytes"):
-			t.Errorf("histogram %s is not in seconds or bytes", name)
+		case typ == "histogram" && !strings.HasSuffix(name, "_seconds") && !strings.HasSuffix(name, "_bytes") && !strings.HasSuffix(name, "_ratio"):
+			t.Errorf("histogram %s is not in seconds, bytes or a ratio", name)
 		case typ == "unknown" || typ == "":
 			t.Errorf("%s has no # TYPE", name)
 		}

@@ -107,7 +107,7 @@ func newMonitor(labels [2]string, version string) monitor {
 	for i := range m.labels {
 		m.labels[i] = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, labels[i], version))
 	}
-	m.score = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_score{version=%q}`, version), scoreBuckets)
+	m.score = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_score_ratio{version=%q}`, version), scoreBuckets)
 	m.textBytes = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_text_bytes{version=%q}`, version), textBytesBuckets)
 	return m
 }

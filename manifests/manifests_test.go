@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,6 +273,19 @@ func checkPod(t *testing.T, o *objects, d *appsv1.Deployment, region string) {
 	if got := d.Spec.Template.Labels["sentiment.io/region"]; got != region {
 		t.Errorf("pod region label %q, want %q", got, region)
 	}
+	// The recommended labels, on the Deployment and its pods; the version
+	// is the image's tag.
+	for what, l := range map[string]map[string]string{"deployment": d.Labels, "pod": d.Spec.Template.Labels} {
+		want := map[string]string{"app.kubernetes.io/name": d.Name, "app.kubernetes.io/instance": "sentiment-" + region,
+			"app.kubernetes.io/version": strings.TrimPrefix(d.Spec.Template.Spec.Containers[0].Image[strings.LastIndex(d.Spec.Template.Spec.Containers[0].Image, ":"):], ":"),
+			"app.kubernetes.io/component": strings.TrimPrefix(d.Name, "sentiment-"), "app.kubernetes.io/part-of": "sentiment-analyzer-pro",
+			"app.kubernetes.io/managed-by": "kustomize"}
+		for k, v := range want {
+			if l[k] != v {
+				t.Errorf("%s label %s = %q, want %q", what, k, l[k], v)
+			}
+		}
+	}
 	if len(pod.Containers) != 1 {
 		t.Fatalf("%d containers", len(pod.Containers))
 	}
@@ -345,12 +359,19 @@ func checkEnv(t *testing.T, o *objects, c corev1.Container, grace *int64) {
 		if r := e.ValueFrom.SecretKeyRef; r != nil && !slices.Contains(secretsCreatedPerCluster[r.Name], r.Key) {
 			t.Errorf("%s: secret %s/%s is not documented for operators to create", e.Name, r.Name, r.Key)
 		}
-		if r := e.ValueFrom.ResourceFieldRef; r != nil && e.Name == "GOMEMLIMIT" && r.Resource == "limits.memory" {
+	}
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		mib, err := strconv.Atoi(strings.TrimSuffix(e.Value, "MiB"))
+		limit := c.Resources.Limits.Memory().Value()
+		if ratio := float64(mib<<20) / float64(limit); err == nil && ratio >= 0.85 && ratio <= 0.95 {
 			memLimit = true
 		}
 	}
 	if !memLimit {
-		t.Error("GOMEMLIMIT does not follow limits.memory")
+		t.Errorf("GOMEMLIMIT is not about 90%% of limits.memory (%v)", c.Resources.Limits.Memory())
 	}
 }
 
