@@ -277,7 +277,7 @@ func checkPod(t *testing.T, o *objects, d *appsv1.Deployment, region string) {
 	// is the image's tag.
 	for what, l := range map[string]map[string]string{"deployment": d.Labels, "pod": d.Spec.Template.Labels} {
 		want := map[string]string{"app.kubernetes.io/name": d.Name, "app.kubernetes.io/instance": "sentiment-" + region,
-			"app.kubernetes.io/version": strings.TrimPrefix(d.Spec.Template.Spec.Containers[0].Image[strings.LastIndex(d.Spec.Template.Spec.Containers[0].Image, ":"):], ":"),
+			"app.kubernetes.io/version":   strings.TrimPrefix(d.Spec.Template.Spec.Containers[0].Image[strings.LastIndex(d.Spec.Template.Spec.Containers[0].Image, ":"):], ":"),
 			"app.kubernetes.io/component": strings.TrimPrefix(d.Name, "sentiment-"), "app.kubernetes.io/part-of": "sentiment-analyzer-pro",
 			"app.kubernetes.io/managed-by": "kustomize"}
 		for k, v := range want {
