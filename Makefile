@@ -72,7 +72,7 @@ model-imdb: ## train the long-review model on IMDB train (20% held out) into bin
 # scripts/fuzz.sh caps minimisation (uncapped, it stalls the campaign for up
 # to a minute each time a new input widens coverage) and tells Go 1.26's
 # fuzztime race apart from a finding.
-FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON ./registry:FuzzAPI
+FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON ./edge:FuzzInferBinary ./registry:FuzzAPI
 FUZZTIME     ?= 30s
 .PHONY: fuzz
 
