@@ -209,10 +209,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 	var text []byte
 	explain, hasText := false, false
 	var ferr error
-	obj.Visit(func(key []byte, val *fastjson.Value) {
-		if ferr != nil {
-			return
-		}
+	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
 		case "text":
 			if text, ferr = val.StringBytes(); ferr != nil {
@@ -226,6 +223,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 		default:
 			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 		}
+		return ferr
 	})
 	if ferr != nil {
 		return ferr
@@ -284,10 +282,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 	}
 	var texts []*fastjson.Value
 	var ferr error
-	obj.Visit(func(key []byte, val *fastjson.Value) {
-		if ferr != nil {
-			return
-		}
+	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		if string(key) != "texts" {
 			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 			return
@@ -295,6 +290,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 		if texts, ferr = val.Array(); ferr != nil {
 			ferr = httperr.New(fasthttp.StatusBadRequest, `"texts" must be an array of strings`)
 		}
+		return ferr
 	})
 	if ferr != nil {
 		return ferr

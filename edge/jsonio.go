@@ -3,6 +3,8 @@ package edge
 import (
 	"strconv"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/sentimentpro/sentiment/internal/httperr"
 )
 
@@ -20,4 +22,16 @@ func appendField(dst []byte, key, value string, first bool) []byte {
 	dst = append(dst, key...)
 	dst = append(dst, `":`...)
 	return httperr.AppendJSONString(dst, value)
+}
+
+// eachField calls f for every field of obj and stops at the first error,
+// which it returns.
+func eachField(obj *fastjson.Object, f func(key []byte, val *fastjson.Value) error) error {
+	var err error
+	obj.Visit(func(key []byte, val *fastjson.Value) {
+		if err == nil {
+			err = f(key, val)
+		}
+	})
+	return err
 }

@@ -130,10 +130,7 @@ func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser) (oipRe
 	var inputs, outputs []*fastjson.Value
 	binaryOutput := false
 	var ferr error
-	obj.Visit(func(key []byte, val *fastjson.Value) {
-		if ferr != nil {
-			return
-		}
+	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
 		case "id":
 			if req.id, ferr = val.StringBytes(); ferr != nil {
@@ -153,6 +150,7 @@ func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser) (oipRe
 		default:
 			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 		}
+		return ferr
 	})
 	if ferr != nil {
 		return req, ferr
@@ -176,10 +174,7 @@ func requestParameters(val *fastjson.Value) (binaryOutput bool, err error) {
 	if err != nil {
 		return false, httperr.New(fasthttp.StatusBadRequest, `"parameters" must be an object`)
 	}
-	obj.Visit(func(key []byte, v *fastjson.Value) {
-		if err != nil {
-			return
-		}
+	err = eachField(obj, func(key []byte, v *fastjson.Value) (err error) {
 		if string(key) != "binary_data_output" {
 			err = unsupportedParameter("", key)
 			return
@@ -187,6 +182,7 @@ func requestParameters(val *fastjson.Value) (binaryOutput bool, err error) {
 		if binaryOutput, err = v.Bool(); err != nil {
 			err = httperr.New(fasthttp.StatusBadRequest, `parameter "binary_data_output" must be true or false`)
 		}
+		return err
 	})
 	return binaryOutput, err
 }
@@ -209,10 +205,7 @@ func parseOutputs(outputs []*fastjson.Value, binaryOutput bool) ([]oipOutput, er
 		}
 		req := oipOutput{which: -1, binary: binaryOutput}
 		var ferr error
-		obj.Visit(func(key []byte, val *fastjson.Value) {
-			if ferr != nil {
-				return
-			}
+		ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 			switch string(key) {
 			case "name":
 				switch string(val.GetStringBytes()) {
@@ -228,6 +221,7 @@ func parseOutputs(outputs []*fastjson.Value, binaryOutput bool) ([]oipOutput, er
 			default:
 				ferr = httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: unknown field %q", i, key)
 			}
+			return ferr
 		})
 		if ferr != nil {
 			return nil, ferr
@@ -245,10 +239,7 @@ func outputParameters(val *fastjson.Value, i int, binary bool) (bool, error) {
 	if err != nil {
 		return false, httperr.New(fasthttp.StatusBadRequest, "outputs[%d].parameters must be an object", i)
 	}
-	obj.Visit(func(key []byte, v *fastjson.Value) {
-		if err != nil {
-			return
-		}
+	err = eachField(obj, func(key []byte, v *fastjson.Value) (err error) {
 		if string(key) != "binary_data" {
 			err = unsupportedParameter("outputs["+strconv.Itoa(i)+"]: ", key)
 			return
@@ -256,6 +247,7 @@ func outputParameters(val *fastjson.Value, i int, binary bool) (bool, error) {
 		if binary, err = v.Bool(); err != nil {
 			err = httperr.New(fasthttp.StatusBadRequest, `outputs[%d]: parameter "binary_data" must be true or false`, i)
 		}
+		return err
 	})
 	return binary, err
 }
@@ -273,10 +265,7 @@ func (s *Server) parseInput(in *fastjson.Value, tail []byte) (texts [][]byte, sh
 	binarySize := int64(-1)
 	hasName, hasType := false, false
 	var ferr error
-	obj.Visit(func(key []byte, val *fastjson.Value) {
-		if ferr != nil {
-			return
-		}
+	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
 		case "name":
 			hasName = val.Type() == fastjson.TypeString
@@ -296,6 +285,7 @@ func (s *Server) parseInput(in *fastjson.Value, tail []byte) (texts [][]byte, sh
 		default:
 			ferr = httperr.New(fasthttp.StatusBadRequest, "inputs[0]: unknown field %q", key)
 		}
+		return ferr
 	})
 	if ferr != nil {
 		return nil, nil, nil, ferr
@@ -345,10 +335,7 @@ func inputParameters(val *fastjson.Value) (binarySize int64, err error) {
 	if err != nil {
 		return -1, httperr.New(fasthttp.StatusBadRequest, "inputs[0].parameters must be an object")
 	}
-	obj.Visit(func(key []byte, v *fastjson.Value) {
-		if err != nil {
-			return
-		}
+	err = eachField(obj, func(key []byte, v *fastjson.Value) (err error) {
 		switch string(key) {
 		case "binary_data_size":
 			if binarySize, err = v.Int64(); err != nil || binarySize < 0 {
@@ -361,6 +348,7 @@ func inputParameters(val *fastjson.Value) (binarySize int64, err error) {
 		default:
 			err = unsupportedParameter("inputs[0]: ", key)
 		}
+		return err
 	})
 	return binarySize, err
 }
