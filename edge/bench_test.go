@@ -49,3 +49,25 @@ func BenchmarkHandler(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInfer measures the Open Inference Protocol's infer handler
+// (one text per request, JSON), without the network.
+func BenchmarkInfer(b *testing.B) {
+	srv := NewServer(Config{Region: "eu-west", Logger: quiet})
+	srv.Swap(defaultServing(b))
+	h := srv.Handler()
+	body := []byte(`{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["a wonderful , moving film that never lets go"]}]}`)
+	var ctx fasthttp.RequestCtx
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v2/models/sentiment/infer")
+		ctx.Request.SetBody(body)
+		h(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"strconv"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -110,22 +111,22 @@ type oipRequest struct {
 
 // parseInfer reads an infer request: JSON, or JSON followed by tensor
 // bytes when the binary extension's header gives the JSON's length.
-func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser) (oipRequest, error) {
-	var req oipRequest
+// Its slices are filled in place: req comes from a pool.
+func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser, req *oipRequest) error {
 	if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && string(enc) != "identity" {
-		return req, httperr.New(fasthttp.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send the body uncompressed", enc)
+		return httperr.New(fasthttp.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send the body uncompressed", enc)
 	}
 	body, tail := ctx.PostBody(), []byte(nil)
 	if h := ctx.Request.Header.Peek(inferHeaderLength); h != nil {
 		n, err := strconv.Atoi(string(h))
 		if err != nil || n < 0 || n > len(body) {
-			return req, httperr.New(fasthttp.StatusBadRequest, "%s is %q: want the JSON part's length, 0 to %d", inferHeaderLength, h, len(body))
+			return httperr.New(fasthttp.StatusBadRequest, "%s is %q: want the JSON part's length, 0 to %d", inferHeaderLength, h, len(body))
 		}
 		body, tail = body[:n], body[n:]
 	}
 	obj, err := parseObject(p, body, `{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["..."]}]}`)
 	if err != nil {
-		return req, err
+		return err
 	}
 	var inputs, outputs []*fastjson.Value
 	binaryOutput := false
@@ -153,19 +154,19 @@ func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser) (oipRe
 		return ferr
 	})
 	if ferr != nil {
-		return req, ferr
+		return ferr
 	}
 	if len(inputs) != 1 {
-		return req, httperr.New(fasthttp.StatusBadRequest, "expected exactly 1 input (BYTES texts), got %d", len(inputs))
+		return httperr.New(fasthttp.StatusBadRequest, "expected exactly 1 input (BYTES texts), got %d", len(inputs))
 	}
-	if req.texts, req.shape, tail, err = s.parseInput(inputs[0], tail); err != nil {
-		return req, err
+	if req.texts, req.shape, tail, err = s.parseInput(inputs[0], tail, req.texts[:0], req.shape[:0]); err != nil {
+		return err
 	}
 	if len(tail) > 0 {
-		return req, httperr.New(fasthttp.StatusBadRequest, "%d bytes of binary data beyond what the inputs' binary_data_size accounts for", len(tail))
+		return httperr.New(fasthttp.StatusBadRequest, "%d bytes of binary data beyond what the inputs' binary_data_size accounts for", len(tail))
 	}
-	req.outputs, err = parseOutputs(outputs, binaryOutput)
-	return req, err
+	req.outputs, err = parseOutputs(outputs, binaryOutput, req.outputs[:0])
+	return err
 }
 
 // requestParameters reads the request's parameters: binary_data_output.
@@ -193,11 +194,10 @@ func unsupportedParameter(where string, key []byte) error {
 
 // parseOutputs reads the requested outputs (default: label then score),
 // each in JSON or, with binary_data (default binaryOutput), as bytes.
-func parseOutputs(outputs []*fastjson.Value, binaryOutput bool) ([]oipOutput, error) {
+func parseOutputs(outputs []*fastjson.Value, binaryOutput bool, out []oipOutput) ([]oipOutput, error) {
 	if len(outputs) == 0 {
-		return []oipOutput{{0, binaryOutput}, {1, binaryOutput}}, nil
+		return append(out, oipOutput{0, binaryOutput}, oipOutput{1, binaryOutput}), nil
 	}
-	out := make([]oipOutput, 0, len(outputs))
 	for i, o := range outputs {
 		obj, err := o.Object()
 		if err != nil {
@@ -255,7 +255,8 @@ func outputParameters(val *fastjson.Value, i int, binary bool) (bool, error) {
 // parseInput reads the one tensor: name, datatype BYTES, shape, and data
 // in JSON (flat or nested row-major) or, with binary_data_size, from the
 // front of tail. It returns the texts, the shape and what is left of tail.
-func (s *Server) parseInput(in *fastjson.Value, tail []byte) (texts [][]byte, shape []int64, rest []byte, err error) {
+// texts and shape are appended to.
+func (s *Server) parseInput(in *fastjson.Value, tail []byte, texts [][]byte, shape []int64) ([][]byte, []int64, []byte, error) {
 	obj, err := in.Object()
 	if err != nil {
 		return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] must be an object")
@@ -294,13 +295,12 @@ func (s *Server) parseInput(in *fastjson.Value, tail []byte) (texts [][]byte, sh
 		return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0] needs name, datatype, shape, and either data or a binary_data_size parameter")
 	}
 	want := 1
-	shape = make([]int64, len(shapeVal))
 	for i, d := range shapeVal {
 		n, err := d.Int()
 		if err != nil || n < 0 {
 			return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0].shape[%d] must be a non-negative integer", i)
 		}
-		shape[i], want = int64(n), want*n
+		shape, want = append(shape, int64(n)), want*n
 		if want > s.cfg.MaxBatch {
 			return nil, nil, nil, httperr.New(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
 		}
@@ -308,7 +308,7 @@ func (s *Server) parseInput(in *fastjson.Value, tail []byte) (texts [][]byte, sh
 	if data != nil {
 		err = s.flatten(data, &texts, 0)
 	} else {
-		texts, tail, err = s.binaryTexts(tail, binarySize)
+		texts, tail, err = s.binaryTexts(tail, binarySize, texts)
 	}
 	if err != nil {
 		return nil, nil, nil, err
@@ -355,7 +355,7 @@ func inputParameters(val *fastjson.Value) (binarySize int64, err error) {
 
 // binaryTexts takes size bytes from the front of tail and reads them as
 // BYTES elements: a 4-byte little-endian length, then that many bytes.
-func (s *Server) binaryTexts(tail []byte, size int64) (texts [][]byte, rest []byte, err error) {
+func (s *Server) binaryTexts(tail []byte, size int64, texts [][]byte) ([][]byte, []byte, error) {
 	if size > int64(len(tail)) {
 		return nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0]: binary_data_size is %d but %d bytes of binary data follow the JSON (is %s set?)", size, len(tail), inferHeaderLength)
 	}
@@ -401,31 +401,48 @@ func (s *Server) flatten(v *fastjson.Value, out *[][]byte, depth int) error {
 	return httperr.New(fasthttp.StatusBadRequest, "inputs[0].data must hold strings (BYTES), found %s", v.Type())
 }
 
+// inferScratch is what one infer call works in; pooled, so a call
+// allocates next to nothing.
+type inferScratch struct {
+	req    oipRequest
+	labels []string
+	scores []float32
+	out    []byte // the JSON part of the answer
+	blobs  []byte // the binary part
+}
+
+var scratches = sync.Pool{New: func() any { return new(inferScratch) }}
+
 func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 	if err := s.servedModel(ctx, sv); err != nil {
 		return err
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
-	req, err := s.parseInfer(ctx, p)
-	if err != nil {
+	sc := scratches.Get().(*inferScratch)
+	defer func() {
+		clear(sc.req.texts) // no text outlives its request
+		sc.req = oipRequest{texts: sc.req.texts[:0], shape: sc.req.shape[:0], outputs: sc.req.outputs[:0]}
+		scratches.Put(sc)
+	}()
+	req := &sc.req
+	if err := s.parseInfer(ctx, p, req); err != nil {
 		return err
 	}
-	labels := make([]string, len(req.texts))
-	scores := make([]float32, len(req.texts))
-	for i, t := range req.texts {
+	labels, scores := sc.labels[:0], sc.scores[:0]
+	for _, t := range req.texts {
 		pred := sv.Model.Predict(b2s(t))
-		labels[i], scores[i] = pred.Label, pred.Score
+		labels, scores = append(labels, pred.Label), append(scores, pred.Score)
 		sv.observe(pred, len(t))
 	}
-	b := make([]byte, 0, 160+24*len(labels))
-	b = appendField(append(b, '{'), "model_name", s.cfg.ModelName, true)
+	sc.labels, sc.scores = labels, scores
+	b := appendField(append(sc.out[:0], '{'), "model_name", s.cfg.ModelName, true)
 	b = appendField(b, "model_version", sv.Version, false)
 	if req.hasID {
-		b = appendField(b, "id", string(req.id), false)
+		b = appendField(b, "id", b2s(req.id), false)
 	}
 	b = append(b, `,"outputs":[`...)
-	var blobs []byte
+	blobs := sc.blobs[:0]
 	for i, o := range req.outputs {
 		if i > 0 {
 			b = append(b, ',')
@@ -433,14 +450,16 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 		b, blobs = appendOutput(b, blobs, o, req.shape, labels, scores)
 	}
 	b = append(b, ']', '}')
-	if blobs == nil {
+	sc.out, sc.blobs = b, blobs
+	if len(blobs) == 0 {
 		ctx.SetContentType("application/json")
-		ctx.SetBody(append(b, '\n'))
+		ctx.SetBody(append(b, '\n')) // SetBody copies: the scratch can go back
 		return nil
 	}
 	ctx.Response.Header.Set(inferHeaderLength, strconv.Itoa(len(b)))
 	ctx.SetContentType("application/octet-stream")
-	ctx.SetBody(append(b, blobs...))
+	ctx.SetBody(b)
+	ctx.Response.AppendBody(blobs)
 	return nil
 }
 
@@ -463,9 +482,6 @@ func appendOutput(b, blobs []byte, o oipOutput, shape []int64, labels []string, 
 	b = append(b, ']')
 	if o.binary {
 		start := len(blobs)
-		if blobs == nil {
-			blobs = make([]byte, 0, 64)
-		}
 		for i := range labels {
 			if o.which == 0 {
 				blobs = binary.LittleEndian.AppendUint32(blobs, uint32(len(labels[i])))
