@@ -208,8 +208,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 	}
 	var text []byte
 	explain, hasText := false, false
-	var ferr error
-	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
+	ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
 		case "text":
 			if text, ferr = val.StringBytes(); ferr != nil {
@@ -281,8 +280,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 		return err
 	}
 	var texts []*fastjson.Value
-	var ferr error
-	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
+	ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		if string(key) != "texts" {
 			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 			return

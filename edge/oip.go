@@ -130,8 +130,7 @@ func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser, req *o
 	}
 	var inputs, outputs []*fastjson.Value
 	binaryOutput := false
-	var ferr error
-	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
+	ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
 		case "id":
 			if req.id, ferr = val.StringBytes(); ferr != nil {
@@ -204,8 +203,7 @@ func parseOutputs(outputs []*fastjson.Value, binaryOutput bool, out []oipOutput)
 			return nil, httperr.New(fasthttp.StatusBadRequest, "outputs[%d] must be an object", i)
 		}
 		req := oipOutput{which: -1, binary: binaryOutput}
-		var ferr error
-		ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
+		ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 			switch string(key) {
 			case "name":
 				switch string(val.GetStringBytes()) {
@@ -265,8 +263,7 @@ func (s *Server) parseInput(in *fastjson.Value, tail []byte, texts [][]byte, sha
 	var data *fastjson.Value
 	binarySize := int64(-1)
 	hasName, hasType := false, false
-	var ferr error
-	ferr = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
+	ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
 		case "name":
 			hasName = val.Type() == fastjson.TypeString
