@@ -25,12 +25,21 @@ func BenchmarkHandler(b *testing.B) {
 		bodies = [][]byte{[]byte(`{"text":"a wonderful , moving film"}`)}
 	}
 	for _, tc := range []struct {
-		name string
-		rate float64
-	}{{"ratelimit-off", 0}, {"ratelimit-on", 1e12}} {
+		name   string
+		rate   float64
+		shadow float64
+	}{{"ratelimit-off", 0, 0}, {"ratelimit-on", 1e12, 0}, {"shadow-10%", 1e12, 0.1}} {
 		b.Run(tc.name, func(b *testing.B) {
 			srv := NewServer(Config{Region: "eu-west", Logger: quiet, RatePerMinute: tc.rate})
+			defer srv.Close()
 			srv.Swap(defaultServing(b))
+			if tc.shadow > 0 {
+				candidate := defaultServing(b)
+				candidate.Version = "v2"
+				if err := srv.SetCandidate(&Candidate{Serving: candidate, ShadowRate: tc.shadow}); err != nil {
+					b.Fatal(err)
+				}
+			}
 			h := srv.Handler()
 			var ctx fasthttp.RequestCtx
 			b.ReportAllocs()

@@ -74,6 +74,9 @@ type Server struct {
 	limiter  *ratelimit.Limiter
 	ids      *obs.RequestIDs
 	access   obs.AccessLog
+	// candidate is a second version during a staged rollout (split.go).
+	candidate atomic.Pointer[Candidate]
+	shadow    *shadow
 }
 
 // NewServer returns a server with no model; call Swap to give it one.
@@ -95,6 +98,7 @@ func NewServer(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge")}
 	s.access = obs.AccessLog{Rate: cfg.AccessLogSample, Log: s.log}
+	s.shadow = newShadow()
 	if cfg.RatePerMinute > 0 {
 		s.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
 	}
@@ -123,8 +127,9 @@ func (s *Server) Ready() bool { return s.current.Load() != nil && !s.draining.Lo
 // SetDraining turns readiness off before a graceful shutdown.
 func (s *Server) SetDraining(d bool) { s.draining.Store(d) }
 
-// Close stops background work (the rate limiter's sweeper).
+// Close stops background work (the rate limiter's sweeper, the shadow).
 func (s *Server) Close() {
+	s.shadow.close()
 	if s.limiter != nil {
 		s.limiter.Close()
 	}

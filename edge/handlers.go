@@ -122,6 +122,9 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		}
 		if err == nil {
 			sv := s.current.Load()
+			if limited {
+				sv = s.choose(ctx, sv)
+			}
 			if sv == nil && limited && s.cfg.Peers != nil {
 				err = s.cfg.Peers.forward(ctx, id, tc)
 			} else {
@@ -235,6 +238,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 	}
 	pred := sv.Model.Predict(b2s(text))
 	sv.observe(pred, len(text))
+	s.offer(sv, text, pred.Index)
 	b := make([]byte, 0, 256)
 	b = appendField(append(b, '{'), "label", pred.Label, true)
 	b = append(b, `,"score":`...)
@@ -311,6 +315,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 		}
 		pred := sv.Model.Predict(b2s(text))
 		sv.observe(pred, len(text))
+		s.offer(sv, text, pred.Index)
 		if i > 0 {
 			b = append(b, ',')
 		}

@@ -34,24 +34,41 @@ func (s *Server) serverMeta(ctx *fasthttp.RequestCtx, _ *Serving, _ string) erro
 }
 
 // servedModel checks the {name} and optional {version} path parameters
-// against the model being served.
-func (s *Server) servedModel(ctx *fasthttp.RequestCtx, sv *Serving) error {
+// against the models held, and returns the one to use: sv, or the held
+// version the path names (the stable one or a rollout's candidate).
+func (s *Server) servedModel(ctx *fasthttp.RequestCtx, sv *Serving) (*Serving, error) {
 	name, _ := ctx.UserValue("name").(string)
 	version, _ := ctx.UserValue("version").(string)
 	if name != s.cfg.ModelName {
-		return httperr.New(fasthttp.StatusNotFound, "model %q not found (this edge serves %q)", name, s.cfg.ModelName)
+		return nil, httperr.New(fasthttp.StatusNotFound, "model %q not found (this edge serves %q)", name, s.cfg.ModelName)
 	}
 	if sv == nil {
-		return httperr.New(fasthttp.StatusServiceUnavailable, "model %q is not loaded yet", name)
+		return nil, httperr.New(fasthttp.StatusServiceUnavailable, "model %q is not loaded yet", name)
 	}
-	if version != "" && version != sv.Version {
-		return httperr.New(fasthttp.StatusNotFound, "version %q of model %q not found (serving %q)", version, name, sv.Version)
+	if version == "" || version == sv.Version {
+		return sv, nil
 	}
-	return nil
+	for _, held := range s.held() {
+		if held.Version == version {
+			return held, nil
+		}
+	}
+	return nil, httperr.New(fasthttp.StatusNotFound, "version %q of model %q not found (serving %q)", version, name, sv.Version)
+}
+
+// held returns the versions this edge holds: the stable one and, during a
+// rollout, the candidate.
+func (s *Server) held() []*Serving {
+	out := []*Serving{s.current.Load()}
+	if c := s.candidate.Load(); c != nil {
+		out = append(out, c.Serving)
+	}
+	return out
 }
 
 func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
-	if err := s.servedModel(ctx, sv); err != nil {
+	sv, err := s.servedModel(ctx, sv)
+	if err != nil {
 		return err
 	}
 	b := appendField([]byte("{"), "name", s.cfg.ModelName, true)
@@ -70,7 +87,7 @@ func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) erro
 // protocol has it, a 4xx with "ready": false when the model is not (an
 // unknown model or version stays a 404 error).
 func (s *Server) modelReady(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
-	err := s.servedModel(ctx, sv)
+	_, err := s.servedModel(ctx, sv)
 	if code, _ := httperr.From(err); code == fasthttp.StatusNotFound {
 		return err
 	}
@@ -411,7 +428,8 @@ type inferScratch struct {
 var scratches = sync.Pool{New: func() any { return new(inferScratch) }}
 
 func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
-	if err := s.servedModel(ctx, sv); err != nil {
+	sv, err := s.servedModel(ctx, sv)
+	if err != nil {
 		return err
 	}
 	p := parsers.Get()
@@ -431,6 +449,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 		pred := sv.Model.Predict(b2s(t))
 		labels, scores = append(labels, pred.Label), append(scores, pred.Score)
 		sv.observe(pred, len(t))
+		s.offer(sv, t, pred.Index)
 	}
 	sc.labels, sc.scores = labels, scores
 	b := appendField(append(sc.out[:0], '{'), "model_name", s.cfg.ModelName, true)

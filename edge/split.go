@@ -1,0 +1,148 @@
+package edge
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+)
+
+// Candidate is a second model version held beside the serving (stable)
+// one during a staged rollout: it answers Percent of the prediction
+// requests, chosen by a sticky key, and scores a copy of ShadowRate of the
+// stable version's texts off the hot path, where only the stable answer
+// is returned and the agreement is counted.
+type Candidate struct {
+	Serving    *Serving
+	Percent    float64 // share of requests it answers, 0 to 100
+	ShadowRate float64 // share of the stable version's texts it scores in the shadow, 0 to 1
+}
+
+// routingKeyHeader lets a client choose the key that makes the split
+// sticky (a user or session id); without it the client's address is the
+// key.
+const routingKeyHeader = "X-Routing-Key"
+
+// maxRoutingKey bounds the part of the key that is hashed.
+const maxRoutingKey = 256
+
+// SetCandidate puts c beside the serving model, or removes the candidate
+// with nil. Requests already running finish on the version they started
+// with.
+func (s *Server) SetCandidate(c *Candidate) error {
+	if c != nil {
+		if c.Serving == nil || c.Serving.Model == nil || c.Percent < 0 || c.Percent > 100 || c.ShadowRate < 0 || c.ShadowRate > 1 {
+			return fmt.Errorf("invalid candidate: want a model, a percent in [0, 100] and a shadow rate in [0, 1]")
+		}
+		c.Serving.monitor = newMonitor(c.Serving.Model.Labels(), c.Serving.Version)
+	}
+	s.candidate.Store(c)
+	return nil
+}
+
+// Candidate returns the candidate beside the serving model, or nil.
+func (s *Server) Candidate() *Candidate { return s.candidate.Load() }
+
+// choose returns the version that answers this request: the candidate
+// for its share of routing keys, else stable.
+func (s *Server) choose(ctx *fasthttp.RequestCtx, stable *Serving) *Serving {
+	c := s.candidate.Load()
+	if c == nil || c.Percent <= 0 || stable == nil {
+		return stable
+	}
+	if bucket(routingKey(ctx, s.client(ctx))) < c.Percent*100 {
+		return c.Serving
+	}
+	return stable
+}
+
+// routingKey is the client's X-Routing-Key, else its address.
+func routingKey(ctx *fasthttp.RequestCtx, client netip.Addr) []byte {
+	if k := ctx.Request.Header.Peek(routingKeyHeader); len(k) > 0 {
+		return k[:min(len(k), maxRoutingKey)]
+	}
+	a := client.As16()
+	return a[:]
+}
+
+// bucket maps a key to one of 10,000 buckets, the same one every time and
+// on every edge, so a client sees one version for the whole rollout step.
+func bucket(key []byte) float64 {
+	h := fnv.New64a()
+	h.Write(key)
+	return float64(h.Sum64() % 10000)
+}
+
+// shadowJob is one text the candidate scores in the shadow.
+type shadowJob struct {
+	candidate   *Serving
+	text        []byte
+	stableLabel int
+}
+
+// shadow scores sampled texts with the candidate on one goroutine,
+// through a bounded queue: when it is full a sample is dropped and
+// counted, never waited for.
+type shadow struct {
+	jobs    chan shadowJob
+	dropped *metrics.Counter
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+const shadowQueue = 1024
+
+func newShadow() *shadow {
+	sh := &shadow{jobs: make(chan shadowJob, shadowQueue), stop: make(chan struct{}),
+		dropped: metrics.GetOrCreateCounter(`edge_shadow_dropped_total`)}
+	sh.done.Add(1)
+	go sh.run()
+	return sh
+}
+
+func (sh *shadow) run() {
+	defer sh.done.Done()
+	for {
+		select {
+		case <-sh.stop:
+			return
+		case j := <-sh.jobs:
+			p := j.candidate.Model.Predict(b2s(j.text))
+			agreement(j.candidate.Version, p.Index == j.stableLabel).Inc()
+		}
+	}
+}
+
+func (sh *shadow) close() {
+	close(sh.stop)
+	sh.done.Wait()
+}
+
+// offer samples one text the stable version answered with stableLabel
+// for the candidate's shadow; text is copied, as the request's buffers
+// are reused.
+func (s *Server) offer(stable *Serving, text []byte, stableLabel int) {
+	c := s.candidate.Load()
+	if c == nil || c.ShadowRate <= 0 || c.Serving == stable || rand.Float64() >= c.ShadowRate {
+		return
+	}
+	select {
+	case s.shadow.jobs <- shadowJob{candidate: c.Serving, text: append([]byte(nil), text...), stableLabel: stableLabel}:
+	default:
+		s.shadow.dropped.Inc()
+	}
+}
+
+// agreement counts the candidate's shadow predictions that agreed, or
+// not, with the stable version's.
+func agreement(version string, agreed bool) *metrics.Counter {
+	result := "disagree"
+	if agreed {
+		result = "agree"
+	}
+	return metrics.GetOrCreateCounter(fmt.Sprintf(`edge_shadow_predictions_total{version=%q,result=%q}`, version, result))
+}
