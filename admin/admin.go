@@ -65,6 +65,8 @@ func Mount(a *registry.API, cfg Config) {
 	a.Handle("GET /v1/admin/models/{name}/channels/{channel}/history", registry.RoleReader, ad.history)
 	a.Handle("GET /v1/admin/models/{name}/status", registry.RoleReader, ad.status)
 	a.Handle("GET /v1/admin/audit", registry.RoleAdmin, ad.audit)
+	a.Handle("PUT /v1/admin/models/{name}/channels/{channel}/candidates/{region}", registry.RoleAdmin, ad.setCandidate)
+	a.Handle("DELETE /v1/admin/models/{name}/channels/{channel}/candidates/{region}", registry.RoleAdmin, ad.clearCandidate)
 }
 
 func (ad *admin) isProduction(channel string) bool {
@@ -147,6 +149,7 @@ func (ad *admin) promote(w http.ResponseWriter, r *http.Request, p registry.Prin
 				next.Regions[region] = req.Version
 			}
 		}
+		next.Candidates = withoutCandidates(cur.Candidates, req.Regions)
 		next.Change = ad.change("promote", p, r, req)
 		return next, nil
 	})
@@ -205,6 +208,7 @@ func (ad *admin) rollback(w http.ResponseWriter, r *http.Request, p registry.Pri
 		if err != nil {
 			return registry.Channel{}, err
 		}
+		next.Candidates = withoutCandidates(next.Candidates, req.Regions)
 		next.Change = ad.change("rollback", p, r, req)
 		return next, nil
 	})

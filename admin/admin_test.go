@@ -248,3 +248,61 @@ func serve(t *testing.T, srv *http.Server) int {
 	t.Cleanup(func() { srv.Close() })
 	return ports[0]
 }
+
+// TestCandidates: an admin puts a version beside a region's target; the
+// region's resolution carries it with its share, other regions do not;
+// bad requests are refused; a promote in the region ends it; every move
+// is audited.
+func TestCandidates(t *testing.T) {
+	s := registrytest.Start(t, dirStore(t), registry.Config{}, admin.Config{})
+	publishVersions(t, s.Publisher, map[string]float64{"v1": 0.85, "v2": 0.86})
+	ctx := context.Background()
+	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	set := func(c *regclient.Client, region string, cand regclient.Candidate) error {
+		_, err := c.SetCandidate(ctx, "m", "production", region, regclient.CandidateRequest{Candidate: cand, Reason: "canary"})
+		return err
+	}
+	for name, err := range map[string]error{
+		"publisher":        set(s.Publisher, "eu-west", regclient.Candidate{Version: "v2", Percent: 10}),
+		"percent over 100": set(s.Admin, "eu-west", regclient.Candidate{Version: "v2", Percent: 101}),
+		"unknown version":  set(s.Admin, "eu-west", regclient.Candidate{Version: "v9", Percent: 10}),
+		"the target":       set(s.Admin, "eu-west", regclient.Candidate{Version: "v1", Percent: 10}),
+	} {
+		if err == nil {
+			t.Errorf("%s: a candidate was set", name)
+		}
+	}
+	if err := set(s.Admin, "eu-west", regclient.Candidate{Version: "v2", Percent: 10, Shadow: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Reader.Resolve(ctx, "m", "production", "eu-west", 0, 0)
+	if err != nil || res.Version.Version != "v1" || res.Candidate == nil || res.Candidate.Version.Version != "v2" ||
+		res.Candidate.Percent != 10 || res.Candidate.Shadow != 0.5 || res.Candidate.Version.Digest == "" {
+		t.Fatalf("eu-west resolves to %+v (candidate %+v), %v", res, res.Candidate, err)
+	}
+	if res, _ := s.Reader.Resolve(ctx, "m", "production", "us-east", 0, 0); res.Candidate != nil {
+		t.Errorf("us-east has a candidate: %+v", res.Candidate)
+	}
+	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v2", Regions: []string{"eu-west"}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := s.Reader.Resolve(ctx, "m", "production", "eu-west", 0, 0); res.Version.Version != "v2" || res.Candidate != nil {
+		t.Errorf("after promoting v2 in eu-west: %s, candidate %+v", res.Version.Version, res.Candidate)
+	}
+	if _, err := s.Admin.ClearCandidate(ctx, "m", "production", "eu-west"); !regclient.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("clearing a candidate that is gone: %v, want 404", err)
+	}
+	entries, err := s.Admin.Audit(ctx, url.Values{"action": {"set_candidate"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := map[string]int{}
+	for _, e := range entries {
+		results[e.Result]++
+	}
+	if results["ok"] != 1 || results["refused"] < 2 {
+		t.Errorf("set_candidate audit results %v", results)
+	}
+}

@@ -213,8 +213,61 @@ func (s *Syncer) Run(ctx context.Context) {
 	}
 }
 
-// apply makes the server serve res's version, fetching it if needed.
+// apply makes the server serve res's version and hold its candidate,
+// fetching them if needed.
 func (s *Syncer) apply(ctx context.Context, res regclient.Resolution) error {
+	if err := s.applyStable(ctx, res); err != nil {
+		return err
+	}
+	return s.applyCandidate(ctx, res.Candidate)
+}
+
+// applyCandidate puts the region's rollout candidate beside the serving
+// model (verified like it), updates its share, or removes it. A rejected
+// candidate is not held: the stable version answers everything.
+func (s *Syncer) applyCandidate(ctx context.Context, rc *regclient.ResolvedCandidate) error {
+	held := s.srv.Candidate()
+	if rc == nil {
+		if held != nil {
+			s.srv.SetCandidate(nil)
+			s.log.Info("rollout candidate removed", "version", held.Serving.Version)
+		}
+		return nil
+	}
+	v := rc.Version
+	var sv *Serving
+	if held != nil && held.Serving.Digest == v.Digest && held.Serving.Version == v.Version {
+		sv = held.Serving
+	} else {
+		if err := s.rejected[v.Digest]; err != nil {
+			return nil
+		}
+		var err error
+		if sv, err = s.fetch(ctx, v); err != nil {
+			if errors.Is(err, errRejected) {
+				modelLoadsBad.Inc()
+				s.rejected[v.Digest] = err
+				s.log.Error("rejected rollout candidate; the serving version answers everything", "version", v.Version, "err", err)
+				if s.cfg.OnReject != nil {
+					s.cfg.OnReject(v.Version, err)
+				}
+				return nil
+			}
+			return err
+		}
+		modelLoadsOK.Inc()
+	}
+	if err := s.srv.SetCandidate(&Candidate{Serving: sv, Percent: rc.Percent, ShadowRate: rc.Shadow}); err != nil {
+		return fmt.Errorf("%w: %v", errRejected, err)
+	}
+	if held == nil || held.Serving != sv || held.Percent != rc.Percent || held.ShadowRate != rc.Shadow {
+		s.log.Info("rollout candidate set", "version", v.Version, "percent", rc.Percent, "shadow", rc.Shadow)
+	}
+	return nil
+}
+
+// applyStable makes the server serve res's version, fetching it if needed.
+func (s *Syncer) applyStable(ctx context.Context, res regclient.Resolution) error {
 	v := res.Version
 	cur := s.srv.Current()
 	if cur != nil && cur.Digest == v.Digest {
@@ -254,7 +307,11 @@ func (s *Syncer) apply(ctx context.Context, res regclient.Resolution) error {
 	if err := s.writePointer(res); err != nil {
 		s.log.Warn("cannot record the model in the cache", "err", err)
 	}
-	s.prune(sv.Digest, oldDigest(old))
+	keep := []string{sv.Digest, oldDigest(old)}
+	if res.Candidate != nil {
+		keep = append(keep, res.Candidate.Version.Digest)
+	}
+	s.prune(keep...)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -162,12 +163,16 @@ func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, exp
 // version's: a rollback serves the bytes it names, or nothing.
 func (r *Registry) targetDigests(ctx context.Context, model string, next Channel) (map[string]string, error) {
 	digests := map[string]string{}
-	for scope, v := range next.Targets() {
+	targets := next.Targets()
+	for region, c := range next.Candidates {
+		targets["candidate "+region] = c.Version
+	}
+	for scope, v := range targets {
 		if err := ValidateName("version", v); err != nil {
 			return nil, err
 		}
 		if scope != GlobalScope {
-			if err := ValidateName("region", scope); err != nil {
+			if err := ValidateName("region", strings.TrimPrefix(scope, "candidate ")); err != nil {
 				return nil, err
 			}
 		}
@@ -204,8 +209,16 @@ func (r *Registry) resolution(ctx context.Context, c Channel, region string) (Re
 	if err != nil {
 		return Resolution{}, err
 	}
-	return Resolution{Model: c.Model, Channel: c.Channel, Region: region, Revision: c.Revision, Version: ver,
-		ChangedAt: c.UpdatedAt.Format(time.RFC3339Nano)}, nil
+	res := Resolution{Model: c.Model, Channel: c.Channel, Region: region, Revision: c.Revision, Version: ver,
+		ChangedAt: c.UpdatedAt.Format(time.RFC3339Nano)}
+	if cand, ok := c.Candidates[region]; ok && region != "" {
+		cv, err := r.GetVersion(ctx, c.Model, cand.Version)
+		if err != nil {
+			return Resolution{}, err
+		}
+		res.Candidate = &regclient.ResolvedCandidate{Version: cv, Percent: cand.Percent, Shadow: cand.Shadow}
+	}
+	return res, nil
 }
 
 // WaitChannel blocks until the channel's revision is greater than after, or

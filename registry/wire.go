@@ -14,6 +14,7 @@ type (
 	Blob        = regclient.Blob
 	AuditEntry  = regclient.AuditEntry
 	MoveRequest = regclient.MoveRequest
+	Candidate   = regclient.Candidate
 )
 
 // GlobalScope names the channel's global target in Targets and Before.

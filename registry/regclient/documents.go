@@ -57,10 +57,14 @@ type Channel struct {
 	Regions map[string]string `json:"regions,omitempty"`
 	// Digests holds the digest of every target version when the revision
 	// was written, so a rollback to it serves exactly those bytes.
-	Digests   map[string]string `json:"digests,omitempty"`
-	Change    Change            `json:"change"`
-	UpdatedAt time.Time         `json:"updated_at"`
-	Revision  uint64            `json:"revision"` // filled in on read
+	Digests map[string]string `json:"digests,omitempty"`
+	// Candidates are a staged rollout's second versions, by region: each
+	// answers a share of the region's requests beside its target, and may
+	// score a copy of the rest in the shadow.
+	Candidates map[string]Candidate `json:"candidates,omitempty"`
+	Change     Change               `json:"change"`
+	UpdatedAt  time.Time            `json:"updated_at"`
+	Revision   uint64               `json:"revision"` // filled in on read
 }
 
 // Change records the move that produced a revision.
@@ -73,6 +77,21 @@ type Change struct {
 	Reason    string            `json:"reason,omitempty"`
 	Forced    bool              `json:"forced,omitempty"`
 	RequestID string            `json:"request_id,omitempty"`
+}
+
+// Candidate is a version beside a region's target: it answers Percent of
+// the requests (0 to 100, by a sticky key), and scores a copy of Shadow
+// (0 to 1) of the others, whose answers stay the target's.
+type Candidate struct {
+	Version string  `json:"version"`
+	Percent float64 `json:"percent"`
+	Shadow  float64 `json:"shadow,omitempty"`
+}
+
+// CandidateRequest sets a region's candidate (admin API).
+type CandidateRequest struct {
+	Candidate
+	Reason string `json:"reason,omitempty"`
 }
 
 // Resolve returns the version the channel serves in region ("" if none).
@@ -103,6 +122,15 @@ type Resolution struct {
 	Revision  uint64  `json:"revision"`
 	Version   Version `json:"version"`
 	ChangedAt string  `json:"changed_at"`
+	// Candidate is the region's rollout candidate, if any.
+	Candidate *ResolvedCandidate `json:"candidate,omitempty"`
+}
+
+// ResolvedCandidate is a region's candidate with its version's record.
+type ResolvedCandidate struct {
+	Version Version `json:"version"`
+	Percent float64 `json:"percent"`
+	Shadow  float64 `json:"shadow,omitempty"`
 }
 
 // Blob describes a stored artifact.

@@ -336,6 +336,24 @@ func (c *Client) Rollback(ctx context.Context, model, channel string, req MoveRe
 	return ch, err
 }
 
+// SetCandidate puts a version beside a region's target (admin).
+func (c *Client) SetCandidate(ctx context.Context, model, channel, region string, req CandidateRequest) (Channel, error) {
+	var ch Channel
+	_, err := c.jsonRequest(ctx, http.MethodPut, candidatePath(model, channel, region), req, &ch)
+	return ch, err
+}
+
+// ClearCandidate removes a region's candidate (admin).
+func (c *Client) ClearCandidate(ctx context.Context, model, channel, region string) (Channel, error) {
+	var ch Channel
+	_, err := c.jsonRequest(ctx, http.MethodDelete, candidatePath(model, channel, region), nil, &ch)
+	return ch, err
+}
+
+func candidatePath(model, channel, region string) string {
+	return "/v1/admin/models/" + url.PathEscape(model) + "/channels/" + url.PathEscape(channel) + "/candidates/" + url.PathEscape(region)
+}
+
 // History lists a channel's revisions, newest first.
 func (c *Client) History(ctx context.Context, model, channel string, limit int) ([]Channel, error) {
 	var out struct {

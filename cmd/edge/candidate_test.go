@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
+)
+
+// TestCandidateFromTheRegistry runs the registry and edge binaries: an
+// admin sets a candidate at 30 % in the edge's region; the edge fetches
+// and verifies it, answers about 30 % of the routing keys with it (the
+// same keys every time), and drops it when the admin clears it.
+func TestCandidateFromTheRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the registry and edge binaries")
+	}
+	reg := registrytest.StartBinary(t, registrytest.Binary{})
+	registrytest.Publish(t, reg.Publisher, "sentiment", "v1", testenv.TinyArtifact(t, 1, 0))
+	registrytest.Publish(t, reg.Publisher, "sentiment", "v2", testenv.TinyArtifact(t, 2, 0))
+	ctx := context.Background()
+	if _, err := reg.Admin.Promote(ctx, "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := testenv.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "us-east",
+		"-registry", reg.URL, "-cache-dir", filepath.Join(t.TempDir(), "cache"), "-rate-limit", "0", "-shutdown-delay", "0s"},
+		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
+	served := func(key string) string {
+		req, _ := http.NewRequest("POST", "http://"+edge+"/v1/predict", strings.NewReader(`{"text":"a great film"}`))
+		req.Header.Set("X-Routing-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct{ Version string }
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out.Version
+	}
+	share := func() float64 {
+		n := 0
+		for i := 0; i < 1000; i++ {
+			if served(fmt.Sprintf("user-%d", i)) == "v2" {
+				n++
+			}
+		}
+		return float64(n) / 1000
+	}
+	if _, err := reg.Admin.SetCandidate(ctx, "sentiment", "production", "us-east",
+		regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Percent: 30}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return served("user-probe-0") != "" && share() > 0 })
+	if got := share(); got < 0.25 || got > 0.35 {
+		t.Errorf("the candidate answered %.0f%% of the keys, want about 30%%", 100*got)
+	}
+	if _, err := reg.Admin.ClearCandidate(ctx, "sentiment", "production", "us-east"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return share() == 0 })
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("not within 20s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
