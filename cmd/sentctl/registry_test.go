@@ -56,9 +56,20 @@ func TestPublishPromoteRollbackCLI(t *testing.T) {
 			t.Fatalf("%v: exit %d %s%s", s, code, out, errOut)
 		}
 	}
-	code, out, _ := sentctl(t, "history", "--model", "demo")
+	// A candidate beside eu-west's target, then cleared.
+	code, out, errOut := sentctl(t, "candidate", "set", "--model", "demo", "--region", "eu-west", "--version", "v2", "--percent", "10", "--shadow", "0.5")
+	if code != 0 || !strings.Contains(out, "candidate eu-west: v2 answers 10%, shadow 0.5") {
+		t.Fatalf("candidate set: exit %d %s%s", code, out, errOut)
+	}
+	if code, out, errOut := sentctl(t, "candidate", "clear", "--model", "demo", "--region", "eu-west"); code != 0 || strings.Contains(out, "candidate eu-west") {
+		t.Fatalf("candidate clear: exit %d %s%s", code, out, errOut)
+	}
+	if code, _, errOut := sentctl(t, "candidate", "set", "--model", "demo", "--region", "eu-west", "--version", "v2", "--percent", "120"); code != 1 || !strings.Contains(errOut, "percent") {
+		t.Fatalf("candidate at 120%%: exit %d %s", code, errOut)
+	}
+	code, out, _ = sentctl(t, "history", "--model", "demo")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 3 || !strings.Contains(lines[0], "rollback") || !strings.Contains(lines[1], "canary in eu") {
+	if code != 0 || len(lines) != 5 || !strings.Contains(lines[0], "clear_candidate") || !strings.Contains(lines[2], "rollback") || !strings.Contains(lines[3], "canary in eu") {
 		t.Fatalf("history: exit %d\n%s", code, out)
 	}
 	code, out, _ = sentctl(t, "audit", "--model", "demo")
