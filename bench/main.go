@@ -13,12 +13,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +38,8 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/devca"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
+	"github.com/sentimentpro/sentiment/model/defaultmodel"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
 func main() {
@@ -66,6 +71,7 @@ func main() {
 }
 
 func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, duration time.Duration) error {
+	registryBin := ""
 	tmp, err := os.MkdirTemp("", "bench-")
 	if err != nil {
 		return err
@@ -74,7 +80,7 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	for _, b := range []struct {
 		path *string
 		pkg  string
-	}{{&edgeBin, "./cmd/edge"}, {&geoBin, "./cmd/geo"}} {
+	}{{&edgeBin, "./cmd/edge"}, {&geoBin, "./cmd/geo"}, {&registryBin, "./cmd/registry"}} {
 		if *b.path != "" {
 			continue
 		}
@@ -143,6 +149,9 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 		return err
 	}
 	if err := pinnedHop(self, edgeBin, geoBin, tmp, corpus, conns, warmup, duration); err != nil {
+		return err
+	}
+	if err := shadowCost(edgeBin, registryBin, tmp, v1, conns, warmup, duration); err != nil {
 		return err
 	}
 
@@ -231,6 +240,83 @@ func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, dur
 	return nil
 }
 
+// shadowCost measures what a rollout's shadow costs an edge: the edge
+// follows a registry (a directory store) that serves v1, and a candidate
+// v2 scores 10 % of the traffic in the shadow (answering none of it),
+// set and cleared through the admin API between interleaved rounds.
+func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns int, warmup, duration time.Duration) error {
+	regAddr, edgeAddr := freeAddr(), freeAddr()
+	const admin, reader = "bench-admin-token-0123456789", "bench-reader-token-0123456789"
+	reg, err := startEnv(registryBin, tmp, "registry", []string{"REGISTRY_TOKENS=admin:bench:" + admin + ",reader:edge:" + reader},
+		"-listen", regAddr, "-store", "dir:"+filepath.Join(tmp, "registry-store"), "-shutdown-delay", "0s")
+	if err != nil {
+		return err
+	}
+	defer stop(reg)
+	if err := waitHTTP("http://" + regAddr + "/health/ready"); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	c := &regclient.Client{BaseURL: "http://" + regAddr, Token: admin}
+	data := defaultmodel.Artifact()
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := c.Publish(ctx, "sentiment", v, bytes.NewReader(data), int64(len(data)), regclient.NewVersion{}); err != nil {
+			return fmt.Errorf("cannot publish %s: %w", v, err)
+		}
+	}
+	if _, err := c.Promote(ctx, "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+		return err
+	}
+	edge, err := startEnv(edgeBin, tmp, "edge-shadow", []string{"EDGE_REGISTRY_TOKEN=" + reader}, "-listen", edgeAddr, "-region", "bench",
+		"-registry", "http://"+regAddr, "-rate-limit", "1e9", "-cache-dir", filepath.Join(tmp, "cache-shadow"), "-shutdown-delay", "0s")
+	if err != nil {
+		return err
+	}
+	defer stop(edge)
+	if err := waitHTTP("http://" + edgeAddr + "/health/ready"); err != nil {
+		return err
+	}
+	// The edge holds v2 once it answers the version's ready route.
+	shadow := func(on bool) error {
+		var err error
+		if on {
+			_, err = c.SetCandidate(ctx, "sentiment", "production", "bench", regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Shadow: 0.1}})
+		} else {
+			if _, err = c.ClearCandidate(ctx, "sentiment", "production", "bench"); regclient.IsStatus(err, http.StatusNotFound) {
+				err = nil // none yet
+			}
+		}
+		if err != nil {
+			return err
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			code, _, _ := fasthttp.GetTimeout(nil, "http://"+edgeAddr+"/v2/models/sentiment/versions/v2/ready", time.Second)
+			if held := code == 200; held == on {
+				return nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return fmt.Errorf("the edge did not pick up the shadow change (on=%v)", on)
+	}
+	url := "http://" + edgeAddr + "/v1/predict"
+	var failed error
+	measure := func(on bool) func() result {
+		return func() result {
+			if err := shadow(on); err != nil && failed == nil {
+				failed = err
+			}
+			return closedLoop(url, nil, v1, conns, warmup, duration)
+		}
+	}
+	plain, shadowed := interleaved("edge /v1/predict, no shadow", measure(false), "edge /v1/predict, 10% shadow", measure(true))
+	if failed != nil {
+		return failed
+	}
+	fmt.Printf("ratio shadow/plain: %.2f (10%% of texts scored by a candidate in the shadow)\n", shadowed.rate()/plain.rate())
+	return nil
+}
+
 // tlsFrontDoor measures what TLS costs at the geo router's public
 // listener: a second router, serving a certificate from a throwaway CA,
 // in front of the same edge, against the plain one, in two interleaved
@@ -310,11 +396,18 @@ func freeAddr() string {
 }
 
 func start(bin, dir, name string, args ...string) (*exec.Cmd, error) {
+	return startEnv(bin, dir, name, nil, args...)
+}
+
+// startEnv is start with env added to the environment (tokens: never on
+// a command line).
+func startEnv(bin, dir, name string, env []string, args ...string) (*exec.Cmd, error) {
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
