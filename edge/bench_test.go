@@ -40,21 +40,7 @@ func BenchmarkHandler(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			h := srv.Handler()
-			var ctx fasthttp.RequestCtx
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				ctx.Request.Reset()
-				ctx.Response.Reset()
-				ctx.Request.Header.SetMethod("POST")
-				ctx.Request.SetRequestURI("/v1/predict")
-				ctx.Request.SetBody(bodies[i%len(bodies)])
-				h(&ctx)
-				if ctx.Response.StatusCode() != 200 {
-					b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
-				}
-			}
+			postLoop(b, srv.Handler(), "/v1/predict", bodies)
 		})
 	}
 }
@@ -64,16 +50,21 @@ func BenchmarkHandler(b *testing.B) {
 func BenchmarkInfer(b *testing.B) {
 	srv := NewServer(Config{Region: "eu-west", Logger: quiet})
 	srv.Swap(defaultServing(b))
-	h := srv.Handler()
 	body := []byte(`{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["a wonderful , moving film that never lets go"]}]}`)
+	postLoop(b, srv.Handler(), "/v2/models/sentiment/infer", [][]byte{body})
+}
+
+// postLoop posts the bodies in turn to path, b.N times, through h.
+func postLoop(b *testing.B, h fasthttp.RequestHandler, path string, bodies [][]byte) {
 	var ctx fasthttp.RequestCtx
 	b.ReportAllocs()
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		ctx.Request.Reset()
 		ctx.Response.Reset()
 		ctx.Request.Header.SetMethod("POST")
-		ctx.Request.SetRequestURI("/v2/models/sentiment/infer")
-		ctx.Request.SetBody(body)
+		ctx.Request.SetRequestURI(path)
+		ctx.Request.SetBody(bodies[i%len(bodies)])
 		h(&ctx)
 		if ctx.Response.StatusCode() != 200 {
 			b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
