@@ -49,6 +49,15 @@ type reply struct {
 }
 
 func call(t testing.TB, c *fasthttp.Client, method, path, body string, headers ...string) reply {
+	r, err := try(c, method, path, body, headers...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// try is call that returns the client's error.
+func try(c *fasthttp.Client, method, path, body string, headers ...string) (reply, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -62,11 +71,11 @@ func call(t testing.TB, c *fasthttp.Client, method, path, body string, headers .
 		req.Header.SetContentType("application/json")
 	}
 	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return reply{}, err
 	}
 	h := &fasthttp.ResponseHeader{}
 	resp.Header.CopyTo(h)
-	return reply{resp.StatusCode(), string(resp.Body()), h}
+	return reply{resp.StatusCode(), string(resp.Body()), h}, nil
 }
 
 func newTestServer(t testing.TB, cfg Config) (*Server, *fasthttp.Client) {
@@ -167,7 +176,16 @@ func TestBadInputs(t *testing.T) {
 		{"GET", "/v2/models/sentiment/versions/v9/ready", ``, 404, "not found"},
 	}
 	for _, tc := range cases {
-		r := call(t, c, tc.method, tc.path, tc.body)
+		r, err := try(c, tc.method, tc.path, tc.body)
+		if err != nil && tc.code == 413 && strings.Contains(tc.contains, "larger than") {
+			// The server answers an oversized body before reading it and
+			// closes: a client still sending may see the close instead
+			// (docs/RELIABILITY.md).
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
 		var e struct{ Error string }
 		if r.code != tc.code || json.Unmarshal([]byte(r.body), &e) != nil || e.Error == "" || !strings.Contains(r.body, tc.contains) {
 			t.Errorf("%s %s %.40q: %d %s; want %d with a JSON error mentioning %q", tc.method, tc.path, tc.body, r.code, r.body, tc.code, tc.contains)
