@@ -55,6 +55,18 @@ type cachePointer struct {
 	Digest    string           `json:"digest"`
 	Revision  uint64           `json:"revision"`
 	Signature *model.Signature `json:"signature,omitempty"`
+	// Candidate is the rollout candidate the edge held, so a restart
+	// without the registry keeps the split it had.
+	Candidate *cachedCandidate `json:"candidate,omitempty"`
+}
+
+// cachedCandidate is a held candidate in the cache pointer.
+type cachedCandidate struct {
+	Version   string           `json:"version"`
+	Digest    string           `json:"digest"`
+	Signature *model.Signature `json:"signature,omitempty"`
+	Percent   float64          `json:"percent"`
+	Shadow    float64          `json:"shadow,omitempty"`
 }
 
 // Syncer follows a channel through the registry's watch and hot-swaps the
@@ -137,7 +149,24 @@ func (s *Syncer) LoadCached() (bool, error) {
 	if s.cfg.OnChange != nil {
 		s.cfg.OnChange(sv)
 	}
+	if c := ptr.Candidate; c != nil {
+		if err := s.loadCachedCandidate(c); err != nil {
+			s.log.Warn("cached rollout candidate is unusable; the cached model answers everything", "version", c.Version, "err", err)
+		}
+	}
 	return true, nil
+}
+
+// loadCachedCandidate holds the candidate the edge held before it
+// restarted, verified again, with the share it had.
+func (s *Syncer) loadCachedCandidate(c *cachedCandidate) error {
+	sv, err := s.load(s.blobPath(c.Digest), c.Version, c.Digest, c.Signature)
+	if err != nil {
+		return err
+	}
+	sv.Source = "cache"
+	s.log.Info("holding cached rollout candidate", "version", c.Version, "percent", c.Percent, "shadow", c.Shadow)
+	return s.srv.SetCandidate(&Candidate{Serving: sv, Percent: c.Percent, ShadowRate: c.Shadow})
 }
 
 // load verifies an artifact file (digest, signature, structure) and
@@ -219,7 +248,13 @@ func (s *Syncer) apply(ctx context.Context, res regclient.Resolution) error {
 	if err := s.applyStable(ctx, res); err != nil {
 		return err
 	}
-	return s.applyCandidate(ctx, res.Candidate)
+	if err := s.applyCandidate(ctx, res.Candidate); err != nil {
+		return err
+	}
+	if err := s.writePointer(res); err != nil {
+		s.log.Warn("cannot record the model in the cache", "err", err)
+	}
+	return nil
 }
 
 // applyCandidate puts the region's rollout candidate beside the serving
@@ -277,7 +312,7 @@ func (s *Syncer) applyStable(ctx context.Context, res regclient.Resolution) erro
 			s.srv.Swap(&next)
 			s.notify(&next)
 		}
-		return s.writePointer(res)
+		return nil
 	}
 	if err := s.rejected[v.Digest]; err != nil {
 		return err
@@ -304,9 +339,6 @@ func (s *Syncer) applyStable(ctx context.Context, res regclient.Resolution) erro
 	s.log.Info("swapped model", "from", oldVersion, "to", sv.Version, "digest", sv.Digest, "revision", res.Revision,
 		"took_ms", time.Since(start).Milliseconds())
 	s.notify(sv)
-	if err := s.writePointer(res); err != nil {
-		s.log.Warn("cannot record the model in the cache", "err", err)
-	}
 	keep := []string{sv.Digest, oldDigest(old)}
 	if res.Candidate != nil {
 		keep = append(keep, res.Candidate.Version.Digest)
@@ -374,6 +406,10 @@ func (s *Syncer) download(ctx context.Context, digest, path string) error {
 func (s *Syncer) writePointer(res regclient.Resolution) error {
 	ptr := cachePointer{Model: s.cfg.Model, Channel: s.cfg.Channel, Region: s.cfg.Region, Version: res.Version.Version,
 		Digest: res.Version.Digest, Revision: res.Revision, Signature: res.Version.Signature}
+	if c, rc := s.srv.Candidate(), res.Candidate; c != nil && rc != nil && c.Serving.Digest == rc.Version.Digest {
+		ptr.Candidate = &cachedCandidate{Version: rc.Version.Version, Digest: rc.Version.Digest, Signature: rc.Version.Signature,
+			Percent: rc.Percent, Shadow: rc.Shadow}
+	}
 	data, err := json.MarshalIndent(ptr, "", "  ")
 	if err != nil {
 		return err

@@ -17,8 +17,9 @@ import (
 
 // TestCandidateFromTheRegistry runs the registry and edge binaries: an
 // admin sets a candidate at 30 % in the edge's region; the edge fetches
-// and verifies it, answers about 30 % of the routing keys with it (the
-// same keys every time), and drops it when the admin clears it.
+// and verifies it, answers about 30 % of the routing keys with it, and
+// drops it when the admin clears it. Restarted with the registry out of
+// reach, an edge keeps the split it had (static stability).
 func TestCandidateFromTheRegistry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the registry and edge binaries")
@@ -34,10 +35,13 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edge := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "us-east",
-		"-registry", reg.URL, "-cache-dir", filepath.Join(t.TempDir(), "cache"), "-rate-limit", "0", "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
+	edge, cache := fmt.Sprintf("127.0.0.1:%d", ports[0]), filepath.Join(t.TempDir(), "cache")
+	startEdge := func(registry string) *testenv.Process {
+		return testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "us-east",
+			"-registry", registry, "-cache-dir", cache, "-rate-limit", "0", "-shutdown-delay", "0s"},
+			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
+	}
+	first := startEdge(reg.URL)
 	served := func(key string) string {
 		req, _ := http.NewRequest("POST", "http://"+edge+"/v1/predict", strings.NewReader(`{"text":"a great film"}`))
 		req.Header.Set("X-Routing-Key", key)
@@ -59,11 +63,14 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 		}
 		return float64(n) / 1000
 	}
-	if _, err := reg.Admin.SetCandidate(ctx, "sentiment", "production", "us-east",
-		regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Percent: 30}}); err != nil {
-		t.Fatal(err)
+	set := func() {
+		if _, err := reg.Admin.SetCandidate(ctx, "sentiment", "production", "us-east",
+			regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Percent: 30}}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return share() > 0 })
 	}
-	waitFor(t, func() bool { return served("user-probe-0") != "" && share() > 0 })
+	set()
 	if got := share(); got < 0.25 || got > 0.35 {
 		t.Errorf("the candidate answered %.0f%% of the keys, want about 30%%", 100*got)
 	}
@@ -71,6 +78,13 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return share() == 0 })
+	set()
+	before := share()
+	first.Stop(10 * time.Second)
+	startEdge("http://127.0.0.1:1") // nothing listens there
+	if got := share(); got != before {
+		t.Errorf("restarted without the registry, the candidate answers %.0f%% of the keys, not the %.0f%% it did", 100*got, 100*before)
+	}
 }
 
 func waitFor(t *testing.T, ok func() bool) {
