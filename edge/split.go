@@ -93,6 +93,7 @@ type shadow struct {
 	jobs    chan shadowJob
 	dropped *metrics.Counter
 	stop    chan struct{}
+	stopped sync.Once
 	done    sync.WaitGroup
 }
 
@@ -119,8 +120,9 @@ func (sh *shadow) run() {
 	}
 }
 
+// close stops the goroutine; it may be called more than once.
 func (sh *shadow) close() {
-	close(sh.stop)
+	sh.stopped.Do(func() { close(sh.stop) })
 	sh.done.Wait()
 }
 
