@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +80,7 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return share() == 0 })
+	shadowDisagrees(t, reg, edge)
 	set()
 	before := share()
 	first.Stop(10 * time.Second)
@@ -96,4 +99,74 @@ func waitFor(t *testing.T, ok func() bool) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// shadowDisagrees puts a flipped-label v3 in the shadow of every request:
+// the answers stay v1's, and the edge counts the shadow's disagreement
+// (at least 0.8 of the texts).
+func shadowDisagrees(t *testing.T, reg *registrytest.Server, edge string) {
+	t.Helper()
+	ctx := context.Background()
+	registrytest.Publish(t, reg.Publisher, "sentiment", "v3", testenv.FlippedArtifact(t, 3))
+	if _, err := reg.Admin.SetCandidate(ctx, "sentiment", "production", "us-east",
+		regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v3", Shadow: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + edge + "/v2/models/sentiment/versions/v3/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	for i, text := range []string{"a great film", "a dull film", "a wonderful film", "a tedious film"} {
+		for j := 0; j < 25; j++ {
+			resp, err := http.Post("http://"+edge+"/v1/predict", "application/json", strings.NewReader(`{"text":"`+text+`"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct{ Label, Version string }
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if want := map[bool]string{true: "positive", false: "negative"}[i%2 == 0]; out.Label != want || out.Version != "v1" {
+				t.Fatalf("with a flipped shadow, %q answered %s by %s, want %s by v1", text, out.Label, out.Version, want)
+			}
+		}
+	}
+	var agree, disagree float64
+	waitFor(t, func() bool {
+		agree, disagree = shadowCounts(t, edge, "v3")
+		return agree+disagree >= 100
+	})
+	if rate := disagree / (agree + disagree); rate < 0.8 {
+		t.Errorf("shadow disagreement %.2f over %.0f texts, want at least 0.8", rate, agree+disagree)
+	}
+	t.Logf("shadow of a flipped-label candidate: disagreement %.2f over %.0f texts", disagree/(agree+disagree), agree+disagree)
+}
+
+// shadowCounts reads the edge's shadow counters for a version.
+func shadowCounts(t *testing.T, edge, version string) (agree, disagree float64) {
+	t.Helper()
+	resp, err := http.Get("http://" + edge + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		prefix := `edge_shadow_predictions_total{version="` + version + `",result="`
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		result, value, _ := strings.Cut(rest, `"} `)
+		n, _ := strconv.ParseFloat(value, 64)
+		if result == "agree" {
+			agree = n
+		} else {
+			disagree = n
+		}
+	}
+	return agree, disagree
 }

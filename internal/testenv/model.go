@@ -22,9 +22,25 @@ var tinyCorpus = func() []model.Example {
 // accuracy > 0 is recorded as the artifact's evaluation metric.
 func TinyArtifact(t testing.TB, seed uint64, accuracy float64) []byte {
 	t.Helper()
+	return tinyArtifact(t, tinyCorpus, seed, accuracy)
+}
+
+// FlippedArtifact is TinyArtifact trained with every label flipped: a
+// broken model that calls "a great film" negative.
+func FlippedArtifact(t testing.TB, seed uint64) []byte {
+	t.Helper()
+	flipped := make([]model.Example, len(tinyCorpus))
+	for i, ex := range tinyCorpus {
+		flipped[i] = model.Example{Text: ex.Text, Label: 1 - ex.Label}
+	}
+	return tinyArtifact(t, flipped, seed, 0)
+}
+
+func tinyArtifact(t testing.TB, corpus []model.Example, seed uint64, accuracy float64) []byte {
+	t.Helper()
 	cfg := model.DefaultTrainConfig()
 	cfg.Name, cfg.Seed, cfg.Features.HashBits = "test", seed, 10
-	m, err := model.Train(tinyCorpus, cfg, nil)
+	m, err := model.Train(corpus, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
