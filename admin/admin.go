@@ -20,6 +20,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/rollout"
 )
 
 // Config configures the admin API; it is built in main.
@@ -34,6 +35,8 @@ type Config struct {
 	Consul      *api.Client
 	Datacenters []string
 	EdgeService string
+	// Rollouts runs staged rollouts (nil: their routes answer 503).
+	Rollouts *rollout.Manager
 }
 
 type admin struct {
@@ -67,6 +70,7 @@ func Mount(a *registry.API, cfg Config) {
 	a.Handle("GET /v1/admin/audit", registry.RoleAdmin, ad.audit)
 	a.Handle("PUT /v1/admin/models/{name}/channels/{channel}/candidates/{region}", registry.RoleAdmin, ad.setCandidate)
 	a.Handle("DELETE /v1/admin/models/{name}/channels/{channel}/candidates/{region}", registry.RoleAdmin, ad.clearCandidate)
+	ad.mountRollouts(a)
 }
 
 func (ad *admin) isProduction(channel string) bool {

@@ -120,6 +120,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 				err = httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
 			}
 		}
+		var served *Serving
 		if err == nil {
 			sv := s.current.Load()
 			if limited {
@@ -129,6 +130,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 				err = s.cfg.Peers.forward(ctx, id, tc)
 			} else {
 				err = h(ctx, sv, id)
+				served = sv
 			}
 		}
 		if err != nil {
@@ -138,7 +140,11 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 					"err", err.Error(), "client", obs.TruncateIP(s.client(ctx).String()))
 			}
 		}
-		rm.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
+		seconds := time.Since(start).Seconds()
+		rm.observe(ctx.Response.StatusCode(), seconds)
+		if limited && served != nil {
+			served.monitor.served(ctx.Response.StatusCode(), seconds)
+		}
 		if logged {
 			s.access.Write(ctx, id, tc, s.client(ctx).String(), start, "route", route)
 		}

@@ -92,18 +92,34 @@ var (
 	textBytesBuckets = []float64{16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}
 )
 
-// monitor is the model monitoring of one served version: predictions per
-// label, the predicted label's score and the text length. A drifting or
-// broken model shows in them (a label's share, the confidence, the
-// inputs), and rollout analysis compares them across versions.
+// monitor is the model monitoring of one served version: the prediction
+// requests it answered (and how many failed, and how long they took),
+// predictions per label, the predicted label's score and the text length.
+// A drifting, broken or slow model shows in them, and rollout analysis
+// compares them across versions (see docs/ROLLOUTS.md).
 type monitor struct {
+	requests  *metrics.Counter
+	errors    *metrics.Counter
+	latency   *metrics.PrometheusHistogram
 	labels    [2]*metrics.Counter
 	score     *metrics.PrometheusHistogram
 	textBytes *metrics.PrometheusHistogram
 }
 
+// served records one prediction request this version answered.
+func (m *monitor) served(code int, seconds float64) {
+	m.requests.Inc()
+	if code >= 500 {
+		m.errors.Inc()
+	}
+	m.latency.Update(seconds)
+}
+
 func newMonitor(labels [2]string, version string) monitor {
 	var m monitor
+	m.requests = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_requests_total{version=%q}`, version))
+	m.errors = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_errors_total{version=%q}`, version))
+	m.latency = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_version_request_duration_seconds{version=%q}`, version), latencyBuckets)
 	for i := range m.labels {
 		m.labels[i] = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, labels[i], version))
 	}

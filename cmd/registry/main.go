@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/rollout"
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/dir"
 	"github.com/sentimentpro/sentiment/store/s3"
@@ -47,7 +49,17 @@ type Config struct {
 	QualityMargin  float64
 	Datacenters    string
 	TLS            tlsfiles.Server
+	Rollouts       RolloutConfig
 	service.Flags
+}
+
+// RolloutConfig is how the registry drives staged rollouts and reads the
+// edges' figures.
+type RolloutConfig struct {
+	Edges          string        // region=URL list; default: Consul
+	Tick, Lease    time.Duration // how often the controller looks; how long a driving replica's lease lasts
+	EdgeCA         string        // CA the edges' certificates chain to: read them over https
+	EdgeServerName string        // the name in every edge's certificate
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -69,6 +81,11 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
 	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
+	fs.StringVar(&c.Rollouts.Edges, "rollout-edges", "", "edges whose metrics judge rollout steps, as region=URL,… (default: found through Consul)")
+	fs.DurationVar(&c.Rollouts.Tick, "rollout-tick", time.Second, "how often the rollout controller looks at running rollouts")
+	fs.DurationVar(&c.Rollouts.Lease, "rollout-lease", 10*time.Second, "how long the replica driving a rollout holds it without renewing")
+	fs.StringVar(&c.Rollouts.EdgeCA, "edge-ca", "", "CA file edges' certificates chain to: their metrics are read over https, presenting -tls-cert")
+	fs.StringVar(&c.Rollouts.EdgeServerName, "edge-server-name", "", "name every edge's certificate carries (default: the address dialled)")
 	c.TLS.Register(fs)
 	c.Flags.Register(fs, "sentiment-registry")
 	if err := config.Parse(fs, args, "REGISTRY"); err != nil {
@@ -90,6 +107,11 @@ func (c Config) Validate() error {
 		return errors.New("-require-signatures needs -trusted-keys")
 	case c.MaxArtifact <= 0:
 		return errors.New("-max-artifact-bytes must be positive")
+	case c.Rollouts.Tick <= 0 || c.Rollouts.Lease < 2*c.Rollouts.Tick:
+		return errors.New("-rollout-tick must be positive and -rollout-lease at least twice as long")
+	}
+	if _, err := rollout.ParseStaticEdges(c.Rollouts.Edges); err != nil {
+		return fmt.Errorf("-rollout-edges: %w", err)
 	}
 	return c.TLS.Validate()
 }
@@ -148,10 +170,14 @@ func run(cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	rollouts, err := newRollouts(cfg, reg, st, consul, log)
+	if err != nil {
+		return err
+	}
 	a := registry.NewAPI(reg, tokens, log)
 	admin.Mount(a, admin.Config{
 		ProductionChannels: config.List(cfg.Production), QualityMargin: cfg.QualityMargin,
-		Consul: consul, Datacenters: config.List(cfg.Datacenters),
+		Consul: consul, Datacenters: config.List(cfg.Datacenters), Rollouts: rollouts,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -169,6 +195,7 @@ func run(cfg Config, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go rollouts.Run(ctx)
 	var registrar *discovery.Registrar
 	if consul != nil {
 		if registrar, err = newRegistrar(consul, cfg, ln.Addr().String(), log); err != nil {
@@ -221,4 +248,40 @@ func newRegistrar(consul *api.Client, cfg Config, listenAddr string, log *slog.L
 		TLSSkipVerify:        cfg.TLS.Enabled(),
 		SuccessBeforePassing: 1, FailuresBeforeCritical: 2, DeregisterAfter: 10 * time.Minute,
 	}, nil, log), nil
+}
+
+// newRollouts builds the rollout manager: the edges' figures come from
+// -rollout-edges, else from Consul; this replica is named by its service
+// ID (or host and listen address) in leases.
+func newRollouts(cfg Config, reg *registry.Registry, st store.Store, consul *api.Client, log *slog.Logger) (*rollout.Manager, error) {
+	var edges rollout.Edges
+	scheme := "http"
+	var tlsCfg *tls.Config
+	if cfg.Rollouts.EdgeCA != "" {
+		var err error
+		if tlsCfg, err = tlsfiles.ClientConfig(cfg.Rollouts.EdgeCA, cfg.TLS.Cert, cfg.TLS.Key, log); err != nil {
+			return nil, fmt.Errorf("edge TLS: %w", err)
+		}
+		tlsCfg.ServerName = cfg.Rollouts.EdgeServerName
+		scheme = "https"
+	}
+	switch {
+	case cfg.Rollouts.Edges != "":
+		static, err := rollout.ParseStaticEdges(cfg.Rollouts.Edges)
+		if err != nil {
+			return nil, err
+		}
+		edges = static
+	case consul != nil:
+		edges = rollout.ConsulEdges{Client: consul, Datacenters: config.List(cfg.Datacenters), Service: "sentiment-edge", Scheme: scheme}
+	default:
+		log.Warn("rollouts have no edges to read figures from (set -consul or -rollout-edges): their steps will not pass")
+	}
+	id := cfg.ServiceID
+	if id == "" {
+		host, _ := os.Hostname()
+		id = host + "/" + cfg.Listen
+	}
+	return rollout.New(rollout.Config{Registry: reg, Store: st, Edges: edges, Client: tlsfiles.HTTPClient(tlsCfg, 5*time.Second),
+		ID: id, Tick: cfg.Rollouts.Tick, Lease: cfg.Rollouts.Lease, Logger: log})
 }

@@ -62,9 +62,13 @@ type Channel struct {
 	// answers a share of the region's requests beside its target, and may
 	// score a copy of the rest in the shadow.
 	Candidates map[string]Candidate `json:"candidates,omitempty"`
-	Change     Change               `json:"change"`
-	UpdatedAt  time.Time            `json:"updated_at"`
-	Revision   uint64               `json:"revision"` // filled in on read
+	// RolloutFence is the rollout revision whose action last moved the
+	// channel: an action from an older revision (a controller that lost
+	// its lease) is not applied over it.
+	RolloutFence uint64    `json:"rollout_fence,omitempty"`
+	Change       Change    `json:"change"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Revision     uint64    `json:"revision"` // filled in on read
 }
 
 // Change records the move that produced a revision.

@@ -1,0 +1,107 @@
+package admin
+
+import (
+	"net/http"
+
+	"github.com/sentimentpro/sentiment/internal/httperr"
+	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/rollout"
+)
+
+// mountRollouts adds the staged-rollout routes: starting, pausing,
+// resuming and aborting need the admin role; reading needs a reader.
+func (ad *admin) mountRollouts(a *registry.API) {
+	const path = "/v1/admin/models/{name}/channels/{channel}/rollout"
+	a.Handle("POST "+path, registry.RoleAdmin, ad.startRollout)
+	a.Handle("GET "+path, registry.RoleReader, ad.getRollout)
+	for _, op := range []string{rollout.OpPause, rollout.OpResume, rollout.OpAbort} {
+		a.Handle("POST "+path+"/"+op, registry.RoleAdmin, ad.rolloutOp(op))
+	}
+	a.Handle("GET /v1/admin/rollouts", registry.RoleReader, ad.listRollouts)
+}
+
+// rollouts returns the manager, or the error of a registry without one.
+func (ad *admin) rollouts() (*rollout.Manager, error) {
+	if ad.cfg.Rollouts == nil {
+		return nil, httperr.New(http.StatusServiceUnavailable, "staged rollouts are not enabled on this registry")
+	}
+	return ad.cfg.Rollouts, nil
+}
+
+func (ad *admin) startRollout(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
+	m, err := ad.rollouts()
+	if err != nil {
+		return err
+	}
+	var spec regclient.RolloutSpec
+	if err := registry.ReadJSON(r, 64<<10, &spec); err != nil {
+		return err
+	}
+	ro, err := m.Start(r.Context(), r.PathValue("name"), r.PathValue("channel"), spec, p.Name)
+	if err != nil {
+		ad.refused(r, p, "rollout_start", spec.Version, err)
+		return err
+	}
+	registry.WriteJSON(w, http.StatusCreated, ro)
+	return nil
+}
+
+func (ad *admin) rolloutOp(op string) registry.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
+		m, err := ad.rollouts()
+		if err != nil {
+			return err
+		}
+		var req regclient.RolloutRequest
+		if r.ContentLength != 0 {
+			if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
+				return err
+			}
+		}
+		ro, err := m.Op(r.Context(), r.PathValue("name"), r.PathValue("channel"), op, p.Name, req.Reason)
+		if err != nil {
+			ad.refused(r, p, "rollout_"+op, "", err)
+			return err
+		}
+		registry.WriteJSON(w, http.StatusOK, ro)
+		return nil
+	}
+}
+
+// refused audits a rollout request the registry turned down.
+func (ad *admin) refused(r *http.Request, p registry.Principal, action, version string, err error) {
+	entry := registry.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Result: "refused",
+		Model: r.PathValue("name"), Channel: r.PathValue("channel"), Version: version, Detail: err.Error(),
+		RequestID: registry.RequestID(r.Context())}
+	if registry.StatusOf(err) >= 500 {
+		entry.Result = "error"
+	}
+	_, _ = ad.reg.Audit(r.Context(), entry) // a failure is logged and counted; the refusal stands
+}
+
+func (ad *admin) getRollout(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {
+	m, err := ad.rollouts()
+	if err != nil {
+		return err
+	}
+	ro, err := m.Get(r.Context(), r.PathValue("name"), r.PathValue("channel"))
+	if err != nil {
+		return err
+	}
+	registry.WriteJSON(w, http.StatusOK, ro)
+	return nil
+}
+
+func (ad *admin) listRollouts(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {
+	m, err := ad.rollouts()
+	if err != nil {
+		return err
+	}
+	list, err := m.List(r.Context())
+	if err != nil {
+		return err
+	}
+	registry.WriteJSON(w, http.StatusOK, map[string]any{"rollouts": list})
+	return nil
+}

@@ -1,0 +1,298 @@
+package rollout
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sentimentpro/sentiment/registry/regclient"
+)
+
+// Counters are one edge's cumulative series of a rollout, keyed by kind,
+// role ("stable" or "candidate") and label:
+//
+//	requests/<role>            edge_version_requests_total
+//	errors/<role>              edge_version_errors_total
+//	latency/<role>/<le>        edge_version_request_duration_seconds_bucket
+//	label/<role>/<label>       edge_predictions_total
+//	score/<role>/<le>          edge_prediction_score_ratio_bucket
+//	shadow/candidate/<result>  edge_shadow_predictions_total (agree, disagree)
+type Counters map[string]float64
+
+const (
+	roleStable    = "stable"
+	roleCandidate = "candidate"
+)
+
+// delta returns now minus base, series by series; a series that went
+// down belongs to a restarted edge and counts from zero.
+func delta(now, base Counters) Counters {
+	out := make(Counters, len(now))
+	for k, v := range now {
+		d := v - base[k]
+		if d < 0 {
+			d = v
+		}
+		out[k] = d
+	}
+	return out
+}
+
+// add sums c into total.
+func (total Counters) add(c Counters) {
+	for k, v := range c {
+		total[k] += v
+	}
+}
+
+// versionFigures reads one role's figures out of window counters.
+func versionFigures(c Counters, role, version string) regclient.VersionFigures {
+	f := regclient.VersionFigures{Version: version, Requests: c["requests/"+role], Errors: c["errors/"+role]}
+	if f.Requests > 0 {
+		f.ErrorRate = f.Errors / f.Requests
+	}
+	f.P99Seconds = quantile(buckets(c, "latency/"+role+"/"), 0.99)
+	var predicted float64
+	prefix := "label/" + role + "/"
+	for k, v := range c {
+		if strings.HasPrefix(k, prefix) {
+			predicted += v
+		}
+	}
+	if predicted > 0 {
+		f.Labels = map[string]float64{}
+		for k, v := range c {
+			if label, ok := strings.CutPrefix(k, prefix); ok {
+				f.Labels[label] = v / predicted
+			}
+		}
+	}
+	return f
+}
+
+// bucket is one cumulative histogram bucket.
+type bucket struct {
+	le    float64
+	count float64
+}
+
+// buckets returns the cumulative buckets under prefix, by bound.
+func buckets(c Counters, prefix string) []bucket {
+	var out []bucket
+	for k, v := range c {
+		s, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		le, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, bucket{le, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].le < out[j].le })
+	return out
+}
+
+// quantile estimates the q-quantile of cumulative buckets the way
+// Prometheus's histogram_quantile does: linear within the bucket, the
+// highest finite bound when it falls in +Inf.
+func quantile(bs []bucket, q float64) float64 {
+	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
+		return 0
+	}
+	rank := q * bs[len(bs)-1].count
+	lower, below := 0.0, 0.0
+	for _, b := range bs {
+		if b.count >= rank {
+			if math.IsInf(b.le, 1) {
+				return lower
+			}
+			if b.count == below {
+				return b.le
+			}
+			return lower + (b.le-lower)*(rank-below)/(b.count-below)
+		}
+		lower, below = b.le, b.count
+	}
+	return lower
+}
+
+// psi is the population stability index of the candidate's score
+// histogram against the stable one's: sum over buckets of
+// (c - s) * ln(c / s), with empty buckets floored at 0.0001.
+func psi(stable, candidate []bucket) float64 {
+	ps, pc := shares(stable), shares(candidate)
+	if ps == nil || pc == nil {
+		return 0
+	}
+	var sum float64
+	for le, s := range ps {
+		c := max(pc[le], 1e-4)
+		s = max(s, 1e-4)
+		sum += (c - s) * math.Log(c/s)
+	}
+	return sum
+}
+
+// shares turns cumulative buckets into each bucket's share.
+func shares(bs []bucket) map[float64]float64 {
+	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
+		return nil
+	}
+	total := bs[len(bs)-1].count
+	out := map[float64]float64{}
+	prev := 0.0
+	for _, b := range bs {
+		out[b.le] = (b.count - prev) / total
+		prev = b.count
+	}
+	return out
+}
+
+// labelShift is the largest difference of a label's share between the
+// two, and that label.
+func labelShift(stable, candidate map[string]float64) (float64, string) {
+	var worst float64
+	var which string
+	for _, m := range []map[string]float64{stable, candidate} {
+		for label := range m {
+			if d := math.Abs(candidate[label] - stable[label]); d > worst || which == "" {
+				worst, which = d, label
+			}
+		}
+	}
+	return worst, which
+}
+
+// zCritical is the z-score a difference must reach to count: p < 0.001,
+// one-sided. A threshold trips only when the figures exceed it and the
+// excess is this unlikely to be sampling noise, so a step with few
+// requests is not rolled back for a coin that fell badly.
+const zCritical = 3.09
+
+// judge computes a window's figures and names the thresholds they trip.
+// enough reports whether the candidate answered enough requests for the
+// step to pass.
+func judge(window Counters, stableVersions, candidate string, th regclient.Thresholds) (f regclient.Figures, enough bool) {
+	f.Stable = versionFigures(window, roleStable, stableVersions)
+	f.Candidate = versionFigures(window, roleCandidate, candidate)
+	agree, disagree := window["shadow/candidate/agree"], window["shadow/candidate/disagree"]
+	f.ShadowCompared = agree + disagree
+	if f.ShadowCompared > 0 {
+		f.Disagreement = disagree / f.ShadowCompared
+	}
+	nc, ns := f.Candidate.Requests, f.Stable.Requests
+	enough = nc >= float64(th.MinRequests)
+	comparable := enough && ns >= float64(th.MinRequests)
+	breach := func(format string, args ...any) { f.Breaches = append(f.Breaches, fmt.Sprintf(format, args...)) }
+	if enough && f.Candidate.ErrorRate-f.Stable.ErrorRate > th.MaxErrorRate &&
+		zTwo(f.Candidate.ErrorRate, nc, f.Stable.ErrorRate, ns) > zCritical {
+		breach("error rate %.4f against the stable version's %.4f (at most +%g)", f.Candidate.ErrorRate, f.Stable.ErrorRate, th.MaxErrorRate)
+	}
+	if comparable && slowerThan(window, f.Stable.P99Seconds, th) {
+		breach("p99 latency %.6fs against the stable version's %.6fs (at most %gx, or +%v)", f.Candidate.P99Seconds, f.Stable.P99Seconds,
+			th.MaxLatencyRatio, time.Duration(th.LatencyFloor))
+	}
+	if comparable {
+		var label string
+		f.LabelShift, label = labelShift(f.Stable.Labels, f.Candidate.Labels)
+		if f.LabelShift > th.MaxLabelShift && zTwo(f.Candidate.Labels[label], nc, f.Stable.Labels[label], ns) > zCritical ||
+			f.LabelShift > th.MaxLabelShift && zTwo(f.Stable.Labels[label], ns, f.Candidate.Labels[label], nc) > zCritical {
+			breach("label %q's share moved by %.3f (at most %g)", label, f.LabelShift, th.MaxLabelShift)
+		}
+		cs, ss := buckets(window, "score/"+roleCandidate+"/"), buckets(window, "score/"+roleStable+"/")
+		f.PSI = psi(ss, cs)
+		if f.PSI > th.MaxPSI && psiSignificant(f.PSI, len(ss), nc, ns) {
+			breach("score distribution PSI %.3f (at most %g)", f.PSI, th.MaxPSI)
+		}
+	}
+	if f.ShadowCompared >= float64(th.MinShadow) && f.Disagreement > th.MaxDisagreement &&
+		zOne(f.Disagreement, th.MaxDisagreement, f.ShadowCompared) > zCritical {
+		breach("shadow disagreement %.3f over %.0f texts (at most %g)", f.Disagreement, f.ShadowCompared, th.MaxDisagreement)
+	}
+	return f, enough
+}
+
+// slowerThan reports whether the candidate's p99 is above the stable
+// one's times MaxLatencyRatio (and above it by more than LatencyFloor):
+// whether more than 1 % of its requests took longer than that, beyond
+// sampling noise.
+func slowerThan(window Counters, stableP99 float64, th regclient.Thresholds) bool {
+	limit := max(stableP99*th.MaxLatencyRatio, stableP99+timeSeconds(th.LatencyFloor))
+	bs := buckets(window, "latency/"+roleCandidate+"/")
+	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
+		return false
+	}
+	n := bs[len(bs)-1].count
+	above := 1 - cdf(bs, limit)/n
+	return above > 0.01 && zOne(above, 0.01, n) > zCritical
+}
+
+// cdf estimates how many observations are at most x, linear within a
+// bucket.
+func cdf(bs []bucket, x float64) float64 {
+	lower, below := 0.0, 0.0
+	for _, b := range bs {
+		if x <= b.le {
+			if math.IsInf(b.le, 1) {
+				return below
+			}
+			return below + (b.count-below)*(x-lower)/(b.le-lower)
+		}
+		lower, below = b.le, b.count
+	}
+	return below
+}
+
+// zOne is the z-score of an observed proportion p over n against p0.
+func zOne(p, p0, n float64) float64 {
+	if n <= 0 || p0 <= 0 || p0 >= 1 {
+		return 0
+	}
+	return (p - p0) / math.Sqrt(p0*(1-p0)/n)
+}
+
+// zTwo is the z-score of proportion p1 (over n1) exceeding p2 (over n2).
+func zTwo(p1, n1, p2, n2 float64) float64 {
+	if n1 <= 0 || n2 <= 0 {
+		return 0
+	}
+	pooled := (p1*n1 + p2*n2) / (n1 + n2)
+	se := math.Sqrt(pooled * (1 - pooled) * (1/n1 + 1/n2))
+	if se == 0 {
+		return 0
+	}
+	return (p1 - p2) / se
+}
+
+// psiSignificant reports whether a PSI over k buckets is beyond what
+// sampling alone gives: PSI times the effective sample size is about
+// chi-squared with k-1 degrees of freedom when nothing changed.
+func psiSignificant(psi float64, k int, n1, n2 float64) bool {
+	if k < 2 || n1 <= 0 || n2 <= 0 {
+		return false
+	}
+	df := float64(k - 1)
+	// Wilson-Hilferty: the chi-squared quantile at zCritical.
+	h := 2 / (9 * df)
+	critical := df * math.Pow(1-h+zCritical*math.Sqrt(h), 3)
+	return psi*(n1*n2/(n1+n2)) > critical
+}
+
+func timeSeconds(d regclient.Duration) float64 { return float64(d) / 1e9 }
+
+// stableNames lists the stable versions of regions, for the figures.
+func stableNames(stable map[string]string, regions []string) string {
+	var out []string
+	for _, r := range regions {
+		if v := stable[r]; v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,190 @@
+package rollout
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/registry/regclient"
+)
+
+// exposition is what an edge serving v1 with candidate v2 prints, in the
+// format of VictoriaMetrics/metrics.
+const exposition = `# HELP ignored
+edge_requests_total{route="/v1/predict",code="200"} 900
+edge_version_requests_total{version="v1"} 800
+edge_version_requests_total{version="v2"} 100
+edge_version_errors_total{version="v1"} 8
+edge_version_errors_total{version="v2"} 10
+edge_version_request_duration_seconds_bucket{version="v1",le="1e-05"} 400
+edge_version_request_duration_seconds_bucket{version="v1",le="2.5e-05"} 800
+edge_version_request_duration_seconds_bucket{version="v1",le="+Inf"} 800
+edge_version_request_duration_seconds_bucket{version="v2",le="1e-05"} 0
+edge_version_request_duration_seconds_bucket{version="v2",le="0.001"} 50
+edge_version_request_duration_seconds_bucket{version="v2",le="0.01"} 100
+edge_version_request_duration_seconds_bucket{version="v2",le="+Inf"} 100
+edge_predictions_total{label="negative",version="v1"} 400
+edge_predictions_total{label="positive",version="v1"} 400
+edge_predictions_total{label="negative",version="v2"} 90
+edge_predictions_total{label="positive",version="v2"} 10
+edge_prediction_score_ratio_bucket{version="v1",le="0.55"} 400
+edge_prediction_score_ratio_bucket{version="v1",le="1"} 800
+edge_prediction_score_ratio_bucket{version="v1",le="+Inf"} 800
+edge_prediction_score_ratio_bucket{version="v2",le="0.55"} 0
+edge_prediction_score_ratio_bucket{version="v2",le="1"} 100
+edge_prediction_score_ratio_bucket{version="v2",le="+Inf"} 100
+edge_shadow_predictions_total{version="v2",result="agree"} 10
+edge_shadow_predictions_total{version="v2",result="disagree"} 30
+edge_shadow_predictions_total{version="v9",result="disagree"} 1000
+edge_model_info{model="m",version="v1",digest="sha256:x",source="registry"} 1
+`
+
+func TestParseMetrics(t *testing.T) {
+	c, err := parseMetrics(strings.NewReader(exposition), "v1", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		"requests/stable": 800, "errors/candidate": 10, "latency/candidate/0.001": 50, "label/stable/positive": 400,
+		"score/candidate/0.55": 0, "shadow/candidate/disagree": 30,
+	}
+	for k, v := range want {
+		if got, ok := c[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+	for k := range c {
+		if strings.Contains(k, "v9") || strings.HasPrefix(k, "model") {
+			t.Errorf("kept %s, which is not the rollout's", k)
+		}
+	}
+}
+
+func TestParseSampleRejectsGarbage(t *testing.T) {
+	for _, line := range []string{`x{a="b} 1`, `x{a=b} 1`, `x 1e`, `{a="b"} 1`, `x{a="b"}`, `x{a="\`} {
+		if _, _, _, ok := parseSample(line); ok {
+			t.Errorf("parsed %q", line)
+		}
+	}
+	name, labels, v, ok := parseSample(`x{a="q\"uote",b="2"} 3.5 1700000000`)
+	if !ok || name != "x" || labels["a"] != `q"uote` || labels["b"] != "2" || v != 3.5 {
+		t.Errorf("got %q %v %v %v", name, labels, v, ok)
+	}
+}
+
+func TestJudge(t *testing.T) {
+	c, err := parseMetrics(strings.NewReader(exposition), "v1", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, _ := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
+	f, enough := judge(c, "v1", "v2", th.Thresholds)
+	if !enough {
+		t.Fatal("100 candidate requests should be enough with the default 100")
+	}
+	if f.Candidate.ErrorRate != 0.1 || f.Stable.ErrorRate != 0.01 {
+		t.Errorf("error rates %v and %v", f.Candidate.ErrorRate, f.Stable.ErrorRate)
+	}
+	if math.Abs(f.Disagreement-0.75) > 1e-9 || f.ShadowCompared != 40 {
+		t.Errorf("disagreement %v over %v", f.Disagreement, f.ShadowCompared)
+	}
+	if math.Abs(f.LabelShift-0.4) > 1e-9 {
+		t.Errorf("label shift %v, want 0.4", f.LabelShift)
+	}
+	// Candidate p99 falls in (0.001, 0.01]; stable's in (1e-05, 2.5e-05].
+	if f.Candidate.P99Seconds <= 0.001 || f.Candidate.P99Seconds > 0.01 || f.Stable.P99Seconds > 2.5e-5 {
+		t.Errorf("p99 %v and %v", f.Candidate.P99Seconds, f.Stable.P99Seconds)
+	}
+	if f.PSI < 1 {
+		t.Errorf("PSI %v for histograms with nothing in common", f.PSI)
+	}
+	for _, want := range []string{"error rate", "p99 latency", "share moved", "PSI", "shadow disagreement"} {
+		found := false
+		for _, b := range f.Breaches {
+			found = found || strings.Contains(b, want)
+		}
+		if !found {
+			t.Errorf("no %q breach in %q", want, f.Breaches)
+		}
+	}
+	// The same figures with the candidate as good as stable trip nothing.
+	same := Counters{}
+	for k, v := range c {
+		if strings.Contains(k, "/stable") {
+			same[k] = v
+			same[strings.Replace(k, "/stable", "/candidate", 1)] = v / 8
+		}
+	}
+	same["shadow/candidate/agree"] = 100
+	if f, enough := judge(same, "v1", "v2", th.Thresholds); !enough || len(f.Breaches) != 0 || f.PSI > 1e-9 || f.LabelShift > 1e-9 {
+		t.Errorf("a twin of the stable version: enough %v, breaches %q, PSI %v, label shift %v", enough, f.Breaches, f.PSI, f.LabelShift)
+	}
+	// Sampling noise is not a breach: 62 % of 100 predictions against
+	// 50 % of 1,000 moved by more than 0.1, but not beyond chance.
+	noise := Counters{"requests/candidate": 100, "requests/stable": 1000, "label/candidate/pos": 62, "label/candidate/neg": 38,
+		"label/stable/pos": 500, "label/stable/neg": 500, "errors/candidate": 1}
+	if f, _ := judge(noise, "v1", "v2", th.Thresholds); len(f.Breaches) != 0 || f.LabelShift < 0.11 {
+		t.Errorf("noise: breaches %q, label shift %v", f.Breaches, f.LabelShift)
+	}
+	noise["label/candidate/pos"], noise["label/candidate/neg"] = 80, 20
+	if f, _ := judge(noise, "v1", "v2", th.Thresholds); len(f.Breaches) != 1 {
+		t.Errorf("80 %% against 50 %%: breaches %q", f.Breaches)
+	}
+	// Too few requests: nothing judged on them, the step cannot pass,
+	// but the shadow still speaks.
+	few := Counters{"requests/candidate": 5, "errors/candidate": 5, "requests/stable": 1000, "shadow/candidate/disagree": 40}
+	f, enough = judge(few, "v1", "v2", th.Thresholds)
+	if enough || len(f.Breaches) != 1 || !strings.Contains(f.Breaches[0], "shadow") {
+		t.Errorf("5 candidate requests: enough %v, breaches %q", enough, f.Breaches)
+	}
+}
+
+func TestDeltaCountsRestartsFromZero(t *testing.T) {
+	d := delta(Counters{"a": 10, "b": 3, "c": 7}, Counters{"a": 4, "b": 9})
+	if d["a"] != 6 || d["b"] != 3 || d["c"] != 7 {
+		t.Errorf("delta = %v", d)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	bs := []bucket{{0.1, 50}, {0.2, 100}, {math.Inf(1), 100}}
+	if q := quantile(bs, 0.5); math.Abs(q-0.1) > 1e-9 {
+		t.Errorf("p50 = %v", q)
+	}
+	if q := quantile(bs, 0.75); math.Abs(q-0.15) > 1e-9 {
+		t.Errorf("p75 = %v", q)
+	}
+	if q := quantile([]bucket{{0.1, 0}, {math.Inf(1), 10}}, 0.99); q != 0.1 {
+		t.Errorf("p99 in +Inf = %v, want the highest finite bound", q)
+	}
+	if q := quantile(nil, 0.99); q != 0 {
+		t.Errorf("empty = %v", q)
+	}
+}
+
+func TestSpecDefaultsAndRefusals(t *testing.T) {
+	s, err := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu-west", "us-east"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Steps) != 4 || time.Duration(s.Interval) != time.Minute || s.Shadow != 0.1 || s.Thresholds.MaxPSI != 0.25 {
+		t.Errorf("defaults: %+v", s)
+	}
+	for name, bad := range map[string]regclient.RolloutSpec{
+		"no regions":        {Version: "v2"},
+		"twice":             {Version: "v2", Regions: []string{"eu", "eu"}},
+		"falling steps":     {Version: "v2", Regions: []string{"eu"}, Steps: []float64{50, 25, 100}},
+		"not ending at 100": {Version: "v2", Regions: []string{"eu"}, Steps: []float64{5, 50}},
+		"over 100":          {Version: "v2", Regions: []string{"eu"}, Steps: []float64{5, 150}},
+		"short interval":    {Version: "v2", Regions: []string{"eu"}, Interval: regclient.Duration(time.Millisecond)},
+		"shadow over 1":     {Version: "v2", Regions: []string{"eu"}, Shadow: 2},
+		"negative":          {Version: "v2", Regions: []string{"eu"}, Thresholds: regclient.Thresholds{MaxPSI: -1}},
+		"bad version":       {Version: "../x", Regions: []string{"eu"}},
+		"bad region":        {Version: "v2", Regions: []string{"EU WEST"}},
+	} {
+		if _, err := withDefaults(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
