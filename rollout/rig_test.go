@@ -70,7 +70,10 @@ func startRig(t *testing.T) *rig {
 		"-consul", consul.Agent("dc-eu").HTTPAddr(), "-datacenters", "eu-west=dc-eu,us-east=dc-us",
 		"-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, nil, "http://"+r.geo+"/health/live")
 	for _, region := range []string{"eu-west", "us-east"} {
-		waitFor(t, 30*time.Second, func() bool { v, err := predict(http.DefaultClient, r.geo, region, "probe"); return err == nil && v == "v1" })
+		waitFor(t, 30*time.Second, func() bool {
+			v, err := predict(http.DefaultClient, r.geo, region, "probe")
+			return err == nil && v == "v1"
+		})
 	}
 	return r
 }
