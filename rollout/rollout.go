@@ -367,7 +367,7 @@ func opChange(ro Rollout, op, actor, reason string, now time.Time) (func(*Rollou
 	case op != OpPause && op != OpResume && op != OpAbort:
 		return nil, fmt.Errorf("%w: unknown operation %q: want pause, resume or abort", registry.ErrInvalid, op)
 	default:
-		return nil, fmt.Errorf("%w: cannot %s a %s rollout", registry.ErrConflict, op, ro.Status)
+		return nil, fmt.Errorf("%w: cannot %s the rollout: it is %s", registry.ErrConflict, op, ro.Status)
 	}
 }
 
