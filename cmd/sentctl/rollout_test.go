@@ -83,7 +83,9 @@ func TestRolloutCLI(t *testing.T) {
 			t.Fatalf("%v: exit %d, want %q in\n%s%s", step.args, code, step.want, out, errOut)
 		}
 	}
-	code, out, _ = sentctl(t, "audit", "--model", "demo", "--action", "")
+	if code, out, _ = sentctl(t, "audit", "--model", "demo"); code != 0 {
+		t.Fatalf("audit: exit %d", code)
+	}
 	for _, action := range []string{"rollout_start", "rollout_step", "rollout_promote", "rollout_rollback", "rollout_pause", "rollout_resume", "rollout_abort"} {
 		if !strings.Contains(out, action) {
 			t.Errorf("no %s in the audit trail:\n%s", action, out)
