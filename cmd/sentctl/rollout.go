@@ -30,7 +30,7 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 		rf                  registryFlags
 		name, channel, why  string
 		wait, asJSON        bool
-		poll                time.Duration
+		poll, timeout       time.Duration
 		spec                regclient.RolloutSpec
 		regions, steps      string
 		interval, latFloor  time.Duration
@@ -42,6 +42,7 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&channel, "channel", "production", "channel")
 	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
 	fs.DurationVar(&poll, "poll", time.Second, "with --wait: how often to look")
+	fs.DurationVar(&timeout, "timeout", 0, "with --wait: give up (exit 1) after this long; the rollout goes on (0: wait for the end)")
 	switch verb {
 	case "start":
 		fs.StringVar(&spec.Version, "version", "", "candidate version (required)")
@@ -116,6 +117,11 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if wait {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		return follow(ctx, client, ro, poll, stdout, asJSON)
 	}
 	if asJSON {
@@ -149,7 +155,12 @@ func follow(ctx context.Context, client *regclient.Client, ro regclient.Rollout,
 		if !regclient.RolloutActive(ro.Status) && len(ro.Pending) == 0 {
 			break
 		}
-		time.Sleep(poll)
+		select {
+		case <-ctx.Done():
+			printRollout(stdout, ro)
+			return fmt.Errorf("the rollout of %s is still %s; stopped waiting: %w", ro.Spec.Version, ro.Status, ctx.Err())
+		case <-time.After(poll):
+		}
 		next, err := client.GetRollout(ctx, ro.Model, ro.Channel)
 		if err != nil {
 			fmt.Fprintf(stdout, "%s  cannot read the rollout (will retry): %v\n", time.Now().Format("15:04:05"), err)

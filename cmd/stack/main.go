@@ -118,9 +118,18 @@ func run(cfg Config) error {
 		return err
 	}
 	// Tokens go in the environment, never on command lines (ps shows those).
-	reg, err := start(cfg, certs, "registry", regURL, append(append([]string{
-		"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-trusted-keys", key.pubPath, "-shutdown-delay", "0s",
-	}, backend.registryArgs...), certs.serve("registry", true)...), append([]string{"REGISTRY_TOKENS=" + tokens.all()}, backend.registryEnv...))
+	regArgs := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-trusted-keys", key.pubPath, "-shutdown-delay", "0s"},
+		backend.registryArgs...)
+	if !cfg.Real {
+		// Without Consul the rollout controller reads the edges it is told.
+		var edges []string
+		for i, region := range cfg.Regions {
+			edges = append(edges, fmt.Sprintf("%s=%s://127.0.0.1:%d", region, certs.scheme(), cfg.EdgePort+i))
+		}
+		regArgs = append(regArgs, "-rollout-edges", strings.Join(edges, ","))
+	}
+	reg, err := start(cfg, certs, "registry", regURL, append(regArgs, certs.registryArgs()...),
+		append([]string{"REGISTRY_TOKENS=" + tokens.all()}, backend.registryEnv...))
 	if err != nil {
 		return err
 	}

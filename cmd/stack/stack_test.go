@@ -138,6 +138,39 @@ func TestStack(t *testing.T) {
 			if out, err := publish(); err != nil || !strings.Contains(out, "signed by") {
 				t.Errorf("signed publish to the stack: %v\n%s", err, out)
 			}
+			// A staged rollout of v2 (the same model) in eu-west, judged on
+			// the edges' metrics: read from the stack's list, or found in
+			// Consul and read over mutual TLS.
+			_, admin, _ := strings.Cut(string(tokens), "SENTCTL_ADMIN_TOKEN=")
+			admin, _, _ = strings.Cut(admin, "\n")
+			stopLoad := make(chan struct{})
+			loadDone := make(chan struct{})
+			go func() {
+				defer close(loadDone)
+				for i := 0; ; i++ {
+					select {
+					case <-stopLoad:
+						return
+					default:
+					}
+					req, _ := http.NewRequest("POST", geo+"/v1/predict", strings.NewReader(`{"text":"a wonderful, moving film"}`))
+					req.Header.Set("X-Region", "eu-west")
+					req.Header.Set("X-Routing-Key", fmt.Sprint("user-", i))
+					if resp, err := client.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}
+			}()
+			rollout := exec.Command(filepath.Join(bin, "sentctl"), "rollout", "start", "--model", "sentiment", "--version", "v2",
+				"--regions", "eu-west", "--steps", "50,100", "--interval", "1s", "--min-requests", "5", "--min-shadow", "5", "--wait", "--poll", "200ms", "--timeout", "60s")
+			rollout.Env = append(append(os.Environ(), sentctlEnv...), "SENTCTL_TOKEN="+admin)
+			rolled, err := rollout.CombinedOutput()
+			close(stopLoad)
+			<-loadDone
+			if err != nil || !strings.Contains(string(rolled), "sentiment/production v2: succeeded") {
+				t.Errorf("sentctl rollout start --wait: %v\n%s", err, rolled)
+			}
 			cmd.Process.Signal(syscall.SIGINT)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()

@@ -74,6 +74,15 @@ func (p *pki) edgeArgs(name string) []string {
 	return append(p.serve(name, true), "-tls-ca", p.ca)
 }
 
+// registryArgs: the registry serves mutual TLS and reads the edges'
+// metrics (for rollouts) over mutual TLS with its own certificate.
+func (p *pki) registryArgs() []string {
+	if p == nil {
+		return nil
+	}
+	return append(p.serve("registry", true), "-edge-ca", p.ca)
+}
+
 // geoArgs: the router serves TLS to the public (no client certificates)
 // and reaches edges over mutual TLS.
 func (p *pki) geoArgs() []string {
