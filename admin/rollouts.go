@@ -38,13 +38,35 @@ func (ad *admin) startRollout(w http.ResponseWriter, r *http.Request, p registry
 	if err := registry.ReadJSON(r, 64<<10, &spec); err != nil {
 		return err
 	}
-	ro, err := m.Start(r.Context(), r.PathValue("name"), r.PathValue("channel"), spec, p.Name)
+	err = ad.gateRollout(r, spec)
+	var ro regclient.Rollout
+	if err == nil {
+		ro, err = m.Start(r.Context(), r.PathValue("name"), r.PathValue("channel"), spec, p.Name)
+	}
 	if err != nil {
 		ad.refused(r, p, "rollout_start", spec.Version, err)
 		return err
 	}
 	registry.WriteJSON(w, http.StatusCreated, ro)
 	return nil
+}
+
+// gateRollout applies the quality gate of promotes to a rollout of a
+// production channel (it ends in one), unless the spec forces it.
+func (ad *admin) gateRollout(r *http.Request, spec regclient.RolloutSpec) error {
+	name, channel := r.PathValue("name"), r.PathValue("channel")
+	if !ad.isProduction(channel) || spec.Force || spec.Version == "" {
+		return nil
+	}
+	candidate, err := ad.reg.GetVersion(r.Context(), name, spec.Version)
+	if err != nil {
+		return err
+	}
+	cur, err := ad.reg.GetChannel(r.Context(), name, channel)
+	if err != nil {
+		return err
+	}
+	return ad.qualityGate(r.Context(), cur, candidate, spec.Regions)
 }
 
 func (ad *admin) rolloutOp(op string) registry.HandlerFunc {

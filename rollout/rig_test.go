@@ -237,6 +237,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 		l := startLoad(r)
 		spec := fastSpec
 		spec.Version, spec.Regions = "v3-flipped", []string{"eu-west"}
+		spec.Force = true // it records no accuracy: past the quality gate, as a model that passed it offline
 		start := time.Now()
 		if _, err := r.admin.StartRollout(ctx, "sentiment", "production", spec); err != nil {
 			t.Fatal(err)

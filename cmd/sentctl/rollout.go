@@ -59,6 +59,7 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 		fs.Float64Var(&th.MaxDisagreement, "max-disagreement", 0.2, "largest share of shadow predictions that may disagree")
 		fs.IntVar(&th.MinShadow, "min-shadow", 30, "shadow comparisons needed before disagreement is judged")
 		fs.StringVar(&spec.Reason, "reason", "", "why, for the audit trail")
+		fs.BoolVar(&spec.Force, "force", false, "skip the production channel's quality gate (admins)")
 		fs.BoolVar(&wait, "wait", false, "follow the rollout until it ends; exit 1 unless it succeeds")
 	case "status":
 		fs.BoolVar(&wait, "wait", false, "follow the rollout until it ends; exit 1 unless it succeeds")

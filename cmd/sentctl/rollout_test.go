@@ -62,12 +62,17 @@ func TestRolloutCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "demo/production v2: succeeded") || strings.Count(out, "passed") != 2 {
 		t.Fatalf("good rollout --wait: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, errOut = sentctl(t, append([]string{"rollout", "start", "--version", "v3", "--wait"}, fast...)...)
+	// v3 records no accuracy: production's quality gate refuses it, unless
+	// forced.
+	if code, _, errOut := sentctl(t, append([]string{"rollout", "start", "--version", "v3"}, fast...)...); code != 1 || !strings.Contains(errOut, "quality gate") {
+		t.Fatalf("ungated rollout: exit %d %s", code, errOut)
+	}
+	code, out, errOut = sentctl(t, append([]string{"rollout", "start", "--version", "v3", "--force", "--wait"}, fast...)...)
 	if code != 1 || !strings.Contains(errOut, "rolled_back") || !strings.Contains(out, "breached") || !strings.Contains(out, "shadow disagreement") {
 		t.Fatalf("flipped rollout --wait: exit %d\n%s%s", code, out, errOut)
 	}
 	// Operators pause, resume and abort; each is in the audit trail.
-	slow := []string{"--version", "v1", "--model", "demo", "--regions", "eu-west", "--interval", "1h"}
+	slow := []string{"--version", "v1", "--model", "demo", "--regions", "eu-west", "--interval", "1h", "--force"}
 	for _, step := range []struct {
 		args []string
 		want string

@@ -65,6 +65,9 @@ type RolloutSpec struct {
 	Shadow     float64    `json:"shadow,omitempty"`
 	Thresholds Thresholds `json:"thresholds"`
 	Reason     string     `json:"reason,omitempty"`
+	// Force skips the quality gate of production channels, as a forced
+	// promote does.
+	Force bool `json:"force,omitempty"`
 }
 
 // Thresholds trip an automatic rollback; zero fields take the defaults
