@@ -224,11 +224,12 @@ func figuresLine(f regclient.Figures) string {
 	return s
 }
 
-func seconds(s float64) string { return time.Duration(s * float64(time.Second)).Round(time.Microsecond).String() }
+func seconds(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Microsecond).String()
+}
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
