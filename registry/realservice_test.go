@@ -291,6 +291,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/v1/admin/audit", registry.RoleAdmin},
 		{"PUT", "/v1/admin/models/m/channels/staging/candidates/eu-west", registry.RoleAdmin},
 		{"DELETE", "/v1/admin/models/m/channels/staging/candidates/eu-west", registry.RoleAdmin},
+		{"POST", "/v1/admin/models/m/channels/staging/rollout", registry.RoleAdmin},
+		{"GET", "/v1/admin/models/m/channels/staging/rollout", registry.RoleReader},
+		{"POST", "/v1/admin/models/m/channels/staging/rollout/pause", registry.RoleAdmin},
+		{"POST", "/v1/admin/models/m/channels/staging/rollout/resume", registry.RoleAdmin},
+		{"POST", "/v1/admin/models/m/channels/staging/rollout/abort", registry.RoleAdmin},
+		{"GET", "/v1/admin/rollouts", registry.RoleReader},
 	}
 	// Every route the API mounts is in the matrix: a new route cannot be
 	// added without being checked here.
