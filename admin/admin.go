@@ -21,6 +21,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/rollout"
+	"github.com/sentimentpro/sentiment/webhook"
 )
 
 // Config configures the admin API; it is built in main.
@@ -37,6 +38,8 @@ type Config struct {
 	EdgeService string
 	// Rollouts runs staged rollouts (nil: their routes answer 503).
 	Rollouts *rollout.Manager
+	// Webhooks keeps subscriptions and delivery logs (nil: 503).
+	Webhooks *webhook.Manager
 }
 
 type admin struct {
@@ -71,6 +74,7 @@ func Mount(a *registry.API, cfg Config) {
 	a.Handle("PUT /v1/admin/models/{name}/channels/{channel}/candidates/{region}", registry.RoleAdmin, ad.setCandidate)
 	a.Handle("DELETE /v1/admin/models/{name}/channels/{channel}/candidates/{region}", registry.RoleAdmin, ad.clearCandidate)
 	ad.mountRollouts(a)
+	ad.mountWebhooks(a)
 }
 
 func (ad *admin) isProduction(channel string) bool {

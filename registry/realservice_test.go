@@ -297,6 +297,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/v1/admin/models/m/channels/staging/rollout/resume", registry.RoleAdmin},
 		{"POST", "/v1/admin/models/m/channels/staging/rollout/abort", registry.RoleAdmin},
 		{"GET", "/v1/admin/rollouts", registry.RoleReader},
+		{"POST", "/v1/admin/webhooks", registry.RoleAdmin},
+		{"GET", "/v1/admin/webhooks", registry.RoleAdmin},
+		{"DELETE", "/v1/admin/webhooks/wh_1", registry.RoleAdmin},
+		{"GET", "/v1/admin/webhooks/wh_1/deliveries", registry.RoleAdmin},
+		{"POST", "/v1/admin/webhooks/wh_1/deliveries/msg_1/redeliver", registry.RoleAdmin},
 	}
 	// Every route the API mounts is in the matrix: a new route cannot be
 	// added without being checked here.

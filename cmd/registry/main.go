@@ -29,6 +29,7 @@ import (
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/dir"
 	"github.com/sentimentpro/sentiment/store/s3"
+	"github.com/sentimentpro/sentiment/webhook"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -50,6 +51,8 @@ type Config struct {
 	Datacenters    string
 	TLS            tlsfiles.Server
 	Rollouts       RolloutConfig
+	WebhookRetries string // the retry schedule of webhook deliveries
+	WebhookTick    time.Duration
 	service.Flags
 }
 
@@ -86,6 +89,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.Rollouts.Lease, "rollout-lease", 10*time.Second, "how long the replica driving a rollout holds it without renewing")
 	fs.StringVar(&c.Rollouts.EdgeCA, "edge-ca", "", "CA file edges' certificates chain to: their metrics are read over https, presenting -tls-cert")
 	fs.StringVar(&c.Rollouts.EdgeServerName, "edge-server-name", "", "name every edge's certificate carries (default: the address dialled)")
+	fs.StringVar(&c.WebhookRetries, "webhook-retry-schedule", "5s,5m,30m,2h,5h,10h,10h", "waits before each retry of a failed webhook delivery")
+	fs.DurationVar(&c.WebhookTick, "webhook-tick", time.Second, "how often new events are dispatched and due deliveries sent")
 	c.TLS.Register(fs)
 	c.Flags.Register(fs, "sentiment-registry")
 	if err := config.Parse(fs, args, "REGISTRY"); err != nil {
@@ -109,6 +114,12 @@ func (c Config) Validate() error {
 		return errors.New("-max-artifact-bytes must be positive")
 	case c.Rollouts.Tick <= 0 || c.Rollouts.Lease < 2*c.Rollouts.Tick:
 		return errors.New("-rollout-tick must be positive and -rollout-lease at least twice as long")
+	}
+	if _, err := webhook.ParseSchedule(c.WebhookRetries); err != nil {
+		return fmt.Errorf("-webhook-retry-schedule: %w", err)
+	}
+	if c.WebhookTick <= 0 {
+		return errors.New("-webhook-tick must be positive")
 	}
 	if _, err := rollout.ParseStaticEdges(c.Rollouts.Edges); err != nil {
 		return fmt.Errorf("-rollout-edges: %w", err)
@@ -174,10 +185,15 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	schedule, _ := webhook.ParseSchedule(cfg.WebhookRetries) // checked by Validate
+	hooks, err := webhook.New(webhook.Config{Registry: reg, Store: st, ID: replicaID(cfg), Schedule: schedule, Tick: cfg.WebhookTick, Logger: log})
+	if err != nil {
+		return err
+	}
 	a := registry.NewAPI(reg, tokens, log)
 	admin.Mount(a, admin.Config{
 		ProductionChannels: config.List(cfg.Production), QualityMargin: cfg.QualityMargin,
-		Consul: consul, Datacenters: config.List(cfg.Datacenters), Rollouts: rollouts,
+		Consul: consul, Datacenters: config.List(cfg.Datacenters), Rollouts: rollouts, Webhooks: hooks,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -196,6 +212,7 @@ func run(cfg Config, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go rollouts.Run(ctx)
+	go hooks.Run(ctx)
 	var registrar *discovery.Registrar
 	if consul != nil {
 		if registrar, err = newRegistrar(consul, cfg, ln.Addr().String(), log); err != nil {
@@ -277,11 +294,16 @@ func newRollouts(cfg Config, reg *registry.Registry, st store.Store, consul *api
 	default:
 		log.Warn("rollouts have no edges to read figures from (set -consul or -rollout-edges): their steps will not pass")
 	}
-	id := cfg.ServiceID
-	if id == "" {
-		host, _ := os.Hostname()
-		id = host + "/" + cfg.Listen
-	}
 	return rollout.New(rollout.Config{Registry: reg, Store: st, Edges: edges, Client: tlsfiles.HTTPClient(tlsCfg, 5*time.Second),
-		ID: id, Tick: cfg.Rollouts.Tick, Lease: cfg.Rollouts.Lease, Logger: log})
+		ID: replicaID(cfg), Tick: cfg.Rollouts.Tick, Lease: cfg.Rollouts.Lease, Logger: log})
+}
+
+// replicaID names this replica in leases and claims: its Consul service
+// ID, or its host and listen address.
+func replicaID(cfg Config) string {
+	if cfg.ServiceID != "" {
+		return cfg.ServiceID
+	}
+	host, _ := os.Hostname()
+	return host + "/" + cfg.Listen
 }

@@ -1,0 +1,121 @@
+package regclient
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Webhook event types: what a subscription may ask for.
+const (
+	EventVersionPublished = "version.published"
+	EventVersionDeleted   = "version.deleted"
+	EventChannelMoved     = "channel.moved"       // promote, rollback, candidate set or cleared
+	EventRolloutStep      = "rollout.step"        // a rollout started, moved a step, or promoted a wave
+	EventRolloutRollback  = "rollout.rolled_back" // a breach sent the candidate back to 0 %
+	EventRolloutAborted   = "rollout.aborted"     // an operator aborted it, or a move superseded it
+	EventGateRefused      = "gate.refused"        // the quality gate refused a promote or a rollout
+)
+
+// EventTypes lists every event type.
+var EventTypes = []string{EventVersionPublished, EventVersionDeleted, EventChannelMoved, EventRolloutStep,
+	EventRolloutRollback, EventRolloutAborted, EventGateRefused}
+
+// Subscription is a webhook endpoint and the events it receives.
+type Subscription struct {
+	ID          string   `json:"id"`
+	URL         string   `json:"url"`
+	Events      []string `json:"events"`           // event types; empty: all
+	Models      []string `json:"models,omitempty"` // empty: every model
+	Description string   `json:"description,omitempty"`
+	// Secret signs deliveries (Standard Webhooks, "whsec_…"). The
+	// registry returns it once, when the subscription is created.
+	Secret    string    `json:"secret,omitempty"`
+	Actor     string    `json:"actor"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// NewSubscription is what an admin sends to subscribe.
+type NewSubscription struct {
+	URL         string   `json:"url"`
+	Events      []string `json:"events,omitempty"`
+	Models      []string `json:"models,omitempty"`
+	Description string   `json:"description,omitempty"`
+}
+
+// Delivery is one event on its way to one subscription, with every
+// attempt made.
+type Delivery struct {
+	ID           string          `json:"id"` // the webhook-id header: the same on every attempt
+	Subscription string          `json:"subscription"`
+	Type         string          `json:"type"`
+	Payload      json.RawMessage `json:"payload"`
+	Status       string          `json:"status"` // pending, delivered, failed
+	Attempts     []Attempt       `json:"attempts,omitempty"`
+	NextAt       time.Time       `json:"next_at,omitempty"`
+	CreatedAt    time.Time       `json:"created_at"`
+	// ClaimedBy is the replica sending the current attempt, until
+	// ClaimUntil: one replica sends each attempt.
+	ClaimedBy  string    `json:"claimed_by,omitempty"`
+	ClaimUntil time.Time `json:"claim_until,omitempty"`
+	Revision   uint64    `json:"revision"` // filled in on read
+}
+
+// Delivery statuses.
+const (
+	DeliveryPending   = "pending"
+	DeliveryDelivered = "delivered"
+	DeliveryFailed    = "failed" // every retry of the schedule failed
+)
+
+// Attempt is one try to deliver.
+type Attempt struct {
+	Time       time.Time `json:"time"`
+	Replica    string    `json:"replica"`
+	StatusCode int       `json:"status_code,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Millis     int64     `json:"millis"`
+}
+
+// Subscribe creates a webhook subscription (admin); the answer carries
+// its secret, which is not shown again.
+func (c *Client) Subscribe(ctx context.Context, ns NewSubscription) (Subscription, error) {
+	var out Subscription
+	_, err := c.jsonRequest(ctx, http.MethodPost, "/v1/admin/webhooks", ns, &out)
+	return out, err
+}
+
+// Subscriptions lists webhook subscriptions (admin), without secrets.
+func (c *Client) Subscriptions(ctx context.Context) ([]Subscription, error) {
+	var out struct {
+		Webhooks []Subscription `json:"webhooks"`
+	}
+	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/admin/webhooks", nil, &out)
+	return out.Webhooks, err
+}
+
+// Unsubscribe deletes a subscription (admin); its pending deliveries
+// are dropped.
+func (c *Client) Unsubscribe(ctx context.Context, id string) error {
+	_, err := c.jsonRequest(ctx, http.MethodDelete, "/v1/admin/webhooks/"+url.PathEscape(id), nil, nil)
+	return err
+}
+
+// Deliveries lists a subscription's deliveries, newest first (admin).
+func (c *Client) Deliveries(ctx context.Context, id string) ([]Delivery, error) {
+	var out struct {
+		Deliveries []Delivery `json:"deliveries"`
+	}
+	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/admin/webhooks/"+url.PathEscape(id)+"/deliveries", nil, &out)
+	return out.Deliveries, err
+}
+
+// Redeliver sends a delivery again, with the same webhook-id (admin).
+func (c *Client) Redeliver(ctx context.Context, id, delivery string) (Delivery, error) {
+	var out Delivery
+	_, err := c.jsonRequest(ctx, http.MethodPost,
+		"/v1/admin/webhooks/"+url.PathEscape(id)+"/deliveries/"+url.PathEscape(delivery)+"/redeliver", nil, &out)
+	return out, err
+}

@@ -1,0 +1,274 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
+)
+
+// verify checks a delivery the way the Standard Webhooks specification
+// says a receiver does, written from the specification: the secret after
+// "whsec_" is base64, the signed content is "id.timestamp.body", the
+// signature HMAC-SHA256 in base64 after "v1,", one of several
+// space-separated ones, and the timestamp within five minutes.
+func verify(secret string, h http.Header, body []byte) error {
+	id, ts, sigs := h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")
+	if id == "" || ts == "" || sigs == "" {
+		return fmt.Errorf("missing headers: id %q timestamp %q signature %q", id, ts, sigs)
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
+		return fmt.Errorf("timestamp %q is not within five minutes", ts)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "." + string(body)))
+	want := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	for _, s := range strings.Fields(sigs) {
+		version, sig, _ := strings.Cut(s, ",")
+		if version == "v1" && subtle.ConstantTimeCompare([]byte(sig), []byte(want)) == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("no signature in %q matches", sigs)
+}
+
+// receiver is a webhook endpoint that can go down (its port refuses
+// connections) and come back on the same address.
+type receiver struct {
+	t      *testing.T
+	addr   string
+	secret string
+	mu     sync.Mutex
+	srv    *http.Server
+	seen   map[string]string // webhook-id -> event type
+	order  []string          // event types in first-arrival order
+	copies int               // deliveries received, duplicates included
+}
+
+func (r *receiver) up() {
+	ln, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.srv = &http.Server{Handler: http.HandlerFunc(r.handle)}
+	go r.srv.Serve(ln)
+}
+
+func (r *receiver) down() { r.srv.Close() }
+
+func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := verify(r.secret, req.Header, body); err != nil {
+		r.t.Errorf("delivery %s: %v", req.Header.Get("webhook-id"), err)
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	var p struct {
+		Type string `json:"type"`
+		Data struct {
+			Action, Version string
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil || p.Type == "" {
+		r.t.Errorf("delivery body %s: %v", body, err)
+	}
+	r.copies++
+	id := req.Header.Get("webhook-id")
+	if _, dup := r.seen[id]; !dup {
+		r.seen[id] = p.Type
+		r.order = append(r.order, p.Type+" "+p.Data.Action+" "+p.Data.Version)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) events() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.order...)
+}
+
+func waitEvents(t *testing.T, r *receiver, n int, within time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for len(r.events()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events within %v, want %d: %q", len(r.events()), within, n, r.events())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // nothing more comes
+	return r.events()
+}
+
+// TestWebhooksOnTheRig: two registry replicas on one S3 bucket send a
+// publish, promote, rollback sequence to a receiver once each, signed;
+// events made while the receiver is down, across a restart of both
+// replicas, arrive once it is back.
+func TestWebhooksOnTheRig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs S3 and two registry binaries")
+	}
+	s3srv := testenv.S3(t)
+	bucket := testenv.NewBucket(t, s3srv, "hooks")
+	ports, err := testenv.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replicas []*registrytest.Server
+	var urls []string
+	for i := 0; i < 2; i++ {
+		rep := registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[i]), S3: s3srv, Bucket: bucket,
+			Args: []string{"-webhook-tick", "200ms", "-webhook-retry-schedule", "300ms,500ms,1s,1s,2s,2s,2s,2s,2s,2s,2s,2s"}})
+		replicas = append(replicas, rep)
+		urls = append(urls, rep.URL)
+	}
+	admin := &regclient.Client{BaseURL: strings.Join(urls, ","), Token: registrytest.AdminToken}
+	publisher := &regclient.Client{BaseURL: admin.BaseURL, Token: registrytest.PublisherToken}
+	ctx := context.Background()
+	rcv := &receiver{t: t, addr: fmt.Sprintf("127.0.0.1:%d", ports[2]), seen: map[string]string{}}
+	rcv.up()
+	t.Cleanup(rcv.down)
+	sub, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + rcv.addr + "/hook", Description: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sub.Secret, "whsec_") {
+		t.Fatalf("secret %q", sub.Secret)
+	}
+	rcv.mu.Lock()
+	rcv.secret = sub.Secret
+	rcv.mu.Unlock()
+	if subs, err := admin.Subscriptions(ctx); err != nil || len(subs) != 1 || subs[0].Secret != "" {
+		t.Fatalf("listed subscriptions %+v (%v): the secret is shown once", subs, err)
+	}
+	time.Sleep(500 * time.Millisecond) // the dispatchers' cursor exists
+	promote := func(v string) {
+		if _, err := admin.Promote(ctx, "m", "production", regclient.MoveRequest{Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
+	promote("v1")
+	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
+	promote("v2")
+	if _, err := admin.Rollback(ctx, "m", "production", regclient.MoveRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// A worse model: the quality gate refuses it, and that is an event too.
+	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.5))
+	if _, err := admin.Promote(ctx, "m", "production", regclient.MoveRequest{Version: "v3"}); err == nil {
+		t.Fatal("the gate let v3 through")
+	}
+	got := waitEvents(t, rcv, 7, 30*time.Second)
+	want := []string{
+		"version.published publish v1", "channel.moved promote v1", "version.published publish v2", "channel.moved promote v2",
+		"channel.moved rollback v1", "version.published publish v3", "gate.refused promote v3",
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	rcv.mu.Lock()
+	t.Logf("%d events, %d deliveries received (one replica sends each)", len(rcv.order), rcv.copies)
+	if rcv.copies != len(rcv.order) {
+		t.Errorf("%d deliveries for %d events: a replica sent one twice", rcv.copies, len(rcv.order))
+	}
+	rcv.mu.Unlock()
+
+	// The receiver goes down; two events; both replicas restart; it
+	// comes back after several failed attempts.
+	rcv.down()
+	promote("v2")
+	registrytest.Publish(t, publisher, "m", "v4", testenv.TinyArtifact(t, 4, 0.9))
+	waitFailed(t, admin, sub.ID, 2)
+	for _, rep := range replicas {
+		rep.Proc.Stop(10 * time.Second)
+	}
+	for _, rep := range replicas {
+		if err := rep.Proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	rcv.up()
+	got = waitEvents(t, rcv, 9, 60*time.Second)
+	if strings.Join(got[7:], "|") != "channel.moved promote v2|version.published publish v4" {
+		t.Errorf("events after the outage: %q", got[7:])
+	}
+	ds, err := admin.Deliveries(ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.Status != regclient.DeliveryDelivered {
+			t.Errorf("delivery %s (%s) is %s", d.ID, d.Type, d.Status)
+		}
+	}
+	t.Logf("the outage's deliveries: %d and %d attempts", len(ds[0].Attempts), len(ds[1].Attempts))
+
+	// A redelivery from the log sends the same id again: the receiver
+	// sees a duplicate it drops.
+	before := rcv.copies
+	if _, err := admin.Redeliver(ctx, sub.ID, ds[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rcv.mu.Lock()
+		n := rcv.copies
+		rcv.mu.Unlock()
+		if n > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no redelivery within 10s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(rcv.events()) != 9 {
+		t.Errorf("a redelivery made a new event: %q", rcv.events())
+	}
+}
+
+// waitFailed waits until n deliveries have at least two failed attempts.
+func waitFailed(t *testing.T, c *regclient.Client, sub string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ds, err := c.Deliveries(context.Background(), sub)
+		failing := 0
+		for _, d := range ds {
+			if d.Status == regclient.DeliveryPending && len(d.Attempts) >= 2 {
+				failing++
+			}
+		}
+		if err == nil && failing >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not %d failing deliveries within 20s: %+v (%v)", n, ds, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,285 @@
+// Package webhook sends the registry's events to subscribed endpoints,
+// signed per the Standard Webhooks specification (webhook-id,
+// webhook-timestamp, webhook-signature: HMAC-SHA256 of
+// "id.timestamp.body" with the subscription's "whsec_" secret).
+//
+// The audit trail is the outbox: every action the registry takes is an
+// audit entry before anything else sees it, so the dispatcher reads new
+// entries (with a look-back window, since replicas write entries a little
+// out of order) and turns those that are events into one delivery per
+// matching subscription. A delivery is a compare-and-swap document keyed
+// by the entry's ID: creating it twice is a no-op, so every replica may
+// dispatch. Each attempt is claimed by compare-and-swap, so one replica
+// sends it; a failed one is tried again on the retry schedule (by default
+// the specification's, about 27 hours); the log of attempts stays with
+// the delivery. Delivery is at least once (a replica that dies after
+// sending but before recording it leaves the attempt to be sent again):
+// receivers deduplicate by webhook-id.
+//
+// Bucket layout (owned here):
+//
+//	webhooks/subscriptions/<id>/r<…>       subscription revisions (with the secret)
+//	index/webhooks/<id>                    marker: an active subscription
+//	webhooks/deliveries/<sub>/<msg>/r<…>   delivery revisions: status and attempts
+//	webhooks/pending/<sub>/<msg>           marker: a delivery not yet finished
+//	webhooks/cursor/r<…>                   how far the dispatcher has read the audit trail
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/store"
+)
+
+// DefaultSchedule is the wait before each retry, after the first attempt
+// fails: the Standard Webhooks recommendation, 27.5 hours in all.
+var DefaultSchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour,
+	5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+// Config configures webhooks; it is built in main.
+type Config struct {
+	Registry *registry.Registry
+	Store    store.Store
+	// ID names this replica in claims and attempt logs.
+	ID string
+	// Client sends deliveries (default: 10 s timeout, no redirects).
+	Client *http.Client
+	// Schedule is the wait before each retry (default DefaultSchedule).
+	Schedule []time.Duration
+	// Tick is how often the dispatcher reads the audit trail and due
+	// deliveries are sent (default 1s); Lookback is how far behind its
+	// cursor it reads again (default 30s).
+	Tick, Lookback time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Manager keeps subscriptions and sends deliveries.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Manager.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Registry == nil || cfg.Store == nil || cfg.ID == "" {
+		return nil, errors.New("webhook: a registry, a store and a replica ID are required")
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	// A redirect is an answer, not a delivery: the endpoint is what was
+	// subscribed.
+	cfg.Client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if len(cfg.Schedule) == 0 {
+		cfg.Schedule = DefaultSchedule
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.Lookback <= 0 {
+		cfg.Lookback = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "webhook", "replica", cfg.ID)}, nil
+}
+
+// ParseSchedule reads "5s,5m,30m,2h".
+func ParseSchedule(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("retry schedule %q: want positive durations like 5s,5m,30m", s)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func subKey(id string) string            { return "webhooks/subscriptions/" + id }
+func subIndexKey(id string) string       { return "index/webhooks/" + id }
+func deliveryKey(sub, msg string) string { return "webhooks/deliveries/" + sub + "/" + msg }
+func pendingKey(sub, msg string) string  { return "webhooks/pending/" + sub + "/" + msg }
+
+const cursorKey = "webhooks/cursor"
+
+// subscription is a subscription as stored.
+type subscription struct {
+	regclient.Subscription
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// Subscribe creates a subscription and returns it with its secret.
+func (m *Manager) Subscribe(ctx context.Context, ns regclient.NewSubscription, actor string) (regclient.Subscription, error) {
+	if err := validate(ns); err != nil {
+		return regclient.Subscription{}, err
+	}
+	id, secret := "wh_"+randomHex(8), newSecret()
+	s := subscription{Subscription: regclient.Subscription{ID: id, URL: ns.URL, Events: ns.Events, Models: ns.Models,
+		Description: ns.Description, Secret: secret, Actor: actor, CreatedAt: m.cfg.Now().UTC()}}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return regclient.Subscription{}, err
+	}
+	if _, err := store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, 0); err != nil {
+		return regclient.Subscription{}, storeErr("cannot store the subscription", err)
+	}
+	if _, err := m.cfg.Store.Put(ctx, subIndexKey(id), strings.NewReader(""), 0); err != nil {
+		return regclient.Subscription{}, storeErr("cannot index the subscription", err)
+	}
+	return s.Subscription, nil
+}
+
+func validate(ns regclient.NewSubscription) error {
+	u, err := url.Parse(ns.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(ns.URL) > 2048 {
+		return fmt.Errorf("%w: url must be an http(s) URL of at most 2048 bytes", registry.ErrInvalid)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%w: url must not carry credentials; deliveries are signed", registry.ErrInvalid)
+	}
+	for _, e := range ns.Events {
+		if !slices.Contains(regclient.EventTypes, e) {
+			return fmt.Errorf("%w: unknown event %q; events are %s", registry.ErrInvalid, e, strings.Join(regclient.EventTypes, ", "))
+		}
+	}
+	if len(ns.Models) > 100 {
+		return fmt.Errorf("%w: at most 100 models", registry.ErrInvalid)
+	}
+	for _, name := range ns.Models {
+		if err := registry.ValidateName("model", name); err != nil {
+			return err
+		}
+	}
+	if len(ns.Description) > 1024 {
+		return fmt.Errorf("%w: description longer than 1024 bytes", registry.ErrInvalid)
+	}
+	return nil
+}
+
+// Subscriptions returns the active subscriptions, secrets included (for
+// signing; the API strips them).
+func (m *Manager) Subscriptions(ctx context.Context) ([]regclient.Subscription, error) {
+	infos, err := m.cfg.Store.List(ctx, "index/webhooks/", "", 0)
+	if err != nil {
+		return nil, storeErr("cannot list subscriptions", err)
+	}
+	out := []regclient.Subscription{}
+	for _, info := range infos {
+		s, _, err := m.subscription(ctx, strings.TrimPrefix(info.Key, "index/webhooks/"))
+		if errors.Is(err, registry.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s.Subscription)
+	}
+	return out, nil
+}
+
+func (m *Manager) subscription(ctx context.Context, id string) (subscription, uint64, error) {
+	if err := validID(id, "wh_"); err != nil {
+		return subscription{}, 0, err
+	}
+	doc, err := store.ReadDoc(ctx, m.cfg.Store, subKey(id))
+	if err != nil {
+		return subscription{}, 0, storeErr("subscription "+id, err)
+	}
+	var s subscription
+	if err := json.Unmarshal(doc.Data, &s); err != nil {
+		return subscription{}, 0, fmt.Errorf("cannot decode subscription %s: %w", id, err)
+	}
+	if s.Deleted {
+		return subscription{}, 0, fmt.Errorf("subscription %s: %w", id, registry.ErrNotFound)
+	}
+	return s, doc.Rev, nil
+}
+
+// Unsubscribe deletes a subscription; its deliveries not yet sent fail.
+func (m *Manager) Unsubscribe(ctx context.Context, id string) error {
+	s, rev, err := m.subscription(ctx, id)
+	if err != nil {
+		return err
+	}
+	s.Deleted = true
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if _, err := store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, rev); err != nil {
+		return storeErr("cannot delete the subscription", err)
+	}
+	return storeErr("cannot unindex the subscription", m.cfg.Store.Delete(ctx, subIndexKey(id)))
+}
+
+// validID checks an ID the API was given before it becomes part of a key.
+func validID(id, prefix string) error {
+	if !strings.HasPrefix(id, prefix) || len(id) > 128 || store.ValidateKey(id) != nil || strings.Contains(id, "/") {
+		return fmt.Errorf("%w: %q is not a %s… ID", registry.ErrInvalid, id, prefix)
+	}
+	return nil
+}
+
+func storeErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%s: %w", op, registry.ErrNotFound)
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("%s: %w", op, registry.ErrConflict)
+	default:
+		return fmt.Errorf("%s: %w: %v", op, registry.ErrStoreDown, err)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newSecret is a Standard Webhooks secret: "whsec_" and 32 random bytes
+// in base64.
+func newSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// Sign returns the webhook-signature value of a message: "v1," and the
+// base64 HMAC-SHA256, keyed by the secret's decoded bytes, of
+// "id.timestamp.body".
+func Sign(secret, id string, timestamp int64, body []byte) (string, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return "", fmt.Errorf("secret is not whsec_ and base64: %w", err)
+	}
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%d.", id, timestamp)
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
+}
