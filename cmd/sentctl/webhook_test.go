@@ -46,7 +46,9 @@ func TestWebhookCLI(t *testing.T) {
 	var msg []string
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		code, out, _ = sentctl(t, "webhook", "deliveries", "--id", id[1])
+		if code, out, _ = sentctl(t, "webhook", "deliveries", "--id", id[1]); code != 0 {
+			t.Fatalf("deliveries: exit %d", code)
+		}
 		msg = regexp.MustCompile(`(msg_\S+)\s+version.published\s+delivered\s+2 attempts`).FindStringSubmatch(out)
 		if msg != nil {
 			break
