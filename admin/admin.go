@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -36,6 +37,10 @@ type Config struct {
 	Consul      *api.Client
 	Datacenters []string
 	EdgeService string
+	// Edges and EdgeClient answer status without Consul: the edges'
+	// /health/ready, read with that client.
+	Edges      rollout.StaticEdges
+	EdgeClient *http.Client
 	// Rollouts runs staged rollouts (nil: their routes answer 503).
 	Rollouts *rollout.Manager
 	// Webhooks keeps subscriptions and delivery logs (nil: 503).
@@ -142,26 +147,99 @@ func (ad *admin) promote(w http.ResponseWriter, r *http.Request, p registry.Prin
 	if err != nil {
 		return ad.finishMove(w, r, entry, registry.Channel{}, err, promotesOK, promotesRefused)
 	}
+	if req.DryRun {
+		return ad.dryRun(w, r, candidate, req)
+	}
 	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur registry.Channel) (registry.Channel, error) {
 		if ad.isProduction(channel) && !req.Force {
 			if err := ad.qualityGate(r.Context(), cur, candidate, req.Regions); err != nil {
 				return registry.Channel{}, err
 			}
 		}
-		next := cur
-		if len(req.Regions) == 0 {
-			next.Global, next.Regions = req.Version, nil
-		} else {
-			next.Regions = cloneMap(cur.Regions)
-			for _, region := range req.Regions {
-				next.Regions[region] = req.Version
-			}
-		}
-		next.Candidates = withoutCandidates(cur.Candidates, req.Regions)
+		next := promoted(cur, req)
 		next.Change = ad.change("promote", p, r, req)
 		return next, nil
 	})
 	return ad.finishMove(w, r, entry, c, err, promotesOK, promotesRefused)
+}
+
+// promoted is cur with req's version as the target of req's regions
+// (everywhere without regions), their candidates ended.
+func promoted(cur registry.Channel, req registry.MoveRequest) registry.Channel {
+	next := cur
+	if len(req.Regions) == 0 {
+		next.Global, next.Regions = req.Version, nil
+	} else {
+		next.Regions = cloneMap(cur.Regions)
+		for _, region := range req.Regions {
+			next.Regions[region] = req.Version
+		}
+	}
+	next.Candidates = withoutCandidates(cur.Candidates, req.Regions)
+	return next
+}
+
+// DryRun is what a promote would do: the quality gate's verdict with the
+// accuracy of the candidate and of each version it would replace, and
+// the targets before and after.
+type DryRun struct {
+	DryRun    bool              `json:"dry_run"`
+	Gate      string            `json:"gate"` // "passed", "refused: …", "skipped (forced)", "not applied (not a production channel)"
+	Candidate VersionAccuracy   `json:"candidate"`
+	Replaced  []VersionAccuracy `json:"replaced"`
+	Revision  uint64            `json:"revision"`
+	Before    map[string]string `json:"before"`
+	After     map[string]string `json:"after"`
+}
+
+// VersionAccuracy is a version and its recorded accuracy, if any.
+type VersionAccuracy struct {
+	Version  string   `json:"version"`
+	Accuracy *float64 `json:"accuracy,omitempty"`
+}
+
+func accuracyOf(v registry.Version) VersionAccuracy {
+	va := VersionAccuracy{Version: v.Version}
+	if a, ok := v.Accuracy(); ok {
+		va.Accuracy = &a
+	}
+	return va
+}
+
+// dryRun answers a promote with "dry_run": the gate's verdict and the
+// move, with nothing written or audited.
+func (ad *admin) dryRun(w http.ResponseWriter, r *http.Request, candidate registry.Version, req registry.MoveRequest) error {
+	name, channel := r.PathValue("name"), r.PathValue("channel")
+	cur, err := ad.reg.GetChannel(r.Context(), name, channel)
+	if errors.Is(err, registry.ErrNotFound) {
+		cur, err = registry.Channel{Model: name, Channel: channel}, nil
+	}
+	if err != nil {
+		return err
+	}
+	out := DryRun{DryRun: true, Candidate: accuracyOf(candidate), Replaced: []VersionAccuracy{}, Revision: cur.Revision,
+		Before: cur.Targets(), After: promoted(cur, req).Targets()}
+	for _, v := range slices.Sorted(maps.Values(cur.Targets())) {
+		if v == candidate.Version || slices.ContainsFunc(out.Replaced, func(va VersionAccuracy) bool { return va.Version == v }) {
+			continue
+		}
+		if old, err := ad.reg.GetVersion(r.Context(), name, v); err == nil {
+			out.Replaced = append(out.Replaced, accuracyOf(old))
+		}
+	}
+	switch {
+	case !ad.isProduction(channel):
+		out.Gate = "not applied (not a production channel)"
+	case req.Force:
+		out.Gate = "skipped (forced)"
+	default:
+		out.Gate = "passed"
+		if err := ad.qualityGate(r.Context(), cur, candidate, req.Regions); err != nil {
+			out.Gate = "refused: " + err.Error()
+		}
+	}
+	registry.WriteJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // qualityGate refuses a candidate whose recorded accuracy is lower than
@@ -377,4 +455,4 @@ func cloneMap(m map[string]string) map[string]string {
 }
 
 // errNoDiscovery is reported by status when Consul is not configured.
-var errNoDiscovery = errors.New("rollout status needs Consul (start the registry with -consul)")
+var errNoDiscovery = errors.New("status needs Consul or the edges' list (start the registry with -consul or -edges)")

@@ -2,10 +2,14 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -50,7 +54,7 @@ func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Princ
 	if channel == "" {
 		channel = ad.cfg.ProductionChannels[0]
 	}
-	if ad.cfg.Consul == nil {
+	if ad.cfg.Consul == nil && len(ad.cfg.Edges) == 0 {
 		return httperr.New(http.StatusServiceUnavailable, "%s", errNoDiscovery.Error())
 	}
 	c, err := ad.reg.GetChannel(r.Context(), name, channel)
@@ -59,8 +63,70 @@ func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Princ
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	if ad.cfg.Consul == nil {
+		registry.WriteJSON(w, http.StatusOK, ad.staticStatus(ctx, c))
+		return nil
+	}
 	registry.WriteJSON(w, http.StatusOK, ad.rolloutStatus(ctx, c))
 	return nil
+}
+
+// staticStatus asks each edge of the registry's own list (-edges, when
+// there is no Consul) what it serves, through its /health/ready.
+func (ad *admin) staticStatus(ctx context.Context, c registry.Channel) Status {
+	st := Status{Model: c.Model, Channel: c.Channel, Revision: c.Revision, Converged: true}
+	results := make([]InstanceStatus, len(ad.cfg.Edges))
+	var wg sync.WaitGroup
+	for i, e := range ad.cfg.Edges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = ad.probe(ctx, e.ID, e.URL)
+		}()
+	}
+	wg.Wait()
+	byRegion := map[string]*RegionStatus{}
+	for i, e := range ad.cfg.Edges {
+		rs := byRegion[e.Region]
+		if rs == nil {
+			rs = &RegionStatus{Region: e.Region, Datacenter: "-", Expected: c.Resolve(e.Region), Converged: true}
+			byRegion[e.Region] = rs
+		}
+		is := results[i]
+		is.Current = is.Version == rs.Expected
+		if is.Health == api.HealthPassing && !is.Current {
+			rs.Converged = false
+		}
+		rs.Instances = append(rs.Instances, is)
+	}
+	for _, rs := range byRegion {
+		st.Regions = append(st.Regions, *rs)
+		st.Converged = st.Converged && rs.Converged
+	}
+	sort.Slice(st.Regions, func(i, j int) bool { return st.Regions[i].Region < st.Regions[j].Region })
+	return st
+}
+
+// probe reads one edge's /health/ready: passing with the version it
+// serves, or critical.
+func (ad *admin) probe(ctx context.Context, id, base string) InstanceStatus {
+	is := InstanceStatus{ID: id, Address: strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://"), Health: api.HealthCritical}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/health/ready", nil)
+	if err != nil {
+		return is
+	}
+	resp, err := ad.cfg.EdgeClient.Do(req)
+	if err != nil {
+		return is
+	}
+	defer resp.Body.Close()
+	var ready struct {
+		Version, Digest string
+	}
+	if resp.StatusCode == http.StatusOK && json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ready) == nil {
+		is.Health, is.Version, is.Digest = api.HealthPassing, ready.Version, ready.Digest
+	}
+	return is
 }
 
 func (ad *admin) rolloutStatus(ctx context.Context, c registry.Channel) Status {

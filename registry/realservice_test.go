@@ -277,6 +277,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"PUT", "/v1/models/m/versions/v1", registry.RolePublisher},
 		{"GET", "/v1/models/m/versions/v1", registry.RoleReader},
 		{"DELETE", "/v1/models/m/versions/v9", registry.RoleAdmin},
+		{"PATCH", "/v1/models/m/versions/v1", registry.RolePublisher},
 		{"GET", "/v1/models/m/versions/v1/artifact", registry.RoleReader},
 		{"HEAD", "/v1/models/m/versions/v1/artifact", registry.RoleReader},
 		{"GET", "/v1/models/m/channels", registry.RoleReader},

@@ -3,7 +3,9 @@ package registry
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +36,7 @@ func (a *API) mountRegistry() {
 	a.Handle("PUT /v1/models/{name}/versions/{version}", RolePublisher, a.createVersion)
 	a.Handle("GET /v1/models/{name}/versions/{version}", RoleReader, a.getVersion)
 	a.Handle("DELETE /v1/models/{name}/versions/{version}", RoleAdmin, a.deleteVersion)
+	a.Handle("PATCH /v1/models/{name}/versions/{version}", RolePublisher, a.editVersion)
 	a.Handle("GET /v1/models/{name}/versions/{version}/artifact", RoleReader, a.getArtifact)
 	a.Handle("HEAD /v1/models/{name}/versions/{version}/artifact", RoleReader, a.getArtifact)
 	a.Handle("GET /v1/models/{name}/channels", RoleReader, a.listChannels)
@@ -224,6 +227,49 @@ func (a *API) getVersion(w http.ResponseWriter, r *http.Request, _ Principal) er
 	w.Header().Set("ETag", `"`+v.Digest+`"`)
 	WriteJSON(w, http.StatusOK, v)
 	return nil
+}
+
+// editVersion is PATCH: labels and description, audited as
+// edit_version; the artifact never changes.
+func (a *API) editVersion(w http.ResponseWriter, r *http.Request, p Principal) error {
+	name, version := r.PathValue("name"), r.PathValue("version")
+	var e VersionEdit
+	if err := ReadJSON(r, 64<<10, &e); err != nil {
+		return err
+	}
+	v, err := a.reg.EditVersion(r.Context(), name, version, p.Name, e)
+	entry := AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "edit_version", Model: name, Version: version,
+		RequestID: RequestID(r.Context()), Result: "ok", Detail: editDetail(e)}
+	if err != nil {
+		entry.Result, entry.Detail = "refused", err.Error()
+		if StatusOf(err) >= 500 {
+			entry.Result = "error"
+		}
+		_, _ = a.reg.Audit(r.Context(), entry) // a failure is logged and counted; the refusal stands
+		return err
+	}
+	entry.Digest = v.Digest
+	if _, err := a.reg.Audit(r.Context(), entry); err != nil {
+		return Unaudited(fmt.Sprintf("version %s/%s was edited", name, version), err)
+	}
+	WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// editDetail says what an edit changed, for the audit trail.
+func editDetail(e VersionEdit) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
+		if v := e.Labels[k]; v == nil {
+			parts = append(parts, "-"+k)
+		} else {
+			parts = append(parts, k+"="+*v)
+		}
+	}
+	if e.Description != nil {
+		parts = append(parts, "description")
+	}
+	return "edited " + strings.Join(parts, " ")
 }
 
 func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request, p Principal) error {

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
+	"time"
 
 	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -138,7 +141,12 @@ func (r *Registry) checkSignature(v *Version) error {
 	}
 	id, err := model.Verify(*v.Signature, v.Digest, r.cfg.TrustedKeys)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsigned, err)
+		trusted := make([]string, len(r.cfg.TrustedKeys))
+		for i, k := range r.cfg.TrustedKeys {
+			trusted[i] = model.KeyID(k)
+		}
+		return fmt.Errorf("%w: the version is signed by key %s, which is not trusted here (this registry trusts %s): %v",
+			ErrUnsigned, v.Signature.KeyID, strings.Join(trusted, ", "), err)
 	}
 	v.SignedBy = id
 	return nil
@@ -160,7 +168,7 @@ func (r *Registry) GetVersion(ctx context.Context, name, version string) (Versio
 	if err := json.Unmarshal(data, &v); err != nil {
 		return Version{}, fmt.Errorf("cannot decode version %s/%s: %w", name, version, err)
 	}
-	return v, nil
+	return r.withEdits(ctx, v)
 }
 
 // ListVersions returns up to limit versions of a model in name order,
@@ -283,4 +291,84 @@ func clampLimit(limit int) int {
 		return 100
 	}
 	return limit
+}
+
+// editKey holds the editable part of a version (labels and description)
+// as a compare-and-swap document beside its write-once metadata.
+func editKey(name, version string) string { return "versionedits/" + name + "/" + version }
+
+// VersionEdit changes a version's labels (a null value removes one) and
+// description; the artifact, digest and signature never change.
+type VersionEdit = regclient.VersionEdit
+
+// versionMeta is the editable part as stored.
+type versionMeta struct {
+	Labels      map[string]string `json:"labels,omitempty"`
+	Description string            `json:"description"`
+	EditedBy    string            `json:"edited_by"`
+	EditedAt    time.Time         `json:"edited_at"`
+}
+
+// withEdits lays a version's latest edit over its metadata.
+func (r *Registry) withEdits(ctx context.Context, v Version) (Version, error) {
+	doc, err := store.ReadDoc(ctx, r.store, editKey(v.Model, v.Version))
+	if errors.Is(err, store.ErrNotFound) {
+		return v, nil
+	}
+	if err != nil {
+		return Version{}, storeErr("cannot read the edits of "+v.Model+"/"+v.Version, err)
+	}
+	var m versionMeta
+	if err := json.Unmarshal(doc.Data, &m); err != nil {
+		return Version{}, fmt.Errorf("cannot decode the edits of %s/%s: %w", v.Model, v.Version, err)
+	}
+	v.Labels, v.Description, v.EditedBy = m.Labels, m.Description, m.EditedBy
+	v.EditedAt = &m.EditedAt
+	return v, nil
+}
+
+// EditVersion applies an edit to a version's labels and description by
+// compare-and-swap, and returns the version as edited.
+func (r *Registry) EditVersion(ctx context.Context, name, version, actor string, e VersionEdit) (Version, error) {
+	if e.Labels == nil && e.Description == nil {
+		return Version{}, fmt.Errorf("%w: an edit sets labels or a description", ErrInvalid)
+	}
+	for attempt := 0; attempt < 10; attempt++ {
+		v, err := r.GetVersion(ctx, name, version)
+		if err != nil {
+			return Version{}, err
+		}
+		rev, err := store.DocRevision(ctx, r.store, editKey(name, version))
+		if err != nil {
+			return Version{}, storeErr("cannot read the edits of "+name+"/"+version, err)
+		}
+		m := versionMeta{Labels: maps.Clone(v.Labels), Description: v.Description, EditedBy: actor, EditedAt: r.now().UTC()}
+		if m.Labels == nil {
+			m.Labels = map[string]string{}
+		}
+		for k, val := range e.Labels {
+			if val == nil {
+				delete(m.Labels, k)
+			} else {
+				m.Labels[k] = *val
+			}
+		}
+		if e.Description != nil {
+			m.Description = *e.Description
+		}
+		if err := validateNewVersion(NewVersion{Digest: v.Digest, Labels: m.Labels, Description: m.Description}); err != nil {
+			return Version{}, err
+		}
+		data, err := json.Marshal(m)
+		if err != nil {
+			return Version{}, err
+		}
+		if _, err := store.WriteDoc(ctx, r.store, editKey(name, version), data, rev); errors.Is(err, store.ErrConflict) {
+			continue // edited concurrently: apply this edit to that one
+		} else if err != nil {
+			return Version{}, storeErr("cannot edit "+name+"/"+version, err)
+		}
+		return r.GetVersion(ctx, name, version)
+	}
+	return Version{}, fmt.Errorf("%w: %s/%s: %v", ErrConflict, name, version, errRetryExceeded)
 }

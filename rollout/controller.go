@@ -226,7 +226,7 @@ func (m *Manager) superseded(ctx context.Context, ro Rollout) (string, error) {
 func (m *Manager) scrapeAll(ctx context.Context, ro Rollout) (map[string]map[string]float64, []string) {
 	out := map[string]map[string]float64{}
 	if m.cfg.Edges == nil {
-		return out, []string{"no edge source is configured (-consul or -rollout-edges)"}
+		return out, []string{"no edge source is configured (-consul or -edges)"}
 	}
 	edges, err := m.cfg.Edges.Edges(ctx, ro.Model, ro.Channel, ro.WaveRegions(ro.Wave))
 	if err != nil {

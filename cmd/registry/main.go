@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,7 +83,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
 	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
-	fs.StringVar(&c.Rollouts.Edges, "rollout-edges", "", "edges whose metrics judge rollout steps, as region=URL,… (default: found through Consul)")
+	fs.StringVar(&c.Rollouts.Edges, "edges", "", "edges, as region=URL,…, when there is no Consul: rollouts read their metrics, status their /health/ready (default: found through Consul)")
 	fs.DurationVar(&c.Rollouts.Tick, "rollout-tick", time.Second, "how often the rollout controller looks at running rollouts")
 	fs.DurationVar(&c.Rollouts.Lease, "rollout-lease", 10*time.Second, "how long the replica driving a rollout holds it without renewing")
 	fs.StringVar(&c.Rollouts.EdgeCA, "edge-ca", "", "CA file edges' certificates chain to: their metrics are read over https, presenting -tls-cert")
@@ -122,7 +121,7 @@ func (c Config) Validate() error {
 		return errors.New("-webhook-tick must be positive")
 	}
 	if _, err := rollout.ParseStaticEdges(c.Rollouts.Edges); err != nil {
-		return fmt.Errorf("-rollout-edges: %w", err)
+		return fmt.Errorf("-edges: %w", err)
 	}
 	return c.TLS.Validate()
 }
@@ -181,7 +180,12 @@ func run(cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	rollouts, err := newRollouts(cfg, reg, st, consul, log)
+	edgeClient, scheme, err := cfg.edgeClient(log)
+	if err != nil {
+		return err
+	}
+	static, _ := rollout.ParseStaticEdges(cfg.Rollouts.Edges) // checked by Validate
+	rollouts, err := newRollouts(cfg, reg, st, consul, static, edgeClient, scheme, log)
 	if err != nil {
 		return err
 	}
@@ -194,6 +198,7 @@ func run(cfg Config, log *slog.Logger) error {
 	admin.Mount(a, admin.Config{
 		ProductionChannels: config.List(cfg.Production), QualityMargin: cfg.QualityMargin,
 		Consul: consul, Datacenters: config.List(cfg.Datacenters), Rollouts: rollouts, Webhooks: hooks,
+		Edges: static, EdgeClient: edgeClient,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -267,34 +272,35 @@ func newRegistrar(consul *api.Client, cfg Config, listenAddr string, log *slog.L
 	}, nil, log), nil
 }
 
-// newRollouts builds the rollout manager: the edges' figures come from
-// -rollout-edges, else from Consul; this replica is named by its service
-// ID (or host and listen address) in leases.
-func newRollouts(cfg Config, reg *registry.Registry, st store.Store, consul *api.Client, log *slog.Logger) (*rollout.Manager, error) {
-	var edges rollout.Edges
-	scheme := "http"
-	var tlsCfg *tls.Config
-	if cfg.Rollouts.EdgeCA != "" {
-		var err error
-		if tlsCfg, err = tlsfiles.ClientConfig(cfg.Rollouts.EdgeCA, cfg.TLS.Cert, cfg.TLS.Key, log); err != nil {
-			return nil, fmt.Errorf("edge TLS: %w", err)
-		}
-		tlsCfg.ServerName = cfg.Rollouts.EdgeServerName
-		scheme = "https"
+// edgeClient reads edges' metrics and health: over https, presenting
+// this registry's certificate, with -edge-ca.
+func (c Config) edgeClient(log *slog.Logger) (*http.Client, string, error) {
+	if c.Rollouts.EdgeCA == "" {
+		return tlsfiles.HTTPClient(nil, 5*time.Second), "http", nil
 	}
+	tlsCfg, err := tlsfiles.ClientConfig(c.Rollouts.EdgeCA, c.TLS.Cert, c.TLS.Key, log)
+	if err != nil {
+		return nil, "", fmt.Errorf("edge TLS: %w", err)
+	}
+	tlsCfg.ServerName = c.Rollouts.EdgeServerName
+	return tlsfiles.HTTPClient(tlsCfg, 5*time.Second), "https", nil
+}
+
+// newRollouts builds the rollout manager: the edges' figures come from
+// -edges, else from Consul; this replica is named by its service ID (or
+// host and listen address) in leases.
+func newRollouts(cfg Config, reg *registry.Registry, st store.Store, consul *api.Client, static rollout.StaticEdges,
+	client *http.Client, scheme string, log *slog.Logger) (*rollout.Manager, error) {
+	var edges rollout.Edges
 	switch {
-	case cfg.Rollouts.Edges != "":
-		static, err := rollout.ParseStaticEdges(cfg.Rollouts.Edges)
-		if err != nil {
-			return nil, err
-		}
+	case len(static) > 0:
 		edges = static
 	case consul != nil:
 		edges = rollout.ConsulEdges{Client: consul, Datacenters: config.List(cfg.Datacenters), Service: "sentiment-edge", Scheme: scheme}
 	default:
-		log.Warn("rollouts have no edges to read figures from (set -consul or -rollout-edges): their steps will not pass")
+		log.Warn("rollouts have no edges to read figures from (set -consul or -edges): their steps will not pass")
 	}
-	return rollout.New(rollout.Config{Registry: reg, Store: st, Edges: edges, Client: tlsfiles.HTTPClient(tlsCfg, 5*time.Second),
+	return rollout.New(rollout.Config{Registry: reg, Store: st, Edges: edges, Client: client,
 		ID: replicaID(cfg), Tick: cfg.Rollouts.Tick, Lease: cfg.Rollouts.Lease, Logger: log})
 }
 

@@ -11,6 +11,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -32,6 +34,38 @@ var commands = map[string]command{
 	"dns-query": {"create Consul prepared queries for DNS clients, with cross-region failover", runDNSQuery},
 	"smoke":     {"check a deployment end to end through its public endpoint", runSmoke},
 	"version":   {"print the version", func([]string, io.Writer, io.Writer) error { fmt.Println(Version); return nil }},
+}
+
+// Exit statuses (docs/CLI.md).
+const (
+	exitFailed       = 1 // an error, or the registry refused
+	exitUsage        = 2 // a bad command line
+	exitNotConverged = 3 // --wait gave up before every edge served the target
+	exitGateRefused  = 4 // the quality gate refused (or would refuse) a promote or rollout
+)
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// exitCode is the status err calls for.
+func exitCode(err error) int {
+	var ee exitError
+	var api *regclient.APIError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, new(usageError)):
+		return exitUsage
+	case errors.As(err, &api) && api.Status == 409 && strings.Contains(api.Message, "quality gate refused"):
+		return exitGateRefused
+	}
+	return exitFailed
 }
 
 // usageError marks a bad command line: exit status 2 instead of 1.
@@ -64,12 +98,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, new(usageError)):
-		fmt.Fprintf(stderr, "sentctl %s: %v\n", args[0], err)
-		return 2
 	default:
 		fmt.Fprintf(stderr, "sentctl %s: %v\n", args[0], err)
-		return 1
+		return exitCode(err)
 	}
 }
 
@@ -95,8 +126,11 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 
 // parse parses args and turns flag errors into usage errors; positional
 // arguments are refused unless allowArgs.
+//
+// Flags may come after arguments (`predict "great" --explain 2`): they
+// are moved in front of them first. "--" ends the flags.
 func parse(fs *flag.FlagSet, args []string, allowArgs bool) error {
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -106,6 +140,40 @@ func parse(fs *flag.FlagSet, args []string, allowArgs bool) error {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	return nil
+}
+
+// flagsFirst reorders args so that every flag of fs (with its value)
+// comes before the arguments, which keep their order after a "--".
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			rest = append(rest, a)
+			continue
+		}
+		name, _, inline := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		flags = append(flags, a)
+		f := fs.Lookup(name)
+		if f == nil || inline {
+			continue // an unknown flag: Parse says so
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(rest) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), rest...)
 }
 
 // required checks that the named string flags were given.
@@ -120,4 +188,36 @@ func required(fs *flag.FlagSet, names ...string) error {
 		return usageError{fmt.Errorf("missing %s", strings.Join(missing, ", "))}
 	}
 	return nil
+}
+
+// outputFlag adds -o and --output (table or json) to a read verb.
+func outputFlag(fs *flag.FlagSet) *string {
+	out := new(string)
+	fs.StringVar(out, "o", "table", "output: table or json")
+	fs.StringVar(out, "output", "table", "output: table or json (same as -o)")
+	return out
+}
+
+// checkOutput refuses an -o value other than table or json.
+func checkOutput(out string) error {
+	if out != "table" && out != "json" && out != "text" {
+		return usageError{fmt.Errorf("-o %q: want table or json", out)}
+	}
+	return nil
+}
+
+// emit prints v as indented JSON, or calls table.
+func emit(w io.Writer, out string, v any, table func()) error {
+	if out == "json" {
+		return printJSON(w, v)
+	}
+	table()
+	return nil
+}
+
+// flagGiven reports whether name was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,5 +119,25 @@ func TestEvalUsesTheDefaultModel(t *testing.T) {
 	code, out, errOut := sentctl(t, "eval", "--data", data)
 	if code != 0 || !strings.Contains(out, "model: sst2-default") || !strings.Contains(out, "accuracy: 1.0000") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestFlagsAfterArguments(t *testing.T) {
+	fs := newFlags("x", io.Discard)
+	explain := fs.Int("explain", 0, "")
+	quiet := fs.Bool("quiet", false, "")
+	if err := parse(fs, []string{"great", "--explain", "2", "awful", "-quiet", "--", "--not-a-flag"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if *explain != 2 || !*quiet || strings.Join(fs.Args(), "|") != "great|awful|--not-a-flag" {
+		t.Errorf("explain %d quiet %v args %q", *explain, *quiet, fs.Args())
+	}
+	fs = newFlags("x", io.Discard)
+	fs.Int("explain", 0, "")
+	if err := parse(fs, []string{"great", "--explain=x"}, true); err == nil {
+		t.Error("a bad value was accepted")
+	}
+	if err := parse(newFlags("y", io.Discard), []string{"a", "--nope"}, true); err == nil {
+		t.Error("an unknown flag after an argument was accepted")
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,9 +34,18 @@ func init() {
 
 // registryFlags are the connection flags every registry verb takes. The
 // token comes from SENTCTL_TOKEN so it never shows in a process list.
-type registryFlags struct{ url, ca, cert, key string }
+type registryFlags struct {
+	url, ca, cert, key string
+	timeout            time.Duration
+}
 
-func (f *registryFlags) register(fs *flag.FlagSet) {
+// register adds the connection flags, with a 30 s timeout per call.
+func (f *registryFlags) register(fs *flag.FlagSet) { f.registerTimeout(fs, 30*time.Second) }
+
+// registerTimeout adds the connection flags with another default
+// timeout (uploads and downloads of large artifacts take longer).
+func (f *registryFlags) registerTimeout(fs *flag.FlagSet, timeout time.Duration) {
+	fs.DurationVar(&f.timeout, "timeout", timeout, "give up on a registry call after this long; with --wait, on the wait (exit 3)")
 	def := os.Getenv("SENTCTL_REGISTRY")
 	if def == "" {
 		def = "http://127.0.0.1:8081"
@@ -56,7 +64,7 @@ func (f *registryFlags) client() (*regclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &regclient.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN"), HTTP: tlsfiles.HTTPClient(tlsCfg, 0)}, nil
+	return &regclient.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN"), HTTP: tlsfiles.HTTPClient(tlsCfg, f.timeout)}, nil
 }
 
 // labelFlags collects repeated --label key=value flags.
@@ -136,11 +144,7 @@ func runPublish(args []string, stdout, stderr io.Writer) error {
 	if a, ok := v.Accuracy(); ok {
 		acc = fmt.Sprintf("accuracy %.4f", a)
 	}
-	signed := "unsigned"
-	if v.SignedBy != "" {
-		signed = "signed by " + v.SignedBy
-	}
-	fmt.Fprintf(stdout, "published %s/%s: %s, %d bytes, %s, %s\n", v.Model, v.Version, v.Digest, v.Size, acc, signed)
+	fmt.Fprintf(stdout, "published %s/%s: %s, %d bytes, %s, %s\n", v.Model, v.Version, v.Digest, v.Size, acc, v.SignatureState())
 	return nil
 }
 
@@ -169,6 +173,7 @@ type moveFlags struct {
 	name, channel, version, regions, reason string
 	force                                   bool
 	expect                                  int64
+	wait                                    bool
 }
 
 func (m *moveFlags) register(fs *flag.FlagSet, versionHelp string) {
@@ -180,6 +185,7 @@ func (m *moveFlags) register(fs *flag.FlagSet, versionHelp string) {
 	fs.StringVar(&m.reason, "reason", "", "why, for the audit trail")
 	fs.BoolVar(&m.force, "force", false, "override the quality gate (admins only; audited)")
 	fs.Int64Var(&m.expect, "expect-revision", -1, "move only if the channel is still at this revision")
+	fs.BoolVar(&m.wait, "wait", false, "wait until every edge serves its region's target (exit 3 if --timeout passes first)")
 }
 
 func (m *moveFlags) request() regclient.MoveRequest {
@@ -203,6 +209,8 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("promote", stderr)
 	var m moveFlags
 	m.register(fs, "version to promote (required)")
+	var dryRun bool
+	fs.BoolVar(&dryRun, "dry-run", false, "print the quality gate's verdict and what would change in each region; change nothing")
 	if err := parse(fs, args, false); err != nil {
 		return err
 	}
@@ -213,12 +221,99 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if dryRun {
+		return printDryRun(client, m, stdout)
+	}
 	c, err := client.Promote(context.Background(), m.name, m.channel, m.request())
 	if err != nil {
 		return err
 	}
 	printChannel(stdout, c)
+	return m.waitConverged(client, c.Revision, stdout)
+}
+
+// printDryRun shows what a promote would do.
+func printDryRun(client *regclient.Client, m moveFlags, stdout io.Writer) error {
+	req := m.request()
+	req.DryRun = true
+	var out struct {
+		Gate      string
+		Candidate struct {
+			Version  string
+			Accuracy *float64
+		}
+		Replaced []struct {
+			Version  string
+			Accuracy *float64
+		}
+		Revision      uint64
+		Before, After map[string]string
+	}
+	path := "/v1/admin/models/" + url.PathEscape(m.name) + "/channels/" + url.PathEscape(m.channel) + "/promote"
+	if err := client.Raw(context.Background(), "POST", path, req, &out); err != nil {
+		return err
+	}
+	acc := func(a *float64) string {
+		if a == nil {
+			return "no accuracy recorded"
+		}
+		return fmt.Sprintf("accuracy %.4f", *a)
+	}
+	fmt.Fprintf(stdout, "dry run: promote %s/%s to %s (revision %d); nothing changed\n", m.name, m.version, m.channel, out.Revision)
+	fmt.Fprintf(stdout, "  candidate %s: %s\n", out.Candidate.Version, acc(out.Candidate.Accuracy))
+	for _, r := range out.Replaced {
+		diff := ""
+		if r.Accuracy != nil && out.Candidate.Accuracy != nil {
+			diff = fmt.Sprintf(" (candidate %+.4f)", *out.Candidate.Accuracy-*r.Accuracy)
+		}
+		fmt.Fprintf(stdout, "  served    %s: %s%s\n", r.Version, acc(r.Accuracy), diff)
+	}
+	fmt.Fprintf(stdout, "  gate      %s\n", out.Gate)
+	scopes := sortedKeys(out.Before)
+	for _, k := range sortedKeys(out.After) {
+		if _, ok := out.Before[k]; !ok {
+			scopes = append(scopes, k)
+		}
+	}
+	for _, k := range scopes {
+		if out.Before[k] != out.After[k] {
+			fmt.Fprintf(stdout, "  %-9s %s -> %s\n", k, orDash(out.Before[k]), orDash(out.After[k]))
+		}
+	}
+	if strings.HasPrefix(out.Gate, "refused") {
+		return exitError{code: exitGateRefused, err: errors.New("the quality gate would refuse this promote")}
+	}
 	return nil
+}
+
+// waitConverged polls status until every edge serves its region's
+// target at revision rev or later, for as long as --timeout allows.
+func (m moveFlags) waitConverged(client *regclient.Client, rev uint64, stdout io.Writer) error {
+	if !m.wait {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.rf.timeout)
+	defer cancel()
+	path := "/v1/admin/models/" + url.PathEscape(m.name) + "/status?channel=" + url.QueryEscape(m.channel)
+	var last string
+	for {
+		var st statusAnswer
+		err := client.Raw(ctx, "GET", path, nil, &st)
+		if err == nil && st.Converged && st.Revision >= rev {
+			fmt.Fprintf(stdout, "converged: every edge serves revision %d's targets\n", st.Revision)
+			return nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = lagging(st)
+		}
+		select {
+		case <-ctx.Done():
+			return exitError{code: exitNotConverged, err: fmt.Errorf("not converged within %v: %s", m.rf.timeout, last)}
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func runRollback(args []string, stdout, stderr io.Writer) error {
@@ -240,7 +335,7 @@ func runRollback(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	printChannel(stdout, c)
-	return nil
+	return m.waitConverged(client, c.Revision, stdout)
 }
 
 func runHistory(args []string, stdout, stderr io.Writer) error {
@@ -251,6 +346,7 @@ func runHistory(args []string, stdout, stderr io.Writer) error {
 		limit         int
 	)
 	rf.register(fs)
+	out := outputFlag(fs)
 	fs.StringVar(&name, "model", "", "model name (required)")
 	fs.StringVar(&channel, "channel", "production", "channel")
 	fs.IntVar(&limit, "limit", 20, "revisions to show")
@@ -258,6 +354,9 @@ func runHistory(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := required(fs, "model"); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
 		return err
 	}
 	client, err := rf.client()
@@ -268,6 +367,10 @@ func runHistory(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return emit(stdout, *out, nonNilList(hist), func() { printHistory(stdout, hist) })
+}
+
+func printHistory(stdout io.Writer, hist []regclient.Channel) {
 	for _, c := range hist {
 		scope := "global"
 		if len(c.Change.Regions) > 0 {
@@ -280,7 +383,44 @@ func runHistory(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%4d  %s  %-8s %-14s by %-10s %s -> %s%s  %s\n", c.Revision, c.UpdatedAt.Format(time.RFC3339),
 			c.Change.Action, scope, c.Change.Actor, targets(c.Change.Before), targets(c.Change.After), forced, c.Change.Reason)
 	}
-	return nil
+}
+
+// statusAnswer is the admin API's status of a channel.
+type statusAnswer struct {
+	Model     string   `json:"model"`
+	Channel   string   `json:"channel"`
+	Revision  uint64   `json:"revision"`
+	Converged bool     `json:"converged"`
+	Errors    []string `json:"errors,omitempty"`
+	Regions   []struct {
+		Region     string `json:"region"`
+		Datacenter string `json:"datacenter"`
+		Expected   string `json:"expected"`
+		Converged  bool   `json:"converged"`
+		Instances  []struct {
+			ID      string `json:"id"`
+			Address string `json:"address"`
+			Health  string `json:"health"`
+			Version string `json:"version"`
+			Current bool   `json:"current"`
+		} `json:"instances"`
+	} `json:"regions"`
+}
+
+// lagging names the edges that do not serve their region's target yet.
+func lagging(st statusAnswer) string {
+	var out []string
+	for _, r := range st.Regions {
+		for _, in := range r.Instances {
+			if !in.Current {
+				out = append(out, fmt.Sprintf("%s serves %s, not %s", in.ID, orDash(in.Version), r.Expected))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "status is at revision " + fmt.Sprint(st.Revision)
+	}
+	return strings.Join(out, "; ")
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
@@ -298,19 +438,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err := required(fs, "model"); err != nil {
 		return err
 	}
-	var st struct {
-		Revision  uint64 `json:"revision"`
-		Converged bool   `json:"converged"`
-		Errors    []string
-		Regions   []struct {
-			Region, Datacenter, Expected string
-			Converged                    bool
-			Instances                    []struct {
-				ID, Address, Health, Version string
-				Current                      bool
-			}
-		}
-	}
+	var st statusAnswer
 	path := "/v1/admin/models/" + url.PathEscape(name) + "/status?channel=" + url.QueryEscape(channel)
 	client, err := rf.client()
 	if err != nil {
@@ -347,10 +475,14 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&since, "since", "", "from (RFC 3339, or a duration back from now such as 24h; default 7 days)")
 	fs.StringVar(&until, "until", "", "until (RFC 3339 or a duration back from now)")
 	fs.IntVar(&limit, "limit", 100, "entries to show")
-	fs.StringVar(&out, "output", "text", "text or json")
+	output := outputFlag(fs)
 	if err := parse(fs, args, false); err != nil {
 		return err
 	}
+	if err := checkOutput(*output); err != nil {
+		return err
+	}
+	out = *output
 	q := url.Values{}
 	for k, v := range map[string]string{"model": name, "channel": channel, "actor": actor, "action": action, "since": since, "until": until} {
 		if v != "" {
@@ -366,21 +498,15 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if out == "json" {
-		enc := json.NewEncoder(stdout)
-		for _, e := range entries {
-			if err := enc.Encode(e); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	return emit(stdout, out, nonNilList(entries), func() { printAudit(stdout, entries) })
+}
+
+func printAudit(stdout io.Writer, entries []regclient.AuditEntry) {
 	for _, e := range entries {
 		what := strings.Trim(e.Model+"/"+e.Version+" "+e.Channel, "/ ")
 		fmt.Fprintf(stdout, "%s  %-12s %-8s %-10s %s %s -> %s %s\n", e.Time.Format(time.RFC3339), e.Action, e.Result,
 			orDash(e.Actor), what, targets(e.Before), targets(e.After), e.Detail)
 	}
-	return nil
 }
 
 func targets(m map[string]string) string {

@@ -29,8 +29,8 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 	var (
 		rf                  registryFlags
 		name, channel, why  string
-		wait, asJSON        bool
-		poll, timeout       time.Duration
+		wait                bool
+		poll                time.Duration
 		spec                regclient.RolloutSpec
 		regions, steps      string
 		interval, latFloor  time.Duration
@@ -40,9 +40,8 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 	rf.register(fs)
 	fs.StringVar(&name, "model", "", "model name (required)")
 	fs.StringVar(&channel, "channel", "production", "channel")
-	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
+	out := outputFlag(fs)
 	fs.DurationVar(&poll, "poll", time.Second, "with --wait: how often to look")
-	fs.DurationVar(&timeout, "timeout", 0, "with --wait: give up (exit 1) after this long; the rollout goes on (0: wait for the end)")
 	switch verb {
 	case "start":
 		fs.StringVar(&spec.Version, "version", "", "candidate version (required)")
@@ -72,6 +71,10 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args[1:], false); err != nil {
 		return err
 	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	asJSON := *out == "json"
 	if needModel {
 		if err := required(fs, "model"); err != nil {
 			return err
@@ -118,9 +121,11 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if wait {
-		if timeout > 0 {
+		// A rollout takes as long as its steps: --wait has no deadline
+		// unless --timeout is given.
+		if flagGiven(fs, "timeout") {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
+			ctx, cancel = context.WithTimeout(ctx, rf.timeout)
 			defer cancel()
 		}
 		return follow(ctx, client, ro, poll, stdout, asJSON)
@@ -159,7 +164,7 @@ func follow(ctx context.Context, client *regclient.Client, ro regclient.Rollout,
 		select {
 		case <-ctx.Done():
 			printRollout(stdout, ro)
-			return fmt.Errorf("the rollout of %s is still %s; stopped waiting: %w", ro.Spec.Version, ro.Status, ctx.Err())
+			return exitError{code: exitNotConverged, err: fmt.Errorf("the rollout of %s is still %s; stopped waiting: %w", ro.Spec.Version, ro.Status, ctx.Err())}
 		case <-time.After(poll):
 		}
 		next, err := client.GetRollout(ctx, ro.Model, ro.Channel)

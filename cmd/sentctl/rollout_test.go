@@ -16,7 +16,7 @@ import (
 )
 
 // TestRolloutCLI drives `sentctl rollout` against the registry binary,
-// which reads one edge's metrics from its -rollout-edges list (the way
+// which reads one edge's metrics from its -edges list (the way
 // `make run` wires it), under steady traffic to that edge.
 func TestRolloutCLI(t *testing.T) {
 	if testing.Short() {
@@ -28,7 +28,7 @@ func TestRolloutCLI(t *testing.T) {
 	}
 	edge := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	reg := registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		Args: []string{"-rollout-edges", "eu-west=http://" + edge, "-rollout-tick", "200ms", "-rollout-lease", "2s"}})
+		Args: []string{"-edges", "eu-west=http://" + edge, "-rollout-tick", "200ms", "-rollout-lease", "2s"}})
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0))
 	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, reg.Publisher, "demo", "v3", testenv.FlippedArtifact(t, 1))
@@ -64,7 +64,7 @@ func TestRolloutCLI(t *testing.T) {
 	}
 	// v3 records no accuracy: production's quality gate refuses it, unless
 	// forced.
-	if code, _, errOut := sentctl(t, append([]string{"rollout", "start", "--version", "v3"}, fast...)...); code != 1 || !strings.Contains(errOut, "quality gate") {
+	if code, _, errOut := sentctl(t, append([]string{"rollout", "start", "--version", "v3"}, fast...)...); code != 4 || !strings.Contains(errOut, "quality gate") {
 		t.Fatalf("ungated rollout: exit %d %s", code, errOut)
 	}
 	code, out, errOut = sentctl(t, append([]string{"rollout", "start", "--version", "v3", "--force", "--wait"}, fast...)...)

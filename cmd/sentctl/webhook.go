@@ -29,11 +29,10 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 		ns             regclient.NewSubscription
 		events, models string
 		id, delivery   string
-		asJSON         bool
 		need           []string
 	)
 	rf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	out := outputFlag(fs)
 	switch verb {
 	case "add":
 		fs.StringVar(&ns.URL, "url", "", "the endpoint deliveries are POSTed to (required)")
@@ -55,6 +54,10 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args[1:], false); err != nil {
 		return err
 	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	asJSON := *out == "json"
 	if err := required(fs, need...); err != nil {
 		return err
 	}

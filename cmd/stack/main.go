@@ -126,7 +126,7 @@ func run(cfg Config) error {
 		for i, region := range cfg.Regions {
 			edges = append(edges, fmt.Sprintf("%s=%s://127.0.0.1:%d", region, certs.scheme(), cfg.EdgePort+i))
 		}
-		regArgs = append(regArgs, "-rollout-edges", strings.Join(edges, ","))
+		regArgs = append(regArgs, "-edges", strings.Join(edges, ","))
 	}
 	reg, err := start(cfg, certs, "registry", regURL, append(regArgs, certs.registryArgs()...),
 		append([]string{"REGISTRY_TOKENS=" + tokens.all()}, backend.registryEnv...))

@@ -25,6 +25,30 @@ type Version struct {
 	// Artifact is the artifact's own header: features, training data
 	// digest, evaluation metrics.
 	Artifact model.Metadata `json:"artifact"`
+	// EditedBy and EditedAt name the last edit of the labels or the
+	// description, if any.
+	EditedBy string     `json:"edited_by,omitempty"`
+	EditedAt *time.Time `json:"edited_at,omitempty"`
+}
+
+// VersionEdit is a PATCH of a version's labels (a null value removes the
+// label) and description.
+type VersionEdit struct {
+	Labels      map[string]*string `json:"labels,omitempty"`
+	Description *string            `json:"description,omitempty"`
+}
+
+// SignatureState says whether the version is signed and whether this
+// registry verified the signature.
+func (v Version) SignatureState() string {
+	switch {
+	case v.Signature == nil:
+		return "unsigned"
+	case v.SignedBy != "":
+		return "signed by key " + v.SignedBy + ", verified by the registry"
+	default:
+		return "signed by key " + v.Signature.KeyID + ", not trusted here (the registry verifies only its -trusted-keys)"
+	}
 }
 
 // Accuracy is the evaluation accuracy recorded in the artifact, if any.

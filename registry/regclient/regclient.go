@@ -320,6 +320,9 @@ type MoveRequest struct {
 	// ExpectRevision makes the move conditional on the channel still being
 	// at that revision (409 otherwise), for careful tooling.
 	ExpectRevision *uint64 `json:"expect_revision,omitempty"`
+	// DryRun (promote) answers with the quality gate's verdict and the
+	// move instead of making it.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Promote moves a channel to a version.
