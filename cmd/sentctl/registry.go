@@ -430,12 +430,16 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		name, channel string
 	)
 	rf.register(fs)
+	out := outputFlag(fs)
 	fs.StringVar(&name, "model", "", "model name (required)")
 	fs.StringVar(&channel, "channel", "production", "channel")
 	if err := parse(fs, args, false); err != nil {
 		return err
 	}
 	if err := required(fs, "model"); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
 		return err
 	}
 	var st statusAnswer
@@ -447,6 +451,10 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err := client.Raw(context.Background(), "GET", path, nil, &st); err != nil {
 		return err
 	}
+	return emit(stdout, *out, st, func() { printStatus(stdout, name, channel, st) })
+}
+
+func printStatus(stdout io.Writer, name, channel string, st statusAnswer) {
 	fmt.Fprintf(stdout, "%s/%s revision %d: converged=%v\n", name, channel, st.Revision, st.Converged)
 	for _, r := range st.Regions {
 		fmt.Fprintf(stdout, "  %-12s (%s) expects %-10s converged=%v\n", r.Region, r.Datacenter, r.Expected, r.Converged)
@@ -457,7 +465,6 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	for _, e := range st.Errors {
 		fmt.Fprintln(stdout, "  error:", e)
 	}
-	return nil
 }
 
 func runAudit(args []string, stdout, stderr io.Writer) error {
