@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	commands["candidate"] = command{"put a version beside a region's target for a share of its traffic (set), or end it (clear)", runCandidate}
+	commands["candidate"] = command{summary: "put a version beside a region's target for a share of its traffic (set), or end it (clear)", run: runCandidate, verbs: []string{"set", "clear"}}
 }
 
 // runCandidate is `sentctl candidate set|clear`: the manual form of a

@@ -19,13 +19,13 @@ import (
 )
 
 func init() {
-	commands["models"] = command{"list the registry's models", runModels}
-	commands["versions"] = command{"list a model's versions, oldest first (--label k=v filters)", runVersions}
-	commands["show"] = command{"show a version: metadata, metrics, signature, where channels point at it", runShow}
-	commands["pull"] = command{"download a version's artifact and verify its digest and signature", runPull}
-	commands["channels"] = command{"list a model's channels and their targets", runChannels}
-	commands["edit"] = command{"change a version's labels or description (audited)", runEdit}
-	commands["delete"] = command{"delete a version (admin; the name is never reused)", runDelete}
+	commands["models"] = command{summary: "list the registry's models", run: runModels}
+	commands["versions"] = command{summary: "list a model's versions, oldest first (--label k=v filters)", run: runVersions}
+	commands["show"] = command{summary: "show a version: metadata, metrics, signature, where channels point at it", run: runShow}
+	commands["pull"] = command{summary: "download a version's artifact and verify its digest and signature", run: runPull}
+	commands["channels"] = command{summary: "list a model's channels and their targets", run: runChannels}
+	commands["edit"] = command{summary: "change a version's labels or description (audited)", run: runEdit}
+	commands["delete"] = command{summary: "delete a version (admin; the name is never reused)", run: runDelete}
 }
 
 // readVerb parses the flags every read verb shares and returns a client.

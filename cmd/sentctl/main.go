@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -22,18 +23,19 @@ var Version = "dev"
 type command struct {
 	summary string
 	run     func(args []string, stdout, stderr io.Writer) error
+	verbs   []string // the first argument it takes, if it has verbs
 }
 
 var commands = map[string]command{
-	"train":     {"train a model from labelled text", runTrain},
-	"eval":      {"evaluate a model on labelled text", runEval},
-	"predict":   {"classify texts (arguments, or one per line on stdin)", runPredict},
-	"keygen":    {"create an ed25519 signing key pair", runKeygen},
-	"sign":      {"sign a model artifact", runSign},
-	"verify":    {"verify a model artifact's signature", runVerify},
-	"dns-query": {"create Consul prepared queries for DNS clients, with cross-region failover", runDNSQuery},
-	"smoke":     {"check a deployment end to end through its public endpoint", runSmoke},
-	"version":   {"print the version", func([]string, io.Writer, io.Writer) error { fmt.Println(Version); return nil }},
+	"train":     {summary: "train a model from labelled text", run: runTrain},
+	"eval":      {summary: "evaluate a model on labelled text", run: runEval},
+	"predict":   {summary: "classify texts (arguments, or one per line on stdin)", run: runPredict},
+	"keygen":    {summary: "create an ed25519 signing key pair", run: runKeygen},
+	"sign":      {summary: "sign a model artifact", run: runSign},
+	"verify":    {summary: "verify a model artifact's signature", run: runVerify},
+	"dns-query": {summary: "create Consul prepared queries for DNS clients, with cross-region failover", run: runDNSQuery},
+	"smoke":     {summary: "check a deployment end to end through its public endpoint", run: runSmoke},
+	"version":   {summary: "print the version", run: runVersion},
 }
 
 // Exit statuses (docs/CLI.md).
@@ -91,6 +93,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sentctl: unknown command %q\n\n", args[0])
 		usage(stderr)
 		return 2
+	}
+	if len(cmd.verbs) > 0 && (len(args) < 2 || !slices.Contains(cmd.verbs, args[1])) {
+		fmt.Fprintf(stderr, "usage: sentctl %s %s [flags]\nRun 'sentctl %s <verb> -h' for a verb's flags.\n", args[0], strings.Join(cmd.verbs, "|"), args[0])
+		if len(args) >= 2 && (args[1] == "-h" || args[1] == "--help" || args[1] == "help") {
+			return 0
+		}
+		return exitUsage
 	}
 	err := cmd.run(args[1:], stdout, stderr)
 	switch {
@@ -220,4 +229,12 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	return given
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	if err := parse(newFlags("version", stderr), args, false); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, Version)
+	return nil
 }

@@ -24,12 +24,12 @@ import (
 )
 
 func init() {
-	commands["publish"] = command{"upload a model artifact as a new immutable version", runPublish}
-	commands["promote"] = command{"point a channel (everywhere or some regions) at a version", runPromote}
-	commands["rollback"] = command{"move a channel back to its previous (or a named) version", runRollback}
-	commands["history"] = command{"show a channel's moves, newest first", runHistory}
-	commands["status"] = command{"show what every edge serves against what the channel says", runStatus}
-	commands["audit"] = command{"query the registry's audit trail", runAudit}
+	commands["publish"] = command{summary: "upload a model artifact as a new immutable version", run: runPublish}
+	commands["promote"] = command{summary: "point a channel (everywhere or some regions) at a version", run: runPromote}
+	commands["rollback"] = command{summary: "move a channel back to its previous (or a named) version", run: runRollback}
+	commands["history"] = command{summary: "show a channel's moves, newest first", run: runHistory}
+	commands["status"] = command{summary: "show what every edge serves against what the channel says", run: runStatus}
+	commands["audit"] = command{summary: "query the registry's audit trail", run: runAudit}
 }
 
 // registryFlags are the connection flags every registry verb takes. The

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	commands["rollout"] = command{"staged rollouts: start, status [--wait], pause, resume, abort, list", runRollout}
+	commands["rollout"] = command{summary: "staged rollouts: start, status [--wait], pause, resume, abort, list", run: runRollout, verbs: []string{"start", "status", "pause", "resume", "abort", "list"}}
 }
 
 const rolloutUsage = "usage: sentctl rollout start|status|pause|resume|abort|list --model M [flags]"

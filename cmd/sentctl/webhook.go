@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	commands["webhook"] = command{"webhook subscriptions: add, list, rm, deliveries, redeliver", runWebhook}
+	commands["webhook"] = command{summary: "webhook subscriptions: add, list, rm, deliveries, redeliver", run: runWebhook, verbs: []string{"add", "list", "rm", "deliveries", "redeliver"}}
 }
 
 const webhookUsage = "usage: sentctl webhook add|list|rm|deliveries|redeliver [flags]"
