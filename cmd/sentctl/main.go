@@ -95,6 +95,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if len(cmd.verbs) > 0 && (len(args) < 2 || !slices.Contains(cmd.verbs, args[1])) {
+		if len(args) >= 2 && !strings.HasPrefix(args[1], "-") && args[1] != "help" {
+			fmt.Fprintf(stderr, "sentctl %s: unknown verb %q\n", args[0], args[1])
+		}
 		fmt.Fprintf(stderr, "usage: sentctl %s %s [flags]\nRun 'sentctl %s <verb> -h' for a verb's flags.\n", args[0], strings.Join(cmd.verbs, "|"), args[0])
 		if len(args) >= 2 && (args[1] == "-h" || args[1] == "--help" || args[1] == "help") {
 			return 0
