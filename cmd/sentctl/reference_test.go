@@ -11,7 +11,7 @@ import (
 // TestCLIReference keeps docs/CLI.md what the command definitions say
 // (-update rewrites it).
 func TestCLIReference(t *testing.T) {
-	for _, v := range []string{"SENTCTL_REGISTRY", "SENTCTL_CA", "SENTCTL_CERT", "SENTCTL_KEY", "SENTCTL_TOKEN"} {
+	for _, v := range []string{"SENTCTL_REGISTRY", "SENTCTL_CA", "SENTCTL_CERT", "SENTCTL_KEY", "SENTCTL_TOKEN", "SENTCTL_PROFILE", "SENTCTL_CONFIG"} {
 		t.Setenv(v, "")
 	}
 	got := reference()

@@ -33,38 +33,57 @@ func init() {
 }
 
 // registryFlags are the connection flags every registry verb takes. The
-// token comes from SENTCTL_TOKEN so it never shows in a process list.
+// token comes from SENTCTL_TOKEN (or a profile's token file) so it never
+// shows in a process list.
 type registryFlags struct {
-	url, ca, cert, key string
-	timeout            time.Duration
+	url, ca, cert, key, profile string
+	timeout                     time.Duration
 }
 
 // register adds the connection flags, with a 30 s timeout per call.
 func (f *registryFlags) register(fs *flag.FlagSet) { f.registerTimeout(fs, 30*time.Second) }
 
+// defaultRegistry is the local stack's registry (`make run`).
+const defaultRegistry = "http://127.0.0.1:8081"
+
 // registerTimeout adds the connection flags with another default
 // timeout (uploads and downloads of large artifacts take longer).
 func (f *registryFlags) registerTimeout(fs *flag.FlagSet, timeout time.Duration) {
 	fs.DurationVar(&f.timeout, "timeout", timeout, "give up on a registry call after this long; with --wait, on the wait (exit 3)")
-	def := os.Getenv("SENTCTL_REGISTRY")
-	if def == "" {
-		def = "http://127.0.0.1:8081"
-	}
-	fs.StringVar(&f.url, "registry", def, "registry URL, or replicas separated by commas (or SENTCTL_REGISTRY); the token is read from SENTCTL_TOKEN")
-	fs.StringVar(&f.ca, "ca", os.Getenv("SENTCTL_CA"), "CA file an https registry's certificate must chain to (or SENTCTL_CA; default: the system's)")
-	fs.StringVar(&f.cert, "cert", os.Getenv("SENTCTL_CERT"), "client certificate file for a registry that requires mutual TLS (or SENTCTL_CERT; with --key)")
-	fs.StringVar(&f.key, "key", os.Getenv("SENTCTL_KEY"), "client key file (or SENTCTL_KEY)")
+	fs.StringVar(&f.profile, "profile", os.Getenv("SENTCTL_PROFILE"), "profile of the config file (or SENTCTL_PROFILE; default: its current one)")
+	fs.StringVar(&f.url, "registry", os.Getenv("SENTCTL_REGISTRY"), "registry URL, or replicas separated by commas (or SENTCTL_REGISTRY, or the profile's; default "+defaultRegistry+"); the token is read from SENTCTL_TOKEN or the profile's token file")
+	fs.StringVar(&f.ca, "ca", os.Getenv("SENTCTL_CA"), "CA file an https registry's certificate must chain to (or SENTCTL_CA, or the profile's; default: the system's)")
+	fs.StringVar(&f.cert, "cert", os.Getenv("SENTCTL_CERT"), "client certificate file for a registry that requires mutual TLS (or SENTCTL_CERT, or the profile's; with --key)")
+	fs.StringVar(&f.key, "key", os.Getenv("SENTCTL_KEY"), "client key file (or SENTCTL_KEY, or the profile's)")
 }
 
 func (f *registryFlags) client() (*regclient.Client, error) {
-	if (f.cert == "") != (f.key == "") {
-		return nil, errors.New("--cert and --key go together")
-	}
-	tlsCfg, err := tlsfiles.ClientConfig(f.ca, f.cert, f.key, nil)
+	p, err := loadProfile(f.profile)
 	if err != nil {
 		return nil, err
 	}
-	return &regclient.Client{BaseURL: f.url, Token: os.Getenv("SENTCTL_TOKEN"), HTTP: tlsfiles.HTTPClient(tlsCfg, f.timeout)}, nil
+	pick := func(v, fromProfile, def string) string {
+		if v != "" {
+			return v
+		}
+		if fromProfile != "" {
+			return fromProfile
+		}
+		return def
+	}
+	url, ca, cert, key := pick(f.url, p.Registry, defaultRegistry), pick(f.ca, p.CA, ""), pick(f.cert, p.Cert, ""), pick(f.key, p.Key, "")
+	if (cert == "") != (key == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	tlsCfg, err := tlsfiles.ClientConfig(ca, cert, key, nil)
+	if err != nil {
+		return nil, err
+	}
+	token, err := p.token()
+	if err != nil {
+		return nil, err
+	}
+	return &regclient.Client{BaseURL: url, Token: token, HTTP: tlsfiles.HTTPClient(tlsCfg, f.timeout)}, nil
 }
 
 // labelFlags collects repeated --label key=value flags.

@@ -282,7 +282,7 @@ func waitRoutes(geo *child, regions int) error {
 func publishDefault(reg *child, token, name string, key signingKey) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := &regclient.Client{BaseURL: reg.url, Token: token, HTTP: &http.Client{Transport: reg.client.Transport}}
+	c := &regclient.Client{BaseURL: reg.url, Token: token, HTTP: &http.Client{Transport: reg.client.Transport, Timeout: time.Minute}}
 	if ch, err := c.GetChannel(ctx, name, "production", 0, 0); err == nil && ch.Global != "" {
 		v, err := c.GetVersion(ctx, name, ch.Global)
 		if err != nil {

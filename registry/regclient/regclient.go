@@ -52,11 +52,16 @@ func IsStatus(err error, status int) bool {
 	return errors.As(err, &ae) && ae.Status == status
 }
 
+// defaultHTTP is the client of a Client without HTTP: never without a
+// timeout, long enough for a blocking query (which waits at most a
+// minute) and a large artifact on a fair link.
+var defaultHTTP = &http.Client{Timeout: 5 * time.Minute}
+
 func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return http.DefaultClient
+	return defaultHTTP
 }
 
 // replicas returns the registry URLs in BaseURL.
