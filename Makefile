@@ -14,8 +14,9 @@ export SAP_VERSITYGW_BIN := $(CACHE)/bin/versitygw
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build every binary into bin/
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+BIN ?= bin
+build: ## build every binary into bin/ (or BIN=dir)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 tools: ## build Consul, the S3 server and staticcheck into ~/.cache; install buildah and prometheus from Debian
 	scripts/tools.sh

@@ -113,6 +113,11 @@ func run(cfg Config) error {
 	if err := os.WriteFile(filepath.Join(cfg.StateDir, "sentctl.env"), []byte(certs.sentctlEnv(regURL)), 0o600); err != nil {
 		return err
 	}
+	// The tokens file also says where the registry is, so `set -a; .
+	// .run/tokens` is all sentctl needs, whatever the ports.
+	if err := tokens.write(filepath.Join(cfg.StateDir, "tokens"), certs.sentctlEnv(regURL)); err != nil {
+		return err
+	}
 	key, err := loadSigningKey(cfg.StateDir)
 	if err != nil {
 		return err
@@ -213,8 +218,14 @@ func loadTokens(path string) (tokenSet, error) {
 		}
 	}
 	t := tokenSet{admin: randomToken(), publisher: randomToken(), reader: randomToken()}
-	content := fmt.Sprintf("SENTCTL_ADMIN_TOKEN=%s\nSENTCTL_PUBLISHER_TOKEN=%s\nSENTCTL_READER_TOKEN=%s\n", t.admin, t.publisher, t.reader)
-	return t, os.WriteFile(path, []byte(content), 0o600)
+	return t, t.write(path, "")
+}
+
+// write keeps the tokens, and the lines of extra (the registry's address
+// and TLS files), in the state directory.
+func (t tokenSet) write(path, extra string) error {
+	content := fmt.Sprintf("SENTCTL_ADMIN_TOKEN=%s\nSENTCTL_PUBLISHER_TOKEN=%s\nSENTCTL_READER_TOKEN=%s\n%s", t.admin, t.publisher, t.reader, extra)
+	return os.WriteFile(path, []byte(content), 0o600)
 }
 
 func randomToken() string {
