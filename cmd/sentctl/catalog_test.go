@@ -207,11 +207,15 @@ func TestCatalogCLI(t *testing.T) {
 	// The rollout and webhook read verbs, on a rollout aborted at once.
 	run(0, "rollout", "start", "--model", "demo", "--version", "v10", "--regions", "eu-west", "--interval", "1h", "--reason", "golden", "--force")
 	run(0, "rollout", "abort", "--model", "demo", "--reason", "golden")
-	run(0, "webhook", "add", "--url", "http://127.0.0.1:1/hook", "--events", "channel.moved")
+	hook := regexp.MustCompile(`subscribed (wh_\w+)`).FindStringSubmatch(run(0, "webhook", "add", "--url", "http://127.0.0.1:1/hook", "--events", "channel.moved"))
+	if hook == nil {
+		t.Fatal("webhook add printed no id")
+	}
 	for name, args := range map[string][]string{
-		"rollout-status": {"rollout", "status", "--model", "demo"},
-		"rollout-list":   {"rollout", "list"},
-		"webhook-list":   {"webhook", "list"},
+		"rollout-status":     {"rollout", "status", "--model", "demo"},
+		"rollout-list":       {"rollout", "list"},
+		"webhook-list":       {"webhook", "list"},
+		"webhook-deliveries": {"webhook", "deliveries", "--id", hook[1]}, // none yet: the events came before it
 	} {
 		golden(t, name, run(0, append(args, "-o", "json")...))
 	}
