@@ -87,18 +87,30 @@ func (ad *admin) staticStatus(ctx context.Context, c registry.Channel) Status {
 	wg.Wait()
 	byRegion := map[string]*RegionStatus{}
 	for i, e := range ad.cfg.Edges {
-		rs := byRegion[e.Region]
-		if rs == nil {
-			rs = &RegionStatus{Region: e.Region, Datacenter: "-", Expected: c.Resolve(e.Region), Converged: true}
-			byRegion[e.Region] = rs
-		}
-		is := results[i]
-		is.Current = is.Version == rs.Expected
-		if is.Health == api.HealthPassing && !is.Current {
-			rs.Converged = false
-		}
-		rs.Instances = append(rs.Instances, is)
+		addInstance(byRegion, c, e.Region, "-", results[i])
 	}
+	return withRegions(st, byRegion)
+}
+
+// addInstance files an edge under its region, marking whether it serves
+// the region's target; a passing edge that does not keeps the region
+// from converging.
+func addInstance(byRegion map[string]*RegionStatus, c registry.Channel, region, datacenter string, is InstanceStatus) {
+	rs := byRegion[region]
+	if rs == nil {
+		rs = &RegionStatus{Region: region, Datacenter: datacenter, Expected: c.Resolve(region), Converged: true}
+		byRegion[region] = rs
+	}
+	is.Current = is.Version == rs.Expected
+	if is.Health == api.HealthPassing && !is.Current {
+		rs.Converged = false
+	}
+	rs.Instances = append(rs.Instances, is)
+}
+
+// withRegions puts the regions into st in name order; st converges when
+// every region does.
+func withRegions(st Status, byRegion map[string]*RegionStatus) Status {
 	for _, rs := range byRegion {
 		st.Regions = append(st.Regions, *rs)
 		st.Converged = st.Converged && rs.Converged
@@ -154,25 +166,9 @@ func (ad *admin) rolloutStatus(ctx context.Context, c registry.Channel) Status {
 			if in.Meta[discovery.MetaModel] != c.Model || in.Meta[discovery.MetaChannel] != c.Channel {
 				continue
 			}
-			region := in.Meta[discovery.MetaRegion]
-			rs := byRegion[region]
-			if rs == nil {
-				rs = &RegionStatus{Region: region, Datacenter: dc, Expected: c.Resolve(region), Converged: true}
-				byRegion[region] = rs
-			}
-			is := InstanceStatus{ID: in.ID, Address: in.HostPort(), Health: in.Status,
-				Version: in.Meta[discovery.MetaVersion], Digest: in.Meta[discovery.MetaDigest]}
-			is.Current = is.Version == rs.Expected
-			if in.Passing() && !is.Current {
-				rs.Converged = false
-			}
-			rs.Instances = append(rs.Instances, is)
+			addInstance(byRegion, c, in.Meta[discovery.MetaRegion], dc, InstanceStatus{ID: in.ID, Address: in.HostPort(), Health: in.Status,
+				Version: in.Meta[discovery.MetaVersion], Digest: in.Meta[discovery.MetaDigest]})
 		}
 	}
-	for _, rs := range byRegion {
-		st.Regions = append(st.Regions, *rs)
-		st.Converged = st.Converged && rs.Converged
-	}
-	sort.Slice(st.Regions, func(i, j int) bool { return st.Regions[i].Region < st.Regions[j].Region })
-	return st
+	return withRegions(st, byRegion)
 }
