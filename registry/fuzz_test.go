@@ -12,7 +12,9 @@ import (
 
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/rollout"
 	"github.com/sentimentpro/sentiment/store/dir"
+	"github.com/sentimentpro/sentiment/webhook"
 )
 
 // FuzzAPI sends arbitrary names and JSON bodies to the routes that parse
@@ -31,17 +33,31 @@ func FuzzAPI(f *testing.F) {
 	}
 	tokens, _ := registry.ParseTokens("admin:fuzz:fuzz-admin-token-0123456789")
 	api := registry.NewAPI(reg, tokens, quiet)
-	admin.Mount(api, admin.Config{})
+	rollouts, err := rollout.New(rollout.Config{Registry: reg, Store: st, ID: "fuzz", Logger: quiet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	hooks, err := webhook.New(webhook.Config{Registry: reg, Store: st, ID: "fuzz", Logger: quiet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	admin.Mount(api, admin.Config{Rollouts: rollouts, Webhooks: hooks})
 
 	f.Add(uint8(0), "m", "v1", []byte(`{"digest":"sha256:00","description":"x"}`))
 	f.Add(uint8(1), "m", "production", []byte(`{"version":"v1","regions":["eu-west"],"reason":"r"}`))
 	f.Add(uint8(2), "../../etc", "..", []byte(`{"version":"v1","expect_revision":-1}`))
 	f.Add(uint8(3), "m", "production", []byte(`{"version":`))
 	f.Add(uint8(0), "m\x00", "v1", []byte(`{"digest":"sha256:`+string(bytes.Repeat([]byte("f"), 64))+`","labels":{"a":"b"}}`))
+	f.Add(uint8(4), "m", "production", []byte(`{"version":"v1","regions":["eu-west"],"steps":[5,100],"interval":"1s","thresholds":{"max_psi":-1}}`))
+	f.Add(uint8(4), "m", "production", []byte(`{"version":"v1","regions":["eu-west"],"interval":12}`))
+	f.Add(uint8(5), "m", "production", []byte(`{"reason":"x"}`))
+	f.Add(uint8(6), "m", "v1", []byte(`{"labels":{"a":null,"b":"c"},"description":"d"}`))
+	f.Add(uint8(7), "m", "x", []byte(`{"url":"http://127.0.0.1:1/h","events":["channel.moved"],"models":["m"]}`))
+	f.Add(uint8(8), "wh_00", "msg_00", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, route uint8, name, second string, body []byte) {
 		n, s := url.PathEscape(name), url.PathEscape(second)
 		var method, path string
-		switch route % 4 {
+		switch route % 9 {
 		case 0:
 			method, path = http.MethodPut, "/v1/models/"+n+"/versions/"+s
 		case 1:
@@ -50,6 +66,16 @@ func FuzzAPI(f *testing.F) {
 			method, path = http.MethodPost, "/v1/admin/models/"+n+"/channels/"+s+"/rollback"
 		case 3:
 			method, path = http.MethodGet, "/v1/models/"+n+"/channels/"+s+"/resolve?index=1&wait=1ms"
+		case 4:
+			method, path = http.MethodPost, "/v1/admin/models/"+n+"/channels/"+s+"/rollout"
+		case 5:
+			method, path = http.MethodPost, "/v1/admin/models/"+n+"/channels/"+s+"/rollout/abort"
+		case 6:
+			method, path = http.MethodPatch, "/v1/models/"+n+"/versions/"+s
+		case 7:
+			method, path = http.MethodPost, "/v1/admin/webhooks"
+		case 8:
+			method, path = http.MethodPost, "/v1/admin/webhooks/"+n+"/deliveries/"+s+"/redeliver"
 		}
 		req, err := http.NewRequest(method, "http://registry"+path, bytes.NewReader(body))
 		if err != nil {
