@@ -272,6 +272,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"PUT", "/v1/blobs/" + digest, registry.RolePublisher},
 		{"GET", "/v1/blobs/" + digest, registry.RoleReader},
 		{"HEAD", "/v1/blobs/" + digest, registry.RoleReader},
+		{"GET", "/v1/whoami", registry.RoleReader},
 		{"GET", "/v1/models", registry.RoleReader},
 		{"GET", "/v1/models/m/versions", registry.RoleReader},
 		{"PUT", "/v1/models/m/versions/v1", registry.RolePublisher},

@@ -31,6 +31,7 @@ func (a *API) mountRegistry() {
 	a.Handle("PUT /v1/blobs/{digest}", RolePublisher, a.putBlob)
 	a.Handle("GET /v1/blobs/{digest}", RoleReader, a.getBlob)
 	a.Handle("HEAD /v1/blobs/{digest}", RoleReader, a.getBlob)
+	a.Handle("GET /v1/whoami", RoleReader, whoami)
 	a.Handle("GET /v1/models", RoleReader, a.listModels)
 	a.Handle("GET /v1/models/{name}/versions", RoleReader, a.listVersions)
 	a.Handle("PUT /v1/models/{name}/versions/{version}", RolePublisher, a.createVersion)
@@ -161,6 +162,13 @@ func parseRange(header string, size int64) (start, length int64, partial bool, e
 		}
 		return s, e - s + 1, true, nil
 	}
+}
+
+// whoami names the caller and its role (the console shows only the
+// controls the role may use).
+func whoami(w http.ResponseWriter, _ *http.Request, p Principal) error {
+	WriteJSON(w, http.StatusOK, map[string]string{"name": p.Name, "role": p.Role.String()})
+	return nil
 }
 
 func (a *API) listModels(w http.ResponseWriter, r *http.Request, _ Principal) error {

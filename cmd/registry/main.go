@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/sentimentpro/sentiment/admin"
+	"github.com/sentimentpro/sentiment/console"
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/service"
@@ -205,7 +206,11 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: cfg.TLS.RequireClientCert(a), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+	// The console at /ui/ reads and acts through the same API, in process.
+	root := http.NewServeMux()
+	root.Handle("/ui/", console.New(console.Config{API: a, Logger: log}))
+	root.Handle("/", a)
+	srv := &http.Server{Handler: cfg.TLS.RequireClientCert(root), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err

@@ -352,8 +352,10 @@ in %[7]s; the registry and the edges trust only models signed with
   SENTCTL_TOKEN=$SENTCTL_PUBLISHER_TOKEN bin/sentctl publish --model %[2]s --version v2 --file my.sapm
   SENTCTL_TOKEN=$SENTCTL_ADMIN_TOKEN bin/sentctl promote --model %[2]s --version v2 --regions eu-west
 
+The console: %[9]s/ui/ (log in with SENTCTL_ADMIN_TOKEN from %[3]s).
+
 %[8]s
 Logs are in %[4]s. Ctrl-C stops everything.
 `, geo, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"), filepath.Join(cfg.StateDir, "publisher.key"),
-		curl, filepath.Join(cfg.StateDir, "sentctl.env"), security)
+		curl, filepath.Join(cfg.StateDir, "sentctl.env"), security, children[0].url)
 }

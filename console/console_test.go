@@ -1,0 +1,154 @@
+package console_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sentimentpro/sentiment/admin"
+	"github.com/sentimentpro/sentiment/console"
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/store/dir"
+)
+
+// browser is a client with cookies, against the console over TLS (its
+// cookies are Secure).
+type browser struct {
+	t      *testing.T
+	base   string
+	client *http.Client
+}
+
+func newBrowser(t *testing.T, srv *httptest.Server) *browser {
+	jar, _ := cookiejar.New(nil)
+	c := srv.Client()
+	c.Jar = jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &browser{t: t, base: srv.URL, client: c}
+}
+
+func (b *browser) do(method, path string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, b.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, string(data)
+}
+
+var hidden = regexp.MustCompile(`name="(nonce|csrf)" value="([0-9a-f]+)"`)
+
+func field(page, name string) string {
+	for _, m := range hidden.FindAllStringSubmatch(page, -1) {
+		if m[1] == name {
+			return m[2]
+		}
+	}
+	return ""
+}
+
+// login logs in with token and returns the models page.
+func (b *browser) login(token string) (*http.Response, string) {
+	_, form := b.do("GET", "/ui/login", nil)
+	resp, _ := b.do("POST", "/ui/login", url.Values{"token": {token}, "nonce": {field(form, "nonce")}, "next": {"/ui/models"}})
+	return resp, ""
+}
+
+func TestConsoleSession(t *testing.T) {
+	st, err := dir.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t, st, registry.Config{}, admin.Config{})
+	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0.9))
+	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(console.New(console.Config{API: reg.API}))
+	defer srv.Close()
+	b := newBrowser(t, srv)
+
+	// No session: to the login page.
+	if resp, _ := b.do("GET", "/ui/models/demo", nil); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/login") {
+		t.Fatalf("without a session: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, page := b.do("GET", "/ui/login", nil)
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "unsafe-inline") || strings.Contains(page, "<script") {
+		t.Errorf("CSP %q; a script in the page: %v", csp, strings.Contains(page, "<script"))
+	}
+	if !strings.Contains(page, `<label for="token">`) {
+		t.Error("the token field has no label")
+	}
+	// A login form that did not come from the console is refused.
+	if resp, _ := b.do("POST", "/ui/login", url.Values{"token": {registrytest.AdminToken}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("login without the form's nonce: %d", resp.StatusCode)
+	}
+	// A wrong token is told so.
+	_, form := b.do("GET", "/ui/login", nil)
+	if resp, page := b.do("POST", "/ui/login", url.Values{"token": {"nope"}, "nonce": {field(form, "nonce")}}); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "not valid") {
+		t.Errorf("a wrong token: %d", resp.StatusCode)
+	}
+	resp, _ = b.login(registrytest.AdminToken)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/models" {
+		t.Fatalf("login: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "sap_session" {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("session cookie %+v: want HttpOnly, Secure, SameSite=Strict", cookie)
+	}
+	_, page = b.do("GET", "/ui/models", nil)
+	if !strings.Contains(page, `href="/ui/models/demo"`) || !strings.Contains(page, "alice (admin)") {
+		t.Errorf("models page:\n%s", page)
+	}
+	_, page = b.do("GET", "/ui/models/demo", nil)
+	for _, want := range []string{"production (revision 1)", "<td>everywhere</td><td>v1</td>", "0.9000", "unsigned"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("model page lacks %q:\n%s", want, page)
+		}
+	}
+	if resp, page := b.do("GET", "/ui/models/nothere", nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(page, "not found") {
+		t.Errorf("an unknown model: %d", resp.StatusCode)
+	}
+	// A forged POST without the CSRF token is refused; with it, logout.
+	if resp, _ := b.do("POST", "/ui/logout", url.Values{}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("logout without CSRF: %d", resp.StatusCode)
+	}
+	_, page = b.do("GET", "/ui/models", nil)
+	if resp, _ := b.do("POST", "/ui/logout", url.Values{"csrf": {field(page, "csrf")}}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("logout: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("GET", "/ui/models", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after logout the session still works: %d", resp.StatusCode)
+	}
+	// A redirect after login stays in the console.
+	_, form = b.do("GET", "/ui/login", nil)
+	resp, _ = b.do("POST", "/ui/login", url.Values{"token": {registrytest.ReaderToken}, "nonce": {field(form, "nonce")}, "next": {"//evil.example/x"}})
+	if resp.Header.Get("Location") != "/ui/models" {
+		t.Errorf("next=//evil.example/x redirected to %q", resp.Header.Get("Location"))
+	}
+}

@@ -1,0 +1,56 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"sort"
+
+	"github.com/sentimentpro/sentiment/registry/regclient"
+)
+
+// page is what every page template gets: the principal, the CSRF token
+// for its forms, and its own data.
+type page struct {
+	Title      string
+	Name, Role string
+	CSRF       string
+	CanAct     bool // admins see the action controls
+	Data       any
+}
+
+func (c *Console) page(s *session, title string, data any) page {
+	return page{Title: title, Name: s.name, Role: s.role, CSRF: s.csrf, CanAct: s.role == "admin", Data: data}
+}
+
+func (c *Console) models(w http.ResponseWriter, r *http.Request, s *session) {
+	var out struct{ Models []string }
+	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/models?limit=1000", nil, &out); err != nil {
+		c.failAPI(w, err)
+		return
+	}
+	c.render(w, http.StatusOK, "models.html", c.page(s, "Models", out.Models))
+}
+
+// modelView is a model's page: its versions, newest first, and its
+// channels.
+type modelView struct {
+	Model    string
+	Versions []regclient.Version
+	Channels []regclient.Channel
+}
+
+func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
+	name := r.PathValue("name")
+	var vs struct{ Versions []regclient.Version }
+	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/versions?limit=1000", nil, &vs); err != nil {
+		c.failAPI(w, err)
+		return
+	}
+	var cs struct{ Channels []regclient.Channel }
+	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/channels", nil, &cs); err != nil {
+		c.failAPI(w, err)
+		return
+	}
+	sort.Slice(vs.Versions, func(i, j int) bool { return vs.Versions[i].CreatedAt.After(vs.Versions[j].CreatedAt) })
+	c.render(w, http.StatusOK, "model.html", c.page(s, name, modelView{Model: name, Versions: vs.Versions, Channels: cs.Channels}))
+}
