@@ -1,7 +1,8 @@
 // Package console is the operators' web console, served by the registry
 // under /ui/: server-rendered HTML (html/template) with its assets
-// embedded in the binary, no script at all so far, and a strict
-// Content-Security-Policy.
+// embedded in the binary, one small script of this origin (live.js: a
+// page's live part follows server-sent events), and a strict
+// Content-Security-Policy without inline script.
 //
 // An operator logs in with a registry token. The session is an HttpOnly,
 // Secure, SameSite=Strict cookie naming a session kept in this process;
@@ -88,13 +89,18 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("POST /ui/logout", c.withSession(c.logout))
 	c.mux.HandleFunc("GET /ui/models", c.withSession(c.models))
 	c.mux.HandleFunc("GET /ui/models/{name}", c.withSession(c.model))
+	c.mux.HandleFunc("GET /ui/models/{name}/regions", c.withSession(c.regions))
+	c.mux.HandleFunc("GET /ui/models/{name}/events", c.withSession(c.events))
+	c.mux.HandleFunc("POST /ui/models/{name}/{action}", c.withSession(c.confirm))
+	c.mux.HandleFunc("POST /ui/models/{name}/{action}/confirm", c.withSession(c.act))
+	c.mux.HandleFunc("GET /ui/audit", c.withSession(c.audit))
 	return c
 }
 
 // securityHeaders go on every console answer: nothing but this origin's
 // styles and images, no script, no framing, no caching of pages.
 func securityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")

@@ -37,6 +37,7 @@ type modelView struct {
 	Model    string
 	Versions []regclient.Version
 	Channels []regclient.Channel
+	Regions  regionsView
 }
 
 func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
@@ -52,5 +53,49 @@ func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	sort.Slice(vs.Versions, func(i, j int) bool { return vs.Versions[i].CreatedAt.After(vs.Versions[j].CreatedAt) })
-	c.render(w, http.StatusOK, "model.html", c.page(s, name, modelView{Model: name, Versions: vs.Versions, Channels: cs.Channels}))
+	c.render(w, http.StatusOK, "model.html", c.page(s, name, modelView{Model: name, Versions: vs.Versions, Channels: cs.Channels,
+		Regions: c.regionsOf(r, s, name)}))
+}
+
+// status is the admin API's view of one channel: what each edge serves.
+type status struct {
+	Channel   string `json:"channel"`
+	Revision  uint64 `json:"revision"`
+	Converged bool   `json:"converged"`
+	Errors    []string
+	Regions   []struct {
+		Region    string `json:"region"`
+		Expected  string `json:"expected"`
+		Converged bool   `json:"converged"`
+		Instances []struct {
+			ID      string `json:"id"`
+			Address string `json:"address"`
+			Health  string `json:"health"`
+			Version string `json:"version"`
+			Current bool   `json:"current"`
+		} `json:"instances"`
+	} `json:"regions"`
+}
+
+// regionsView is the live part of a model's page.
+type regionsView struct {
+	Model  string
+	Status *status
+	Error  string
+}
+
+func (c *Console) regionsOf(r *http.Request, s *session, model string) regionsView {
+	v := regionsView{Model: model}
+	var st status
+	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/admin/models/"+url.PathEscape(model)+"/status?channel=production", nil, &st); err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	v.Status = &st
+	return v
+}
+
+// regions is the fragment live.js swaps in.
+func (c *Console) regions(w http.ResponseWriter, r *http.Request, s *session) {
+	c.render(w, http.StatusOK, "regions.html", c.regionsOf(r, s, r.PathValue("name")))
 }
