@@ -17,36 +17,16 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
-// InstanceStatus is one edge as Consul sees it.
-type InstanceStatus struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
-	Health  string `json:"health"`
-	Version string `json:"version"`
-	Digest  string `json:"digest,omitempty"`
-	Current bool   `json:"current"` // serves the expected version
-}
-
-// RegionStatus compares what a region should serve with what its edges say.
-type RegionStatus struct {
-	Region     string           `json:"region"`
-	Datacenter string           `json:"datacenter"`
-	Expected   string           `json:"expected"`
-	Instances  []InstanceStatus `json:"instances"`
-	Converged  bool             `json:"converged"` // every passing edge serves Expected
-}
-
-// Status is the rollout status of one channel of one model.
-type Status struct {
-	Model     string         `json:"model"`
-	Channel   string         `json:"channel"`
-	Revision  uint64         `json:"revision"`
-	Regions   []RegionStatus `json:"regions"`
-	Converged bool           `json:"converged"`
-	Errors    []string       `json:"errors,omitempty"` // datacenters that could not be asked
-}
+// The status documents live in regclient, which the CLI and the console
+// share.
+type (
+	InstanceStatus = regclient.InstanceStatus
+	RegionStatus   = regclient.RegionStatus
+	Status         = regclient.Status
+)
 
 func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {
 	name := r.PathValue("name")

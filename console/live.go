@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
 // events is a server-sent event stream for a model's page: an event
@@ -24,7 +26,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, s *session) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var st status
+		var st regclient.Status
 		if err := c.call(r.Context(), s.token, http.MethodGet, path, nil, &st); err == nil {
 			if now := fmt.Sprintf("%+v", st); now != last {
 				if last != "" {

@@ -57,36 +57,16 @@ func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
 		Regions: c.regionsOf(r, s, name)}))
 }
 
-// status is the admin API's view of one channel: what each edge serves.
-type status struct {
-	Channel   string `json:"channel"`
-	Revision  uint64 `json:"revision"`
-	Converged bool   `json:"converged"`
-	Errors    []string
-	Regions   []struct {
-		Region    string `json:"region"`
-		Expected  string `json:"expected"`
-		Converged bool   `json:"converged"`
-		Instances []struct {
-			ID      string `json:"id"`
-			Address string `json:"address"`
-			Health  string `json:"health"`
-			Version string `json:"version"`
-			Current bool   `json:"current"`
-		} `json:"instances"`
-	} `json:"regions"`
-}
-
 // regionsView is the live part of a model's page.
 type regionsView struct {
 	Model  string
-	Status *status
+	Status *regclient.Status
 	Error  string
 }
 
 func (c *Console) regionsOf(r *http.Request, s *session, model string) regionsView {
 	v := regionsView{Model: model}
-	var st status
+	var st regclient.Status
 	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/admin/models/"+url.PathEscape(model)+"/status?channel=production", nil, &st); err != nil {
 		v.Error = err.Error()
 		return v

@@ -405,26 +405,7 @@ func printHistory(stdout io.Writer, hist []regclient.Channel) {
 }
 
 // statusAnswer is the admin API's status of a channel.
-type statusAnswer struct {
-	Model     string   `json:"model"`
-	Channel   string   `json:"channel"`
-	Revision  uint64   `json:"revision"`
-	Converged bool     `json:"converged"`
-	Errors    []string `json:"errors,omitempty"`
-	Regions   []struct {
-		Region     string `json:"region"`
-		Datacenter string `json:"datacenter"`
-		Expected   string `json:"expected"`
-		Converged  bool   `json:"converged"`
-		Instances  []struct {
-			ID      string `json:"id"`
-			Address string `json:"address"`
-			Health  string `json:"health"`
-			Version string `json:"version"`
-			Current bool   `json:"current"`
-		} `json:"instances"`
-	} `json:"regions"`
-}
+type statusAnswer = regclient.Status
 
 // lagging names the edges that do not serve their region's target yet.
 func lagging(st statusAnswer) string {

@@ -204,3 +204,33 @@ func ValidateName(kind, name string) error {
 	}
 	return nil
 }
+
+// InstanceStatus is one edge and the version it says it serves.
+type InstanceStatus struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Health  string `json:"health"` // passing, warning or critical
+	Version string `json:"version"`
+	Digest  string `json:"digest,omitempty"`
+	Current bool   `json:"current"` // serves the expected version
+}
+
+// RegionStatus compares what a region should serve with what its edges say.
+type RegionStatus struct {
+	Region     string           `json:"region"`
+	Datacenter string           `json:"datacenter"`
+	Expected   string           `json:"expected"`
+	Instances  []InstanceStatus `json:"instances"`
+	Converged  bool             `json:"converged"` // every passing edge serves Expected
+}
+
+// Status is what every edge serves against what a channel says (GET
+// /v1/admin/models/{name}/status).
+type Status struct {
+	Model     string         `json:"model"`
+	Channel   string         `json:"channel"`
+	Revision  uint64         `json:"revision"`
+	Regions   []RegionStatus `json:"regions"`
+	Converged bool           `json:"converged"`
+	Errors    []string       `json:"errors,omitempty"` // sources that could not be asked
+}
