@@ -253,7 +253,7 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 	}
 	now := m.cfg.Now().UTC()
 	if d.Status != regclient.DeliveryPending {
-		return m.cfg.Store.Delete(ctx, pendingKey(sub, msg))
+		return m.dropMarker(ctx, sub, msg)
 	}
 	if d.ClaimedBy != "" && now.Before(d.ClaimUntil) {
 		return errClaimed
@@ -268,7 +268,7 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		if _, err := m.writeDelivery(ctx, d); err != nil {
 			return err
 		}
-		return m.cfg.Store.Delete(ctx, pendingKey(sub, msg))
+		return m.dropMarker(ctx, sub, msg)
 	}
 	if err != nil {
 		return err
@@ -298,7 +298,25 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		return err
 	}
 	if done {
-		return m.cfg.Store.Delete(ctx, pendingKey(sub, msg))
+		return m.dropMarker(ctx, sub, msg)
+	}
+	return nil
+}
+
+// dropMarker removes a finished delivery's pending marker. A redelivery
+// asked for meanwhile has made the delivery pending again and put the
+// marker back (an existing marker, for it): if the delivery is pending
+// now, the marker is restored so the redelivery is not lost.
+func (m *Manager) dropMarker(ctx context.Context, sub, msg string) error {
+	if err := m.cfg.Store.Delete(ctx, pendingKey(sub, msg)); err != nil {
+		return err
+	}
+	d, err := m.readDelivery(ctx, sub, msg)
+	if err != nil || d.Status != regclient.DeliveryPending {
+		return err
+	}
+	if _, err := m.cfg.Store.Put(ctx, pendingKey(sub, msg), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
+		return err
 	}
 	return nil
 }
@@ -402,9 +420,14 @@ func (m *Manager) Redeliver(ctx context.Context, sub, msg, actor string) (regcli
 	now := m.cfg.Now().UTC()
 	d.Status, d.NextAt, d.ClaimedBy, d.ClaimUntil = regclient.DeliveryPending, now, "", time.Time{}
 	d.Attempts = append(d.Attempts, regclient.Attempt{Time: now, Replica: m.cfg.ID, Error: redelivered + " by " + actor})
+	// The status first, then the marker: a replica finishing the last
+	// attempt either sees the delivery pending again (and keeps its
+	// marker) or deleted its marker before this one is put.
+	if d, err = m.writeDelivery(ctx, d); err != nil {
+		return regclient.Delivery{}, storeErr("cannot queue the delivery", err)
+	}
 	if _, err := m.cfg.Store.Put(ctx, pendingKey(sub, msg), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
 		return regclient.Delivery{}, storeErr("cannot queue the delivery", err)
 	}
-	d, err = m.writeDelivery(ctx, d)
-	return d, storeErr("cannot queue the delivery", err)
+	return d, nil
 }

@@ -1,12 +1,14 @@
 package webhook
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/store/dir"
 )
 
 // TestSignMatchesTheSpecificationVector: the Standard Webhooks
@@ -111,5 +113,52 @@ func TestParseSchedule(t *testing.T) {
 		if _, err := ParseSchedule(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestRedeliveryDuringTheLastAttemptIsKept: a redelivery asked for while
+// a replica finishes the delivery's last attempt is not lost when that
+// replica removes the pending marker.
+func TestRedeliveryDuringTheLastAttemptIsKept(t *testing.T) {
+	st, err := dir.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(registry.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Config{Registry: reg, Store: st, ID: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sub, err := m.Subscribe(ctx, regclient.NewSubscription{URL: "http://127.0.0.1:1/h"}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := registry.AuditEntry{ID: "1-x", Action: "publish", Result: "ok", Model: "m", Time: time.Now()}
+	if err := m.enqueue(ctx, sub, regclient.EventVersionPublished, e); err != nil {
+		t.Fatal(err)
+	}
+	// The last attempt succeeded and is recorded...
+	d, err := m.readDelivery(ctx, sub.ID, "msg_1-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Status = regclient.DeliveryDelivered
+	if _, err := m.writeDelivery(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	// ...an operator redelivers before the marker is removed...
+	if _, err := m.Redeliver(ctx, sub.ID, "msg_1-x", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	// ...and the replica removes the marker of what it delivered.
+	if err := m.dropMarker(ctx, sub.ID, "msg_1-x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(ctx, pendingKey(sub.ID, "msg_1-x")); err != nil {
+		t.Errorf("the redelivery lost its pending marker: %v", err)
 	}
 }
