@@ -37,6 +37,13 @@ var assets embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	// ops are the operations a rollout in status allows.
+	"ops": func(status string) []string {
+		if status == "paused" {
+			return []string{"resume", "abort"}
+		}
+		return []string{"pause", "abort"}
+	},
 }).ParseFS(assets, "assets/*.html"))
 
 // Config configures the console; it is built in main.
@@ -91,6 +98,11 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("GET /ui/models/{name}", c.withSession(c.model))
 	c.mux.HandleFunc("GET /ui/models/{name}/regions", c.withSession(c.regions))
 	c.mux.HandleFunc("GET /ui/models/{name}/events", c.withSession(c.events))
+	c.mux.HandleFunc("GET /ui/rollouts", c.withSession(c.rollouts))
+	c.mux.HandleFunc("GET /ui/models/{name}/rollout", c.withSession(c.rollout))
+	c.mux.HandleFunc("POST /ui/models/{name}/rollout/start", c.withSession(c.confirmRollout))
+	c.mux.HandleFunc("POST /ui/models/{name}/rollout/start/confirm", c.withSession(c.startRollout))
+	c.mux.HandleFunc("POST /ui/models/{name}/rollout/op/{op}", c.withSession(c.rolloutOp))
 	c.mux.HandleFunc("POST /ui/models/{name}/{action}", c.withSession(c.confirm))
 	c.mux.HandleFunc("POST /ui/models/{name}/{action}/confirm", c.withSession(c.act))
 	c.mux.HandleFunc("GET /ui/audit", c.withSession(c.audit))
