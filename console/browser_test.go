@@ -79,13 +79,14 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Skip("runs Chromium, the registry and two edges")
 	}
 	ctx := chrome(t)
-	ports, err := testenv.FreePorts(3)
+	ports, err := testenv.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	edges := map[string]string{"eu-west": fmt.Sprintf("127.0.0.1:%d", ports[1]), "us-east": fmt.Sprintf("127.0.0.1:%d", ports[2])}
+	geo := fmt.Sprintf("127.0.0.1:%d", ports[3])
 	reg := registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		Args: []string{"-edges", "eu-west=http://" + edges["eu-west"] + ",us-east=http://" + edges["us-east"]}})
+		Args: []string{"-edges", "eu-west=http://" + edges["eu-west"] + ",us-east=http://" + edges["us-east"], "-geo", "http://" + geo}})
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 2, 0.9))
 	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
@@ -97,6 +98,9 @@ func TestConsoleInChromium(t *testing.T) {
 			"-registry", reg.URL, "-cache-dir", t.TempDir(), "-shutdown-delay", "0s"},
 			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+addr+"/health/ready")
 	}
+	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", geo, "-static",
+		"eu-west=" + edges["eu-west"] + ",us-east=" + edges["us-east"], "-default-region", "eu-west", "-shutdown-delay", "0s", "-rate-limit", "0"},
+		nil, "http://"+geo+"/health/live")
 	dir := shots(t)
 	euRow := `tr[data-region="eu-west"] td:last-child`
 
@@ -172,6 +176,14 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Errorf("the audit page lacks %q:\n%s", want, audit)
 		}
 	}
+
+	// The regions as the geo router sees them.
+	if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/ui/regions"), chromedp.WaitVisible(chromedp.CSS(`tr[data-region="eu-west"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, `tr[data-region="eu-west"]`, "closed", 10*time.Second)
+	waitText(t, ctx, `tr[data-region="us-east"]`, edges["us-east"], 10*time.Second)
+	screenshot(t, ctx, dir, "regions")
 
 	// A forged POST from the page with the admin's session cookie but
 	// without the CSRF token.

@@ -50,6 +50,11 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 type Config struct {
 	// API is the registry's API: every read and action goes through it.
 	API http.Handler
+	// Geo is the geo router's base URL, for the regions page; GeoToken
+	// its internal token (GEO_INTERNAL_TOKEN), GeoClient the client to
+	// reach it (TLS).
+	Geo, GeoToken string
+	GeoClient     *http.Client
 	// SessionTTL is how long a login lasts (default 8h).
 	SessionTTL time.Duration
 	Logger     *slog.Logger
@@ -87,6 +92,9 @@ func New(cfg Config) *Console {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.GeoClient == nil {
+		cfg.GeoClient = &http.Client{Timeout: 5 * time.Second}
+	}
 	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), mux: http.NewServeMux(), sessions: map[string]*session{}}
 	static, _ := fs.Sub(assets, "assets")
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServer(http.FS(static))))
@@ -106,6 +114,7 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("POST /ui/models/{name}/{action}", c.withSession(c.confirm))
 	c.mux.HandleFunc("POST /ui/models/{name}/{action}/confirm", c.withSession(c.act))
 	c.mux.HandleFunc("GET /ui/audit", c.withSession(c.audit))
+	c.mux.HandleFunc("GET /ui/regions", c.withSession(c.regionsPage))
 	return c
 }
 

@@ -51,6 +51,7 @@ type Config struct {
 	Datacenters    string
 	TLS            tlsfiles.Server
 	Rollouts       RolloutConfig
+	Geo, GeoToken  string // the geo router's address and internal token, for the console's regions page
 	WebhookRetries string // the retry schedule of webhook deliveries
 	WebhookTick    time.Duration
 	service.Flags
@@ -89,6 +90,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.Rollouts.Lease, "rollout-lease", 10*time.Second, "how long the replica driving a rollout holds it without renewing")
 	fs.StringVar(&c.Rollouts.EdgeCA, "edge-ca", "", "CA file edges' certificates chain to: their metrics are read over https, presenting -tls-cert")
 	fs.StringVar(&c.Rollouts.EdgeServerName, "edge-server-name", "", "name every edge's certificate carries (default: the address dialled)")
+	fs.StringVar(&c.Geo, "geo", "", "the geo router's URL, for the console's regions page (its CA: -edge-ca)")
+	fs.StringVar(&c.GeoToken, "geo-token", "", "the geo router's internal token: from REGISTRY_GEO_TOKEN only, never the command line")
 	fs.StringVar(&c.WebhookRetries, "webhook-retry-schedule", "5s,5m,30m,2h,5h,10h,10h", "waits before each retry of a failed webhook delivery")
 	fs.DurationVar(&c.WebhookTick, "webhook-tick", time.Second, "how often new events are dispatched and due deliveries sent")
 	c.TLS.Register(fs)
@@ -208,7 +211,7 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 	// The console at /ui/ reads and acts through the same API, in process.
 	root := http.NewServeMux()
-	root.Handle("/ui/", console.New(console.Config{API: a, Logger: log}))
+	root.Handle("/ui/", console.New(console.Config{API: a, Logger: log, Geo: cfg.Geo, GeoToken: cfg.GeoToken, GeoClient: edgeClient}))
 	root.Handle("/", a)
 	srv := &http.Server{Handler: cfg.TLS.RequireClientCert(root), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

@@ -123,8 +123,8 @@ func run(cfg Config) error {
 		return err
 	}
 	// Tokens go in the environment, never on command lines (ps shows those).
-	regArgs := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-trusted-keys", key.pubPath, "-shutdown-delay", "0s"},
-		backend.registryArgs...)
+	regArgs := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", cfg.RegistryPort), "-trusted-keys", key.pubPath, "-shutdown-delay", "0s",
+		"-geo", fmt.Sprintf("%s://127.0.0.1:%d", certs.scheme(), cfg.GeoPort)}, backend.registryArgs...)
 	if !cfg.Real {
 		// Without Consul the rollout controller reads the edges it is told.
 		var edges []string

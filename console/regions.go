@@ -1,0 +1,55 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// geoRoute is the geo router's GET /v1/route: regions in the order it
+// would try them for the asker, with their breaker and healthy edges.
+type geoRoute struct {
+	PlacedBy string `json:"placed_by"`
+	Regions  []struct {
+		Region  string   `json:"region"`
+		Breaker string   `json:"breaker"`
+		Edges   []string `json:"edges"`
+	} `json:"regions"`
+}
+
+// regionsPage shows the regions as the geo router sees them.
+func (c *Console) regionsPage(w http.ResponseWriter, r *http.Request, s *session) {
+	view := map[string]any{}
+	if c.cfg.Geo == "" {
+		view["Error"] = "the registry was not given the geo router's address (-geo)"
+	} else if route, err := c.geoRoute(r); err != nil {
+		view["Error"] = err.Error()
+	} else {
+		view["Route"] = route
+	}
+	c.render(w, http.StatusOK, "regions-page.html", c.page(s, "Regions", view))
+}
+
+func (c *Console) geoRoute(r *http.Request) (geoRoute, error) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, c.cfg.Geo+"/v1/route", nil)
+	if err != nil {
+		return geoRoute{}, err
+	}
+	if c.cfg.GeoToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.GeoToken)
+	}
+	resp, err := c.cfg.GeoClient.Do(req)
+	if err != nil {
+		return geoRoute{}, fmt.Errorf("the geo router did not answer: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return geoRoute{}, fmt.Errorf("the geo router answered %d", resp.StatusCode)
+	}
+	var out geoRoute
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return geoRoute{}, fmt.Errorf("cannot read the geo router's answer: %w", err)
+	}
+	return out, nil
+}
