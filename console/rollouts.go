@@ -36,6 +36,17 @@ func (c *Console) rollout(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, http.StatusOK, "rollout.html", c.page(s, "Rollout of "+ro.Model+" "+ro.Spec.Version, ro))
 }
 
+// confirmOp asks for confirmation of a pause, resume or abort.
+func (c *Console) confirmOp(w http.ResponseWriter, r *http.Request, s *session) {
+	op := r.PathValue("op")
+	if op != "pause" && op != "resume" && op != "abort" {
+		c.fail(w, http.StatusNotFound, "no such operation")
+		return
+	}
+	c.render(w, http.StatusOK, "op-confirm.html", c.page(s, "Confirm: "+op+" the rollout",
+		map[string]string{"Model": r.PathValue("name"), "Op": op, "Reason": strings.TrimSpace(r.PostFormValue("reason"))}))
+}
+
 // rolloutOp pauses, resumes or aborts the model's rollout.
 func (c *Console) rolloutOp(w http.ResponseWriter, r *http.Request, s *session) {
 	op := r.PathValue("op")

@@ -68,7 +68,14 @@ func TestConsoleRollouts(t *testing.T) {
 		t.Fatalf("rollout page:\n%s", page)
 	}
 	for _, op := range []struct{ op, want string }{{"pause", "<strong>paused</strong>"}, {"resume", "<strong>running</strong>"}, {"abort", "<strong>aborted</strong>"}} {
-		resp, _ := b.do("POST", "/ui/models/demo/rollout/op/"+op.op, url.Values{"csrf": {field(page, "csrf")}, "reason": {"test " + op.op}})
+		form := url.Values{"csrf": {field(page, "csrf")}, "reason": {"test " + op.op}}
+		if resp, confirm := b.do("POST", "/ui/models/demo/rollout/op/"+op.op, form); resp.StatusCode != 200 || !strings.Contains(confirm, `id="confirm"`) {
+			t.Fatalf("%s asks no confirmation: %d", op.op, resp.StatusCode)
+		}
+		if _, page = b.do("GET", "/ui/models/demo/rollout", nil); strings.Contains(page, op.want) && op.op != "resume" {
+			t.Fatalf("%s took effect before the confirmation", op.op)
+		}
+		resp, _ := b.do("POST", "/ui/models/demo/rollout/op/"+op.op+"/confirm", form)
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("%s: %d", op.op, resp.StatusCode)
 		}
@@ -83,7 +90,7 @@ func TestConsoleRollouts(t *testing.T) {
 		t.Errorf("rollouts list:\n%s", list)
 	}
 	// Without the CSRF token, nothing happens.
-	if resp, _ := b.do("POST", "/ui/models/demo/rollout/op/pause", url.Values{}); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := b.do("POST", "/ui/models/demo/rollout/op/pause/confirm", url.Values{}); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a rollout operation without CSRF: %d", resp.StatusCode)
 	}
 	reader := newBrowser(t, srv)

@@ -210,10 +210,12 @@ func run(cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
 	}
 	// The console at /ui/ reads and acts through the same API, in process.
+	// People log in to it with a token, from browsers that hold no client
+	// certificate: it is the one path mutual TLS leaves to its own login.
 	root := http.NewServeMux()
 	root.Handle("/ui/", console.New(console.Config{API: a, Logger: log, Geo: cfg.Geo, GeoToken: cfg.GeoToken, GeoClient: edgeClient}))
-	root.Handle("/", a)
-	srv := &http.Server{Handler: cfg.TLS.RequireClientCert(root), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+	root.Handle("/", cfg.TLS.RequireClientCert(a))
+	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err

@@ -250,5 +250,19 @@ func refusesPlainHTTP(t *testing.T, tlsClient *http.Client, registry, geo int, e
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "client certificate") {
 			t.Errorf("port %d %s without a client certificate: %d %s", port, path, resp.StatusCode, body)
 		}
+		if port == registry {
+			// The console is for browsers without a client certificate:
+			// its own login guards it.
+			resp, err := tlsClient.Get("https://" + base + "/ui/login")
+			if err != nil {
+				t.Errorf("console: %v", err)
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `name="token"`) {
+				t.Errorf("the console's login without a client certificate: %d", resp.StatusCode)
+			}
+		}
 	}
 }
