@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -102,13 +101,7 @@ func TestCatalogCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the registry and edge binaries")
 	}
-	ports, err := testenv.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edge := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	reg := registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		Args: []string{"-edges", "eu-west=http://" + edge}})
+	reg, _, startEdge := registryWithEdge(t)
 	dir := t.TempDir()
 	pub, priv, err := model.GenerateKey()
 	if err != nil {
@@ -143,9 +136,7 @@ func TestCatalogCLI(t *testing.T) {
 		return out + errOut
 	}
 	run(0, "promote", "--model", "demo", "--version", "v10")
-	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "eu-west",
-		"-model", "demo", "-registry", reg.URL, "-cache-dir", t.TempDir(), "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
+	startEdge()
 
 	if out := run(0, "versions", "--model", "demo"); !regexp.MustCompile(`(?s)v10 .*v2 .*v3 `).MatchString(out) {
 		t.Errorf("versions not in creation order:\n%s", out)

@@ -22,22 +22,14 @@ func TestRolloutCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the registry and edge binaries")
 	}
-	ports, err := testenv.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edge := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	reg := registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		Args: []string{"-edges", "eu-west=http://" + edge, "-rollout-tick", "200ms", "-rollout-lease", "2s"}})
+	reg, edge, startEdge := registryWithEdge(t, "-rollout-tick", "200ms", "-rollout-lease", "2s")
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0))
 	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, reg.Publisher, "demo", "v3", testenv.FlippedArtifact(t, 1))
 	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "eu-west",
-		"-model", "demo", "-registry", reg.URL, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
+	startEdge()
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for w := 0; w < 2; w++ {
@@ -113,5 +105,24 @@ func TestRolloutCLI(t *testing.T) {
 		if code, _, errOut := sentctl(t, bad.args...); code != bad.code || !strings.Contains(errOut, bad.want) {
 			t.Errorf("%v: exit %d %q, want %d with %q", bad.args, code, errOut, bad.code, bad.want)
 		}
+	}
+}
+
+// registryWithEdge runs the registry binary with args, knowing one
+// eu-west edge from -edges as make run wires it; startEdge runs that
+// edge (model demo, no rate limit) once the registry has a model for it.
+func registryWithEdge(t *testing.T, args ...string) (reg *registrytest.Server, edge string, startEdge func()) {
+	t.Helper()
+	ports, err := testenv.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	reg = registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		Args: append([]string{"-edges", "eu-west=http://" + edge}, args...)})
+	return reg, edge, func() {
+		testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "eu-west",
+			"-model", "demo", "-registry", reg.URL, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s"},
+			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
 	}
 }
