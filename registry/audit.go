@@ -69,7 +69,7 @@ func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 	}
 	auditWriteErrors.Inc()
 	r.log.Error("cannot write audit entry", "request_id", e.RequestID, "entry", string(data), "err", lastErr)
-	return AuditEntry{}, storeErr("cannot write audit entry", lastErr)
+	return AuditEntry{}, StoreErr("cannot write audit entry", lastErr)
 }
 
 // Unaudited is the error of an action that took effect but whose audit
@@ -107,7 +107,7 @@ func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, 
 		for {
 			infos, err := r.store.List(ctx, prefix, after, 1000)
 			if err != nil {
-				return nil, storeErr("cannot list audit entries", err)
+				return nil, StoreErr("cannot list audit entries", err)
 			}
 			for _, info := range infos {
 				e, err := r.readAudit(ctx, info.Key)
@@ -153,7 +153,7 @@ func (r *Registry) readAudit(ctx context.Context, key string) (AuditEntry, error
 		return AuditEntry{}, fmt.Errorf("%w: %v", errUnreadableEntry, err)
 	}
 	if err != nil {
-		return AuditEntry{}, storeErr("cannot read audit entry", err)
+		return AuditEntry{}, StoreErr("cannot read audit entry", err)
 	}
 	var e AuditEntry
 	if err := json.Unmarshal(data, &e); err != nil {

@@ -88,7 +88,7 @@ func (r *Registry) PutBlob(ctx context.Context, digest string, body io.Reader, s
 		}
 		return Blob{Digest: digest, Size: info.Size}, false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return Blob{}, false, storeErr("cannot check blob", err)
+		return Blob{}, false, StoreErr("cannot check blob", err)
 	}
 	info, err := r.store.Put(ctx, key, vr, size)
 	switch {
@@ -97,7 +97,7 @@ func (r *Registry) PutBlob(ctx context.Context, digest string, body io.Reader, s
 	case errors.Is(err, store.ErrExists):
 		return Blob{Digest: digest, Size: vr.n}, false, nil // a concurrent upload of the same bytes won
 	case err != nil:
-		return Blob{}, false, storeErr("cannot store blob", err)
+		return Blob{}, false, StoreErr("cannot store blob", err)
 	}
 	return Blob{Digest: digest, Size: info.Size}, true, nil
 }
@@ -109,7 +109,7 @@ func (r *Registry) OpenBlob(ctx context.Context, digest string, offset, length i
 	}
 	rc, info, err := r.store.Open(ctx, blobKey(digest), offset, length)
 	if err != nil {
-		return nil, store.Info{}, storeErr("cannot open blob "+digest, err)
+		return nil, store.Info{}, StoreErr("cannot open blob "+digest, err)
 	}
 	return rc, info, nil
 }
@@ -121,7 +121,7 @@ func (r *Registry) StatBlob(ctx context.Context, digest string) (store.Info, err
 	}
 	info, err := r.store.Stat(ctx, blobKey(digest))
 	if err != nil {
-		return store.Info{}, storeErr("cannot find blob "+digest, err)
+		return store.Info{}, StoreErr("cannot find blob "+digest, err)
 	}
 	return info, nil
 }
@@ -156,7 +156,7 @@ func (r *Registry) readRange(ctx context.Context, digest string, off, n int64) (
 	defer rc.Close()
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, storeErr("cannot read blob "+digest, err)
+		return nil, StoreErr("cannot read blob "+digest, err)
 	}
 	return buf, nil
 }

@@ -42,7 +42,7 @@ func (r *Registry) GetChannel(ctx context.Context, model, channel string) (Chann
 	}
 	doc, err := store.ReadDoc(ctx, r.store, channelKey(model, channel))
 	if err != nil {
-		return Channel{}, storeErr(fmt.Sprintf("channel %s/%s", model, channel), err)
+		return Channel{}, StoreErr(fmt.Sprintf("channel %s/%s", model, channel), err)
 	}
 	return decodeChannel(doc)
 }
@@ -54,7 +54,7 @@ func (r *Registry) ChannelHistory(ctx context.Context, model, channel string, li
 	}
 	docs, err := store.DocHistory(ctx, r.store, channelKey(model, channel), limit)
 	if err != nil {
-		return nil, storeErr("cannot read channel history", err)
+		return nil, StoreErr("cannot read channel history", err)
 	}
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("channel %s/%s: %w", model, channel, ErrNotFound)
@@ -78,7 +78,7 @@ func (r *Registry) ListChannels(ctx context.Context, model string) ([]Channel, e
 	prefix := "index/channels/" + model + "/"
 	infos, err := r.store.List(ctx, prefix, "", 0)
 	if err != nil {
-		return nil, storeErr("cannot list channels", err)
+		return nil, StoreErr("cannot list channels", err)
 	}
 	out := make([]Channel, 0, len(infos))
 	for _, info := range infos {
@@ -143,7 +143,7 @@ func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, exp
 			continue
 		}
 		if err != nil {
-			return Channel{}, storeErr("cannot move channel", err)
+			return Channel{}, StoreErr("cannot move channel", err)
 		}
 		if rev == 1 {
 			if _, err := r.store.Put(ctx, channelIndexKey(model, channel), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {

@@ -120,10 +120,16 @@ func (r *Registry) Check(ctx context.Context) error {
 	return nil
 }
 
-// storeErr maps store failures: missing objects stay ErrNotFound, anything
-// else is the store being unavailable.
-func storeErr(op string, err error) error {
+// StoreErr maps store failures for clients: missing objects stay
+// ErrNotFound, a lost compare-and-swap is ErrConflict, a cancelled
+// request stays cancelled, anything else is the store being unavailable
+// (nil stays nil). Rollouts and webhooks map theirs with it too.
+func StoreErr(op string, err error) error {
 	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("%s: %w", op, ErrConflict)
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -99,7 +99,7 @@ func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher s
 		return r.sameVersion(existing, nv)
 	}
 	if err != nil {
-		return Version{}, false, storeErr("cannot store version", err)
+		return Version{}, false, StoreErr("cannot store version", err)
 	}
 	// A delete of the same name may have raced this create: the tombstone
 	// wins.
@@ -162,7 +162,7 @@ func (r *Registry) GetVersion(ctx context.Context, name, version string) (Versio
 	}
 	data, err := store.ReadAll(ctx, r.store, versionKey(name, version), 1<<20)
 	if err != nil {
-		return Version{}, storeErr(fmt.Sprintf("cannot read version %s/%s", name, version), err)
+		return Version{}, StoreErr(fmt.Sprintf("cannot read version %s/%s", name, version), err)
 	}
 	var v Version
 	if err := json.Unmarshal(data, &v); err != nil {
@@ -191,7 +191,7 @@ func (r *Registry) ListVersions(ctx context.Context, name, pageToken string, lim
 	}
 	infos, err := r.store.List(ctx, prefix, after, limit+1)
 	if err != nil {
-		return nil, "", storeErr("cannot list versions", err)
+		return nil, "", StoreErr("cannot list versions", err)
 	}
 	next := ""
 	if len(infos) > limit {
@@ -229,7 +229,7 @@ func (r *Registry) ListModels(ctx context.Context, pageToken string, limit int) 
 	}
 	infos, err := r.store.List(ctx, prefix, after, limit+1)
 	if err != nil {
-		return nil, "", storeErr("cannot list models", err)
+		return nil, "", StoreErr("cannot list models", err)
 	}
 	next := ""
 	if len(infos) > limit {
@@ -266,10 +266,10 @@ func (r *Registry) DeleteVersion(ctx context.Context, name, version string) (Ver
 		return Version{}, fmt.Errorf("cannot encode tombstone: %w", err)
 	}
 	if _, err := r.store.Put(ctx, tombstoneKey(name, version), bytes.NewReader(data), int64(len(data))); err != nil && !errors.Is(err, store.ErrExists) {
-		return Version{}, storeErr("cannot write tombstone", err)
+		return Version{}, StoreErr("cannot write tombstone", err)
 	}
 	if err := r.store.Delete(ctx, versionKey(name, version)); err != nil {
-		return Version{}, storeErr("cannot delete version", err)
+		return Version{}, StoreErr("cannot delete version", err)
 	}
 	return v, nil
 }
@@ -283,7 +283,7 @@ func (r *Registry) checkNotDeleted(ctx context.Context, name, version string) er
 	case errors.Is(err, store.ErrNotFound):
 		return nil
 	}
-	return storeErr("cannot check for a tombstone", err)
+	return StoreErr("cannot check for a tombstone", err)
 }
 
 func clampLimit(limit int) int {
@@ -316,7 +316,7 @@ func (r *Registry) withEdits(ctx context.Context, v Version) (Version, error) {
 		return v, nil
 	}
 	if err != nil {
-		return Version{}, storeErr("cannot read the edits of "+v.Model+"/"+v.Version, err)
+		return Version{}, StoreErr("cannot read the edits of "+v.Model+"/"+v.Version, err)
 	}
 	var m versionMeta
 	if err := json.Unmarshal(doc.Data, &m); err != nil {
@@ -340,7 +340,7 @@ func (r *Registry) EditVersion(ctx context.Context, name, version, actor string,
 		}
 		rev, err := store.DocRevision(ctx, r.store, editKey(name, version))
 		if err != nil {
-			return Version{}, storeErr("cannot read the edits of "+name+"/"+version, err)
+			return Version{}, StoreErr("cannot read the edits of "+name+"/"+version, err)
 		}
 		m := versionMeta{Labels: maps.Clone(v.Labels), Description: v.Description, EditedBy: actor, EditedAt: r.now().UTC()}
 		if m.Labels == nil {
@@ -366,7 +366,7 @@ func (r *Registry) EditVersion(ctx context.Context, name, version, actor string,
 		if _, err := store.WriteDoc(ctx, r.store, editKey(name, version), data, rev); errors.Is(err, store.ErrConflict) {
 			continue // edited concurrently: apply this edit to that one
 		} else if err != nil {
-			return Version{}, storeErr("cannot edit "+name+"/"+version, err)
+			return Version{}, StoreErr("cannot edit "+name+"/"+version, err)
 		}
 		return r.GetVersion(ctx, name, version)
 	}

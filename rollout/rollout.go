@@ -179,7 +179,7 @@ func (m *Manager) Get(ctx context.Context, model, channel string) (Rollout, erro
 		return Rollout{}, fmt.Errorf("channel %s/%s has had no rollout: %w", model, channel, registry.ErrNotFound)
 	}
 	if err != nil {
-		return Rollout{}, fmt.Errorf("cannot read rollout %s/%s: %w: %v", model, channel, registry.ErrStoreDown, err)
+		return Rollout{}, registry.StoreErr(fmt.Sprintf("cannot read rollout %s/%s", model, channel), err)
 	}
 	var ro Rollout
 	if err := json.Unmarshal(doc.Data, &ro); err != nil {
@@ -200,7 +200,7 @@ func validateChannel(model, channel string) error {
 func (m *Manager) List(ctx context.Context) ([]Rollout, error) {
 	infos, err := m.cfg.Store.List(ctx, "index/rollouts/", "", 0)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list rollouts: %w: %v", registry.ErrStoreDown, err)
+		return nil, registry.StoreErr("cannot list rollouts", err)
 	}
 	out := []Rollout{}
 	for _, info := range infos {
@@ -244,7 +244,7 @@ func (m *Manager) commit(ctx context.Context, ro Rollout, change func(*Rollout))
 		return Rollout{}, fmt.Errorf("%w: rollout %s/%s moved concurrently", registry.ErrConflict, ro.Model, ro.Channel)
 	}
 	if err != nil {
-		return Rollout{}, fmt.Errorf("cannot write rollout %s/%s: %w: %v", ro.Model, ro.Channel, registry.ErrStoreDown, err)
+		return Rollout{}, registry.StoreErr(fmt.Sprintf("cannot write rollout %s/%s", ro.Model, ro.Channel), err)
 	}
 	next.Revision = rev
 	return next, nil
@@ -299,7 +299,7 @@ func (m *Manager) Start(ctx context.Context, model, channel string, spec regclie
 		return Rollout{}, err
 	}
 	if _, err := m.cfg.Store.Put(ctx, indexKey(model, channel), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
-		return Rollout{}, fmt.Errorf("cannot index rollout: %w: %v", registry.ErrStoreDown, err)
+		return Rollout{}, registry.StoreErr("cannot index rollout", err)
 	}
 	return m.finish(ctx, ro)
 }

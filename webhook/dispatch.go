@@ -383,7 +383,7 @@ func (m *Manager) Deliveries(ctx context.Context, sub string, limit int) ([]regc
 	}
 	infos, err := m.cfg.Store.List(ctx, "webhooks/deliveries/"+sub+"/", "", 0)
 	if err != nil {
-		return nil, storeErr("cannot list deliveries", err)
+		return nil, registry.StoreErr("cannot list deliveries", err)
 	}
 	var msgs []string
 	for _, info := range infos {
@@ -397,7 +397,7 @@ func (m *Manager) Deliveries(ctx context.Context, sub string, limit int) ([]regc
 	for _, msg := range msgs[:min(limit, len(msgs))] {
 		d, err := m.readDelivery(ctx, sub, msg)
 		if err != nil {
-			return nil, storeErr("cannot read delivery "+msg, err)
+			return nil, registry.StoreErr("cannot read delivery "+msg, err)
 		}
 		out = append(out, d)
 	}
@@ -415,7 +415,7 @@ func (m *Manager) Redeliver(ctx context.Context, sub, msg, actor string) (regcli
 	}
 	d, err := m.readDelivery(ctx, sub, msg)
 	if err != nil {
-		return regclient.Delivery{}, storeErr("delivery "+msg, err)
+		return regclient.Delivery{}, registry.StoreErr("delivery "+msg, err)
 	}
 	now := m.cfg.Now().UTC()
 	d.Status, d.NextAt, d.ClaimedBy, d.ClaimUntil = regclient.DeliveryPending, now, "", time.Time{}
@@ -424,10 +424,10 @@ func (m *Manager) Redeliver(ctx context.Context, sub, msg, actor string) (regcli
 	// attempt either sees the delivery pending again (and keeps its
 	// marker) or deleted its marker before this one is put.
 	if d, err = m.writeDelivery(ctx, d); err != nil {
-		return regclient.Delivery{}, storeErr("cannot queue the delivery", err)
+		return regclient.Delivery{}, registry.StoreErr("cannot queue the delivery", err)
 	}
 	if _, err := m.cfg.Store.Put(ctx, pendingKey(sub, msg), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
-		return regclient.Delivery{}, storeErr("cannot queue the delivery", err)
+		return regclient.Delivery{}, registry.StoreErr("cannot queue the delivery", err)
 	}
 	return d, nil
 }

@@ -144,10 +144,10 @@ func (m *Manager) Subscribe(ctx context.Context, ns regclient.NewSubscription, a
 		return regclient.Subscription{}, err
 	}
 	if _, err := store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, 0); err != nil {
-		return regclient.Subscription{}, storeErr("cannot store the subscription", err)
+		return regclient.Subscription{}, registry.StoreErr("cannot store the subscription", err)
 	}
 	if _, err := m.cfg.Store.Put(ctx, subIndexKey(id), strings.NewReader(""), 0); err != nil {
-		return regclient.Subscription{}, storeErr("cannot index the subscription", err)
+		return regclient.Subscription{}, registry.StoreErr("cannot index the subscription", err)
 	}
 	return s.Subscription, nil
 }
@@ -184,7 +184,7 @@ func validate(ns regclient.NewSubscription) error {
 func (m *Manager) Subscriptions(ctx context.Context) ([]regclient.Subscription, error) {
 	infos, err := m.cfg.Store.List(ctx, "index/webhooks/", "", 0)
 	if err != nil {
-		return nil, storeErr("cannot list subscriptions", err)
+		return nil, registry.StoreErr("cannot list subscriptions", err)
 	}
 	out := []regclient.Subscription{}
 	for _, info := range infos {
@@ -206,7 +206,7 @@ func (m *Manager) subscription(ctx context.Context, id string) (subscription, ui
 	}
 	doc, err := store.ReadDoc(ctx, m.cfg.Store, subKey(id))
 	if err != nil {
-		return subscription{}, 0, storeErr("subscription "+id, err)
+		return subscription{}, 0, registry.StoreErr("subscription "+id, err)
 	}
 	var s subscription
 	if err := json.Unmarshal(doc.Data, &s); err != nil {
@@ -230,9 +230,9 @@ func (m *Manager) Unsubscribe(ctx context.Context, id string) error {
 		return err
 	}
 	if _, err := store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, rev); err != nil {
-		return storeErr("cannot delete the subscription", err)
+		return registry.StoreErr("cannot delete the subscription", err)
 	}
-	return storeErr("cannot unindex the subscription", m.cfg.Store.Delete(ctx, subIndexKey(id)))
+	return registry.StoreErr("cannot unindex the subscription", m.cfg.Store.Delete(ctx, subIndexKey(id)))
 }
 
 // validID checks an ID the API was given before it becomes part of a key.
@@ -241,19 +241,6 @@ func validID(id, prefix string) error {
 		return fmt.Errorf("%w: %q is not a %s… ID", registry.ErrInvalid, id, prefix)
 	}
 	return nil
-}
-
-func storeErr(op string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%s: %w", op, registry.ErrNotFound)
-	case errors.Is(err, store.ErrConflict):
-		return fmt.Errorf("%s: %w", op, registry.ErrConflict)
-	default:
-		return fmt.Errorf("%s: %w: %v", op, registry.ErrStoreDown, err)
-	}
 }
 
 func randomHex(n int) string {
