@@ -137,8 +137,11 @@ func max2(a, b time.Duration) time.Duration {
 // requests and so raises RSS peaks, not the floor; and an idle connection
 // closes within seconds, while a leaked goroutine stays. The CI run (20 s)
 // catches gross leaks (50% of RSS); make reliability (10 minutes) holds
-// growth to 10%.
+// growth to 10%. Every request sent must be served; requests a client
+// could not send because a stall left it with soakInFlight waiting are
+// reported, and held to zero after the warm-up only in the full run.
 func TestSoak(t *testing.T) {
+	const soakInFlight = 2048
 	if testing.Short() {
 		t.Skip("real-service scenario")
 	}
@@ -161,11 +164,18 @@ func TestSoak(t *testing.T) {
 	rate := maxRate(url, 32, 2*time.Second) / 2
 	var ls []*load
 	for _, r := range regions { // clients in every region
-		ls = append(ls, startLoad(url, r, rate/3, 2048))
+		ls = append(ls, startLoad(url, r, rate/3, soakInFlight))
 	}
 	// Connections and worker pools grow to the load and the heap settles
 	// (about 10 s for an edge at this rate) before the first window.
 	time.Sleep(pick(15*time.Second, time.Minute))
+	// A client drops a request when it already has maxInFlight waiting:
+	// the pipeline stalled for most of a second. While connections are
+	// still being opened that is the warm-up, not the soak.
+	var warmupDropped int64
+	for _, l := range ls {
+		warmupDropped += l.dropped.Load()
+	}
 	// floors samples every process's RSS every second for window and
 	// keeps each one's lowest.
 	window := pick(5*time.Second, time.Minute)
@@ -186,19 +196,27 @@ func TestSoak(t *testing.T) {
 	time.Sleep(duration - 2*window)
 	late := floors()
 	duration = time.Since(start)
-	var sent, failed int64
+	var sent, failed, dropped int64
 	var lat []time.Duration
 	for _, l := range ls {
 		l.Stop()
 		t.Logf("%s", l.summary())
 		sent += l.sent.Load()
-		failed += l.failed.Load() + l.rejected.Load() + l.dropped.Load()
+		failed += l.failed.Load() + l.rejected.Load()
+		dropped += l.dropped.Load()
 		l.mu.Lock()
 		lat = append(lat, l.lat...)
 		l.mu.Unlock()
 	}
+	dropped -= warmupDropped
 	if failed > 0 {
-		t.Errorf("%d of %d requests failed, were rejected or could not be sent during the soak", failed, sent)
+		t.Errorf("%d of %d requests failed or were rejected during the soak", failed, sent)
+	}
+	// A stall long enough for a client to drop requests is a latency
+	// figure: the CI run (on a machine that may be busy or paused) reports
+	// it, the full-length run holds it to zero.
+	if *full && dropped > 0 {
+		t.Errorf("%d requests could not be sent after the warm-up: each client had %d waiting", dropped, soakInFlight)
 	}
 	worst, worstG := 0.0, 0
 	for i, p := range procs {
@@ -217,6 +235,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	report(row{scenario: "soak (half max, geo + 3 edges)", offered: fmt.Sprintf("%.0f/s for %v", rate, duration.Round(time.Second)), requests: sent,
-		failed: failed, p99: quantile(lat, 0.99), memGrowth: fmt.Sprintf("RSS floor max %+.1f%%, goroutines after max %+d", 100*worst, worstG)})
+		failed: failed, p99: quantile(lat, 0.99), memGrowth: fmt.Sprintf("RSS floor max %+.1f%%, goroutines after max %+d", 100*worst, worstG),
+		note: fmt.Sprintf("%d not sent in the warm-up, %d after it (client at %d in flight)", warmupDropped, dropped, soakInFlight)})
 	s.checkLogs(t)
 }
