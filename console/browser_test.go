@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
@@ -68,25 +72,19 @@ func waitText(t *testing.T, ctx context.Context, sel, want string, within time.D
 	t.Fatalf("%s does not show %q within %v: %q", sel, want, within, text)
 }
 
-// TestConsoleInChromium drives the console in a real headless Chromium
-// against the registry binary and two edges it knows from -edges: log
-// in, see the models, promote v2 in eu-west through the confirmation
-// (which shows the gate's verdict), see the region turn to v2 without a
-// reload, roll back, see the audit entries; a reader gets no controls,
-// and a forged POST without the CSRF token gets 403.
-func TestConsoleInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs Chromium, the registry and two edges")
-	}
-	ctx := chrome(t)
+// startRig runs the registry binary (with args), two edges it knows from
+// -edges and the geo router, with demo v1 and v2 published and v1 in
+// production.
+func startRig(t *testing.T, args ...string) (reg *registrytest.Server, edges map[string]string, geo string) {
+	t.Helper()
 	ports, err := testenv.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	edges := map[string]string{"eu-west": fmt.Sprintf("127.0.0.1:%d", ports[1]), "us-east": fmt.Sprintf("127.0.0.1:%d", ports[2])}
-	geo := fmt.Sprintf("127.0.0.1:%d", ports[3])
-	reg := registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		Args: []string{"-edges", "eu-west=http://" + edges["eu-west"] + ",us-east=http://" + edges["us-east"], "-geo", "http://" + geo}})
+	edges = map[string]string{"eu-west": fmt.Sprintf("127.0.0.1:%d", ports[1]), "us-east": fmt.Sprintf("127.0.0.1:%d", ports[2])}
+	geo = fmt.Sprintf("127.0.0.1:%d", ports[3])
+	reg = registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		Args: append([]string{"-edges", "eu-west=http://" + edges["eu-west"] + ",us-east=http://" + edges["us-east"], "-geo", "http://" + geo}, args...)})
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 2, 0.9))
 	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
@@ -101,6 +99,21 @@ func TestConsoleInChromium(t *testing.T) {
 	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", geo, "-static",
 		"eu-west=" + edges["eu-west"] + ",us-east=" + edges["us-east"], "-default-region", "eu-west", "-shutdown-delay", "0s", "-rate-limit", "0"},
 		nil, "http://"+geo+"/health/live")
+	return reg, edges, geo
+}
+
+// TestConsoleInChromium drives the console in a real headless Chromium
+// against the registry binary and two edges it knows from -edges: log
+// in, see the models, promote v2 in eu-west through the confirmation
+// (which shows the gate's verdict), see the region turn to v2 without a
+// reload, roll back, see the audit entries; a reader gets no controls,
+// and a forged POST without the CSRF token gets 403.
+func TestConsoleInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Chromium, the registry and two edges")
+	}
+	ctx := chrome(t)
+	reg, edges, _ := startRig(t)
 	dir := shots(t)
 	euRow := `tr[data-region="eu-west"] td:last-child`
 
@@ -213,6 +226,238 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	if buttons != 0 {
 		t.Errorf("a reader sees %d action controls", buttons)
+	}
+	t.Logf("screenshots in %s", dir)
+}
+
+// focusOn presses Tab until the element matching sel has the focus (at
+// most 80 times): it can be reached from the keyboard.
+func focusOn(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	for range 80 {
+		on, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.activeElement !== null && document.activeElement.matches(%q)`, sel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if on {
+			return
+		}
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("Tab never reaches %s", sel)
+}
+
+// typeAndEnter types text into the focused element and presses Enter.
+func typeAndEnter(t *testing.T, ctx context.Context, text string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(text), chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unlabelled lists the page's controls to which Chromium's accessibility
+// tree gives no name: what a screen reader would announce as "edit
+// text" or "button" and nothing more.
+func unlabelled(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	tree, err := chromedp.Run(ctx, func(ctx context.Context, tg *chromedp.Target) (accessibility.GetFullAXTreeResult, error) {
+		return cdp.Call(ctx, tg, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	controls := map[string]bool{"textbox": true, "combobox": true, "button": true, "link": true, "checkbox": true, "radio": true}
+	var bad []string
+	for _, n := range tree.Nodes {
+		if n.Ignored || n.Role == nil {
+			continue
+		}
+		var role, name string
+		json.Unmarshal(n.Role.Value, &role)
+		if n.Name != nil {
+			json.Unmarshal(n.Name.Value, &name)
+		}
+		if controls[role] && strings.TrimSpace(name) == "" {
+			bad = append(bad, fmt.Sprintf("a %s (DOM node %d)", role, n.BackendDOMNodeID))
+		}
+	}
+	return bad
+}
+
+// checkPage checks the page now shown: every control has a name, and
+// nothing is wider than the window (no sideways scrolling).
+func checkPage(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if bad := unlabelled(t, ctx); len(bad) > 0 {
+		t.Errorf("%s: controls without a name: %v", name, bad)
+	}
+	over, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth - document.documentElement.clientWidth`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if over > 0 {
+		t.Errorf("%s is %d px wider than the window", name, over)
+	}
+}
+
+// waitJS waits until the expression is true on the page.
+func waitJS(t *testing.T, ctx context.Context, expr, what string, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr)); err == nil && ok {
+			return
+		}
+	}
+	t.Fatalf("%s: not within %v", what, within)
+}
+
+// markUnreloaded marks the page, so that a later check can tell a live
+// update from a reload.
+func markUnreloaded(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.unreloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkUnreloaded(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	if still, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.unreloaded === true`)); err != nil || !still {
+		t.Errorf("the page was reloaded to show %s (%v)", what, err)
+	}
+}
+
+// TestConsoleByKeyboard runs a rollout from the keyboard alone in
+// Chromium: log in, open the model, start a rollout of v2 in eu-west
+// through its confirmation, pause it and abort it, each through its
+// confirmation; the rollout's figures and status follow on the open page
+// without a reload. Every page's controls have names, and every page
+// reads at 1280×800 and at phone width (390×844) without sideways
+// scrolling.
+func TestConsoleByKeyboard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Chromium, the registry and two edges")
+	}
+	ctx := chrome(t)
+	// Fast ticks so the rollout's figures reach its document within a
+	// second (by default every half lease, 5 s).
+	reg, edges, _ := startRig(t, "-rollout-tick", "200ms", "-rollout-lease", "1s")
+	dir := shots(t)
+
+	// Log in: the token field has the focus; Enter submits.
+	if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("token"))); err != nil {
+		t.Fatal(err)
+	}
+	checkPage(t, ctx, "the login page")
+	focusOn(t, ctx, "#token")
+	typeAndEnter(t, ctx, registrytest.AdminToken)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/models/demo"]`))); err != nil {
+		t.Fatal(err)
+	}
+	checkPage(t, ctx, "the models page")
+	focusOn(t, ctx, `a[href="/ui/models/demo"]`)
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("rollout-regions"))); err != nil {
+		t.Fatal(err)
+	}
+	checkPage(t, ctx, "the model page")
+
+	// Start the rollout: v2 is the newest, so the first choice; type the
+	// canary region, keep the default steps and a 1m interval.
+	if v, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("rollout-version"))); err != nil || v != "v2" {
+		t.Fatalf("the rollout form offers %q first (%v), want v2", v, err)
+	}
+	focusOn(t, ctx, "#rollout-regions")
+	typeAndEnter(t, ctx, "eu-west")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("confirm"))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#gate", "passed", 5*time.Second)
+	checkPage(t, ctx, "the rollout's confirmation")
+	focusOn(t, ctx, "#confirm")
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("rollout-status"))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#rollout-status", "running", 5*time.Second)
+	waitText(t, ctx, "#rollout-status", "5% in eu-west", 5*time.Second)
+
+	// Traffic in eu-west, as from many clients (the edge splits by
+	// routing key, else by address; it allows one address 100 a minute):
+	// the step's figures grow on the open page.
+	markUnreloaded(t, ctx)
+	for i := range 90 {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+edges["eu-west"]+"/v1/predict",
+			strings.NewReader(fmt.Sprintf(`{"text":"a fine film, take %d"}`, i)))
+		req.Header.Set("X-Routing-Key", fmt.Sprintf("client-%d", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("a prediction in eu-west: HTTP %d", resp.StatusCode)
+		}
+	}
+	waitJS(t, ctx, `/stable [1-9]/.test(document.querySelector("#rollout-figures")?.textContent ?? "")`,
+		"the step's figures count the stable version's requests", 10*time.Second)
+	checkUnreloaded(t, ctx, "the figures")
+	checkPage(t, ctx, "the rollout page")
+	screenshot(t, ctx, dir, "rollout")
+
+	// Pause from the keyboard, through the confirmation.
+	focusOn(t, ctx, "#reason-pause")
+	typeAndEnter(t, ctx, "keyboard pause")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("confirm"))); err != nil {
+		t.Fatal(err)
+	}
+	checkPage(t, ctx, "the pause's confirmation")
+	focusOn(t, ctx, "#confirm")
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("rollout-status"))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#rollout-status", "paused", 5*time.Second)
+
+	// Someone else resumes it (the CLI, say): the open page follows.
+	markUnreloaded(t, ctx)
+	if _, err := reg.Admin.RolloutOp(context.Background(), "demo", "production", "resume", "from the CLI"); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#rollout-status", "running", 3*time.Second)
+	checkUnreloaded(t, ctx, "the resume")
+
+	// At phone width every page still reads without sideways scrolling.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []string{"/ui/models", "/ui/models/demo", "/ui/models/demo/rollout", "/ui/rollouts", "/ui/audit", "/ui/regions"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+page), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
+			t.Fatal(err)
+		}
+		checkPage(t, ctx, page+" at phone width")
+		screenshot(t, ctx, dir, "phone"+strings.ReplaceAll(strings.TrimPrefix(page, "/ui"), "/", "-"))
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/ui/models/demo/rollout"), chromedp.WaitVisible(chromedp.ID("reason-abort"))); err != nil {
+		t.Fatal(err)
+	}
+
+	// Abort from the keyboard, at phone width.
+	focusOn(t, ctx, "#reason-abort")
+	typeAndEnter(t, ctx, "keyboard abort")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("confirm"))); err != nil {
+		t.Fatal(err)
+	}
+	focusOn(t, ctx, "#confirm")
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("rollout-status"))); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#rollout-status", "aborted", 5*time.Second)
+	ro, err := reg.Admin.GetRollout(context.Background(), "demo", "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro.Status != regclient.RolloutAborted || ro.Reason != "aborted by alice: keyboard abort" {
+		t.Errorf("the rollout after the abort: %s, %q", ro.Status, ro.Reason)
 	}
 	t.Logf("screenshots in %s", dir)
 }

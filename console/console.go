@@ -105,9 +105,11 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("GET /ui/models", c.withSession(c.models))
 	c.mux.HandleFunc("GET /ui/models/{name}", c.withSession(c.model))
 	c.mux.HandleFunc("GET /ui/models/{name}/regions", c.withSession(c.regions))
-	c.mux.HandleFunc("GET /ui/models/{name}/events", c.withSession(c.events))
+	c.mux.HandleFunc("GET /ui/models/{name}/events", c.withSession(c.regionsEvents))
 	c.mux.HandleFunc("GET /ui/rollouts", c.withSession(c.rollouts))
 	c.mux.HandleFunc("GET /ui/models/{name}/rollout", c.withSession(c.rollout))
+	c.mux.HandleFunc("GET /ui/models/{name}/rollout/live", c.withSession(c.rolloutLive))
+	c.mux.HandleFunc("GET /ui/models/{name}/rollout/events", c.withSession(c.rolloutEvents))
 	c.mux.HandleFunc("POST /ui/models/{name}/rollout/start", c.withSession(c.confirmRollout))
 	c.mux.HandleFunc("POST /ui/models/{name}/rollout/start/confirm", c.withSession(c.startRollout))
 	c.mux.HandleFunc("POST /ui/models/{name}/rollout/op/{op}", c.withSession(c.confirmOp))
@@ -116,6 +118,8 @@ func New(cfg Config) *Console {
 	c.mux.HandleFunc("POST /ui/models/{name}/{action}/confirm", c.withSession(c.act))
 	c.mux.HandleFunc("GET /ui/audit", c.withSession(c.audit))
 	c.mux.HandleFunc("GET /ui/regions", c.withSession(c.regionsPage))
+	c.mux.HandleFunc("GET /ui/regions/live", c.withSession(c.geoLive))
+	c.mux.HandleFunc("GET /ui/regions/events", c.withSession(c.geoEvents))
 	return c
 }
 

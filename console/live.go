@@ -1,40 +1,42 @@
 package console
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
-
-	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
-// events is a server-sent event stream for a model's page: an event
-// whenever what its regions show changes (a channel move, an edge
-// converging), checked every 250 ms; live.js then fetches the fragment.
-func (c *Console) events(w http.ResponseWriter, r *http.Request, s *session) {
+// liveEvery is how often a live stream looks at the state it follows.
+const liveEvery = 250 * time.Millisecond
+
+// live answers a server-sent event stream for one live part of a page:
+// every liveEvery it reads the state with state and sends a "change"
+// event when it differs from the last one read; live.js then fetches the
+// part's fragment again. A failed read sends nothing: the page keeps
+// what it shows until the state can be read again.
+func (c *Console) live(w http.ResponseWriter, r *http.Request, state func(context.Context) (any, error)) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		c.fail(w, http.StatusInternalServerError, "streaming is not supported here")
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
-	path := "/v1/admin/models/" + url.PathEscape(r.PathValue("name")) + "/status?channel=production"
-	last := ""
-	tick := time.NewTicker(250 * time.Millisecond)
+	var last []byte
+	tick := time.NewTicker(liveEvery)
 	defer tick.Stop()
-	for {
-		var st regclient.Status
-		if err := c.call(r.Context(), s.token, http.MethodGet, path, nil, &st); err == nil {
-			if now := fmt.Sprintf("%+v", st); now != last {
-				if last != "" {
-					fmt.Fprintf(w, "event: regions\ndata: %d\n\n", st.Revision)
-					flusher.Flush()
-				}
-				last = now
+	for n := 0; ; n++ {
+		if v, err := state(r.Context()); err == nil {
+			now, _ := json.Marshal(v)
+			if last != nil && string(now) != string(last) {
+				fmt.Fprintf(w, "event: change\ndata: %d\n\n", n)
+				flusher.Flush()
 			}
+			last = now
 		}
 		select {
 		case <-r.Context().Done():

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"sort"
@@ -64,10 +66,14 @@ type regionsView struct {
 	Error  string
 }
 
+func statusPath(model string) string {
+	return "/v1/admin/models/" + url.PathEscape(model) + "/status?channel=production"
+}
+
 func (c *Console) regionsOf(r *http.Request, s *session, model string) regionsView {
 	v := regionsView{Model: model}
 	var st regclient.Status
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/admin/models/"+url.PathEscape(model)+"/status?channel=production", nil, &st); err != nil {
+	if err := c.call(r.Context(), s.token, http.MethodGet, statusPath(model), nil, &st); err != nil {
 		v.Error = err.Error()
 		return v
 	}
@@ -78,4 +84,19 @@ func (c *Console) regionsOf(r *http.Request, s *session, model string) regionsVi
 // regions is the fragment live.js swaps in.
 func (c *Console) regions(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, http.StatusOK, "regions.html", c.regionsOf(r, s, r.PathValue("name")))
+}
+
+// regionsEvents tells the page when what its regions show changes: a
+// channel move, an edge converging or turning unhealthy.
+func (c *Console) regionsEvents(w http.ResponseWriter, r *http.Request, s *session) {
+	c.liveAPI(w, r, s, statusPath(r.PathValue("name")))
+}
+
+// liveAPI is a live stream of what the API answers at path.
+func (c *Console) liveAPI(w http.ResponseWriter, r *http.Request, s *session, path string) {
+	c.live(w, r, func(ctx context.Context) (any, error) {
+		var v json.RawMessage
+		err := c.call(ctx, s.token, http.MethodGet, path, nil, &v)
+		return v, err
+	})
 }

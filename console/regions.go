@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,19 +21,37 @@ type geoRoute struct {
 
 // regionsPage shows the regions as the geo router sees them.
 func (c *Console) regionsPage(w http.ResponseWriter, r *http.Request, s *session) {
+	c.render(w, http.StatusOK, "regions-page.html", c.page(s, "Regions", c.geoView(r.Context())))
+}
+
+// geoLive is the regions page's live part.
+func (c *Console) geoLive(w http.ResponseWriter, r *http.Request, s *session) {
+	c.render(w, http.StatusOK, "geo.html", c.geoView(r.Context()))
+}
+
+// geoEvents tells the regions page when a breaker or an edge's health
+// changes.
+func (c *Console) geoEvents(w http.ResponseWriter, r *http.Request, s *session) {
+	c.live(w, r, func(ctx context.Context) (any, error) { return c.geoRoute(ctx) })
+}
+
+func (c *Console) geoView(ctx context.Context) map[string]any {
 	view := map[string]any{}
 	if c.cfg.Geo == "" {
 		view["Error"] = "the registry was not given the geo router's address (-geo)"
-	} else if route, err := c.geoRoute(r); err != nil {
+	} else if route, err := c.geoRoute(ctx); err != nil {
 		view["Error"] = err.Error()
 	} else {
 		view["Route"] = route
 	}
-	c.render(w, http.StatusOK, "regions-page.html", c.page(s, "Regions", view))
+	return view
 }
 
-func (c *Console) geoRoute(r *http.Request) (geoRoute, error) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, c.cfg.Geo+"/v1/route", nil)
+func (c *Console) geoRoute(ctx context.Context) (geoRoute, error) {
+	if c.cfg.Geo == "" {
+		return geoRoute{}, fmt.Errorf("no geo router")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Geo+"/v1/route", nil)
 	if err != nil {
 		return geoRoute{}, err
 	}

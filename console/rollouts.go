@@ -36,6 +36,23 @@ func (c *Console) rollout(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, http.StatusOK, "rollout.html", c.page(s, "Rollout of "+ro.Model+" "+ro.Spec.Version, ro))
 }
 
+// rolloutLive is the rollout page's live part: its status, the running
+// step's figures and the timeline.
+func (c *Console) rolloutLive(w http.ResponseWriter, r *http.Request, s *session) {
+	var ro regclient.Rollout
+	if err := c.call(r.Context(), s.token, http.MethodGet, rolloutPath(r.PathValue("name")), nil, &ro); err != nil {
+		c.failAPI(w, err)
+		return
+	}
+	c.render(w, http.StatusOK, "rollout-live.html", ro)
+}
+
+// rolloutEvents tells the rollout page when the rollout moves: a step,
+// new figures, a pause or an end.
+func (c *Console) rolloutEvents(w http.ResponseWriter, r *http.Request, s *session) {
+	c.liveAPI(w, r, s, rolloutPath(r.PathValue("name")))
+}
+
 // confirmOp asks for confirmation of a pause, resume or abort.
 func (c *Console) confirmOp(w http.ResponseWriter, r *http.Request, s *session) {
 	op := r.PathValue("op")

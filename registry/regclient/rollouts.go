@@ -25,6 +25,9 @@ func RolloutActive(status string) bool { return status == RolloutRunning || stat
 // ("1m30s").
 type Duration time.Duration
 
+// String is d as "1m30s".
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // MarshalJSON writes d as "1m30s".
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
