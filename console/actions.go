@@ -41,7 +41,7 @@ func (c *Console) confirm(w http.ResponseWriter, r *http.Request, s *session) {
 		req := m.request()
 		req.DryRun = true
 		var out map[string]any
-		if err := c.call(r.Context(), s.token, http.MethodPost, c.movePath(m), req, &out); err != nil {
+		if err := c.call(r.Context(), s.Token, http.MethodPost, c.movePath(m), req, &out); err != nil {
 			m.DryRunError = err.Error()
 		} else {
 			m.DryRun = out
@@ -61,7 +61,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, http.StatusNotFound, "no such action")
 		return
 	}
-	if err := c.call(r.Context(), s.token, http.MethodPost, c.movePath(m), m.request(), nil); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodPost, c.movePath(m), m.request(), nil); err != nil {
 		c.failAPI(w, err)
 		return
 	}
@@ -78,7 +78,7 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	var out struct{ Entries []regclient.AuditEntry }
 	view := map[string]any{"Model": q.Get("model"), "Action": q.Get("action"), "Actor": q.Get("actor")}
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/admin/audit?"+q.Encode(), nil, &out); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/admin/audit?"+q.Encode(), nil, &out); err != nil {
 		view["Error"] = err.Error()
 	}
 	view["Entries"] = out.Entries

@@ -5,7 +5,8 @@
 // Content-Security-Policy without inline script.
 //
 // An operator logs in with a registry token. The session is an HttpOnly,
-// Secure, SameSite=Strict cookie naming a session kept in this process;
+// Secure, SameSite=Strict cookie carrying the session sealed with the
+// console's key (session.go), so every replica with that key reads it;
 // every page reads the registry through its own API, in process, with the
 // session's token, so roles, validation and the audit trail are the API's
 // (audit entries name the token's principal, as the CLI's do). Every POST
@@ -28,7 +29,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -57,23 +57,20 @@ type Config struct {
 	GeoClient     *http.Client
 	// SessionTTL is how long a login lasts (default 8h).
 	SessionTTL time.Duration
+	// SessionKey seals the session cookies. Registry replicas behind one
+	// address need the same key; without one, each process makes its own
+	// and its sessions end when it does.
+	SessionKey []byte
 	Logger     *slog.Logger
 	Now        func() time.Time
 }
 
 // Console serves /ui/.
 type Console struct {
-	cfg      Config
-	log      *slog.Logger
-	mux      *http.ServeMux
-	mu       sync.Mutex
-	sessions map[string]*session
-}
-
-// session is one login.
-type session struct {
-	token, name, role, csrf string
-	expires                 time.Time
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	sealer *sealer
 }
 
 const (
@@ -95,7 +92,7 @@ func New(cfg Config) *Console {
 	if cfg.GeoClient == nil {
 		cfg.GeoClient = &http.Client{Timeout: 5 * time.Second}
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), mux: http.NewServeMux(), sessions: map[string]*session{}}
+	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), mux: http.NewServeMux(), sealer: newSealer(cfg.SessionKey)}
 	static, _ := fs.Sub(assets, "assets")
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServer(http.FS(static))))
 	c.mux.HandleFunc("GET /ui/{$}", c.home)
@@ -150,22 +147,6 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 }
 
-// current returns the request's live session, or nil.
-func (c *Console) current(r *http.Request) *session {
-	ck, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.sessions[ck.Value]
-	if s != nil && c.cfg.Now().After(s.expires) {
-		delete(c.sessions, ck.Value)
-		return nil
-	}
-	return s
-}
-
 type sessionHandler func(w http.ResponseWriter, r *http.Request, s *session)
 
 // withSession sends a request without a session to the login page and
@@ -181,7 +162,7 @@ func (c *Console) withSession(h sessionHandler) http.HandlerFunc {
 			http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.Path), http.StatusSeeOther)
 			return
 		}
-		if r.Method == http.MethodPost && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
+		if r.Method == http.MethodPost && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.CSRF)) != 1 {
 			c.fail(w, http.StatusForbidden, "this form did not come from the console (CSRF token missing or wrong)")
 			return
 		}
@@ -225,24 +206,16 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			"Next": safeNext(r.PostFormValue("next"))})
 		return
 	}
-	id := randomToken()
-	c.mu.Lock()
-	c.sessions[id] = &session{token: token, name: who.Name, role: who.Role, csrf: randomToken(), expires: c.cfg.Now().Add(c.cfg.SessionTTL)}
-	c.mu.Unlock()
-	setCookie(w, sessionCookie, id, int(c.cfg.SessionTTL.Seconds()))
+	s := &session{ID: randomToken(), Token: token, Name: who.Name, Role: who.Role, CSRF: randomToken(),
+		Expires: c.cfg.Now().Add(c.cfg.SessionTTL)}
+	setCookie(w, sessionCookie, c.sealer.seal(s), int(c.cfg.SessionTTL.Seconds()))
 	setCookie(w, loginCookie, "", -1)
 	c.log.Info("console login", "principal", who.Name, "role", who.Role)
 	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
-	c.mu.Lock()
-	for id, other := range c.sessions {
-		if other == s {
-			delete(c.sessions, id)
-		}
-	}
-	c.mu.Unlock()
+	c.sealer.logout(s, c.cfg.Now())
 	setCookie(w, sessionCookie, "", -1)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/console"
@@ -151,4 +152,81 @@ func TestConsoleSession(t *testing.T) {
 	if resp.Header.Get("Location") != "/ui/models" {
 		t.Errorf("next=//evil.example/x redirected to %q", resp.Header.Get("Location"))
 	}
+}
+
+// TestConsoleSessionAcrossReplicas: a session opened on one registry
+// replica works on another with the same key (behind one load balancer),
+// and nowhere else; a tampered, expired or logged-out cookie is refused.
+func TestConsoleSessionAcrossReplicas(t *testing.T) {
+	st, err := dir.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t, st, registry.Config{}, admin.Config{})
+	key := []byte("0123456789abcdef0123456789abcdef")
+	replica := func(key []byte, now func() time.Time) *httptest.Server {
+		srv := httptest.NewTLSServer(console.New(console.Config{API: reg.API, SessionKey: key, Now: now}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	a, b := replica(key, nil), replica(key, nil)
+	other := replica([]byte("another key, another deployment!"), nil)
+	later := replica(key, func() time.Time { return time.Now().Add(9 * time.Hour) })
+
+	alice := newBrowser(t, a)
+	if resp, _ := alice.login(registrytest.AdminToken); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	var cookie string
+	for _, c := range alice.client.Jar.Cookies(mustURL(t, a.URL+"/ui/")) {
+		if c.Name == "sap_session" {
+			cookie = c.Value
+		}
+	}
+	if cookie == "" || strings.Contains(cookie, registrytest.AdminToken) {
+		t.Fatalf("the session cookie %q is missing or shows the token", cookie)
+	}
+	get := func(srv *httptest.Server, value string) (int, string) {
+		req, _ := http.NewRequest("GET", srv.URL+"/ui/models", nil)
+		req.AddCookie(&http.Cookie{Name: "sap_session", Value: value})
+		c := srv.Client()
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, page := get(b, cookie); code != http.StatusOK || !strings.Contains(page, "alice (admin)") {
+		t.Errorf("the other replica: %d", code)
+	}
+	tampered := []byte(cookie)
+	tampered[len(tampered)/2] ^= 1
+	for name, c := range map[string]struct {
+		srv   *httptest.Server
+		value string
+	}{"a deployment with another key": {other, cookie}, "a tampered cookie": {a, string(tampered)},
+		"after the session's 8 hours": {later, cookie}, "a cookie of random text": {a, "bm90IGEgc2Vzc2lvbg"}} {
+		if code, _ := get(c.srv, c.value); code != http.StatusSeeOther {
+			t.Errorf("%s: %d, want 303 to the login page", name, code)
+		}
+	}
+	// After logging out, the old cookie replayed is refused.
+	_, page := alice.do("GET", "/ui/models", nil)
+	if resp, _ := alice.do("POST", "/ui/logout", url.Values{"csrf": {field(page, "csrf")}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if code, _ := get(a, cookie); code != http.StatusSeeOther {
+		t.Errorf("the logged-out cookie replayed: %d", code)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -21,12 +21,12 @@ type page struct {
 }
 
 func (c *Console) page(s *session, title string, data any) page {
-	return page{Title: title, Name: s.name, Role: s.role, CSRF: s.csrf, CanAct: s.role == "admin", Data: data}
+	return page{Title: title, Name: s.Name, Role: s.Role, CSRF: s.CSRF, CanAct: s.Role == "admin", Data: data}
 }
 
 func (c *Console) models(w http.ResponseWriter, r *http.Request, s *session) {
 	var out struct{ Models []string }
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/models?limit=1000", nil, &out); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/models?limit=1000", nil, &out); err != nil {
 		c.failAPI(w, err)
 		return
 	}
@@ -45,12 +45,12 @@ type modelView struct {
 func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("name")
 	var vs struct{ Versions []regclient.Version }
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/versions?limit=1000", nil, &vs); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/versions?limit=1000", nil, &vs); err != nil {
 		c.failAPI(w, err)
 		return
 	}
 	var cs struct{ Channels []regclient.Channel }
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/channels", nil, &cs); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/channels", nil, &cs); err != nil {
 		c.failAPI(w, err)
 		return
 	}
@@ -73,7 +73,7 @@ func statusPath(model string) string {
 func (c *Console) regionsOf(r *http.Request, s *session, model string) regionsView {
 	v := regionsView{Model: model}
 	var st regclient.Status
-	if err := c.call(r.Context(), s.token, http.MethodGet, statusPath(model), nil, &st); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, statusPath(model), nil, &st); err != nil {
 		v.Error = err.Error()
 		return v
 	}
@@ -96,7 +96,7 @@ func (c *Console) regionsEvents(w http.ResponseWriter, r *http.Request, s *sessi
 func (c *Console) liveAPI(w http.ResponseWriter, r *http.Request, s *session, path string) {
 	c.live(w, r, func(ctx context.Context) (any, error) {
 		var v json.RawMessage
-		err := c.call(ctx, s.token, http.MethodGet, path, nil, &v)
+		err := c.call(ctx, s.Token, http.MethodGet, path, nil, &v)
 		return v, err
 	})
 }

@@ -14,7 +14,7 @@ import (
 func (c *Console) rollouts(w http.ResponseWriter, r *http.Request, s *session) {
 	var out struct{ Rollouts []regclient.Rollout }
 	view := map[string]any{}
-	if err := c.call(r.Context(), s.token, http.MethodGet, "/v1/admin/rollouts", nil, &out); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/admin/rollouts", nil, &out); err != nil {
 		view["Error"] = err.Error()
 	}
 	view["Rollouts"] = out.Rollouts
@@ -29,7 +29,7 @@ func rolloutPath(model string) string {
 // every step taken.
 func (c *Console) rollout(w http.ResponseWriter, r *http.Request, s *session) {
 	var ro regclient.Rollout
-	if err := c.call(r.Context(), s.token, http.MethodGet, rolloutPath(r.PathValue("name")), nil, &ro); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, rolloutPath(r.PathValue("name")), nil, &ro); err != nil {
 		c.failAPI(w, err)
 		return
 	}
@@ -40,7 +40,7 @@ func (c *Console) rollout(w http.ResponseWriter, r *http.Request, s *session) {
 // step's figures and the timeline.
 func (c *Console) rolloutLive(w http.ResponseWriter, r *http.Request, s *session) {
 	var ro regclient.Rollout
-	if err := c.call(r.Context(), s.token, http.MethodGet, rolloutPath(r.PathValue("name")), nil, &ro); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodGet, rolloutPath(r.PathValue("name")), nil, &ro); err != nil {
 		c.failAPI(w, err)
 		return
 	}
@@ -72,7 +72,7 @@ func (c *Console) rolloutOp(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	model := r.PathValue("name")
-	if err := c.call(r.Context(), s.token, http.MethodPost, rolloutPath(model)+"/"+op,
+	if err := c.call(r.Context(), s.Token, http.MethodPost, rolloutPath(model)+"/"+op,
 		regclient.RolloutRequest{Reason: strings.TrimSpace(r.PostFormValue("reason"))}, nil); err != nil {
 		c.failAPI(w, err)
 		return
@@ -119,7 +119,7 @@ func (c *Console) confirmRollout(w http.ResponseWriter, r *http.Request, s *sess
 	if problem == "" {
 		var dry map[string]any
 		req := regclient.MoveRequest{Version: spec.Version, Regions: spec.Regions, DryRun: true}
-		if err := c.call(r.Context(), s.token, http.MethodPost, "/v1/admin/models/"+url.PathEscape(model)+"/channels/production/promote", req, &dry); err != nil {
+		if err := c.call(r.Context(), s.Token, http.MethodPost, "/v1/admin/models/"+url.PathEscape(model)+"/channels/production/promote", req, &dry); err != nil {
 			view["DryRunError"] = err.Error()
 		} else {
 			view["Gate"] = dry["gate"]
@@ -136,7 +136,7 @@ func (c *Console) startRollout(w http.ResponseWriter, r *http.Request, s *sessio
 		c.fail(w, http.StatusBadRequest, problem)
 		return
 	}
-	if err := c.call(r.Context(), s.token, http.MethodPost, rolloutPath(model), spec, nil); err != nil {
+	if err := c.call(r.Context(), s.Token, http.MethodPost, rolloutPath(model), spec, nil); err != nil {
 		c.failAPI(w, err)
 		return
 	}

@@ -242,7 +242,7 @@ func configMap(o *objects, prefix string) *corev1.ConfigMap {
 
 // secretsCreatedPerCluster are referenced but never committed (RUNBOOK).
 var secretsCreatedPerCluster = map[string][]string{
-	"sentiment-tokens": {"registry-tokens", "edge-reader-token", "geo-internal-token"},
+	"sentiment-tokens": {"registry-tokens", "edge-reader-token", "geo-internal-token", "console-session-key"},
 	"sentiment-s3":     {"access-key", "secret-key"},
 	// TLS Secrets as cert-manager writes them (docs/SECURITY.md#tls).
 	"sentiment-edge-tls":       {"tls.crt", "tls.key", "ca.crt"},

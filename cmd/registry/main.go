@@ -52,6 +52,7 @@ type Config struct {
 	TLS            tlsfiles.Server
 	Rollouts       RolloutConfig
 	Geo, GeoToken  string // the geo router's address and internal token, for the console's regions page
+	ConsoleKey     string // seals the console's session cookies; the same on every replica
 	WebhookRetries string // the retry schedule of webhook deliveries
 	WebhookTick    time.Duration
 	service.Flags
@@ -92,6 +93,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Rollouts.EdgeServerName, "edge-server-name", "", "name every edge's certificate carries (default: the address dialled)")
 	fs.StringVar(&c.Geo, "geo", "", "the geo router's URL, for the console's regions page (its CA: -edge-ca)")
 	fs.StringVar(&c.GeoToken, "geo-token", "", "the geo router's internal token: from REGISTRY_GEO_TOKEN only, never the command line")
+	fs.StringVar(&c.ConsoleKey, "console-key", "", "secret that seals the console's session cookies, the same on every replica behind one address (default: one per process): from REGISTRY_CONSOLE_KEY only, never the command line")
 	fs.StringVar(&c.WebhookRetries, "webhook-retry-schedule", "5s,5m,30m,2h,5h,10h,10h", "waits before each retry of a failed webhook delivery")
 	fs.DurationVar(&c.WebhookTick, "webhook-tick", time.Second, "how often new events are dispatched and due deliveries sent")
 	c.TLS.Register(fs)
@@ -113,6 +115,8 @@ func (c Config) Validate() error {
 		return errors.New("no tokens: set -tokens-file or REGISTRY_TOKENS (or -insecure-no-auth for a local experiment)")
 	case c.RequireSigned && c.TrustedKeys == "":
 		return errors.New("-require-signatures needs -trusted-keys")
+	case c.ConsoleKey != "" && len(c.ConsoleKey) < 32:
+		return errors.New("REGISTRY_CONSOLE_KEY must be at least 32 characters (openssl rand -hex 32 makes one)")
 	case c.MaxArtifact <= 0:
 		return errors.New("-max-artifact-bytes must be positive")
 	case c.Rollouts.Tick <= 0 || c.Rollouts.Lease < 2*c.Rollouts.Tick:
@@ -213,7 +217,8 @@ func run(cfg Config, log *slog.Logger) error {
 	// People log in to it with a token, from browsers that hold no client
 	// certificate: it is the one path mutual TLS leaves to its own login.
 	root := http.NewServeMux()
-	root.Handle("/ui/", console.New(console.Config{API: a, Logger: log, Geo: cfg.Geo, GeoToken: cfg.GeoToken, GeoClient: edgeClient}))
+	root.Handle("/ui/", console.New(console.Config{API: a, Logger: log, Geo: cfg.Geo, GeoToken: cfg.GeoToken, GeoClient: edgeClient,
+		SessionKey: []byte(cfg.ConsoleKey)}))
 	root.Handle("/", cfg.TLS.RequireClientCert(a))
 	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

@@ -33,7 +33,7 @@ func Parse(fs *flag.FlagSet, args []string, prefix string) error {
 // secrets are the flags that are never taken from the command line, only
 // from the environment (or a file the service reads).
 var secrets = map[string]bool{"registry-token": true, "internal-token": true, "tokens": true,
-	"s3-secret-key": true, "consul-token": true, "geo-token": true}
+	"s3-secret-key": true, "consul-token": true, "geo-token": true, "console-key": true}
 
 // EnvName is the environment variable of a flag: PREFIX_NAME, upper case,
 // '-' as '_'.
