@@ -351,6 +351,7 @@ func TestConsoleByKeyboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPage(t, ctx, "the login page")
+	screenshot(t, ctx, dir, "login")
 	focusOn(t, ctx, "#token")
 	typeAndEnter(t, ctx, registrytest.AdminToken)
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/models/demo"]`))); err != nil {
@@ -426,16 +427,22 @@ func TestConsoleByKeyboard(t *testing.T) {
 	waitText(t, ctx, "#rollout-status", "running", 3*time.Second)
 	checkUnreloaded(t, ctx, "the resume")
 
-	// At phone width every page still reads without sideways scrolling.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
-		t.Fatal(err)
-	}
-	for _, page := range []string{"/ui/models", "/ui/models/demo", "/ui/models/demo/rollout", "/ui/rollouts", "/ui/audit", "/ui/regions"} {
-		if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+page), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
+	// Every page, at 1280×800 and at phone width, reads without sideways
+	// scrolling, and its controls have names.
+	for _, size := range []struct {
+		name          string
+		width, height int64
+	}{{"desktop", 1280, 800}, {"phone", 390, 844}} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height, chromedp.EmulateScale(1))); err != nil {
 			t.Fatal(err)
 		}
-		checkPage(t, ctx, page+" at phone width")
-		screenshot(t, ctx, dir, "phone"+strings.ReplaceAll(strings.TrimPrefix(page, "/ui"), "/", "-"))
+		for _, page := range []string{"/ui/models", "/ui/models/demo", "/ui/models/demo/rollout", "/ui/rollouts", "/ui/audit", "/ui/regions"} {
+			if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+page), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
+				t.Fatal(err)
+			}
+			checkPage(t, ctx, page+" at "+size.name+" width")
+			screenshot(t, ctx, dir, size.name+strings.ReplaceAll(strings.TrimPrefix(page, "/ui"), "/", "-"))
+		}
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/ui/models/demo/rollout"), chromedp.WaitVisible(chromedp.ID("reason-abort"))); err != nil {
 		t.Fatal(err)
