@@ -70,6 +70,15 @@ type Training struct {
 	Seed         uint64  `json:"seed"`
 	// Holdout is the share of the data kept out of training for Metrics.
 	Holdout float64 `json:"holdout,omitempty"`
+	// NBAlpha, MinCount and Lexicon are the trainer's TrainConfig fields
+	// of those names (Lexicon: its LexiconID), when set.
+	// Data lists the training files, when there are several, as
+	// "<digest>,holdout=<share>"; DataDigest is then the SHA-256 of their
+	// digests, one per line.
+	Data     []string `json:"data,omitempty"`
+	NBAlpha  float64  `json:"nb_alpha,omitempty"`
+	MinCount int      `json:"min_count,omitempty"`
+	Lexicon  string   `json:"lexicon,omitempty"`
 }
 
 // Metrics is an evaluation of the model on a labelled set.
@@ -77,6 +86,7 @@ type Metrics struct {
 	DataDigest string         `json:"data_digest"`
 	Examples   int            `json:"examples"`
 	Accuracy   float64        `json:"accuracy"`
+	ECE        float64        `json:"ece,omitempty"` // expected calibration error (Evaluation.ECE)
 	Classes    []ClassMetrics `json:"classes"`
 }
 

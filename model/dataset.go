@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,4 +251,14 @@ func jsonText(rec map[string]json.RawMessage, col string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no text field (tried %q)", cands)
+}
+
+// HoldOut shuffles a copy of examples with a fixed seed and keeps the
+// first share of them out: the same file and share always give the same
+// split, so `sentctl eval` scores exactly what `sentctl train` held out.
+func HoldOut(examples []Example, share float64) (train, held []Example) {
+	ex := append([]Example(nil), examples...)
+	rand.New(rand.NewPCG(1, 0x401d)).Shuffle(len(ex), func(i, j int) { ex[i], ex[j] = ex[j], ex[i] })
+	n := int(float64(len(ex)) * share)
+	return ex[n:], ex[:n]
 }

@@ -1,11 +1,22 @@
 package model
 
+import "math"
+
 // Evaluation is a model's confusion matrix and the figures derived from it
 // on a labelled set.
 type Evaluation struct {
 	Labels    [2]string
 	Confusion [2][2]int // [true label][predicted label]
+	// Calibration tallies, per tenth of confidence from 0.5 to 1, how many
+	// predictions fell there, their summed confidence and how many were
+	// right.
+	Calibration [calibrationBins]struct {
+		Count, Correct int
+		Confidence     float64
+	}
 }
+
+const calibrationBins = 10
 
 // Evaluate predicts every example and tallies the confusion matrix.
 // progress, if set, is called after each example.
@@ -14,6 +25,12 @@ func Evaluate(m *Model, examples []Example, progress func(done, total int)) Eval
 	for i, ex := range examples {
 		p := m.Predict(ex.Text)
 		ev.Confusion[ex.Label][p.Index]++
+		bin := &ev.Calibration[min(int((p.Score-0.5)*2*calibrationBins), calibrationBins-1)]
+		bin.Count++
+		bin.Confidence += float64(p.Score)
+		if p.Index == ex.Label {
+			bin.Correct++
+		}
 		if progress != nil {
 			progress(i+1, len(examples))
 		}
@@ -32,6 +49,20 @@ func (e Evaluation) Accuracy() float64 {
 		return 0
 	}
 	return float64(e.Confusion[0][0]+e.Confusion[1][1]) / float64(e.Total())
+}
+
+// ECE is the expected calibration error: over ten bins of confidence,
+// the gap between the mean confidence and the accuracy, weighted by the
+// bin's share of the predictions. 0 is perfect calibration.
+func (e Evaluation) ECE() float64 {
+	if e.Total() == 0 {
+		return 0
+	}
+	var gap float64
+	for _, b := range e.Calibration {
+		gap += math.Abs(float64(b.Correct) - b.Confidence)
+	}
+	return gap / float64(e.Total())
 }
 
 // Class returns precision, recall and F1 of label c.
@@ -55,7 +86,7 @@ func (e Evaluation) Class(c int) ClassMetrics {
 // Metrics summarises the evaluation for an artifact's metadata; accuracy
 // and per-class figures are rounded to 4 decimals, as printed.
 func (e Evaluation) Metrics(dataDigest string) *Metrics {
-	m := &Metrics{DataDigest: dataDigest, Examples: e.Total(), Accuracy: round4(e.Accuracy())}
+	m := &Metrics{DataDigest: dataDigest, Examples: e.Total(), Accuracy: round4(e.Accuracy()), ECE: round4(e.ECE())}
 	for c := range 2 {
 		cm := e.Class(c)
 		cm.Precision, cm.Recall, cm.F1 = round4(cm.Precision), round4(cm.Recall), round4(cm.F1)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -379,7 +380,7 @@ func TestVerifierAgreesWithLoad(t *testing.T) {
 			t.Fatalf("chunk %d: good artifact rejected: %v", chunk, err)
 		}
 		m, _ := Load(good)
-		if md.Name != m.Meta().Name || md.Training != m.Meta().Training {
+		if md.Name != m.Meta().Name || !reflect.DeepEqual(md.Training, m.Meta().Training) {
 			t.Fatalf("metadata %+v, Load read %+v", md, m.Meta())
 		}
 		for _, tc := range cases {

@@ -28,6 +28,21 @@ type TrainConfig struct {
 	// (NBSVM-style, smoothed by NBAlpha); the ratios are folded into the
 	// final weights, so prediction cost does not change.
 	NBAlpha float64
+	// Lexicon, when set, is a sentiment lexicon (word → valence, about
+	// -4..4, as VADER's): every word of it gets a prior learned per valence
+	// band, plain and negated, so words rare or absent in the training data
+	// still count. The priors are folded into the words' unigram weights,
+	// so prediction cost does not change. LexiconID names it in the
+	// artifact (for reproduction).
+	Lexicon   map[string]float64
+	LexiconID string
+	// MinCount > 1 drops, in training only, the features of fewer
+	// training examples than that: their hash slots then carry the
+	// weights of the features that recur, not noise.
+	MinCount int
+	// DataParts, when the data came from several files, names each (see
+	// Training.Data).
+	DataParts []string
 }
 
 // DefaultTrainConfig is what `sentctl train` uses unless told otherwise.
@@ -65,14 +80,20 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 		Training: Training{
 			DataDigest: cfg.DataDigest, Examples: len(examples), Epochs: cfg.Epochs,
 			LearningRate: cfg.LearningRate, L2: cfg.L2, Seed: cfg.Seed,
+			Data: cfg.DataParts, NBAlpha: cfg.NBAlpha, MinCount: cfg.MinCount, Lexicon: cfg.LexiconID,
 		},
 	}
 	if err := md.validate(); err != nil {
 		return nil, fmt.Errorf("cannot train: %w", err)
 	}
-	if cfg.Epochs < 1 || cfg.LearningRate <= 0 || cfg.L2 < 0 {
-		return nil, fmt.Errorf("cannot train: epochs %d, learning rate %g, l2 %g out of range", cfg.Epochs, cfg.LearningRate, cfg.L2)
+	if len(cfg.Lexicon) > 0 && cfg.LexiconID == "" {
+		return nil, errors.New("cannot train: a lexicon needs a LexiconID, so the artifact says which")
 	}
+	if cfg.Epochs < 1 || cfg.LearningRate <= 0 || cfg.L2 < 0 || cfg.NBAlpha < 0 || cfg.MinCount < 0 {
+		return nil, fmt.Errorf("cannot train: epochs %d, learning rate %g, l2 %g, nb alpha %g, min count %d out of range",
+			cfg.Epochs, cfg.LearningRate, cfg.L2, cfg.NBAlpha, cfg.MinCount)
+	}
+	n := 1 << cfg.Features.HashBits
 	data := make([]encoded, len(examples))
 	for i, ex := range examples {
 		if ex.Label != 0 && ex.Label != 1 {
@@ -82,7 +103,9 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 		data[i] = encoded{idx: idx, scale: float64(cfg.Features.scale(len(idx))), y: float64(ex.Label)}
 	}
 
-	n := 1 << cfg.Features.HashBits
+	if cfg.MinCount > 1 {
+		pruneRare(data, n, cfg.MinCount)
+	}
 	r := nbRatios(data, n, cfg.NBAlpha)
 	w := make([]float64, n)
 	g2 := make([]float64, n) // AdaGrad's accumulated squared gradients
@@ -135,6 +158,7 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 	for i, x := range w {
 		weights[i] = float32(x * r[i])
 	}
+	backOff(weights, data, lexiconSlots(cfg.Lexicon, cfg.Features))
 	return &Model{meta: md, features: cfg.Features, weights: weights, bias: float32(bias)}, nil
 }
 
@@ -195,4 +219,31 @@ func (m *Model) WithDescription(desc string, holdout float64) *Model {
 	c.meta.Training.Holdout = holdout
 	c.digest = ""
 	return &c
+}
+
+// pruneRare removes from every example the table slots fewer than min
+// examples use.
+func pruneRare(data []encoded, n, min int) {
+	count := make([]int32, n)
+	last := make([]int32, n)
+	for i := range last {
+		last[i] = -1
+	}
+	for e, ex := range data {
+		for _, j := range ex.idx {
+			if last[j] != int32(e) {
+				last[j] = int32(e)
+				count[j]++
+			}
+		}
+	}
+	for e := range data {
+		kept := data[e].idx[:0]
+		for _, j := range data[e].idx {
+			if count[j] >= int32(min) {
+				kept = append(kept, j)
+			}
+		}
+		data[e].idx = kept
+	}
 }

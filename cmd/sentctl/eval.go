@@ -15,7 +15,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		progress        = progressMode("auto")
 	)
 	fs.StringVar(&modelPath, "model", "", "model artifact (default: the embedded default model)")
-	fs.StringVar(&data, "data", "", "labelled data file (required)")
+	fs.StringVar(&data, "data", "", "labelled data file (required); FILE,holdout=0.2 scores only the share sentctl train held out of it")
 	fs.Var(&progress, "progress", "progress bar: auto, always or never")
 	df.register(fs)
 	if err := parse(fs, args, false); err != nil {
@@ -34,14 +34,22 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	}
 	// Label names given by the model win, so "positive" data matches it.
 	opts.Labels = m.Labels()
-	ds, err := model.ReadDataset(data, opts)
+	spec, err := parseDataSpec(data)
 	if err != nil {
 		return err
 	}
+	ds, _, held, err := spec.read(opts, 0)
+	if err != nil {
+		return err
+	}
+	examples := ds.Examples
+	if spec.holdout >= 0 {
+		examples = held.examples
+	}
 	fmt.Fprintf(stdout, "model: %s %s\n", m.Meta().Name, m.Digest())
-	fmt.Fprintf(stdout, "data: %s (%d examples, %s)\n", data, len(ds.Examples), ds.Digest)
+	fmt.Fprintf(stdout, "data: %s (%d examples, %s)\n", spec, len(examples), ds.Digest)
 	update, finish := newProgress(progress, stderr, "evaluating", "texts")
-	ev := model.Evaluate(m, ds.Examples, update)
+	ev := model.Evaluate(m, examples, update)
 	finish()
 	printEvaluation(stdout, ev)
 	return nil
@@ -51,6 +59,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 // matrix. The "accuracy: 0.8412" line is stable for scripts.
 func printEvaluation(w io.Writer, ev model.Evaluation) {
 	fmt.Fprintf(w, "accuracy: %.4f\n", ev.Accuracy())
+	fmt.Fprintf(w, "ece: %.4f (expected calibration error over 10 confidence bins; 0 is perfect)\n", ev.ECE())
 	fmt.Fprintf(w, "%-12s %9s %9s %9s %9s\n", "class", "precision", "recall", "f1", "support")
 	for c := range 2 {
 		cm := ev.Class(c)

@@ -5,8 +5,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/sentimentpro/sentiment/model"
 )
 
 // sentctl runs the command in-process and returns its exit code and output.
@@ -98,6 +101,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--holdout", "0.9"}, 2, "--holdout"},
 		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--bits", "40"}, 1, "hash_bits 40"},
+		{[]string{"train", "--data", good + ",holdout=0.7", "--out", filepath.Join(dir, "o")}, 2, "holdout must be a share from 0 to 0.5"},
+		{[]string{"train", "--data", good + ",holdout=lots", "--out", filepath.Join(dir, "o")}, 2, "holdout must be a share"},
+		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--lexicon", "afinn"}, 2, "--lexicon"},
+		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--min-count", "-1"}, 1, "min count -1"},
+		{[]string{"eval", "--data", ",holdout=0.2"}, 2, "no file"},
 		{[]string{"train", "--data", writeTSV(t, dir, "empty.tsv", ""), "--out", filepath.Join(dir, "o")}, 1, "empty file"},
 		{[]string{"eval", "--data", writeTSV(t, dir, "nocol.tsv", "body\tlabel\nx\t1\n")}, 1, "no text column"},
 		{[]string{"eval", "--data", writeTSV(t, dir, "badlabel.tsv", "text\tlabel\nx\tmaybe\n")}, 1, `unknown label "maybe"`},
@@ -117,7 +125,7 @@ func TestBadInput(t *testing.T) {
 func TestEvalUsesTheDefaultModel(t *testing.T) {
 	data := writeTSV(t, t.TempDir(), "d.tsv", "text\tlabel\na wonderful , moving film\tpositive\na dull , tedious mess\tnegative\n")
 	code, out, errOut := sentctl(t, "eval", "--data", data)
-	if code != 0 || !strings.Contains(out, "model: sst2-default") || !strings.Contains(out, "accuracy: 1.0000") {
+	if code != 0 || !strings.Contains(out, "model: default") || !strings.Contains(out, "accuracy: 1.0000") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 }
@@ -139,5 +147,36 @@ func TestFlagsAfterArguments(t *testing.T) {
 	}
 	if err := parse(newFlags("y", io.Discard), []string{"a", "--nope"}, true); err == nil {
 		t.Error("an unknown flag after an argument was accepted")
+	}
+}
+
+// TestTrainOnSeveralFiles: two files, one with a held-out share; the
+// artifact records both, and eval scores exactly the held-out part.
+func TestTrainOnSeveralFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := writeTSV(t, dir, "a.tsv", corpus())
+	b := writeTSV(t, dir, "b.tsv", corpus())
+	art := filepath.Join(dir, "m.sapm")
+	code, out, errOut := sentctl(t, "train", "--data", a, "--data", b+",holdout=0.25", "--out", art, "--bits", "12",
+		"--lexicon", "vader", "--nb-alpha", "1", "--min-count", "2", "--progress", "never")
+	if code != 0 {
+		t.Fatalf("train: exit %d\n%s%s", code, out, errOut)
+	}
+	heldLine := regexp.MustCompile(`b\.tsv: (\d+) examples for training, (\d+) held out`).FindStringSubmatch(out)
+	if heldLine == nil || !strings.Contains(out, "held out of "+b+",holdout=0.25:") {
+		t.Fatalf("train output:\n%s", out)
+	}
+	m, err := model.LoadFile(art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := m.Meta().Training
+	if len(tr.Data) != 2 || !strings.HasSuffix(tr.Data[1], ",holdout=0.25") || !strings.HasPrefix(tr.Lexicon, "vader:") ||
+		tr.NBAlpha != 1 || tr.MinCount != 2 || m.Meta().Metrics == nil {
+		t.Errorf("training record %+v, metrics %+v", tr, m.Meta().Metrics)
+	}
+	code, out, _ = sentctl(t, "eval", "--model", art, "--data", b+",holdout=0.25")
+	if code != 0 || !strings.Contains(out, "("+heldLine[2]+" examples") || !strings.Contains(out, "ece: ") {
+		t.Errorf("eval of the held-out part: exit %d\n%s", code, out)
 	}
 }

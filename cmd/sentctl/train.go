@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"time"
 
@@ -14,15 +13,16 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
 	def := model.DefaultTrainConfig()
 	var (
-		data, dev, out, name, desc string
-		holdout                    float64
-		df                         dataFlags
-		progress                   = progressMode("auto")
-		cfg                        = def
+		dev, out, name, desc, lexiconName string
+		data                              dataSpecs
+		holdout                           float64
+		df                                dataFlags
+		progress                          = progressMode("auto")
+		cfg                               = def
 	)
-	fs.StringVar(&data, "data", "", "training data file (required)")
-	fs.StringVar(&dev, "dev", "", "labelled file to evaluate on; its metrics go into the artifact")
-	fs.Float64Var(&holdout, "holdout", 0, "share of --data (0..0.5) kept out of training and evaluated instead of --dev")
+	fs.Var(&data, "data", "training data file, repeatable; FILE,holdout=0.2 keeps that share of it out of training (required)")
+	fs.StringVar(&dev, "dev", "", "labelled file to evaluate on; its metrics go into the artifact (else the held-out parts')")
+	fs.Float64Var(&holdout, "holdout", 0, "share (0..0.5) of each --data file that does not give its own kept out of training and evaluated")
 	fs.StringVar(&out, "out", "", "artifact to write (required)")
 	fs.StringVar(&name, "name", "sentiment", "model name recorded in the artifact")
 	fs.StringVar(&desc, "description", "", "free-form description recorded in the artifact")
@@ -33,6 +33,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Epochs, "epochs", def.Epochs, "passes over the data")
 	fs.Float64Var(&cfg.LearningRate, "lr", def.LearningRate, "AdaGrad learning rate")
 	fs.Float64Var(&cfg.L2, "l2", def.L2, "L2 penalty")
+	fs.Float64Var(&cfg.NBAlpha, "nb-alpha", 0, "scale features by their naive-Bayes log-count ratio, smoothed by this (0: off)")
+	fs.IntVar(&cfg.MinCount, "min-count", 0, "train only on features of at least this many examples (0: all)")
+	fs.StringVar(&lexiconName, "lexicon", "none", "sentiment lexicon whose words the data lacks get priors from: none or vader")
 	fs.Uint64Var(&cfg.Seed, "seed", def.Seed, "shuffling seed")
 	fs.Var(&progress, "progress", "progress bar: auto, always or never")
 	df.register(fs)
@@ -45,32 +48,32 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if holdout < 0 || holdout > 0.5 {
 		return usageError{fmt.Errorf("--holdout %g outside 0..0.5", holdout)}
 	}
-	if holdout > 0 && dev != "" {
-		return usageError{fmt.Errorf("--holdout and --dev are exclusive")}
-	}
 	opts, err := df.options()
 	if err != nil {
 		return err
 	}
-	ds, err := model.ReadDataset(data, opts)
-	if err != nil {
+	if cfg.Lexicon, cfg.LexiconID, err = lexicon(lexiconName); err != nil {
 		return err
 	}
-	examples, evalSet := ds.Examples, []model.Example(nil)
-	evalDigest := ""
-	if holdout > 0 {
-		examples, evalSet = split(ds.Examples, holdout, cfg.Seed)
-		evalDigest = ds.Digest
-	}
-	if dev != "" {
-		devDS, err := model.ReadDataset(dev, opts)
+	var examples []model.Example
+	var digests, parts []string
+	var held []heldOut
+	for _, spec := range data {
+		ds, train, h, err := spec.read(opts, holdout)
 		if err != nil {
 			return err
 		}
-		evalSet, evalDigest = devDS.Examples, devDS.Digest
+		examples, digests = append(examples, train...), append(digests, ds.Digest)
+		parts = append(parts, fmt.Sprintf("%s,holdout=%g", ds.Digest, h.spec.holdout))
+		if len(h.examples) > 0 {
+			held = append(held, h)
+		}
+		fmt.Fprintf(stdout, "data: %s: %d examples for training, %d held out (%s)\n", spec.path, len(train), len(h.examples), ds.Digest)
 	}
-	cfg.Name, cfg.Labels, cfg.DataDigest = name, opts.Labels, ds.Digest
-	fmt.Fprintf(stdout, "training on %d examples from %s (%s)\n", len(examples), data, ds.Digest)
+	cfg.Name, cfg.Labels, cfg.DataDigest = name, opts.Labels, combinedDigest(digests)
+	if len(parts) > 1 {
+		cfg.DataParts = parts
+	}
 	update, finish := newProgress(progress, stderr, "training", "examples")
 	start := time.Now()
 	m, err := model.Train(examples, cfg, update)
@@ -78,11 +81,28 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "trained in %s\n", time.Since(start).Round(time.Millisecond))
-	if evalSet != nil {
-		ev := model.Evaluate(m, evalSet, nil)
+	fmt.Fprintf(stdout, "trained on %d examples in %s\n", len(examples), time.Since(start).Round(time.Millisecond))
+	var metrics *model.Metrics
+	for _, h := range held {
+		fmt.Fprintf(stdout, "held out of %s:\n", h.spec)
+		ev := model.Evaluate(m, h.examples, nil)
 		printEvaluation(stdout, ev)
-		m = m.WithMetrics(ev.Metrics(evalDigest))
+		if metrics == nil && dev == "" && len(held) == 1 {
+			metrics = ev.Metrics(cfg.DataDigest)
+		}
+	}
+	if dev != "" {
+		devDS, err := model.ReadDataset(dev, opts)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "dev %s:\n", dev)
+		ev := model.Evaluate(m, devDS.Examples, nil)
+		printEvaluation(stdout, ev)
+		metrics = ev.Metrics(devDS.Digest)
+	}
+	if metrics != nil {
+		m = m.WithMetrics(metrics)
 	}
 	m = m.WithDescription(desc, holdout)
 	encoded, err := m.Encode()
@@ -94,15 +114,6 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d bytes, %s)\n", out, len(encoded), model.Digest(encoded))
 	return nil
-}
-
-// split shuffles a copy of examples with seed and keeps the first share
-// of them out of training.
-func split(examples []model.Example, share float64, seed uint64) (train, held []model.Example) {
-	ex := append([]model.Example(nil), examples...)
-	rand.New(rand.NewPCG(seed, 0x401d)).Shuffle(len(ex), func(i, j int) { ex[i], ex[j] = ex[j], ex[i] })
-	n := int(float64(len(ex)) * share)
-	return ex[n:], ex[:n]
 }
 
 // writeFileAtomic writes data to a temporary file beside path and renames

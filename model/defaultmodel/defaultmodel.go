@@ -1,6 +1,6 @@
 // Package defaultmodel embeds the default sentiment model, trained by
-// `make model` on SST-2 with sentctl, so every binary can serve and evaluate
-// without a registry or any file on disk.
+// `make model` with sentctl on SST-2 and IMDB (docs/MODEL.md), so every
+// binary can serve and evaluate without a registry or any file on disk.
 package defaultmodel
 
 import (
@@ -11,9 +11,9 @@ import (
 )
 
 // Path is where the artifact lives in the repository.
-const Path = "model/defaultmodel/sst2.sapm"
+const Path = "model/defaultmodel/default.sapm"
 
-//go:embed sst2.sapm
+//go:embed default.sapm
 var artifact []byte
 
 var (
