@@ -57,7 +57,7 @@ DEFAULT_MODEL_ARGS := --progress never --name default \
 	--description "Default model: SST-2 train and 80% of IMDB train; metrics on SST-2 dev" \
 	--data $(SHARED)/data/sst2/train.tsv --data $(SHARED)/data/imdb/train.tsv.gz,holdout=0.2 \
 	--dev $(SHARED)/data/sst2/dev.tsv --norm sqrt --lr 0.3 --epochs 8 --nb-alpha 1 --min-count 3 \
-	--bits 21 --lexicon vader
+	--bits 21 --lexicon vader --balance-classes
 .PHONY: model-check
 
 model: ## retrain the committed default model bit for bit (SST-2 and IMDB); needs ../shared

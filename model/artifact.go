@@ -75,10 +75,13 @@ type Training struct {
 	// Data lists the training files, when there are several, as
 	// "<digest>,holdout=<share>"; DataDigest is then the SHA-256 of their
 	// digests, one per line.
-	Data     []string `json:"data,omitempty"`
-	NBAlpha  float64  `json:"nb_alpha,omitempty"`
-	MinCount int      `json:"min_count,omitempty"`
-	Lexicon  string   `json:"lexicon,omitempty"`
+	Data    []string `json:"data,omitempty"`
+	NBAlpha float64  `json:"nb_alpha,omitempty"`
+	// BalanceClasses: each example weighed by the inverse of its label's
+	// share.
+	BalanceClasses bool   `json:"balance_classes,omitempty"`
+	MinCount       int    `json:"min_count,omitempty"`
+	Lexicon        string `json:"lexicon,omitempty"`
 }
 
 // Metrics is an evaluation of the model on a labelled set.

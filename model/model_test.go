@@ -396,3 +396,32 @@ func TestVerifierAgreesWithLoad(t *testing.T) {
 		t.Errorf("trailing byte: %v, want ErrSizeMismatch", err)
 	}
 }
+
+// TestBalanceClasses: with nine positive examples to one negative, the
+// unbalanced model's bias favours positive; balanced, it starts from
+// even odds.
+func TestBalanceClasses(t *testing.T) {
+	var ex []Example
+	for i := range 500 {
+		label := 0
+		if i%10 != 0 {
+			label = 1
+		}
+		ex = append(ex, Example{Text: fmt.Sprintf("text %d", i), Label: label})
+	}
+	cfg := DefaultTrainConfig()
+	cfg.Features.HashBits = 16
+	skewed, err := Train(ex, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BalanceClasses = true
+	balanced, err := Train(ex, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, b := skewed.Predict("unseen words only").Positive, balanced.Predict("unseen words only").Positive
+	if s < 0.65 || b < 0.4 || b > 0.6 || !balanced.Meta().Training.BalanceClasses {
+		t.Errorf("an unseen text: %.3f unbalanced (want ≥ 0.65), %.3f balanced (want about 0.5)", s, b)
+	}
+}

@@ -40,6 +40,9 @@ type TrainConfig struct {
 	// training examples than that: their hash slots then carry the
 	// weights of the features that recur, not noise.
 	MinCount int
+	// BalanceClasses weighs each example by the inverse of its label's
+	// share, so the model starts from even odds whatever the data's mix.
+	BalanceClasses bool
 	// DataParts, when the data came from several files, names each (see
 	// Training.Data).
 	DataParts []string
@@ -81,6 +84,7 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 			DataDigest: cfg.DataDigest, Examples: len(examples), Epochs: cfg.Epochs,
 			LearningRate: cfg.LearningRate, L2: cfg.L2, Seed: cfg.Seed,
 			Data: cfg.DataParts, NBAlpha: cfg.NBAlpha, MinCount: cfg.MinCount, Lexicon: cfg.LexiconID,
+			BalanceClasses: cfg.BalanceClasses,
 		},
 	}
 	if err := md.validate(); err != nil {
@@ -115,6 +119,18 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 	for i := range order {
 		order[i] = i
 	}
+	classWeight := [2]float64{1, 1}
+	if cfg.BalanceClasses {
+		var count [2]float64
+		for _, ex := range data {
+			count[int(ex.y)]++
+		}
+		for c := range 2 {
+			if count[c] > 0 {
+				classWeight[c] = float64(len(data)) / (2 * count[c])
+			}
+		}
+	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	total := cfg.Epochs * len(data)
 	avg := make([]float64, n)
@@ -128,7 +144,7 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 			for _, j := range ex.idx {
 				z += w[j] * r[j] * ex.scale
 			}
-			g := 1/(1+math.Exp(-z)) - ex.y // d(logloss)/dz
+			g := (1/(1+math.Exp(-z)) - ex.y) * classWeight[int(ex.y)] // d(logloss)/dz
 			for _, j := range ex.idx {
 				gj := g*r[j]*ex.scale + cfg.L2*w[j]
 				g2[j] += gj * gj

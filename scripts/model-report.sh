@@ -12,7 +12,7 @@ mkdir -p "$out"
 sst="$shared/data/sst2/train.tsv"
 imdb="$shared/data/imdb/train.tsv.gz"
 dev="$shared/data/sst2/dev.tsv"
-recipe=(--progress never --norm sqrt --lr 0.3 --epochs 8 --nb-alpha 1 --min-count 3 --bits 21 --lexicon vader)
+recipe=(--progress never --norm sqrt --lr 0.3 --epochs 8 --nb-alpha 1 --min-count 3 --bits 21 --lexicon vader --balance-classes)
 
 # The IMDB-only model holds out the same 20% as the default, so no model
 # below has seen the reviews it is scored on.

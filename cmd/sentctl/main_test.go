@@ -158,7 +158,7 @@ func TestTrainOnSeveralFiles(t *testing.T) {
 	b := writeTSV(t, dir, "b.tsv", corpus())
 	art := filepath.Join(dir, "m.sapm")
 	code, out, errOut := sentctl(t, "train", "--data", a, "--data", b+",holdout=0.25", "--out", art, "--bits", "12",
-		"--lexicon", "vader", "--nb-alpha", "1", "--min-count", "2", "--progress", "never")
+		"--lexicon", "vader", "--nb-alpha", "1", "--min-count", "2", "--balance-classes", "--progress", "never")
 	if code != 0 {
 		t.Fatalf("train: exit %d\n%s%s", code, out, errOut)
 	}
@@ -172,7 +172,7 @@ func TestTrainOnSeveralFiles(t *testing.T) {
 	}
 	tr := m.Meta().Training
 	if len(tr.Data) != 2 || !strings.HasSuffix(tr.Data[1], ",holdout=0.25") || !strings.HasPrefix(tr.Lexicon, "vader:") ||
-		tr.NBAlpha != 1 || tr.MinCount != 2 || m.Meta().Metrics == nil {
+		tr.NBAlpha != 1 || tr.MinCount != 2 || !tr.BalanceClasses || m.Meta().Metrics == nil {
 		t.Errorf("training record %+v, metrics %+v", tr, m.Meta().Metrics)
 	}
 	code, out, _ = sentctl(t, "eval", "--model", art, "--data", b+",holdout=0.25")

@@ -35,6 +35,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.L2, "l2", def.L2, "L2 penalty")
 	fs.Float64Var(&cfg.NBAlpha, "nb-alpha", 0, "scale features by their naive-Bayes log-count ratio, smoothed by this (0: off)")
 	fs.IntVar(&cfg.MinCount, "min-count", 0, "train only on features of at least this many examples (0: all)")
+	fs.BoolVar(&cfg.BalanceClasses, "balance-classes", false, "weigh each example by the inverse of its label's share (even odds whatever the data's mix)")
 	fs.StringVar(&lexiconName, "lexicon", "none", "sentiment lexicon whose words the data lacks get priors from: none or vader")
 	fs.Uint64Var(&cfg.Seed, "seed", def.Seed, "shuffling seed")
 	fs.Var(&progress, "progress", "progress bar: auto, always or never")
