@@ -175,10 +175,26 @@ func labelShift(stable, candidate map[string]float64) (float64, string) {
 // requests is not rolled back for a coin that fell badly.
 const zCritical = 3.09
 
+// minLook bounds how early in a step a look counts (see zBound).
+const minLook = 0.02
+
+// zBound is the z-score a difference must reach at a look made a share
+// look (0..1) of the way through the step: zCritical at the step's end,
+// more before it, as zCritical/√look (an O'Brien-Fleming boundary). The
+// controller looks at every tick; testing each look at zCritical would
+// find sampling noise at some look of many a long step and roll back a
+// good candidate. With the boundary the step as a whole keeps its false
+// alarms near p = 0.001, while a broken candidate still stops within
+// seconds: its z grows with every request it answers.
+func zBound(look float64) float64 {
+	return zCritical / math.Sqrt(min(1, max(look, minLook)))
+}
+
 // judge computes a window's figures and names the thresholds they trip.
 // enough reports whether the candidate answered enough requests for the
 // step to pass.
-func judge(window Counters, stableVersions, candidate string, th regclient.Thresholds) (f regclient.Figures, enough bool) {
+func judge(window Counters, stableVersions, candidate string, th regclient.Thresholds, look float64) (f regclient.Figures, enough bool) {
+	z := zBound(look)
 	f.Stable = versionFigures(window, roleStable, stableVersions)
 	f.Candidate = versionFigures(window, roleCandidate, candidate)
 	agree, disagree := window["shadow/candidate/agree"], window["shadow/candidate/disagree"]
@@ -191,28 +207,28 @@ func judge(window Counters, stableVersions, candidate string, th regclient.Thres
 	comparable := enough && ns >= float64(th.MinRequests)
 	breach := func(format string, args ...any) { f.Breaches = append(f.Breaches, fmt.Sprintf(format, args...)) }
 	if enough && f.Candidate.ErrorRate-f.Stable.ErrorRate > th.MaxErrorRate &&
-		zTwo(f.Candidate.ErrorRate, nc, f.Stable.ErrorRate, ns) > zCritical {
+		zTwo(f.Candidate.ErrorRate, nc, f.Stable.ErrorRate, ns) > z {
 		breach("error rate %.4f against the stable version's %.4f (at most +%g)", f.Candidate.ErrorRate, f.Stable.ErrorRate, th.MaxErrorRate)
 	}
-	if comparable && slowerThan(window, f.Stable.P99Seconds, th) {
+	if comparable && slowerThan(window, f.Stable.P99Seconds, th, z) {
 		breach("p99 latency %.6fs against the stable version's %.6fs (at most %gx, or +%v)", f.Candidate.P99Seconds, f.Stable.P99Seconds,
 			th.MaxLatencyRatio, time.Duration(th.LatencyFloor))
 	}
 	if comparable {
 		var label string
 		f.LabelShift, label = labelShift(f.Stable.Labels, f.Candidate.Labels)
-		if f.LabelShift > th.MaxLabelShift && zTwo(f.Candidate.Labels[label], nc, f.Stable.Labels[label], ns) > zCritical ||
-			f.LabelShift > th.MaxLabelShift && zTwo(f.Stable.Labels[label], ns, f.Candidate.Labels[label], nc) > zCritical {
+		if f.LabelShift > th.MaxLabelShift && zTwo(f.Candidate.Labels[label], nc, f.Stable.Labels[label], ns) > z ||
+			f.LabelShift > th.MaxLabelShift && zTwo(f.Stable.Labels[label], ns, f.Candidate.Labels[label], nc) > z {
 			breach("label %q's share moved by %.3f (at most %g)", label, f.LabelShift, th.MaxLabelShift)
 		}
 		cs, ss := buckets(window, "score/"+roleCandidate+"/"), buckets(window, "score/"+roleStable+"/")
 		f.PSI = psi(ss, cs)
-		if f.PSI > th.MaxPSI && psiSignificant(f.PSI, len(ss), nc, ns) {
+		if f.PSI > th.MaxPSI && psiSignificant(f.PSI, len(ss), nc, ns, z) {
 			breach("score distribution PSI %.3f (at most %g)", f.PSI, th.MaxPSI)
 		}
 	}
 	if f.ShadowCompared >= float64(th.MinShadow) && f.Disagreement > th.MaxDisagreement &&
-		zOne(f.Disagreement, th.MaxDisagreement, f.ShadowCompared) > zCritical {
+		zOne(f.Disagreement, th.MaxDisagreement, f.ShadowCompared) > z {
 		breach("shadow disagreement %.3f over %.0f texts (at most %g)", f.Disagreement, f.ShadowCompared, th.MaxDisagreement)
 	}
 	return f, enough
@@ -221,8 +237,8 @@ func judge(window Counters, stableVersions, candidate string, th regclient.Thres
 // slowerThan reports whether the candidate's p99 is above the stable
 // one's times MaxLatencyRatio (and above it by more than LatencyFloor):
 // whether more than 1 % of its requests took longer than that, beyond
-// sampling noise.
-func slowerThan(window Counters, stableP99 float64, th regclient.Thresholds) bool {
+// sampling noise (z).
+func slowerThan(window Counters, stableP99 float64, th regclient.Thresholds, z float64) bool {
 	limit := max(stableP99*th.MaxLatencyRatio, stableP99+timeSeconds(th.LatencyFloor))
 	bs := buckets(window, "latency/"+roleCandidate+"/")
 	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
@@ -230,7 +246,7 @@ func slowerThan(window Counters, stableP99 float64, th regclient.Thresholds) boo
 	}
 	n := bs[len(bs)-1].count
 	above := 1 - cdf(bs, limit)/n
-	return above > 0.01 && zOne(above, 0.01, n) > zCritical
+	return above > 0.01 && zOne(above, 0.01, n) > z
 }
 
 // cdf estimates how many observations are at most x, linear within a
@@ -272,15 +288,16 @@ func zTwo(p1, n1, p2, n2 float64) float64 {
 
 // psiSignificant reports whether a PSI over k buckets is beyond what
 // sampling alone gives: PSI times the effective sample size is about
-// chi-squared with k-1 degrees of freedom when nothing changed.
-func psiSignificant(psi float64, k int, n1, n2 float64) bool {
+// chi-squared with k-1 degrees of freedom when nothing changed; z is the
+// normal quantile the chi-squared one is taken at.
+func psiSignificant(psi float64, k int, n1, n2, z float64) bool {
 	if k < 2 || n1 <= 0 || n2 <= 0 {
 		return false
 	}
 	df := float64(k - 1)
-	// Wilson-Hilferty: the chi-squared quantile at zCritical.
+	// Wilson-Hilferty: the chi-squared quantile at z.
 	h := 2 / (9 * df)
-	critical := df * math.Pow(1-h+zCritical*math.Sqrt(h), 3)
+	critical := df * math.Pow(1-h+z*math.Sqrt(h), 3)
 	return psi*(n1*n2/(n1+n2)) > critical
 }
 

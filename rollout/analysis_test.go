@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func TestJudge(t *testing.T) {
 		t.Fatal(err)
 	}
 	th, _ := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
-	f, enough := judge(c, "v1", "v2", th.Thresholds)
+	f, enough := judge(c, "v1", "v2", th.Thresholds, 1)
 	if !enough {
 		t.Fatal("100 candidate requests should be enough with the default 100")
 	}
@@ -117,24 +118,29 @@ func TestJudge(t *testing.T) {
 		}
 	}
 	same["shadow/candidate/agree"] = 100
-	if f, enough := judge(same, "v1", "v2", th.Thresholds); !enough || len(f.Breaches) != 0 || f.PSI > 1e-9 || f.LabelShift > 1e-9 {
+	if f, enough := judge(same, "v1", "v2", th.Thresholds, 1); !enough || len(f.Breaches) != 0 || f.PSI > 1e-9 || f.LabelShift > 1e-9 {
 		t.Errorf("a twin of the stable version: enough %v, breaches %q, PSI %v, label shift %v", enough, f.Breaches, f.PSI, f.LabelShift)
 	}
 	// Sampling noise is not a breach: 62 % of 100 predictions against
 	// 50 % of 1,000 moved by more than 0.1, but not beyond chance.
 	noise := Counters{"requests/candidate": 100, "requests/stable": 1000, "label/candidate/pos": 62, "label/candidate/neg": 38,
 		"label/stable/pos": 500, "label/stable/neg": 500, "errors/candidate": 1}
-	if f, _ := judge(noise, "v1", "v2", th.Thresholds); len(f.Breaches) != 0 || f.LabelShift < 0.11 {
+	if f, _ := judge(noise, "v1", "v2", th.Thresholds, 1); len(f.Breaches) != 0 || f.LabelShift < 0.11 {
 		t.Errorf("noise: breaches %q, label shift %v", f.Breaches, f.LabelShift)
 	}
 	noise["label/candidate/pos"], noise["label/candidate/neg"] = 80, 20
-	if f, _ := judge(noise, "v1", "v2", th.Thresholds); len(f.Breaches) != 1 {
+	if f, _ := judge(noise, "v1", "v2", th.Thresholds, 1); len(f.Breaches) != 1 {
 		t.Errorf("80 %% against 50 %%: breaches %q", f.Breaches)
+	}
+	// The same 80 % a tenth of the way through the step is not yet
+	// beyond the boundary (z 5.7 < 3.09/√0.1 = 9.8).
+	if f, _ := judge(noise, "v1", "v2", th.Thresholds, 0.1); len(f.Breaches) != 0 {
+		t.Errorf("80 %% against 50 %% early in the step: breaches %q", f.Breaches)
 	}
 	// Too few requests: nothing judged on them, the step cannot pass,
 	// but the shadow still speaks.
 	few := Counters{"requests/candidate": 5, "errors/candidate": 5, "requests/stable": 1000, "shadow/candidate/disagree": 40}
-	f, enough = judge(few, "v1", "v2", th.Thresholds)
+	f, enough = judge(few, "v1", "v2", th.Thresholds, 1)
 	if enough || len(f.Breaches) != 1 || !strings.Contains(f.Breaches[0], "shadow") {
 		t.Errorf("5 candidate requests: enough %v, breaches %q", enough, f.Breaches)
 	}
@@ -186,5 +192,54 @@ func TestSpecDefaultsAndRefusals(t *testing.T) {
 		if _, err := withDefaults(bad); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestLooksKeepFalseAlarmsRare simulates good candidates (both versions
+// answer "positive" half the time) through steps the controller looks at
+// 50 times each, and counts the steps rolled back by a label-shift breach:
+// testing every look at zCritical would roll back far more good steps
+// than the one-in-a-thousand zCritical promises; the boundary does not.
+// The random source is seeded: the counts are the same on every run.
+func TestLooksKeepFalseAlarmsRare(t *testing.T) {
+	th, _ := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
+	th.Thresholds.MinRequests = 20
+	rng := rand.New(rand.NewPCG(7, 7))
+	const steps, looks, perLook = 2000, 50, 40 // 5 % of the traffic: 2 candidate requests a look
+	alarms := map[string]int{}
+	for range steps {
+		var c Counters = Counters{}
+		bounded, flat := false, false
+		for look := 1; look <= looks; look++ {
+			for range perLook {
+				role := roleStable
+				if rng.IntN(20) == 0 {
+					role = roleCandidate
+				}
+				label := "neg"
+				if rng.IntN(2) == 0 {
+					label = "pos"
+				}
+				c["requests/"+role]++
+				c["label/"+role+"/"+label]++
+			}
+			f, _ := judge(c, "v1", "v2", th.Thresholds, float64(look)/looks)
+			bounded = bounded || len(f.Breaches) > 0
+			g, _ := judge(c, "v1", "v2", th.Thresholds, 1) // as if every look were the last
+			flat = flat || len(g.Breaches) > 0
+		}
+		if bounded {
+			alarms["bounded"]++
+		}
+		if flat {
+			alarms["flat"]++
+		}
+	}
+	t.Logf("good steps rolled back: %d of %d with the boundary, %d testing every look at z %.2f", alarms["bounded"], steps, alarms["flat"], zCritical)
+	if alarms["bounded"] > steps/200 {
+		t.Errorf("%d of %d good steps rolled back with the boundary, want at most 0.5 %%", alarms["bounded"], steps)
+	}
+	if alarms["flat"] <= alarms["bounded"] {
+		t.Errorf("the simulation does not show the problem the boundary solves: %d flat, %d bounded", alarms["flat"], alarms["bounded"])
 	}
 }

@@ -115,7 +115,8 @@ func (m *Manager) judgeStep(ctx context.Context, ro Rollout, now time.Time) erro
 	for id, c := range counters {
 		window.add(delta(c, ro.Baseline[id]))
 	}
-	figs, enough := judge(window, stableNames(ro.Stable, ro.WaveRegions(ro.Wave)), ro.Spec.Version, ro.Spec.Thresholds)
+	look := now.Sub(ro.StepStarted).Seconds() / time.Duration(ro.Spec.Interval).Seconds()
+	figs, enough := judge(window, stableNames(ro.Stable, ro.WaveRegions(ro.Wave)), ro.Spec.Version, ro.Spec.Thresholds, look)
 	figs.WindowSeconds = now.Sub(ro.StepStarted).Seconds()
 	figs.Edges, figs.EdgeErrors = len(counters), errs
 	var change func(*Rollout)
