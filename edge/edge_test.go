@@ -122,8 +122,18 @@ func TestPredict(t *testing.T) {
 	}
 	// A generated request ID is returned when the client sent none (or a bad one).
 	r = call(t, c, "POST", "/v1/predict", `{"text":"ok"}`, "X-Request-ID", "bad id with spaces")
-	if id := string(r.hdr.Peek("X-Request-Id")); id == "" || strings.Contains(id, " ") {
-		t.Fatalf("generated request ID %q", id)
+	id := string(r.hdr.Peek("X-Request-Id"))
+	if id == "" || strings.Contains(id, " ") || !strings.Contains(r.body, `"request_id":"`+id+`"`) {
+		t.Fatalf("generated request ID %q, body %s", id, r.body)
+	}
+	// An error answer carries the same ID in its header and body, for a
+	// generated ID and a client's.
+	for _, hdr := range [][]string{nil, {"X-Request-ID", "client-7"}} {
+		r = call(t, c, "POST", "/v1/predict", `{"txt":"typo"}`, hdr...)
+		id := string(r.hdr.Peek("X-Request-Id"))
+		if r.code != 400 || id == "" || !strings.Contains(r.body, id) || (hdr != nil && id != "client-7") {
+			t.Errorf("error answer: %d, X-Request-Id %q, body %s", r.code, id, r.body)
+		}
 	}
 }
 

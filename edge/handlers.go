@@ -157,15 +157,23 @@ func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
 	return clientip.Addr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
 }
 
+// requestID returns the request's ID: the client's X-Request-ID when it
+// is valid, else a new one, which replaces it in the request. It sets the
+// answer's X-Request-Id. The string views the request header's bytes
+// without copying (no allocation per request): it is valid until the
+// handler returns, and nothing keeps it longer (logs format it at once,
+// peers copy it into their own request).
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
-	if v := ctx.Request.Header.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
+	h := &ctx.Request.Header
+	if v := h.PeekBytes(requestIDKey); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
 		ctx.Response.Header.SetCanonical(requestIDKey, v)
-		return string(v)
+		return b2s(v)
 	}
 	var buf [48]byte
 	b := s.ids.Append(buf[:0])
+	h.SetCanonical(requestIDKey, b)
 	ctx.Response.Header.SetCanonical(requestIDKey, b)
-	return string(b)
+	return b2s(h.PeekBytes(requestIDKey))
 }
 
 // b2s views bytes as a string without copying; the string must not
