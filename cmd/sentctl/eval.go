@@ -46,6 +46,9 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if spec.holdout >= 0 {
 		examples = held.examples
 	}
+	if len(examples) == 0 {
+		return fmt.Errorf("%s: nothing to evaluate (a hold-out of %g keeps no examples)", spec, max(spec.holdout, 0))
+	}
 	fmt.Fprintf(stdout, "model: %s %s\n", m.Meta().Name, m.Digest())
 	fmt.Fprintf(stdout, "data: %s (%d examples, %s)\n", spec, len(examples), ds.Digest)
 	update, finish := newProgress(progress, stderr, "evaluating", "texts")

@@ -106,6 +106,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--lexicon", "afinn"}, 2, "--lexicon"},
 		{[]string{"train", "--data", good, "--out", filepath.Join(dir, "o"), "--min-count", "-1"}, 1, "min count -1"},
 		{[]string{"eval", "--data", ",holdout=0.2"}, 2, "no file"},
+		{[]string{"eval", "--data", good + ",holdout=0"}, 1, "nothing to evaluate"},
 		{[]string{"train", "--data", writeTSV(t, dir, "empty.tsv", ""), "--out", filepath.Join(dir, "o")}, 1, "empty file"},
 		{[]string{"eval", "--data", writeTSV(t, dir, "nocol.tsv", "body\tlabel\nx\t1\n")}, 1, "no text column"},
 		{[]string{"eval", "--data", writeTSV(t, dir, "badlabel.tsv", "text\tlabel\nx\tmaybe\n")}, 1, `unknown label "maybe"`},
