@@ -9,11 +9,12 @@ import (
 	"sort"
 )
 
-// lexiconBands is how many band priors a lexicon adds: valence rounded to
-// the half point from -4 to 4 (17 bands), plain and negated.
+// lexiconBands is how many bands backOff groups a lexicon's words in:
+// valence rounded to the half point from -4 to 4 (17 bands), plain and
+// negated.
 const lexiconBands = 2 * 17
 
-// band returns the prior of a word of valence v, negated or not.
+// band returns the band of a word of valence v, negated or not.
 func band(v float64, negated bool) int {
 	b := int(math.Round(math.Max(-4, math.Min(4, v))*2)) + 8
 	if negated {

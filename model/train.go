@@ -29,10 +29,10 @@ type TrainConfig struct {
 	// final weights, so prediction cost does not change.
 	NBAlpha float64
 	// Lexicon, when set, is a sentiment lexicon (word → valence, about
-	// -4..4, as VADER's): every word of it gets a prior learned per valence
-	// band, plain and negated, so words rare or absent in the training data
-	// still count. The priors are folded into the words' unigram weights,
-	// so prediction cost does not change. LexiconID names it in the
+	// -4..4, as VADER's): a word of it that the training data never showed
+	// takes the mean weight of the words it did show in the same valence
+	// band, plain or negated (backOff), so it still counts. Only weights
+	// change, so prediction cost does not. LexiconID names it in the
 	// artifact (for reproduction).
 	Lexicon   map[string]float64
 	LexiconID string
