@@ -23,6 +23,7 @@ import (
 	"github.com/sentimentpro/sentiment/edge"
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
@@ -213,6 +214,7 @@ func run(cfg Config, log *slog.Logger) error {
 
 	fsrv := srv.FastHTTPServer()
 	fsrv.Handler = cfg.TLS.RequireClientCertFast(fsrv.Handler)
+	obs.ExportOpenConnections("edge_open_connections", fsrv)
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}

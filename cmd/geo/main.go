@@ -196,6 +196,7 @@ func run(cfg Config, log *slog.Logger) error {
 		Logger: obs.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}
+	obs.ExportOpenConnections("geo_open_connections", srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(regions), "version", Version)

@@ -121,6 +121,14 @@ func (g *RequestIDs) Append(dst []byte) []byte {
 	return strconv.AppendUint(dst, g.n.Add(1), 16)
 }
 
+// ExportOpenConnections publishes srv's open connections as the gauge
+// name. Each open connection holds one of the server's goroutines, idle
+// keep-alive ones too, so a leak check can tell a leaked goroutine from a
+// connection a client keeps. Call it once per process.
+func ExportOpenConnections(name string, srv *fasthttp.Server) {
+	metrics.NewGauge(name, func() float64 { return float64(srv.GetOpenConnectionsCount()) })
+}
+
 // FastMetricsHandler is MetricsHandler for fasthttp servers.
 func FastMetricsHandler(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4")
