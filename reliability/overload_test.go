@@ -46,33 +46,48 @@ func rss(t *testing.T, p *testenv.Process) int64 {
 	return v
 }
 
-// goroutines reads go_goroutines from a service's /metrics.
+// metrics reads a service's /metrics: each unlabelled series by name.
+func metrics(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	code, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/metrics", 2*time.Second)
+	if err != nil || code != 200 {
+		t.Fatalf("metrics of %s: %d %v", addr, code, err)
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, _ := strings.Cut(line, " ")
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && !strings.ContainsAny(name, "{#") {
+			m[name] = f
+		}
+	}
+	return m
+}
+
+// openConnections reads a service's open client connections
+// (edge_open_connections or geo_open_connections).
+func openConnections(t *testing.T, m map[string]float64) int {
+	t.Helper()
+	for name, v := range m {
+		if strings.HasSuffix(name, "_open_connections") {
+			return int(v)
+		}
+	}
+	t.Fatal("no *_open_connections in /metrics")
+	return 0
+}
+
 // goroutines returns a process's goroutines less its open client
 // connections: each open connection holds a goroutine until the client
 // closes it or the server's idle timeout does (a minute), so what remains
 // is what a leak would raise.
 func goroutines(t *testing.T, addr string) int {
 	t.Helper()
-	code, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/metrics", 2*time.Second)
-	if err != nil || code != 200 {
-		t.Fatalf("metrics of %s: %d %v", addr, code, err)
+	m := metrics(t, addr)
+	g, ok := m["go_goroutines"]
+	if !ok {
+		t.Fatalf("no go_goroutines in %s/metrics", addr)
 	}
-	g, conns := -1, -1
-	for _, line := range strings.Split(string(body), "\n") {
-		name, v, _ := strings.Cut(line, " ")
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		switch {
-		case err != nil:
-		case name == "go_goroutines":
-			g = n
-		case strings.HasSuffix(name, "_open_connections"):
-			conns = n
-		}
-	}
-	if g < 0 || conns < 0 {
-		t.Fatalf("no go_goroutines or *_open_connections in %s/metrics", addr)
-	}
-	return g - conns
+	return int(g) - openConnections(t, m)
 }
 
 // probeLatency times one request.
@@ -146,16 +161,25 @@ func max2(a, b time.Duration) time.Duration {
 // several samples) of a late window against an early one, both taken
 // after warm-up under the same load, and every process's goroutines, less
 // one per open connection, back to their count before the load once it
-// stops. A busy machine queues more requests and so raises RSS peaks, not
-// the floor; and a client's idle keep-alive connection holds a goroutine
-// for up to the idle timeout (a minute), while a leaked goroutine stays
-// with no connection to hold it. The CI run (20 s)
-// catches gross leaks (50% of RSS); make reliability (10 minutes) holds
-// growth to 10%. Every request sent must be served; requests a client
-// could not send because a stall left it with soakInFlight waiting are
-// reported, and held to zero after the warm-up only in the full run.
+// stops.
+//
+// Each client keeps a fixed pool of soakConns connections, opened before
+// the load starts. A stall of the machine then queues requests in the
+// clients rather than opening connections: every connection a server
+// holds costs it buffers and a goroutine stack, and the memory a burst of
+// new connections takes stays in RSS, which a leak check would misread.
+// The windows log each process's open connections, so a failure says
+// whether they moved. A client's idle keep-alive connection holds a
+// goroutine for up to the idle timeout (a minute), while a leaked
+// goroutine stays with no connection to hold it.
+//
+// The CI run (20 s) catches gross leaks (50% of RSS); make reliability
+// (10 minutes) holds growth to 10%. Every request sent must be served;
+// requests a client could not send because a stall left it with
+// soakInFlight waiting are reported, and held to zero after the warm-up
+// only in the full run.
 func TestSoak(t *testing.T) {
-	const soakInFlight = 2048
+	const soakInFlight, soakConns = 2048, 64
 	if testing.Short() {
 		t.Skip("real-service scenario")
 	}
@@ -178,7 +202,7 @@ func TestSoak(t *testing.T) {
 	rate := maxRate(url, 32, 2*time.Second) / 2
 	var ls []*load
 	for _, r := range regions { // clients in every region
-		ls = append(ls, startLoad(url, r, rate/3, soakInFlight))
+		ls = append(ls, startPooledLoad(url, r, rate/3, soakInFlight, soakConns))
 	}
 	// Connections and worker pools grow to the load and the heap settles
 	// (about 10 s for an edge at this rate) before the first window.
@@ -190,25 +214,27 @@ func TestSoak(t *testing.T) {
 	for _, l := range ls {
 		warmupDropped += l.dropped.Load()
 	}
-	// floors samples every process's RSS every second for window and
-	// keeps each one's lowest.
+	// floors samples every process's RSS and open connections every
+	// second for window, and keeps each one's lowest RSS and most
+	// connections.
 	window := pick(5*time.Second, time.Minute)
-	floors := func() map[string]int64 {
-		low := map[string]int64{}
+	floors := func() (low map[string]int64, conns map[string]int) {
+		low, conns = map[string]int64{}, map[string]int{}
 		for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(time.Second) {
-			for _, p := range procs {
+			for i, p := range procs {
 				if v := rss(t, p); low[p.Name] == 0 || v < low[p.Name] {
 					low[p.Name] = v
 				}
+				conns[p.Name] = max(conns[p.Name], openConnections(t, metrics(t, addrs[i])))
 			}
 		}
-		return low
+		return low, conns
 	}
 	duration := pick(20*time.Second, 10*time.Minute)
 	start := time.Now()
-	early := floors()
+	early, earlyConns := floors()
 	time.Sleep(duration - 2*window)
-	late := floors()
+	late, lateConns := floors()
 	duration = time.Since(start)
 	var sent, failed, dropped int64
 	var lat []time.Duration
@@ -242,8 +268,8 @@ func TestSoak(t *testing.T) {
 			return now <= idle[p.Name]+10
 		})
 		worstG = max(worstG, now-idle[p.Name])
-		t.Logf("%s: RSS floor %.1f -> %.1f MiB (%+.1f%%), goroutines less open connections idle %d, after the load %d",
-			p.Name, mib(early[p.Name]), mib(late[p.Name]), 100*g, idle[p.Name], now)
+		t.Logf("%s: RSS floor %.1f -> %.1f MiB (%+.1f%%), open connections at most %d -> %d, goroutines less open connections idle %d, after the load %d",
+			p.Name, mib(early[p.Name]), mib(late[p.Name]), 100*g, earlyConns[p.Name], lateConns[p.Name], idle[p.Name], now)
 		if limit := pick(0.50, 0.10); g > limit {
 			t.Errorf("%s RSS floor grew %.1f%% over the soak (limit %.0f%%)", p.Name, 100*g, 100*limit)
 		}

@@ -107,6 +107,8 @@ type load struct {
 	url, hint   string
 	rate        float64
 	maxInFlight int
+	conns       int  // the client's connection pool
+	warm        bool // open the whole pool before the open loop starts
 	timeout     time.Duration
 
 	sent, ok, rejected, failed, dropped atomic.Int64
@@ -120,23 +122,58 @@ type load struct {
 	done                                sync.WaitGroup
 }
 
+// startLoad starts a load whose client opens connections as it needs
+// them, up to 256 (as a client's connection pool would).
 func startLoad(url, hint string, rate float64, maxInFlight int) *load {
-	l := &load{url: url, hint: hint, rate: rate, maxInFlight: maxInFlight, timeout: 5 * time.Second,
+	return newLoad(url, hint, rate, maxInFlight, min(maxInFlight, 256), false)
+}
+
+// startPooledLoad starts a load whose client opens all of its conns
+// connections first and never more: its requests beyond them wait in the
+// client (and count in latency). The servers then hold the same
+// connections from start to end, as they do for a client with a fixed pool.
+func startPooledLoad(url, hint string, rate float64, maxInFlight, conns int) *load {
+	return newLoad(url, hint, rate, maxInFlight, conns, true)
+}
+
+func newLoad(url, hint string, rate float64, maxInFlight, conns int, warm bool) *load {
+	l := &load{url: url, hint: hint, rate: rate, maxInFlight: maxInFlight, conns: conns, warm: warm, timeout: 5 * time.Second,
 		lastServed: map[string]time.Time{}, servedCount: map[string]int64{}, codes: map[int]int64{}, stop: make(chan struct{})}
 	l.done.Add(1)
 	go l.run()
 	return l
 }
 
+// openPool sends conns requests at once, so the client opens its pool.
+func (l *load) openPool(client *fasthttp.Client) int64 {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for n := range l.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			l.one(client, int64(n))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return int64(l.conns)
+}
+
 func (l *load) run() {
 	defer l.done.Done()
-	// At most 256 connections, as a client's connection pool would have;
-	// requests beyond that wait for a free one (and count in latency).
-	client := &fasthttp.Client{MaxConnsPerHost: min(l.maxInFlight, 256), MaxConnWaitTimeout: l.timeout,
+	// Requests beyond the pool wait for a free connection (and count in
+	// latency).
+	client := &fasthttp.Client{MaxConnsPerHost: l.conns, MaxConnWaitTimeout: l.timeout,
 		ReadTimeout: l.timeout, WriteTimeout: l.timeout, Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}
+	var opened int64
+	if l.warm {
+		opened = l.openPool(client)
+	}
 	sem := make(chan struct{}, l.maxInFlight)
 	start := time.Now()
-	var started int64
+	started := opened
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	var wg sync.WaitGroup
