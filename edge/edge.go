@@ -25,7 +25,8 @@ type Serving struct {
 	Source   string // "registry", "cache" or "embedded"
 	LoadedAt time.Time
 
-	monitor monitor // made by Swap
+	monitor monitor // made by prepare
+	answer  []byte  // ,"model":…,"version":…,"region":… of every answer; made by prepare
 }
 
 // observe records one prediction of a text of textBytes bytes.
@@ -109,12 +110,25 @@ func NewServer(cfg Config) *Server {
 // Swap makes sv the model every new request uses and returns the previous
 // one. Requests already running finish on the model they started with.
 func (s *Server) Swap(sv *Serving) *Serving {
-	sv.monitor = newMonitor(sv.Model.Labels(), sv.Version)
+	s.prepare(sv)
 	old := s.current.Swap(sv)
 	modelLoaded.Set(1)
 	modelSwaps.Inc()
 	setModelInfo(sv)
 	return old
+}
+
+// prepare readies sv to serve, once: its metric series, and the part of
+// every answer that names the model, its version and this region (built
+// once, so a request appends it without escaping it again).
+func (s *Server) prepare(sv *Serving) {
+	if sv.answer != nil { // serving already, or held as a candidate
+		return
+	}
+	sv.monitor = newMonitor(sv.Model.Labels(), sv.Version)
+	b := appendField(nil, "model", sv.Name, false)
+	b = appendField(b, "version", sv.Version, false)
+	sv.answer = appendField(b, "region", s.cfg.Region, false)
 }
 
 // Current returns the serving model, or nil before the first one.

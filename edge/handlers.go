@@ -106,7 +106,10 @@ func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
 func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHandler {
 	rm := metricsFor(route)
 	return func(ctx *fasthttp.RequestCtx) {
-		start := time.Now()
+		start := ctx.Time() // read by fasthttp just before it called the handler
+		if start.IsZero() { // a context no fasthttp.Server made (tests)
+			start = time.Now()
+		}
 		id := s.requestID(ctx)
 		logged := s.access.Sample()
 		tc := obs.TraceFrom(&ctx.Request.Header, logged)
@@ -158,21 +161,18 @@ func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
 }
 
 // requestID returns the request's ID: the client's X-Request-ID when it
-// is valid, else a new one, which replaces it in the request. It sets the
-// answer's X-Request-Id. The string views the request header's bytes
-// without copying (no allocation per request): it is valid until the
-// handler returns, and nothing keeps it longer (logs format it at once,
-// peers copy it into their own request).
+// is valid, else a new one. It sets the answer's X-Request-Id. The string
+// views that header's bytes without copying (no allocation per request):
+// it is valid until the handler returns, and nothing keeps it longer
+// (logs format it at once, peers copy it into their own request).
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
-	h := &ctx.Request.Header
-	if v := h.PeekBytes(requestIDKey); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
+	if v := ctx.Request.Header.PeekBytes(requestIDKey); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
 		ctx.Response.Header.SetCanonical(requestIDKey, v)
 		return b2s(v)
 	}
 	var buf [48]byte
-	b := s.ids.Append(buf[:0])
-	h.SetCanonical(requestIDKey, b)
-	ctx.Response.Header.SetCanonical(requestIDKey, b)
+	h := &ctx.Response.Header
+	h.SetCanonical(requestIDKey, s.ids.Append(buf[:0]))
 	return b2s(h.PeekBytes(requestIDKey))
 }
 
@@ -257,7 +257,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 	b = appendField(append(b, '{'), "label", pred.Label, true)
 	b = append(b, `,"score":`...)
 	b = appendScore(b, pred.Score)
-	b = appendServing(b, sv, s.cfg.Region, id)
+	b = appendServing(b, sv, id)
 	if explain {
 		b = appendExplain(b, sv.Model.Explain(string(text), 5))
 	}
@@ -266,11 +266,10 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 	return nil
 }
 
-func appendServing(b []byte, sv *Serving, region, id string) []byte {
-	b = appendField(b, "model", sv.Name, false)
-	b = appendField(b, "version", sv.Version, false)
-	b = appendField(b, "region", region, false)
-	return appendField(b, "request_id", id, false)
+// appendServing appends the fields naming who answered: the model, its
+// version, the region and the request ID.
+func appendServing(b []byte, sv *Serving, id string) []byte {
+	return appendField(append(b, sv.answer...), "request_id", id, false)
 }
 
 func appendExplain(b []byte, cs []model.Contribution) []byte {
@@ -338,7 +337,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 		b = append(appendScore(b, pred.Score), '}')
 	}
 	b = append(b, ']')
-	b = appendServing(b, sv, s.cfg.Region, id)
+	b = appendServing(b, sv, id)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil

@@ -39,9 +39,7 @@ func (s *Server) SetCandidate(c *Candidate) error {
 		if c.Serving == nil || c.Serving.Model == nil || c.Percent < 0 || c.Percent > 100 || c.ShadowRate < 0 || c.ShadowRate > 1 {
 			return fmt.Errorf("invalid candidate: want a model, a percent in [0, 100] and a shadow rate in [0, 1]")
 		}
-		if c.Serving.monitor.score == nil { // a new candidate; a held one keeps its series
-			c.Serving.monitor = newMonitor(c.Serving.Model.Labels(), c.Serving.Version)
-		}
+		s.prepare(c.Serving) // a held candidate keeps its series
 	}
 	s.candidate.Store(c)
 	return nil
