@@ -129,15 +129,15 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	load := func(url string, tlsCfg *tls.Config) func() result {
 		return func() result { return closedLoop(url, tlsCfg, v1, conns, warmup, duration) }
 	}
-	ceil, ed := interleaved("ceiling (constant JSON)", load("http://"+ceilAddr+"/v1/predict", nil),
+	ceil, ed, rs := interleaved("ceiling (constant JSON)", load("http://"+ceilAddr+"/v1/predict", nil),
 		"edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil))
-	fmt.Printf("ratio edge/ceiling: %.2f\n", ed.rate()/ceil.rate())
+	printRatio("edge/ceiling", ceil, ed, rs, "")
 	// The Open Inference Protocol's JSON against /v1/predict, one text per
 	// request, then its binary tensor data extension.
 	infer := "http://" + edgeAddr + "/v2/models/sentiment/infer"
-	v1r, oip := interleaved("edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil),
+	v1r, oip, rs := interleaved("edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil),
 		"edge OIP infer, JSON", func() result { return closedLoop(infer, nil, inferBodies(texts, false), conns, warmup, duration) })
-	fmt.Printf("ratio oip/v1: %.2f\n", oip.rate()/v1r.rate())
+	printRatio("oip/v1", v1r, oip, rs, "")
 	bin := closedLoop(infer, nil, inferBodies(texts, true), conns, warmup, duration)
 	bin.print("edge OIP infer, binary tensor data")
 	viaGeo := closedLoop("http://"+geoAddr+"/v1/predict", nil, v1, conns, warmup, duration)
@@ -309,11 +309,11 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns int, warmup, 
 			return closedLoop(url, nil, v1, conns, warmup, duration)
 		}
 	}
-	plain, shadowed := interleaved("edge /v1/predict, no shadow", measure(false), "edge /v1/predict, 10% shadow", measure(true))
+	plain, shadowed, rs := interleaved("edge /v1/predict, no shadow", measure(false), "edge /v1/predict, 10% shadow", measure(true))
 	if failed != nil {
 		return failed
 	}
-	fmt.Printf("ratio shadow/plain: %.2f (10%% of texts scored by a candidate in the shadow)\n", shadowed.rate()/plain.rate())
+	printRatio("shadow/plain", plain, shadowed, rs, ", 10% of texts scored by a candidate in the shadow")
 	return nil
 }
 
@@ -355,14 +355,14 @@ func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns
 		time.Sleep(100 * time.Millisecond)
 	}
 	v1 := bodies(texts)
-	plain, secure := interleaved(
+	plain, secure, rs := interleaved(
 		"geo front door, plain HTTP", func() result {
 			return closedLoop("http://"+plainAddr+"/v1/predict", nil, v1, conns, warmup, duration)
 		},
 		"geo front door, TLS", func() result {
 			return closedLoop("https://"+tlsAddr+"/v1/predict", tlsCfg, v1, conns, warmup, duration)
 		})
-	fmt.Printf("ratio tls/plain: %.2f (geo front door, keep-alive)\n", secure.rate()/plain.rate())
+	printRatio("tls/plain", plain, secure, rs, ", geo front door, keep-alive")
 	return nil
 }
 
@@ -372,18 +372,29 @@ const rounds = 3
 
 // interleaved measures a and b in alternating rounds, so a burst of
 // background noise does not land on one side only, prints each round and
-// the totals, and returns the totals (a ratio is of those).
-func interleaved(aName string, a func() result, bName string, b func() result) (aTotal, bTotal result) {
+// the totals, and returns the totals (a ratio is of those) and each
+// round's ratio b/a, which shows how far the machine drifted.
+func interleaved(aName string, a func() result, bName string, b func() result) (aTotal, bTotal result, perRound []float64) {
 	for round := 1; round <= rounds; round++ {
 		ra := a()
 		ra.print(fmt.Sprintf("%s, round %d", aName, round))
 		rb := b()
 		rb.print(fmt.Sprintf("%s, round %d", bName, round))
 		aTotal, bTotal = merge([]result{aTotal, ra}, aTotal.elapsed+ra.elapsed), merge([]result{bTotal, rb}, bTotal.elapsed+rb.elapsed)
+		perRound = append(perRound, rb.rate()/ra.rate())
 	}
 	aTotal.print(aName + ", all rounds")
 	bTotal.print(bName + ", all rounds")
-	return aTotal, bTotal
+	return aTotal, bTotal, perRound
+}
+
+// printRatio prints "ratio name: b/a of the totals (rounds: …) note".
+func printRatio(name string, a, b result, perRound []float64, note string) {
+	rs := make([]string, len(perRound))
+	for i, r := range perRound {
+		rs[i] = fmt.Sprintf("%.2f", r)
+	}
+	fmt.Printf("ratio %s: %.2f (rounds: %s)%s\n", name, b.rate()/a.rate(), strings.Join(rs, " "), note)
 }
 
 func freeAddr() string {
