@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -144,28 +145,37 @@ func newLoad(url, hint string, rate float64, maxInFlight, conns int, warm bool) 
 	return l
 }
 
-// openPool sends conns requests at once, so the client opens its pool.
-func (l *load) openPool(client *fasthttp.Client) int64 {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for n := range l.conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			l.one(client, int64(n))
-		}()
+// openPool sends bursts of conns requests at once until the client holds
+// conns connections (a burst can reuse a connection a fast answer freed).
+func (l *load) openPool(client *fasthttp.HostClient) (sent int64) {
+	for burst := 0; burst < 20 && client.ConnsCount() < l.conns; burst++ {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range l.conns {
+			n := sent
+			sent++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				l.one(client, n)
+			}()
+		}
+		close(start)
+		wg.Wait()
 	}
-	close(start)
-	wg.Wait()
-	return int64(l.conns)
+	return sent
 }
 
 func (l *load) run() {
 	defer l.done.Done()
 	// Requests beyond the pool wait for a free connection (and count in
 	// latency).
-	client := &fasthttp.Client{MaxConnsPerHost: l.conns, MaxConnWaitTimeout: l.timeout,
+	u, err := url.Parse(l.url)
+	if err != nil {
+		panic(err)
+	}
+	client := &fasthttp.HostClient{Addr: u.Host, MaxConns: l.conns, MaxConnWaitTimeout: l.timeout,
 		ReadTimeout: l.timeout, WriteTimeout: l.timeout, Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}
 	var opened int64
 	if l.warm {
@@ -213,7 +223,7 @@ func predictRequest(url, body string) (req *fasthttp.Request, resp *fasthttp.Res
 	return req, resp, func() { fasthttp.ReleaseRequest(req); fasthttp.ReleaseResponse(resp) }
 }
 
-func (l *load) one(client *fasthttp.Client, n int64) {
+func (l *load) one(client *fasthttp.HostClient, n int64) {
 	req, resp, release := predictRequest(l.url, fmt.Sprintf(`{"text":"%s a fine and moving film, take %d"}`, marker, n))
 	defer release()
 	if l.hint != "" {
