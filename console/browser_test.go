@@ -385,7 +385,11 @@ func TestConsoleByKeyboard(t *testing.T) {
 
 	// Traffic in eu-west, as from many clients (the edge splits by
 	// routing key, else by address; it allows one address 100 a minute):
-	// the step's figures grow on the open page.
+	// the step's figures grow on the open page. They count from the
+	// baseline the controller reads from the edges on its first tick of
+	// the step (the figures appear then), so the traffic waits for it:
+	// requests served before it are not the step's.
+	waitJS(t, ctx, `document.querySelector("#rollout-figures") !== null`, "the step's figures appear", 15*time.Second)
 	markUnreloaded(t, ctx)
 	for i := range 90 {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+edges["eu-west"]+"/v1/predict",
