@@ -177,13 +177,12 @@ func (l *load) run() {
 	}
 	client := &fasthttp.HostClient{Addr: u.Host, MaxConns: l.conns, MaxConnWaitTimeout: l.timeout,
 		ReadTimeout: l.timeout, WriteTimeout: l.timeout, Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}
-	var opened int64
+	var started int64 // requests numbered so far
 	if l.warm {
-		opened = l.openPool(client)
+		started = l.openPool(client)
 	}
 	sem := make(chan struct{}, l.maxInFlight)
 	start := time.Now()
-	started := opened
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	var wg sync.WaitGroup
