@@ -213,19 +213,16 @@ func parseObject(p *fastjson.Parser, body []byte, like string) (*fastjson.Object
 	return obj, nil
 }
 
-func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
-	if sv == nil {
-		return noModel()
-	}
-	p := parsers.Get()
-	defer parsers.Put(p)
-	obj, err := parseObject(p, ctx.PostBody(), `{"text": "..."}`)
+// predictFields parses a /v1/predict body with the full JSON parser:
+// "text" (required) and "explain"; anything else is a 400. text views p's
+// buffer.
+func predictFields(p *fastjson.Parser, body []byte) (text []byte, explain bool, err error) {
+	obj, err := parseObject(p, body, `{"text": "..."}`)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	var text []byte
-	explain, hasText := false, false
-	ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
+	hasText := false
+	err = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
 		case "text":
 			if text, ferr = val.StringBytes(); ferr != nil {
@@ -241,11 +238,25 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 		}
 		return ferr
 	})
-	if ferr != nil {
-		return ferr
+	if err == nil && !hasText {
+		err = httperr.New(fasthttp.StatusBadRequest, `missing "text"`)
 	}
-	if !hasText {
-		return httperr.New(fasthttp.StatusBadRequest, `missing "text"`)
+	return text, explain, err
+}
+
+func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
+	if sv == nil {
+		return noModel()
+	}
+	text, ok := plainText(ctx.PostBody())
+	explain := false
+	if !ok {
+		p := parsers.Get()
+		defer parsers.Put(p) // text views p's buffer until predict returns
+		var err error
+		if text, explain, err = predictFields(p, ctx.PostBody()); err != nil {
+			return err
+		}
 	}
 	if err := s.checkText(text, "text"); err != nil {
 		return err
