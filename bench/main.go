@@ -6,7 +6,7 @@
 // the ratios edge/ceiling, geo/direct and tls/plain (the geo front door
 // with and without TLS).
 //
-//	go run ./bench -duration 10s
+//	go run ./bench -rounds 6 -duration 5s
 //
 // It targets only 127.0.0.1 and stops by itself.
 package main
@@ -47,7 +47,8 @@ func main() {
 		edgeBin   = flag.String("edge", "", "edge binary (default: go build ./cmd/edge)")
 		geoBin    = flag.String("geo", "", "geo router binary (default: go build ./cmd/geo)")
 		corpus    = flag.String("corpus", "../shared/data/sst2/dev.tsv", "TSV with a text column for request bodies")
-		duration  = flag.Duration("duration", 10*time.Second, "measurement time per phase")
+		duration  = flag.Duration("duration", 5*time.Second, "measurement time per phase")
+		rounds    = flag.Int("rounds", 6, "alternations of the two sides of each ratio")
 		warmup    = flag.Duration("warmup", 2*time.Second, "warm-up before each measurement")
 		conns     = flag.Int("conns", 32, "concurrent connections (closed loop)")
 		serve     = flag.String("serve-constant", "", "internal: serve the constant-response ceiling on this address")
@@ -64,13 +65,17 @@ func main() {
 		res.print("target")
 		return
 	}
-	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *warmup, *duration); err != nil {
+	if *rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *rounds, *warmup, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, duration time.Duration) error {
+func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warmup, duration time.Duration) error {
 	registryBin := ""
 	tmp, err := os.MkdirTemp("", "bench-")
 	if err != nil {
@@ -129,13 +134,13 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	load := func(url string, tlsCfg *tls.Config) func() result {
 		return func() result { return closedLoop(url, tlsCfg, v1, conns, warmup, duration) }
 	}
-	ceil, ed, rs := interleaved("ceiling (constant JSON)", load("http://"+ceilAddr+"/v1/predict", nil),
+	ceil, ed, rs := interleaved(rounds, "ceiling (constant JSON)", load("http://"+ceilAddr+"/v1/predict", nil),
 		"edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil))
 	printRatio("edge/ceiling", ceil, ed, rs, "")
 	// The Open Inference Protocol's JSON against /v1/predict, one text per
 	// request, then its binary tensor data extension.
 	infer := "http://" + edgeAddr + "/v2/models/sentiment/infer"
-	v1r, oip, rs := interleaved("edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil),
+	v1r, oip, rs := interleaved(rounds, "edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil),
 		"edge OIP infer, JSON", func() result { return closedLoop(infer, nil, inferBodies(texts, false), conns, warmup, duration) })
 	printRatio("oip/v1", v1r, oip, rs, "")
 	bin := closedLoop(infer, nil, inferBodies(texts, true), conns, warmup, duration)
@@ -145,13 +150,13 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns int, warmup, dura
 	direct := closedLoop("http://"+edgeAddr+"/v1/predict", nil, v1, conns, warmup, duration)
 	direct.print("edge direct (same moment)")
 	fmt.Printf("ratio geo/direct (shared cores): %.2f\n", viaGeo.rate()/direct.rate())
-	if err := tlsFrontDoor(geoBin, tmp, geoAddr, edgeAddr, texts, conns, warmup, duration); err != nil {
+	if err := tlsFrontDoor(geoBin, tmp, geoAddr, edgeAddr, texts, conns, rounds, warmup, duration); err != nil {
 		return err
 	}
 	if err := pinnedHop(self, edgeBin, geoBin, tmp, corpus, conns, warmup, duration); err != nil {
 		return err
 	}
-	if err := shadowCost(edgeBin, registryBin, tmp, v1, conns, warmup, duration); err != nil {
+	if err := shadowCost(edgeBin, registryBin, tmp, v1, conns, rounds, warmup, duration); err != nil {
 		return err
 	}
 
@@ -244,7 +249,7 @@ func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, dur
 // follows a registry (a directory store) that serves v1, and a candidate
 // v2 scores 10 % of the traffic in the shadow (answering none of it),
 // set and cleared through the admin API between interleaved rounds.
-func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns int, warmup, duration time.Duration) error {
+func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns, rounds int, warmup, duration time.Duration) error {
 	regAddr, edgeAddr := freeAddr(), freeAddr()
 	const admin, reader = "bench-admin-token-0123456789", "bench-reader-token-0123456789"
 	reg, err := startEnv(registryBin, tmp, "registry", []string{"REGISTRY_TOKENS=admin:bench:" + admin + ",reader:edge:" + reader},
@@ -309,7 +314,7 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns int, warmup, 
 			return closedLoop(url, nil, v1, conns, warmup, duration)
 		}
 	}
-	plain, shadowed, rs := interleaved("edge /v1/predict, no shadow", measure(false), "edge /v1/predict, 10% shadow", measure(true))
+	plain, shadowed, rs := interleaved(rounds, "edge /v1/predict, no shadow", measure(false), "edge /v1/predict, 10% shadow", measure(true))
 	if failed != nil {
 		return failed
 	}
@@ -322,7 +327,7 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns int, warmup, 
 // in front of the same edge, against the plain one, in two interleaved
 // rounds over keep-alive connections (the handshakes happen in the
 // warm-up; what is left is record encryption).
-func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns int, warmup, duration time.Duration) error {
+func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns, rounds int, warmup, duration time.Duration) error {
 	ca, err := devca.New(filepath.Join(tmp, "tls"), "bench CA", time.Hour)
 	if err != nil {
 		return err
@@ -355,7 +360,7 @@ func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns
 		time.Sleep(100 * time.Millisecond)
 	}
 	v1 := bodies(texts)
-	plain, secure, rs := interleaved(
+	plain, secure, rs := interleaved(rounds,
 		"geo front door, plain HTTP", func() result {
 			return closedLoop("http://"+plainAddr+"/v1/predict", nil, v1, conns, warmup, duration)
 		},
@@ -366,15 +371,11 @@ func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns
 	return nil
 }
 
-// rounds is how many times interleaved alternates its two sides: on a
-// shared 2-core machine one 10 s phase can be 15 % off the next.
-const rounds = 3
-
-// interleaved measures a and b in alternating rounds, so a burst of
+// interleaved measures a and b in rounds alternating sides, so a burst of
 // background noise does not land on one side only, prints each round and
 // the totals, and returns the totals (a ratio is of those) and each
 // round's ratio b/a, which shows how far the machine drifted.
-func interleaved(aName string, a func() result, bName string, b func() result) (aTotal, bTotal result, perRound []float64) {
+func interleaved(rounds int, aName string, a func() result, bName string, b func() result) (aTotal, bTotal result, perRound []float64) {
 	for round := 1; round <= rounds; round++ {
 		ra := a()
 		ra.print(fmt.Sprintf("%s, round %d", aName, round))
