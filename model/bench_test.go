@@ -106,6 +106,30 @@ func BenchmarkPredict(b *testing.B) {
 	}
 }
 
+// BenchmarkPredictDiverse predicts 100-byte pieces of IMDB reviews, taken
+// 7919 pieces apart: far more distinct features than the caches hold, as
+// in a server, where the network stack evicts the weights between
+// requests. The short SST-2 sentences of BenchmarkPredict repeat, and
+// their weights stay cached; the gap between the two is the weight
+// table's memory latency.
+func BenchmarkPredictDiverse(b *testing.B) {
+	m, err := defaultmodel.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pieces []string
+	for _, e := range readOrSkip(b, imdb) {
+		for t := e.Text; len(t) >= 100; t = t[100:] {
+			pieces = append(pieces, t[:100])
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m.Predict(pieces[(i*7919)%len(pieces)])
+	}
+}
+
 func BenchmarkPredictParallel(b *testing.B) {
 	m, _ := defaultmodel.Load()
 	ex := readOrSkip(b, sstDev)
