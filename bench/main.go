@@ -324,7 +324,7 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns, rounds int, 
 
 // tlsFrontDoor measures what TLS costs at the geo router's public
 // listener: a second router, serving a certificate from a throwaway CA,
-// in front of the same edge, against the plain one, in two interleaved
+// in front of the same edge, against the plain one, in interleaved
 // rounds over keep-alive connections (the handshakes happen in the
 // warm-up; what is left is record encryption).
 func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns, rounds int, warmup, duration time.Duration) error {
