@@ -191,7 +191,7 @@ func Load(data []byte) (*Model, error) {
 		return nil, fmt.Errorf("%w: %d bytes, header implies %d", ErrSizeMismatch, len(data), want)
 	}
 	raw := data[prefixSize+hlen : len(body)]
-	weights := make([]float32, n)
+	weights := newWeights(int(n))
 	for i := range weights {
 		weights[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 	}

@@ -60,6 +60,19 @@ type featureIter struct {
 	prev, prev2 uint64 // effective hashes of the last two words
 	prevStart   int
 	prev2Start  int
+
+	// weights, when set, are prefetched as each feature's index is known,
+	// so their loads overlap the tokenizer's work instead of following it:
+	// in a server the network stack evicts them between requests
+	// (BenchmarkPredictDiverse).
+	weights []float32
+}
+
+// fetch prefetches feature j's weight, when the iterator has weights.
+func (it *featureIter) fetch(j uint32) {
+	if it.weights != nil {
+		prefetch(&it.weights[j])
+	}
 }
 
 // span says where a feature came from, for Explain.
@@ -92,6 +105,7 @@ func (it *featureIter) fill(idx []uint32, spans []span) int {
 		case tokSymbol:
 			it.words = 0
 			idx[n] = it.index(t.hash, saltUni)
+			it.fetch(idx[n])
 			if spans != nil {
 				spans[n] = span{t.start, t.end, false}
 			}
@@ -107,12 +121,14 @@ func (it *featureIter) fill(idx []uint32, spans []span) int {
 			it.neg = true
 		}
 		idx[n] = it.index(h, saltUni)
+		it.fetch(idx[n])
 		if spans != nil {
 			spans[n] = span{t.start, t.end, negated}
 		}
 		n++
 		if it.ngrams >= 2 && it.words >= 1 {
 			idx[n] = it.index(it.prev*fnvPrime^h, saltBi)
+			it.fetch(idx[n])
 			if spans != nil {
 				spans[n] = span{it.prevStart, t.end, false}
 			}
@@ -120,6 +136,7 @@ func (it *featureIter) fill(idx []uint32, spans []span) int {
 		}
 		if it.ngrams >= 3 && it.words >= 2 {
 			idx[n] = it.index((it.prev2*fnvPrime^it.prev)*fnvPrime^h, saltTri)
+			it.fetch(idx[n])
 			if spans != nil {
 				spans[n] = span{it.prev2Start, t.end, false}
 			}

@@ -41,10 +41,12 @@ func (m *Model) Labels() [2]string { return [2]string{m.meta.Labels[0], m.meta.L
 // logit returns the raw score (log-odds of label 1) of text.
 func (m *Model) logit(text string) float32 {
 	it := m.features.iter(text)
+	it.weights = m.weights
 	var sum float32
 	n := 0
-	// Gather indexes first, then sum: the table loads of a batch overlap
-	// instead of each waiting behind the tokenizer's branches.
+	// Gather indexes first (prefetching their weights), then sum: the
+	// table loads of a batch overlap instead of each waiting behind the
+	// tokenizer's branches.
 	var batch [64]uint32
 	for {
 		k := it.fill(batch[:], nil)

@@ -170,7 +170,7 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 		w[i] = avg[i] / navg
 	}
 	bias = avgBias / navg
-	weights := make([]float32, n)
+	weights := newWeights(int(n))
 	for i, x := range w {
 		weights[i] = float32(x * r[i])
 	}
