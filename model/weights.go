@@ -9,7 +9,9 @@ const hugePage = 2 << 20
 // or more starts on a 2 MiB boundary and, where the system allows, asks
 // for huge pages (adviseHugePages): Predict's loads land all over the
 // table, and on 4 KiB pages nearly each is a TLB miss as well as a cache
-// miss. The unused head and tail of the allocation are never touched, so
+// miss. Memory fresh from the system gets huge pages when first written,
+// after the advice; reused heap memory keeps its pages until the kernel
+// merges them. The unused head and tail are not written here, so fresh
 // they cost address space, not memory.
 func newWeights(n int) []float32 {
 	size := 4 * n
