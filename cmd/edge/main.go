@@ -23,6 +23,7 @@ import (
 	"github.com/sentimentpro/sentiment/edge"
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/deadline"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
@@ -215,6 +216,8 @@ func run(cfg Config, log *slog.Logger) error {
 	fsrv := srv.FastHTTPServer()
 	fsrv.Handler = cfg.TLS.RequireClientCertFast(fsrv.Handler)
 	obs.ExportOpenConnections("edge_open_connections", fsrv)
+	// Under TLS, so the handshake's deadlines are kept the same way.
+	ln = deadline.NewListener(ln, deadline.ServerTick)
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}

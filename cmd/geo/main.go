@@ -21,6 +21,7 @@ import (
 	"github.com/sentimentpro/sentiment/geo"
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/deadline"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/service"
@@ -189,6 +190,9 @@ func run(cfg Config, log *slog.Logger) error {
 	// The front door: bodies no larger than an edge takes, a cap on
 	// connections per client and on requests at once, and slow clients
 	// cut off, so a few cheap connections cannot hold the router's memory.
+	// The timeouts' deadlines are kept by one watchdog (internal/deadline),
+	// under TLS so the handshake's are too.
+	ln = deadline.NewListener(ln, deadline.ServerTick)
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
