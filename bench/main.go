@@ -1,12 +1,18 @@
 // Command bench is the load harness: it starts the real edge binary and a
 // minimal fasthttp server that returns a constant JSON body (the ceiling of
 // this machine), drives both with the same closed-loop load of varied
-// sentences for a fixed time, then measures the edge's latency at half its
+// sentences for a fixed time, the two taking turns every -slice so that
+// both see the same moments of a noisy machine, then measures the edge's latency at half its
 // maximum throughput with an open-loop load, and prints the figures and
 // the ratios edge/ceiling, geo/direct and tls/plain (the geo front door
 // with and without TLS).
 //
 //	go run ./bench -rounds 6 -duration 5s
+//
+// With -target, it measures one URL; with -reference as well, the two
+// take turns and it prints target/reference (A/B of two builds):
+//
+//	go run ./bench -target http://127.0.0.1:8081/v1/predict -reference http://127.0.0.1:8082/v1/predict
 //
 // It targets only 127.0.0.1 and stops by itself.
 package main
@@ -53,6 +59,8 @@ func main() {
 		conns     = flag.Int("conns", 32, "concurrent connections (closed loop)")
 		serve     = flag.String("serve-constant", "", "internal: serve the constant-response ceiling on this address")
 		targetURL = flag.String("target", "", "measure only this URL (POST body from the corpus) and exit")
+		reference = flag.String("reference", "", "with -target: measure this URL too, taking turns with the target, and print target/reference")
+		slice     = flag.Duration("slice", 200*time.Millisecond, "length of a turn when two sides take turns")
 	)
 	flag.Parse()
 	if *serve != "" {
@@ -60,6 +68,14 @@ func main() {
 		return
 	}
 	texts := loadCorpus(*corpus)
+	if *targetURL != "" && *reference != "" {
+		ref, res := alternating(&side{target: target{url: *reference, bodies: bodies(texts)}}, &side{target: target{url: *targetURL, bodies: bodies(texts)}},
+			*conns, *warmup, *duration, *slice)
+		ref.print("reference")
+		res.print("target")
+		fmt.Printf("ratio target/reference: %.3f\n", res.rate()/ref.rate())
+		return
+	}
 	if *targetURL != "" {
 		res := closedLoop(*targetURL, nil, bodies(texts), *conns, *warmup, *duration)
 		res.print("target")
@@ -69,13 +85,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
 		os.Exit(2)
 	}
-	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *rounds, *warmup, *duration); err != nil {
+	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *rounds, *warmup, *duration, *slice); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warmup, duration time.Duration) error {
+func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warmup, duration, slice time.Duration) error {
 	registryBin := ""
 	tmp, err := os.MkdirTemp("", "bench-")
 	if err != nil {
@@ -128,20 +144,19 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warm
 	if err := waitHTTP("http://" + geoAddr + "/health/ready"); err != nil {
 		return err
 	}
-	fmt.Printf("corpus: %d texts, mean %d bytes; %d connections; %v per phase after %v warm-up; load generator and servers share this machine's %d cores\n",
-		len(texts), meanLen(texts), conns, duration, warmup, runtime.NumCPU())
+	fmt.Printf("corpus: %d texts, mean %d bytes; %d connections; %v per phase after %v warm-up; the two sides of a ratio take turns every %v; load generator and servers share this machine's %d cores\n",
+		len(texts), meanLen(texts), conns, duration, warmup, slice, runtime.NumCPU())
 	v1 := bodies(texts)
-	load := func(url string, tlsCfg *tls.Config) func() result {
-		return func() result { return closedLoop(url, tlsCfg, v1, conns, warmup, duration) }
-	}
-	ceil, ed, rs := interleaved(rounds, "ceiling (constant JSON)", load("http://"+ceilAddr+"/v1/predict", nil),
-		"edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil))
+	ceil, ed, rs := interleaved(rounds, "ceiling (constant JSON)", "edge /v1/predict",
+		takingTurns(target{url: "http://" + ceilAddr + "/v1/predict", bodies: v1}, target{url: "http://" + edgeAddr + "/v1/predict", bodies: v1},
+			conns, warmup, duration, slice))
 	printRatio("edge/ceiling", ceil, ed, rs, "")
 	// The Open Inference Protocol's JSON against /v1/predict, one text per
 	// request, then its binary tensor data extension.
 	infer := "http://" + edgeAddr + "/v2/models/sentiment/infer"
-	v1r, oip, rs := interleaved(rounds, "edge /v1/predict", load("http://"+edgeAddr+"/v1/predict", nil),
-		"edge OIP infer, JSON", func() result { return closedLoop(infer, nil, inferBodies(texts, false), conns, warmup, duration) })
+	v1r, oip, rs := interleaved(rounds, "edge /v1/predict", "edge OIP infer, JSON",
+		takingTurns(target{url: "http://" + edgeAddr + "/v1/predict", bodies: v1}, target{url: infer, bodies: inferBodies(texts, false)},
+			conns, warmup, duration, slice))
 	printRatio("oip/v1", v1r, oip, rs, "")
 	bin := closedLoop(infer, nil, inferBodies(texts, true), conns, warmup, duration)
 	bin.print("edge OIP infer, binary tensor data")
@@ -150,7 +165,7 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warm
 	direct := closedLoop("http://"+edgeAddr+"/v1/predict", nil, v1, conns, warmup, duration)
 	direct.print("edge direct (same moment)")
 	fmt.Printf("ratio geo/direct (shared cores): %.2f\n", viaGeo.rate()/direct.rate())
-	if err := tlsFrontDoor(geoBin, tmp, geoAddr, edgeAddr, texts, conns, rounds, warmup, duration); err != nil {
+	if err := tlsFrontDoor(geoBin, tmp, geoAddr, edgeAddr, texts, conns, rounds, warmup, duration, slice); err != nil {
 		return err
 	}
 	if err := pinnedHop(self, edgeBin, geoBin, tmp, corpus, conns, warmup, duration); err != nil {
@@ -314,7 +329,10 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns, rounds int, 
 			return closedLoop(url, nil, v1, conns, warmup, duration)
 		}
 	}
-	plain, shadowed, rs := interleaved(rounds, "edge /v1/predict, no shadow", measure(false), "edge /v1/predict, 10% shadow", measure(true))
+	// The candidate is set on the edge between the sides, so they cannot
+	// take turns within a round.
+	plain, shadowed, rs := interleaved(rounds, "edge /v1/predict, no shadow", "edge /v1/predict, 10% shadow",
+		func() (result, result) { return measure(false)(), measure(true)() })
 	if failed != nil {
 		return failed
 	}
@@ -327,7 +345,7 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns, rounds int, 
 // in front of the same edge, against the plain one, in interleaved
 // rounds over keep-alive connections (the handshakes happen in the
 // warm-up; what is left is record encryption).
-func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns, rounds int, warmup, duration time.Duration) error {
+func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns, rounds int, warmup, duration, slice time.Duration) error {
 	ca, err := devca.New(filepath.Join(tmp, "tls"), "bench CA", time.Hour)
 	if err != nil {
 		return err
@@ -360,27 +378,22 @@ func tlsFrontDoor(geoBin, tmp, plainAddr, edgeAddr string, texts []string, conns
 		time.Sleep(100 * time.Millisecond)
 	}
 	v1 := bodies(texts)
-	plain, secure, rs := interleaved(rounds,
-		"geo front door, plain HTTP", func() result {
-			return closedLoop("http://"+plainAddr+"/v1/predict", nil, v1, conns, warmup, duration)
-		},
-		"geo front door, TLS", func() result {
-			return closedLoop("https://"+tlsAddr+"/v1/predict", tlsCfg, v1, conns, warmup, duration)
-		})
+	plain, secure, rs := interleaved(rounds, "geo front door, plain HTTP", "geo front door, TLS",
+		takingTurns(target{url: "http://" + plainAddr + "/v1/predict", bodies: v1}, target{url: "https://" + tlsAddr + "/v1/predict", tls: tlsCfg, bodies: v1},
+			conns, warmup, duration, slice))
 	printRatio("tls/plain", plain, secure, rs, ", geo front door, keep-alive")
 	return nil
 }
 
-// interleaved measures a and b in rounds alternating sides, so a burst of
-// background noise does not land on one side only, prints each round and
-// the totals, and returns the totals (a ratio is of those) and each
-// round's ratio b/a, which shows how far the machine drifted.
-func interleaved(rounds int, aName string, a func() result, bName string, b func() result) (aTotal, bTotal result, perRound []float64) {
-	for round := 1; round <= rounds; round++ {
-		ra := a()
-		ra.print(fmt.Sprintf("%s, round %d", aName, round))
-		rb := b()
-		rb.print(fmt.Sprintf("%s, round %d", bName, round))
+// interleaved measures sides a and b in rounds, so a burst of background
+// noise does not land on one side only, prints each round and the
+// totals, and returns the totals (a ratio is of those) and each round's
+// ratio b/a, which shows how far the machine drifted.
+func interleaved(rounds int, aName, bName string, round func() (a, b result)) (aTotal, bTotal result, perRound []float64) {
+	for i := 1; i <= rounds; i++ {
+		ra, rb := round()
+		ra.print(fmt.Sprintf("%s, round %d", aName, i))
+		rb.print(fmt.Sprintf("%s, round %d", bName, i))
 		aTotal, bTotal = merge([]result{aTotal, ra}, aTotal.elapsed+ra.elapsed), merge([]result{bTotal, rb}, bTotal.elapsed+rb.elapsed)
 		perRound = append(perRound, rb.rate()/ra.rate())
 	}
@@ -590,47 +603,122 @@ func (r result) print(name string) {
 		name, r.rate(), q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), q(0.999).Round(time.Microsecond), r.ok, r.failed, r.late)
 }
 
+// target is where a closed loop sends its requests, and what it posts.
+type target struct {
+	url    string
+	tls    *tls.Config
+	bodies []body
+}
+
+// side is one target of a closed loop and what was measured there.
+type side struct {
+	target
+	gate  atomic.Pointer[chan struct{}] // closed while the side has its turn
+	parts []result                      // one per connection
+	ran   time.Duration                 // its turns while measuring
+}
+
+// run gives s its turn; pause ends it (requests in flight finish).
+func (s *side) run()   { close(*s.gate.Load()) }
+func (s *side) pause() { ch := make(chan struct{}); s.gate.Store(&ch) }
+
+func (s *side) result() result { return merge(s.parts, s.ran) }
+
 // closedLoop keeps conns requests in flight for warmup+duration and
 // measures the last duration.
 func closedLoop(url string, tlsCfg *tls.Config, bs []body, conns int, warmup, duration time.Duration) result {
-	client := &fasthttp.Client{MaxConnsPerHost: conns, TLSConfig: tlsCfg}
-	var measuring atomic.Bool
-	var stopFlag atomic.Bool
-	var wg sync.WaitGroup
-	parts := make([]result, conns)
-	for w := 0; w < conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := newPost(url)
-			lat := make([]time.Duration, 0, 1<<16)
-			for i := w * 7919; !stopFlag.Load(); i++ {
-				bs[i%len(bs)].set(req)
-				t0 := time.Now()
-				err := client.DoTimeout(req, resp, 5*time.Second)
-				d := time.Since(t0)
-				if !measuring.Load() {
-					continue
-				}
-				if err != nil || resp.StatusCode() != 200 {
-					parts[w].failed++
-					continue
-				}
-				parts[w].ok++
-				lat = append(lat, d)
-			}
-			parts[w].lat = lat
-		}()
+	s := &side{target: target{url: url, tls: tlsCfg, bodies: bs}}
+	drive([]*side{s}, conns, warmup, duration, duration)
+	return s.result()
+}
+
+// alternating measures two sides with the same closed loop, conns
+// connections each, taking turns every slice: warmup, then duration, of
+// turns on each side. Sides that take turns this often see the same
+// moments of a noisy machine. Measured one after the other in phases of
+// seconds, the same ratio moved by ±20% from one round to the next on a
+// shared 2-core VM.
+func alternating(a, b *side, conns int, warmup, duration, slice time.Duration) (result, result) {
+	drive([]*side{a, b}, conns, warmup, duration, slice)
+	return a.result(), b.result()
+}
+
+// takingTurns is a round of interleaved in which a and b take turns.
+func takingTurns(a, b target, conns int, warmup, duration, slice time.Duration) func() (result, result) {
+	return func() (result, result) {
+		return alternating(&side{target: a}, &side{target: b}, conns, warmup, duration, slice)
 	}
-	time.Sleep(warmup)
+}
+
+// drive runs the sides' closed loops in turns of slice: first warmup on
+// each side, then duration measured on each. A request counts when it
+// starts while measuring; one in flight when its side's turn ends
+// finishes in the next turn, a fraction of a millisecond that every side
+// shares alike.
+func drive(sides []*side, conns int, warmup, duration, slice time.Duration) {
+	var measuring, stopping atomic.Bool
+	var wg sync.WaitGroup
+	for _, s := range sides {
+		s.pause()
+		s.parts, s.ran = make([]result, conns), 0
+		client := &fasthttp.Client{MaxConnsPerHost: conns, TLSConfig: s.tls}
+		for w := 0; w < conns; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.work(client, w, &measuring, &stopping)
+			}()
+		}
+	}
+	turns := func(total time.Duration) {
+		for done := time.Duration(0); done < total; done += slice {
+			for _, s := range sides {
+				t0 := time.Now()
+				s.run()
+				time.Sleep(min(slice, total-done))
+				s.pause()
+				if measuring.Load() {
+					s.ran += time.Since(t0)
+				}
+			}
+		}
+	}
+	turns(warmup)
 	measuring.Store(true)
-	t0 := time.Now()
-	time.Sleep(duration)
-	measuring.Store(false)
-	elapsed := time.Since(t0)
-	stopFlag.Store(true)
+	turns(duration)
+	stopping.Store(true)
+	for _, s := range sides {
+		s.run()
+	}
 	wg.Wait()
-	return merge(parts, elapsed)
+}
+
+// work is connection w's loop: it sends a request whenever its side has
+// the turn, until stopping.
+func (s *side) work(client *fasthttp.Client, w int, measuring, stopping *atomic.Bool) {
+	req, resp := newPost(s.url)
+	lat := make([]time.Duration, 0, 1<<16)
+	for i := w * 7919; ; i++ {
+		<-*s.gate.Load()
+		if stopping.Load() {
+			break
+		}
+		counted := measuring.Load()
+		s.bodies[i%len(s.bodies)].set(req)
+		t0 := time.Now()
+		err := client.DoTimeout(req, resp, 5*time.Second)
+		d := time.Since(t0)
+		if !counted {
+			continue
+		}
+		if err != nil || resp.StatusCode() != 200 {
+			s.parts[w].failed++
+			continue
+		}
+		s.parts[w].ok++
+		lat = append(lat, d)
+	}
+	s.parts[w].lat = lat
 }
 
 // openLoop sends requests at a fixed rate, whatever the latency, so slow
