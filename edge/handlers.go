@@ -60,13 +60,14 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 // timeouts (slow clients cannot hold connections forever).
 func (s *Server) FastHTTPServer() *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:               s.Handler(),
-		Name:                  "sentiment-edge",
-		MaxRequestBodySize:    s.cfg.MaxBodyBytes,
-		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		IdleTimeout:           60 * time.Second,
-		ReadBufferSize:        8 << 10,
+		Handler:            s.Handler(),
+		MaxRequestBodySize: s.cfg.MaxBodyBytes,
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       10 * time.Second,
+		IdleTimeout:        60 * time.Second,
+		ReadBufferSize:     8 << 10,
+		// No Server header: it names the software to a scanner (OWASP's
+		// advice for APIs); GET /v2 names it to the clients that ask.
 		NoDefaultServerHeader: true,
 		Logger:                obs.ServerLogger{Log: s.log, Level: slog.LevelDebug},
 		ErrorHandler:          httperr.ErrorHandler(s.cfg.MaxBodyBytes, func(ctx *fasthttp.RequestCtx) { setSecurityHeaders(ctx, s.cfg.TLS) }),

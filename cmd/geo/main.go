@@ -191,12 +191,13 @@ func run(cfg Config, log *slog.Logger) error {
 	// connections per client and on requests at once, and slow clients
 	// cut off, so a few cheap connections cannot hold the router's memory.
 	// The timeouts' deadlines are kept by one watchdog (internal/deadline),
-	// under TLS so the handshake's are too.
+	// under TLS so the handshake's are too. No Server header, as at the
+	// edge: it would name the software to a scanner.
 	ln = deadline.NewListener(ln, deadline.ServerTick)
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
-	srv := &fasthttp.Server{Handler: cfg.TLS.RequireClientCertFast(router.Handler()), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, nil), Name: "sentiment-geo",
+	srv := &fasthttp.Server{Handler: cfg.TLS.RequireClientCertFast(router.Handler()), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, nil), NoDefaultServerHeader: true,
 		Logger: obs.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}
