@@ -3,6 +3,7 @@ package model
 import (
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -37,6 +38,15 @@ func FuzzTokenize(f *testing.F) {
 			}
 			total += k
 		}
+		// Every word's hash, whichever path read it (8 bytes at a time or
+		// byte by byte), is the byte-by-byte hash of its lowercased form.
+		for tok := (tokenizer{s: text}); tok.next(); {
+			if tok.kind == tokWord {
+				if want := hashLowerWord(lowerWord(text[tok.start:tok.end])); tok.hash != want {
+					t.Fatalf("word %q hashed to %x, want %x", text[tok.start:tok.end], tok.hash, want)
+				}
+			}
+		}
 		p := m.Predict(text)
 		if p.Score < 0.5 || p.Score > 1 {
 			t.Fatalf("score %v", p.Score)
@@ -48,6 +58,19 @@ func FuzzTokenize(f *testing.F) {
 			}
 		}
 	})
+}
+
+// lowerWord is a word as the tokenizer hashes it: lowercased, with U+2019
+// as an ASCII apostrophe.
+func lowerWord(w string) string {
+	var b strings.Builder
+	for _, r := range w {
+		if r == '\u2019' {
+			r = '\''
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }
 
 // FuzzLoad feeds arbitrary and mutated artifacts to the loader: it must

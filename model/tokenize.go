@@ -57,20 +57,15 @@ var negatorShift, negatorTable = func() (uint, [256]uint64) {
 	panic("model: no collision-free negator table")
 }()
 
-// isNegator reports whether the word hashed to h (spanning s[start:end])
-// is a negator. apostrophe says the word contains one, so contractions
-// ("don't", "isn’t") are checked only then.
-func isNegator(h uint64, s string, start, end int, apostrophe bool) bool {
-	if negatorTable[(h>>negatorShift)&255] == h {
+// isContraction reports whether word, which has an apostrophe, is a
+// negated contraction ("don't", "isn’t"); the other negators are found
+// by their hash in negatorTable.
+func isContraction(word string) bool {
+	n := len(word)
+	if n > 3 && word[n-1]|0x20 == 't' && word[n-2] == '\'' && word[n-3]|0x20 == 'n' {
 		return true
 	}
-	if !apostrophe {
-		return false
-	}
-	if end-start > 3 && s[end-1]|0x20 == 't' && s[end-2] == '\'' && s[end-3]|0x20 == 'n' {
-		return true
-	}
-	return end-start > 5 && s[end-1]|0x20 == 't' && s[end-4:end-1] == "\u2019" && s[end-5]|0x20 == 'n'
+	return n > 5 && word[n-1]|0x20 == 't' && word[n-4:n-1] == "\u2019" && word[n-5]|0x20 == 'n'
 }
 
 // tokenizer walks a text and yields tokens without allocating. It accepts
@@ -213,19 +208,50 @@ func asciiWordMask(x uint64) (nonWord, lower uint64) {
 
 // word consumes a word starting at t.i and hashes its lowercased form.
 // Apostrophes (ASCII or U+2019) stay inside a word when a letter follows.
+//
+// Most words are ASCII letters ending at an ASCII byte that is no
+// apostrophe, with 8 bytes of text after their start: word reads those 8
+// bytes at a time, keeping the hash in registers, and leaves every other
+// case to wordFrom.
 func (t *tokenizer) word() bool {
+	s, start := t.s, t.i
+	h := uint64(fnvOffset)
+	i := start
+	for i+8 <= len(s) {
+		nonWord, lower := asciiWordMask(load64(s[i:]))
+		if nonWord == 0 {
+			h = fold(h, lower)
+			i += 8
+			continue
+		}
+		n := uint(bits.TrailingZeros64(nonWord)) >> 3
+		w := wordHash{h: h, acc: lower & (1<<(8*n) - 1), nacc: n}
+		i += int(n)
+		if c := s[i]; c != '\'' && c < utf8.RuneSelf {
+			return t.setWord(w.sum(), start, i, s[start] == '\'')
+		}
+		return t.wordFrom(start, i, w)
+	}
+	return t.wordFrom(start, i, wordHash{h: h})
+}
+
+// load64 reads 8 bytes of b (at least 8 long) as a little-endian word.
+func load64(b string) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// wordFrom goes on with a word that started at start, hashed into w up to
+// i: in whole chunks while 8 ASCII word bytes follow, else byte by byte,
+// through apostrophes and non-ASCII letters.
+func (t *tokenizer) wordFrom(start, i int, w wordHash) bool {
 	s := t.s
-	start := t.i
-	w := wordHash{h: fnvOffset}
-	i := t.i
-	apostrophe := false
+	apostrophe := s[start] == '\''
 	for {
-		// Fast path: 8 ASCII bytes at a time, whole chunks only.
+		// Whole chunks, while no partial chunk is pending.
 		for w.nacc == 0 && i+8 <= len(s) {
-			b := s[i : i+8]
-			x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-			nonWord, lower := asciiWordMask(x)
+			nonWord, lower := asciiWordMask(load64(s[i:]))
 			if nonWord == 0 {
 				w.h = fold(w.h, lower)
 				i += 8
@@ -273,9 +299,14 @@ func (t *tokenizer) word() bool {
 		}
 		i += size
 	}
-	h := w.sum()
-	t.set(h, i, tokWord)
-	t.negator = isNegator(h, s, start, i, apostrophe || s[start] == '\'')
+	return t.setWord(w.sum(), start, i, apostrophe)
+}
+
+// setWord records the word s[start:end] hashed to h and advances past it.
+func (t *tokenizer) setWord(h uint64, start, end int, apostrophe bool) bool {
+	t.hash, t.start, t.end, t.kind = h, start, end, tokWord
+	t.i = end
+	t.negator = negatorTable[(h>>negatorShift)&255] == h || apostrophe && isContraction(t.s[start:end])
 	return true
 }
 
