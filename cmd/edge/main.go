@@ -137,6 +137,9 @@ func main() {
 func run(cfg Config, log *slog.Logger) error {
 	log = log.With("region", cfg.Region)
 	edge.Version = Version
+	if err := cfg.ServeProfiler(log); err != nil {
+		return err
+	}
 	proxies, _ := clientip.ParsePrefixes(cfg.TrustedProxies)
 	peers, _ := peerList(cfg.Peers)
 	var consul *api.Client

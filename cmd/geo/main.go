@@ -145,6 +145,9 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.ServeProfiler(log); err != nil {
+		return err
+	}
 	overrides, err := config.Pairs(cfg.Overrides)
 	if err != nil {
 		return fmt.Errorf("-overrides %w", err)

@@ -148,6 +148,9 @@ func openStore(c Config) (store.Store, error) {
 }
 
 func run(cfg Config, log *slog.Logger) error {
+	if err := cfg.ServeProfiler(log); err != nil {
+		return err
+	}
 	st, err := openStore(cfg)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
-// Package service holds what the long-running binaries (registry, edge)
-// share around their own logic: the Consul and lifecycle flags, and the
-// drain-then-stop shutdown sequence.
+// Package service holds what the long-running binaries (registry, edge,
+// geo router) share around their own logic: the Consul and lifecycle
+// flags, the drain-then-stop shutdown sequence, and Go's profiler on a
+// loopback address when asked for.
 package service
 
 import (
@@ -8,6 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,6 +32,7 @@ type Flags struct {
 	Advertise     string
 	ShutdownDelay time.Duration
 	LogLevel      string
+	PprofListen   string
 }
 
 // Register defines the flags on fs; name is the default Consul service name.
@@ -38,6 +44,38 @@ func (f *Flags) Register(fs *flag.FlagSet, name string) {
 	fs.StringVar(&f.Advertise, "advertise", "", "host:port others reach this service at (default: the listen address)")
 	fs.DurationVar(&f.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long readiness fails before the server stops")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.PprofListen, "pprof-listen", "", "serve Go's profiler (/debug/pprof/) on this loopback address; empty: off")
+}
+
+// ServeProfiler serves Go's profiler (net/http/pprof) on -pprof-listen,
+// when set, for the life of the process: `go tool pprof` reads CPU and
+// heap profiles from it, and `make pgo` the edge's default.pgo. Only a
+// loopback address is taken: a profile shows the process's internals.
+func (f *Flags) ServeProfiler(log *slog.Logger) error {
+	if f.PprofListen == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(f.PprofListen)
+	if err != nil {
+		return fmt.Errorf("-pprof-listen %q: %w", f.PprofListen, err)
+	}
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-pprof-listen %q: only a loopback address is allowed (a profile shows the process's internals)", f.PprofListen)
+	}
+	ln, err := net.Listen("tcp", f.PprofListen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on -pprof-listen %s: %w", f.PprofListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiler listening", "addr", ln.Addr().String())
+	return nil
 }
 
 // AwaitShutdown blocks until SIGINT or SIGTERM (or serveErr delivers),
