@@ -62,20 +62,16 @@ func TestReadDeadlineFires(t *testing.T) {
 	if err := server.SetReadDeadline(set.Add(100 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-readErr(server):
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("read failed with %v, want a deadline error", err)
-		}
-		if waited := time.Since(set); waited < 100*time.Millisecond {
-			t.Fatalf("the read failed after %v, before its deadline", waited)
-		}
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			t.Fatalf("%v is not a timeout net.Error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the read deadline never fired")
+	err := result(t, readErr(server))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read failed with %v, want a deadline error", err)
+	}
+	if waited := time.Since(set); waited < 100*time.Millisecond {
+		t.Fatalf("the read failed after %v, before its deadline", waited)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("%v is not a timeout net.Error", err)
 	}
 }
 
@@ -113,13 +109,8 @@ func TestExpiredConnectionUsableAfterNewDeadline(t *testing.T) {
 func TestPastDeadlineFailsAtOnce(t *testing.T) {
 	_, server, _ := pair(t)
 	server.SetDeadline(time.Now().Add(-time.Second))
-	select {
-	case err := <-readErr(server):
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("read: %v, want a deadline error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a deadline in the past did not fail the read")
+	if err := result(t, readErr(server)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want a deadline error", err)
 	}
 	if _, err := server.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("write: %v, want a deadline error", err)
@@ -161,29 +152,26 @@ func TestClosedConnectionsForgotten(t *testing.T) {
 		t.Fatalf("tracking %d connections after close, want 0", n)
 	}
 	l.Close()
-	select {
-	case <-l.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the watchdog kept running after the listener and its connections closed")
-	}
+	waitStopped(t, l)
 }
 
 func TestWatchdogOutlivesListenerWhileConnectionsLive(t *testing.T) {
 	l, server, _ := pair(t)
 	l.Close() // as in a graceful shutdown: the connection is still served
 	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	select {
-	case err := <-readErr(server):
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("read: %v, want a deadline error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("deadlines stopped firing when the listener closed")
+	if err := result(t, readErr(server)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want a deadline error (deadlines must fire after the listener closed)", err)
 	}
 	server.Close()
+	waitStopped(t, l)
+}
+
+// waitStopped fails the test unless l's watchdog stops within 10 s.
+func waitStopped(t *testing.T, l *Listener) {
+	t.Helper()
 	select {
 	case <-l.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("the watchdog kept running after the last connection closed")
+		t.Fatal("the watchdog kept running after the listener and its last connection closed")
 	}
 }
