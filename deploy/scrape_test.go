@@ -89,6 +89,10 @@ scrape_configs:
 	for _, q := range []string{
 		`edge_requests_total{job="sentiment-edge",region="us-east",route="/v1/predict",code="200"} >= 5`,
 		`edge_model_info{job="sentiment-edge",region="us-east",model="demo",version="v2",source="registry"} == 1`,
+		`edge_version_requests_total{job="sentiment-edge",version="v2"} >= 5`,
+		`edge_predictions_total{version="v2",label="positive"} >= 1`,
+		`edge_prediction_score_ratio_count{version="v2"} >= 5`,
+		`edge_prediction_text_bytes_bucket{version="v2",le="16"} >= 5`,
 		`edge_model_loaded{region="us-east"} == 1`,
 		`edge_model_sync_last_success_timestamp_seconds > 0`,
 		`geo_upstream_requests_total{job="sentiment-geo",region="us-east",result="ok"} >= 5`,

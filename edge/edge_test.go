@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
@@ -404,5 +405,72 @@ func TestMetricsEndpoint(t *testing.T) {
 		if !seen {
 			t.Errorf("metric %s missing", k)
 		}
+	}
+}
+
+// TestMetricsTallies checks the request and model-monitoring series that
+// the edge writes itself (see metrics.go): their values after known
+// requests, and a text exposition Prometheus accepts: one TYPE line per
+// family, each family's series together, no series twice.
+func TestMetricsTallies(t *testing.T) {
+	metrics.ExposeMetadata(true)
+	defer metrics.ExposeMetadata(false)
+	srv, c := newTestServer(t, Config{})
+	sv := defaultServing(t)
+	sv.Version = "tally-test"
+	srv.Swap(sv)
+	call(t, c, "POST", "/v1/predict", `{"text":"a great and moving film"}`)     // 23 bytes
+	call(t, c, "POST", "/v1/predict", `{"text":"dull, slow and far too long"}`) // 27 bytes
+	call(t, c, "POST", "/v1/predict", `{"text":""}`)                            // 400
+	call(t, c, "POST", "/v1/predict/batch", `{"texts":["good","bad"]}`)
+	body := call(t, c, "GET", "/metrics", "").body
+
+	v := `version="tally-test"`
+	want := map[string]string{
+		`edge_version_requests_total{` + v + `}`:                              "4",
+		`edge_version_errors_total{` + v + `}`:                                "0",
+		`edge_version_request_duration_seconds_count{` + v + `}`:              "4",
+		`edge_predictions_total{label="positive",` + v + `}`:                  "2",
+		`edge_predictions_total{label="negative",` + v + `}`:                  "2",
+		`edge_prediction_score_ratio_count{` + v + `}`:                        "4",
+		`edge_prediction_text_bytes_bucket{` + v + `,le="16"}`:                "2",
+		`edge_prediction_text_bytes_bucket{` + v + `,le="32"}`:                "4",
+		`edge_prediction_text_bytes_sum{` + v + `}`:                           "57",
+		`edge_requests_total{route="/v1/predict/batch",code="200"}`:           "",
+		`edge_request_duration_seconds_bucket{route="/v1/predict",le="+Inf"}`: "",
+	}
+	types := map[string]bool{}
+	seen := map[string]bool{}
+	family := ""
+	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			family, _, _ = strings.Cut(name, " ")
+			if types[family] {
+				t.Errorf("a second TYPE line for %s", family)
+			}
+			types[family] = true
+			continue
+		}
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		series, value, _ := strings.Cut(line, " ")
+		if seen[series] {
+			t.Errorf("series %s written twice", series)
+		}
+		seen[series] = true
+		name, _, _ := strings.Cut(series, "{")
+		if name != family && !strings.HasPrefix(name, family+"_") {
+			t.Errorf("series %s is not under its family's TYPE line (the last one was %s)", series, family)
+		}
+		if w, ok := want[series]; ok {
+			if w != "" && value != w {
+				t.Errorf("%s = %s, want %s", series, value, w)
+			}
+			delete(want, series)
+		}
+	}
+	for series := range want {
+		t.Errorf("no series %s", series)
 	}
 }
