@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -472,5 +473,32 @@ func TestMetricsTallies(t *testing.T) {
 	}
 	for series := range want {
 		t.Errorf("no series %s", series)
+	}
+}
+
+// TestHeaderNamesInAnyCase sends the request id and traceparent with
+// lower-case names on the wire, as HTTP/2-minded proxies do: the edge
+// reads them by their normalised names and must still continue both.
+func TestHeaderNamesInAnyCase(t *testing.T) {
+	_, c := newTestServer(t, Config{})
+	conn, err := c.Dial("edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	body := `{"text":"a fine film"}`
+	fmt.Fprintf(conn, "POST /v1/predict HTTP/1.1\r\nhost: edge\r\nx-request-id: raw-1\r\ntraceparent: 00-%s-00f067aa0ba902b7-01\r\n"+
+		"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s", trace, len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Request-Id"); got != "raw-1" {
+		t.Errorf("X-Request-Id %q, want the request's raw-1", got)
+	}
+	if got := resp.Header.Get("Traceparent"); !strings.HasPrefix(got, "00-"+trace+"-") {
+		t.Errorf("traceparent %q does not continue trace %s", got, trace)
 	}
 }

@@ -85,9 +85,12 @@ var securityHeaders = [][2][]byte{
 }
 
 var (
-	hstsKey      = []byte("Strict-Transport-Security")
-	hstsValue    = []byte("max-age=63072000; includeSubDomains")
-	requestIDKey = []byte("X-Request-Id")
+	hstsKey   = []byte("Strict-Transport-Security")
+	hstsValue = []byte("max-age=63072000; includeSubDomains")
+	// Header names as fasthttp stores them (it normalises the names of
+	// requests it parses), so the hot path skips normalising them again.
+	requestIDKey    = []byte("X-Request-Id")
+	forwardedForKey = []byte("X-Forwarded-For")
 )
 
 func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
@@ -158,7 +161,11 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 // client is the request's client: the peer, or the address a trusted
 // proxy (a geo router, a peer edge) forwarded.
 func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
-	return clientip.Addr(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), s.cfg.TrustedProxies)
+	var xff []byte // read only when someone may set it
+	if len(s.cfg.TrustedProxies) > 0 {
+		xff = ctx.Request.Header.PeekCanonical(forwardedForKey)
+	}
+	return clientip.Addr(ctx.RemoteIP(), xff, s.cfg.TrustedProxies)
 }
 
 // requestID returns the request's ID: the client's X-Request-ID when it
@@ -167,14 +174,14 @@ func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
 // it is valid until the handler returns, and nothing keeps it longer
 // (logs format it at once, peers copy it into their own request).
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
-	if v := ctx.Request.Header.PeekBytes(requestIDKey); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
+	if v := ctx.Request.Header.PeekCanonical(requestIDKey); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
 		ctx.Response.Header.SetCanonical(requestIDKey, v)
 		return b2s(v)
 	}
 	var buf [48]byte
 	h := &ctx.Response.Header
 	h.SetCanonical(requestIDKey, s.ids.Append(buf[:0]))
-	return b2s(h.PeekBytes(requestIDKey))
+	return b2s(h.PeekCanonical(requestIDKey))
 }
 
 // b2s views bytes as a string without copying; the string must not

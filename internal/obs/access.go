@@ -38,14 +38,15 @@ func (a AccessLog) Write(ctx *fasthttp.RequestCtx, id string, tc tracectx.Contex
 // span, or starts a trace (sampled when the access log samples it) when
 // there is none or it is malformed.
 func TraceFrom(h *fasthttp.RequestHeader, sampled bool) tracectx.Context {
-	if tc, ok := tracectx.Parse(h.Peek(tracectx.Header)); ok {
+	if tc, ok := tracectx.Parse(h.PeekCanonical(traceKey)); ok {
 		return tc.Child()
 	}
 	return tracectx.New(sampled)
 }
 
-// traceKey is the traceparent header's name as fasthttp stores it, so
-// setting it skips normalisation on the hot path.
+// traceKey is the traceparent header's name as fasthttp stores it (it
+// normalises the names of the requests it parses), so reading and setting
+// it skip normalisation on the hot path.
 var traceKey = []byte("Traceparent")
 
 // SetTraceHeader puts tc into the traceparent header of an answer.
