@@ -25,8 +25,15 @@ type Serving struct {
 	Source   string // "registry", "cache" or "embedded"
 	LoadedAt time.Time
 
-	monitor *monitor // made by prepare
-	answer  []byte   // ,"model":…,"version":…,"region":… of every answer; made by prepare
+	monitor monitor // made by prepare
+	answer  []byte  // ,"model":…,"version":…,"region":… of every answer; made by prepare
+}
+
+// observe records one prediction of a text of textBytes bytes.
+func (sv *Serving) observe(p model.Prediction, textBytes int) {
+	sv.monitor.labels[p.Index].Inc()
+	sv.monitor.score.Update(float64(p.Score))
+	sv.monitor.textBytes.Update(float64(textBytes))
 }
 
 // Config is the serving configuration, built in main.
@@ -118,7 +125,7 @@ func (s *Server) prepare(sv *Serving) {
 	if sv.answer != nil { // serving already, or held as a candidate
 		return
 	}
-	sv.monitor = monitorFor(sv.Model.Labels(), sv.Version)
+	sv.monitor = newMonitor(sv.Model.Labels(), sv.Version)
 	b := appendField(nil, "model", sv.Name, false)
 	b = appendField(b, "version", sv.Version, false)
 	sv.answer = appendField(b, "region", s.cfg.Region, false)

@@ -409,16 +409,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 }
 
-// TestMetricsTallies checks the request and model-monitoring series that
-// the edge writes itself (see metrics.go): their values after known
-// requests, and a text exposition Prometheus accepts: one TYPE line per
-// family, each family's series together, no series twice.
-func TestMetricsTallies(t *testing.T) {
+// TestMetricsSeries checks the request and model-monitoring series: their
+// values after known requests, and a text exposition Prometheus accepts:
+// one TYPE line per family, each family's series together, no series twice.
+func TestMetricsSeries(t *testing.T) {
 	metrics.ExposeMetadata(true)
 	defer metrics.ExposeMetadata(false)
 	srv, c := newTestServer(t, Config{})
 	sv := defaultServing(t)
-	sv.Version = "tally-test"
+	sv.Version = "series-test"
 	srv.Swap(sv)
 	call(t, c, "POST", "/v1/predict", `{"text":"a great and moving film"}`)     // 23 bytes
 	call(t, c, "POST", "/v1/predict", `{"text":"dull, slow and far too long"}`) // 27 bytes
@@ -426,7 +425,7 @@ func TestMetricsTallies(t *testing.T) {
 	call(t, c, "POST", "/v1/predict/batch", `{"texts":["good","bad"]}`)
 	body := call(t, c, "GET", "/metrics", "").body
 
-	v := `version="tally-test"`
+	v := `version="series-test"`
 	want := map[string]string{
 		`edge_version_requests_total{` + v + `}`:                              "4",
 		`edge_version_errors_total{` + v + `}`:                                "0",

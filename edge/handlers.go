@@ -270,7 +270,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 		return err
 	}
 	pred := sv.Model.Predict(b2s(text))
-	sv.monitor.predicted(pred, len(text))
+	sv.observe(pred, len(text))
 	s.offer(sv, text, pred.Index)
 	b := make([]byte, 0, 256)
 	b = appendField(append(b, '{'), "label", pred.Label, true)
@@ -346,7 +346,7 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 			return err
 		}
 		pred := sv.Model.Predict(b2s(text))
-		sv.monitor.predicted(pred, len(text))
+		sv.observe(pred, len(text))
 		s.offer(sv, text, pred.Index)
 		if i > 0 {
 			b = append(b, ',')

@@ -2,16 +2,11 @@ package edge
 
 import (
 	"fmt"
-	"io"
-	"maps"
-	"slices"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/internal/obs"
-	"github.com/sentimentpro/sentiment/internal/tally"
-	"github.com/sentimentpro/sentiment/model"
 )
 
 var (
@@ -49,69 +44,42 @@ func setModelInfo(sv *Serving) {
 	metrics.GetOrCreateGauge(name, nil).Set(1)
 }
 
-// The request and model-monitoring series are kept in tally groups, one
-// lock per route and per version, and written by writeTallies at every
-// scrape, after the rest of the registry.
-func init() { metrics.RegisterMetricsWriter(writeTallies) }
-
-// routeMetrics is one route's edge_requests_total (per status code) and
-// edge_request_duration_seconds.
+// routeMetrics caches the per-route, per-status series so the hot path
+// does no formatting.
 type routeMetrics struct {
-	route string
-	mu    sync.Mutex
-	c     routeCounts
+	mu       sync.RWMutex
+	counters map[int]*metrics.Counter
+	latency  *metrics.PrometheusHistogram
+	route    string
 }
 
-type routeCounts struct {
-	codes   []codeCount // the codes seen; a route answers with few
-	latency tally.Histogram
-}
-
-type codeCount struct {
-	code int
-	n    uint64
-}
-
-var routes struct {
-	mu  sync.Mutex
-	all map[string]*routeMetrics
-}
+var routes sync.Map // route -> *routeMetrics
 
 func metricsFor(route string) *routeMetrics {
-	routes.mu.Lock()
-	defer routes.mu.Unlock()
-	if rm := routes.all[route]; rm != nil {
-		return rm
+	if rm, ok := routes.Load(route); ok {
+		return rm.(*routeMetrics)
 	}
-	if routes.all == nil {
-		routes.all = map[string]*routeMetrics{}
+	rm := &routeMetrics{
+		counters: map[int]*metrics.Counter{},
+		latency:  metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_request_duration_seconds{route=%q}`, route), latencyBuckets),
+		route:    route,
 	}
-	rm := &routeMetrics{route: route, c: routeCounts{latency: tally.NewHistogram(latencyBuckets)}}
-	routes.all[route] = rm
-	return rm
+	actual, _ := routes.LoadOrStore(route, rm)
+	return actual.(*routeMetrics)
 }
 
 func (rm *routeMetrics) observe(code int, seconds float64) {
-	rm.mu.Lock()
-	rm.c.count(code)
-	rm.c.latency.Observe(seconds)
-	rm.mu.Unlock()
-}
-
-func (c *routeCounts) count(code int) {
-	for i := range c.codes {
-		if c.codes[i].code == code {
-			c.codes[i].n++
-			return
-		}
+	rm.mu.RLock()
+	c := rm.counters[code]
+	rm.mu.RUnlock()
+	if c == nil {
+		c = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_requests_total{route=%q,code="%d"}`, rm.route, code))
+		rm.mu.Lock()
+		rm.counters[code] = c
+		rm.mu.Unlock()
 	}
-	c.codes = append(c.codes, codeCount{code: code, n: 1})
-}
-
-func (rm *routeMetrics) snapshot() routeCounts {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	return routeCounts{codes: slices.Clone(rm.c.codes), latency: rm.c.latency.Snapshot()}
+	c.Inc()
+	rm.latency.Update(seconds)
 }
 
 // latencyBuckets start at 10 µs: the handler takes a few microseconds.
@@ -130,150 +98,34 @@ var (
 // A drifting, broken or slow model shows in them, and rollout analysis
 // compares them across versions (see docs/ROLLOUTS.md).
 type monitor struct {
-	version    string
-	labelNames [2]string
-	mu         sync.Mutex
-	c          monitorCounts
-}
-
-type monitorCounts struct {
-	requests  uint64
-	errors    uint64
-	labels    [2]uint64
-	latency   tally.Histogram
-	score     tally.Histogram
-	textBytes tally.Histogram
+	requests  *metrics.Counter
+	errors    *metrics.Counter
+	latency   *metrics.PrometheusHistogram
+	labels    [2]*metrics.Counter
+	score     *metrics.PrometheusHistogram
+	textBytes *metrics.PrometheusHistogram
 }
 
 // served records one prediction request this version answered.
 func (m *monitor) served(code int, seconds float64) {
-	m.mu.Lock()
-	m.c.requests++
+	m.requests.Inc()
 	if code >= 500 {
-		m.c.errors++
+		m.errors.Inc()
 	}
-	m.c.latency.Observe(seconds)
-	m.mu.Unlock()
+	m.latency.Update(seconds)
 }
 
-// predicted records one prediction of a text of textBytes bytes.
-func (m *monitor) predicted(p model.Prediction, textBytes int) {
-	m.mu.Lock()
-	m.c.labels[p.Index]++
-	m.c.score.Observe(float64(p.Score))
-	m.c.textBytes.Observe(float64(textBytes))
-	m.mu.Unlock()
-}
-
-func (m *monitor) snapshot() monitorCounts {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c := m.c
-	c.latency = m.c.latency.Snapshot()
-	c.score = m.c.score.Snapshot()
-	c.textBytes = m.c.textBytes.Snapshot()
-	return c
-}
-
-var monitors struct {
-	mu  sync.Mutex
-	all map[string]*monitor // by version: a version's series outlive its swaps
-}
-
-// monitorFor returns the monitor of version, made on first use.
-func monitorFor(labels [2]string, version string) *monitor {
-	monitors.mu.Lock()
-	defer monitors.mu.Unlock()
-	if m := monitors.all[version]; m != nil {
-		return m
+func newMonitor(labels [2]string, version string) monitor {
+	var m monitor
+	m.requests = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_requests_total{version=%q}`, version))
+	m.errors = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_errors_total{version=%q}`, version))
+	m.latency = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_version_request_duration_seconds{version=%q}`, version), latencyBuckets)
+	for i := range m.labels {
+		m.labels[i] = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, labels[i], version))
 	}
-	if monitors.all == nil {
-		monitors.all = map[string]*monitor{}
-	}
-	m := &monitor{version: version, labelNames: labels, c: monitorCounts{
-		latency:   tally.NewHistogram(latencyBuckets),
-		score:     tally.NewHistogram(scoreBuckets),
-		textBytes: tally.NewHistogram(textBytesBuckets),
-	}}
-	monitors.all[version] = m
+	m.score = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_score_ratio{version=%q}`, version), scoreBuckets)
+	m.textBytes = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_text_bytes{version=%q}`, version), textBytesBuckets)
 	return m
-}
-
-// writeTallies writes the routes' and the versions' series: each family
-// together, routes and versions in name order, codes in numeric order.
-func writeTallies(w io.Writer) {
-	type route struct {
-		label string
-		c     routeCounts
-	}
-	var rs []route
-	for _, rm := range sortedValues(&routes.mu, routes.all) {
-		c := rm.snapshot()
-		slices.SortFunc(c.codes, func(a, b codeCount) int { return a.code - b.code })
-		rs = append(rs, route{fmt.Sprintf("route=%q", rm.route), c})
-	}
-	if len(rs) > 0 {
-		tally.WriteFamily(w, "edge_requests_total", "counter")
-		for _, r := range rs {
-			for _, cc := range r.c.codes {
-				tally.WriteCounter(w, "edge_requests_total", fmt.Sprintf(`%s,code="%d"`, r.label, cc.code), cc.n)
-			}
-		}
-		tally.WriteFamily(w, "edge_request_duration_seconds", "histogram")
-		for _, r := range rs {
-			r.c.latency.Write(w, "edge_request_duration_seconds", r.label)
-		}
-	}
-	writeMonitors(w)
-}
-
-func writeMonitors(w io.Writer) {
-	type version struct {
-		m *monitor
-		c monitorCounts
-	}
-	var vs []version
-	for _, m := range sortedValues(&monitors.mu, monitors.all) {
-		vs = append(vs, version{m, m.snapshot()})
-	}
-	if len(vs) == 0 {
-		return
-	}
-	label := func(v version) string { return fmt.Sprintf("version=%q", v.m.version) }
-	counter := func(name string, value func(monitorCounts) uint64) {
-		tally.WriteFamily(w, name, "counter")
-		for _, v := range vs {
-			tally.WriteCounter(w, name, label(v), value(v.c))
-		}
-	}
-	histogram := func(name string, h func(*monitorCounts) *tally.Histogram) {
-		tally.WriteFamily(w, name, "histogram")
-		for _, v := range vs {
-			h(&v.c).Write(w, name, label(v))
-		}
-	}
-	counter("edge_version_requests_total", func(c monitorCounts) uint64 { return c.requests })
-	counter("edge_version_errors_total", func(c monitorCounts) uint64 { return c.errors })
-	histogram("edge_version_request_duration_seconds", func(c *monitorCounts) *tally.Histogram { return &c.latency })
-	tally.WriteFamily(w, "edge_predictions_total", "counter")
-	for _, v := range vs {
-		for i, name := range v.m.labelNames {
-			tally.WriteCounter(w, "edge_predictions_total", fmt.Sprintf("label=%q,%s", name, label(v)), v.c.labels[i])
-		}
-	}
-	histogram("edge_prediction_score_ratio", func(c *monitorCounts) *tally.Histogram { return &c.score })
-	histogram("edge_prediction_text_bytes", func(c *monitorCounts) *tally.Histogram { return &c.textBytes })
-}
-
-// sortedValues returns m's values in key order, read under mu.
-func sortedValues[V any](mu *sync.Mutex, m map[string]V) []V {
-	mu.Lock()
-	defer mu.Unlock()
-	out := make([]V, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, m[k])
-	}
-	return out
 }
 
 // breakerState is the gauge of a breaker's state: 0 closed, 1 half-open,

@@ -448,7 +448,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 	for _, t := range req.texts {
 		pred := sv.Model.Predict(b2s(t))
 		labels, scores = append(labels, pred.Label), append(scores, pred.Score)
-		sv.monitor.predicted(pred, len(t))
+		sv.observe(pred, len(t))
 		s.offer(sv, t, pred.Index)
 	}
 	sc.labels, sc.scores = labels, scores
