@@ -408,7 +408,7 @@ func printRatio(name string, a, b result, perRound []float64, note string) {
 	for i, r := range perRound {
 		rs[i] = fmt.Sprintf("%.2f", r)
 	}
-	fmt.Printf("ratio %s: %.2f (rounds: %s)%s\n", name, b.rate()/a.rate(), strings.Join(rs, " "), note)
+	fmt.Printf("ratio %s: %.3f (rounds: %s)%s\n", name, b.rate()/a.rate(), strings.Join(rs, " "), note)
 }
 
 func freeAddr() string {
