@@ -36,7 +36,8 @@ func (a AccessLog) Write(ctx *fasthttp.RequestCtx, id string, tc tracectx.Contex
 
 // TraceFrom continues the trace of the request's traceparent with a new
 // span, or starts a trace (sampled when the access log samples it) when
-// there is none or it is malformed.
+// there is none or it is malformed. h is a request a fasthttp server
+// parsed with its header names normalised (fasthttp's default).
 func TraceFrom(h *fasthttp.RequestHeader, sampled bool) tracectx.Context {
 	if tc, ok := tracectx.Parse(h.PeekCanonical(traceKey)); ok {
 		return tc.Child()
