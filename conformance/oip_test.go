@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,6 +46,7 @@ func TestOpenInferenceProtocol(t *testing.T) {
 			t.Run("infer JSON with binary outputs by default (Triton)", c.inferTritonDefault)
 			t.Run("infer binary input, mixed outputs (Triton)", c.inferBinary)
 			t.Run("errors", c.errors)
+			t.Run("HEAD answers like GET (RFC 9110)", c.head)
 		})
 	}
 }
@@ -309,6 +311,58 @@ func (c client) errors(t *testing.T) {
 		if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/json" || decodeErr != nil || msg == "" {
 			t.Errorf("%s: %d %q %v %v", name, resp.StatusCode, resp.Header.Get("Content-Type"), e, decodeErr)
 		}
+	}
+}
+
+// head: RFC 9110 §9.1 has every general-purpose server answer HEAD
+// wherever it answers GET; §9.3.2 has the answer be GET's without the
+// content, and §8.6 a Content-Length, if sent, be the length GET's
+// content has. §15.5.6 has a 405 list the allowed methods in Allow.
+func (c client) head(t *testing.T) {
+	id := []string{"conformance-head-0001"} // the same id makes error bodies the same length
+	for _, path := range []string{"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/" + modelName,
+		"/v2/models/" + modelName + "/ready", "/v2/models/no-such-model", "/health/live"} {
+		var got [2]*http.Response
+		var body [2][]byte
+		for i, method := range []string{"GET", "HEAD"} {
+			req, err := http.NewRequest(method, c.base+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header["X-Request-Id"] = id
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			body[i], err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			got[i] = resp
+		}
+		get, head := got[0], got[1]
+		if head.StatusCode != get.StatusCode || len(body[1]) != 0 ||
+			head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+			t.Errorf("HEAD %s: %d %q with %d bytes; GET: %d %q", path, head.StatusCode,
+				head.Header.Get("Content-Type"), len(body[1]), get.StatusCode, get.Header.Get("Content-Type"))
+		}
+		if head.ContentLength >= 0 && head.ContentLength != int64(len(body[0])) {
+			t.Errorf("HEAD %s: Content-Length %d, GET's content has %d bytes", path, head.ContentLength, len(body[0]))
+		}
+	}
+	req, err := http.NewRequest("DELETE", c.base+"/v2/health/ready", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	allow := strings.Split(strings.ReplaceAll(resp.Header.Get("Allow"), " ", ""), ",")
+	if resp.StatusCode != 405 || !slices.Contains(allow, "GET") || !slices.Contains(allow, "HEAD") {
+		t.Errorf("DELETE /v2/health/ready: %d, Allow %q; want 405 allowing GET and HEAD", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 }
 

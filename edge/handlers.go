@@ -29,20 +29,27 @@ type handler func(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 // Handler returns the edge's HTTP handler.
 func (s *Server) Handler() fasthttp.RequestHandler {
 	r := router.New()
+	// RFC 9110 §9.1: a server that answers GET answers HEAD too. fasthttp
+	// sends a HEAD answer's headers (Content-Length included) without
+	// its content.
+	get := func(path string, h fasthttp.RequestHandler) {
+		r.GET(path, h)
+		r.HEAD(path, h)
+	}
 	r.POST("/v1/predict", s.wrap("/v1/predict", true, s.predict))
 	r.POST("/v1/predict/batch", s.wrap("/v1/predict/batch", true, s.predictBatch))
-	r.GET("/v2", s.wrap("/v2", false, s.serverMeta))
-	r.GET("/v2/health/live", s.wrap("/v2/health/live", false, s.live))
-	r.GET("/v2/health/ready", s.wrap("/v2/health/ready", false, s.protocolReady))
-	r.GET("/v2/models/{name}", s.wrap("/v2/models/{name}", false, s.modelMeta))
-	r.GET("/v2/models/{name}/versions/{version}", s.wrap("/v2/models/{name}/versions/{version}", false, s.modelMeta))
-	r.GET("/v2/models/{name}/ready", s.wrap("/v2/models/{name}/ready", false, s.modelReady))
-	r.GET("/v2/models/{name}/versions/{version}/ready", s.wrap("/v2/models/{name}/versions/{version}/ready", false, s.modelReady))
+	get("/v2", s.wrap("/v2", false, s.serverMeta))
+	get("/v2/health/live", s.wrap("/v2/health/live", false, s.live))
+	get("/v2/health/ready", s.wrap("/v2/health/ready", false, s.protocolReady))
+	get("/v2/models/{name}", s.wrap("/v2/models/{name}", false, s.modelMeta))
+	get("/v2/models/{name}/versions/{version}", s.wrap("/v2/models/{name}/versions/{version}", false, s.modelMeta))
+	get("/v2/models/{name}/ready", s.wrap("/v2/models/{name}/ready", false, s.modelReady))
+	get("/v2/models/{name}/versions/{version}/ready", s.wrap("/v2/models/{name}/versions/{version}/ready", false, s.modelReady))
 	r.POST("/v2/models/{name}/infer", s.wrap("/v2/models/{name}/infer", true, s.infer))
 	r.POST("/v2/models/{name}/versions/{version}/infer", s.wrap("/v2/models/{name}/versions/{version}/infer", true, s.infer))
-	r.GET("/health/live", s.wrap("/health/live", false, s.live))
-	r.GET("/health/ready", s.wrap("/health/ready", false, s.ready))
-	r.GET("/metrics", obs.FastMetricsHandler)
+	get("/health/live", s.wrap("/health/live", false, s.live))
+	get("/health/ready", s.wrap("/health/ready", false, s.ready))
+	get("/metrics", obs.FastMetricsHandler)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx, s.cfg.TLS)
 		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))

@@ -240,16 +240,8 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		logged := r.access.Sample()
 		tc := obs.TraceFrom(&ctx.Request.Header, logged)
 		switch string(ctx.Path()) {
-		case "/health/live", "/health/ready":
-			r.health(ctx)
-		case "/metrics":
-			if r.internal(ctx, id) {
-				obs.FastMetricsHandler(ctx)
-			}
-		case "/v1/route":
-			if r.internal(ctx, id) {
-				r.route(ctx)
-			}
+		case "/health/live", "/health/ready", "/metrics", "/v1/route":
+			r.own(ctx, id)
 		default:
 			r.proxy(ctx, id, tc, start)
 		}
@@ -259,6 +251,29 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		if logged {
 			r.access.Write(ctx, id, tc, r.clientAddr(ctx).String(), start,
 				"region", string(h.Peek("X-Served-Region")), "failovers", string(h.Peek("X-Failovers")))
+		}
+	}
+}
+
+// own answers the router's own surfaces. They are read-only: GET and
+// HEAD (RFC 9110 §9.1; fasthttp drops a HEAD answer's content), and 405
+// with Allow for any other method.
+func (r *Router) own(ctx *fasthttp.RequestCtx, id string) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()), id)
+		return
+	}
+	switch string(ctx.Path()) {
+	case "/health/live", "/health/ready":
+		r.health(ctx)
+	case "/metrics":
+		if r.internal(ctx, id) {
+			obs.FastMetricsHandler(ctx)
+		}
+	case "/v1/route":
+		if r.internal(ctx, id) {
+			r.route(ctx)
 		}
 	}
 }

@@ -243,3 +243,36 @@ func TestInternalSurfacesNeedTheToken(t *testing.T) {
 		t.Errorf("a prediction without the token: %d", code)
 	}
 }
+
+// TestOwnSurfacesAreReadOnly: the router's own routes answer GET and HEAD
+// (RFC 9110 §9.1) and refuse other methods with 405 and Allow (§15.5.6),
+// while other paths still go to the edges whatever their method.
+func TestOwnSurfacesAreReadOnly(t *testing.T) {
+	r, _ := newTestRouter(t)
+	h := r.Handler()
+	send := func(method, path string) *fasthttp.RequestCtx {
+		ctx := &fasthttp.RequestCtx{}
+		ctx.Request.Header.SetMethod(method)
+		ctx.Request.SetRequestURI(path)
+		h(ctx)
+		return ctx
+	}
+	for _, path := range []string{"/health/live", "/health/ready", "/metrics", "/v1/route"} {
+		for _, method := range []string{"GET", "HEAD"} {
+			if ctx := send(method, path); ctx.Response.StatusCode() != 200 {
+				t.Errorf("%s %s: %d, want 200", method, path, ctx.Response.StatusCode())
+			}
+		}
+		for _, method := range []string{"POST", "PUT", "DELETE", "PATCH"} {
+			ctx := send(method, path)
+			if ctx.Response.StatusCode() != 405 || string(ctx.Response.Header.Peek("Allow")) != "GET, HEAD" ||
+				!strings.Contains(string(ctx.Response.Body()), `"error"`) {
+				t.Errorf("%s %s: %d, Allow %q, body %s; want 405 allowing GET, HEAD", method, path,
+					ctx.Response.StatusCode(), ctx.Response.Header.Peek("Allow"), ctx.Response.Body())
+			}
+		}
+	}
+	if ctx := send("DELETE", "/v2/models/sentiment"); string(ctx.Response.Header.Peek("X-Served-Region")) == "" {
+		t.Errorf("DELETE on an edge's path did not reach an edge: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+}
