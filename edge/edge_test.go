@@ -205,6 +205,33 @@ func TestBadInputs(t *testing.T) {
 	}
 }
 
+// TestContentCodingRefused: a body in a content coding gets 415 with
+// Accept-Encoding: identity on every route that reads a body (RFC 9110
+// §15.5.16), even when the bytes happen to be plain JSON; identity is
+// read as usual, in any case.
+func TestContentCodingRefused(t *testing.T) {
+	_, c := newTestServer(t, Config{})
+	bodies := map[string]string{
+		"/v1/predict":                            `{"text":"a fine film"}`,
+		"/v1/predict/batch":                      `{"texts":["a fine film"]}`,
+		"/v2/models/sentiment/infer":             `{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["a fine film"]}]}`,
+		"/v2/models/sentiment/versions/v1/infer": `{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["a fine film"]}]}`,
+	}
+	for path, body := range bodies {
+		for _, enc := range []string{"gzip", "deflate", "br", "gzip, identity"} {
+			r := call(t, c, "POST", path, body, "Content-Encoding", enc)
+			if r.code != 415 || string(r.hdr.Peek("Accept-Encoding")) != "identity" || !strings.Contains(r.body, "uncompressed") {
+				t.Errorf("%s with Content-Encoding %q: %d, Accept-Encoding %q, %s", path, enc, r.code, r.hdr.Peek("Accept-Encoding"), r.body)
+			}
+		}
+		for _, enc := range []string{"identity", "Identity"} {
+			if r := call(t, c, "POST", path, body, "Content-Encoding", enc); r.code != 200 {
+				t.Errorf("%s with Content-Encoding %q: %d %s", path, enc, r.code, r.body)
+			}
+		}
+	}
+}
+
 func TestOpenInferenceProtocol(t *testing.T) {
 	_, c := newTestServer(t, Config{})
 	r := call(t, c, "GET", "/v2", "")

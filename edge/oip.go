@@ -130,9 +130,6 @@ type oipRequest struct {
 // bytes when the binary extension's header gives the JSON's length.
 // Its slices are filled in place: req comes from a pool.
 func (s *Server) parseInfer(ctx *fasthttp.RequestCtx, p *fastjson.Parser, req *oipRequest) error {
-	if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && string(enc) != "identity" {
-		return httperr.New(fasthttp.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send the body uncompressed", enc)
-	}
 	body, tail := ctx.PostBody(), []byte(nil)
 	if h := ctx.Request.Header.Peek(inferHeaderLength); h != nil {
 		n, err := strconv.Atoi(string(h))
