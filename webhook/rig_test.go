@@ -272,3 +272,70 @@ func waitFailed(t *testing.T, c *regclient.Client, sub string, n int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestDeliveriesKeepOffDeniedAddresses runs the registry binary: by
+// default a subscription may not name a cloud metadata address but may
+// name loopback; with loopback in -webhook-deny, a subscription to a name
+// that resolves there is kept, and its deliveries fail naming the deny
+// list without ever reaching the receiver.
+func TestDeliveriesKeepOffDeniedAddresses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs registry binaries")
+	}
+	ctx := context.Background()
+	ports, err := testenv.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := &receiver{t: t, addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), seen: map[string]string{}}
+	rcv.up()
+	t.Cleanup(rcv.down)
+
+	byDefault := registrytest.StartBinary(t, registrytest.Binary{})
+	admin := &regclient.Client{BaseURL: byDefault.URL, Token: registrytest.AdminToken}
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/latest"} {
+		if _, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: u}); !regclient.IsStatus(err, 400) {
+			t.Errorf("subscribing %s by default: %v, want 400", u, err)
+		}
+	}
+	if _, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + rcv.addr + "/hook"}); err != nil {
+		t.Errorf("subscribing a loopback receiver by default: %v", err)
+	}
+
+	strict := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-deny", "127.0.0.0/8,::1/128",
+		"-webhook-tick", "200ms", "-webhook-retry-schedule", "200ms"}})
+	admin = &regclient.Client{BaseURL: strict.URL, Token: registrytest.AdminToken}
+	if _, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + rcv.addr + "/hook"}); !regclient.IsStatus(err, 400) {
+		t.Errorf("subscribing %s with loopback denied: %v, want 400", rcv.addr, err)
+	}
+	sub, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: fmt.Sprintf("http://localhost:%d/hook", ports[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
+	registrytest.Publish(t, &regclient.Client{BaseURL: strict.URL, Token: registrytest.PublisherToken}, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ds, err := admin.Deliveries(ctx, sub.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 1 && ds[0].Status == regclient.DeliveryFailed {
+			for _, a := range ds[0].Attempts {
+				if !strings.Contains(a.Error, "denied to webhook deliveries") {
+					t.Errorf("attempt %+v does not name the deny list", a)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries %+v: want one, failed", ds)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if rcv.copies != 0 {
+		t.Errorf("the receiver got %d deliveries through the deny list", rcv.copies)
+	}
+}

@@ -36,10 +36,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry"
@@ -58,8 +61,13 @@ type Config struct {
 	Store    store.Store
 	// ID names this replica in claims and attempt logs.
 	ID string
-	// Client sends deliveries (default: 10 s timeout, no redirects).
+	// Client sends deliveries (default: 10 s timeout, no redirects, and
+	// no connection to an address in Deny).
 	Client *http.Client
+	// Deny are the addresses no subscription may name and no delivery
+	// may connect to, checked on every connection after DNS (so a name
+	// that resolves there is refused too). main sets DefaultDeny.
+	Deny []netip.Prefix
 	// Schedule is the wait before each retry (default DefaultSchedule).
 	Schedule []time.Duration
 	// Tick is how often the dispatcher reads the audit trail and due
@@ -82,7 +90,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("webhook: a registry, a store and a replica ID are required")
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+		cfg.Client = &http.Client{Timeout: 10 * time.Second, Transport: transport(cfg.Deny)}
 	}
 	// A redirect is an answer, not a delivery: the endpoint is what was
 	// subscribed.
@@ -134,6 +142,9 @@ type subscription struct {
 // Subscribe creates a subscription and returns it with its secret.
 func (m *Manager) Subscribe(ctx context.Context, ns regclient.NewSubscription, actor string) (regclient.Subscription, error) {
 	if err := validate(ns); err != nil {
+		return regclient.Subscription{}, err
+	}
+	if err := m.allowedHost(ns.URL); err != nil {
 		return regclient.Subscription{}, err
 	}
 	id, secret := "wh_"+randomHex(8), newSecret()
@@ -269,4 +280,58 @@ func Sign(secret, id string, timestamp int64, body []byte) (string, error) {
 	fmt.Fprintf(mac, "%s.%d.", id, timestamp)
 	mac.Write(body)
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+// DefaultDeny is -webhook-deny's default: cloud metadata services
+// (link-local 169.254.0.0/16 and fe80::/10, AWS's fd00:ec2::254, Alibaba's
+// 100.100.100.200) and addresses that are no single host. A delivery to
+// them could read or change the machine's credentials. Loopback and
+// private networks are allowed, since receivers often live there; add
+// them to refuse them.
+const DefaultDeny = "169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32,0.0.0.0/8,::/128,224.0.0.0/4,ff00::/8,255.255.255.255/32"
+
+// errDenied is a delivery address in Config.Deny.
+var errDenied = errors.New("is denied to webhook deliveries (-webhook-deny)")
+
+func denied(a netip.Addr, deny []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range deny {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedHost refuses a URL whose host is an address in Deny; a name is
+// checked when a delivery connects.
+func (m *Manager) allowedHost(rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("%w: %v", registry.ErrInvalid, err)
+	}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil && denied(a, m.cfg.Deny) {
+		return fmt.Errorf("%w: url host %s %v", registry.ErrInvalid, a, errDenied)
+	}
+	return nil
+}
+
+// transport is the deliveries' HTTP transport: it refuses to connect to
+// an address in deny, whatever name led there.
+func transport(deny []netip.Prefix) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{
+		Timeout: 10 * time.Second,
+		Control: func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("cannot parse the address %q: %w", address, err)
+			}
+			if denied(ap.Addr(), deny) {
+				return fmt.Errorf("address %s %w", ap.Addr().Unmap(), errDenied)
+			}
+			return nil
+		},
+	}).DialContext
+	return t
 }

@@ -2,10 +2,16 @@ package webhook
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/store/dir"
@@ -160,5 +166,69 @@ func TestRedeliveryDuringTheLastAttemptIsKept(t *testing.T) {
 	}
 	if _, err := st.Stat(ctx, pendingKey(sub.ID, "msg_1-x")); err != nil {
 		t.Errorf("the redelivery lost its pending marker: %v", err)
+	}
+}
+
+// TestDefaultDenyCoversMetadataServices: the cloud metadata addresses,
+// also written as IPv4-mapped IPv6, are denied by default; loopback,
+// private and public addresses are not.
+func TestDefaultDenyCoversMetadataServices(t *testing.T) {
+	deny, err := clientip.ParsePrefixes(DefaultDeny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"169.254.169.254", "::ffff:169.254.169.254", "fe80::1", "fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::", "224.0.0.1", "255.255.255.255"} {
+		if !denied(netip.MustParseAddr(a), deny) {
+			t.Errorf("%s is not denied", a)
+		}
+	}
+	for _, a := range []string{"127.0.0.1", "::1", "10.1.2.3", "192.168.0.10", "fd00::1", "93.184.216.34", "2001:db8::1"} {
+		if denied(netip.MustParseAddr(a), deny) {
+			t.Errorf("%s is denied", a)
+		}
+	}
+}
+
+// TestDeniedAddressesAreNeverReached: a subscription naming a denied
+// address is refused, and a delivery to a name that resolves to one
+// never connects; other addresses are reached as usual.
+func TestDeniedAddressesAreNeverReached(t *testing.T) {
+	var hits atomic.Int32
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer rcv.Close()
+	port := rcv.URL[strings.LastIndex(rcv.URL, ":")+1:]
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+	m := &Manager{cfg: Config{Deny: loopback}}
+	for _, u := range []string{rcv.URL + "/hook", "http://[::ffff:127.0.0.1]:" + port + "/hook", "https://[::1]/hook"} {
+		if err := m.allowedHost(u); !errors.Is(err, registry.ErrInvalid) {
+			t.Errorf("subscribing %s: %v, want invalid", u, err)
+		}
+	}
+	if err := m.allowedHost("http://localhost:" + port + "/hook"); err != nil {
+		t.Errorf("a name is checked when it is dialled, not before: %v", err)
+	}
+
+	refused := &http.Client{Transport: transport(loopback), Timeout: 5 * time.Second}
+	for _, u := range []string{rcv.URL, "http://localhost:" + port} {
+		resp, err := refused.Post(u, "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("POST %s went through a deny list holding it", u)
+		} else if !strings.Contains(err.Error(), "denied to webhook deliveries") {
+			t.Errorf("POST %s: %v, want the deny list named", u, err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the receiver saw %d requests through a deny list holding it", n)
+	}
+	allowed := &http.Client{Transport: transport([]netip.Prefix{netip.MustParsePrefix("169.254.0.0/16")}), Timeout: 5 * time.Second}
+	resp, err := allowed.Post(rcv.URL, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if hits.Load() != 1 {
+		t.Errorf("the receiver saw %d requests, want 1", hits.Load())
 	}
 }

@@ -112,8 +112,10 @@ func (c Config) Validate() error {
 	if _, err := peerList(c.Peers); err != nil {
 		return err
 	}
-	_, err := clientip.ParsePrefixes(c.TrustedProxies)
-	return err
+	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+		return fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	return nil
 }
 
 type peer struct{ dc, region string }

@@ -116,7 +116,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
-		return err
+		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err

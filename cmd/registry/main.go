@@ -20,6 +20,7 @@ import (
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/console"
 	"github.com/sentimentpro/sentiment/discovery"
+	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
@@ -54,6 +55,7 @@ type Config struct {
 	Geo, GeoToken  string // the geo router's address and internal token, for the console's regions page
 	ConsoleKey     string // seals the console's session cookies; the same on every replica
 	WebhookRetries string // the retry schedule of webhook deliveries
+	WebhookDeny    string // CIDRs webhook deliveries may not reach
 	WebhookTick    time.Duration
 	service.Flags
 }
@@ -96,6 +98,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.ConsoleKey, "console-key", "", "secret that seals the console's session cookies, the same on every replica behind one address (default: one per process): from REGISTRY_CONSOLE_KEY only, never the command line")
 	fs.StringVar(&c.WebhookRetries, "webhook-retry-schedule", "5s,5m,30m,2h,5h,10h,10h", "waits before each retry of a failed webhook delivery")
 	fs.DurationVar(&c.WebhookTick, "webhook-tick", time.Second, "how often new events are dispatched and due deliveries sent")
+	fs.StringVar(&c.WebhookDeny, "webhook-deny", webhook.DefaultDeny, "CIDRs no webhook may name or reach, checked after DNS (default: cloud metadata services and non-host addresses)")
 	c.TLS.Register(fs)
 	c.Flags.Register(fs, "sentiment-registry")
 	if err := config.Parse(fs, args, "REGISTRY"); err != nil {
@@ -127,6 +130,9 @@ func (c Config) Validate() error {
 	}
 	if c.WebhookTick <= 0 {
 		return errors.New("-webhook-tick must be positive")
+	}
+	if _, err := clientip.ParsePrefixes(c.WebhookDeny); err != nil {
+		return fmt.Errorf("-webhook-deny: %w", err)
 	}
 	if _, err := rollout.ParseStaticEdges(c.Rollouts.Edges); err != nil {
 		return fmt.Errorf("-edges: %w", err)
@@ -201,7 +207,9 @@ func run(cfg Config, log *slog.Logger) error {
 		return err
 	}
 	schedule, _ := webhook.ParseSchedule(cfg.WebhookRetries) // checked by Validate
-	hooks, err := webhook.New(webhook.Config{Registry: reg, Store: st, ID: replicaID(cfg), Schedule: schedule, Tick: cfg.WebhookTick, Logger: log})
+	deny, _ := clientip.ParsePrefixes(cfg.WebhookDeny)       // checked by Validate
+	hooks, err := webhook.New(webhook.Config{Registry: reg, Store: st, ID: replicaID(cfg), Schedule: schedule, Tick: cfg.WebhookTick,
+		Deny: deny, Logger: log})
 	if err != nil {
 		return err
 	}

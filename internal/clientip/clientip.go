@@ -8,7 +8,8 @@ import (
 	"strings"
 )
 
-// ParsePrefixes reads a -trusted-proxies value: comma-separated CIDRs.
+// ParsePrefixes reads comma-separated CIDRs (-trusted-proxies,
+// -webhook-deny).
 func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, item := range strings.Split(s, ",") {
@@ -17,7 +18,7 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 		}
 		p, err := netip.ParsePrefix(item)
 		if err != nil {
-			return nil, fmt.Errorf("-trusted-proxies: %w", err)
+			return nil, fmt.Errorf("cannot parse CIDR %q: %w", item, err)
 		}
 		out = append(out, p)
 	}
