@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -269,10 +270,13 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // ReadJSON decodes a request body strictly: bounded size, no unknown
-// fields, exactly one value.
+// fields, exactly one value. A Content-Type, when sent, must be JSON's
+// media type; its case and parameters do not matter (RFC 9110 §8.3.1).
 func ReadJSON(r *http.Request, limit int64, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return httperr.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return httperr.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		}
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, limit+1))
 	dec.DisallowUnknownFields()
