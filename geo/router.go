@@ -18,6 +18,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/sentimentpro/sentiment/internal/bearer"
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
@@ -284,8 +285,8 @@ func (r *Router) internal(ctx *fasthttp.RequestCtx, id string) bool {
 	if r.cfg.InternalToken == "" {
 		return true
 	}
-	got, bearer := bytes.CutPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
-	if bearer && subtle.ConstantTimeCompare(got, []byte(r.cfg.InternalToken)) == 1 {
+	got, ok := bearer.Token(string(ctx.Request.Header.Peek("Authorization")))
+	if ok && subtle.ConstantTimeCompare([]byte(got), []byte(r.cfg.InternalToken)) == 1 {
 		return true
 	}
 	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sentiment-geo internal"`)

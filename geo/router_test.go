@@ -235,8 +235,10 @@ func TestInternalSurfacesNeedTheToken(t *testing.T) {
 				t.Errorf("%s with %q: %d, want 401", path, auth, code)
 			}
 		}
-		if code := get(path, "Bearer internal-0123456789"); code != 200 {
-			t.Errorf("%s with the token: %d", path, code)
+		for _, auth := range []string{"Bearer internal-0123456789", "bearer internal-0123456789", "BEARER  internal-0123456789"} {
+			if code := get(path, auth); code != 200 {
+				t.Errorf("%s with %q: %d", path, auth, code)
+			}
 		}
 	}
 	if code, _, _, _ := do(t, h, "us-east"); code != 200 {

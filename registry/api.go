@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sentimentpro/sentiment/internal/bearer"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 )
@@ -152,6 +153,9 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, route string, role R
 	p, err := a.authorize(r, route, role)
 	if err == nil {
 		err = h(sw, r, p)
+	} else if code, _ := httperr.From(err); code == http.StatusUnauthorized {
+		// RFC 9110 §11.6.1: a 401 names the scheme that would do.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sentiment-registry"`)
 	}
 	if err != nil {
 		a.writeError(sw, r, err)
@@ -173,8 +177,8 @@ func (a *API) authorize(r *http.Request, route string, role Role) (Principal, er
 	if a.tokens == nil {
 		return Principal{Name: "anonymous", Role: RoleAdmin}, nil
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	token, ok := bearer.Token(r.Header.Get("Authorization"))
+	if !ok {
 		a.auditDenied(r, route, Principal{}, "missing bearer token")
 		return Principal{}, httperr.New(http.StatusUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
 	}

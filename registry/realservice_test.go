@@ -369,6 +369,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	// The scheme is case-insensitive and may be followed by several
+	// spaces (RFC 9110 §11.4); a 401 carries a Bearer challenge (§11.6.1).
+	for _, scheme := range []string{"bearer ", "BEARER   "} {
+		if code := call("GET", "/v1/admin/audit", scheme+adminToken); code != 200 {
+			t.Errorf("GET /v1/admin/audit with Authorization %q: %d, want 200", scheme+"…", code)
+		}
+	}
+	resp, err := http.Get(h.url + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if challenge := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || !strings.HasPrefix(challenge, "Bearer ") {
+		t.Errorf("GET /v1/models without a token: %d, WWW-Authenticate %q; want 401 with a Bearer challenge", resp.StatusCode, challenge)
+	}
 	// Health and metrics need no token.
 	for _, p := range []string{"/health/live", "/health/ready", "/metrics"} {
 		if code := call("GET", p, ""); code != 200 {
