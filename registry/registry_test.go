@@ -139,6 +139,10 @@ func TestPublishIsImmutableAndIdempotent(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Equal(body, a) || resp.Header.Get("ETag") != `"`+v1.Digest+`"` {
 		t.Fatalf("download: %d, %d bytes, ETag %q", resp.StatusCode, len(body), resp.Header.Get("ETag"))
 	}
+	// A shared cache must not keep what needed a token (RFC 9111 §3.5).
+	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "private") || strings.Contains(cc, "public") {
+		t.Errorf("artifact Cache-Control %q: want private", cc)
+	}
 	resp = get(map[string]string{"Range": "bytes=4-11"})
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -96,7 +96,10 @@ func (a *API) serveBlob(w http.ResponseWriter, r *http.Request, digest string) e
 	h := w.Header()
 	h.Set("ETag", etag)
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	// Immutable, but only for the client that fetched it: the artifact
+	// needs a token, and "public" would let a shared cache hand it to
+	// anyone (RFC 9111 §3.5).
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 	h.Set("Content-Type", "application/octet-stream")
 	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, etag)) {
 		w.WriteHeader(http.StatusNotModified)
