@@ -19,6 +19,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
+	"github.com/sentimentpro/sentiment/internal/sechdr"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -82,34 +83,14 @@ func (s *Server) FastHTTPServer() *fasthttp.Server {
 	}
 }
 
-// securityHeaders go on every response; keys are pre-canonicalised so
-// setting them skips fasthttp's normalisation on the hot path.
-var securityHeaders = [][2][]byte{
-	{[]byte("X-Content-Type-Options"), []byte("nosniff")},
-	{[]byte("X-Frame-Options"), []byte("DENY")},
-	{[]byte("Referrer-Policy"), []byte("no-referrer")},
-	{[]byte("Content-Security-Policy"), []byte("default-src 'none'; frame-ancestors 'none'")},
-	{[]byte("Cache-Control"), []byte("no-store")},
-}
-
 var (
-	hstsKey   = []byte("Strict-Transport-Security")
-	hstsValue = []byte("max-age=63072000; includeSubDomains")
 	// Header names as fasthttp stores them (it normalises the names of
 	// requests it parses), so the hot path skips normalising them again.
 	requestIDKey    = []byte("X-Request-Id")
 	forwardedForKey = []byte("X-Forwarded-For")
 )
 
-func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
-	h := &ctx.Response.Header
-	for _, kv := range securityHeaders {
-		h.SetCanonical(kv[0], kv[1])
-	}
-	if tls {
-		h.SetCanonical(hstsKey, hstsValue)
-	}
-}
+func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) { sechdr.Set(&ctx.Response.Header, tls) }
 
 // wrap is the middleware every route shares: request ID and trace
 // context, security headers, rate limiting (for the prediction routes),

@@ -23,6 +23,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
+	"github.com/sentimentpro/sentiment/internal/sechdr"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
 )
 
@@ -56,7 +57,10 @@ type Config struct {
 	// AccessLogSample is the share of requests given an access log line
 	// (0 none, 1 all).
 	AccessLogSample float64
-	Logger          *slog.Logger
+	// TLS says the router's own listener serves TLS: its answers then
+	// carry Strict-Transport-Security, whatever the edges' do.
+	TLS    bool
+	Logger *slog.Logger
 }
 
 // upstream is one edge.
@@ -249,6 +253,9 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		h := &ctx.Response.Header
 		h.Set("X-Request-Id", id)
 		obs.SetTraceHeader(h, tc)
+		// The router's own answers (health, 405, 429, 503) need them; an
+		// edge's answer has them already, but not HSTS from a plain edge.
+		sechdr.Set(h, r.cfg.TLS)
 		if logged {
 			r.access.Write(ctx, id, tc, r.clientAddr(ctx).String(), start,
 				"region", string(h.Peek("X-Served-Region")), "failovers", string(h.Peek("X-Failovers")))

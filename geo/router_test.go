@@ -278,3 +278,34 @@ func TestOwnSurfacesAreReadOnly(t *testing.T) {
 		t.Errorf("DELETE on an edge's path did not reach an edge: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
 }
+
+// TestSecurityHeadersOnEveryAnswer: the router's own answers (health,
+// 405, 503) and the edges' it relays carry the security headers, and HSTS
+// exactly when the router serves TLS, whatever the edge sent.
+func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		r := NewRouter(Config{Locator: &Locator{Regions: testRegions, Default: "us-east"}, PerTryTimeout: 300 * time.Millisecond, TLS: tls, Logger: quiet})
+		e := startFakeEdge(t, "us-east") // sets no security header of its own
+		r.Update("us-east", []string{e.addr()})
+		h := r.Handler()
+		for _, c := range []struct{ method, path string }{{"GET", "/health/live"}, {"POST", "/health/live"}, {"POST", "/v1/predict"}} {
+			ctx := &fasthttp.RequestCtx{}
+			ctx.Request.Header.SetMethod(c.method)
+			ctx.Request.SetRequestURI(c.path)
+			h(ctx)
+			hdr := &ctx.Response.Header
+			if string(hdr.Peek("X-Content-Type-Options")) != "nosniff" || string(hdr.Peek("Cache-Control")) != "no-store" ||
+				len(hdr.Peek("Content-Security-Policy")) == 0 || (len(hdr.Peek("Strict-Transport-Security")) > 0) != tls {
+				t.Errorf("TLS %v, %s %s: %d with headers\n%s", tls, c.method, c.path, ctx.Response.StatusCode(), hdr.Header())
+			}
+		}
+		e.status.Store(503) // every region fails: the router's own 503
+		ctx := &fasthttp.RequestCtx{}
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v1/predict")
+		h(ctx)
+		if ctx.Response.StatusCode() != 503 || string(ctx.Response.Header.Peek("X-Frame-Options")) != "DENY" {
+			t.Errorf("TLS %v, no region: %d with headers\n%s", tls, ctx.Response.StatusCode(), ctx.Response.Header.Header())
+		}
+	}
+}

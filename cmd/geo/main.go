@@ -24,6 +24,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/deadline"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/sechdr"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
@@ -174,7 +175,7 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies, EdgeTLS: edgeTLS,
 		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio,
-		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, InternalToken: cfg.InternalToken, AccessLogSample: cfg.AccessLog, Logger: log})
+		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, InternalToken: cfg.InternalToken, AccessLogSample: cfg.AccessLog, TLS: cfg.TLS.Enabled(), Logger: log})
 	if cfg.InternalToken == "" {
 		log.Warn("/metrics and /v1/route are open to every client: set GEO_INTERNAL_TOKEN on a public router")
 	}
@@ -200,7 +201,8 @@ func run(cfg Config, log *slog.Logger) error {
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
-	srv := &fasthttp.Server{Handler: cfg.TLS.RequireClientCertFast(router.Handler()), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, nil), NoDefaultServerHeader: true,
+	secure := func(ctx *fasthttp.RequestCtx) { sechdr.Set(&ctx.Response.Header, cfg.TLS.Enabled()) }
+	srv := &fasthttp.Server{Handler: cfg.TLS.RequireClientCertFast(router.Handler()), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, secure), NoDefaultServerHeader: true,
 		Logger: obs.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}

@@ -234,6 +234,10 @@ func refusesPlainHTTP(t *testing.T, tlsClient *http.Client, registry, geo int, e
 		}
 		resp.Body.Close()
 		if port == geo {
+			// The front door's own answers say HTTPS only, like the edges'.
+			if hsts := resp.Header.Get("Strict-Transport-Security"); !strings.Contains(hsts, "max-age=") {
+				t.Errorf("geo /health/live over TLS: Strict-Transport-Security %q", hsts)
+			}
 			continue
 		}
 		path := "/v2"
@@ -249,6 +253,9 @@ func refusesPlainHTTP(t *testing.T, tlsClient *http.Client, registry, geo int, e
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "client certificate") {
 			t.Errorf("port %d %s without a client certificate: %d %s", port, path, resp.StatusCode, body)
+		}
+		if port != registry && (resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Strict-Transport-Security") == "") {
+			t.Errorf("port %d: the 403 lacks the security headers: %v", port, resp.Header)
 		}
 		if port == registry {
 			// The console is for browsers without a client certificate:

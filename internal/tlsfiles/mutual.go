@@ -7,6 +7,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/sechdr"
 )
 
 const needCert = "this endpoint needs a client certificate signed by the deployment's CA"
@@ -46,6 +47,7 @@ func (s Server) RequireClientCertFast(h fasthttp.RequestHandler) fasthttp.Reques
 			id = obs.NewRequestID()
 		}
 		ctx.Response.Header.Set("X-Request-Id", id)
+		sechdr.Set(&ctx.Response.Header, true)
 		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusForbidden, needCert), id)
 	}
 }
