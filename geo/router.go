@@ -244,18 +244,24 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		id := r.requestID(ctx)
 		logged := r.access.Sample()
 		tc := obs.TraceFrom(&ctx.Request.Header, logged)
+		relayed := false
 		switch string(ctx.Path()) {
 		case "/health/live", "/health/ready", "/metrics", "/v1/route":
 			r.own(ctx, id)
 		default:
-			r.proxy(ctx, id, tc, start)
+			relayed = r.proxy(ctx, id, tc, start)
 		}
 		h := &ctx.Response.Header
 		h.Set("X-Request-Id", id)
 		obs.SetTraceHeader(h, tc)
-		// The router's own answers (health, 405, 429, 503) need them; an
-		// edge's answer has them already, but not HSTS from a plain edge.
-		sechdr.Set(h, r.cfg.TLS)
+		// The router's own answers (health, 405, 429, 503) need the
+		// security headers; an edge's answer has them already, but not
+		// HSTS if the edge is plain HTTP.
+		if !relayed {
+			sechdr.Set(h, r.cfg.TLS)
+		} else if r.cfg.TLS {
+			sechdr.SetHSTS(h)
+		}
 		if logged {
 			r.access.Write(ctx, id, tc, r.clientAddr(ctx).String(), start,
 				"region", string(h.Peek("X-Served-Region")), "failovers", string(h.Peek("X-Failovers")))
@@ -309,8 +315,8 @@ func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 // the next on a connect error, timeout or 5xx. Predictions are idempotent,
 // so retrying them elsewhere is safe. The client's request is forwarded
 // in place (fasthttp keeps it intact across attempts), so the hop copies
-// nothing but the response.
-func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context, start time.Time) {
+// nothing but the response. It reports whether the answer is an edge's.
+func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context, start time.Time) (relayed bool) {
 	req := &ctx.Request
 	client := r.clientAddr(ctx)
 	if r.limiter != nil {
@@ -321,7 +327,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 			ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
 			httperr.WriteFast(ctx, httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", r.cfg.RatePerMinute), id)
 			observe(fasthttp.StatusTooManyRequests, time.Since(start))
-			return
+			return false
 		}
 	}
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
@@ -370,7 +376,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 			h.Set("X-Failovers", strconv.Itoa(failovers))
 			pool.ok.Inc()
 			observe(ctx.Response.StatusCode(), end.Sub(start))
-			return
+			return true
 		}
 		pool.failed.Inc()
 		r.log.Debug("attempt failed; failing over", "request_id", id, "trace_id", tc.TraceIDString(), "region", region, "err", err)
@@ -383,6 +389,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	r.log.Debug("no region answered", "request_id", id, "trace_id", tc.TraceIDString(), "attempts", attempts, "err", lastErr)
 	httperr.WriteFast(ctx, httperr.Wrap(fasthttp.StatusServiceUnavailable, "no healthy region could answer", lastErr), id)
 	observe(fasthttp.StatusServiceUnavailable, time.Since(start))
+	return false
 }
 
 // requestID returns the client's valid X-Request-ID, or makes one and

@@ -280,22 +280,26 @@ func TestOwnSurfacesAreReadOnly(t *testing.T) {
 }
 
 // TestSecurityHeadersOnEveryAnswer: the router's own answers (health,
-// 405, 503) and the edges' it relays carry the security headers, and HSTS
-// exactly when the router serves TLS, whatever the edge sent.
+// 405, 503) carry the security headers, and every answer, an edge's
+// included, carries HSTS exactly when the router serves TLS, whatever the
+// edge sent. (The rest of an edge's answer is the edge's: edges set them.)
 func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 	for _, tls := range []bool{false, true} {
 		r := NewRouter(Config{Locator: &Locator{Regions: testRegions, Default: "us-east"}, PerTryTimeout: 300 * time.Millisecond, TLS: tls, Logger: quiet})
 		e := startFakeEdge(t, "us-east") // sets no security header of its own
 		r.Update("us-east", []string{e.addr()})
 		h := r.Handler()
-		for _, c := range []struct{ method, path string }{{"GET", "/health/live"}, {"POST", "/health/live"}, {"POST", "/v1/predict"}} {
+		for _, c := range []struct {
+			method, path string
+			own          bool
+		}{{"GET", "/health/live", true}, {"POST", "/health/live", true}, {"POST", "/v1/predict", false}} {
 			ctx := &fasthttp.RequestCtx{}
 			ctx.Request.Header.SetMethod(c.method)
 			ctx.Request.SetRequestURI(c.path)
 			h(ctx)
 			hdr := &ctx.Response.Header
-			if string(hdr.Peek("X-Content-Type-Options")) != "nosniff" || string(hdr.Peek("Cache-Control")) != "no-store" ||
-				len(hdr.Peek("Content-Security-Policy")) == 0 || (len(hdr.Peek("Strict-Transport-Security")) > 0) != tls {
+			if (len(hdr.Peek("Strict-Transport-Security")) > 0) != tls || (c.own && (string(hdr.Peek("X-Content-Type-Options")) != "nosniff" ||
+				string(hdr.Peek("Cache-Control")) != "no-store" || len(hdr.Peek("Content-Security-Policy")) == 0)) {
 				t.Errorf("TLS %v, %s %s: %d with headers\n%s", tls, c.method, c.path, ctx.Response.StatusCode(), hdr.Header())
 			}
 		}

@@ -26,6 +26,10 @@ func Set(h *fasthttp.ResponseHeader, tls bool) {
 		h.SetCanonical(kv[0], kv[1])
 	}
 	if tls {
-		h.SetCanonical(hstsKey, hstsValue)
+		SetHSTS(h)
 	}
 }
+
+// SetHSTS sets Strict-Transport-Security alone: for an answer relayed
+// from a service that set the rest, over TLS it did not terminate.
+func SetHSTS(h *fasthttp.ResponseHeader) { h.SetCanonical(hstsKey, hstsValue) }
