@@ -141,10 +141,7 @@ type subscription struct {
 
 // Subscribe creates a subscription and returns it with its secret.
 func (m *Manager) Subscribe(ctx context.Context, ns regclient.NewSubscription, actor string) (regclient.Subscription, error) {
-	if err := validate(ns); err != nil {
-		return regclient.Subscription{}, err
-	}
-	if err := m.allowedHost(ns.URL); err != nil {
+	if err := validate(ns, m.cfg.Deny); err != nil {
 		return regclient.Subscription{}, err
 	}
 	id, secret := "wh_"+randomHex(8), newSecret()
@@ -163,10 +160,15 @@ func (m *Manager) Subscribe(ctx context.Context, ns regclient.NewSubscription, a
 	return s.Subscription, nil
 }
 
-func validate(ns regclient.NewSubscription) error {
+// validate checks a new subscription. A URL whose host is an address in
+// deny is refused here; a name is checked when a delivery connects.
+func validate(ns regclient.NewSubscription, deny []netip.Prefix) error {
 	u, err := url.Parse(ns.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(ns.URL) > 2048 {
 		return fmt.Errorf("%w: url must be an http(s) URL of at most 2048 bytes", registry.ErrInvalid)
+	}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil && denied(a, deny) {
+		return fmt.Errorf("%w: url host %s %v", registry.ErrInvalid, a, errDenied)
 	}
 	if u.User != nil {
 		return fmt.Errorf("%w: url must not carry credentials; deliveries are signed", registry.ErrInvalid)
@@ -301,19 +303,6 @@ func denied(a netip.Addr, deny []netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// allowedHost refuses a URL whose host is an address in Deny; a name is
-// checked when a delivery connects.
-func (m *Manager) allowedHost(rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return fmt.Errorf("%w: %v", registry.ErrInvalid, err)
-	}
-	if a, err := netip.ParseAddr(u.Hostname()); err == nil && denied(a, m.cfg.Deny) {
-		return fmt.Errorf("%w: url host %s %v", registry.ErrInvalid, a, errDenied)
-	}
-	return nil
 }
 
 // transport is the deliveries' HTTP transport: it refuses to connect to

@@ -89,11 +89,11 @@ func TestValidateRefusesBadSubscriptions(t *testing.T) {
 		"bad model":     {URL: "https://h/x", Models: []string{"../m"}},
 		"long":          {URL: "https://h/" + strings.Repeat("x", 3000)},
 	} {
-		if err := validate(ns); err == nil {
+		if err := validate(ns, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if err := validate(regclient.NewSubscription{URL: "https://h/x", Events: regclient.EventTypes, Models: []string{"m"}}); err != nil {
+	if err := validate(regclient.NewSubscription{URL: "https://h/x", Events: regclient.EventTypes, Models: []string{"m"}}, nil); err != nil {
 		t.Error(err)
 	}
 }
@@ -199,13 +199,12 @@ func TestDeniedAddressesAreNeverReached(t *testing.T) {
 	port := rcv.URL[strings.LastIndex(rcv.URL, ":")+1:]
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
-	m := &Manager{cfg: Config{Deny: loopback}}
 	for _, u := range []string{rcv.URL + "/hook", "http://[::ffff:127.0.0.1]:" + port + "/hook", "https://[::1]/hook"} {
-		if err := m.allowedHost(u); !errors.Is(err, registry.ErrInvalid) {
+		if err := validate(regclient.NewSubscription{URL: u}, loopback); !errors.Is(err, registry.ErrInvalid) {
 			t.Errorf("subscribing %s: %v, want invalid", u, err)
 		}
 	}
-	if err := m.allowedHost("http://localhost:" + port + "/hook"); err != nil {
+	if err := validate(regclient.NewSubscription{URL: "http://localhost:" + port + "/hook"}, loopback); err != nil {
 		t.Errorf("a name is checked when it is dialled, not before: %v", err)
 	}
 
