@@ -207,7 +207,7 @@ func judge(window Counters, stableVersions, candidate string, th regclient.Thres
 	comparable := enough && ns >= float64(th.MinRequests)
 	breach := func(format string, args ...any) { f.Breaches = append(f.Breaches, fmt.Sprintf(format, args...)) }
 	if enough && f.Candidate.ErrorRate-f.Stable.ErrorRate > th.MaxErrorRate &&
-		zTwo(f.Candidate.ErrorRate, nc, f.Stable.ErrorRate, ns) > z {
+		zOver(f.Candidate.ErrorRate, nc, f.Stable.ErrorRate, ns, th.MaxErrorRate) > z {
 		breach("error rate %.4f against the stable version's %.4f (at most +%g)", f.Candidate.ErrorRate, f.Stable.ErrorRate, th.MaxErrorRate)
 	}
 	if comparable && slowerThan(window, f.Stable.P99Seconds, th, z) {
@@ -217,8 +217,9 @@ func judge(window Counters, stableVersions, candidate string, th regclient.Thres
 	if comparable {
 		var label string
 		f.LabelShift, label = labelShift(f.Stable.Labels, f.Candidate.Labels)
-		if f.LabelShift > th.MaxLabelShift && zTwo(f.Candidate.Labels[label], nc, f.Stable.Labels[label], ns) > z ||
-			f.LabelShift > th.MaxLabelShift && zTwo(f.Stable.Labels[label], ns, f.Candidate.Labels[label], nc) > z {
+		pc, ps := f.Candidate.Labels[label], f.Stable.Labels[label]
+		if f.LabelShift > th.MaxLabelShift &&
+			max(zOver(pc, nc, ps, ns, th.MaxLabelShift), zOver(ps, ns, pc, nc, th.MaxLabelShift)) > z {
 			breach("label %q's share moved by %.3f (at most %g)", label, f.LabelShift, th.MaxLabelShift)
 		}
 		cs, ss := buckets(window, "score/"+roleCandidate+"/"), buckets(window, "score/"+roleStable+"/")
@@ -273,17 +274,24 @@ func zOne(p, p0, n float64) float64 {
 	return (p - p0) / math.Sqrt(p0*(1-p0)/n)
 }
 
-// zTwo is the z-score of proportion p1 (over n1) exceeding p2 (over n2).
-func zTwo(p1, n1, p2, n2 float64) float64 {
-	if n1 <= 0 || n2 <= 0 {
+// zOver is the z-score of proportion p1 (over n1) exceeding p2 (over n2)
+// by more than margin: how sure the figures are that the true difference
+// is past the threshold, not merely above zero. Each share is taken with
+// one success and one failure added (Agresti-Caffo), so that shares of 0
+// or 1 keep a spread. With n2 = 0 (the 100 % step, where the stable
+// version answers nothing) p2 is taken as 0.
+func zOver(p1, n1, p2, n2, margin float64) float64 {
+	if n1 <= 0 {
 		return 0
 	}
-	pooled := (p1*n1 + p2*n2) / (n1 + n2)
-	se := math.Sqrt(pooled * (1 - pooled) * (1/n1 + 1/n2))
-	if se == 0 {
-		return 0
+	a1 := (p1*n1 + 1) / (n1 + 2)
+	variance := a1 * (1 - a1) / (n1 + 2)
+	a2 := 0.0
+	if n2 > 0 {
+		a2 = (p2*n2 + 1) / (n2 + 2)
+		variance += a2 * (1 - a2) / (n2 + 2)
 	}
-	return (p1 - p2) / se
+	return (a1 - a2 - margin) / math.Sqrt(variance)
 }
 
 // psiSignificant reports whether a PSI over k buckets is beyond what
