@@ -139,17 +139,26 @@ func psi(stable, candidate []bucket) float64 {
 	return sum
 }
 
+// counts turns cumulative buckets into each bucket's own count.
+func counts(bs []bucket) map[float64]float64 {
+	out := map[float64]float64{}
+	prev := 0.0
+	for _, b := range bs {
+		out[b.le] = b.count - prev
+		prev = b.count
+	}
+	return out
+}
+
 // shares turns cumulative buckets into each bucket's share.
 func shares(bs []bucket) map[float64]float64 {
 	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
 		return nil
 	}
 	total := bs[len(bs)-1].count
-	out := map[float64]float64{}
-	prev := 0.0
-	for _, b := range bs {
-		out[b.le] = (b.count - prev) / total
-		prev = b.count
+	out := counts(bs)
+	for le, n := range out {
+		out[le] = n / total
 	}
 	return out
 }
@@ -224,7 +233,7 @@ func judge(window Counters, stableVersions, candidate string, th regclient.Thres
 		}
 		cs, ss := buckets(window, "score/"+roleCandidate+"/"), buckets(window, "score/"+roleStable+"/")
 		f.PSI = psi(ss, cs)
-		if f.PSI > th.MaxPSI && psiSignificant(f.PSI, len(ss), nc, ns, z) {
+		if f.PSI > th.MaxPSI && psiBeyond(ss, cs, th.MaxPSI, z) {
 			breach("score distribution PSI %.3f (at most %g)", f.PSI, th.MaxPSI)
 		}
 	}
@@ -294,19 +303,45 @@ func zOver(p1, n1, p2, n2, margin float64) float64 {
 	return (a1 - a2 - margin) / math.Sqrt(variance)
 }
 
-// psiSignificant reports whether a PSI over k buckets is beyond what
-// sampling alone gives: PSI times the effective sample size is about
-// chi-squared with k-1 degrees of freedom when nothing changed; z is the
-// normal quantile the chi-squared one is taken at.
-func psiSignificant(psi float64, k int, n1, n2, z float64) bool {
-	if k < 2 || n1 <= 0 || n2 <= 0 {
+// psiBeyond reports whether the candidate's score histogram is further
+// from the stable one's than margin (a PSI) by more than sampling noise
+// explains. It works over the k buckets either side filled, with half a
+// count added to each, so that a bucket one small sample happened to
+// miss does not weigh as if it were impossible (the 0.0001 floor of the
+// reported PSI would make it weigh about 0.9 on its own). N·PSI, N the
+// two samples' effective size, is then about chi-squared with k-1
+// degrees of freedom and noncentrality N·margin when the true PSI is
+// margin; the test is that distribution's normal approximation at z.
+func psiBeyond(stable, candidate []bucket, margin, z float64) bool {
+	sc, cc := counts(stable), counts(candidate)
+	var filled []float64
+	var ns, nc float64
+	for le := range sc {
+		if sc[le]+cc[le] > 0 {
+			filled = append(filled, le)
+			ns, nc = ns+sc[le], nc+cc[le]
+		}
+	}
+	for le := range cc {
+		if _, seen := sc[le]; !seen && cc[le] > 0 {
+			filled = append(filled, le)
+			nc += cc[le]
+		}
+	}
+	slices.Sort(filled) // the same sum on every run
+	k := float64(len(filled))
+	if k < 2 || ns == 0 || nc == 0 {
 		return false
 	}
-	df := float64(k - 1)
-	// Wilson-Hilferty: the chi-squared quantile at z.
-	h := 2 / (9 * df)
-	critical := df * math.Pow(1-h+z*math.Sqrt(h), 3)
-	return psi*(n1*n2/(n1+n2)) > critical
+	var sum float64
+	for _, le := range filled {
+		s := (sc[le] + 0.5) / (ns + k/2)
+		c := (cc[le] + 0.5) / (nc + k/2)
+		sum += (c - s) * math.Log(c/s)
+	}
+	n := nc * ns / (nc + ns)
+	df, lambda := k-1, n*margin
+	return n*sum > df+lambda+z*math.Sqrt(2*(df+2*lambda))
 }
 
 func timeSeconds(d regclient.Duration) float64 { return float64(d) / 1e9 }
