@@ -313,19 +313,20 @@ func zOver(p1, n1, p2, n2, margin float64) float64 {
 // degrees of freedom and noncentrality N·margin when the true PSI is
 // margin; the test is that distribution's normal approximation at z.
 func psiBeyond(stable, candidate []bucket, margin, z float64) bool {
-	sc, cc := counts(stable), counts(candidate)
-	var filled []float64
-	var ns, nc float64
-	for le := range sc {
-		if sc[le]+cc[le] > 0 {
-			filled = append(filled, le)
-			ns, nc = ns+sc[le], nc+cc[le]
+	both := map[float64][2]float64{} // bound: stable's count, candidate's
+	for i, bs := range [][]bucket{stable, candidate} {
+		for le, n := range counts(bs) {
+			v := both[le]
+			v[i] = n
+			both[le] = v
 		}
 	}
-	for le := range cc {
-		if _, seen := sc[le]; !seen && cc[le] > 0 {
+	var filled []float64
+	var ns, nc float64
+	for le, v := range both {
+		if v[0]+v[1] > 0 {
 			filled = append(filled, le)
-			nc += cc[le]
+			ns, nc = ns+v[0], nc+v[1]
 		}
 	}
 	slices.Sort(filled) // the same sum on every run
@@ -335,8 +336,8 @@ func psiBeyond(stable, candidate []bucket, margin, z float64) bool {
 	}
 	var sum float64
 	for _, le := range filled {
-		s := (sc[le] + 0.5) / (ns + k/2)
-		c := (cc[le] + 0.5) / (nc + k/2)
+		s := (both[le][0] + 0.5) / (ns + k/2)
+		c := (both[le][1] + 0.5) / (nc + k/2)
 		sum += (c - s) * math.Log(c/s)
 	}
 	n := nc * ns / (nc + ns)
