@@ -176,6 +176,9 @@ func TestBadInputs(t *testing.T) {
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":[1]}]}`, 400, "must hold strings"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[4],"datatype":"BYTES","data":["a","b","c","d"]}]}`, 413, "at most 3"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[-1],"datatype":"BYTES","data":["a"]}]}`, 400, "non-negative"},
+		// The product of these dimensions wraps to 1 in 64 bits: it must
+		// not pass as a shape that holds one text.
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[3,4611686018427387909,3381903080180084463],"datatype":"BYTES","data":["a"]}]}`, 413, "at most 3"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"shape":[1],"datatype":"BYTES","data":["a"]}]}`, 400, "needs name"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}],"outputs":[{"name":"prob"}]}`, 400, "unknown output"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"],"extra":1}]}`, 400, "unknown field"},

@@ -311,10 +311,12 @@ func (s *Server) parseInput(in *fastjson.Value, tail []byte, texts [][]byte, sha
 		if err != nil || n < 0 {
 			return nil, nil, nil, httperr.New(fasthttp.StatusBadRequest, "inputs[0].shape[%d] must be a non-negative integer", i)
 		}
-		shape, want = append(shape, int64(n)), want*n
-		if want > s.cfg.MaxBatch {
+		// Each factor is checked before it multiplies: a product of
+		// huge dimensions could wrap around to a small count.
+		if n > s.cfg.MaxBatch || want*n > s.cfg.MaxBatch {
 			return nil, nil, nil, httperr.New(fasthttp.StatusRequestEntityTooLarge, "at most %d texts per request", s.cfg.MaxBatch)
 		}
+		shape, want = append(shape, int64(n)), want*n
 	}
 	if data != nil {
 		err = s.flatten(data, &texts, 0)
