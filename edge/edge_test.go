@@ -208,6 +208,44 @@ func TestBadInputs(t *testing.T) {
 	}
 }
 
+// TestRouterAnswers: the answers the router gives itself (404, 405,
+// OPTIONS) carry what every answer carries, the request ID, the trace
+// context and the security headers; a near-miss path gets a 404 naming
+// it, not a redirect built from the client's Host header.
+func TestRouterAnswers(t *testing.T) {
+	_, c := newTestServer(t, Config{})
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"OPTIONS", "/v1/predict", 204, "OPTIONS, POST"},
+		{"OPTIONS", "/health/ready", 204, "GET, HEAD, OPTIONS"},
+		{"DELETE", "/health/ready", 405, "GET, HEAD, OPTIONS"},
+		{"POST", "/v1/predict/", 404, ""},
+		{"GET", "/HEALTH/live", 404, ""},
+		{"OPTIONS", "/nowhere", 404, ""},
+	} {
+		r := call(t, c, tc.method, tc.path, "", "Host", "elsewhere.example", "X-Request-ID", "rt-1",
+			"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		what := tc.method + " " + tc.path
+		if r.code != tc.code || string(r.hdr.Peek("Allow")) != tc.allow || len(r.hdr.Peek("Location")) != 0 {
+			t.Errorf("%s: %d, Allow %q, Location %q; want %d, Allow %q", what, r.code, r.hdr.Peek("Allow"), r.hdr.Peek("Location"), tc.code, tc.allow)
+		}
+		if tc.code >= 400 && !strings.Contains(r.body, `"error":"`) {
+			t.Errorf("%s: body %q is not a JSON error", what, r.body)
+		}
+		if string(r.hdr.Peek("X-Request-Id")) != "rt-1" || !strings.HasPrefix(string(r.hdr.Peek("Traceparent")), "00-4bf92f3577b34da6a3ce929d0e0e4736-") {
+			t.Errorf("%s: X-Request-Id %q, traceparent %q", what, r.hdr.Peek("X-Request-Id"), r.hdr.Peek("Traceparent"))
+		}
+		for _, h := range []string{"X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy"} {
+			if len(r.hdr.Peek(h)) == 0 {
+				t.Errorf("%s: no %s", what, h)
+			}
+		}
+	}
+}
+
 // TestContentCodingRefused: a body in a content coding gets 415 with
 // Accept-Encoding: identity on every route that reads a body (RFC 9110
 // §15.5.16), even when the bytes happen to be plain JSON; identity is

@@ -52,17 +52,37 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	get("/health/live", s.wrap("/health/live", false, s.live))
 	get("/health/ready", s.wrap("/health/ready", false, s.ready))
 	get("/metrics", obs.FastMetricsHandler)
-	r.NotFound = func(ctx *fasthttp.RequestCtx) {
-		setSecurityHeaders(ctx, s.cfg.TLS)
-		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
-		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusNotFound, "no route %s %s", ctx.Method(), ctx.Path()), s.requestID(ctx))
-	}
-	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
-		setSecurityHeaders(ctx, s.cfg.TLS)
-		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
-		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()), s.requestID(ctx))
-	}
+	// An API answers a wrong path with a clear 404, not a redirect: the
+	// router's redirects carry none of the headers below, and their
+	// Location is built from the client's Host header.
+	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
+	r.NotFound = s.routerAnswer(func(ctx *fasthttp.RequestCtx) error {
+		return httperr.New(fasthttp.StatusNotFound, "no route %s %s", ctx.Method(), ctx.Path())
+	})
+	r.MethodNotAllowed = s.routerAnswer(func(ctx *fasthttp.RequestCtx) error {
+		return httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path())
+	})
+	// OPTIONS (RFC 9110 §9.3.7): the router has set Allow; no content.
+	r.GlobalOPTIONS = s.routerAnswer(func(ctx *fasthttp.RequestCtx) error {
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return nil
+	})
 	return r.Handler
+}
+
+// routerAnswer wraps the answers the router gives itself (404, 405,
+// OPTIONS) with what every answer carries: the security headers, the
+// trace context and the request ID. answer's error, if any, is written
+// as the JSON error body.
+func (s *Server) routerAnswer(answer func(ctx *fasthttp.RequestCtx) error) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		setSecurityHeaders(ctx, s.cfg.TLS)
+		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
+		id := s.requestID(ctx)
+		if err := answer(ctx); err != nil {
+			httperr.WriteFast(ctx, err, id)
+		}
+	}
 }
 
 // FastHTTPServer returns a fasthttp.Server with this edge's limits and

@@ -428,6 +428,8 @@ func TestErrorsAreJSON(t *testing.T) {
 		{"POST", "/v1/admin/models/m/channels/production/promote", adminToken, "application/json", `{"version":"v1","regions":["EU WEST"]}`, 400, "region"},
 		{"POST", "/v1/admin/models/m/channels/production/rollback", adminToken, "application/json", `{}`, 404, "not found"},
 		{"GET", "/v1/admin/audit?since=yesterday", adminToken, "", "", 400, "RFC 3339"},
+		{"GET", "/v1/models/m/versions/", readerToken, "", "", 404, "no route"},
+		{"OPTIONS", "/v1/models/m/versions", readerToken, "", "", 405, "no route"},
 	}
 	for _, tc := range cases {
 		var body io.Reader
