@@ -270,11 +270,16 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 }
 
 // own answers the router's own surfaces. They are read-only: GET and
-// HEAD (RFC 9110 §9.1; fasthttp drops a HEAD answer's content), and 405
-// with Allow for any other method.
+// HEAD (RFC 9110 §9.1; fasthttp drops a HEAD answer's content), OPTIONS
+// (204 with Allow, §9.3.7, as the edges answer it), and 405 with Allow
+// for any other method.
 func (r *Router) own(ctx *fasthttp.RequestCtx, id string) {
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		ctx.Response.Header.Set("Allow", "GET, HEAD, OPTIONS")
+		if ctx.IsOptions() {
+			ctx.SetStatusCode(fasthttp.StatusNoContent)
+			return
+		}
 		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()), id)
 		return
 	}

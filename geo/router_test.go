@@ -267,11 +267,16 @@ func TestOwnSurfacesAreReadOnly(t *testing.T) {
 		}
 		for _, method := range []string{"POST", "PUT", "DELETE", "PATCH"} {
 			ctx := send(method, path)
-			if ctx.Response.StatusCode() != 405 || string(ctx.Response.Header.Peek("Allow")) != "GET, HEAD" ||
+			if ctx.Response.StatusCode() != 405 || string(ctx.Response.Header.Peek("Allow")) != "GET, HEAD, OPTIONS" ||
 				!strings.Contains(string(ctx.Response.Body()), `"error"`) {
-				t.Errorf("%s %s: %d, Allow %q, body %s; want 405 allowing GET, HEAD", method, path,
+				t.Errorf("%s %s: %d, Allow %q, body %s; want 405 allowing GET, HEAD, OPTIONS", method, path,
 					ctx.Response.StatusCode(), ctx.Response.Header.Peek("Allow"), ctx.Response.Body())
 			}
+		}
+		if ctx := send("OPTIONS", path); ctx.Response.StatusCode() != 204 || string(ctx.Response.Header.Peek("Allow")) != "GET, HEAD, OPTIONS" ||
+			len(ctx.Response.Header.Peek("X-Request-Id")) == 0 || len(ctx.Response.Header.Peek("X-Content-Type-Options")) == 0 {
+			t.Errorf("OPTIONS %s: %d, Allow %q, headers %s; want 204 allowing GET, HEAD, OPTIONS, with the router's headers", path,
+				ctx.Response.StatusCode(), ctx.Response.Header.Peek("Allow"), &ctx.Response.Header)
 		}
 	}
 	if ctx := send("DELETE", "/v2/models/sentiment"); string(ctx.Response.Header.Peek("X-Served-Region")) == "" {
