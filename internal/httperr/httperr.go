@@ -116,8 +116,9 @@ func ParseError(err error, maxBody int) *Error {
 }
 
 // ErrorHandler returns the fasthttp.Server ErrorHandler every fasthttp
-// service uses: the parse error as a JSON error with a fresh request ID
-// (the request's own could not be read). maxBody is the server's
+// service uses: the parse error as a JSON error with the request's ID and
+// trace context when its headers were read, else a fresh ID and trace,
+// like every other answer. maxBody is the server's
 // MaxRequestBodySize; decorate, if set, adds the service's own headers
 // (e.g. security headers).
 func ErrorHandler(maxBody int, decorate func(*fasthttp.RequestCtx)) func(*fasthttp.RequestCtx, error) {
@@ -126,8 +127,14 @@ func ErrorHandler(maxBody int, decorate func(*fasthttp.RequestCtx)) func(*fastht
 		if decorate != nil {
 			decorate(ctx)
 		}
-		id := obs.NewRequestID()
+		// The request's headers may have been read (a body over the
+		// limit): then its valid ID and trace context carry on.
+		id := string(ctx.Request.Header.Peek("X-Request-Id"))
+		if !obs.ValidRequestID(id) {
+			id = obs.NewRequestID()
+		}
 		ctx.Response.Header.Set("X-Request-Id", id)
+		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
 		WriteFast(ctx, ParseError(err, maxBody), id)
 	}
 }
