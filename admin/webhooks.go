@@ -16,6 +16,7 @@ func (ad *admin) mountWebhooks(a *registry.API) {
 	a.Handle("POST /v1/admin/webhooks", registry.RoleAdmin, ad.subscribe)
 	a.Handle("GET /v1/admin/webhooks", registry.RoleAdmin, ad.listWebhooks)
 	a.Handle("DELETE /v1/admin/webhooks/{id}", registry.RoleAdmin, ad.unsubscribe)
+	a.Handle("POST /v1/admin/webhooks/{id}/enable", registry.RoleAdmin, ad.enableWebhook)
 	a.Handle("GET /v1/admin/webhooks/{id}/deliveries", registry.RoleAdmin, ad.deliveries)
 	a.Handle("POST /v1/admin/webhooks/{id}/deliveries/{delivery}/redeliver", registry.RoleAdmin, ad.redeliver)
 }
@@ -89,6 +90,19 @@ func (ad *admin) unsubscribe(w http.ResponseWriter, r *http.Request, p registry.
 		return err
 	}
 	return ad.audited(w, r, webhookEntry(r, p, "webhook_unsubscribe", id, ""), http.StatusOK, map[string]string{"deleted": id})
+}
+
+// enableWebhook sends events again to a subscription a 410 Gone disabled.
+func (ad *admin) enableWebhook(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
+	m, err := ad.webhooks()
+	if err != nil {
+		return err
+	}
+	s, err := m.Enable(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return ad.audited(w, r, webhookEntry(r, p, "webhook_enable", s.ID, s.URL), http.StatusOK, s)
 }
 
 func (ad *admin) deliveries(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {

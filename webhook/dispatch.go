@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +27,9 @@ var (
 	deliveriesOK     = metrics.NewCounter(`registry_webhook_attempts_total{result="delivered"}`)
 	deliveriesFailed = metrics.NewCounter(`registry_webhook_attempts_total{result="failed"}`)
 	deliveriesGaveUp = metrics.NewCounter(`registry_webhook_deliveries_abandoned_total`)
-	webhookErrors    = metrics.NewCounter(`registry_webhook_errors_total`)
+	// subscriptionsDisabled counts subscriptions stopped by a 410 Gone.
+	subscriptionsDisabled = metrics.NewCounter(`registry_webhook_subscriptions_disabled_total`)
+	webhookErrors         = metrics.NewCounter(`registry_webhook_errors_total`)
 )
 
 // EventType is the webhook event an audit entry is, or "".
@@ -54,9 +57,11 @@ func EventType(e registry.AuditEntry) string {
 	return ""
 }
 
+// wants reports whether s gets event, about model, that happened at:
+// not while it is disabled, nor before it was created or last enabled.
 func wants(s regclient.Subscription, event, model string, at time.Time) bool {
-	return (len(s.Events) == 0 || slices.Contains(s.Events, event)) &&
-		(len(s.Models) == 0 || slices.Contains(s.Models, model)) && !at.Before(s.CreatedAt)
+	return s.DisabledAt.IsZero() && (len(s.Events) == 0 || slices.Contains(s.Events, event)) &&
+		(len(s.Models) == 0 || slices.Contains(s.Models, model)) && !at.Before(s.CreatedAt) && !at.Before(s.EnabledAt)
 }
 
 // Run dispatches and delivers until ctx ends.
@@ -262,16 +267,22 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		return nil // a failed delivery waits for its retry; later ones go on
 	}
 	s, _, err := m.subscription(ctx, sub)
-	if errors.Is(err, registry.ErrNotFound) {
+	gone := ""
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		gone = "the subscription was deleted"
+	case err != nil:
+		return err
+	case !s.DisabledAt.IsZero():
+		gone = "the subscription is disabled: " + s.DisabledReason
+	}
+	if gone != "" {
 		d.Status, d.ClaimedBy = regclient.DeliveryFailed, ""
-		d.Attempts = append(d.Attempts, regclient.Attempt{Time: now, Replica: m.cfg.ID, Error: "the subscription was deleted"})
+		d.Attempts = append(d.Attempts, regclient.Attempt{Time: now, Replica: m.cfg.ID, Error: gone})
 		if _, err := m.writeDelivery(ctx, d); err != nil {
 			return err
 		}
 		return m.dropMarker(ctx, sub, msg)
-	}
-	if err != nil {
-		return err
 	}
 	d.ClaimedBy, d.ClaimUntil = m.cfg.ID, now.Add(m.cfg.Client.Timeout+10*time.Second)
 	if d, err = m.writeDelivery(ctx, d); err != nil {
@@ -285,6 +296,9 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 	case a.StatusCode >= 200 && a.StatusCode < 300:
 		deliveriesOK.Inc()
 		d.Status, done = regclient.DeliveryDelivered, true
+	case a.StatusCode == http.StatusGone:
+		deliveriesFailed.Inc()
+		d.Status, done = regclient.DeliveryFailed, true
 	case failures(d.Attempts) > len(m.cfg.Schedule):
 		deliveriesFailed.Inc()
 		deliveriesGaveUp.Inc()
@@ -292,10 +306,20 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		m.log.Warn("gave up a webhook delivery", "subscription", sub, "delivery", msg, "attempts", len(d.Attempts))
 	default:
 		deliveriesFailed.Inc()
-		d.NextAt = a.Time.Add(m.cfg.Schedule[failures(d.Attempts)-1])
+		wait := m.cfg.Schedule[failures(d.Attempts)-1]
+		d.NextAt = a.Time.Add(max(wait, min(time.Duration(a.RetryAfter)*time.Second, maxRetryAfter)))
 	}
 	if _, err := m.writeDelivery(ctx, d); err != nil {
 		return err
+	}
+	if a.StatusCode == http.StatusGone {
+		// Standard Webhooks: 410 is the receiver saying it wants no more.
+		reason := fmt.Sprintf("the endpoint answered 410 Gone to delivery %s", msg)
+		if err := m.disable(ctx, sub, a.Time, reason); err != nil {
+			return err
+		}
+		subscriptionsDisabled.Inc()
+		m.log.Warn("disabled a webhook subscription", "subscription", sub, "delivery", msg, "reason", reason)
 	}
 	if done {
 		return m.dropMarker(ctx, sub, msg)
@@ -369,7 +393,29 @@ func (m *Manager) send(ctx context.Context, s regclient.Subscription, d regclien
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	a.StatusCode = resp.StatusCode
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		a.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), m.cfg.Now())
+	}
 	return a
+}
+
+// maxRetryAfter bounds how long an endpoint's Retry-After may hold a
+// delivery back: the schedule's longest wait.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter reads a Retry-After header (RFC 9110 §10.2.3: seconds, or an
+// HTTP date) as whole seconds from now; 0 when absent, unreadable or past.
+func retryAfter(v string, now time.Time) int64 {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return min(max(n, 0), int64(maxRetryAfter/time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(int64(t.Sub(now)/time.Second), int64(maxRetryAfter/time.Second))
+	}
+	return 0
 }
 
 // Deliveries returns a subscription's deliveries, newest first, at most
@@ -407,8 +453,12 @@ func (m *Manager) Deliveries(ctx context.Context, sub string, limit int) ([]regc
 // Redeliver sends a delivery again at once, with the same webhook-id,
 // whatever its status; its retry schedule starts over.
 func (m *Manager) Redeliver(ctx context.Context, sub, msg, actor string) (regclient.Delivery, error) {
-	if _, _, err := m.subscription(ctx, sub); err != nil {
+	s, _, err := m.subscription(ctx, sub)
+	if err != nil {
 		return regclient.Delivery{}, err
+	}
+	if !s.DisabledAt.IsZero() {
+		return regclient.Delivery{}, fmt.Errorf("%w: subscription %s is disabled (%s); enable it first", registry.ErrConflict, sub, s.DisabledReason)
 	}
 	if err := validID(msg, "msg_"); err != nil {
 		return regclient.Delivery{}, err

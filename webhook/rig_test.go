@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -337,5 +338,142 @@ func TestDeliveriesKeepOffDeniedAddresses(t *testing.T) {
 	defer rcv.mu.Unlock()
 	if rcv.copies != 0 {
 		t.Errorf("the receiver got %d deliveries through the deny list", rcv.copies)
+	}
+}
+
+// scripted is a webhook endpoint that answers from a script, then 204.
+type scripted struct {
+	mu      sync.Mutex
+	answers []func(http.ResponseWriter)
+	got     []time.Time // when each delivery arrived
+	types   []string
+}
+
+func (s *scripted) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	var p struct{ Type string }
+	_ = json.Unmarshal(body, &p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got, s.types = append(s.got, time.Now()), append(s.types, p.Type+" "+req.Header.Get("webhook-id"))
+	if len(s.answers) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	answer := s.answers[0]
+	s.answers = s.answers[1:]
+	answer(w)
+}
+
+func (s *scripted) arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.got...)
+}
+
+// TestEndpointEtiquette runs the registry binary against endpoints that
+// answer as the Standard Webhooks specification's status handling
+// describes: a Retry-After holds the next attempt back although the
+// schedule says 200 ms; a 410 Gone fails the delivery and disables the
+// subscription, which then gets no events and refuses a redelivery until
+// an admin enables it; another subscription is not affected.
+func TestEndpointEtiquette(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a registry binary")
+	}
+	ctx := context.Background()
+	reg := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-tick", "100ms", "-webhook-retry-schedule", "200ms,200ms,200ms"}})
+	admin := &regclient.Client{BaseURL: reg.URL, Token: registrytest.AdminToken}
+	publisher := &regclient.Client{BaseURL: reg.URL, Token: registrytest.PublisherToken}
+	gone := &scripted{answers: []func(http.ResponseWriter){
+		func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		},
+		func(w http.ResponseWriter) { w.WriteHeader(http.StatusGone) },
+	}}
+	healthy := &scripted{}
+	var subs []regclient.Subscription
+	for _, h := range []http.Handler{gone, healthy} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: h}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		s, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + ln.Addr().String() + "/hook"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
+	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
+
+	ds := waitDelivery(t, admin, subs[0].ID, func(ds []regclient.Delivery) bool {
+		return len(ds) == 1 && ds[0].Status == regclient.DeliveryFailed
+	})
+	as := ds[0].Attempts
+	if len(as) != 2 || as[0].StatusCode != 503 || as[0].RetryAfter != 2 || as[1].StatusCode != 410 {
+		t.Fatalf("attempts %+v: want a 503 with Retry-After 2, then the 410", as)
+	}
+	if got := gone.arrivals(); len(got) != 2 || got[1].Sub(got[0]) < 1900*time.Millisecond {
+		t.Errorf("the retry after a Retry-After of 2 s came %v after the first attempt", got[1].Sub(got[0]))
+	}
+	listed, err := admin.Subscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range listed {
+		if disabled := !s.DisabledAt.IsZero(); disabled != (s.ID == subs[0].ID) || disabled && !strings.Contains(s.DisabledReason, "410") {
+			t.Errorf("subscription %s: disabled at %v (%q); only the one answered 410 should be", s.ID, s.DisabledAt, s.DisabledReason)
+		}
+	}
+	if _, err := admin.Redeliver(ctx, subs[0].ID, ds[0].ID); !regclient.IsStatus(err, http.StatusConflict) {
+		t.Errorf("redelivering to a disabled subscription: %v, want 409", err)
+	}
+
+	// While disabled, an event reaches the other subscription only.
+	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
+	waitDelivery(t, admin, subs[1].ID, func(ds []regclient.Delivery) bool {
+		return len(ds) == 2 && ds[0].Status == regclient.DeliveryDelivered && ds[1].Status == regclient.DeliveryDelivered
+	})
+	time.Sleep(500 * time.Millisecond) // five dispatcher ticks more
+	if ds, err := admin.Deliveries(ctx, subs[0].ID); err != nil || len(ds) != 1 {
+		t.Errorf("the disabled subscription has %d deliveries (%v), want only the first", len(ds), err)
+	}
+
+	// Enabled again, it gets the events from then on.
+	s, err := admin.EnableSubscription(ctx, subs[0].ID)
+	if err != nil || !s.DisabledAt.IsZero() || s.Secret != "" {
+		t.Fatalf("enable: %+v, %v", s, err)
+	}
+	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.9))
+	waitDelivery(t, admin, subs[0].ID, func(ds []regclient.Delivery) bool {
+		return len(ds) == 2 && ds[0].Status == regclient.DeliveryDelivered
+	})
+	if n := len(gone.arrivals()); n != 3 {
+		t.Errorf("the re-enabled endpoint got %d requests, want 3 (two for v1, one for v3)", n)
+	}
+	entries, err := admin.Audit(ctx, url.Values{"action": {"webhook_enable"}})
+	if err != nil || len(entries) != 1 {
+		t.Errorf("audit entries for webhook_enable: %+v (%v)", entries, err)
+	}
+}
+
+// waitDelivery polls a subscription's deliveries until done holds.
+func waitDelivery(t *testing.T, c *regclient.Client, sub string, done func([]regclient.Delivery) bool) []regclient.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ds, err := c.Deliveries(context.Background(), sub)
+		if err == nil && done(ds) {
+			return ds
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries of %s within 30s: %+v (%v)", sub, ds, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -248,6 +248,59 @@ func (m *Manager) Unsubscribe(ctx context.Context, id string) error {
 	return registry.StoreErr("cannot unindex the subscription", m.cfg.Store.Delete(ctx, subIndexKey(id)))
 }
 
+// Enable sends events to a disabled subscription again, those that
+// happen from now on (events while it was disabled are not sent);
+// enabling an enabled one changes nothing. It returns the subscription
+// without its secret.
+func (m *Manager) Enable(ctx context.Context, id string) (regclient.Subscription, error) {
+	now := m.cfg.Now().UTC()
+	s, err := m.update(ctx, id, func(s *subscription) bool {
+		if s.DisabledAt.IsZero() {
+			return false
+		}
+		s.DisabledAt, s.DisabledReason, s.EnabledAt = time.Time{}, "", now
+		return true
+	})
+	s.Secret = ""
+	return s, err
+}
+
+// disable stops deliveries to a subscription from at on, for reason.
+func (m *Manager) disable(ctx context.Context, id string, at time.Time, reason string) error {
+	_, err := m.update(ctx, id, func(s *subscription) bool {
+		if !s.DisabledAt.IsZero() {
+			return false
+		}
+		s.DisabledAt, s.DisabledReason = at, reason
+		return true
+	})
+	return err
+}
+
+// update applies change to a subscription and stores it when change
+// reports a change, again when another replica wrote it meanwhile.
+func (m *Manager) update(ctx context.Context, id string, change func(*subscription) bool) (regclient.Subscription, error) {
+	for range 5 {
+		s, rev, err := m.subscription(ctx, id)
+		if err != nil || !change(&s) {
+			return s.Subscription, err
+		}
+		data, err := json.Marshal(s)
+		if err != nil {
+			return regclient.Subscription{}, err
+		}
+		_, err = store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, rev)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return regclient.Subscription{}, registry.StoreErr("cannot update the subscription", err)
+		}
+		return s.Subscription, nil
+	}
+	return regclient.Subscription{}, fmt.Errorf("subscription %s keeps changing: %w", id, registry.ErrConflict)
+}
+
 // validID checks an ID the API was given before it becomes part of a key.
 func validID(id, prefix string) error {
 	if !strings.HasPrefix(id, prefix) || len(id) > 128 || store.ValidateKey(id) != nil || strings.Contains(id, "/") {

@@ -77,6 +77,14 @@ func TestWants(t *testing.T) {
 	if !wants(regclient.Subscription{}, regclient.EventGateRefused, "any", created) {
 		t.Error("a subscription with no filters does not get everything")
 	}
+	disabled := regclient.Subscription{DisabledAt: created, DisabledReason: "410"}
+	if wants(disabled, regclient.EventGateRefused, "any", created.Add(time.Hour)) {
+		t.Error("a disabled subscription wants events")
+	}
+	enabled := regclient.Subscription{CreatedAt: created, EnabledAt: created.Add(time.Hour)}
+	if wants(enabled, regclient.EventGateRefused, "any", created.Add(time.Minute)) || !wants(enabled, regclient.EventGateRefused, "any", created.Add(time.Hour)) {
+		t.Error("a subscription enabled again wants the events from then on, and only those")
+	}
 }
 
 func TestValidateRefusesBadSubscriptions(t *testing.T) {

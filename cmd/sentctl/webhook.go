@@ -12,10 +12,10 @@ import (
 )
 
 func init() {
-	commands["webhook"] = command{summary: "webhook subscriptions: add, list, rm, deliveries, redeliver", run: runWebhook, verbs: []string{"add", "list", "rm", "deliveries", "redeliver"}}
+	commands["webhook"] = command{summary: "webhook subscriptions: add, list, rm, enable, deliveries, redeliver", run: runWebhook, verbs: []string{"add", "list", "rm", "enable", "deliveries", "redeliver"}}
 }
 
-const webhookUsage = "usage: sentctl webhook add|list|rm|deliveries|redeliver [flags]"
+const webhookUsage = "usage: sentctl webhook add|list|rm|enable|deliveries|redeliver [flags]"
 
 // runWebhook is `sentctl webhook <verb>`.
 func runWebhook(args []string, stdout, stderr io.Writer) error {
@@ -40,7 +40,7 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&models, "models", "", "models, comma-separated (default: all)")
 		fs.StringVar(&ns.Description, "description", "", "what the endpoint is")
 		need = []string{"url"}
-	case "rm", "deliveries":
+	case "rm", "enable", "deliveries":
 		fs.StringVar(&id, "id", "", "subscription ID (required)")
 		need = []string{"id"}
 	case "redeliver":
@@ -85,12 +85,21 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 		for _, s := range subs {
 			fmt.Fprintf(stdout, "%s  %s  events %s  models %s  by %s %s\n", s.ID, s.URL, orAll(s.Events), orAll(s.Models),
 				s.Actor, s.CreatedAt.Format(time.RFC3339))
+			if !s.DisabledAt.IsZero() {
+				fmt.Fprintf(stdout, "  disabled since %s: %s (sentctl webhook enable --id %s)\n", s.DisabledAt.Format(time.RFC3339), s.DisabledReason, s.ID)
+			}
 		}
 	case "rm":
 		if err := client.Unsubscribe(ctx, id); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "deleted %s\n", id)
+	case "enable":
+		s, err := client.EnableSubscription(ctx, id)
+		if err != nil || asJSON {
+			return jsonOr(stdout, s, err)
+		}
+		fmt.Fprintf(stdout, "enabled %s: events from now on go to %s\n", s.ID, s.URL)
 	case "deliveries":
 		ds, err := client.Deliveries(ctx, id)
 		if err != nil || asJSON {
@@ -117,6 +126,9 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 func attemptResult(a regclient.Attempt) string {
 	if a.Error != "" {
 		return a.Error
+	}
+	if a.RetryAfter > 0 {
+		return fmt.Sprintf("HTTP %d in %d ms, Retry-After %d s", a.StatusCode, a.Millis, a.RetryAfter)
 	}
 	return fmt.Sprintf("HTTP %d in %d ms", a.StatusCode, a.Millis)
 }

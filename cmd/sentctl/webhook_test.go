@@ -22,11 +22,14 @@ func TestWebhookCLI(t *testing.T) {
 	}
 	var calls atomic.Int32
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) == 1 {
+		switch calls.Add(1) {
+		case 1:
 			http.Error(w, "not yet", http.StatusServiceUnavailable)
-			return
+		case 4:
+			http.Error(w, "no more", http.StatusGone)
+		default:
+			w.WriteHeader(http.StatusNoContent)
 		}
-		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer hook.Close()
 	reg := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-tick", "100ms", "-webhook-retry-schedule", "200ms"}})
@@ -68,6 +71,24 @@ func TestWebhookCLI(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A 410 disables the subscription; list shows it, enable undoes it.
+	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 2, 0))
+	for {
+		code, out, _ = sentctl(t, "webhook", "list")
+		if code == 0 && strings.Contains(out, "disabled since") && strings.Contains(out, "410 Gone") && strings.Contains(out, "webhook enable --id "+id[1]) {
+			break
+		}
+		if time.Now().After(redeliverBy) {
+			t.Fatalf("not disabled by a 410:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, out, errOut := sentctl(t, "webhook", "enable", "--id", id[1]); code != 0 || !strings.Contains(out, "enabled "+id[1]) {
+		t.Fatalf("enable: exit %d %s%s", code, out, errOut)
+	}
+	if code, out, _ := sentctl(t, "webhook", "list"); code != 0 || strings.Contains(out, "disabled") {
+		t.Fatalf("list after enable: exit %d\n%s", code, out)
+	}
 	if code, out, _ := sentctl(t, "webhook", "rm", "--id", id[1]); code != 0 || !strings.Contains(out, "deleted") {
 		t.Fatalf("rm: exit %d %s", code, out)
 	}
@@ -82,6 +103,8 @@ func TestWebhookCLI(t *testing.T) {
 		{[]string{"webhook", "rm", "--id", "../etc"}, 1, "not a wh_"},
 		{[]string{"webhook", "rm", "--id", id[1]}, 1, "404"},
 		{[]string{"webhook", "deliveries", "--id", "wh_nothere"}, 1, "404"},
+		{[]string{"webhook", "enable", "--id", "wh_nothere"}, 1, "404"},
+		{[]string{"webhook", "enable"}, 2, "missing --id"},
 		{[]string{"webhook", "ring"}, 2, "unknown verb"},
 	} {
 		if code, _, errOut := sentctl(t, bad.args...); code != bad.code || !strings.Contains(errOut, bad.want) {

@@ -35,6 +35,15 @@ type Subscription struct {
 	Secret    string    `json:"secret,omitempty"`
 	Actor     string    `json:"actor"`
 	CreatedAt time.Time `json:"created_at"`
+	// DisabledAt is when deliveries stopped because the endpoint
+	// answered 410 Gone (Standard Webhooks: the receiver wants no more),
+	// and DisabledReason says so. No event is sent while it is set; an
+	// admin enables the subscription again.
+	DisabledAt     time.Time `json:"disabled_at,omitzero"`
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	// EnabledAt is when an admin last enabled it again: events before
+	// then are not sent.
+	EnabledAt time.Time `json:"enabled_at,omitzero"`
 }
 
 // NewSubscription is what an admin sends to subscribe.
@@ -77,6 +86,9 @@ type Attempt struct {
 	StatusCode int       `json:"status_code,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	Millis     int64     `json:"millis"`
+	// RetryAfter is the endpoint's Retry-After, in seconds, when it sent
+	// one with a failure: the next attempt waits at least that long.
+	RetryAfter int64 `json:"retry_after_seconds,omitempty"`
 }
 
 // Subscribe creates a webhook subscription (admin); the answer carries
@@ -101,6 +113,14 @@ func (c *Client) Subscriptions(ctx context.Context) ([]Subscription, error) {
 func (c *Client) Unsubscribe(ctx context.Context, id string) error {
 	_, err := c.jsonRequest(ctx, http.MethodDelete, "/v1/admin/webhooks/"+url.PathEscape(id), nil, nil)
 	return err
+}
+
+// EnableSubscription sends events to a subscription that was disabled
+// (admin); it returns the subscription.
+func (c *Client) EnableSubscription(ctx context.Context, id string) (Subscription, error) {
+	var out Subscription
+	_, err := c.jsonRequest(ctx, http.MethodPost, "/v1/admin/webhooks/"+url.PathEscape(id)+"/enable", nil, &out)
+	return out, err
 }
 
 // Deliveries lists a subscription's deliveries, newest first (admin).
