@@ -204,6 +204,9 @@ func (m *Manager) deliverDue(ctx context.Context) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			for _, msg := range msgs {
+				if m.isHeld(sub) {
+					break // its endpoint asked for fewer requests
+				}
 				err := m.attempt(ctx, sub, msg)
 				if errors.Is(err, errClaimed) || errors.Is(err, store.ErrConflict) {
 					break // another replica is sending this subscription's deliveries: it keeps their order
@@ -309,6 +312,9 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		wait := m.cfg.Schedule[failures(d.Attempts)-1]
 		d.NextAt = a.Time.Add(max(wait, min(time.Duration(a.RetryAfter)*time.Second, maxRetryAfter)))
 	}
+	if overloaded(a) {
+		m.hold(sub, a.Time.Add(max(m.cfg.Schedule[0], time.Duration(a.RetryAfter)*time.Second)))
+	}
 	if _, err := m.writeDelivery(ctx, d); err != nil {
 		return err
 	}
@@ -397,6 +403,39 @@ func (m *Manager) send(ctx context.Context, s regclient.Subscription, d regclien
 		a.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), m.cfg.Now())
 	}
 	return a
+}
+
+// overloaded reports whether an attempt's answer says the endpoint is
+// overloaded: 429, 502, 503 or 504, or any failure with a Retry-After.
+// The specification asks a sender to throttle then, so the endpoint's
+// other deliveries wait too (hold).
+func overloaded(a regclient.Attempt) bool {
+	switch a.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return a.RetryAfter > 0
+}
+
+// hold sends nothing more to sub from this replica until until.
+func (m *Manager) hold(sub string, until time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if until.After(m.held[sub]) {
+		m.held[sub] = until
+	}
+}
+
+// isHeld reports whether sub's deliveries wait for its endpoint.
+func (m *Manager) isHeld(sub string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	until, ok := m.held[sub]
+	if ok && !m.cfg.Now().Before(until) {
+		delete(m.held, sub)
+		return false
+	}
+	return ok
 }
 
 // maxRetryAfter bounds how long an endpoint's Retry-After may hold a

@@ -477,3 +477,57 @@ func waitDelivery(t *testing.T, c *regclient.Client, sub string, done func([]reg
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestOverloadedEndpointIsThrottled: after a 429 with Retry-After 2, the
+// endpoint's other deliveries wait too, though their schedule says
+// 200 ms; then all arrive.
+func TestOverloadedEndpointIsThrottled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a registry binary")
+	}
+	ctx := context.Background()
+	reg := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-tick", "100ms", "-webhook-retry-schedule", "200ms,200ms,200ms"}})
+	admin := &regclient.Client{BaseURL: reg.URL, Token: registrytest.AdminToken}
+	publisher := &regclient.Client{BaseURL: reg.URL, Token: registrytest.PublisherToken}
+	busy := &scripted{answers: []func(http.ResponseWriter){
+		func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusTooManyRequests)
+		},
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: busy}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	sub, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + ln.Addr().String() + "/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
+	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
+	for len(busy.arrivals()) == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
+	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.9))
+	waitDelivery(t, admin, sub.ID, func(ds []regclient.Delivery) bool {
+		for _, d := range ds {
+			if d.Status != regclient.DeliveryDelivered {
+				return false
+			}
+		}
+		return len(ds) == 3
+	})
+	got := busy.arrivals()
+	if len(got) != 4 {
+		t.Fatalf("%d requests, want 4 (v1 twice, v2, v3)", len(got))
+	}
+	for i, at := range got[1:] {
+		if gap := at.Sub(got[0]); gap < 1900*time.Millisecond {
+			t.Errorf("request %d came %v after the 429 with Retry-After 2", i+2, gap)
+		}
+	}
+}

@@ -42,6 +42,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,8 +62,9 @@ type Config struct {
 	Store    store.Store
 	// ID names this replica in claims and attempt logs.
 	ID string
-	// Client sends deliveries (default: 10 s timeout, no redirects, and
-	// no connection to an address in Deny).
+	// Client sends deliveries (default: 15 s timeout, the low end of the
+	// specification's 15 to 30 s; no redirects; no connection to an
+	// address in Deny).
 	Client *http.Client
 	// Deny are the addresses no subscription may name and no delivery
 	// may connect to, checked on every connection after DNS (so a name
@@ -82,6 +84,11 @@ type Config struct {
 type Manager struct {
 	cfg Config
 	log *slog.Logger
+
+	// held are the subscriptions whose endpoint said it is overloaded,
+	// and until when this replica sends them nothing.
+	mu   sync.Mutex
+	held map[string]time.Time
 }
 
 // New returns a Manager.
@@ -90,7 +97,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("webhook: a registry, a store and a replica ID are required")
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second, Transport: transport(cfg.Deny)}
+		cfg.Client = &http.Client{Timeout: 15 * time.Second, Transport: transport(cfg.Deny)}
 	}
 	// A redirect is an answer, not a delivery: the endpoint is what was
 	// subscribed.
@@ -110,7 +117,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "webhook", "replica", cfg.ID)}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "webhook", "replica", cfg.ID), held: map[string]time.Time{}}, nil
 }
 
 // ParseSchedule reads "5s,5m,30m,2h".
