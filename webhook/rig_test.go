@@ -255,23 +255,15 @@ func TestWebhooksOnTheRig(t *testing.T) {
 // waitFailed waits until n deliveries have at least two failed attempts.
 func waitFailed(t *testing.T, c *regclient.Client, sub string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ds, err := c.Deliveries(context.Background(), sub)
+	waitDelivery(t, c, sub, func(ds []regclient.Delivery) bool {
 		failing := 0
 		for _, d := range ds {
 			if d.Status == regclient.DeliveryPending && len(d.Attempts) >= 2 {
 				failing++
 			}
 		}
-		if err == nil && failing >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not %d failing deliveries within 20s: %+v (%v)", n, ds, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return failing >= n
+	})
 }
 
 // TestDeliveriesKeepOffDeniedAddresses runs the registry binary: by
@@ -382,9 +374,7 @@ func TestEndpointEtiquette(t *testing.T) {
 		t.Skip("runs a registry binary")
 	}
 	ctx := context.Background()
-	reg := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-tick", "100ms", "-webhook-retry-schedule", "200ms,200ms,200ms"}})
-	admin := &regclient.Client{BaseURL: reg.URL, Token: registrytest.AdminToken}
-	publisher := &regclient.Client{BaseURL: reg.URL, Token: registrytest.PublisherToken}
+	admin, publisher := fastRetries(t)
 	gone := &scripted{answers: []func(http.ResponseWriter){
 		func(w http.ResponseWriter) {
 			w.Header().Set("Retry-After", "2")
@@ -395,18 +385,7 @@ func TestEndpointEtiquette(t *testing.T) {
 	healthy := &scripted{}
 	var subs []regclient.Subscription
 	for _, h := range []http.Handler{gone, healthy} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: h}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-		s, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + ln.Addr().String() + "/hook"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		subs = append(subs, s)
+		subs = append(subs, subscribe(t, admin, h))
 	}
 	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
 	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
@@ -462,6 +441,31 @@ func TestEndpointEtiquette(t *testing.T) {
 	}
 }
 
+// fastRetries starts the registry binary with a 100 ms webhook tick and
+// 200 ms retries, and returns an admin's and a publisher's client.
+func fastRetries(t *testing.T) (admin, publisher *regclient.Client) {
+	reg := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-tick", "100ms", "-webhook-retry-schedule", "200ms,200ms,200ms"}})
+	return &regclient.Client{BaseURL: reg.URL, Token: registrytest.AdminToken},
+		&regclient.Client{BaseURL: reg.URL, Token: registrytest.PublisherToken}
+}
+
+// subscribe serves h on a loopback port for the test and subscribes it.
+func subscribe(t *testing.T, admin *regclient.Client, h http.Handler) regclient.Subscription {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	s, err := admin.Subscribe(context.Background(), regclient.NewSubscription{URL: "http://" + ln.Addr().String() + "/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // waitDelivery polls a subscription's deliveries until done holds.
 func waitDelivery(t *testing.T, c *regclient.Client, sub string, done func([]regclient.Delivery) bool) []regclient.Delivery {
 	t.Helper()
@@ -485,27 +489,14 @@ func TestOverloadedEndpointIsThrottled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a registry binary")
 	}
-	ctx := context.Background()
-	reg := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-tick", "100ms", "-webhook-retry-schedule", "200ms,200ms,200ms"}})
-	admin := &regclient.Client{BaseURL: reg.URL, Token: registrytest.AdminToken}
-	publisher := &regclient.Client{BaseURL: reg.URL, Token: registrytest.PublisherToken}
+	admin, publisher := fastRetries(t)
 	busy := &scripted{answers: []func(http.ResponseWriter){
 		func(w http.ResponseWriter) {
 			w.Header().Set("Retry-After", "2")
 			w.WriteHeader(http.StatusTooManyRequests)
 		},
 	}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: busy}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	sub, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + ln.Addr().String() + "/hook"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribe(t, admin, busy)
 	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
 	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
 	for len(busy.arrivals()) == 0 {
