@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -309,7 +310,7 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		m.log.Warn("gave up a webhook delivery", "subscription", sub, "delivery", msg, "attempts", len(d.Attempts))
 	default:
 		deliveriesFailed.Inc()
-		wait := m.cfg.Schedule[failures(d.Attempts)-1]
+		wait := jitter(m.cfg.Schedule[failures(d.Attempts)-1])
 		d.NextAt = a.Time.Add(max(wait, min(time.Duration(a.RetryAfter)*time.Second, maxRetryAfter)))
 	}
 	if overloaded(a) {
@@ -403,6 +404,13 @@ func (m *Manager) send(ctx context.Context, s regclient.Subscription, d regclien
 		a.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), m.cfg.Now())
 	}
 	return a
+}
+
+// jitter lengthens a retry's wait by up to a tenth, at random, so the
+// retries of many deliveries that failed together (an endpoint's outage)
+// do not all come back at once, as the specification recommends.
+func jitter(wait time.Duration) time.Duration {
+	return wait + rand.N(wait/10+1)
 }
 
 // overloaded reports whether an attempt's answer says the endpoint is

@@ -239,3 +239,21 @@ func TestDeniedAddressesAreNeverReached(t *testing.T) {
 		t.Errorf("the receiver saw %d requests, want 1", hits.Load())
 	}
 }
+
+func TestJitterLengthensByATenthAtMost(t *testing.T) {
+	const wait = 10 * time.Second
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		got := jitter(wait)
+		if got < wait || got > wait+wait/10 {
+			t.Fatalf("jitter(%v) = %v, want within [%v, %v]", wait, got, wait, wait+wait/10)
+		}
+		seen[got] = true
+	}
+	if len(seen) < 100 {
+		t.Errorf("%d distinct waits in 1000: not random", len(seen))
+	}
+	if got := jitter(0); got != 0 {
+		t.Errorf("jitter(0) = %v", got)
+	}
+}
