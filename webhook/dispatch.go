@@ -322,11 +322,14 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 	if a.StatusCode == http.StatusGone {
 		// Standard Webhooks: 410 is the receiver saying it wants no more.
 		reason := fmt.Sprintf("the endpoint answered 410 Gone to delivery %s", msg)
-		if err := m.disable(ctx, sub, a.Time, reason); err != nil {
+		disabled, err := m.disable(ctx, sub, a.Time, reason)
+		if err != nil {
 			return err
 		}
-		subscriptionsDisabled.Inc()
-		m.log.Warn("disabled a webhook subscription", "subscription", sub, "delivery", msg, "reason", reason)
+		if disabled {
+			subscriptionsDisabled.Inc()
+			m.log.Warn("disabled a webhook subscription", "subscription", sub, "delivery", msg, "reason", reason)
+		}
 	}
 	if done {
 		return m.dropMarker(ctx, sub, msg)

@@ -240,17 +240,8 @@ func (m *Manager) subscription(ctx context.Context, id string) (subscription, ui
 
 // Unsubscribe deletes a subscription; its deliveries not yet sent fail.
 func (m *Manager) Unsubscribe(ctx context.Context, id string) error {
-	s, rev, err := m.subscription(ctx, id)
-	if err != nil {
+	if _, _, err := m.update(ctx, id, func(s *subscription) bool { s.Deleted = true; return true }); err != nil {
 		return err
-	}
-	s.Deleted = true
-	data, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	if _, err := store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, rev); err != nil {
-		return registry.StoreErr("cannot delete the subscription", err)
 	}
 	return registry.StoreErr("cannot unindex the subscription", m.cfg.Store.Delete(ctx, subIndexKey(id)))
 }
@@ -261,7 +252,7 @@ func (m *Manager) Unsubscribe(ctx context.Context, id string) error {
 // without its secret.
 func (m *Manager) Enable(ctx context.Context, id string) (regclient.Subscription, error) {
 	now := m.cfg.Now().UTC()
-	s, err := m.update(ctx, id, func(s *subscription) bool {
+	s, _, err := m.update(ctx, id, func(s *subscription) bool {
 		if s.DisabledAt.IsZero() {
 			return false
 		}
@@ -272,40 +263,42 @@ func (m *Manager) Enable(ctx context.Context, id string) (regclient.Subscription
 	return s, err
 }
 
-// disable stops deliveries to a subscription from at on, for reason.
-func (m *Manager) disable(ctx context.Context, id string, at time.Time, reason string) error {
-	_, err := m.update(ctx, id, func(s *subscription) bool {
+// disable stops deliveries to a subscription from at on, for reason. It
+// reports whether this call disabled it (another may have first).
+func (m *Manager) disable(ctx context.Context, id string, at time.Time, reason string) (bool, error) {
+	_, changed, err := m.update(ctx, id, func(s *subscription) bool {
 		if !s.DisabledAt.IsZero() {
 			return false
 		}
 		s.DisabledAt, s.DisabledReason = at, reason
 		return true
 	})
-	return err
+	return changed, err
 }
 
 // update applies change to a subscription and stores it when change
-// reports a change, again when another replica wrote it meanwhile.
-func (m *Manager) update(ctx context.Context, id string, change func(*subscription) bool) (regclient.Subscription, error) {
+// reports a change (changed), again when another replica wrote it
+// meanwhile.
+func (m *Manager) update(ctx context.Context, id string, change func(*subscription) bool) (regclient.Subscription, bool, error) {
 	for range 5 {
 		s, rev, err := m.subscription(ctx, id)
 		if err != nil || !change(&s) {
-			return s.Subscription, err
+			return s.Subscription, false, err
 		}
 		data, err := json.Marshal(s)
 		if err != nil {
-			return regclient.Subscription{}, err
+			return regclient.Subscription{}, false, err
 		}
 		_, err = store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, rev)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return regclient.Subscription{}, registry.StoreErr("cannot update the subscription", err)
+			return regclient.Subscription{}, false, registry.StoreErr("cannot update the subscription", err)
 		}
-		return s.Subscription, nil
+		return s.Subscription, true, nil
 	}
-	return regclient.Subscription{}, fmt.Errorf("subscription %s keeps changing: %w", id, registry.ErrConflict)
+	return regclient.Subscription{}, false, fmt.Errorf("subscription %s keeps changing: %w", id, registry.ErrConflict)
 }
 
 // validID checks an ID the API was given before it becomes part of a key.
