@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -310,7 +310,7 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		m.log.Warn("gave up a webhook delivery", "subscription", sub, "delivery", msg, "attempts", len(d.Attempts))
 	default:
 		deliveriesFailed.Inc()
-		wait := jitter(m.cfg.Schedule[failures(d.Attempts)-1])
+		wait := jitter(m.cfg.Schedule[failures(d.Attempts)-1], sub)
 		d.NextAt = a.Time.Add(max(wait, min(time.Duration(a.RetryAfter)*time.Second, maxRetryAfter)))
 	}
 	if overloaded(a) {
@@ -409,11 +409,14 @@ func (m *Manager) send(ctx context.Context, s regclient.Subscription, d regclien
 	return a
 }
 
-// jitter lengthens a retry's wait by up to a tenth, at random, so the
-// retries of many deliveries that failed together (an endpoint's outage)
-// do not all come back at once, as the specification recommends.
-func jitter(wait time.Duration) time.Duration {
-	return wait + rand.N(wait/10+1)
+// jitter lengthens a retry's wait by up to a tenth, as the specification
+// recommends, so the retries of subscriptions that failed together (a
+// network outage) do not all come back at once. The share comes from the
+// subscription's ID: its own deliveries wait alike and keep their order.
+func jitter(wait time.Duration, sub string) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(sub))
+	return wait + time.Duration(h.Sum64()%uint64(wait/10+1))
 }
 
 // overloaded reports whether an attempt's answer says the endpoint is

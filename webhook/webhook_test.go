@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -240,20 +241,24 @@ func TestDeniedAddressesAreNeverReached(t *testing.T) {
 	}
 }
 
-func TestJitterLengthensByATenthAtMost(t *testing.T) {
+func TestJitterSpreadsSubscriptionsNotDeliveries(t *testing.T) {
 	const wait = 10 * time.Second
 	seen := map[time.Duration]bool{}
-	for range 1000 {
-		got := jitter(wait)
+	for i := range 1000 {
+		sub := fmt.Sprintf("wh_%016x", i)
+		got := jitter(wait, sub)
 		if got < wait || got > wait+wait/10 {
-			t.Fatalf("jitter(%v) = %v, want within [%v, %v]", wait, got, wait, wait+wait/10)
+			t.Fatalf("jitter(%v, %s) = %v, want within [%v, %v]", wait, sub, got, wait, wait+wait/10)
+		}
+		if again := jitter(wait, sub); again != got {
+			t.Fatalf("one subscription's deliveries wait %v and %v: they would change order", got, again)
 		}
 		seen[got] = true
 	}
-	if len(seen) < 100 {
-		t.Errorf("%d distinct waits in 1000: not random", len(seen))
+	if len(seen) < 900 {
+		t.Errorf("%d distinct waits for 1000 subscriptions: not spread", len(seen))
 	}
-	if got := jitter(0); got != 0 {
+	if got := jitter(0, "wh_1"); got != 0 {
 		t.Errorf("jitter(0) = %v", got)
 	}
 }
