@@ -316,11 +316,10 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 	if overloaded(a) {
 		m.hold(sub, a.Time.Add(max(m.cfg.Schedule[0], time.Duration(a.RetryAfter)*time.Second)))
 	}
-	if _, err := m.writeDelivery(ctx, d); err != nil {
-		return err
-	}
 	if a.StatusCode == http.StatusGone {
 		// Standard Webhooks: 410 is the receiver saying it wants no more.
+		// The subscription is disabled before the delivery is recorded
+		// failed, so whoever reads the failure finds it disabled.
 		reason := fmt.Sprintf("the endpoint answered 410 Gone to delivery %s", msg)
 		disabled, err := m.disable(ctx, sub, a.Time, reason)
 		if err != nil {
@@ -330,6 +329,9 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 			subscriptionsDisabled.Inc()
 			m.log.Warn("disabled a webhook subscription", "subscription", sub, "delivery", msg, "reason", reason)
 		}
+	}
+	if _, err := m.writeDelivery(ctx, d); err != nil {
+		return err
 	}
 	if done {
 		return m.dropMarker(ctx, sub, msg)

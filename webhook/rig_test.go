@@ -499,8 +499,10 @@ func TestOverloadedEndpointIsThrottled(t *testing.T) {
 	sub := subscribe(t, admin, busy)
 	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
 	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
-	for len(busy.arrivals()) == 0 {
-		time.Sleep(20 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); len(busy.arrivals()) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery within 30s")
+		}
 	}
 	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
 	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.9))
