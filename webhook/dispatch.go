@@ -296,6 +296,7 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 	d.Attempts = append(d.Attempts, a)
 	d.ClaimedBy, d.ClaimUntil = "", time.Time{}
 	done := false
+	asked := time.Duration(a.RetryAfter) * time.Second // the endpoint's Retry-After; send caps it at maxRetryAfter
 	switch {
 	case a.StatusCode >= 200 && a.StatusCode < 300:
 		deliveriesOK.Inc()
@@ -311,10 +312,10 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 	default:
 		deliveriesFailed.Inc()
 		wait := jitter(m.cfg.Schedule[failures(d.Attempts)-1], sub)
-		d.NextAt = a.Time.Add(max(wait, min(time.Duration(a.RetryAfter)*time.Second, maxRetryAfter)))
+		d.NextAt = a.Time.Add(max(wait, asked))
 	}
 	if overloaded(a) {
-		m.hold(sub, a.Time.Add(max(m.cfg.Schedule[0], time.Duration(a.RetryAfter)*time.Second)))
+		m.hold(sub, a.Time.Add(max(m.cfg.Schedule[0], asked)))
 	}
 	if a.StatusCode == http.StatusGone {
 		// Standard Webhooks: 410 is the receiver saying it wants no more.
