@@ -336,8 +336,13 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 		}
 	}
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
-	setForwardedFor(ctx)
 	stripHopByHop(&req.Header)
+	setForwardedFor(ctx)
+	if len(req.Header.Peek("X-Request-ID")) == 0 {
+		// The client named it in Connection: the ID was for this router,
+		// which passes it on as its own.
+		req.Header.Set("X-Request-ID", id)
+	}
 	req.URI().SetScheme(r.scheme)
 	sec := start.Unix()
 	r.budget.request(sec)
@@ -439,10 +444,12 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, now time.Time) 
 }
 
 // hopByHop are the headers meant for one connection only (RFC 9110
-// §7.6.1), and Proxy-Authorization, which is meant for this proxy: none is
-// forwarded.
+// §7.6.1), Proxy-Authorization, which is meant for this proxy, and Expect:
+// this router has answered a 100-continue and holds the whole body, so
+// the edge has nothing to confirm (and a 100 answer from it would read as
+// a failed attempt). None is forwarded.
 var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade",
-	"Trailer", "Proxy-Authorization", "Proxy-Authenticate"}
+	"Trailer", "Proxy-Authorization", "Proxy-Authenticate", "Expect"}
 
 // stripHopByHop removes the hop-by-hop headers and every header the
 // Connection header names.

@@ -167,7 +167,9 @@ func TestRetryBudget(t *testing.T) {
 
 // TestHopByHopHeadersStop: the router forwards none of RFC 9110's
 // hop-by-hop headers, nor the headers Connection names, nor
-// Proxy-Authorization; end-to-end headers pass.
+// Proxy-Authorization, nor Expect; end-to-end headers pass. A request ID
+// or X-Forwarded-For the client named in Connection was for the router:
+// the edge gets the router's.
 func TestHopByHopHeadersStop(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -191,9 +193,10 @@ func TestHopByHopHeadersStop(t *testing.T) {
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.SetRequestURI("/v1/predict")
-	for k, v := range map[string]string{"Connection": "keep-alive, X-Secret, x-other-secret", "X-Secret": "s1", "X-Other-Secret": "s2",
+	for k, v := range map[string]string{"Connection": "keep-alive, X-Secret, x-other-secret, X-Request-ID, X-Forwarded-For",
+		"X-Secret": "s1", "X-Other-Secret": "s2", "X-Request-ID": "client-id-1", "X-Forwarded-For": "203.0.113.9",
 		"Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "Basic c2VjcmV0",
-		"Proxy-Connection": "keep-alive", "Trailer": "X-Sum", "X-Kept": "yes"} {
+		"Proxy-Connection": "keep-alive", "Trailer": "X-Sum", "X-Kept": "yes", "Expect": "100-continue"} {
 		ctx.Request.Header.Set(k, v)
 	}
 	ctx.Request.SetBodyString(`{"text":"hi"}`)
@@ -202,13 +205,19 @@ func TestHopByHopHeadersStop(t *testing.T) {
 		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
 	h := <-got
-	for _, name := range []string{"x-secret", "x-other-secret", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "trailer"} {
+	for _, name := range []string{"x-secret", "x-other-secret", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "trailer", "expect"} {
 		if v, ok := h[name]; ok {
 			t.Errorf("%s reached the edge: %q", name, v)
 		}
 	}
 	if h["x-kept"] != "yes" || h["x-forwarded-for"] == "" {
 		t.Errorf("end-to-end headers lost: %v", h)
+	}
+	if id := string(ctx.Response.Header.Peek("X-Request-Id")); h["x-request-id"] != id || id == "" {
+		t.Errorf("the edge got request ID %q, the client %q", h["x-request-id"], id)
+	}
+	if strings.Contains(h["x-forwarded-for"], "203.0.113.9") {
+		t.Errorf("X-Forwarded-For %q kept the address the client named in Connection", h["x-forwarded-for"])
 	}
 }
 
