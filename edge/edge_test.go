@@ -181,6 +181,7 @@ func TestBadInputs(t *testing.T) {
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[3,4611686018427387909,3381903080180084463],"datatype":"BYTES","data":["a"]}]}`, 413, "at most 3"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"shape":[1],"datatype":"BYTES","data":["a"]}]}`, 400, "needs name"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}],"outputs":[{"name":"prob"}]}`, 400, "unknown output"},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}],"outputs":[{"name":"label"},{"name":"score"},{"name":"label"}]}`, 400, `outputs[2]: output \"label\" is requested twice`},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"],"extra":1}]}`, 400, "unknown field"},
 		{"POST", "/v2/models/sentiment/infer", `{"id":7,"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}]}`, 400, `\"id\" must be a string`},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"data":["a"]}]}`, 400, "needs name, datatype"},

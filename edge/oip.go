@@ -241,6 +241,11 @@ func parseOutputs(outputs []*fastjson.Value, binaryOutput bool, out []oipOutput)
 		if req.which < 0 {
 			return nil, httperr.New(fasthttp.StatusBadRequest, "outputs[%d] needs a name", i)
 		}
+		for _, earlier := range out {
+			if earlier.which == req.which {
+				return nil, httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: output %s is requested twice", i, o.Get("name"))
+			}
+		}
 		out = append(out, req)
 	}
 	return out, nil
