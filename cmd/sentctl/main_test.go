@@ -114,6 +114,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"eval", "--model", good, "--data", good}, 1, "bad magic"},
 		{[]string{"eval", "--data", good, "--labels", "onlyone"}, 2, "--labels"},
 		{[]string{"sign", "--model", good}, 2, "missing --key"},
+		// An empty --regions is a mistake, not "everywhere"; these fail
+		// before any registry is asked.
+		{[]string{"promote", "--model", "m", "--version", "v2", "--regions", ""}, 2, "names no region"},
+		{[]string{"promote", "--model", "m", "--version", "v2", "--regions", " , ,"}, 2, "names no region"},
+		{[]string{"rollback", "--model", "m", "--regions", ","}, 2, "names no region"},
 	}
 	for _, tc := range cases {
 		code, _, errOut := sentctl(t, tc.args...)

@@ -200,11 +200,23 @@ func (m *moveFlags) register(fs *flag.FlagSet, versionHelp string) {
 	fs.StringVar(&m.name, "model", "", "model name (required)")
 	fs.StringVar(&m.channel, "channel", "production", "channel")
 	fs.StringVar(&m.version, "version", "", versionHelp)
-	fs.StringVar(&m.regions, "regions", "", "comma-separated regions (default: everywhere)")
+	fs.StringVar(&m.regions, "regions", "", "comma-separated regions (left out: everywhere; given, it must name one)")
 	fs.StringVar(&m.reason, "reason", "", "why, for the audit trail")
 	fs.BoolVar(&m.force, "force", false, "override the quality gate (admins only; audited)")
 	fs.Int64Var(&m.expect, "expect-revision", -1, "move only if the channel is still at this revision")
 	fs.BoolVar(&m.wait, "wait", false, "wait until every edge serves its region's target (exit 3 if --timeout passes first)")
+}
+
+// checkRegions refuses a --regions that is given but names no region.
+// Left out, a move is everywhere; an empty variable in a script must not
+// turn a one-region promote into a global one.
+func (m *moveFlags) checkRegions(fs *flag.FlagSet) error {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "regions" })
+	if given && len(config.List(m.regions)) == 0 {
+		return usageError{fmt.Errorf("--regions %q names no region (leave it out to move the channel everywhere)", m.regions)}
+	}
+	return nil
 }
 
 func (m *moveFlags) request() regclient.MoveRequest {
@@ -234,6 +246,9 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := required(fs, "model", "version"); err != nil {
+		return err
+	}
+	if err := m.checkRegions(fs); err != nil {
 		return err
 	}
 	client, err := m.rf.client()
@@ -343,6 +358,9 @@ func runRollback(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := required(fs, "model"); err != nil {
+		return err
+	}
+	if err := m.checkRegions(fs); err != nil {
 		return err
 	}
 	client, err := m.rf.client()
