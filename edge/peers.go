@@ -107,7 +107,7 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string, tc tracectx.Contex
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethodBytes(ctx.Method())
 	req.SetRequestURI(p.scheme + addr + string(ctx.Path()))
-	req.Header.SetContentTypeBytes(ctx.Request.Header.ContentType())
+	copyHeaders(&req.Header, &ctx.Request.Header, peerRequestHeaders)
 	req.Header.Set("X-Request-ID", id)
 	req.Header.Set(forwardedHeader, p.self)
 	obs.SetTraceRequestHeader(&req.Header, tc.Child()) // the hop to the peer is a span of the edge's
@@ -123,7 +123,30 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string, tc tracectx.Contex
 		return fmt.Errorf("peer %s answered %d", addr, code)
 	}
 	ctx.SetStatusCode(resp.StatusCode())
-	ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
+	copyHeaders(&ctx.Response.Header, &resp.Header, peerResponseHeaders)
 	ctx.SetBody(resp.Body())
 	return nil
+}
+
+// The headers a forwarded request and its answer carry besides the
+// body: what the body means (an Open Inference Protocol request or answer
+// in the binary tensor data extension is JSON followed by tensor bytes)
+// and, in a 429, when to come back.
+var (
+	peerRequestHeaders  = []string{"Content-Type", inferHeaderLength}
+	peerResponseHeaders = []string{"Content-Type", inferHeaderLength, "Retry-After"}
+)
+
+// header is what fasthttp's request and response headers share.
+type header interface {
+	Peek(key string) []byte
+	SetBytesV(key string, value []byte)
+}
+
+func copyHeaders(dst, src header, names []string) {
+	for _, name := range names {
+		if v := src.Peek(name); len(v) > 0 {
+			dst.SetBytesV(name, v)
+		}
+	}
 }

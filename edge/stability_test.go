@@ -2,10 +2,13 @@ package edge_test
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +212,12 @@ func TestPeerFallback(t *testing.T) {
 	if fmt.Sprint(codes) != "[200 200 429]" {
 		t.Errorf("one client's requests 2-4 through the cold edge: %v, want [200 200 429]", codes)
 	}
+	if resp, _, _ := predict("203.0.113.7"); resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the peer's 429 came back as %d without its Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// The Open Inference Protocol's binary tensor data extension crosses
+	// the hop both ways: its JSON length is a header.
+	inferBinaryThroughPeer(t, client, "https://"+euAddr, "198.51.100.20")
 	if resp, body, err := predict("198.51.100.9"); err != nil || resp.StatusCode != 200 {
 		t.Errorf("a second client was limited with the first (the peer saw the edge, not the clients): %v %s", err, body)
 	}
@@ -216,5 +225,52 @@ func TestPeerFallback(t *testing.T) {
 	plain := testenv.TLSClient(t, ca, "", "")
 	if resp, err := plain.Post("https://"+usAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"hi"}`)); err != nil || resp.StatusCode != 403 {
 		t.Errorf("a predict without a client certificate: %v %v, want 403", resp, err)
+	}
+}
+
+// inferBinaryThroughPeer sends one Open Inference Protocol request in the
+// binary tensor data extension, asking for binary outputs, to base as the
+// client from, and checks the answer splits into its JSON and tensors.
+func inferBinaryThroughPeer(t *testing.T, client *http.Client, base, from string) {
+	t.Helper()
+	text := "a great film"
+	tensor := binary.LittleEndian.AppendUint32(nil, uint32(len(text)))
+	tensor = append(tensor, text...)
+	head := fmt.Sprintf(`{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":%d}}],`+
+		`"parameters":{"binary_data_output":true}}`, len(tensor))
+	req, _ := http.NewRequest("POST", base+"/v2/models/sentiment/infer", strings.NewReader(head+string(tensor)))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(head)))
+	req.Header.Set("X-Forwarded-For", from)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Served-By-Region") == "" {
+		t.Fatalf("binary infer through the cold edge: %d %q", resp.StatusCode, body)
+	}
+	n, err := strconv.Atoi(resp.Header.Get("Inference-Header-Content-Length"))
+	if err != nil || n > len(body) {
+		t.Fatalf("Inference-Header-Content-Length %q for a %d-byte answer", resp.Header.Get("Inference-Header-Content-Length"), len(body))
+	}
+	var out struct {
+		Outputs []struct {
+			Name       string
+			Parameters struct {
+				BinaryDataSize int `json:"binary_data_size"`
+			}
+		}
+	}
+	if err := json.Unmarshal(body[:n], &out); err != nil {
+		t.Fatalf("the answer's JSON part: %v: %q", err, body[:n])
+	}
+	size := 0
+	for _, o := range out.Outputs {
+		size += o.Parameters.BinaryDataSize
+	}
+	if len(out.Outputs) != 2 || size == 0 || n+size != len(body) {
+		t.Errorf("outputs %+v hold %d binary bytes; the answer has %d after its JSON", out.Outputs, size, len(body)-n)
 	}
 }
