@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 )
@@ -568,5 +569,64 @@ func TestHeaderNamesInAnyCase(t *testing.T) {
 	}
 	if got := resp.Header.Get("Traceparent"); !strings.HasPrefix(got, "00-"+trace+"-") {
 		t.Errorf("traceparent %q does not continue trace %s", got, trace)
+	}
+}
+
+// TestPeerForwardCarriesTheProtocol: a request forwarded to a peer keeps
+// what its body means (Content-Type, Inference-Header-Content-Length) and
+// its trace (traceparent as a child span, tracestate while the trace is
+// the client's); the peer's answer comes back with its own such headers.
+func TestPeerForwardCarriesTheProtocol(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan map[string]string, 2)
+	peer := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		h := map[string]string{}
+		for k, v := range ctx.Request.Header.All() {
+			h[strings.ToLower(string(k))] = string(v)
+		}
+		seen <- h
+		ctx.SetStatusCode(fasthttp.StatusTooManyRequests)
+		ctx.Response.Header.Set("Retry-After", "7")
+		ctx.Response.Header.Set("Inference-Header-Content-Length", "2")
+		ctx.SetContentType("application/octet-stream")
+		ctx.SetBodyString("{}xy")
+	}}
+	go peer.Serve(ln)
+	defer peer.Shutdown()
+	p := NewPeers("eu-west", []string{"us-east"}, 2*time.Second, nil, slog.New(slog.DiscardHandler))
+	p.Update("us-east", []string{ln.Addr().String()})
+	const trace, state = "4bf92f3577b34da6a3ce929d0e0e4736", "congo=t61rcWkgMzE"
+	for _, parent := range []string{"00-" + trace + "-00f067aa0ba902b7-01", "not-a-traceparent"} {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v2/models/sentiment/infer")
+		ctx.Request.Header.SetContentType("application/octet-stream")
+		ctx.Request.Header.Set("Inference-Header-Content-Length", "12")
+		ctx.Request.Header.Set("traceparent", parent)
+		ctx.Request.Header.Set("tracestate", state)
+		ctx.Request.SetBodyString(`{"inputs":[]}` + "tensor")
+		tc := obs.TraceFrom(&ctx.Request.Header, false)
+		if err := p.forward(&ctx, "req-1", tc); err != nil {
+			t.Fatal(err)
+		}
+		h := <-seen
+		if h["content-type"] != "application/octet-stream" || h["inference-header-content-length"] != "12" || h["x-request-id"] != "req-1" {
+			t.Errorf("the peer got %v", h)
+		}
+		continued := parent != "not-a-traceparent"
+		if got := strings.Contains(h["traceparent"], trace); got != continued {
+			t.Errorf("traceparent %q at the peer for the client's %q", h["traceparent"], parent)
+		}
+		if got := h["tracestate"] == state; got != continued {
+			t.Errorf("tracestate %q at the peer beside the client's traceparent %q", h["tracestate"], parent)
+		}
+		r := &ctx.Response
+		if r.StatusCode() != 429 || string(r.Header.Peek("Retry-After")) != "7" || string(r.Header.Peek("Inference-Header-Content-Length")) != "2" ||
+			string(r.Header.ContentType()) != "application/octet-stream" || string(r.Body()) != "{}xy" {
+			t.Errorf("the peer's answer came back as %d %q: %s", r.StatusCode(), r.Body(), r.Header.String())
+		}
 	}
 }

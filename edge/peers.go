@@ -111,6 +111,9 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string, tc tracectx.Contex
 	req.Header.Set("X-Request-ID", id)
 	req.Header.Set(forwardedHeader, p.self)
 	obs.SetTraceRequestHeader(&req.Header, tc.Child()) // the hop to the peer is a span of the edge's
+	if ts := obs.TraceState(&ctx.Request.Header); ts != nil {
+		req.Header.SetBytesV("tracestate", ts)
+	}
 	// The peer limits and logs by client too: pass the client on.
 	if xff := clientip.AppendForwardedFor(nil, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.RemoteIP()); len(xff) > 0 {
 		req.Header.SetBytesV("X-Forwarded-For", xff)

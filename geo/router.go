@@ -337,6 +337,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	}
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
 	stripHopByHop(&req.Header)
+	obs.DropOrphanTraceState(&req.Header) // before the attempts set their traceparent
 	setForwardedFor(ctx)
 	if len(req.Header.Peek("X-Request-ID")) == 0 {
 		// The client named it in Connection: the ID was for this router,

@@ -171,6 +171,47 @@ func TestRetryBudget(t *testing.T) {
 // or X-Forwarded-For the client named in Connection was for the router:
 // the edge gets the router's.
 func TestHopByHopHeadersStop(t *testing.T) {
+	h, ctx := headersAtEdge(t, map[string]string{"Connection": "keep-alive, X-Secret, x-other-secret, X-Request-ID, X-Forwarded-For",
+		"X-Secret": "s1", "X-Other-Secret": "s2", "X-Request-ID": "client-id-1", "X-Forwarded-For": "203.0.113.9",
+		"Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "Basic c2VjcmV0",
+		"Proxy-Connection": "keep-alive", "Trailer": "X-Sum", "X-Kept": "yes", "Expect": "100-continue"})
+	for _, name := range []string{"x-secret", "x-other-secret", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "trailer", "expect"} {
+		if v, ok := h[name]; ok {
+			t.Errorf("%s reached the edge: %q", name, v)
+		}
+	}
+	if h["x-kept"] != "yes" || h["x-forwarded-for"] == "" {
+		t.Errorf("end-to-end headers lost: %v", h)
+	}
+	if id := string(ctx.Response.Header.Peek("X-Request-Id")); h["x-request-id"] != id || id == "" {
+		t.Errorf("the edge got request ID %q, the client %q", h["x-request-id"], id)
+	}
+	if strings.Contains(h["x-forwarded-for"], "203.0.113.9") {
+		t.Errorf("X-Forwarded-For %q kept the address the client named in Connection", h["x-forwarded-for"])
+	}
+}
+
+// TestTraceStateFollowsItsTrace: tracestate, the vendors' part of a W3C
+// trace context, reaches the edge with the trace it belongs to, and is
+// dropped when the router starts a new trace because the traceparent
+// beside it did not parse.
+func TestTraceStateFollowsItsTrace(t *testing.T) {
+	const parent, state = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "congo=t61rcWkgMzE"
+	h, _ := headersAtEdge(t, map[string]string{"traceparent": parent, "tracestate": state})
+	if h["tracestate"] != state || !strings.Contains(h["traceparent"], "4bf92f3577b34da6a3ce929d0e0e4736") {
+		t.Errorf("a continued trace reached the edge as traceparent %q, tracestate %q", h["traceparent"], h["tracestate"])
+	}
+	h, _ = headersAtEdge(t, map[string]string{"traceparent": "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "tracestate": state})
+	if _, ok := h["tracestate"]; ok || h["traceparent"] == "" || strings.Contains(h["traceparent"], "4bf92f3577b34da6a3ce929d0e0e4736") {
+		t.Errorf("a new trace reached the edge as traceparent %q with the old tracestate %q", h["traceparent"], h["tracestate"])
+	}
+}
+
+// headersAtEdge sends one prediction with these request headers through
+// a router to an edge that records the headers it gets (names in lower
+// case).
+func headersAtEdge(t *testing.T, set map[string]string) (map[string]string, *fasthttp.RequestCtx) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -187,38 +228,21 @@ func TestHopByHopHeadersStop(t *testing.T) {
 		}
 	}}
 	go srv.Serve(ln)
-	defer srv.Shutdown()
+	t.Cleanup(func() { srv.Shutdown() })
 	r := NewRouter(Config{Locator: &Locator{Regions: testRegions, Default: "us-east"}, Logger: quiet})
 	r.Update("us-east", []string{ln.Addr().String()})
-	var ctx fasthttp.RequestCtx
+	ctx := &fasthttp.RequestCtx{}
 	ctx.Request.Header.SetMethod("POST")
 	ctx.Request.SetRequestURI("/v1/predict")
-	for k, v := range map[string]string{"Connection": "keep-alive, X-Secret, x-other-secret, X-Request-ID, X-Forwarded-For",
-		"X-Secret": "s1", "X-Other-Secret": "s2", "X-Request-ID": "client-id-1", "X-Forwarded-For": "203.0.113.9",
-		"Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "Basic c2VjcmV0",
-		"Proxy-Connection": "keep-alive", "Trailer": "X-Sum", "X-Kept": "yes", "Expect": "100-continue"} {
+	for k, v := range set {
 		ctx.Request.Header.Set(k, v)
 	}
 	ctx.Request.SetBodyString(`{"text":"hi"}`)
-	r.Handler()(&ctx)
+	r.Handler()(ctx)
 	if ctx.Response.StatusCode() != 200 {
 		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	h := <-got
-	for _, name := range []string{"x-secret", "x-other-secret", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "trailer", "expect"} {
-		if v, ok := h[name]; ok {
-			t.Errorf("%s reached the edge: %q", name, v)
-		}
-	}
-	if h["x-kept"] != "yes" || h["x-forwarded-for"] == "" {
-		t.Errorf("end-to-end headers lost: %v", h)
-	}
-	if id := string(ctx.Response.Header.Peek("X-Request-Id")); h["x-request-id"] != id || id == "" {
-		t.Errorf("the edge got request ID %q, the client %q", h["x-request-id"], id)
-	}
-	if strings.Contains(h["x-forwarded-for"], "203.0.113.9") {
-		t.Errorf("X-Forwarded-For %q kept the address the client named in Connection", h["x-forwarded-for"])
-	}
+	return <-got, ctx
 }
 
 // TestInternalSurfacesNeedTheToken: with an internal token, /metrics and

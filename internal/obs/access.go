@@ -45,6 +45,31 @@ func TraceFrom(h *fasthttp.RequestHeader, sampled bool) tracectx.Context {
 	return tracectx.New(sampled)
 }
 
+// TraceState returns the request's tracestate, the vendors' part of its
+// trace context, when the request continues a trace (its traceparent is
+// valid). W3C Trace Context passes it on with the trace; beside a
+// traceparent that did not parse, it belongs to no trace (nil).
+func TraceState(h *fasthttp.RequestHeader) []byte {
+	ts := h.PeekCanonical(stateKey)
+	if len(ts) == 0 {
+		return nil
+	}
+	if _, ok := tracectx.Parse(h.PeekCanonical(traceKey)); !ok {
+		return nil
+	}
+	return ts
+}
+
+// DropOrphanTraceState removes a tracestate that belongs to no trace (see
+// TraceState) from a request about to be passed on.
+func DropOrphanTraceState(h *fasthttp.RequestHeader) {
+	if len(h.PeekCanonical(stateKey)) > 0 && TraceState(h) == nil {
+		h.DelBytes(stateKey)
+	}
+}
+
+var stateKey = []byte("Tracestate")
+
 // traceKey is the traceparent header's name as fasthttp stores it (it
 // normalises the names of the requests it parses), so reading and setting
 // it skip normalisation on the hot path.
