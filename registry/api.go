@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -282,9 +283,13 @@ func ReadJSON(r *http.Request, limit int64, v any) error {
 			return httperr.New(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		}
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, limit+1))
+	body := &countingReader{r: r.Body}
+	dec := json.NewDecoder(io.LimitReader(body, limit+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if body.err != nil {
+			return bodyError(body.err)
+		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: request body is empty, truncated or larger than %d bytes", ErrInvalid, limit)
 		}
@@ -294,6 +299,33 @@ func ReadJSON(r *http.Request, limit int64, v any) error {
 		return fmt.Errorf("%w: more than one JSON value in the body", ErrInvalid)
 	}
 	return nil
+}
+
+// countingReader counts the bytes read from a request body and keeps the
+// first error other than its end: an error of the client's, not of what
+// the bytes go to.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// bodyError is the answer to a request whose body could not be read: 408
+// when it stopped coming (the server's -body-idle-timeout), else 400.
+func bodyError(err error) error {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return httperr.New(http.StatusRequestTimeout, "the request body stopped coming: send it without pauses")
+	}
+	return httperr.New(http.StatusBadRequest, "cannot read the request body: %v", err)
 }
 
 // storeUp is the outcome of the last readiness check of the store (Consul

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"hash"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -402,4 +404,55 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if len(entries)+sampledOut+2 < denied-2 {
 		t.Errorf("only %d of %d refusals audited", len(entries), denied)
 	}
+}
+
+// TestStalledBodies: the registry binary cuts off a request body that
+// stops coming (408, nothing stored) and answers a request it refuses
+// before reading the body at once, closing the connection, however the
+// client trickles the rest.
+func TestStalledBodies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the registry binary")
+	}
+	reg := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-body-idle-timeout", "1s"}})
+	data := testenv.TinyArtifact(t, 7, 0.8)
+	digest := model.Digest(data)
+	publisher := "Authorization: Bearer " + registrytest.PublisherToken + "\r\n"
+	if status, closed := stall(t, reg.URL, "PUT /v1/blobs/"+digest, publisher, len(data), data[:len(data)/2]); !strings.HasPrefix(status, "408") || !closed {
+		t.Errorf("a stalled upload: %s, close %v; want 408 closing the connection", status, closed)
+	}
+	req, _ := http.NewRequest("GET", reg.URL+"/v1/blobs/"+digest, nil)
+	req.Header.Set("Authorization", "Bearer "+registrytest.ReaderToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 404 {
+		t.Errorf("the stalled upload left a blob: %v %v", resp, err)
+	}
+	if status, _ := stall(t, reg.URL, "PUT /v1/models/m/versions/v1", publisher, 200, []byte(`{"digest": "`)); !strings.HasPrefix(status, "408") {
+		t.Errorf("a stalled JSON body: %s, want 408", status)
+	}
+	// Without a token: 401 at once, with ten minutes' idle time that is
+	// not waited for.
+	patient := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-body-idle-timeout", "10m"}})
+	if status, closed := stall(t, patient.URL, "PUT /v1/blobs/"+digest, "", len(data), data[:10]); !strings.HasPrefix(status, "401") || !closed {
+		t.Errorf("an upload without a token: %s, close %v; want 401 closing the connection", status, closed)
+	}
+}
+
+// stall sends a request line, headers (each ending in CRLF) and the first
+// bytes of a body of length bytes, and no more; it returns the answer's
+// status and whether the answer closes the connection.
+func stall(t *testing.T, base, requestLine, headers string, length int, first []byte) (status string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: registry\r\n%sContent-Length: %d\r\n\r\n%s", requestLine, headers, length, first)
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s: no answer: %v", requestLine, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.Status, resp.Close
 }

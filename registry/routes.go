@@ -51,6 +51,9 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request, p Principal) error
 	bytesIn.AddInt64(counted.n)
 	if err != nil {
 		uploadsRejected.Inc()
+		if counted.err != nil {
+			return bodyError(counted.err) // the client's, whatever the store made of it
+		}
 		return err
 	}
 	uploadsOK.Inc()
@@ -60,17 +63,6 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request, p Principal) error
 	}
 	WriteJSON(w, code, blob)
 	return nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func (a *API) getBlob(w http.ResponseWriter, r *http.Request, _ Principal) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
+	"github.com/sentimentpro/sentiment/internal/httpbody"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
@@ -47,6 +48,7 @@ type Config struct {
 	TrustedKeys    string
 	RequireSigned  bool
 	MaxArtifact    int64
+	BodyIdle       time.Duration // longest wait for more of a request body
 	Production     string
 	QualityMargin  float64
 	Datacenters    string
@@ -85,6 +87,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of publisher public keys that may sign versions; when set, unsigned versions are refused")
 	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse versions without a valid signature (implied by -trusted-keys)")
 	fs.Int64Var(&c.MaxArtifact, "max-artifact-bytes", 512<<20, "largest accepted upload")
+	fs.DurationVar(&c.BodyIdle, "body-idle-timeout", 30*time.Second, "longest wait for more of a request body (an upload may take longer in all, as long as bytes keep coming)")
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
 	fs.StringVar(&c.Datacenters, "datacenters", "", "datacenters to ask for rollout status (default: all)")
@@ -122,6 +125,8 @@ func (c Config) Validate() error {
 		return errors.New("REGISTRY_CONSOLE_KEY must be at least 32 characters (openssl rand -hex 32 makes one)")
 	case c.MaxArtifact <= 0:
 		return errors.New("-max-artifact-bytes must be positive")
+	case c.BodyIdle <= 0:
+		return errors.New("-body-idle-timeout must be positive")
 	case c.Rollouts.Tick <= 0 || c.Rollouts.Lease < 2*c.Rollouts.Tick:
 		return errors.New("-rollout-tick must be positive and -rollout-lease at least twice as long")
 	}
@@ -231,7 +236,7 @@ func run(cfg Config, log *slog.Logger) error {
 	root.Handle("/ui/", console.New(console.Config{API: a, Logger: log, Geo: cfg.Geo, GeoToken: cfg.GeoToken, GeoClient: edgeClient,
 		SessionKey: []byte(cfg.ConsoleKey)}))
 	root.Handle("/", cfg.TLS.RequireClientCert(a))
-	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+	srv := &http.Server{Handler: httpbody.Guard(root, cfg.BodyIdle), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
