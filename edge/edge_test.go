@@ -172,6 +172,11 @@ func TestBadInputs(t *testing.T) {
 		{"POST", "/v2/models/other/infer", `{}`, 404, `model \"other\" not found`},
 		{"POST", "/v2/models/sentiment/versions/v9/infer", `{}`, 404, `version \"v9\"`},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[]}`, 400, "exactly 1 input"},
+		// A name twice: parsers differ on which counts, so neither does.
+		{"POST", "/v1/predict", `{"text":"awful","text":"wonderful"}`, 400, `field \"text\" appears twice`},
+		{"POST", "/v1/predict/batch", `{"texts":["a"],"texts":["b"]}`, 400, `field \"texts\" appears twice`},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"],"shape":[2]}]}`, 400, `field \"shape\" appears twice`},
+		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":["a"]}],"parameters":{"binary_data_output":true,"binary_data_output":false}}`, 400, "appears twice"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"FP32","data":[1]}]}`, 400, "BYTES"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[2],"datatype":"BYTES","data":["a"]}]}`, 400, "shape says 2"},
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","data":[1]}]}`, 400, "must hold strings"},

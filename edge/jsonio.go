@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
@@ -35,15 +36,55 @@ func appendField(dst []byte, key, value string, first bool) []byte {
 }
 
 // eachField calls f for every field of obj and stops at the first error,
-// which it returns.
+// which it returns. A name that comes twice is a 400: JSON parsers differ
+// on which of the two counts (RFC 8259 §4; I-JSON, RFC 7493, forbids it),
+// so the edge guesses neither.
 func eachField(obj *fastjson.Object, f func(key []byte, val *fastjson.Value) error) error {
 	var err error
+	var seen fieldNames
 	obj.Visit(func(key []byte, val *fastjson.Value) {
-		if err == nil {
+		if err != nil {
+			return
+		}
+		if seen.add(key) {
 			err = f(key, val)
+		} else {
+			err = httperr.New(fasthttp.StatusBadRequest, "field %q appears twice", key)
 		}
 	})
 	return err
+}
+
+// fieldNames are the names of an object's fields seen so far. Every
+// object the edge reads refuses an unknown name at once, so a few known
+// ones are all it holds before it either ends or fails; past eight it
+// keeps a map.
+type fieldNames struct {
+	first [8][]byte
+	n     int
+	more  map[string]struct{}
+}
+
+// add reports whether name is new, and remembers it.
+func (s *fieldNames) add(name []byte) bool {
+	for _, seen := range s.first[:s.n] {
+		if string(seen) == string(name) {
+			return false
+		}
+	}
+	if s.n < len(s.first) {
+		s.first[s.n] = name
+		s.n++
+		return true
+	}
+	if _, ok := s.more[string(name)]; ok {
+		return false
+	}
+	if s.more == nil {
+		s.more = map[string]struct{}{}
+	}
+	s.more[string(name)] = struct{}{}
+	return true
 }
 
 // plainText returns the text of a /v1/predict body of the plain form

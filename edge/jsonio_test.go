@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"strconv"
 	"testing"
@@ -85,4 +86,18 @@ func FuzzPlainText(f *testing.F) {
 			t.Fatalf("%q: plain text %q, full parser %q, explain %v, %v", body, text, full, explain, err)
 		}
 	})
+}
+
+func TestFieldNamesPastTheArray(t *testing.T) {
+	var s fieldNames
+	for i := range 20 {
+		if !s.add([]byte(fmt.Sprintf("f%d", i))) {
+			t.Fatalf("f%d counted as seen", i)
+		}
+	}
+	for _, name := range []string{"f3", "f15"} {
+		if s.add([]byte(name)) {
+			t.Errorf("%s, added before, counted as new", name)
+		}
+	}
 }
