@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
@@ -88,7 +89,9 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 		if spec.Steps, err = parseSteps(steps); err != nil {
 			return usageError{err}
 		}
-		spec.Regions = strings.Split(regions, ",")
+		if spec.Regions = config.List(regions); len(spec.Regions) == 0 {
+			return usageError{fmt.Errorf("--regions %q names no region", regions)}
+		}
 		spec.Interval, th.LatencyFloor = regclient.Duration(interval), regclient.Duration(latFloor)
 	}
 	client, err := rf.client()

@@ -100,6 +100,7 @@ func TestRolloutCLI(t *testing.T) {
 		want string
 	}{
 		{[]string{"rollout", "start", "--model", "demo", "--version", "v2"}, 2, "missing --regions"},
+		{[]string{"rollout", "start", "--model", "demo", "--version", "v2", "--regions", " , "}, 2, "names no region"},
 		{[]string{"rollout", "start", "--model", "demo", "--version", "v2", "--regions", "eu-west", "--steps", "5,x"}, 2, "--steps"},
 		{[]string{"rollout", "start", "--model", "demo", "--version", "v2", "--regions", "eu-west", "--steps", "50,25,100"}, 1, "steps must rise"},
 		{[]string{"rollout", "start", "--model", "demo", "--version", "nope", "--regions", "eu-west"}, 1, "404"},
