@@ -80,7 +80,7 @@ func TestStalledBodyIsCutOff(t *testing.T) {
 			http.Error(w, "body: "+err.Error(), http.StatusRequestTimeout)
 			return
 		}
-		io.WriteString(w, string(b))
+		w.Write(b)
 	}), idle))
 	defer srv.Close()
 	resp := answer(t, send(t, srv.Listener.Addr().String(), 9, "ab", nil, 0))
