@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
@@ -17,6 +19,7 @@ func (ad *admin) mountWebhooks(a *registry.API) {
 	a.Handle("GET /v1/admin/webhooks", registry.RoleAdmin, ad.listWebhooks)
 	a.Handle("DELETE /v1/admin/webhooks/{id}", registry.RoleAdmin, ad.unsubscribe)
 	a.Handle("POST /v1/admin/webhooks/{id}/enable", registry.RoleAdmin, ad.enableWebhook)
+	a.Handle("POST /v1/admin/webhooks/{id}/rotate-secret", registry.RoleAdmin, ad.rotateWebhookSecret)
 	a.Handle("GET /v1/admin/webhooks/{id}/deliveries", registry.RoleAdmin, ad.deliveries)
 	a.Handle("POST /v1/admin/webhooks/{id}/deliveries/{delivery}/redeliver", registry.RoleAdmin, ad.redeliver)
 }
@@ -74,7 +77,7 @@ func (ad *admin) listWebhooks(w http.ResponseWriter, r *http.Request, _ registry
 		return err
 	}
 	for i := range subs {
-		subs[i].Secret = "" // shown once, at creation
+		subs[i] = subs[i].WithoutSecrets()
 	}
 	registry.WriteJSON(w, http.StatusOK, map[string]any{"webhooks": subs})
 	return nil
@@ -137,4 +140,30 @@ func (ad *admin) redeliver(w http.ResponseWriter, r *http.Request, p registry.Pr
 	entry := webhookEntry(r, p, "webhook_redeliver", id, "")
 	entry.Detail += " delivery " + msg
 	return ad.audited(w, r, entry, http.StatusOK, d)
+}
+
+// rotateWebhookSecret gives a subscription a new secret; the old one signs
+// beside it for the grace asked (default 24h).
+func (ad *admin) rotateWebhookSecret(w http.ResponseWriter, r *http.Request, p registry.Principal) error {
+	m, err := ad.webhooks()
+	if err != nil {
+		return err
+	}
+	var req regclient.RotateSecret
+	if r.ContentLength != 0 {
+		if err := registry.ReadJSON(r, 4<<10, &req); err != nil {
+			return err
+		}
+	}
+	grace := webhook.DefaultGrace
+	if req.Grace != nil {
+		grace = time.Duration(*req.Grace)
+	}
+	s, err := m.RotateSecret(r.Context(), r.PathValue("id"), grace)
+	if err != nil {
+		return err
+	}
+	entry := webhookEntry(r, p, "webhook_rotate_secret", s.ID, s.URL)
+	entry.Detail += fmt.Sprintf(", the old secret signing for %v more", grace)
+	return ad.audited(w, r, entry, http.StatusOK, s)
 }

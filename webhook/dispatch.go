@@ -376,7 +376,7 @@ const redelivered = "redelivery requested"
 func (m *Manager) send(ctx context.Context, s regclient.Subscription, d regclient.Delivery) regclient.Attempt {
 	start := m.cfg.Now().UTC()
 	a := regclient.Attempt{Time: start, Replica: m.cfg.ID}
-	sig, err := Sign(s.Secret, d.ID, start.Unix(), d.Payload)
+	sig, err := signature(s, d.ID, start, d.Payload)
 	if err != nil {
 		a.Error = "cannot sign: " + err.Error()
 		return a

@@ -524,3 +524,123 @@ func TestOverloadedEndpointIsThrottled(t *testing.T) {
 		}
 	}
 }
+
+// signed records each delivery's signature headers and body, and answers
+// 204.
+type signed struct {
+	mu  sync.Mutex
+	got []signedDelivery
+}
+
+type signedDelivery struct {
+	header http.Header
+	body   []byte
+}
+
+func (s *signed) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	s.mu.Lock()
+	s.got = append(s.got, signedDelivery{req.Header.Clone(), body})
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// wait returns the n-th delivery (from 1), waiting for it.
+func (s *signed) wait(t *testing.T, n int) signedDelivery {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s.mu.Lock()
+		if len(s.got) >= n {
+			d := s.got[n-1]
+			s.mu.Unlock()
+			return d
+		}
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery %d within 30s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSecretRotation: after a rotation, deliveries carry the new secret's
+// signature and, during the grace asked for, the old one's, so a receiver
+// with either verifies them; with no grace the old secret stops at once.
+// Secrets are never listed, and each rotation is audited.
+func TestSecretRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a registry binary")
+	}
+	ctx := context.Background()
+	admin, publisher := fastRetries(t)
+	endpoint := &signed{}
+	sub := subscribe(t, admin, endpoint)
+	first := sub.Secret
+	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
+	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
+	if d := endpoint.wait(t, 1); verify(first, d.header, d.body) != nil {
+		t.Fatalf("the first delivery does not verify with the subscription's secret: %v", d.header)
+	}
+
+	hour := time.Hour
+	rotated, err := admin.RotateSubscriptionSecret(ctx, sub.ID, &hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := rotated.Secret
+	if !strings.HasPrefix(second, "whsec_") || second == first || rotated.PreviousSecret != "" ||
+		rotated.PreviousSecretExpiresAt.Sub(rotated.SecretRotatedAt) != time.Hour {
+		t.Fatalf("rotated: %+v", rotated)
+	}
+	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
+	d := endpoint.wait(t, 2)
+	if n := len(strings.Fields(d.header.Get("webhook-signature"))); n != 2 {
+		t.Errorf("during the grace, %d signatures; want the new secret's and the old one's", n)
+	}
+	for name, secret := range map[string]string{"new": second, "old": first} {
+		if err := verify(secret, d.header, d.body); err != nil {
+			t.Errorf("during the grace, the %s secret: %v", name, err)
+		}
+	}
+
+	none := time.Duration(0)
+	rotated, err = admin.RotateSubscriptionSecret(ctx, sub.ID, &none)
+	if err != nil || !rotated.PreviousSecretExpiresAt.IsZero() {
+		t.Fatalf("rotate with no grace: %+v, %v", rotated, err)
+	}
+	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.9))
+	d = endpoint.wait(t, 3)
+	if err := verify(rotated.Secret, d.header, d.body); err != nil {
+		t.Errorf("after a rotation with no grace, the new secret: %v", err)
+	}
+	for name, secret := range map[string]string{"first": first, "second": second} {
+		if verify(secret, d.header, d.body) == nil {
+			t.Errorf("after a rotation with no grace, the %s secret still verifies", name)
+		}
+	}
+
+	listed, err := admin.Subscriptions(ctx)
+	if err != nil || len(listed) != 1 || listed[0].Secret != "" || listed[0].PreviousSecret != "" || listed[0].SecretRotatedAt.IsZero() {
+		t.Errorf("listed: %+v (%v)", listed, err)
+	}
+	for _, grace := range []string{`"-1s"`, `"169h"`, `"soon"`} {
+		req, _ := http.NewRequest(http.MethodPost, admin.BaseURL+"/v1/admin/webhooks/"+sub.ID+"/rotate-secret", strings.NewReader(`{"grace":`+grace+`}`))
+		req.Header.Set("Authorization", "Bearer "+admin.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("grace %s: %d, want 400", grace, resp.StatusCode)
+		}
+	}
+	if _, err := admin.RotateSubscriptionSecret(ctx, "wh_0000000000000000", nil); !regclient.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("rotating an unknown subscription: %v, want 404", err)
+	}
+	entries, err := admin.Audit(ctx, url.Values{"action": {"webhook_rotate_secret"}})
+	if err != nil || len(entries) != 2 || strings.Contains(fmt.Sprint(entries), "whsec_") {
+		t.Errorf("audit entries for webhook_rotate_secret: %+v (%v)", entries, err)
+	}
+}

@@ -259,7 +259,35 @@ func (m *Manager) Enable(ctx context.Context, id string) (regclient.Subscription
 		s.DisabledAt, s.DisabledReason, s.EnabledAt = time.Time{}, "", now
 		return true
 	})
-	s.Secret = ""
+	return s.WithoutSecrets(), err
+}
+
+// DefaultGrace and MaxGrace bound how long a rotated secret keeps signing
+// beside its successor.
+const (
+	DefaultGrace = 24 * time.Hour
+	MaxGrace     = 7 * 24 * time.Hour
+)
+
+// RotateSecret gives a subscription a new secret and returns the
+// subscription with it. The old secret signs deliveries too for grace
+// (Standard Webhooks: several space-separated signatures), so receivers
+// move to the new one without refusing a delivery; a grace of 0 stops it
+// at once.
+func (m *Manager) RotateSecret(ctx context.Context, id string, grace time.Duration) (regclient.Subscription, error) {
+	if grace < 0 || grace > MaxGrace {
+		return regclient.Subscription{}, fmt.Errorf("%w: grace %v: want 0 to %v", registry.ErrInvalid, grace, MaxGrace)
+	}
+	now := m.cfg.Now().UTC()
+	s, _, err := m.update(ctx, id, func(s *subscription) bool {
+		s.PreviousSecret, s.PreviousSecretExpiresAt = s.Secret, now.Add(grace)
+		if grace == 0 {
+			s.PreviousSecret, s.PreviousSecretExpiresAt = "", time.Time{}
+		}
+		s.Secret, s.SecretRotatedAt = newSecret(), now
+		return true
+	})
+	s.PreviousSecret = ""
 	return s, err
 }
 
@@ -321,6 +349,18 @@ func newSecret() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// signature is the webhook-signature value of a delivery sent at now:
+// the secret's signature and, during a rotation's grace, the previous
+// secret's, space-separated.
+func signature(s regclient.Subscription, id string, now time.Time, body []byte) (string, error) {
+	sig, err := Sign(s.Secret, id, now.Unix(), body)
+	if err != nil || s.PreviousSecret == "" || !now.Before(s.PreviousSecretExpiresAt) {
+		return sig, err
+	}
+	old, err := Sign(s.PreviousSecret, id, now.Unix(), body)
+	return sig + " " + old, err
 }
 
 // Sign returns the webhook-signature value of a message: "v1," and the

@@ -262,3 +262,25 @@ func TestJitterSpreadsSubscriptionsNotDeliveries(t *testing.T) {
 		t.Errorf("jitter(0) = %v", got)
 	}
 }
+
+// TestSignatureDuringAndAfterTheGrace: a rotated subscription's old secret
+// signs beside the new one until its grace ends, and not after.
+func TestSignatureDuringAndAfterTheGrace(t *testing.T) {
+	rotatedAt := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	s := regclient.Subscription{Secret: newSecret(), PreviousSecret: newSecret(), PreviousSecretExpiresAt: rotatedAt.Add(time.Hour)}
+	body := []byte(`{"type":"version.published"}`)
+	for _, tc := range []struct {
+		at   time.Time
+		sigs int
+	}{{rotatedAt, 2}, {rotatedAt.Add(59 * time.Minute), 2}, {rotatedAt.Add(time.Hour), 1}, {rotatedAt.Add(48 * time.Hour), 1}} {
+		sig, err := signature(s, "msg_1", tc.at, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := strings.Fields(sig)
+		want, _ := Sign(s.Secret, "msg_1", tc.at.Unix(), body)
+		if len(fields) != tc.sigs || fields[0] != want {
+			t.Errorf("at %v: %q, want %d signatures, the new secret's first", tc.at, sig, tc.sigs)
+		}
+	}
+}

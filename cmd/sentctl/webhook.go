@@ -12,10 +12,11 @@ import (
 )
 
 func init() {
-	commands["webhook"] = command{summary: "webhook subscriptions: add, list, rm, enable, deliveries, redeliver", run: runWebhook, verbs: []string{"add", "list", "rm", "enable", "deliveries", "redeliver"}}
+	commands["webhook"] = command{summary: "webhook subscriptions: add, list, rm, enable, rotate-secret, deliveries, redeliver", run: runWebhook,
+		verbs: []string{"add", "list", "rm", "enable", "rotate-secret", "deliveries", "redeliver"}}
 }
 
-const webhookUsage = "usage: sentctl webhook add|list|rm|enable|deliveries|redeliver [flags]"
+const webhookUsage = "usage: sentctl webhook add|list|rm|enable|rotate-secret|deliveries|redeliver [flags]"
 
 // runWebhook is `sentctl webhook <verb>`.
 func runWebhook(args []string, stdout, stderr io.Writer) error {
@@ -29,6 +30,7 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 		ns             regclient.NewSubscription
 		events, models string
 		id, delivery   string
+		grace          time.Duration
 		need           []string
 	)
 	rf.register(fs)
@@ -47,6 +49,10 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&id, "id", "", "subscription ID (required)")
 		fs.StringVar(&delivery, "delivery", "", "delivery ID, msg_… (required)")
 		need = []string{"id", "delivery"}
+	case "rotate-secret":
+		fs.StringVar(&id, "id", "", "subscription ID (required)")
+		fs.DurationVar(&grace, "grace", 24*time.Hour, "how long the old secret keeps signing beside the new one (0: stop it now, for a leaked secret)")
+		need = []string{"id"}
 	case "list":
 	default:
 		return usageError{fmt.Errorf("unknown verb %q; %s", verb, webhookUsage)}
@@ -88,6 +94,24 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 			if !s.DisabledAt.IsZero() {
 				fmt.Fprintf(stdout, "  disabled since %s: %s (sentctl webhook enable --id %s)\n", s.DisabledAt.Format(time.RFC3339), s.DisabledReason, s.ID)
 			}
+			if !s.SecretRotatedAt.IsZero() {
+				fmt.Fprintf(stdout, "  secret rotated %s", s.SecretRotatedAt.Format(time.RFC3339))
+				if time.Now().Before(s.PreviousSecretExpiresAt) {
+					fmt.Fprintf(stdout, "; the old one signs too until %s", s.PreviousSecretExpiresAt.Format(time.RFC3339))
+				}
+				fmt.Fprintln(stdout)
+			}
+		}
+	case "rotate-secret":
+		s, err := client.RotateSubscriptionSecret(ctx, id, &grace)
+		if err != nil || asJSON {
+			return jsonOr(stdout, s, err)
+		}
+		fmt.Fprintf(stdout, "new secret for %s (shown once; receivers verify signatures with it): %s\n", s.ID, s.Secret)
+		if s.PreviousSecretExpiresAt.IsZero() {
+			fmt.Fprintln(stdout, "the old secret no longer signs")
+		} else {
+			fmt.Fprintf(stdout, "the old secret signs beside it until %s\n", s.PreviousSecretExpiresAt.Format(time.RFC3339))
 		}
 	case "rm":
 		if err := client.Unsubscribe(ctx, id); err != nil {

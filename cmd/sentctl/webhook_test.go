@@ -89,6 +89,15 @@ func TestWebhookCLI(t *testing.T) {
 	if code, out, _ := sentctl(t, "webhook", "list"); code != 0 || strings.Contains(out, "disabled") {
 		t.Fatalf("list after enable: exit %d\n%s", code, out)
 	}
+	// A new secret, the old one signing beside it for an hour; list says so
+	// and shows neither.
+	code, out, errOut = sentctl(t, "webhook", "rotate-secret", "--id", id[1], "--grace", "1h")
+	if code != 0 || !strings.Contains(out, "new secret for "+id[1]) || !strings.Contains(out, "whsec_") || !strings.Contains(out, "the old secret signs beside it until") {
+		t.Fatalf("rotate-secret: exit %d %s%s", code, out, errOut)
+	}
+	if code, out, _ := sentctl(t, "webhook", "list"); code != 0 || !strings.Contains(out, "secret rotated") || strings.Contains(out, "whsec_") {
+		t.Fatalf("list after rotate-secret: exit %d\n%s", code, out)
+	}
 	if code, out, _ := sentctl(t, "webhook", "rm", "--id", id[1]); code != 0 || !strings.Contains(out, "deleted") {
 		t.Fatalf("rm: exit %d %s", code, out)
 	}
@@ -105,6 +114,8 @@ func TestWebhookCLI(t *testing.T) {
 		{[]string{"webhook", "deliveries", "--id", "wh_nothere"}, 1, "404"},
 		{[]string{"webhook", "enable", "--id", "wh_nothere"}, 1, "404"},
 		{[]string{"webhook", "enable"}, 2, "missing --id"},
+		{[]string{"webhook", "rotate-secret"}, 2, "missing --id"},
+		{[]string{"webhook", "rotate-secret", "--id", "wh_nothere"}, 1, "404"},
 		{[]string{"webhook", "ring"}, 2, "unknown verb"},
 	} {
 		if code, _, errOut := sentctl(t, bad.args...); code != bad.code || !strings.Contains(errOut, bad.want) {

@@ -44,6 +44,26 @@ type Subscription struct {
 	// EnabledAt is when an admin last enabled it again: events before
 	// then are not sent.
 	EnabledAt time.Time `json:"enabled_at,omitzero"`
+	// SecretRotatedAt is when an admin last replaced the secret. The
+	// secret before it (PreviousSecret, never returned) signs deliveries
+	// too, beside the new one, until PreviousSecretExpiresAt, so
+	// receivers can move to the new one without refusing a delivery.
+	SecretRotatedAt         time.Time `json:"secret_rotated_at,omitzero"`
+	PreviousSecret          string    `json:"previous_secret,omitempty"`
+	PreviousSecretExpiresAt time.Time `json:"previous_secret_expires_at,omitzero"`
+}
+
+// WithoutSecrets is s as listed: secrets are shown once, when made.
+func (s Subscription) WithoutSecrets() Subscription {
+	s.Secret, s.PreviousSecret = "", ""
+	return s
+}
+
+// RotateSecret is what an admin sends to replace a subscription's
+// secret: how long the old one keeps signing beside it (default 24h; 0
+// stops it at once, for a secret that leaked).
+type RotateSecret struct {
+	Grace *Duration `json:"grace,omitempty"`
 }
 
 // NewSubscription is what an admin sends to subscribe.
@@ -120,6 +140,20 @@ func (c *Client) Unsubscribe(ctx context.Context, id string) error {
 func (c *Client) EnableSubscription(ctx context.Context, id string) (Subscription, error) {
 	var out Subscription
 	_, err := c.jsonRequest(ctx, http.MethodPost, "/v1/admin/webhooks/"+url.PathEscape(id)+"/enable", nil, &out)
+	return out, err
+}
+
+// RotateSubscriptionSecret replaces a subscription's secret (admin); the
+// answer carries the new one, which is not shown again. The old one signs
+// beside it for grace (nil: the registry's default of 24h).
+func (c *Client) RotateSubscriptionSecret(ctx context.Context, id string, grace *time.Duration) (Subscription, error) {
+	var req RotateSecret
+	if grace != nil {
+		d := Duration(*grace)
+		req.Grace = &d
+	}
+	var out Subscription
+	_, err := c.jsonRequest(ctx, http.MethodPost, "/v1/admin/webhooks/"+url.PathEscape(id)+"/rotate-secret", req, &out)
 	return out, err
 }
 
