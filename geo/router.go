@@ -249,6 +249,12 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		case "/health/live", "/health/ready", "/metrics", "/v1/route":
 			r.own(ctx, id)
 		default:
+			if ctx.IsOptions() && string(ctx.RequestURI()) == "*" {
+				// OPTIONS * asks about this server, not a resource
+				// (RFC 9110 §9.3.7): nothing to forward.
+				ctx.SetStatusCode(fasthttp.StatusNoContent)
+				break
+			}
 			relayed = r.proxy(ctx, id, tc, start)
 		}
 		h := &ctx.Response.Header

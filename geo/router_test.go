@@ -315,6 +315,11 @@ func TestOwnSurfacesAreReadOnly(t *testing.T) {
 	if ctx := send("DELETE", "/v2/models/sentiment"); string(ctx.Response.Header.Peek("X-Served-Region")) == "" {
 		t.Errorf("DELETE on an edge's path did not reach an edge: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
+	// OPTIONS * is about the router itself (§9.3.7): answered, not relayed.
+	if ctx := send("OPTIONS", "*"); ctx.Response.StatusCode() != 204 || len(ctx.Response.Header.Peek("X-Served-Region")) > 0 ||
+		len(ctx.Response.Header.Peek("X-Request-Id")) == 0 {
+		t.Errorf("OPTIONS *: %d, headers %s; want the router's own 204", ctx.Response.StatusCode(), &ctx.Response.Header)
+	}
 }
 
 // TestSecurityHeadersOnEveryAnswer: the router's own answers (health,
