@@ -305,6 +305,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/v1/admin/webhooks", registry.RoleAdmin},
 		{"DELETE", "/v1/admin/webhooks/wh_1", registry.RoleAdmin},
 		{"POST", "/v1/admin/webhooks/wh_1/enable", registry.RoleAdmin},
+		{"POST", "/v1/admin/webhooks/wh_1/rotate-secret", registry.RoleAdmin},
 		{"GET", "/v1/admin/webhooks/wh_1/deliveries", registry.RoleAdmin},
 		{"POST", "/v1/admin/webhooks/wh_1/deliveries/msg_1/redeliver", registry.RoleAdmin},
 	}
