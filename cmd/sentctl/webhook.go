@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
@@ -74,7 +75,7 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 	ctx := context.Background()
 	switch verb {
 	case "add":
-		ns.Events, ns.Models = splitList(events), splitList(models)
+		ns.Events, ns.Models = config.List(events), config.List(models)
 		s, err := client.Subscribe(ctx, ns)
 		if err != nil {
 			return err
@@ -155,16 +156,6 @@ func attemptResult(a regclient.Attempt) string {
 		return fmt.Sprintf("HTTP %d in %d ms, Retry-After %d s", a.StatusCode, a.Millis, a.RetryAfter)
 	}
 	return fmt.Sprintf("HTTP %d in %d ms", a.StatusCode, a.Millis)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func orAll(s []string) string {
