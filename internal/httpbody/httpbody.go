@@ -1,10 +1,10 @@
 // Package httpbody bounds how long a net/http server waits on request
 // bodies. A client that stops sending its body is cut off after an idle
-// time, and an answer given before the body was read (a 401, say) closes
-// the connection at once: net/http would otherwise read up to 256 KiB of
-// the unread body, with no deadline, before it sent the answer, so one
-// client trickling a byte now and then held a connection for ever
-// without a token.
+// time, and an answer given before the body was read (a 401, say) goes
+// out at once and closes the connection after a short linger: net/http
+// would otherwise read up to 256 KiB of the unread body, with no
+// deadline, before it sent the answer, so one client trickling a byte now
+// and then held a connection for ever without a token.
 package httpbody
 
 import (
@@ -13,6 +13,13 @@ import (
 	"sync/atomic"
 	"time"
 )
+
+// linger is how long the server still reads a refused body after its
+// answer, so that a client still sending reads the answer rather than a
+// reset (closing a socket with unread bytes resets the connection, and the
+// client's stack may drop the answer with it). net/http lingers as long
+// after a body it gave up on.
+const linger = 500 * time.Millisecond
 
 // Guard wraps h so that a request with a body must keep it coming: some
 // bytes at least every idle, else its reads fail. An answer written before
@@ -25,8 +32,12 @@ func Guard(h http.Handler, idle time.Duration) http.Handler {
 		}
 		b := &body{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
 		b.extend()
-		r.Body = b
-		h.ServeHTTP(&writer{ResponseWriter: w, body: b}, r)
+		// The handler reads a copy of the request: net/http keeps its own
+		// body to see, after the handler, that it was given up early, and
+		// then lingers before it closes.
+		guarded := *r
+		guarded.Body = b
+		h.ServeHTTP(&writer{ResponseWriter: w, body: b}, &guarded)
 	})
 }
 
@@ -66,9 +77,10 @@ func (w *writer) WriteHeader(code int) {
 		w.wroteHeader = true
 		if !w.body.done.Load() {
 			// Closing, net/http still reads what is left of the body
-			// (up to 256 KiB): it fails at once instead.
+			// (up to 256 KiB) after the answer: a client sending it reads
+			// the answer, a client trickling it is cut off after linger.
 			w.Header().Set("Connection", "close")
-			_ = w.body.rc.SetReadDeadline(time.Now())
+			_ = w.body.rc.SetReadDeadline(time.Now().Add(linger))
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

@@ -114,3 +114,44 @@ func TestDeadlineLiftedAfterTheBody(t *testing.T) {
 		t.Errorf("%d %q close %v; want 200 keeping the connection", resp.StatusCode, b, resp.Close)
 	}
 }
+
+// TestRefusedBodyStillGetsItsAnswer: a client still sending a body the
+// handler refused (too large, or not read at all) reads the answer, not a
+// connection reset. The server lingers after its answer, as net/http does
+// on its own, so its close does not reset the client's unread answer away.
+func TestRefusedBodyStillGetsItsAnswer(t *testing.T) {
+	srv := httptest.NewServer(Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/unread" {
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		if _, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10)); err != nil {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.WriteString(w, "ok")
+	}), time.Minute))
+	defer srv.Close()
+	for _, c := range []struct {
+		path string
+		size int
+		want int
+	}{
+		{"/limited", 2 << 20, 413}, // more left than net/http would discard
+		{"/limited", 128 << 10, 413},
+		{"/unread", 2 << 20, 401},
+		{"/unread", 128 << 10, 401},
+	} {
+		for i := 0; i < 20; i++ {
+			req, _ := http.NewRequest("PUT", srv.URL+c.path, strings.NewReader(strings.Repeat("a", c.size)))
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatalf("%s with %d bytes, try %d: %v", c.path, c.size, i, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Fatalf("%s with %d bytes: %d, want %d", c.path, c.size, resp.StatusCode, c.want)
+			}
+		}
+	}
+}
