@@ -255,8 +255,35 @@ func slowerThan(window Counters, stableP99 float64, th regclient.Thresholds, z f
 		return false
 	}
 	n := bs[len(bs)-1].count
-	above := 1 - cdf(bs, limit)/n
-	return above > 0.01 && zOne(above, 0.01, n) > z
+	slow := n - cdf(bs, limit)
+	return slow/n > 0.01 && tooMany(slow, n, 0.01, z)
+}
+
+// tooMany reports whether k of n observations past a line that a share p0
+// of them may pass is too many to be chance at z. Where n·p0 is under 10
+// the normal approximation does not hold (one slow request of five scores
+// z ≈ 4.3 against 1 %, yet one step in twenty would show it by chance),
+// so there the exact binomial tail is used, with k rounded down.
+func tooMany(k, n, p0, z float64) bool {
+	if n*p0 >= 10 {
+		return zOne(k/n, p0, n) > z
+	}
+	return binomialTail(int(math.Floor(k+1e-9)), int(n), p0) < 0.5*math.Erfc(z/math.Sqrt2)
+}
+
+// binomialTail is the chance of k or more successes in n trials of chance p.
+func binomialTail(k, n int, p float64) float64 {
+	if k <= 0 {
+		return 1
+	}
+	lgN, _ := math.Lgamma(float64(n + 1))
+	sum := 0.0
+	for j := k; j <= n; j++ {
+		lgJ, _ := math.Lgamma(float64(j + 1))
+		lgRest, _ := math.Lgamma(float64(n - j + 1))
+		sum += math.Exp(lgN - lgJ - lgRest + float64(j)*math.Log(p) + float64(n-j)*math.Log1p(-p))
+	}
+	return sum
 }
 
 // cdf estimates how many observations are at most x, linear within a

@@ -309,3 +309,29 @@ func TestPSIJudgesTheExcess(t *testing.T) {
 		t.Errorf("%d of %d candidates scoring a bucket higher stopped within the step, want 95 %%", moved, steps)
 	}
 }
+
+// TestFewSlowRequestsAreNotABreach: with a handful of requests the p99 is
+// their slowest, and one request held up by a busy machine is no reason to
+// roll back; every one of them slow is.
+func TestFewSlowRequestsAreNotABreach(t *testing.T) {
+	th := regclient.Thresholds{MinRequests: 5, MaxLatencyRatio: 2, LatencyFloor: regclient.Duration(250 * time.Microsecond),
+		MaxErrorRate: 1, MaxLabelShift: 1, MaxPSI: 100, MaxDisagreement: 1}
+	window := func(slow float64) Counters {
+		return Counters{"requests/candidate": 5, "requests/stable": 8,
+			"latency/stable/0.0005": 8, "latency/stable/0.01": 8, "latency/stable/+Inf": 8,
+			"latency/candidate/0.0005": 5 - slow, "latency/candidate/0.01": 5, "latency/candidate/+Inf": 5}
+	}
+	if f, _ := judge(window(1), "v1", "v2", th, 1); len(f.Breaches) != 0 {
+		t.Errorf("1 slow request of 5: breaches %q", f.Breaches)
+	}
+	if f, _ := judge(window(5), "v1", "v2", th, 1); len(f.Breaches) != 1 || !strings.Contains(f.Breaches[0], "p99") {
+		t.Errorf("5 slow requests of 5: breaches %q", f.Breaches)
+	}
+	// The exact tail against the normal one where both hold.
+	if p := binomialTail(1, 5, 0.01); math.Abs(p-(1-math.Pow(0.99, 5))) > 1e-12 {
+		t.Errorf("P(X ≥ 1 | 5, 0.01) = %v", p)
+	}
+	if !tooMany(30, 1000, 0.01, zCritical) || tooMany(12, 1000, 0.01, zCritical) {
+		t.Error("30 of 1,000 past a 1 % line should be too many, 12 not")
+	}
+}
