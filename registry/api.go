@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -275,8 +276,9 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // ReadJSON decodes a request body strictly: bounded size, no unknown
-// fields, exactly one value. A Content-Type, when sent, must be JSON's
-// media type; its case and parameters do not matter (RFC 9110 §8.3.1).
+// fields, no name twice in one object, exactly one value. A Content-Type,
+// when sent, must be JSON's media type; its case and parameters do not
+// matter (RFC 9110 §8.3.1).
 func ReadJSON(r *http.Request, limit int64, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
@@ -284,7 +286,8 @@ func ReadJSON(r *http.Request, limit int64, v any) error {
 		}
 	}
 	body := &countingReader{r: r.Body}
-	dec := json.NewDecoder(io.LimitReader(body, limit+1))
+	var read bytes.Buffer // what the decoder read, for repeatedName
+	dec := json.NewDecoder(io.TeeReader(io.LimitReader(body, limit+1), &read))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if body.err != nil {
@@ -298,7 +301,50 @@ func ReadJSON(r *http.Request, limit int64, v any) error {
 	if dec.More() {
 		return fmt.Errorf("%w: more than one JSON value in the body", ErrInvalid)
 	}
+	if name, ok := repeatedName(json.NewDecoder(&read)); ok {
+		return fmt.Errorf("%w: field %q appears twice in one object", ErrInvalid, name)
+	}
 	return nil
+}
+
+// repeatedName finds a name given twice in one object of the JSON value
+// dec reads, which must be valid. encoding/json takes the last of the
+// two; other parsers take the first (RFC 8259 §4 leaves it open, I-JSON,
+// RFC 7493, forbids it), so a proxy that checks one could pass the other.
+// The edge refuses them too.
+func repeatedName(dec *json.Decoder) (string, bool) {
+	t, err := dec.Token()
+	if err != nil {
+		return "", false
+	}
+	switch t {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return "", false
+			}
+			name, _ := t.(string)
+			if seen[name] {
+				return name, true
+			}
+			seen[name] = true
+			if name, ok := repeatedName(dec); ok {
+				return name, true
+			}
+		}
+	case json.Delim('['):
+		for dec.More() {
+			if name, ok := repeatedName(dec); ok {
+				return name, true
+			}
+		}
+	default:
+		return "", false
+	}
+	_, _ = dec.Token() // the closing } or ]
+	return "", false
 }
 
 // countingReader counts the bytes read from a request body and keeps the

@@ -414,6 +414,8 @@ func TestErrorsAreJSON(t *testing.T) {
 		{"GET", "/v1/blobs/sha256:zz", readerToken, "", "", 400, "digest"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", "{not json", 400, "invalid JSON"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + digest + `","extra":1}`, 400, "unknown field"},
+		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + otherDigest + `","digest":"` + digest + `"}`, 400, `field \"digest\" appears twice`},
+		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + digest + `","labels":{"stage":"a","stage":"b"}}`, 400, `field \"stage\" appears twice`},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "text/plain", `{}`, 415, "Content-Type"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/jsonp", `{}`, 415, "Content-Type"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json; charset", `{}`, 415, "Content-Type"},
