@@ -2,6 +2,8 @@ package conformance
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -45,6 +47,13 @@ func TestOpenInferenceProtocol(t *testing.T) {
 			t.Run("infer JSON (KServe)", c.inferJSON)
 			t.Run("infer JSON with binary outputs by default (Triton)", c.inferTritonDefault)
 			t.Run("infer binary input, mixed outputs (Triton)", c.inferBinary)
+			for _, coding := range []string{"gzip", "deflate"} {
+				// tritonclient.http's request_compression_algorithm.
+				zc := c
+				zc.coding = coding
+				t.Run("infer binary input, "+coding+" request (Triton)", zc.inferBinary)
+				t.Run("infer JSON, "+coding+" request (Triton)", zc.inferTritonDefault)
+			}
 			t.Run("errors", c.errors)
 			t.Run("HEAD answers like GET (RFC 9110)", c.head)
 		})
@@ -52,8 +61,9 @@ func TestOpenInferenceProtocol(t *testing.T) {
 }
 
 type client struct {
-	base string
-	t    *testing.T
+	base   string
+	t      *testing.T
+	coding string // the requests' Content-Encoding: "", gzip or deflate
 }
 
 // get is a GET whose JSON answer is decoded into a map.
@@ -124,8 +134,11 @@ func (c client) infer(t *testing.T, request map[string]any, binaryData []byte) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", c.base+"/v2/models/"+modelName+"/infer", bytes.NewReader(append(head, binaryData...)))
+	req, _ := http.NewRequest("POST", c.base+"/v2/models/"+modelName+"/infer", bytes.NewReader(c.compress(t, append(head, binaryData...))))
 	req.Header.Set("Content-Type", "application/json")
+	if c.coding != "" {
+		req.Header.Set("Content-Encoding", c.coding)
+	}
 	if binaryData != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")
 		req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(head)))
@@ -178,6 +191,29 @@ func (c client) infer(t *testing.T, request map[string]any, binaryData []byte) (
 		t.Errorf("%d bytes after the last binary output", len(rest))
 	}
 	return out, tensors
+}
+
+// compress encodes a request body as Triton's client does: gzip, or
+// deflate in zlib's wrapping (Python's zlib.compress). The
+// Inference-Header-Content-Length stays the uncompressed JSON's.
+func (c client) compress(t *testing.T, body []byte) []byte {
+	var b bytes.Buffer
+	var w io.WriteCloser
+	switch c.coding {
+	case "":
+		return body
+	case "gzip":
+		w = gzip.NewWriter(&b)
+	case "deflate":
+		w = zlib.NewWriter(&b)
+	}
+	if _, err := w.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 func (tn *tensor) decodeBinary(t *testing.T, datatype string, b []byte) {

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"bufio"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -253,31 +255,67 @@ func TestRouterAnswers(t *testing.T) {
 	}
 }
 
-// TestContentCodingRefused: a body in a content coding gets 415 with
-// Accept-Encoding: identity on every route that reads a body (RFC 9110
-// §15.5.16), even when the bytes happen to be plain JSON; identity is
-// read as usual, in any case.
-func TestContentCodingRefused(t *testing.T) {
-	_, c := newTestServer(t, Config{})
+// TestContentCoding: a body in gzip or deflate (zlib), as Triton's
+// client sends it when asked to compress, is answered as the same body
+// uncompressed, on every route that reads a body; one that inflates past
+// the body limit is a 413, a corrupt one a 400, and any other coding a 415
+// with Accept-Encoding naming the ones that would do (RFC 9110 §15.5.16).
+func TestContentCoding(t *testing.T) {
+	_, c := newTestServer(t, Config{MaxBodyBytes: 4 << 10})
 	bodies := map[string]string{
 		"/v1/predict":                            `{"text":"a fine film"}`,
 		"/v1/predict/batch":                      `{"texts":["a fine film"]}`,
 		"/v2/models/sentiment/infer":             `{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["a fine film"]}]}`,
 		"/v2/models/sentiment/versions/v1/infer": `{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["a fine film"]}]}`,
 	}
+	compress := map[string]func(string) string{
+		"gzip": func(b string) string {
+			return zipped(t, b, func(w io.Writer) io.WriteCloser { return gzip.NewWriter(w) })
+		},
+		"deflate": func(b string) string {
+			return zipped(t, b, func(w io.Writer) io.WriteCloser { return zlib.NewWriter(w) })
+		},
+	}
+	compress["X-GZIP"], compress["identity"], compress["Identity"] = compress["gzip"], func(b string) string { return b }, func(b string) string { return b }
 	for path, body := range bodies {
-		for _, enc := range []string{"gzip", "deflate", "br", "gzip, identity"} {
+		plain := call(t, c, "POST", path, body, "X-Request-ID", "same")
+		for enc, z := range compress {
+			r := call(t, c, "POST", path, z(body), "Content-Encoding", enc, "X-Request-ID", "same")
+			if r.code != 200 || r.body != plain.body {
+				t.Errorf("%s in %s: %d %s, want %d %s", path, enc, r.code, r.body, plain.code, plain.body)
+			}
+		}
+		for _, enc := range []string{"br", "compress", "gzip, identity", "gzip, gzip"} {
 			r := call(t, c, "POST", path, body, "Content-Encoding", enc)
-			if r.code != 415 || string(r.hdr.Peek("Accept-Encoding")) != "identity" || !strings.Contains(r.body, "uncompressed") {
+			if r.code != 415 || string(r.hdr.Peek("Accept-Encoding")) != "gzip, deflate" || !strings.Contains(r.body, "uncompressed") {
 				t.Errorf("%s with Content-Encoding %q: %d, Accept-Encoding %q, %s", path, enc, r.code, r.hdr.Peek("Accept-Encoding"), r.body)
 			}
 		}
-		for _, enc := range []string{"identity", "Identity"} {
-			if r := call(t, c, "POST", path, body, "Content-Encoding", enc); r.code != 200 {
-				t.Errorf("%s with Content-Encoding %q: %d %s", path, enc, r.code, r.body)
-			}
+	}
+	// A bomb: 1 MiB of spaces is a kilobyte in gzip.
+	bomb := compress["gzip"](`{"text":"` + strings.Repeat(" ", 1<<20) + `"}`)
+	if r := call(t, c, "POST", "/v1/predict", bomb, "Content-Encoding", "gzip"); r.code != 413 || !strings.Contains(r.body, "uncompressed") {
+		t.Errorf("a gzip bomb of %d bytes: %d %s", len(bomb), r.code, r.body)
+	}
+	good := compress["gzip"](bodies["/v1/predict"])
+	for what, b := range map[string]string{"not gzip": bodies["/v1/predict"], "truncated": good[:len(good)-6], "trailing junk": good + "junk!"} {
+		if r := call(t, c, "POST", "/v1/predict", b, "Content-Encoding", "gzip"); r.code != 400 || !strings.Contains(r.body, "decompress") {
+			t.Errorf("gzip %s: %d %s", what, r.code, r.body)
 		}
 	}
+}
+
+// zipped compresses body with the writer open makes.
+func zipped(t *testing.T, body string, open func(io.Writer) io.WriteCloser) string {
+	var b strings.Builder
+	w := open(&b)
+	if _, err := io.WriteString(w, body); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func TestOpenInferenceProtocol(t *testing.T) {

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -137,7 +136,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 			}
 		}
 		if err == nil && limited {
-			err = identityOnly(ctx)
+			err = decodeBody(ctx, s.cfg.MaxBodyBytes)
 		}
 		var served *Serving
 		if err == nil {
@@ -169,21 +168,6 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		}
 	}
 }
-
-// identityOnly refuses a body sent in a content coding (gzip, deflate,
-// …): the edge reads bodies as they come, and must not read compressed
-// bytes as text. RFC 9110 §15.5.16: 415, with Accept-Encoding naming the
-// coding that would do.
-func identityOnly(ctx *fasthttp.RequestCtx) error {
-	enc := ctx.Request.Header.ContentEncoding()
-	if len(enc) == 0 || bytes.EqualFold(enc, identity) {
-		return nil
-	}
-	ctx.Response.Header.Set("Accept-Encoding", "identity")
-	return httperr.New(fasthttp.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send the body uncompressed", enc)
-}
-
-var identity = []byte("identity")
 
 // client is the request's client: the peer, or the address a trusted
 // proxy (a geo router, a peer edge) forwarded.

@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"bufio"
+	"compress/gzip"
 	"fmt"
 	"net"
 	"net/http"
@@ -77,11 +78,17 @@ func TestHostileInput(t *testing.T) {
 	huge := strings.Repeat("a", 2<<20)
 	bigHeader := map[string]string{"X-Junk": strings.Repeat("b", 256<<10)}
 	text := `{"text":"` + marker + ` hostile"}`
+	var zipped strings.Builder
+	zw := gzip.NewWriter(&zipped)
+	fmt.Fprintf(zw, `{"text":"%s"}`, strings.Repeat(" ", 16<<20))
+	zw.Close()
+	bomb := zipped.String()
 	for _, svc := range []struct{ name, url string }{{"edge", "http://" + edgeAddr}, {"geo", "http://" + geoAddr}} {
 		expect(svc.name+" 256 KiB header", "POST", svc.url+"/v1/predict", "", text, bigHeader, is(400, 413, 431))
 		expect(svc.name+" 2 MiB body", "POST", svc.url+"/v1/predict", "", `{"text":"`+huge+`"}`, nil, is(413))
 		expect(svc.name+" traversal in OIP model name", "POST", svc.url+"/v2/models/..%2F..%2Fetc%2Fpasswd/infer", "", text, nil, is(400, 404))
 		expect(svc.name+" not JSON", "POST", svc.url+"/v1/predict", "", "\x00\xff"+marker, nil, is(400))
+		expect(svc.name+" gzip bomb (1 KiB to 16 MiB)", "POST", svc.url+"/v1/predict", "", bomb, map[string]string{"Content-Encoding": "gzip"}, is(413))
 	}
 	reg := "http://" + regAddr
 	expect("registry 256 KiB header", "GET", reg+"/v1/models", readerToken, "", bigHeader, is(400, 431))
