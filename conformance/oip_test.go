@@ -114,6 +114,39 @@ func (c client) metadata(t *testing.T) {
 	if in["datatype"] != "BYTES" || in["name"] == nil || in["shape"] == nil {
 		t.Errorf("model input: %v", in)
 	}
+	// Triton's model configuration extension, as tritonclient's
+	// get_model_config and perf_analyzer read it: the tensors of the
+	// metadata again, with Triton's type names and dims as numbers.
+	if !contains(exts, "model_configuration") {
+		t.Errorf("server metadata lists %v, not model_configuration", exts)
+	}
+	tritonType := map[string]string{"BYTES": "TYPE_STRING", "FP32": "TYPE_FP32"}
+	for _, path := range []string{"/v2/models/" + modelName + "/config", "/v2/models/" + modelName + "/versions/" + versions[0].(string) + "/config"} {
+		code, config := c.get(path)
+		if _, ok := config["max_batch_size"].(float64); code != 200 || config["name"] != modelName || !ok {
+			t.Errorf("GET %s: %d %v", path, code, config)
+			continue
+		}
+		for key, tensors := range map[string][]any{"input": inputs, "output": outputs} {
+			listed, _ := config[key].([]any)
+			if len(listed) != len(tensors) {
+				t.Errorf("GET %s: %s %v, metadata %v", path, key, listed, tensors)
+				continue
+			}
+			for i, tn := range tensors {
+				want, got := tn.(map[string]any), listed[i].(map[string]any)
+				dims, _ := got["dims"].([]any)
+				if got["name"] != want["name"] || got["data_type"] != tritonType[want["datatype"].(string)] || len(dims) == 0 {
+					t.Errorf("GET %s: %s %v against the metadata's %v", path, key, got, want)
+				}
+				for _, d := range dims {
+					if _, ok := d.(float64); !ok {
+						t.Errorf("GET %s: %s dims %v are not numbers", path, key, dims)
+					}
+				}
+			}
+		}
+	}
 }
 
 // tensor is a decoded output.

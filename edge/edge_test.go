@@ -198,6 +198,8 @@ func TestBadInputs(t *testing.T) {
 		{"POST", "/v2/models/sentiment/infer", `{"inputs":[{"name":"t","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":9}}]}`, 400, "binary_data_size is 9 but 0 bytes"},
 		{"GET", "/v2/models/other", ``, 404, "not found"},
 		{"GET", "/v2/models/sentiment/versions/v9/ready", ``, 404, "not found"},
+		{"GET", "/v2/models/other/config", ``, 404, "not found"},
+		{"GET", "/v2/models/sentiment/versions/v9/config", ``, 404, "not found"},
 	}
 	for _, tc := range cases {
 		r, err := try(c, tc.method, tc.path, tc.body)

@@ -44,6 +44,8 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	get("/v2/health/ready", s.wrap("/v2/health/ready", false, s.protocolReady))
 	get("/v2/models/{name}", s.wrap("/v2/models/{name}", false, s.modelMeta))
 	get("/v2/models/{name}/versions/{version}", s.wrap("/v2/models/{name}/versions/{version}", false, s.modelMeta))
+	get("/v2/models/{name}/config", s.wrap("/v2/models/{name}/config", false, s.modelConfig))
+	get("/v2/models/{name}/versions/{version}/config", s.wrap("/v2/models/{name}/versions/{version}/config", false, s.modelConfig))
 	get("/v2/models/{name}/ready", s.wrap("/v2/models/{name}/ready", false, s.modelReady))
 	get("/v2/models/{name}/versions/{version}/ready", s.wrap("/v2/models/{name}/versions/{version}/ready", false, s.modelReady))
 	r.POST("/v2/models/{name}/infer", s.wrap("/v2/models/{name}/infer", true, s.infer))

@@ -27,7 +27,7 @@ const supportedParameters = "binary_data_output (request), binary_data_size and 
 func (s *Server) serverMeta(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
 	b := appendField([]byte("{"), "name", "sentiment-edge", true)
 	b = appendField(b, "version", Version, false)
-	b = append(b, `,"extensions":["binary_tensor_data"]}`...)
+	b = append(b, `,"extensions":["binary_tensor_data","model_configuration"]}`...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '\n'))
 	return nil
@@ -78,6 +78,26 @@ func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) erro
 	b = appendField(b, "platform", "sentiment-linear", false)
 	b = append(b, `,"inputs":[{"name":"text","datatype":"BYTES","shape":[-1]}]`...)
 	b = append(b, `,"outputs":[{"name":"label","datatype":"BYTES","shape":[-1]},{"name":"score","datatype":"FP32","shape":[-1]}]`...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '}', '\n'))
+	return nil
+}
+
+// modelConfig answers Triton's model configuration extension: the
+// model's configuration as Triton's JSON form of its ModelConfig message
+// (model_config.proto: dims as numbers, BYTES as TYPE_STRING), which
+// Triton's clients and perf_analyzer read beside the metadata.
+// max_batch_size 0: the model takes tensors of any shape, and its first
+// dimension is not a batch one Triton would add or strip.
+func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
+	if _, err := s.servedModel(ctx, sv); err != nil {
+		return err
+	}
+	b := appendField([]byte("{"), "name", s.cfg.ModelName, true)
+	b = appendField(b, "platform", "sentiment-linear", false)
+	b = append(b, `,"backend":"","max_batch_size":0`...)
+	b = append(b, `,"input":[{"name":"text","data_type":"TYPE_STRING","format":"FORMAT_NONE","dims":[-1]}]`...)
+	b = append(b, `,"output":[{"name":"label","data_type":"TYPE_STRING","dims":[-1]},{"name":"score","data_type":"TYPE_FP32","dims":[-1]}]`...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil
