@@ -652,13 +652,15 @@ func TestPeerForwardCarriesTheProtocol(t *testing.T) {
 		ctx.Request.Header.Set("Inference-Header-Content-Length", "12")
 		ctx.Request.Header.Set("traceparent", parent)
 		ctx.Request.Header.Set("tracestate", state)
+		ctx.Request.Header.Set("Via", "1.1 sentiment-geo")
 		ctx.Request.SetBodyString(`{"inputs":[]}` + "tensor")
 		tc := obs.TraceFrom(&ctx.Request.Header, false)
 		if err := p.forward(&ctx, "req-1", tc); err != nil {
 			t.Fatal(err)
 		}
 		h := <-seen
-		if h["content-type"] != "application/octet-stream" || h["inference-header-content-length"] != "12" || h["x-request-id"] != "req-1" {
+		if h["content-type"] != "application/octet-stream" || h["inference-header-content-length"] != "12" || h["x-request-id"] != "req-1" ||
+			h["via"] != "1.1 sentiment-geo, 1.1 sentiment-edge-eu-west" {
 			t.Errorf("the peer got %v", h)
 		}
 		continued := parent != "not-a-traceparent"

@@ -16,6 +16,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
+	"github.com/sentimentpro/sentiment/internal/via"
 )
 
 // forwardedHeader marks a request an edge forwarded to a peer, so a peer
@@ -118,6 +119,8 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string, tc tracectx.Contex
 	if xff := clientip.AppendForwardedFor(nil, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.RemoteIP()); len(xff) > 0 {
 		req.Header.SetBytesV("X-Forwarded-For", xff)
 	}
+	// The edge is a gateway to its peer (RFC 9110 §7.6.3).
+	req.Header.SetBytesV("Via", via.Append(nil, ctx.Request.Header.Peek("Via"), ctx.Request.Header.Protocol(), "sentiment-edge-"+p.self))
 	req.SetBody(ctx.PostBody())
 	if err := p.client.DoTimeout(req, resp, p.timeout); err != nil {
 		return fmt.Errorf("cannot reach peer %s: %w", addr, err)

@@ -25,6 +25,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
 	"github.com/sentimentpro/sentiment/internal/sechdr"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
+	"github.com/sentimentpro/sentiment/internal/via"
 )
 
 // Config configures the failover proxy; it is built in main.
@@ -345,6 +346,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	stripHopByHop(&req.Header)
 	obs.DropOrphanTraceState(&req.Header) // before the attempts set their traceparent
 	setForwardedFor(ctx)
+	setVia(ctx)
 	if len(req.Header.Peek("X-Request-ID")) == 0 {
 		// The client named it in Connection: the ID was for this router,
 		// which passes it on as its own.
@@ -482,6 +484,14 @@ func setForwardedFor(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
 	var buf [64]byte
 	h.SetBytesV("X-Forwarded-For", clientip.AppendForwardedFor(buf[:0], h.Peek("X-Forwarded-For"), ctx.RemoteIP()))
+}
+
+// setVia adds the router to Via: a gateway sends it on every request it
+// forwards (RFC 9110 §7.6.3).
+func setVia(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	var buf [64]byte
+	h.SetBytesV("Via", via.Append(buf[:0], h.Peek("Via"), h.Protocol(), "sentiment-geo"))
 }
 
 // route answers GET /v1/route: the caller's regions in order, with edges.

@@ -174,7 +174,7 @@ func TestHopByHopHeadersStop(t *testing.T) {
 	h, ctx := headersAtEdge(t, map[string]string{"Connection": "keep-alive, X-Secret, x-other-secret, X-Request-ID, X-Forwarded-For",
 		"X-Secret": "s1", "X-Other-Secret": "s2", "X-Request-ID": "client-id-1", "X-Forwarded-For": "203.0.113.9",
 		"Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "Basic c2VjcmV0",
-		"Proxy-Connection": "keep-alive", "Trailer": "X-Sum", "X-Kept": "yes", "Expect": "100-continue"})
+		"Proxy-Connection": "keep-alive", "Trailer": "X-Sum", "X-Kept": "yes", "Expect": "100-continue", "Via": "1.0 corp-proxy"})
 	for _, name := range []string{"x-secret", "x-other-secret", "keep-alive", "te", "upgrade", "proxy-authorization", "proxy-connection", "trailer", "expect"} {
 		if v, ok := h[name]; ok {
 			t.Errorf("%s reached the edge: %q", name, v)
@@ -182,6 +182,10 @@ func TestHopByHopHeadersStop(t *testing.T) {
 	}
 	if h["x-kept"] != "yes" || h["x-forwarded-for"] == "" {
 		t.Errorf("end-to-end headers lost: %v", h)
+	}
+	// A gateway adds itself to Via (RFC 9110 §7.6.3).
+	if h["via"] != "1.0 corp-proxy, 1.1 sentiment-geo" {
+		t.Errorf("Via at the edge %q, want the client's with the router added", h["via"])
 	}
 	if id := string(ctx.Response.Header.Peek("X-Request-Id")); h["x-request-id"] != id || id == "" {
 		t.Errorf("the edge got request ID %q, the client %q", h["x-request-id"], id)
