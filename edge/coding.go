@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
-	"errors"
 	"io"
 
 	"github.com/valyala/fasthttp"
@@ -51,7 +50,7 @@ func inflate(open func(io.Reader) (io.ReadCloser, error), compressed []byte, max
 	defer zr.Close()
 	body, err := io.ReadAll(io.LimitReader(zr, int64(max)+1))
 	switch {
-	case err != nil && !errors.Is(err, io.EOF):
+	case err != nil:
 		return nil, httperr.New(fasthttp.StatusBadRequest, "cannot decompress the body: %v", err)
 	case len(body) > max:
 		return nil, httperr.New(fasthttp.StatusRequestEntityTooLarge, "the body is larger than %d bytes uncompressed", max)
