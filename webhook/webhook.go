@@ -174,8 +174,15 @@ func validate(ns regclient.NewSubscription, deny []netip.Prefix) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(ns.URL) > 2048 {
 		return fmt.Errorf("%w: url must be an http(s) URL of at most 2048 bytes", registry.ErrInvalid)
 	}
-	if a, err := netip.ParseAddr(u.Hostname()); err == nil && denied(a, deny) {
-		return fmt.Errorf("%w: url host %s %v", registry.ErrInvalid, a, errDenied)
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		// Linux connects to an address whatever zone it names, so a zone
+		// only hides the address from the deny list: refuse it.
+		if a.Zone() != "" {
+			return fmt.Errorf("%w: url host %s names an IPv6 zone; give the address alone", registry.ErrInvalid, a)
+		}
+		if denied(a, deny) {
+			return fmt.Errorf("%w: url host %s %v", registry.ErrInvalid, a, errDenied)
+		}
 	}
 	if u.User != nil {
 		return fmt.Errorf("%w: url must not carry credentials; deliveries are signed", registry.ErrInvalid)
@@ -388,8 +395,11 @@ const DefaultDeny = "169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/
 // errDenied is a delivery address in Config.Deny.
 var errDenied = errors.New("is denied to webhook deliveries (-webhook-deny)")
 
+// denied reports whether a is in deny. The zone is dropped first:
+// netip.Prefix.Contains is false for any zoned address, while the kernel
+// connects to the address whatever its zone.
 func denied(a netip.Addr, deny []netip.Prefix) bool {
-	a = a.Unmap()
+	a = a.WithZone("").Unmap()
 	for _, p := range deny {
 		if p.Contains(a) {
 			return true
@@ -410,7 +420,7 @@ func transport(deny []netip.Prefix) *http.Transport {
 				return fmt.Errorf("cannot parse the address %q: %w", address, err)
 			}
 			if denied(ap.Addr(), deny) {
-				return fmt.Errorf("address %s %w", ap.Addr().Unmap(), errDenied)
+				return fmt.Errorf("address %s %w", ap.Addr().WithZone("").Unmap(), errDenied)
 			}
 			return nil
 		},

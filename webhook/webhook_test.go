@@ -186,7 +186,8 @@ func TestDefaultDenyCoversMetadataServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"169.254.169.254", "::ffff:169.254.169.254", "fe80::1", "fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::", "224.0.0.1", "255.255.255.255"} {
+	for _, a := range []string{"169.254.169.254", "::ffff:169.254.169.254", "fe80::1", "fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::", "224.0.0.1", "255.255.255.255",
+		"fe80::a9fe:a9fe%eth0", "fd00:ec2::254%eth0", "fe80::1%1"} { // a zone changes nothing the kernel dials
 		if !denied(netip.MustParseAddr(a), deny) {
 			t.Errorf("%s is not denied", a)
 		}
@@ -208,7 +209,8 @@ func TestDeniedAddressesAreNeverReached(t *testing.T) {
 	port := rcv.URL[strings.LastIndex(rcv.URL, ":")+1:]
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
-	for _, u := range []string{rcv.URL + "/hook", "http://[::ffff:127.0.0.1]:" + port + "/hook", "https://[::1]/hook"} {
+	for _, u := range []string{rcv.URL + "/hook", "http://[::ffff:127.0.0.1]:" + port + "/hook", "https://[::1]/hook",
+		"http://[::1%251]:" + port + "/hook", "http://[fe80::a9fe:a9fe%25eth0]/", "http://[2001:db8::1%25eth0]/"} {
 		if err := validate(regclient.NewSubscription{URL: u}, loopback); !errors.Is(err, registry.ErrInvalid) {
 			t.Errorf("subscribing %s: %v, want invalid", u, err)
 		}
@@ -218,7 +220,7 @@ func TestDeniedAddressesAreNeverReached(t *testing.T) {
 	}
 
 	refused := &http.Client{Transport: transport(loopback), Timeout: 5 * time.Second}
-	for _, u := range []string{rcv.URL, "http://localhost:" + port} {
+	for _, u := range []string{rcv.URL, "http://localhost:" + port, "http://[::1%251]:" + port} {
 		resp, err := refused.Post(u, "application/json", strings.NewReader("{}"))
 		if err == nil {
 			resp.Body.Close()
