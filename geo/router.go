@@ -346,7 +346,14 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	stripHopByHop(&req.Header)
 	obs.DropOrphanTraceState(&req.Header) // before the attempts set their traceparent
 	setForwardedFor(ctx)
-	setVia(ctx)
+	setVia(ctx) // names the protocol the client spoke: before it changes
+	// The connections to an edge carry many clients' requests in a
+	// pipeline. An HTTP/1.0 request forwarded as it came implies
+	// Connection: close, and the edge's close would fail the requests
+	// queued behind it: every hop speaks HTTP/1.1 (the client's own
+	// connection still closes as its protocol says).
+	req.Header.SetProtocol("HTTP/1.1")
+	req.Header.ResetConnectionClose()
 	if len(req.Header.Peek("X-Request-ID")) == 0 {
 		// The client named it in Connection: the ID was for this router,
 		// which passes it on as its own.

@@ -1,6 +1,8 @@
 package geo
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 var quiet = slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -358,5 +361,70 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 		if ctx.Response.StatusCode() != 503 || string(ctx.Response.Header.Peek("X-Frame-Options")) != "DENY" {
 			t.Errorf("TLS %v, no region: %d with headers\n%s", tls, ctx.Response.StatusCode(), ctx.Response.Header.Header())
 		}
+	}
+}
+
+// TestHTTP10ClientsDoNotCloseTheEdgeConnection: the router speaks
+// HTTP/1.1 to the edge whatever its client spoke, so an HTTP/1.0 request
+// (which implies Connection: close) does not make the edge close a
+// connection other clients' requests share; the HTTP/1.0 client's own
+// connection still closes after its answer.
+func TestHTTP10ClientsDoNotCloseTheEdgeConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	protocols := make(chan string, 100)
+	edge := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			protocols <- string(ctx.Request.Header.Protocol())
+			ctx.SetBodyString(`{"label":"positive"}`)
+		},
+		ConnState: func(_ net.Conn, s fasthttp.ConnState) {
+			if s == fasthttp.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	go edge.Serve(ln)
+	t.Cleanup(func() { edge.Shutdown() })
+	r := NewRouter(Config{Locator: &Locator{Regions: testRegions, Default: "us-east"}, Logger: quiet})
+	defer r.Close()
+	r.Update("us-east", []string{ln.Addr().String()})
+	front := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: r.Handler()}
+	go srv.Serve(front)
+	t.Cleanup(func() { srv.Shutdown() })
+
+	for i := range 10 {
+		c, err := front.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		proto := "HTTP/1.1"
+		if i%2 == 1 {
+			proto = "HTTP/1.0"
+		}
+		fmt.Fprintf(c, "POST /v1/predict %s\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"text\":\"hi\"}", proto)
+		br := bufio.NewReader(c)
+		var resp fasthttp.Response
+		if err := resp.Read(br); err != nil {
+			t.Fatalf("%s request %d: %v", proto, i, err)
+		}
+		if resp.StatusCode() != 200 {
+			t.Fatalf("%s request %d: %d %s", proto, i, resp.StatusCode(), resp.Body())
+		}
+		if got := <-protocols; got != "HTTP/1.1" {
+			t.Errorf("%s request %d reached the edge as %s, want HTTP/1.1", proto, i, got)
+		}
+		if proto == "HTTP/1.0" && !resp.ConnectionClose() {
+			t.Errorf("the HTTP/1.0 client's connection was not closed after its answer")
+		}
+		c.Close()
+	}
+	// The router's pipeline to the edge survived the HTTP/1.0 requests.
+	if n := conns.Load(); n > 2 {
+		t.Errorf("the edge saw %d connections for 10 requests, 5 of them HTTP/1.0: the router's connection was closed under them", n)
 	}
 }
