@@ -11,11 +11,14 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -301,18 +304,24 @@ func ReadJSON(r *http.Request, limit int64, v any) error {
 	if dec.More() {
 		return fmt.Errorf("%w: more than one JSON value in the body", ErrInvalid)
 	}
-	if name, ok := repeatedName(json.NewDecoder(&read)); ok {
+	if name, ok := repeatedName(json.NewDecoder(&read), reflect.TypeOf(v)); ok {
 		return fmt.Errorf("%w: field %q appears twice in one object", ErrInvalid, name)
 	}
 	return nil
 }
 
 // repeatedName finds a name given twice in one object of the JSON value
-// dec reads, which must be valid. encoding/json takes the last of the
-// two; other parsers take the first (RFC 8259 §4 leaves it open, I-JSON,
-// RFC 7493, forbids it), so a proxy that checks one could pass the other.
-// The edge refuses them too.
-func repeatedName(dec *json.Decoder) (string, bool) {
+// dec reads, which must be valid and decode into a value of type typ.
+// encoding/json takes the last of the two; other parsers take the first
+// (RFC 8259 §4 leaves it open, I-JSON, RFC 7493, forbids it), so a proxy
+// that checks one could pass the other. Names are compared as
+// encoding/json matches them: a struct's field names without regard to
+// case (bytes.EqualFold, so {"force":false,"FORCE":true} names one field
+// twice), a map's keys exactly. The edge refuses repeated names too.
+func repeatedName(dec *json.Decoder, typ reflect.Type) (string, bool) {
+	for typ != nil && typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
 	t, err := dec.Token()
 	if err != nil {
 		return "", false
@@ -326,17 +335,21 @@ func repeatedName(dec *json.Decoder) (string, bool) {
 				return "", false
 			}
 			name, _ := t.(string)
-			if seen[name] {
+			key, child := name, elemType(typ)
+			if typ != nil && typ.Kind() == reflect.Struct {
+				key, child = string(foldName(name)), fieldType(typ, name)
+			}
+			if seen[key] {
 				return name, true
 			}
-			seen[name] = true
-			if name, ok := repeatedName(dec); ok {
+			seen[key] = true
+			if name, ok := repeatedName(dec, child); ok {
 				return name, true
 			}
 		}
 	case json.Delim('['):
 		for dec.More() {
-			if name, ok := repeatedName(dec); ok {
+			if name, ok := repeatedName(dec, elemType(typ)); ok {
 				return name, true
 			}
 		}
@@ -345,6 +358,63 @@ func repeatedName(dec *json.Decoder) (string, bool) {
 	}
 	_, _ = dec.Token() // the closing } or ]
 	return "", false
+}
+
+// elemType is the type of a map's values or a slice's items; nil when
+// typ has none (an interface: names are then compared exactly).
+func elemType(typ reflect.Type) reflect.Type {
+	if typ == nil {
+		return nil
+	}
+	switch typ.Kind() {
+	case reflect.Map, reflect.Slice, reflect.Array:
+		return typ.Elem()
+	}
+	return nil
+}
+
+// fieldType is the type of the struct field encoding/json decodes name
+// into, or nil.
+func fieldType(typ reflect.Type, name string) reflect.Type {
+	want := string(foldName(name))
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case tag == "-":
+			continue
+		case f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct:
+			if ft := fieldType(f.Type, name); ft != nil {
+				return ft
+			}
+			continue
+		case tag == "":
+			tag = f.Name
+		}
+		if string(foldName(tag)) == want {
+			return f.Type
+		}
+	}
+	return nil
+}
+
+// foldName folds s so that two names fold alike exactly when
+// bytes.EqualFold holds, as encoding/json matches struct fields: each
+// rune becomes the smallest of its Unicode simple-folding orbit.
+func foldName(s string) []byte {
+	out := make([]byte, 0, len(s))
+	for _, r := range s {
+		for {
+			next := unicode.SimpleFold(r)
+			if next <= r {
+				r = next
+				break
+			}
+			r = next
+		}
+		out = utf8.AppendRune(out, r)
+	}
+	return out
 }
 
 // countingReader counts the bytes read from a request body and keeps the

@@ -416,6 +416,10 @@ func TestErrorsAreJSON(t *testing.T) {
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + digest + `","extra":1}`, 400, "unknown field"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + otherDigest + `","digest":"` + digest + `"}`, 400, `field \"digest\" appears twice`},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + digest + `","labels":{"stage":"a","stage":"b"}}`, 400, `field \"stage\" appears twice`},
+		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + otherDigest + `","DIGEST":"` + digest + `"}`, 400, `field \"DIGEST\" appears twice`},
+		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + otherDigest + `","Labels":{},"labels":{}}`, 400, `field \"labels\" appears twice`},
+		// A map's keys are exact, as encoding/json keeps them: two labels.
+		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + otherDigest + `","labels":{"stage":"a","STAGE":"b"}}`, 400, "not been uploaded"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "text/plain", `{}`, 415, "Content-Type"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/jsonp", `{}`, 415, "Content-Type"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json; charset", `{}`, 415, "Content-Type"},
