@@ -4,10 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/sentimentpro/sentiment/internal/config"
 )
 
 // Profile is one registry sentctl can talk to: its URLs, where its token
@@ -96,9 +101,51 @@ func (p Profile) token() (string, error) {
 	if t := os.Getenv("SENTCTL_TOKEN"); t != "" || p.TokenFile == "" {
 		return t, nil
 	}
-	data, err := os.ReadFile(p.TokenFile)
+	f, err := os.Open(p.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the profile's token file: %w", err)
+	}
+	defer f.Close()
+	// Checked on the open file, so a swap after the check changes nothing.
+	info, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("cannot read the profile's token file: %w", err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return "", usageError{fmt.Errorf("token file %s is readable or writable by others (mode %04o): chmod 600 %s", p.TokenFile, perm, p.TokenFile)}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return "", fmt.Errorf("cannot read the profile's token file: %w", err)
 	}
 	return strings.TrimSpace(string(data)), nil
+}
+
+// checkTransport refuses to send a token in clear text: every replica
+// in urls must be https, or on this machine (loopback), unless the user
+// said --allow-plain-http.
+func checkTransport(urls, token string, allowPlain bool) error {
+	if token == "" || allowPlain {
+		return nil
+	}
+	for _, raw := range config.List(urls) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return usageError{fmt.Errorf("registry URL %q: %w", raw, err)}
+		}
+		if u.Scheme == "https" || u.Scheme == "http" && loopback(u.Hostname()) {
+			continue
+		}
+		return usageError{fmt.Errorf("refusing to send the token in clear text to %s: use an https URL, or --allow-plain-http", raw)}
+	}
+	return nil
+}
+
+// loopback reports whether host names this machine.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }

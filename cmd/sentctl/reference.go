@@ -118,7 +118,7 @@ func reference() string {
 	fmt.Fprintf(&b, "| %d | `--wait` gave up (`--timeout`) before every edge served the target, or before the rollout ended |\n", exitNotConverged)
 	fmt.Fprintf(&b, "| %d | the quality gate refused (or, with `--dry-run`, would refuse) a promote or a rollout |\n\n", exitGateRefused)
 	b.WriteString("## Profiles\n\n")
-	b.WriteString("A config file (`SENTCTL_CONFIG`, default `~/.config/sentctl/config.json`) names registries; `--profile` or `SENTCTL_PROFILE` picks one, else its `current`. A flag beats its `SENTCTL_*` variable, which beats the profile. Unknown keys are refused.\n\n")
+	b.WriteString("A config file (`SENTCTL_CONFIG`, default `~/.config/sentctl/config.json`) names registries; `--profile` or `SENTCTL_PROFILE` picks one, else its `current`. A flag beats its `SENTCTL_*` variable, which beats the profile. Unknown keys are refused. A token file must be readable by its owner only (`chmod 600`), and a token is sent in clear text only to a registry on this machine (`http://127.0.0.1`, `http://localhost`): any other registry needs `https`, or `--allow-plain-http` to say you mean it.\n\n")
 	b.WriteString("```json\n{\"current\": \"local\",\n \"profiles\": {\"local\": {\"registry\": \"http://127.0.0.1:8081\", \"token_file\": \"~/.sentctl/local.token\"},\n              \"prod\":  {\"registry\": \"https://r1:8081,https://r2:8081\", \"token_file\": \"~/.sentctl/prod.token\",\n                        \"ca\": \"~/.sentctl/ca.pem\", \"cert\": \"~/.sentctl/me.pem\", \"key\": \"~/.sentctl/me-key.pem\"}}}\n```\n\n")
 	b.WriteString("Shell completion: `source <(sentctl completion bash)`, `source <(sentctl completion zsh)`, `sentctl completion fish | source`.\n\n")
 	b.WriteString("## Commands\n\n")

@@ -38,6 +38,7 @@ func init() {
 type registryFlags struct {
 	url, ca, cert, key, profile string
 	timeout                     time.Duration
+	allowPlainHTTP              bool
 }
 
 // register adds the connection flags, with a 30 s timeout per call.
@@ -55,6 +56,7 @@ func (f *registryFlags) registerTimeout(fs *flag.FlagSet, timeout time.Duration)
 	fs.StringVar(&f.ca, "ca", os.Getenv("SENTCTL_CA"), "CA file an https registry's certificate must chain to (or SENTCTL_CA, or the profile's; default: the system's)")
 	fs.StringVar(&f.cert, "cert", os.Getenv("SENTCTL_CERT"), "client certificate file for a registry that requires mutual TLS (or SENTCTL_CERT, or the profile's; with --key)")
 	fs.StringVar(&f.key, "key", os.Getenv("SENTCTL_KEY"), "client key file (or SENTCTL_KEY, or the profile's)")
+	fs.BoolVar(&f.allowPlainHTTP, "allow-plain-http", false, "send the token over plain http to a registry that is not on this machine (refused by default: anyone on the path reads it)")
 }
 
 func (f *registryFlags) client() (*regclient.Client, error) {
@@ -81,6 +83,9 @@ func (f *registryFlags) client() (*regclient.Client, error) {
 	}
 	token, err := p.token()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTransport(url, token, f.allowPlainHTTP); err != nil {
 		return nil, err
 	}
 	return &regclient.Client{BaseURL: url, Token: token, HTTP: tlsfiles.HTTPClient(tlsCfg, f.timeout)}, nil
