@@ -93,7 +93,7 @@ func startRig(t *testing.T, args ...string) (reg *registrytest.Server, edges map
 	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	for region, addr := range edges {
 		testenv.StartHTTPService(t, "edge-"+region, edgeBin, []string{"-listen", addr, "-region", region, "-model", "demo",
-			"-registry", reg.URL, "-cache-dir", t.TempDir(), "-shutdown-delay", "0s"},
+			"-registry", reg.URL, "-cache-dir", t.TempDir(), "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
 			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+addr+"/health/ready")
 	}
 	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", geo, "-static",

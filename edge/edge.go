@@ -27,10 +27,25 @@ type Serving struct {
 
 	monitor monitor // made by prepare
 	answer  []byte  // ,"model":…,"version":…,"region":… of every answer; made by prepare
+	// uncounted is this version answering a request that must not count
+	// in its figures (RolloutClientRate); it is itself uncounted. Made by
+	// prepare.
+	uncounted *Serving
+	counted   bool
+}
+
+// served records one prediction request this version answered.
+func (sv *Serving) served(code int, seconds float64) {
+	if sv.counted {
+		sv.monitor.served(code, seconds)
+	}
 }
 
 // observe records one prediction of a text of textBytes bytes.
 func (sv *Serving) observe(p model.Prediction, textBytes int) {
+	if !sv.counted {
+		return
+	}
 	sv.monitor.labels[p.Index].Inc()
 	sv.monitor.score.Update(float64(p.Score))
 	sv.monitor.textBytes.Update(float64(textBytes))
@@ -48,9 +63,20 @@ type Config struct {
 	// RatePerMinute <= 0 disables rate limiting.
 	RatePerMinute float64
 	RateBurst     int
-	// TrustedProxies may set X-Forwarded-For; anyone else's is ignored.
+	// TrustedProxies may set X-Forwarded-For and X-Routing-Key; anyone
+	// else's are ignored.
 	TrustedProxies []netip.Prefix
-	TLS            bool // adds Strict-Transport-Security
+	// TrustClientCerts makes every client that presented a verified
+	// certificate (a geo router, a peer edge: mutual TLS) a trusted proxy
+	// too, whatever its address: pods come and go, certificates stay.
+	TrustClientCerts bool
+	// RolloutClientRate is how many of one client's requests a minute
+	// (burst as many) count in the rollout figures of a version while a
+	// candidate is beside it; its other requests are answered but not
+	// counted. A client is its routing key when a trusted proxy set one,
+	// else its address. 0 counts every request.
+	RolloutClientRate float64
+	TLS               bool // adds Strict-Transport-Security
 	// AccessLogSample is the share of requests given an access log line
 	// (0 none, 1 all).
 	AccessLogSample float64
@@ -78,6 +104,7 @@ type Server struct {
 	// candidate is a second version during a staged rollout (split.go).
 	candidate atomic.Pointer[Candidate]
 	shadow    *shadow
+	weigh     *ratelimit.Limiter // RolloutClientRate, or nil
 }
 
 // NewServer returns a server with no model; call Swap to give it one.
@@ -102,6 +129,9 @@ func NewServer(cfg Config) *Server {
 	s.shadow = newShadow()
 	if cfg.RatePerMinute > 0 {
 		s.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
+	}
+	if cfg.RolloutClientRate > 0 {
+		s.weigh = ratelimit.New(cfg.RolloutClientRate, 0)
 	}
 	s.ids = obs.NewRequestIDs()
 	return s
@@ -129,6 +159,11 @@ func (s *Server) prepare(sv *Serving) {
 	b := appendField(nil, "model", sv.Name, false)
 	b = appendField(b, "version", sv.Version, false)
 	sv.answer = appendField(b, "region", s.cfg.Region, false)
+	sv.counted = true
+	twin := *sv
+	twin.counted = false
+	sv.uncounted = &twin
+	twin.uncounted = &twin
 }
 
 // Current returns the serving model, or nil before the first one.
@@ -146,5 +181,8 @@ func (s *Server) Close() {
 	s.shadow.close()
 	if s.limiter != nil {
 		s.limiter.Close()
+	}
+	if s.weigh != nil {
+		s.weigh.Close()
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
 	"github.com/sentimentpro/sentiment/internal/sechdr"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -144,7 +145,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		if err == nil {
 			sv := s.current.Load()
 			if limited {
-				sv = s.choose(ctx, sv)
+				sv = s.choose(ctx, sv, start)
 			}
 			if sv == nil && limited && s.cfg.Peers != nil {
 				err = s.cfg.Peers.forward(ctx, id, tc)
@@ -163,7 +164,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		seconds := time.Since(start).Seconds()
 		rm.observe(ctx.Response.StatusCode(), seconds)
 		if limited && served != nil {
-			served.monitor.served(ctx.Response.StatusCode(), seconds)
+			served.served(ctx.Response.StatusCode(), seconds)
 		}
 		if logged {
 			s.access.Write(ctx, id, tc, s.client(ctx).String(), start, "route", route)
@@ -174,11 +175,26 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 // client is the request's client: the peer, or the address a trusted
 // proxy (a geo router, a peer edge) forwarded.
 func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
-	var xff []byte // read only when someone may set it
-	if len(s.cfg.TrustedProxies) > 0 {
-		xff = ctx.Request.Header.PeekCanonical(forwardedForKey)
+	peer := clientip.Of(ctx.RemoteIP())
+	if !s.fromProxy(ctx, peer) {
+		return peer
 	}
-	return clientip.Addr(ctx.RemoteIP(), xff, s.cfg.TrustedProxies)
+	xff := ctx.Request.Header.PeekCanonical(forwardedForKey)
+	if len(xff) == 0 {
+		return peer
+	}
+	return clientip.Forwarded(peer, xff, s.cfg.TrustedProxies)
+}
+
+// fromProxy reports whether the request's peer is a proxy this edge
+// trusts to name the client (X-Forwarded-For) and its routing key: an
+// address in TrustedProxies, or, with TrustClientCerts, any client whose
+// certificate verified against the deployment's CA.
+func (s *Server) fromProxy(ctx *fasthttp.RequestCtx, peer netip.Addr) bool {
+	if clientip.InAny(peer, s.cfg.TrustedProxies) {
+		return true
+	}
+	return s.cfg.TrustClientCerts && ctx.IsTLS() && tlsfiles.Verified(ctx.TLSConnectionState())
 }
 
 // requestID returns the request's ID: the client's X-Request-ID when it

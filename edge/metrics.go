@@ -10,15 +10,18 @@ import (
 )
 
 var (
-	modelLoaded     = metrics.NewGauge(`edge_model_loaded`, nil) // 1 once a model is served
-	modelSwaps      = metrics.NewCounter(`edge_model_swaps_total`)
-	rateLimited     = metrics.NewCounter(`edge_rate_limited_total`)
-	modelLoadsOK    = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
-	modelLoadsBad   = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
-	modelLoadTime   = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
-	syncErrors      = metrics.NewCounter(`edge_registry_errors_total`)
-	peerForwardsOK  = metrics.NewCounter(`edge_peer_forwards_total{result="ok"}`)
-	peerForwardsBad = metrics.NewCounter(`edge_peer_forwards_total{result="error"}`)
+	modelLoaded = metrics.NewGauge(`edge_model_loaded`, nil) // 1 once a model is served
+	modelSwaps  = metrics.NewCounter(`edge_model_swaps_total`)
+	rateLimited = metrics.NewCounter(`edge_rate_limited_total`)
+	// rolloutUncounted counts requests answered during a rollout but left
+	// out of its figures: their client was past -rollout-client-rate.
+	rolloutUncounted = metrics.NewCounter(`edge_rollout_uncounted_requests_total`)
+	modelLoadsOK     = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
+	modelLoadsBad    = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
+	modelLoadTime    = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
+	syncErrors       = metrics.NewCounter(`edge_registry_errors_total`)
+	peerForwardsOK   = metrics.NewCounter(`edge_peer_forwards_total{result="ok"}`)
+	peerForwardsBad  = metrics.NewCounter(`edge_peer_forwards_total{result="error"}`)
 	// lastSync is when the syncer last heard from the registry and applied
 	// (or kept) what it resolved: alerts compare it with time().
 	lastSync = metrics.NewGauge(`edge_model_sync_last_success_timestamp_seconds`, nil)

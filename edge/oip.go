@@ -50,6 +50,9 @@ func (s *Server) servedModel(ctx *fasthttp.RequestCtx, sv *Serving) (*Serving, e
 	}
 	for _, held := range s.held() {
 		if held.Version == version {
+			if !sv.counted { // past its share of a rollout's figures
+				return held.uncounted, nil
+			}
 			return held, nil
 		}
 	}

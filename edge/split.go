@@ -10,6 +10,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/sentimentpro/sentiment/internal/clientip"
 )
 
 // Candidate is a second model version held beside the serving (stable)
@@ -23,9 +25,9 @@ type Candidate struct {
 	ShadowRate float64 // share of the stable version's texts it scores in the shadow, 0 to 1
 }
 
-// routingKeyHeader lets a client choose the key that makes the split
-// sticky (a user or session id); without it the client's address is the
-// key.
+// routingKeyHeader lets a trusted proxy (a gateway that knows the user)
+// choose the key that makes the split sticky (a user or session id);
+// without it the client's address is the key.
 const routingKeyHeader = "X-Routing-Key"
 
 // maxRoutingKey bounds the part of the key that is hashed.
@@ -49,25 +51,49 @@ func (s *Server) SetCandidate(c *Candidate) error {
 func (s *Server) Candidate() *Candidate { return s.candidate.Load() }
 
 // choose returns the version that answers this request: the candidate
-// for its share of routing keys, else stable.
-func (s *Server) choose(ctx *fasthttp.RequestCtx, stable *Serving) *Serving {
+// for its share of routing keys, else stable. While a candidate is held,
+// a client past its RolloutClientRate gets the version's uncounted twin,
+// so no one client weighs much in the figures a rollout step is judged
+// on.
+func (s *Server) choose(ctx *fasthttp.RequestCtx, stable *Serving, now time.Time) *Serving {
 	c := s.candidate.Load()
-	if c == nil || c.Percent <= 0 || stable == nil {
+	if c == nil || stable == nil {
 		return stable
 	}
-	if bucket(routingKey(ctx, s.client(ctx))) < c.Percent*100 {
-		return c.Serving
+	client := s.client(ctx)
+	key, keyed := s.routingKey(ctx, client)
+	sv := stable
+	if c.Percent > 0 && bucket(key) < c.Percent*100 {
+		sv = c.Serving
 	}
-	return stable
+	if s.weigh != nil && !s.weighs(client, key, keyed, now) {
+		rolloutUncounted.Inc()
+		return sv.uncounted
+	}
+	return sv
 }
 
-// routingKey is the client's X-Routing-Key, else its address.
-func routingKey(ctx *fasthttp.RequestCtx, client netip.Addr) []byte {
-	if k := ctx.Request.Header.Peek(routingKeyHeader); len(k) > 0 {
-		return k[:min(len(k), maxRoutingKey)]
+// weighs takes one of the client's counted requests: the routing key's
+// when a trusted proxy set one, else the address's (IPv6 by /64).
+func (s *Server) weighs(client netip.Addr, key []byte, keyed bool, now time.Time) bool {
+	if keyed {
+		ok, _ := s.weigh.AllowKey(key, now)
+		return ok
+	}
+	ok, _ := s.weigh.Allow(client, now)
+	return ok
+}
+
+// routingKey is the X-Routing-Key a trusted proxy passed on (keyed), else
+// the client's address. A client's own key is ignored: it would let the
+// client pick the version that answers it, and so steer the figures a
+// rollout is judged on (docs/SECURITY.md).
+func (s *Server) routingKey(ctx *fasthttp.RequestCtx, client netip.Addr) (key []byte, keyed bool) {
+	if k := ctx.Request.Header.Peek(routingKeyHeader); len(k) > 0 && s.fromProxy(ctx, clientip.Of(ctx.RemoteIP())) {
+		return k[:min(len(k), maxRoutingKey)], true
 	}
 	a := client.As16()
-	return a[:]
+	return a[:], false
 }
 
 // bucket maps a key to one of 10,000 buckets, the same one every time and
@@ -167,7 +193,7 @@ func (sh *shadow) close() {
 // are reused.
 func (s *Server) offer(stable *Serving, text []byte, stableLabel int) {
 	c := s.candidate.Load()
-	if c == nil || c.ShadowRate <= 0 || c.Serving == stable || rand.Float64() >= c.ShadowRate {
+	if c == nil || c.ShadowRate <= 0 || c.Serving == stable || !stable.counted || rand.Float64() >= c.ShadowRate {
 		return
 	}
 	select {

@@ -3,6 +3,7 @@ package edge
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func tinyServing(t *testing.T, version string, flip bool) *Serving {
 // of the routing keys, the same keys every time, and every answer names
 // the version that served it; a path naming a held version gets it.
 func TestSplitIsStickyAndWeighted(t *testing.T) {
-	srv, c := newTestServer(t, Config{})
+	srv, c := newTestServer(t, Config{TrustedProxies: memPeer}) // a gateway sets the keys
 	if err := srv.SetCandidate(&Candidate{Serving: tinyServing(t, "v2", false), Percent: 10}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +85,69 @@ func TestSplitIsStickyAndWeighted(t *testing.T) {
 	srv.SetCandidate(nil)
 	if v := served(firstKey(first, "v2")); v != "v1" {
 		t.Errorf("after the candidate is removed, %s answers", v)
+	}
+}
+
+// memPeer is the in-memory listener's peer address, as a trusted proxy.
+var memPeer = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}
+
+// TestClientsCannotSteerARollout: a client's own X-Routing-Key is ignored
+// (its address picks its version, so it cannot choose one), and past
+// RolloutClientRate a client's requests are answered but not counted in
+// the figures a rollout step is judged on, whether it is named by its
+// address or by a trusted gateway's routing key.
+func TestClientsCannotSteerARollout(t *testing.T) {
+	srv, c := newTestServer(t, Config{})
+	srv.Swap(tinyServing(t, "steer-v1", false))
+	if err := srv.SetCandidate(&Candidate{Serving: tinyServing(t, "steer-v2", false), Percent: 50}); err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string]int{}
+	for i := range 200 {
+		r := call(t, c, "POST", "/v1/predict", `{"text":"a great film"}`, "X-Routing-Key", fmt.Sprintf("pick-%d", i))
+		var out struct{ Version string }
+		json.Unmarshal([]byte(r.body), &out)
+		versions[out.Version]++
+	}
+	if len(versions) != 1 {
+		t.Errorf("a client's own routing keys reached %v: it can pick its version", versions)
+	}
+
+	srv, c = newTestServer(t, Config{TrustedProxies: memPeer, RolloutClientRate: 10})
+	srv.Swap(tinyServing(t, "weigh-v1", false))
+	if err := srv.SetCandidate(&Candidate{Serving: tinyServing(t, "weigh-v2", false)}); err != nil {
+		t.Fatal(err)
+	}
+	counted := metrics.GetOrCreateCounter(`edge_version_requests_total{version="weigh-v1"}`)
+	labelled := metrics.GetOrCreateCounter(`edge_predictions_total{label="positive",version="weigh-v1"}`)
+	uncounted := metrics.GetOrCreateCounter(`edge_rollout_uncounted_requests_total`)
+	send := func(n int, headers ...string) (uint64, uint64) {
+		c0, u0 := counted.Get(), uncounted.Get()
+		for range n {
+			if r := call(t, c, "POST", "/v1/predict", `{"text":"a great film"}`, headers...); r.code != 200 {
+				t.Fatalf("%d %s", r.code, r.body)
+			}
+		}
+		return counted.Get() - c0, uncounted.Get() - u0
+	}
+	if got, left := send(50, "X-Forwarded-For", "203.0.113.7"); got > 11 || left < 39 {
+		t.Errorf("one address, 50 requests: %d counted, %d left out; want at most 10 (and one refilled) counted", got, left)
+	}
+	if labelled.Get() > 11 {
+		t.Errorf("%d of one client's predictions counted in the label shares, want at most 11", labelled.Get())
+	}
+	if got, _ := send(5, "X-Forwarded-For", "198.51.100.1"); got != 5 {
+		t.Errorf("another address: %d of 5 counted", got)
+	}
+	if got, _ := send(30, "X-Routing-Key", "user-1"); got > 11 {
+		t.Errorf("one routing key, 30 requests: %d counted, want at most 11", got)
+	}
+	c0 := counted.Get()
+	for i := range 30 {
+		call(t, c, "POST", "/v1/predict", `{"text":"a great film"}`, "X-Routing-Key", fmt.Sprintf("user-%d", 100+i))
+	}
+	if got := counted.Get() - c0; got != 30 {
+		t.Errorf("30 users, a request each: %d counted", got)
 	}
 }
 

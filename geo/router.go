@@ -33,7 +33,7 @@ type Config struct {
 	Locator *Locator
 	// HintHeader names the header a client may set to pick its region.
 	HintHeader string
-	// TrustedProxies may set X-Forwarded-For.
+	// TrustedProxies may set X-Forwarded-For and X-Routing-Key.
 	TrustedProxies []netip.Prefix
 	// PerTryTimeout bounds one attempt; MaxAttempts bounds the regions
 	// tried for one request.
@@ -344,6 +344,12 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	}
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
 	stripHopByHop(&req.Header)
+	if !clientip.InAny(clientip.Of(ctx.RemoteIP()), r.cfg.TrustedProxies) {
+		// The edges believe this router's routing key; a client's own
+		// would let it pick the version that answers it during a
+		// rollout, and steer the figures the rollout is judged on.
+		req.Header.Del(routingKeyHeader)
+	}
 	obs.DropOrphanTraceState(&req.Header) // before the attempts set their traceparent
 	setForwardedFor(ctx)
 	setVia(ctx) // names the protocol the client spoke: before it changes
@@ -458,6 +464,10 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, now time.Time) 
 	}
 	return nil
 }
+
+// routingKeyHeader is the sticky key of a rollout's split (edge/split.go):
+// forwarded only from a trusted proxy.
+const routingKeyHeader = "X-Routing-Key"
 
 // hopByHop are the headers meant for one connection only (RFC 9110
 // §7.6.1), Proxy-Authorization, which is meant for this proxy, and Expect:

@@ -173,6 +173,7 @@ func TestOverlays(t *testing.T) {
 			checkAutoscaler(t, o)
 			checkNetworkPolicies(t, o, region)
 			checkTLS(t, o)
+			checkEdgeTrustsItsProxies(t, o)
 		})
 	}
 }
@@ -571,4 +572,28 @@ func find[T any](list []T, ok func(T) bool) T {
 	}
 	var zero T
 	return zero
+}
+
+// checkEdgeTrustsItsProxies: the edges key rate limits and rollout splits
+// on the client a geo router or peer forwards, which they believe from a
+// verified client certificate (mutual TLS), not on the router pod's
+// address: else one client's requests exhaust every client's allowance
+// at an edge (#29, finding 1).
+func checkEdgeTrustsItsProxies(t *testing.T, o *objects) {
+	t.Helper()
+	d := find(o.deployments, func(d *appsv1.Deployment) bool { return d.Name == "sentiment-edge" })
+	if d == nil {
+		t.Fatal("no sentiment-edge Deployment")
+	}
+	env := map[string]string{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["EDGE_TRUST_CLIENT_CERTS"] != "true" || env["EDGE_TLS_CLIENT_CA"] == "" {
+		t.Errorf("the edge trusts no forwarded client (EDGE_TRUST_CLIENT_CERTS %q, EDGE_TLS_CLIENT_CA %q): every client behind a router shares one rate-limit bucket",
+			env["EDGE_TRUST_CLIENT_CERTS"], env["EDGE_TLS_CLIENT_CA"])
+	}
+	if p := env["EDGE_TRUSTED_PROXIES"]; p != "" {
+		t.Errorf("EDGE_TRUSTED_PROXIES %q: pod addresses change; trust the routers by certificate", p)
+	}
 }

@@ -63,12 +63,13 @@ func startRig(t *testing.T) *rig {
 		a := addr(2 + i)
 		testenv.StartHTTPService(t, "edge-"+region, edgeBin, []string{"-listen", a, "-region", region, "-model", "sentiment",
 			"-registry", strings.Join(urls, ","), "-cache-dir", t.TempDir(), "-consul", consul.Agent(dc).HTTPAddr(),
-			"-rate-limit", "0", "-shutdown-delay", "0s"},
+			"-rate-limit", "0", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
 			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+a+"/health/ready")
 	}
 	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", r.geo,
 		"-consul", consul.Agent("dc-eu").HTTPAddr(), "-datacenters", "eu-west=dc-eu,us-east=dc-us",
-		"-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, nil, "http://"+r.geo+"/health/live")
+		"-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0",
+		"-trusted-proxies", "127.0.0.1/32"}, nil, "http://"+r.geo+"/health/live") // the load is a gateway's users, keyed
 	for _, region := range []string{"eu-west", "us-east"} {
 		waitFor(t, 30*time.Second, func() bool {
 			v, err := predict(http.DefaultClient, r.geo, region, "probe")

@@ -53,6 +53,8 @@ type Config struct {
 	RatePerMinute   float64
 	RateBurst       int
 	TrustedProxies  string
+	TrustCertProxy  bool
+	RolloutClient   float64
 	MaxBodyBytes    int
 	MaxTextBytes    int
 	MaxBatch        int
@@ -78,7 +80,9 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Peers, "peers", "", "peer datacenter=region pairs, nearest first, for cold starts with no model")
 	fs.Float64Var(&c.RatePerMinute, "rate-limit", 100, "requests per minute per client address (0: off)")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "bucket size (default: a minute's worth)")
-	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is believed")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For and X-Routing-Key are believed")
+	fs.BoolVar(&c.TrustCertProxy, "trust-client-certs", false, "with -tls-client-ca: believe the X-Forwarded-For and X-Routing-Key of any client whose certificate verified (the geo routers, peer edges), whatever its address")
+	fs.Float64Var(&c.RolloutClient, "rollout-client-rate", 10, "during a rollout, how many of one client's requests a minute count in a version's figures (the rest are answered, not counted; 0: all count)")
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", edge.DefaultMaxBodyBytes, "largest request body")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
@@ -114,6 +118,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		return fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	if c.TrustCertProxy && !c.TLS.Mutual() {
+		return errors.New("-trust-client-certs needs mutual TLS (-tls-cert, -tls-key and -tls-client-ca)")
+	}
+	if c.RolloutClient < 0 {
+		return errors.New("-rollout-client-rate must be 0 or more")
 	}
 	return nil
 }
@@ -154,7 +164,7 @@ func run(cfg Config, log *slog.Logger) error {
 	srvCfg := edge.Config{
 		Region: cfg.Region, ModelName: cfg.Model, MaxBodyBytes: cfg.MaxBodyBytes, MaxTextBytes: cfg.MaxTextBytes,
 		MaxBatch: cfg.MaxBatch, RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, TrustedProxies: proxies,
-		TLS: cfg.TLS.Enabled(), AccessLogSample: cfg.AccessLog, Logger: log,
+		TrustClientCerts: cfg.TrustCertProxy, RolloutClientRate: cfg.RolloutClient, TLS: cfg.TLS.Enabled(), AccessLogSample: cfg.AccessLog, Logger: log,
 	}
 	if consul != nil && len(peers) > 0 {
 		var order []string

@@ -78,7 +78,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.DurationVar(&c.PerTryTimeout, "per-try-timeout", 500*time.Millisecond, "timeout of one attempt")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "regions tried per request")
 	fs.Float64Var(&c.RetryRatio, "retry-ratio", 0.2, "retries allowed as a share of requests over 10 s (plus 10/s)")
-	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is believed")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "CIDRs whose X-Forwarded-For and X-Routing-Key are believed (a gateway in front that knows its users); other clients' X-Routing-Key is dropped")
 	fs.Float64Var(&c.RatePerMinute, "rate-limit", 100, "requests per minute per client address at this router (0: off)")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "bucket size (default: a minute's worth)")
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest request body (the edge's limit)")

@@ -128,7 +128,7 @@ func registryWithEdge(t *testing.T, args ...string) (reg *registrytest.Server, e
 		Args: append([]string{"-edges", "eu-west=http://" + edge}, args...)})
 	return reg, edge, func() {
 		testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "eu-west",
-			"-model", "demo", "-registry", reg.URL, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s"},
+			"-model", "demo", "-registry", reg.URL, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
 			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
 	}
 }

@@ -159,7 +159,12 @@ func run(cfg Config) error {
 		children = append(children, e)
 	}
 	geoAddr := fmt.Sprintf("127.0.0.1:%d", cfg.GeoPort)
-	geoArgs := append([]string{"-listen", geoAddr, "-default-region", cfg.Regions[0], "-shutdown-delay", "0s"}, certs.geoArgs()...)
+	// The local stack's router stands where a gateway that knows its users
+	// would: this machine's clients may name themselves (X-Forwarded-For)
+	// and their routing key, so the README's rollout example can play many
+	// users from one shell. A deployment trusts only its own gateways.
+	geoArgs := append([]string{"-listen", geoAddr, "-default-region", cfg.Regions[0], "-trusted-proxies", "127.0.0.1/32",
+		"-shutdown-delay", "0s"}, certs.geoArgs()...)
 	if cfg.MMDB != "" {
 		geoArgs = append(geoArgs, "-mmdb", cfg.MMDB)
 	}

@@ -40,17 +40,28 @@ func AppendForwardedFor(dst, xff []byte, peer net.IP) []byte {
 }
 
 // Addr is the peer's address, or, when the peer is a trusted proxy,
-// the right-most address in X-Forwarded-For that is not itself a trusted
-// proxy (the left part of the header is whatever the client claimed).
+// the client it forwarded for (see Forwarded).
 func Addr(peer net.IP, xff []byte, trusted []netip.Prefix) netip.Addr {
-	addr, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return netip.Addr{}
-	}
-	addr = addr.Unmap()
-	if len(trusted) == 0 || len(xff) == 0 || !InAny(addr, trusted) {
+	addr := Of(peer)
+	if len(xff) == 0 || !InAny(addr, trusted) {
 		return addr
 	}
+	return Forwarded(addr, xff, trusted)
+}
+
+// Of is peer as an address (IPv4 unmapped), or the zero Addr.
+func Of(peer net.IP) netip.Addr {
+	addr, _ := netip.AddrFromSlice(peer)
+	return addr.Unmap()
+}
+
+// Forwarded is the client behind peer, a proxy already trusted (by its
+// address, or by the certificate it presented): the right-most address in
+// X-Forwarded-For that is not itself a trusted proxy (the left part of the
+// header is whatever the client claimed). It is peer when xff names
+// nobody usable.
+func Forwarded(peer netip.Addr, xff []byte, trusted []netip.Prefix) netip.Addr {
+	addr := peer
 	rest := string(xff)
 	for rest != "" {
 		i := len(rest) - 1

@@ -6,6 +6,7 @@
 package ratelimit
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
 	"strconv"
@@ -26,8 +27,11 @@ type Limiter struct {
 
 type limiterShard struct {
 	mu      sync.Mutex
-	buckets map[netip.Addr]*bucket
+	buckets map[key]*bucket
 }
+
+// key names a bucket: an address's 16 bytes, or a hash of another key.
+type key [16]byte
 
 type bucket struct {
 	tokens float64
@@ -43,7 +47,7 @@ func New(perMinute float64, burst int) *Limiter {
 	}
 	l := &Limiter{perSec: perMinute / 60, burst: float64(burst), seed: maphash.MakeSeed(), stop: make(chan struct{})}
 	for i := range l.shards {
-		l.shards[i].buckets = map[netip.Addr]*bucket{}
+		l.shards[i].buckets = map[key]*bucket{}
 	}
 	go l.sweep()
 	return l
@@ -56,16 +60,34 @@ func (l *Limiter) Allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
 		p, _ := addr.Prefix(64)
 		addr = p.Addr()
 	}
-	addr = addr.Unmap()
-	b16 := addr.As16()
-	sh := &l.shards[maphash.Bytes(l.seed, b16[:])%uint64(len(l.shards))]
+	return l.take(key(addr.Unmap().As16()), now)
+}
+
+// AllowKey is Allow for a client named by something other than its
+// address (a routing key a trusted gateway set). Keys are hashed apart
+// from addresses, so no key shares an address's bucket.
+func (l *Limiter) AllowKey(k []byte, now time.Time) (bool, time.Duration) {
+	var h maphash.Hash
+	h.SetSeed(l.seed)
+	h.WriteByte(1) // apart from addresses
+	h.Write(k)
+	lo := h.Sum64()
+	h.WriteByte(2)
+	var kk key
+	binary.LittleEndian.PutUint64(kk[:8], lo)
+	binary.LittleEndian.PutUint64(kk[8:], h.Sum64())
+	return l.take(kk, now)
+}
+
+func (l *Limiter) take(k key, now time.Time) (bool, time.Duration) {
+	sh := &l.shards[maphash.Bytes(l.seed, k[:])%uint64(len(l.shards))]
 	ns := now.UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	b := sh.buckets[addr]
+	b := sh.buckets[k]
 	if b == nil {
 		b = &bucket{tokens: l.burst, last: ns}
-		sh.buckets[addr] = b
+		sh.buckets[k] = b
 	}
 	b.tokens = min(l.burst, b.tokens+float64(ns-b.last)/1e9*l.perSec)
 	b.last = ns
