@@ -47,6 +47,10 @@ type API struct {
 	// the audit trail at up to 10 a second (bursts of 100), so that nobody
 	// without a token can flood it; the rest are only counted.
 	anonymousDenials *tokenBucket
+	// principalDenials does the same per principal with a valid token
+	// (refused by role): one a second, bursts of 20. Principals are the
+	// configured tokens, so the map stays that small.
+	principalDenials sync.Map // principal name -> *tokenBucket
 	watches          watchCounts // blocking reads in progress per token
 }
 
@@ -199,18 +203,28 @@ func (a *API) authorize(r *http.Request, route string, role Role) (Principal, er
 	return p, nil
 }
 
-// anonymousDenialsDropped counts refusals of callers without a valid
-// token that were not audited (see API.anonymousDenials).
-var anonymousDenialsDropped = metrics.NewCounter(`registry_audit_anonymous_denials_dropped_total`)
+// anonymousDenialsDropped and principalDenialsDropped count refusals that
+// were not audited (see API.anonymousDenials and API.principalDenials).
+var (
+	anonymousDenialsDropped = metrics.NewCounter(`registry_audit_anonymous_denials_dropped_total`)
+	principalDenialsDropped = metrics.NewCounter(`registry_audit_principal_denials_dropped_total`)
+)
 
 func (a *API) auditDenied(r *http.Request, route string, p Principal, why string) {
 	if p.Name == "" && !a.anonymousDenials.allow(time.Now()) {
 		anonymousDenialsDropped.Inc()
 		return
 	}
+	if p.Name != "" {
+		b, _ := a.principalDenials.LoadOrStore(p.Name, newTokenBucket(1, 20))
+		if !b.(*tokenBucket).allow(time.Now()) {
+			principalDenialsDropped.Inc()
+			return
+		}
+	}
 	// A failure is logged and counted by Audit; the refusal stands.
 	_, _ = a.reg.Audit(r.Context(), AuditEntry{
-		Actor: p.Name, Role: p.Role.String(), Action: "auth_denied", Result: "denied",
+		Actor: p.Name, Role: p.Role.String(), Action: refusalAction, Result: "denied",
 		Detail: why, Route: route, RequestID: RequestID(r.Context()),
 		Model: r.PathValue("name"), Channel: r.PathValue("channel"),
 	})

@@ -1,10 +1,6 @@
 package registry
 
 import (
-	"net/http"
-	"slices"
-	"unicode/utf8"
-
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,17 +8,43 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
-
 	"github.com/sentimentpro/sentiment/store"
 )
 
 const auditDayFormat = "2006-01-02"
+
+// The audit trail is two trails: the actions (publish, promote, rollback,
+// webhook and rollout changes, and their refusals by the admin rules),
+// and the authentication and role refusals, which anyone who reaches the
+// registry can add. Each is keyed <prefix><day>/<nanoseconds>-<random>,
+// so a time range is listed from its first key and read no further than
+// its last: the webhook dispatcher's reads each second stay the size of
+// its window, however many refusals the day holds.
+const (
+	auditPrefix    = "audit/"
+	refusalsPrefix = "audit-refusals/"
+	// refusalAction is the action of a refused token or role; its entries
+	// are in the refusals trail, queried with Action: refusalAction.
+	refusalAction = "auth_denied"
+)
+
+// trail is the prefix of the trail an action's entries are in.
+func trail(action string) string {
+	if strings.EqualFold(action, refusalAction) {
+		return refusalsPrefix
+	}
+	return auditPrefix
+}
 
 // auditWriteErrors counts entries that could not be stored after every
 // retry; the RegistryAuditWriteFailing alert fires on any increase.
@@ -53,7 +75,7 @@ func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 	if err != nil {
 		return AuditEntry{}, fmt.Errorf("cannot encode audit entry: %w", err)
 	}
-	key := "audit/" + e.Time.Format(auditDayFormat) + "/" + e.ID
+	key := trail(e.Action) + e.Time.Format(auditDayFormat) + "/" + e.ID
 	// An ID is written once: retrying the same entry after an ambiguous
 	// failure cannot duplicate it.
 	var lastErr error
@@ -78,14 +100,17 @@ func Unaudited(done string, err error) error {
 	return httperr.Wrap(http.StatusInternalServerError, done+", but its audit entry could not be written (it is in the registry's log)", err)
 }
 
-// AuditQuery selects audit entries; empty fields match everything.
+// AuditQuery selects audit entries; empty fields match everything. The
+// refusals of tokens and roles are a trail of their own: a query reads
+// them only when Action is "auth_denied".
 type AuditQuery struct {
 	Model, Channel, Actor, Action string
 	Since, Until                  time.Time // default: the last 7 days
 	Limit                         int       // default 100, at most 1000
 }
 
-// QueryAudit returns matching entries, oldest first.
+// QueryAudit returns matching entries, oldest first. It lists the range's
+// keys only, from Since's to Until's, and reads each listed entry once.
 func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
 	if q.Until.IsZero() {
 		q.Until = r.now().UTC()
@@ -102,14 +127,20 @@ func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, 
 	q.Limit = clampLimit(q.Limit)
 	var out []AuditEntry
 	for day := q.Since.UTC().Truncate(24 * time.Hour); !day.After(q.Until); day = day.Add(24 * time.Hour) {
-		prefix := "audit/" + day.Format(auditDayFormat) + "/"
+		prefix := trail(q.Action) + day.Format(auditDayFormat) + "/"
 		after := ""
+		if day.Before(q.Since) { // the first day: start at Since's key
+			after = prefix + fmt.Sprintf("%020d", q.Since.UnixNano())
+		}
 		for {
 			infos, err := r.store.List(ctx, prefix, after, 1000)
 			if err != nil {
 				return nil, StoreErr("cannot list audit entries", err)
 			}
 			for _, info := range infos {
+				if t, ok := keyTime(info.Key, prefix); ok && t > q.Until.UnixNano() {
+					return out, nil // keys sort by time: the rest are later
+				}
 				e, err := r.readAudit(ctx, info.Key)
 				if errors.Is(err, errUnreadableEntry) {
 					// One bad object must not hide the rest of the trail.
@@ -134,6 +165,17 @@ func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, 
 		}
 	}
 	return out, nil
+}
+
+// keyTime is the time, in Unix nanoseconds, an audit key was written at:
+// the 20 digits after its day's prefix.
+func keyTime(key, prefix string) (int64, bool) {
+	digits, _, ok := strings.Cut(strings.TrimPrefix(key, prefix), "-")
+	if !ok || len(digits) != 20 {
+		return 0, false
+	}
+	t, err := strconv.ParseInt(digits, 10, 64)
+	return t, err == nil
 }
 
 // errUnreadableEntry marks an audit object that is too large or not an

@@ -495,12 +495,14 @@ func TestAuditCannotBeBrokenFromOutside(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("anonymous request: %d, want 401", resp.StatusCode)
 	}
-	day := time.Now().UTC().Format("2006-01-02")
+	// Two bad objects in the refusals' trail, keyed in the query's range.
+	now := time.Now().UTC()
+	prefix := "audit-refusals/" + now.Format("2006-01-02") + "/"
 	junk := strings.Repeat("x", 70<<10)
-	if _, err := h.store.Put(ctx, "audit/"+day+"/00000000000000000000-junk", strings.NewReader(junk), int64(len(junk))); err != nil {
+	if _, err := h.store.Put(ctx, prefix+fmt.Sprintf("%020d-junk", now.UnixNano()-2), strings.NewReader(junk), int64(len(junk))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.store.Put(ctx, "audit/"+day+"/00000000000000000001-notjson", strings.NewReader("{"), 1); err != nil {
+	if _, err := h.store.Put(ctx, prefix+fmt.Sprintf("%020d-notjson", now.UnixNano()-1), strings.NewReader("{"), 1); err != nil {
 		t.Fatal(err)
 	}
 	unreadable := func() uint64 { return metrics.GetOrCreateCounter(`registry_audit_unreadable_total`).Get() }
@@ -528,6 +530,18 @@ func TestAuditCannotBeBrokenFromOutside(t *testing.T) {
 	}
 	if got := dropped() - droppedBefore; got < 100 {
 		t.Fatalf("300 anonymous denials at once: %d dropped, want the ones past the burst of 100", got)
+	}
+	// A valid token refused by its role is audited at up to one a second
+	// (bursts of 20) per principal: a reader cannot flood the trail.
+	since := time.Now()
+	for i := 0; i < 100; i++ {
+		if err := h.reader.Raw(ctx, http.MethodDelete, "/v1/models/m/versions/v1", nil, nil); !regclient.IsStatus(err, http.StatusForbidden) {
+			t.Fatalf("a reader deleting: %v, want 403", err)
+		}
+	}
+	byReader, err := h.reg.QueryAudit(ctx, registry.AuditQuery{Action: "auth_denied", Actor: "edge", Since: since, Limit: 1000})
+	if err != nil || len(byReader) < 20 || len(byReader) > 30 {
+		t.Fatalf("100 refusals of one reader: %d audited (want the burst of 20 and a few more), %v", len(byReader), err)
 	}
 }
 
