@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -67,10 +68,13 @@ type Config struct {
 
 // Console serves /ui/.
 type Console struct {
-	cfg    Config
-	log    *slog.Logger
-	mux    *http.ServeMux
-	sealer *sealer
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	sealer  *sealer
+	streams streamCounts // live streams open per session
+	pollers pollers      // one per state the live streams follow
+	logins  *loginThrottle
 }
 
 const (
@@ -92,7 +96,8 @@ func New(cfg Config) *Console {
 	if cfg.GeoClient == nil {
 		cfg.GeoClient = &http.Client{Timeout: 5 * time.Second}
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), mux: http.NewServeMux(), sealer: newSealer(cfg.SessionKey)}
+	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), mux: http.NewServeMux(), sealer: newSealer(cfg.SessionKey),
+		logins: newLoginThrottle()}
 	static, _ := fs.Sub(assets, "assets")
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServer(http.FS(static))))
 	c.mux.HandleFunc("GET /ui/{$}", c.home)
@@ -194,6 +199,13 @@ func safeNext(next string) string {
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	client, now := remoteAddr(r.RemoteAddr), c.cfg.Now()
+	if wait := c.logins.wait(client, now); wait > 0 {
+		secs := int(wait/time.Second) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		c.fail(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins: try again in %d s", secs))
+		return
+	}
 	ck, err := r.Cookie(loginCookie)
 	if err != nil || subtle.ConstantTimeCompare([]byte(r.PostFormValue("nonce")), []byte(ck.Value)) != 1 {
 		c.fail(w, http.StatusForbidden, "this login form did not come from the console: reload it")
@@ -202,10 +214,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	var who struct{ Name, Role string }
 	if err := c.call(r.Context(), token, http.MethodGet, "/v1/whoami", nil, &who); err != nil {
+		c.logins.failed(client, now)
 		c.render(w, http.StatusUnauthorized, "login.html", map[string]any{"Nonce": ck.Value, "Error": "That token is not valid here.",
 			"Next": safeNext(r.PostFormValue("next"))})
 		return
 	}
+	c.logins.succeeded(client)
 	s := &session{ID: randomToken(), Token: token, Name: who.Name, Role: who.Role, CSRF: randomToken(),
 		Expires: c.cfg.Now().Add(c.cfg.SessionTTL)}
 	setCookie(w, sessionCookie, c.sealer.seal(s), int(c.cfg.SessionTTL.Seconds()))

@@ -230,3 +230,119 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// TestLoginIsThrottled: after five failed logins from one address each
+// further attempt waits, doubling, with 429 and Retry-After, even with the
+// right token; another address is not held back; a success forgets the
+// failures (#29, finding 5).
+func TestLoginIsThrottled(t *testing.T) {
+	st, err := dir.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t, st, registry.Config{}, admin.Config{})
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	con := console.New(console.Config{API: reg.API, Now: clock})
+	from := "203.0.113.7:40000"
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = from // the client's address, as the test plays it
+		con.ServeHTTP(w, r)
+	}))
+	srv.StartTLS()
+	defer srv.Close()
+	b := newBrowser(t, srv)
+	try := func(token string) *http.Response {
+		_, form := b.do("GET", "/ui/login", nil)
+		resp, _ := b.do("POST", "/ui/login", url.Values{"token": {token}, "nonce": {field(form, "nonce")}})
+		return resp
+	}
+	for i := range 5 {
+		if resp := try("guess"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	resp := try(registrytest.AdminToken)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "2" {
+		t.Fatalf("the right token after 5 failures at once: %d Retry-After %q, want 429 and 2", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	now = now.Add(2 * time.Second)
+	if resp := try("guess"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after the wait: %d, want 401", resp.StatusCode)
+	}
+	if resp := try("guess"); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "3" {
+		t.Errorf("the 7th failure waits 2 s: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	from = "198.51.100.1:40000"
+	if resp := try(registrytest.AdminToken); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("another address: %d, want a login", resp.StatusCode)
+	}
+	from = "203.0.113.7:40001"
+	now = now.Add(3 * time.Second)
+	if resp := try(registrytest.AdminToken); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the first address after its wait, right token: %d, want a login", resp.StatusCode)
+	}
+	if resp := try("guess"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after a success the failures are forgotten: %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestLiveStreamsPerSession: one session holds at most four live streams
+// open; the fifth is refused with 429, and closing one frees its place
+// (#29, finding 8).
+func TestLiveStreamsPerSession(t *testing.T) {
+	st, err := dir.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t, st, registry.Config{}, admin.Config{})
+	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0.9))
+	srv := httptest.NewTLSServer(console.New(console.Config{API: reg.API}))
+	defer srv.Close()
+	b := newBrowser(t, srv)
+	if resp, _ := b.login(registrytest.ReaderToken); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	open := func() (*http.Response, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/ui/models/demo/events", nil)
+		resp, err := b.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, cancel
+	}
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := range 4 {
+		resp, cancel := open()
+		cancels = append(cancels, cancel)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	resp, cancel := open()
+	resp.Body.Close()
+	cancel()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a fifth stream of one session: %d, want 429", resp.StatusCode)
+	}
+	cancels[0]()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, cancel := open()
+		cancels = append(cancels, cancel)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed stream's place was not freed: %d", resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -94,7 +94,9 @@ func (c *Console) regionsEvents(w http.ResponseWriter, r *http.Request, s *sessi
 
 // liveAPI is a live stream of what the API answers at path.
 func (c *Console) liveAPI(w http.ResponseWriter, r *http.Request, s *session, path string) {
-	c.live(w, r, func(ctx context.Context) (any, error) {
+	// The state is read with the session's token: its streams share a
+	// poller, other sessions' do not.
+	c.live(w, r, s, s.ID+" "+path, func(ctx context.Context) (any, error) {
 		var v json.RawMessage
 		err := c.call(ctx, s.Token, http.MethodGet, path, nil, &v)
 		return v, err

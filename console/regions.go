@@ -32,7 +32,9 @@ func (c *Console) geoLive(w http.ResponseWriter, r *http.Request, s *session) {
 // geoEvents tells the regions page when a breaker or an edge's health
 // changes.
 func (c *Console) geoEvents(w http.ResponseWriter, r *http.Request, s *session) {
-	c.live(w, r, func(ctx context.Context) (any, error) { return c.geoRoute(ctx) })
+	// The router's route is read with the console's own token: every
+	// session's streams share one poller.
+	c.live(w, r, s, "geo", func(ctx context.Context) (any, error) { return c.geoRoute(ctx) })
 }
 
 func (c *Console) geoView(ctx context.Context) map[string]any {
