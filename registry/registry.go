@@ -56,9 +56,14 @@ type Config struct {
 	// WatchPoll is how often a replica re-reads channels that have
 	// watchers, to see moves made through other replicas (default 200ms).
 	WatchPoll time.Duration
-	// MaxWatchesPerToken caps one token's blocking reads waiting at once
-	// on a replica (default 256: every edge of a fleet may share one
-	// reader token).
+	// MaxWatchesPerClient caps the blocking reads one client (a token at
+	// one address, IPv6 by /64: an edge) has waiting at once on a replica
+	// (default 16: an edge follows a channel or a few). Whoever else holds
+	// the token cannot take the edges' places.
+	MaxWatchesPerClient int
+	// MaxWatchesPerToken caps one token's blocking reads on a replica, all
+	// clients together: a bound on memory (default 4096; every edge of a
+	// fleet may share one reader token).
 	MaxWatchesPerToken int
 	Logger             *slog.Logger
 	Now                func() time.Time
@@ -85,8 +90,11 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.WatchPoll <= 0 {
 		cfg.WatchPoll = 200 * time.Millisecond
 	}
+	if cfg.MaxWatchesPerClient <= 0 {
+		cfg.MaxWatchesPerClient = 16
+	}
 	if cfg.MaxWatchesPerToken <= 0 {
-		cfg.MaxWatchesPerToken = 256
+		cfg.MaxWatchesPerToken = 4096
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -616,4 +617,46 @@ func TestWatchesAreBounded(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// TestWatchCapIsPerClient: whoever else holds the edges' reader token
+// fills only its own address's places; an edge at another address still
+// gets its blocking read (#29, finding 9).
+func TestWatchCapIsPerClient(t *testing.T) {
+	srv := sharedS3(t)
+	h := newReplica(t, srv, testenv.NewBucket(t, srv, "watchcap"), registry.Config{MaxWatchesPerClient: 2})
+	ctx := context.Background()
+	publish(t, h.pub, "m", "v1", artifact(t, 1, 0.8))
+	ch := mustPromote(t, h.admin, "m", "production", "v1")
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range 2 { // the other holder, from 127.0.0.1, takes its two places
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for wctx.Err() == nil {
+				h.reader.GetChannel(wctx, "m", "production", ch.Revision, 30*time.Second)
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := h.reader.GetChannel(ctx, "m", "production", ch.Revision, 200*time.Millisecond)
+		if regclient.IsStatus(err, http.StatusTooManyRequests) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a third blocking read from one address: %v, want 429", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	edge := &regclient.Client{BaseURL: h.url, Token: readerToken,
+		HTTP: &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}}
+	if _, err := edge.GetChannel(ctx, "m", "production", ch.Revision, 200*time.Millisecond); err != nil {
+		t.Errorf("an edge at 127.0.0.2 with the same token, while 127.0.0.1 holds its places: %v", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -331,10 +332,16 @@ func blockingParams(r *http.Request) (uint64, time.Duration, error) {
 }
 
 // waitChannel is a blocking read of a channel for p: at most
-// MaxWatchesPerToken of one token's blocking reads wait at once on this
-// replica (429 past that); reads with no index answer at once.
+// MaxWatchesPerClient of one client's and MaxWatchesPerToken of one
+// token's blocking reads wait at once on this replica (429 past that);
+// reads with no index answer at once.
 func (a *API) waitChannel(r *http.Request, p Principal, index uint64, wait time.Duration) (Channel, error) {
 	if index > 0 && wait > 0 {
+		client := p.Name + " " + clientOf(r.RemoteAddr).String()
+		if !a.watches.acquire(client, a.reg.cfg.MaxWatchesPerClient) {
+			return Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token from this address", a.reg.cfg.MaxWatchesPerClient)
+		}
+		defer a.watches.release(client)
 		if !a.watches.acquire(p.Name, a.reg.cfg.MaxWatchesPerToken) {
 			return Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token", a.reg.cfg.MaxWatchesPerToken)
 		}
@@ -343,7 +350,23 @@ func (a *API) waitChannel(r *http.Request, p Principal, index uint64, wait time.
 	return a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
 }
 
-// watchCounts counts each token's blocking reads in progress.
+// clientOf is the address of a request's peer, IPv6 by /64 (which one
+// host usually holds).
+func clientOf(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	a := ap.Addr().WithZone("").Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		a = p.Addr()
+	}
+	return a
+}
+
+// watchCounts counts the blocking reads in progress of each token, and of
+// each token at each address.
 type watchCounts struct {
 	mu sync.Mutex
 	n  map[string]int
