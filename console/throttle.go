@@ -13,13 +13,13 @@ import (
 // limit it is an oracle for guessing tokens as fast as the network
 // allows.
 const (
-	freeFailures   = 5                // failed logins an address may make before it waits
-	firstWait      = time.Second      // the wait after them, doubling with each further failure
-	maxWait        = 15 * time.Minute // the longest wait
-	forgetAfter    = time.Hour        // an address this long without a failure starts afresh
-	maxTracked     = 10_000           // addresses remembered; past it only the overall limit applies
-	overallPerSec  = 10.0             // failed logins a second from everyone, in bursts of
-	overallBurst   = 50.0
+	freeFailures  = 5                // failed logins an address may make before it waits
+	firstWait     = time.Second      // the wait after them, doubling with each further failure
+	maxWait       = 15 * time.Minute // the longest wait
+	forgetAfter   = time.Hour        // an address this long without a failure starts afresh
+	maxTracked    = 10_000           // addresses remembered; past it only the overall limit applies
+	overallPerSec = 10.0             // failed logins a second from everyone, in bursts of
+	overallBurst  = 50.0
 )
 
 var loginsThrottled = metrics.NewCounter(`registry_console_logins_throttled_total`)

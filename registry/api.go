@@ -50,7 +50,7 @@ type API struct {
 	// principalDenials does the same per principal with a valid token
 	// (refused by role): one a second, bursts of 20. Principals are the
 	// configured tokens, so the map stays that small.
-	principalDenials sync.Map // principal name -> *tokenBucket
+	principalDenials sync.Map    // principal name -> *tokenBucket
 	watches          watchCounts // blocking reads in progress per token
 }
 
