@@ -31,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sentimentpro/sentiment/internal/slots"
 )
 
 //go:embed assets
@@ -72,7 +74,7 @@ type Console struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	sealer  *sealer
-	streams streamCounts // live streams open per session
+	streams slots.Counts // live streams open per session
 	pollers pollers      // one per state the live streams follow
 	logins  *loginThrottle
 }

@@ -31,12 +31,12 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, s *session, key s
 		c.fail(w, http.StatusInternalServerError, "streaming is not supported here")
 		return
 	}
-	if !c.streams.open(s.ID) {
+	if !c.streams.Acquire(s.ID, maxStreamsPerSession) {
 		w.Header().Set("Retry-After", "5")
 		c.fail(w, http.StatusTooManyRequests, fmt.Sprintf("this session already has %d live views open: close a tab", maxStreamsPerSession))
 		return
 	}
-	defer c.streams.close(s.ID)
+	defer c.streams.Release(s.ID)
 	changes, leave := c.pollers.join(key, state)
 	defer leave()
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -51,33 +51,6 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, s *session, key s
 			fmt.Fprintf(w, "event: change\ndata: %d\n\n", n)
 			flusher.Flush()
 		}
-	}
-}
-
-// streamCounts counts the live streams open per session.
-type streamCounts struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (sc *streamCounts) open(session string) bool {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if sc.n == nil {
-		sc.n = map[string]int{}
-	}
-	if sc.n[session] >= maxStreamsPerSession {
-		return false
-	}
-	sc.n[session]++
-	return true
-}
-
-func (sc *streamCounts) close(session string) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if sc.n[session]--; sc.n[session] <= 0 {
-		delete(sc.n, session)
 	}
 }
 

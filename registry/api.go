@@ -25,6 +25,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/bearer"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/slots"
 )
 
 // HandlerFunc is an API handler: it gets the authenticated caller and
@@ -50,8 +51,10 @@ type API struct {
 	// principalDenials does the same per principal with a valid token
 	// (refused by role): one a second, bursts of 20. Principals are the
 	// configured tokens, so the map stays that small.
-	principalDenials sync.Map    // principal name -> *tokenBucket
-	watches          watchCounts // blocking reads in progress per token
+	principalDenials sync.Map // principal name -> *tokenBucket
+	// watches counts the blocking reads in progress of each token, and of
+	// each token at each address.
+	watches slots.Counts
 }
 
 // SetDraining switches readiness off (true) before a graceful shutdown.

@@ -594,20 +594,7 @@ func TestWatchesAreBounded(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		// Short waits: until both reads above are waiting, this one is let in.
-		_, err := h.reader.GetChannel(ctx, "m", "production", ch.Revision, 200*time.Millisecond)
-		if regclient.IsStatus(err, http.StatusTooManyRequests) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a third blocking read for one token: %v, want 429", err)
-		}
-		// Leave the place free for a while: the reads above retry every
-		// 10 ms, and must get it before this probe asks again.
-		time.Sleep(100 * time.Millisecond)
-	}
+	untilRefused(t, h.reader, ch.Revision, "a third blocking read for one token")
 	// Another token is not affected, and reads with no index never wait.
 	if _, err := h.admin.GetChannel(ctx, "m", "production", 0, 0); err != nil {
 		t.Fatal(err)
@@ -642,21 +629,32 @@ func TestWatchCapIsPerClient(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := h.reader.GetChannel(ctx, "m", "production", ch.Revision, 200*time.Millisecond)
-		if regclient.IsStatus(err, http.StatusTooManyRequests) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a third blocking read from one address: %v, want 429", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	untilRefused(t, h.reader, ch.Revision, "a third blocking read from one address")
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
 	edge := &regclient.Client{BaseURL: h.url, Token: readerToken,
 		HTTP: &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}}
 	if _, err := edge.GetChannel(ctx, "m", "production", ch.Revision, 200*time.Millisecond); err != nil {
 		t.Errorf("an edge at 127.0.0.2 with the same token, while 127.0.0.1 holds its places: %v", err)
+	}
+}
+
+// untilRefused probes m's production channel with short blocking reads
+// through c until one is refused with 429 (the watches the test started
+// have taken every place), failing after 10 s.
+func untilRefused(t *testing.T, c *regclient.Client, rev uint64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Short waits: until the test's reads are all waiting, this one is let in.
+		_, err := c.GetChannel(context.Background(), "m", "production", rev, 200*time.Millisecond)
+		if regclient.IsStatus(err, http.StatusTooManyRequests) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v, want 429", what, err)
+		}
+		// Leave the place free for a while: the test's reads retry at once,
+		// and must get it before this probe asks again.
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -338,14 +337,14 @@ func blockingParams(r *http.Request) (uint64, time.Duration, error) {
 func (a *API) waitChannel(r *http.Request, p Principal, index uint64, wait time.Duration) (Channel, error) {
 	if index > 0 && wait > 0 {
 		client := p.Name + " " + clientOf(r.RemoteAddr).String()
-		if !a.watches.acquire(client, a.reg.cfg.MaxWatchesPerClient) {
+		if !a.watches.Acquire(client, a.reg.cfg.MaxWatchesPerClient) {
 			return Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token from this address", a.reg.cfg.MaxWatchesPerClient)
 		}
-		defer a.watches.release(client)
-		if !a.watches.acquire(p.Name, a.reg.cfg.MaxWatchesPerToken) {
+		defer a.watches.Release(client)
+		if !a.watches.Acquire(p.Name, a.reg.cfg.MaxWatchesPerToken) {
 			return Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token", a.reg.cfg.MaxWatchesPerToken)
 		}
-		defer a.watches.release(p.Name)
+		defer a.watches.Release(p.Name)
 	}
 	return a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
 }
@@ -363,34 +362,6 @@ func clientOf(remote string) netip.Addr {
 		a = p.Addr()
 	}
 	return a
-}
-
-// watchCounts counts the blocking reads in progress of each token, and of
-// each token at each address.
-type watchCounts struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (w *watchCounts) acquire(who string, limit int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.n == nil {
-		w.n = map[string]int{}
-	}
-	if w.n[who] >= limit {
-		return false
-	}
-	w.n[who]++
-	return true
-}
-
-func (w *watchCounts) release(who string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.n[who]--; w.n[who] <= 0 {
-		delete(w.n, who)
-	}
 }
 
 func (a *API) getChannel(w http.ResponseWriter, r *http.Request, p Principal) error {
