@@ -19,7 +19,8 @@ import (
 )
 
 // The model under test: one BYTES input, outputs "label" (BYTES) and
-// "score" (FP32) of the input's shape.
+// "score" (FP32) of the input's shape, and "probabilities" (FP32) of the
+// input's shape and one more dimension, the labels.
 const modelName = "sentiment"
 
 // TestOpenInferenceProtocol makes the calls KServe's InferenceRESTClient
@@ -107,7 +108,7 @@ func (c client) metadata(t *testing.T) {
 	versions, _ := m["versions"].([]any)
 	inputs, _ := m["inputs"].([]any)
 	outputs, _ := m["outputs"].([]any)
-	if code != 200 || m["name"] != modelName || m["platform"] == nil || len(versions) == 0 || len(inputs) != 1 || len(outputs) != 2 {
+	if code != 200 || m["name"] != modelName || m["platform"] == nil || len(versions) == 0 || len(inputs) != 1 || len(outputs) != 3 {
 		t.Fatalf("model metadata: %d %v", code, m)
 	}
 	in := inputs[0].(map[string]any)

@@ -11,22 +11,25 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sentimentpro/sentiment/inference"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
+	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
-	"github.com/sentimentpro/sentiment/model"
 )
 
 // Serving is the model an edge answers with, and where it came from.
 type Serving struct {
-	Model    *model.Model
-	Name     string // the registry's model name; the OIP model name
-	Version  string // the registry version, or "embedded"
-	Digest   string
-	Source   string // "registry", "cache" or "embedded"
-	LoadedAt time.Time
+	Predictor inference.Predictor
+	Name      string // the registry's model name; the OIP model name
+	Version   string // the registry version, or "embedded"
+	Digest    string
+	Source    string // "registry", "cache" or "embedded"
+	LoadedAt  time.Time
 
-	monitor monitor // made by prepare
-	answer  []byte  // ,"model":…,"version":…,"region":… of every answer; made by prepare
+	monitor   monitor  // made by prepare
+	answer    []byte   // ,"model":…,"version":…,"region":… of every answer; made by prepare
+	labelKeys [][]byte // each label as a JSON object key, "name":; made by prepare
 	// uncounted is this version answering a request that must not count
 	// in its figures (RolloutClientRate); it is itself uncounted. Made by
 	// prepare.
@@ -41,13 +44,14 @@ func (sv *Serving) served(code int, seconds float64) {
 	}
 }
 
-// observe records one prediction of a text of textBytes bytes.
-func (sv *Serving) observe(p model.Prediction, textBytes int) {
+// observe records one prediction of a text of textBytes bytes: its most
+// probable label and that label's probability.
+func (sv *Serving) observe(label int, score float32, textBytes int) {
 	if !sv.counted {
 		return
 	}
-	sv.monitor.labels[p.Index].Inc()
-	sv.monitor.score.Update(float64(p.Score))
+	sv.monitor.labels[label].Inc()
+	sv.monitor.score.Update(float64(score))
 	sv.monitor.textBytes.Update(float64(textBytes))
 }
 
@@ -100,7 +104,7 @@ type Server struct {
 	draining atomic.Bool
 	limiter  *ratelimit.Limiter
 	ids      *obs.RequestIDs
-	access   obs.AccessLog
+	access   frontdoor.AccessLog
 	// candidate is a second version during a staged rollout (split.go).
 	candidate atomic.Pointer[Candidate]
 	shadow    *shadow
@@ -125,7 +129,7 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge")}
-	s.access = obs.AccessLog{Rate: cfg.AccessLogSample, Log: s.log}
+	s.access = frontdoor.AccessLog{Rate: cfg.AccessLogSample, Log: s.log}
 	s.shadow = newShadow()
 	if cfg.RatePerMinute > 0 {
 		s.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
@@ -155,7 +159,10 @@ func (s *Server) prepare(sv *Serving) {
 	if sv.answer != nil { // serving already, or held as a candidate
 		return
 	}
-	sv.monitor = newMonitor(sv.Model.Labels(), sv.Version)
+	sv.monitor = newMonitor(sv.Predictor.Labels(), sv.Version)
+	for _, l := range sv.Predictor.Labels() {
+		sv.labelKeys = append(sv.labelKeys, append(httperr.AppendJSONString(nil, l), ':'))
+	}
 	b := appendField(nil, "model", sv.Name, false)
 	b = appendField(b, "version", sv.Version, false)
 	sv.answer = appendField(b, "region", s.cfg.Region, false)

@@ -22,9 +22,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/sentimentpro/sentiment/inference"
 	"github.com/sentimentpro/sentiment/internal/clientip"
-	"github.com/sentimentpro/sentiment/internal/obs"
-	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 )
 
@@ -35,7 +35,7 @@ func defaultServing(t testing.TB) *Serving {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Serving{Model: m, Name: "sentiment", Version: "v1", Digest: m.Digest(), Source: "embedded"}
+	return &Serving{Predictor: m, Name: "sentiment", Version: "v1", Digest: m.Digest(), Source: "embedded"}
 }
 
 // startMem serves srv on an in-memory listener and returns a client for it.
@@ -101,7 +101,7 @@ func TestPredict(t *testing.T) {
 	var got struct {
 		Label, Model, Version, Region, RequestID string
 		Score                                    float64
-		Explain                                  []model.Contribution
+		Explain                                  []inference.Contribution
 	}
 	if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 {
 		t.Fatalf("%d %s (%v)", r.code, r.body, err)
@@ -536,15 +536,15 @@ func TestMetricsSeries(t *testing.T) {
 	srv.Swap(sv)
 	call(t, c, "POST", "/v1/predict", `{"text":"a great and moving film"}`)     // 23 bytes
 	call(t, c, "POST", "/v1/predict", `{"text":"dull, slow and far too long"}`) // 27 bytes
-	call(t, c, "POST", "/v1/predict", `{"text":""}`)                            // 400
+	call(t, c, "POST", "/v1/predict", `{"text":""}`)                            // 400: no model's answer, in no version's figures
 	call(t, c, "POST", "/v1/predict/batch", `{"texts":["good","bad"]}`)
 	body := call(t, c, "GET", "/metrics", "").body
 
 	v := `version="series-test"`
 	want := map[string]string{
-		`edge_version_requests_total{` + v + `}`:                              "4",
+		`edge_version_requests_total{` + v + `}`:                              "3",
 		`edge_version_errors_total{` + v + `}`:                                "0",
-		`edge_version_request_duration_seconds_count{` + v + `}`:              "4",
+		`edge_version_request_duration_seconds_count{` + v + `}`:              "3",
 		`edge_predictions_total{label="positive",` + v + `}`:                  "2",
 		`edge_predictions_total{label="negative",` + v + `}`:                  "2",
 		`edge_prediction_score_ratio_count{` + v + `}`:                        "4",
@@ -654,7 +654,7 @@ func TestPeerForwardCarriesTheProtocol(t *testing.T) {
 		ctx.Request.Header.Set("tracestate", state)
 		ctx.Request.Header.Set("Via", "1.1 sentiment-geo")
 		ctx.Request.SetBodyString(`{"inputs":[]}` + "tensor")
-		tc := obs.TraceFrom(&ctx.Request.Header, false)
+		tc := frontdoor.TraceFrom(&ctx.Request.Header, false)
 		if err := p.forward(&ctx, "req-1", tc); err != nil {
 			t.Fatal(err)
 		}

@@ -14,13 +14,13 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/sentimentpro/sentiment/inference"
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
-	"github.com/sentimentpro/sentiment/internal/sechdr"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
-	"github.com/sentimentpro/sentiment/model"
 )
 
 // Version is the server version reported by GET /v2.
@@ -38,22 +38,22 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		r.GET(path, h)
 		r.HEAD(path, h)
 	}
-	r.POST("/v1/predict", s.wrap("/v1/predict", true, s.predict))
-	r.POST("/v1/predict/batch", s.wrap("/v1/predict/batch", true, s.predictBatch))
-	get("/v2", s.wrap("/v2", false, s.serverMeta))
-	get("/v2/health/live", s.wrap("/v2/health/live", false, s.live))
-	get("/v2/health/ready", s.wrap("/v2/health/ready", false, s.protocolReady))
-	get("/v2/models/{name}", s.wrap("/v2/models/{name}", false, s.modelMeta))
-	get("/v2/models/{name}/versions/{version}", s.wrap("/v2/models/{name}/versions/{version}", false, s.modelMeta))
-	get("/v2/models/{name}/config", s.wrap("/v2/models/{name}/config", false, s.modelConfig))
-	get("/v2/models/{name}/versions/{version}/config", s.wrap("/v2/models/{name}/versions/{version}/config", false, s.modelConfig))
-	get("/v2/models/{name}/ready", s.wrap("/v2/models/{name}/ready", false, s.modelReady))
-	get("/v2/models/{name}/versions/{version}/ready", s.wrap("/v2/models/{name}/versions/{version}/ready", false, s.modelReady))
-	r.POST("/v2/models/{name}/infer", s.wrap("/v2/models/{name}/infer", true, s.infer))
-	r.POST("/v2/models/{name}/versions/{version}/infer", s.wrap("/v2/models/{name}/versions/{version}/infer", true, s.infer))
-	get("/health/live", s.wrap("/health/live", false, s.live))
-	get("/health/ready", s.wrap("/health/ready", false, s.ready))
-	get("/metrics", obs.FastMetricsHandler)
+	r.POST("/v1/predict", s.wrapInfer("/v1/predict", s.predict))
+	r.POST("/v1/predict/batch", s.wrapInfer("/v1/predict/batch", s.predictBatch))
+	get("/v2", s.wrap("/v2", s.serverMeta))
+	get("/v2/health/live", s.wrap("/v2/health/live", s.live))
+	get("/v2/health/ready", s.wrap("/v2/health/ready", s.protocolReady))
+	get("/v2/models/{name}", s.wrap("/v2/models/{name}", s.modelMeta))
+	get("/v2/models/{name}/versions/{version}", s.wrap("/v2/models/{name}/versions/{version}", s.modelMeta))
+	get("/v2/models/{name}/config", s.wrap("/v2/models/{name}/config", s.modelConfig))
+	get("/v2/models/{name}/versions/{version}/config", s.wrap("/v2/models/{name}/versions/{version}/config", s.modelConfig))
+	get("/v2/models/{name}/ready", s.wrap("/v2/models/{name}/ready", s.modelReady))
+	get("/v2/models/{name}/versions/{version}/ready", s.wrap("/v2/models/{name}/versions/{version}/ready", s.modelReady))
+	r.POST("/v2/models/{name}/infer", s.wrapInfer("/v2/models/{name}/infer", s.infer))
+	r.POST("/v2/models/{name}/versions/{version}/infer", s.wrapInfer("/v2/models/{name}/versions/{version}/infer", s.infer))
+	get("/health/live", s.wrap("/health/live", s.live))
+	get("/health/ready", s.wrap("/health/ready", s.ready))
+	get("/metrics", frontdoor.MetricsHandler)
 	// An API answers a wrong path with a clear 404, not a redirect: the
 	// router's redirects carry none of the headers below, and their
 	// Location is built from the client's Host header.
@@ -79,10 +79,10 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 func (s *Server) routerAnswer(answer func(ctx *fasthttp.RequestCtx) error) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx, s.cfg.TLS)
-		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
+		frontdoor.SetTraceHeader(&ctx.Response.Header, frontdoor.TraceFrom(&ctx.Request.Header, false))
 		id := s.requestID(ctx)
 		if err := answer(ctx); err != nil {
-			httperr.WriteFast(ctx, err, id)
+			frontdoor.WriteError(ctx, err, id)
 		}
 	}
 }
@@ -100,8 +100,8 @@ func (s *Server) FastHTTPServer() *fasthttp.Server {
 		// No Server header: it names the software to a scanner (OWASP's
 		// advice for APIs); GET /v2 names it to the clients that ask.
 		NoDefaultServerHeader: true,
-		Logger:                obs.ServerLogger{Log: s.log, Level: slog.LevelDebug},
-		ErrorHandler:          httperr.ErrorHandler(s.cfg.MaxBodyBytes, func(ctx *fasthttp.RequestCtx) { setSecurityHeaders(ctx, s.cfg.TLS) }),
+		Logger:                frontdoor.ServerLogger{Log: s.log, Level: slog.LevelDebug},
+		ErrorHandler:          frontdoor.ErrorHandler(s.cfg.MaxBodyBytes, func(ctx *fasthttp.RequestCtx) { setSecurityHeaders(ctx, s.cfg.TLS) }),
 	}
 }
 
@@ -112,13 +112,41 @@ var (
 	forwardedForKey = []byte("X-Forwarded-For")
 )
 
-func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) { sechdr.Set(&ctx.Response.Header, tls) }
+func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
+	frontdoor.SetSecurityHeaders(&ctx.Response.Header, tls)
+}
 
-// wrap is the middleware every route shares: request ID and trace
-// context, security headers, rate limiting (for the prediction routes),
-// the model snapshot, errors as JSON, metrics, error logs and sampled
-// access logs.
-func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHandler {
+// wrap serves a route that reads the serving model without predicting:
+// sv is the model at the time of the request (nil before the first).
+func (s *Server) wrap(route string, h handler) fasthttp.RequestHandler {
+	return s.front(route, false, func(ctx *fasthttp.RequestCtx, id string, _ Caller) (*Serving, error) {
+		return nil, h(ctx, s.current.Load(), id)
+	})
+}
+
+// inferHandler decodes a prediction request into inf, calls Infer and
+// encodes its answer.
+type inferHandler func(ctx *fasthttp.RequestCtx, inf *Inference, id string) error
+
+// wrapInfer serves a prediction route: rate limited, its body decoded,
+// forwarded to a peer while this edge has no model, and answered through
+// the inference core with an Inference for the request's caller.
+func (s *Server) wrapInfer(route string, h inferHandler) fasthttp.RequestHandler {
+	return s.front(route, true, func(ctx *fasthttp.RequestCtx, id string, c Caller) (*Serving, error) {
+		inf := newInference(c)
+		defer inf.release()
+		err := h(ctx, inf, id)
+		return inf.Serving, err
+	})
+}
+
+// front is the middleware every route shares: request ID and trace
+// context, security headers, rate limiting and body decoding (for the
+// prediction routes), errors as JSON, metrics, error logs and sampled
+// access logs. serve answers (a prediction for the caller, which only the
+// prediction routes read), and returns the version that answered a
+// prediction, whose figures record the request.
+func (s *Server) front(route string, predicts bool, serve func(ctx *fasthttp.RequestCtx, id string, c Caller) (*Serving, error)) fasthttp.RequestHandler {
 	rm := metricsFor(route)
 	return func(ctx *fasthttp.RequestCtx) {
 		start := ctx.Time() // read by fasthttp just before it called the handler
@@ -127,35 +155,34 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		}
 		id := s.requestID(ctx)
 		logged := s.access.Sample()
-		tc := obs.TraceFrom(&ctx.Request.Header, logged)
-		obs.SetTraceHeader(&ctx.Response.Header, tc)
+		tc := frontdoor.TraceFrom(&ctx.Request.Header, logged)
+		frontdoor.SetTraceHeader(&ctx.Response.Header, tc)
 		setSecurityHeaders(ctx, s.cfg.TLS)
 		var err error
-		if limited && s.limiter != nil {
-			if ok, wait := s.limiter.Allow(s.client(ctx), start); !ok {
+		var c Caller
+		if predicts {
+			c = s.caller(ctx, start)
+		}
+		if predicts && s.limiter != nil {
+			if ok, wait := s.limiter.Allow(c.Client, start); !ok {
 				rateLimited.Inc()
 				ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
 				err = httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
 			}
 		}
-		if err == nil && limited {
+		if err == nil && predicts {
 			err = decodeBody(ctx, s.cfg.MaxBodyBytes)
 		}
 		var served *Serving
 		if err == nil {
-			sv := s.current.Load()
-			if limited {
-				sv = s.choose(ctx, sv, start)
-			}
-			if sv == nil && limited && s.cfg.Peers != nil {
+			if predicts && s.cfg.Peers != nil && s.current.Load() == nil {
 				err = s.cfg.Peers.forward(ctx, id, tc)
 			} else {
-				err = h(ctx, sv, id)
-				served = sv
+				served, err = serve(ctx, id, c)
 			}
 		}
 		if err != nil {
-			httperr.WriteFast(ctx, err, id)
+			frontdoor.WriteError(ctx, err, id)
 			if code := ctx.Response.StatusCode(); code >= 500 || code == fasthttp.StatusTooManyRequests {
 				s.log.Warn("request failed", "request_id", id, "trace_id", tc.TraceIDString(), "route", route, "status", code,
 					"err", err.Error(), "client", obs.TruncateIP(s.client(ctx).String()))
@@ -163,7 +190,7 @@ func (s *Server) wrap(route string, limited bool, h handler) fasthttp.RequestHan
 		}
 		seconds := time.Since(start).Seconds()
 		rm.observe(ctx.Response.StatusCode(), seconds)
-		if limited && served != nil {
+		if served != nil {
 			served.served(ctx.Response.StatusCode(), seconds)
 		}
 		if logged {
@@ -281,10 +308,7 @@ func predictFields(p *fastjson.Parser, body []byte) (text []byte, explain bool, 
 	return text, explain, err
 }
 
-func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
-	if sv == nil {
-		return noModel()
-	}
+func (s *Server) predict(ctx *fasthttp.RequestCtx, inf *Inference, id string) error {
 	text, ok := plainText(ctx.PostBody())
 	explain := false
 	if !ok {
@@ -298,20 +322,44 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, sv *Serving, id string) error
 	if err := s.checkText(text, "text"); err != nil {
 		return err
 	}
-	pred := sv.Model.Predict(b2s(text))
-	sv.observe(pred, len(text))
-	s.offer(sv, text, pred.Index)
-	b := make([]byte, 0, 256)
-	b = appendField(append(b, '{'), "label", pred.Label, true)
-	b = append(b, `,"score":`...)
-	b = appendScore(b, pred.Score)
-	b = appendServing(b, sv, id)
+	inf.Texts = append(inf.Texts, text)
+	if err := s.Infer(inf); err != nil {
+		return err
+	}
+	var explained []inference.Contribution
 	if explain {
-		b = appendExplain(b, sv.Model.Explain(string(text), 5))
+		ex, ok := inf.Serving.Predictor.(inference.Explainer)
+		if !ok {
+			return httperr.New(fasthttp.StatusBadRequest, "model %q (%s) cannot explain its predictions", s.cfg.ModelName, inf.Serving.Predictor.Platform())
+		}
+		explained = ex.Explain(string(text), 5)
+	}
+	b := make([]byte, 0, 256)
+	b = appendPrediction(append(b, '{'), inf, 0)
+	b = appendServing(b, inf.Serving, id)
+	if explain {
+		b = appendExplain(b, explained)
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil
+}
+
+// appendPrediction appends text i's fields: its most probable label, that
+// label's probability as "score", and every label's as "probabilities".
+func appendPrediction(b []byte, inf *Inference, i int) []byte {
+	row, best := inf.Row(i), inf.Best[i]
+	b = appendField(b, "label", inf.Labels[best], true)
+	b = append(b, `,"score":`...)
+	b = appendScore(b, row[best])
+	b = append(b, `,"probabilities":{`...)
+	for j, key := range inf.Serving.labelKeys {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendScore(append(b, key...), row[j])
+	}
+	return append(b, '}')
 }
 
 // appendServing appends the fields naming who answered: the model, its
@@ -320,7 +368,7 @@ func appendServing(b []byte, sv *Serving, id string) []byte {
 	return appendField(append(b, sv.answer...), "request_id", id, false)
 }
 
-func appendExplain(b []byte, cs []model.Contribution) []byte {
+func appendExplain(b []byte, cs []inference.Contribution) []byte {
 	b = append(b, `,"explain":[`...)
 	for i, c := range cs {
 		if i > 0 {
@@ -334,10 +382,7 @@ func appendExplain(b []byte, cs []model.Contribution) []byte {
 	return append(b, ']')
 }
 
-func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
-	if sv == nil {
-		return noModel()
-	}
+func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, inf *Inference, id string) error {
 	p := parsers.Get()
 	defer parsers.Put(p)
 	obj, err := parseObject(p, ctx.PostBody(), `{"texts": ["..."]}`)
@@ -364,8 +409,6 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 	if len(texts) > s.cfg.MaxBatch {
 		return httperr.New(fasthttp.StatusRequestEntityTooLarge, "%d texts, at most %d per batch", len(texts), s.cfg.MaxBatch)
 	}
-	b := make([]byte, 0, 64+48*len(texts))
-	b = append(b, `{"predictions":[`...)
 	for i, tv := range texts {
 		text, err := tv.StringBytes()
 		if err != nil {
@@ -374,18 +417,21 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, sv *Serving, id string) 
 		if err := s.checkText(text, fmt.Sprintf("texts[%d]", i)); err != nil {
 			return err
 		}
-		pred := sv.Model.Predict(b2s(text))
-		sv.observe(pred, len(text))
-		s.offer(sv, text, pred.Index)
+		inf.Texts = append(inf.Texts, text)
+	}
+	if err := s.Infer(inf); err != nil {
+		return err
+	}
+	b := make([]byte, 0, 64+96*len(texts))
+	b = append(b, `{"predictions":[`...)
+	for i := range inf.Texts {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendField(append(b, '{'), "label", pred.Label, true)
-		b = append(b, `,"score":`...)
-		b = append(appendScore(b, pred.Score), '}')
+		b = append(appendPrediction(append(b, '{'), inf, i), '}')
 	}
 	b = append(b, ']')
-	b = appendServing(b, sv, id)
+	b = appendServing(b, inf.Serving, id)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil

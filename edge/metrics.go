@@ -16,12 +16,14 @@ var (
 	// rolloutUncounted counts requests answered during a rollout but left
 	// out of its figures: their client was past -rollout-client-rate.
 	rolloutUncounted = metrics.NewCounter(`edge_rollout_uncounted_requests_total`)
-	modelLoadsOK     = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
-	modelLoadsBad    = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
-	modelLoadTime    = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
-	syncErrors       = metrics.NewCounter(`edge_registry_errors_total`)
-	peerForwardsOK   = metrics.NewCounter(`edge_peer_forwards_total{result="ok"}`)
-	peerForwardsBad  = metrics.NewCounter(`edge_peer_forwards_total{result="error"}`)
+	// predictErrors counts batches a model failed to predict (500).
+	predictErrors   = metrics.NewCounter(`edge_predict_errors_total`)
+	modelLoadsOK    = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
+	modelLoadsBad   = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
+	modelLoadTime   = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
+	syncErrors      = metrics.NewCounter(`edge_registry_errors_total`)
+	peerForwardsOK  = metrics.NewCounter(`edge_peer_forwards_total{result="ok"}`)
+	peerForwardsBad = metrics.NewCounter(`edge_peer_forwards_total{result="error"}`)
 	// lastSync is when the syncer last heard from the registry and applied
 	// (or kept) what it resolved: alerts compare it with time().
 	lastSync = metrics.NewGauge(`edge_model_sync_last_success_timestamp_seconds`, nil)
@@ -104,7 +106,7 @@ type monitor struct {
 	requests  *metrics.Counter
 	errors    *metrics.Counter
 	latency   *metrics.PrometheusHistogram
-	labels    [2]*metrics.Counter
+	labels    []*metrics.Counter // by label index
 	score     *metrics.PrometheusHistogram
 	textBytes *metrics.PrometheusHistogram
 }
@@ -118,8 +120,8 @@ func (m *monitor) served(code int, seconds float64) {
 	m.latency.Update(seconds)
 }
 
-func newMonitor(labels [2]string, version string) monitor {
-	var m monitor
+func newMonitor(labels []string, version string) monitor {
+	m := monitor{labels: make([]*metrics.Counter, len(labels))}
 	m.requests = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_requests_total{version=%q}`, version))
 	m.errors = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_errors_total{version=%q}`, version))
 	m.latency = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_version_request_duration_seconds{version=%q}`, version), latencyBuckets)

@@ -3,6 +3,7 @@ package edge
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -14,8 +15,11 @@ import (
 
 // The Open Inference Protocol (KServe V2) REST surface, with the binary
 // tensor data extension. The model takes one BYTES input (the texts, any
-// name, any shape) and returns two outputs: "label" (BYTES) and "score"
-// (FP32), each with the input's shape, element by element.
+// name, any shape) and returns three outputs: "label" (BYTES, the most
+// probable label) and "score" (FP32, its probability), each with the
+// input's shape, element by element, and "probabilities" (FP32, every
+// label's, in the order of the model's labels), of the input's shape and
+// one dimension more, the labels.
 
 // inferHeaderLength is the binary extension's header: the length of the
 // JSON part of a body that continues with tensor bytes.
@@ -78,9 +82,12 @@ func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) erro
 	b = append(b, `,"versions":[`...)
 	b = httperr.AppendJSONString(b, sv.Version)
 	b = append(b, ']')
-	b = appendField(b, "platform", "sentiment-linear", false)
+	b = appendField(b, "platform", sv.Predictor.Platform(), false)
 	b = append(b, `,"inputs":[{"name":"text","datatype":"BYTES","shape":[-1]}]`...)
-	b = append(b, `,"outputs":[{"name":"label","datatype":"BYTES","shape":[-1]},{"name":"score","datatype":"FP32","shape":[-1]}]`...)
+	b = append(b, `,"outputs":[{"name":"label","datatype":"BYTES","shape":[-1]},{"name":"score","datatype":"FP32","shape":[-1]}`...)
+	b = append(b, `,{"name":"probabilities","datatype":"FP32","shape":[-1,`...)
+	b = strconv.AppendInt(b, int64(len(sv.Predictor.Labels())), 10)
+	b = append(b, `]}]`...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil
@@ -93,14 +100,18 @@ func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) erro
 // max_batch_size 0: the model takes tensors of any shape, and its first
 // dimension is not a batch one Triton would add or strip.
 func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
-	if _, err := s.servedModel(ctx, sv); err != nil {
+	sv, err := s.servedModel(ctx, sv)
+	if err != nil {
 		return err
 	}
 	b := appendField([]byte("{"), "name", s.cfg.ModelName, true)
-	b = appendField(b, "platform", "sentiment-linear", false)
+	b = appendField(b, "platform", sv.Predictor.Platform(), false)
 	b = append(b, `,"backend":"","max_batch_size":0`...)
 	b = append(b, `,"input":[{"name":"text","data_type":"TYPE_STRING","format":"FORMAT_NONE","dims":[-1]}]`...)
-	b = append(b, `,"output":[{"name":"label","data_type":"TYPE_STRING","dims":[-1]},{"name":"score","data_type":"TYPE_FP32","dims":[-1]}]`...)
+	b = append(b, `,"output":[{"name":"label","data_type":"TYPE_STRING","dims":[-1]},{"name":"score","data_type":"TYPE_FP32","dims":[-1]}`...)
+	b = append(b, `,{"name":"probabilities","data_type":"TYPE_FP32","dims":[-1,`...)
+	b = strconv.AppendInt(b, int64(len(sv.Predictor.Labels())), 10)
+	b = append(b, `]}]`...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil
@@ -134,7 +145,17 @@ func writeHealth(ctx *fasthttp.RequestCtx, prefix string, err error, id string) 
 	return nil
 }
 
-// oipOutput is one requested output: 0 label, 1 score.
+// The outputs, by their index in oipOutputs.
+const (
+	outLabel = iota
+	outScore
+	outProbabilities
+)
+
+var oipOutputs = []string{"label", "score", "probabilities"}
+
+// oipOutput is one requested output: outLabel, outScore or
+// outProbabilities.
 type oipOutput struct {
 	which  int
 	binary bool
@@ -232,7 +253,7 @@ func unsupportedParameter(where string, key []byte) error {
 // each in JSON or, with binary_data (default binaryOutput), as bytes.
 func parseOutputs(outputs []*fastjson.Value, binaryOutput bool, out []oipOutput) ([]oipOutput, error) {
 	if len(outputs) == 0 {
-		return append(out, oipOutput{0, binaryOutput}, oipOutput{1, binaryOutput}), nil
+		return append(out, oipOutput{outLabel, binaryOutput}, oipOutput{outScore, binaryOutput}, oipOutput{outProbabilities, binaryOutput}), nil
 	}
 	for i, o := range outputs {
 		obj, err := o.Object()
@@ -243,13 +264,9 @@ func parseOutputs(outputs []*fastjson.Value, binaryOutput bool, out []oipOutput)
 		ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 			switch string(key) {
 			case "name":
-				switch string(val.GetStringBytes()) {
-				case "label":
-					req.which = 0
-				case "score":
-					req.which = 1
-				default:
-					ferr = httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: unknown output %s (want label or score)", i, val)
+				req.which = slices.Index(oipOutputs, string(val.GetStringBytes()))
+				if req.which < 0 {
+					ferr = httperr.New(fasthttp.StatusBadRequest, "outputs[%d]: unknown output %s (want label, score or probabilities)", i, val)
 				}
 			case "parameters":
 				req.binary, ferr = outputParameters(val, i, binaryOutput)
@@ -445,20 +462,20 @@ func (s *Server) flatten(v *fastjson.Value, out *[][]byte, depth int) error {
 // inferScratch is what one infer call works in; pooled, so a call
 // allocates next to nothing.
 type inferScratch struct {
-	req    oipRequest
-	labels []string
-	scores []float32
-	out    []byte // the JSON part of the answer
-	blobs  []byte // the binary part
+	req   oipRequest
+	out   []byte // the JSON part of the answer
+	blobs []byte // the binary part
 }
 
 var scratches = sync.Pool{New: func() any { return new(inferScratch) }}
 
-func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
-	sv, err := s.servedModel(ctx, sv)
-	if err != nil {
+func (s *Server) infer(ctx *fasthttp.RequestCtx, inf *Inference, _ string) error {
+	// The path first: a model or version this edge does not hold is a 404
+	// whatever the body.
+	if _, err := s.servedModel(ctx, s.current.Load()); err != nil {
 		return err
 	}
+	inf.Version, _ = ctx.UserValue("version").(string)
 	p := parsers.Get()
 	defer parsers.Put(p)
 	sc := scratches.Get().(*inferScratch)
@@ -471,16 +488,12 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 	if err := s.parseInfer(ctx, p, req); err != nil {
 		return err
 	}
-	labels, scores := sc.labels[:0], sc.scores[:0]
-	for _, t := range req.texts {
-		pred := sv.Model.Predict(b2s(t))
-		labels, scores = append(labels, pred.Label), append(scores, pred.Score)
-		sv.observe(pred, len(t))
-		s.offer(sv, t, pred.Index)
+	inf.Texts = append(inf.Texts, req.texts...)
+	if err := s.Infer(inf); err != nil {
+		return err
 	}
-	sc.labels, sc.scores = labels, scores
 	b := appendField(append(sc.out[:0], '{'), "model_name", s.cfg.ModelName, true)
-	b = appendField(b, "model_version", sv.Version, false)
+	b = appendField(b, "model_version", inf.Serving.Version, false)
 	if req.hasID {
 		b = appendField(b, "id", b2s(req.id), false)
 	}
@@ -490,7 +503,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b, blobs = appendOutput(b, blobs, o, req.shape, labels, scores)
+		b, blobs = appendOutput(b, blobs, o, req.shape, inf)
 	}
 	b = append(b, ']', '}')
 	sc.out, sc.blobs = b, blobs
@@ -507,13 +520,13 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
 }
 
 // appendOutput writes one output tensor to the JSON in b, or its bytes to
-// blobs with binary_data_size in the JSON.
-func appendOutput(b, blobs []byte, o oipOutput, shape []int64, labels []string, scores []float32) ([]byte, []byte) {
-	name, datatype := "label", "BYTES"
-	if o.which == 1 {
-		name, datatype = "score", "FP32"
+// blobs with binary_data_size in the JSON. shape is the input's.
+func appendOutput(b, blobs []byte, o oipOutput, shape []int64, inf *Inference) ([]byte, []byte) {
+	datatype := "FP32"
+	if o.which == outLabel {
+		datatype = "BYTES"
 	}
-	b = appendField(append(b, '{'), "name", name, true)
+	b = appendField(append(b, '{'), "name", oipOutputs[o.which], true)
 	b = appendField(b, "datatype", datatype, false)
 	b = append(b, `,"shape":[`...)
 	for i, d := range shape {
@@ -522,15 +535,26 @@ func appendOutput(b, blobs []byte, o oipOutput, shape []int64, labels []string, 
 		}
 		b = strconv.AppendInt(b, d, 10)
 	}
+	if o.which == outProbabilities {
+		if len(shape) > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(len(inf.Labels)), 10)
+	}
 	b = append(b, ']')
 	if o.binary {
 		start := len(blobs)
-		for i := range labels {
-			if o.which == 0 {
-				blobs = binary.LittleEndian.AppendUint32(blobs, uint32(len(labels[i])))
-				blobs = append(blobs, labels[i]...)
-			} else {
-				blobs = binary.LittleEndian.AppendUint32(blobs, math.Float32bits(scores[i]))
+		for i, best := range inf.Best {
+			switch o.which {
+			case outLabel:
+				blobs = binary.LittleEndian.AppendUint32(blobs, uint32(len(inf.Labels[best])))
+				blobs = append(blobs, inf.Labels[best]...)
+			case outScore:
+				blobs = binary.LittleEndian.AppendUint32(blobs, math.Float32bits(inf.Row(i)[best]))
+			default:
+				for _, p := range inf.Row(i) {
+					blobs = binary.LittleEndian.AppendUint32(blobs, math.Float32bits(p))
+				}
 			}
 		}
 		b = append(b, `,"parameters":{"binary_data_size":`...)
@@ -538,14 +562,22 @@ func appendOutput(b, blobs []byte, o oipOutput, shape []int64, labels []string, 
 		return append(b, "}}"...), blobs
 	}
 	b = append(b, `,"data":[`...)
-	for i := range labels {
+	for i, best := range inf.Best {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if o.which == 0 {
-			b = httperr.AppendJSONString(b, labels[i])
-		} else {
-			b = strconv.AppendFloat(b, float64(scores[i]), 'g', -1, 32)
+		switch o.which {
+		case outLabel:
+			b = httperr.AppendJSONString(b, inf.Labels[best])
+		case outScore:
+			b = strconv.AppendFloat(b, float64(inf.Row(i)[best]), 'g', -1, 32)
+		default:
+			for j, p := range inf.Row(i) {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = strconv.AppendFloat(b, float64(p), 'g', -1, 32)
+			}
 		}
 	}
 	return append(b, "]}"...), blobs

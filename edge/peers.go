@@ -13,8 +13,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/httperr"
-	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
 	"github.com/sentimentpro/sentiment/internal/via"
 )
@@ -111,8 +111,8 @@ func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string, tc tracectx.Contex
 	copyHeaders(&req.Header, &ctx.Request.Header, peerRequestHeaders)
 	req.Header.Set("X-Request-ID", id)
 	req.Header.Set(forwardedHeader, p.self)
-	obs.SetTraceRequestHeader(&req.Header, tc.Child()) // the hop to the peer is a span of the edge's
-	if ts := obs.TraceState(&ctx.Request.Header); ts != nil {
+	frontdoor.SetTraceRequestHeader(&req.Header, tc.Child()) // the hop to the peer is a span of the edge's
+	if ts := frontdoor.TraceState(&ctx.Request.Header); ts != nil {
 		req.Header.SetBytesV("tracestate", ts)
 	}
 	// The peer limits and logs by client too: pass the client on.

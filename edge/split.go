@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/sentimentpro/sentiment/inference"
 	"github.com/sentimentpro/sentiment/internal/clientip"
 )
 
@@ -38,7 +39,7 @@ const maxRoutingKey = 256
 // with.
 func (s *Server) SetCandidate(c *Candidate) error {
 	if c != nil {
-		if c.Serving == nil || c.Serving.Model == nil || c.Percent < 0 || c.Percent > 100 || c.ShadowRate < 0 || c.ShadowRate > 1 {
+		if c.Serving == nil || c.Serving.Predictor == nil || c.Percent < 0 || c.Percent > 100 || c.ShadowRate < 0 || c.ShadowRate > 1 {
 			return fmt.Errorf("invalid candidate: want a model, a percent in [0, 100] and a shadow rate in [0, 1]")
 		}
 		s.prepare(c.Serving) // a held candidate keeps its series
@@ -50,23 +51,25 @@ func (s *Server) SetCandidate(c *Candidate) error {
 // Candidate returns the candidate beside the serving model, or nil.
 func (s *Server) Candidate() *Candidate { return s.candidate.Load() }
 
-// choose returns the version that answers this request: the candidate
-// for its share of routing keys, else stable. While a candidate is held,
-// a client past its RolloutClientRate gets the version's uncounted twin,
-// so no one client weighs much in the figures a rollout step is judged
-// on.
-func (s *Server) choose(ctx *fasthttp.RequestCtx, stable *Serving, now time.Time) *Serving {
-	c := s.candidate.Load()
-	if c == nil || stable == nil {
+// choose returns the version that answers c: the candidate for its share
+// of routing keys, else stable. While a candidate is held, a caller past
+// its RolloutClientRate gets the version's uncounted twin, so no one
+// client weighs much in the figures a rollout step is judged on.
+func (s *Server) choose(stable *Serving, c Caller) *Serving {
+	cand := s.candidate.Load()
+	if cand == nil {
 		return stable
 	}
-	client := s.client(ctx)
-	key, keyed := s.routingKey(ctx, client)
-	sv := stable
-	if c.Percent > 0 && bucket(key) < c.Percent*100 {
-		sv = c.Serving
+	key, keyed := c.Key, len(c.Key) > 0
+	if !keyed {
+		a := c.Client.As16()
+		key = a[:]
 	}
-	if s.weigh != nil && !s.weighs(client, key, keyed, now) {
+	sv := stable
+	if cand.Percent > 0 && bucket(key) < cand.Percent*100 {
+		sv = cand.Serving
+	}
+	if s.weigh != nil && !s.weighs(c.Client, key, keyed, c.Now) {
 		rolloutUncounted.Inc()
 		return sv.uncounted
 	}
@@ -84,16 +87,23 @@ func (s *Server) weighs(client netip.Addr, key []byte, keyed bool, now time.Time
 	return ok
 }
 
-// routingKey is the X-Routing-Key a trusted proxy passed on (keyed), else
-// the client's address. A client's own key is ignored: it would let the
+// caller is the request's Caller: the client, and the routing key a
+// trusted proxy passed on. A client's own key is ignored: it would let the
 // client pick the version that answers it, and so steer the figures a
 // rollout is judged on (docs/SECURITY.md).
-func (s *Server) routingKey(ctx *fasthttp.RequestCtx, client netip.Addr) (key []byte, keyed bool) {
-	if k := ctx.Request.Header.Peek(routingKeyHeader); len(k) > 0 && s.fromProxy(ctx, clientip.Of(ctx.RemoteIP())) {
-		return k[:min(len(k), maxRoutingKey)], true
+func (s *Server) caller(ctx *fasthttp.RequestCtx, now time.Time) Caller {
+	peer := clientip.Of(ctx.RemoteIP())
+	c := Caller{Client: peer, Now: now}
+	if !s.fromProxy(ctx, peer) {
+		return c
 	}
-	a := client.As16()
-	return a[:], false
+	if xff := ctx.Request.Header.PeekCanonical(forwardedForKey); len(xff) > 0 {
+		c.Client = clientip.Forwarded(peer, xff, s.cfg.TrustedProxies)
+	}
+	if k := ctx.Request.Header.Peek(routingKeyHeader); len(k) > 0 {
+		c.Key = k[:min(len(k), maxRoutingKey)]
+	}
+	return c
 }
 
 // bucket maps a key to one of 10,000 buckets, the same one every time and
@@ -108,7 +118,7 @@ func bucket(key []byte) float64 {
 type shadowJob struct {
 	candidate   *Serving
 	text        []byte
-	stableLabel int
+	stableLabel string // the stable version's most probable label
 }
 
 // shadow scores sampled texts with the candidate on one goroutine,
@@ -120,6 +130,9 @@ type shadow struct {
 	stop    chan struct{}
 	stopped sync.Once
 	done    sync.WaitGroup
+	// The worker goroutine's scratch.
+	text  [1]string
+	probs []float32
 }
 
 const shadowQueue = 1024
@@ -167,15 +180,23 @@ func (sh *shadow) run() {
 	}
 }
 
-// score runs the candidate on one sampled text and counts the agreement.
+// score runs the candidate on one sampled text and counts the agreement:
+// whether the candidate's most probable label is the stable version's
+// (compared by name, so two models may order their labels differently).
 func (sh *shadow) score(j shadowJob, counters map[string]*[2]*metrics.Counter) {
 	c := counters[j.candidate.Version]
 	if c == nil {
 		c = &[2]*metrics.Counter{agreement(j.candidate.Version, false), agreement(j.candidate.Version, true)}
 		counters[j.candidate.Version] = c
 	}
-	p := j.candidate.Model.Predict(b2s(j.text))
-	if p.Index == j.stableLabel {
+	labels := j.candidate.Predictor.Labels()
+	sh.probs = grow(sh.probs, len(labels))
+	sh.text[0] = b2s(j.text)
+	if err := j.candidate.Predictor.Predict(sh.text[:], sh.probs); err != nil {
+		predictErrors.Inc()
+		return
+	}
+	if labels[inference.ArgMax(sh.probs)] == j.stableLabel {
 		c[1].Inc()
 	} else {
 		c[0].Inc()
@@ -188,16 +209,16 @@ func (sh *shadow) close() {
 	sh.done.Wait()
 }
 
-// offer samples one text the stable version answered with stableLabel
-// for the candidate's shadow; text is copied, as the request's buffers
-// are reused.
+// offer samples one text the stable version answered with its label
+// stableLabel (an index) for the candidate's shadow; text is copied, as
+// the request's buffers are reused.
 func (s *Server) offer(stable *Serving, text []byte, stableLabel int) {
 	c := s.candidate.Load()
 	if c == nil || c.ShadowRate <= 0 || c.Serving == stable || !stable.counted || rand.Float64() >= c.ShadowRate {
 		return
 	}
 	select {
-	case s.shadow.jobs <- shadowJob{candidate: c.Serving, text: append([]byte(nil), text...), stableLabel: stableLabel}:
+	case s.shadow.jobs <- shadowJob{candidate: c.Serving, text: append([]byte(nil), text...), stableLabel: stable.Predictor.Labels()[stableLabel]}:
 	default:
 		s.shadow.dropped.Inc()
 	}

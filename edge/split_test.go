@@ -36,7 +36,7 @@ func tinyServing(t *testing.T, version string, flip bool) *Serving {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Serving{Model: m, Name: "sentiment", Version: version, Digest: m.Digest(), Source: "registry"}
+	return &Serving{Predictor: m, Name: "sentiment", Version: version, Digest: m.Digest(), Source: "registry"}
 }
 
 // TestSplitIsStickyAndWeighted: a candidate at 10 % answers about a tenth

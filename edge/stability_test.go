@@ -270,7 +270,7 @@ func inferBinaryThroughPeer(t *testing.T, client *http.Client, base, from string
 	for _, o := range out.Outputs {
 		size += o.Parameters.BinaryDataSize
 	}
-	if len(out.Outputs) != 2 || size == 0 || n+size != len(body) {
+	if len(out.Outputs) != 3 || size == 0 || n+size != len(body) { // label, score, probabilities
 		t.Errorf("outputs %+v hold %d binary bytes; the answer has %d after its JSON", out.Outputs, size, len(body)-n)
 	}
 }

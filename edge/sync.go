@@ -184,7 +184,7 @@ func (s *Syncer) load(path, version, digest string, sig *model.Signature) (*Serv
 		return nil, err
 	}
 	modelLoadTime.Update(time.Since(start).Seconds())
-	return &Serving{Model: m, Name: s.cfg.Model, Version: version, Digest: digest, Source: "registry", LoadedAt: time.Now()}, nil
+	return &Serving{Predictor: m, Name: s.cfg.Model, Version: version, Digest: digest, Source: "registry", LoadedAt: time.Now()}, nil
 }
 
 func (s *Syncer) checkSignature(sig *model.Signature, digest string) error {

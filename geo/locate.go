@@ -5,57 +5,19 @@
 package geo
 
 import (
-	"fmt"
-	"math"
 	"net/netip"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/sentimentpro/sentiment/geo/regions"
 )
-
-// Region is a serving region and where it is.
-type Region struct {
-	Name     string
-	Lat, Lon float64
-}
-
-// DefaultRegions are the three regions of the local stacks and their
-// locations (Washington, Dublin, Mumbai), in ParseRegions' format.
-const DefaultRegions = "us-east=38.9,-77.0;eu-west=53.3,-6.3;ap-south=19.1,72.9"
-
-// ParseRegions reads "us-east=38.9,-77.0;eu-west=53.3,-6.3".
-func ParseRegions(s string) ([]Region, error) {
-	var out []Region
-	for _, item := range strings.Split(s, ";") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		name, coords, ok := strings.Cut(item, "=")
-		lat, lon, ok2 := strings.Cut(coords, ",")
-		if !ok || !ok2 || name == "" {
-			return nil, fmt.Errorf("region %q: want name=lat,lon", item)
-		}
-		la, err1 := strconv.ParseFloat(strings.TrimSpace(lat), 64)
-		lo, err2 := strconv.ParseFloat(strings.TrimSpace(lon), 64)
-		if err1 != nil || err2 != nil || la < -90 || la > 90 || lo < -180 || lo > 180 {
-			return nil, fmt.Errorf("region %q: latitude and longitude out of range", item)
-		}
-		out = append(out, Region{Name: strings.TrimSpace(name), Lat: la, Lon: lo})
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no regions configured")
-	}
-	return out, nil
-}
 
 // Locator orders regions for a client: an explicit hint, else the
 // country of the client's address from an MMDB database, else a default.
 type Locator struct {
-	Regions []Region
+	Regions []regions.Region
 	// Overrides sends a country (ISO 3166 alpha-2) to a region first,
 	// whatever the distance: large countries, legal constraints.
 	Overrides map[string]string
@@ -112,8 +74,8 @@ func (l *Locator) Order(hint string, addr netip.Addr) ([]string, string) {
 }
 
 // regionOrder is every region by distance from r, r first.
-func (l *Locator) regionOrder(r *Region) []string {
-	return l.memo("r:"+r.Name, func() []string { return l.byDistance(r.Lat, r.Lon, r.Name) })
+func (l *Locator) regionOrder(r *regions.Region) []string {
+	return l.memo("r:"+r.Name, func() []string { return regions.ByDistance(l.Regions, r.Lat, r.Lon, r.Name) })
 }
 
 // countryOrder is every region by distance from the country's centroid,
@@ -122,7 +84,7 @@ func (l *Locator) regionOrder(r *Region) []string {
 func (l *Locator) countryOrder(cc string) []string {
 	first := l.Overrides[cc]
 	if c, ok := countryCentroids[cc]; ok {
-		return l.memo("c:"+cc, func() []string { return l.byDistance(c[0], c[1], first) })
+		return l.memo("c:"+cc, func() []string { return regions.ByDistance(l.Regions, c[0], c[1], first) })
 	}
 	if r := l.region(first); r != nil {
 		return l.regionOrder(r)
@@ -138,50 +100,4 @@ func (l *Locator) memo(key string, compute func() []string) []string {
 	return v.([]string)
 }
 
-func (l *Locator) region(name string) *Region {
-	for i := range l.Regions {
-		if l.Regions[i].Name == name {
-			return &l.Regions[i]
-		}
-	}
-	return nil
-}
-
-// byDistance sorts regions by great-circle distance from (lat, lon), with
-// first (if a region) at the front.
-func (l *Locator) byDistance(lat, lon float64, first string) []string {
-	type rd struct {
-		name string
-		d    float64
-	}
-	rs := make([]rd, len(l.Regions))
-	for i, r := range l.Regions {
-		rs[i] = rd{r.Name, haversineKm(lat, lon, r.Lat, r.Lon)}
-		if r.Name == first {
-			rs[i].d = -1
-		}
-	}
-	slices.SortStableFunc(rs, func(a, b rd) int {
-		switch {
-		case a.d < b.d:
-			return -1
-		case a.d > b.d:
-			return 1
-		}
-		return 0
-	})
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = r.name
-	}
-	return out
-}
-
-// haversineKm is the great-circle distance between two points.
-func haversineKm(lat1, lon1, lat2, lon2 float64) float64 {
-	const earthKm = 6371
-	rad := math.Pi / 180
-	dLat, dLon := (lat2-lat1)*rad, (lon2-lon1)*rad
-	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
-	return 2 * earthKm * math.Asin(math.Min(1, math.Sqrt(a)))
-}
+func (l *Locator) region(name string) *regions.Region { return regions.Find(l.Regions, name) }

@@ -12,10 +12,11 @@ import (
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/oschwald/maxminddb-golang/v2"
 
+	"github.com/sentimentpro/sentiment/geo/regions"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
-var testRegions = []Region{{"us-east", 38.9, -77.0}, {"eu-west", 53.3, -6.3}, {"ap-south", 19.1, 72.9}}
+var testRegions = []regions.Region{{Name: "us-east", Lat: 38.9, Lon: -77.0}, {Name: "eu-west", Lat: 53.3, Lon: -6.3}, {Name: "ap-south", Lat: 19.1, Lon: 72.9}}
 
 // writeMMDB builds a tiny country database mapping CIDRs (loopback ones
 // included) to country records, in the DB-IP layout or the MaxMind one.
@@ -83,25 +84,6 @@ func TestOrder(t *testing.T) {
 		f("", "127.0.6.6", []string{"us-east", "eu-west", "ap-south"}, "default") // unknown country, no centroid
 		f("", "10.9.9.9", []string{"us-east", "eu-west", "ap-south"}, "default")  // not in the database
 		f("mars-1", "", []string{"us-east", "eu-west", "ap-south"}, "default")    // unknown hint
-	}
-}
-
-func TestParseRegions(t *testing.T) {
-	rs, err := ParseRegions("us-east=38.9,-77.0; eu-west=53.3,-6.3")
-	if err != nil || len(rs) != 2 || rs[1].Name != "eu-west" || rs[1].Lon != -6.3 {
-		t.Fatalf("%+v %v", rs, err)
-	}
-	for _, bad := range []string{"", "us-east", "us-east=1", "x=91,0", "x=0,181", "=1,2", "x=a,b"} {
-		if _, err := ParseRegions(bad); err == nil {
-			t.Errorf("ParseRegions(%q) accepted", bad)
-		}
-	}
-}
-
-func TestHaversine(t *testing.T) {
-	// Dublin to New York is about 5,100 km.
-	if d := haversineKm(53.35, -6.26, 40.71, -74.0); d < 5000 || d > 5200 {
-		t.Fatalf("Dublin-New York %.0f km", d)
 	}
 }
 

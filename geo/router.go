@@ -20,10 +20,10 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/bearer"
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
-	"github.com/sentimentpro/sentiment/internal/sechdr"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
 	"github.com/sentimentpro/sentiment/internal/via"
 )
@@ -114,7 +114,7 @@ type Router struct {
 	scheme string
 	// limiter is the per-client rate limit; nil when off.
 	limiter *ratelimit.Limiter
-	access  obs.AccessLog
+	access  frontdoor.AccessLog
 	// draining fails /health/ready during shutdown.
 	draining atomic.Bool
 }
@@ -159,7 +159,7 @@ func NewRouter(cfg Config) *Router {
 	if cfg.EdgeTLS != nil {
 		r.scheme = "https"
 	}
-	r.access = obs.AccessLog{Rate: cfg.AccessLogSample, Log: r.log}
+	r.access = frontdoor.AccessLog{Rate: cfg.AccessLogSample, Log: r.log}
 	r.budget.ratio = cfg.RetryRatio
 	if cfg.RatePerMinute > 0 {
 		r.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
@@ -244,7 +244,7 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		start := time.Now()
 		id := r.requestID(ctx)
 		logged := r.access.Sample()
-		tc := obs.TraceFrom(&ctx.Request.Header, logged)
+		tc := frontdoor.TraceFrom(&ctx.Request.Header, logged)
 		relayed := false
 		switch string(ctx.Path()) {
 		case "/health/live", "/health/ready", "/metrics", "/v1/route":
@@ -260,14 +260,14 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		}
 		h := &ctx.Response.Header
 		h.Set("X-Request-Id", id)
-		obs.SetTraceHeader(h, tc)
+		frontdoor.SetTraceHeader(h, tc)
 		// The router's own answers (health, 405, 429, 503) need the
 		// security headers; an edge's answer has them already, but not
 		// HSTS if the edge is plain HTTP.
 		if !relayed {
-			sechdr.Set(h, r.cfg.TLS)
+			frontdoor.SetSecurityHeaders(h, r.cfg.TLS)
 		} else if r.cfg.TLS {
-			sechdr.SetHSTS(h)
+			frontdoor.SetHSTS(h)
 		}
 		if logged {
 			r.access.Write(ctx, id, tc, r.clientAddr(ctx).String(), start,
@@ -287,7 +287,7 @@ func (r *Router) own(ctx *fasthttp.RequestCtx, id string) {
 			ctx.SetStatusCode(fasthttp.StatusNoContent)
 			return
 		}
-		httperr.WriteFast(ctx, httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()), id)
+		frontdoor.WriteError(ctx, httperr.New(fasthttp.StatusMethodNotAllowed, "method %s not allowed on %s", ctx.Method(), ctx.Path()), id)
 		return
 	}
 	switch string(ctx.Path()) {
@@ -295,7 +295,7 @@ func (r *Router) own(ctx *fasthttp.RequestCtx, id string) {
 		r.health(ctx)
 	case "/metrics":
 		if r.internal(ctx, id) {
-			obs.FastMetricsHandler(ctx)
+			frontdoor.MetricsHandler(ctx)
 		}
 	case "/v1/route":
 		if r.internal(ctx, id) {
@@ -315,7 +315,7 @@ func (r *Router) internal(ctx *fasthttp.RequestCtx, id string) bool {
 		return true
 	}
 	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sentiment-geo internal"`)
-	httperr.WriteFast(ctx, httperr.New(fasthttp.StatusUnauthorized, "this endpoint needs the internal bearer token"), id)
+	frontdoor.WriteError(ctx, httperr.New(fasthttp.StatusUnauthorized, "this endpoint needs the internal bearer token"), id)
 	return false
 }
 
@@ -337,7 +337,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 		if ok, wait := r.limiter.Allow(client, start); !ok {
 			rateLimited.Inc()
 			ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
-			httperr.WriteFast(ctx, httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", r.cfg.RatePerMinute), id)
+			frontdoor.WriteError(ctx, httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", r.cfg.RatePerMinute), id)
 			observe(fasthttp.StatusTooManyRequests, time.Since(start))
 			return false
 		}
@@ -350,7 +350,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 		// rollout, and steer the figures the rollout is judged on.
 		req.Header.Del(routingKeyHeader)
 	}
-	obs.DropOrphanTraceState(&req.Header) // before the attempts set their traceparent
+	frontdoor.DropOrphanTraceState(&req.Header) // before the attempts set their traceparent
 	setForwardedFor(ctx)
 	setVia(ctx) // names the protocol the client spoke: before it changes
 	// The connections to an edge carry many clients' requests in a
@@ -397,7 +397,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 			t0 = time.Now()
 		}
 		// Each attempt is a span of the request's trace.
-		obs.SetTraceRequestHeader(&req.Header, tc.Child())
+		frontdoor.SetTraceRequestHeader(&req.Header, tc.Child())
 		err = r.forward(ctx, up, t0)
 		done(err)
 		end := time.Now()
@@ -419,7 +419,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	ctx.Response.Reset()
 	// Which edges failed and how is for the log, not for the client.
 	r.log.Debug("no region answered", "request_id", id, "trace_id", tc.TraceIDString(), "attempts", attempts, "err", lastErr)
-	httperr.WriteFast(ctx, httperr.Wrap(fasthttp.StatusServiceUnavailable, "no healthy region could answer", lastErr), id)
+	frontdoor.WriteError(ctx, httperr.Wrap(fasthttp.StatusServiceUnavailable, "no healthy region could answer", lastErr), id)
 	observe(fasthttp.StatusServiceUnavailable, time.Since(start))
 	return false
 }

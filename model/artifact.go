@@ -210,6 +210,7 @@ func Load(data []byte) (*Model, error) {
 		weights:  weights,
 		bias:     bias,
 		digest:   Digest(data),
+		labels:   []string{md.Labels[0], md.Labels[1]},
 	}, nil
 }
 

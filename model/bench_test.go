@@ -96,7 +96,7 @@ func BenchmarkPredict(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					mc.m.Predict(ex[i%len(ex)].Text)
+					mc.m.Classify(ex[i%len(ex)].Text)
 				}
 				// Reported after the loop: ResetTimer clears custom metrics.
 				b.ReportMetric(float64(meanLen(ex)), "bytes/text")
@@ -126,7 +126,7 @@ func BenchmarkPredictDiverse(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		m.Predict(pieces[(i*7919)%len(pieces)])
+		m.Classify(pieces[(i*7919)%len(pieces)])
 	}
 }
 
@@ -138,7 +138,7 @@ func BenchmarkPredictParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			m.Predict(ex[i%len(ex)].Text)
+			m.Classify(ex[i%len(ex)].Text)
 			i++
 		}
 	})

@@ -21,9 +21,9 @@ const calibrationBins = 10
 // Evaluate predicts every example and tallies the confusion matrix.
 // progress, if set, is called after each example.
 func Evaluate(m *Model, examples []Example, progress func(done, total int)) Evaluation {
-	ev := Evaluation{Labels: m.Labels()}
+	ev := Evaluation{Labels: [2]string(m.Labels())}
 	for i, ex := range examples {
-		p := m.Predict(ex.Text)
+		p := m.Classify(ex.Text)
 		ev.Confusion[ex.Label][p.Index]++
 		bin := &ev.Calibration[min(int((p.Score-0.5)*2*calibrationBins), calibrationBins-1)]
 		bin.Count++

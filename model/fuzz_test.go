@@ -47,7 +47,7 @@ func FuzzTokenize(f *testing.F) {
 				}
 			}
 		}
-		p := m.Predict(text)
+		p := m.Classify(text)
 		if p.Score < 0.5 || p.Score > 1 {
 			t.Fatalf("score %v", p.Score)
 		}
@@ -89,7 +89,7 @@ func FuzzLoad(f *testing.F) {
 		for _, d := range [][]byte{data, resum(padTo(data, 44))} {
 			m, err := Load(d)
 			if err == nil {
-				m.Predict("a test sentence")
+				m.Classify("a test sentence")
 			}
 		}
 	})

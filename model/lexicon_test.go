@@ -38,17 +38,17 @@ func TestLexiconBackOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := plain.Predict("superb"); p.Positive != plain.Predict("zzz").Positive {
+	if p := plain.Classify("superb"); p.Positive != plain.Classify("zzz").Positive {
 		t.Fatalf("without a lexicon an unseen word should read like any unknown word: %v", p)
 	}
-	if p := with.Predict("superb"); p.Index != 1 {
+	if p := with.Classify("superb"); p.Index != 1 {
 		t.Errorf("superb (unseen, valence 2.1, the band of good) reads %v", p)
 	}
-	if p := with.Predict("dreadful"); p.Index != 0 {
+	if p := with.Classify("dreadful"); p.Index != 0 {
 		t.Errorf("dreadful (unseen, valence -1.9, the band of awful) reads %v", p)
 	}
 	for _, text := range []string{"a good film", "an awful film", "good", "zzz"} {
-		if a, b := plain.Predict(text), with.Predict(text); a != b {
+		if a, b := plain.Classify(text), with.Classify(text); a != b {
 			t.Errorf("%q: %v without the lexicon, %v with it: seen words must keep their weights", text, a, b)
 		}
 	}
@@ -72,12 +72,12 @@ func TestMinCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, unknown := m.Predict("once"), m.Predict("zzz"); got != unknown {
+	if got, unknown := m.Classify("once"), m.Classify("zzz"); got != unknown {
 		t.Errorf("a word of 2 examples with min count 3 reads %v, an unknown one %v", got, unknown)
 	}
 	cfg.MinCount = 2
 	m, _ = Train(ex, cfg, nil)
-	if got, unknown := m.Predict("once"), m.Predict("zzz"); got.Positive <= unknown.Positive {
+	if got, unknown := m.Classify("once"), m.Classify("zzz"); got.Positive <= unknown.Positive {
 		t.Errorf("a word of 2 positive examples with min count 2 reads %v, an unknown one %v", got, unknown)
 	}
 }

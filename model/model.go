@@ -6,8 +6,20 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"sort"
+
+	"github.com/sentimentpro/sentiment/inference"
+)
+
+// Platform is the built-in format's name in protocol metadata.
+const Platform = "sentiment-linear"
+
+// The built-in model is a Predictor the edge serves like any other.
+var (
+	_ inference.Predictor = (*Model)(nil)
+	_ inference.Explainer = (*Model)(nil)
 )
 
 // Model is a loaded, validated model. It is immutable and safe for
@@ -17,7 +29,8 @@ type Model struct {
 	features Features
 	weights  []float32 // 2^HashBits entries
 	bias     float32
-	digest   string // "sha256:<hex>" of the artifact bytes it was loaded from
+	digest   string   // "sha256:<hex>" of the artifact bytes it was loaded from
+	labels   []string // meta.Labels, the Predictor's label order
 }
 
 // Prediction is the model's answer for one text.
@@ -35,8 +48,12 @@ func (m *Model) Meta() Metadata { return m.meta }
 // Digest returns "sha256:<hex>" of the artifact the model was loaded from.
 func (m *Model) Digest() string { return m.digest }
 
-// Labels returns the two label names, index 0 first.
-func (m *Model) Labels() [2]string { return [2]string{m.meta.Labels[0], m.meta.Labels[1]} }
+// Labels returns the two label names, index 0 first (the Predictor's
+// order). The slice is the model's own.
+func (m *Model) Labels() []string { return m.labels }
+
+// Platform names the format: "sentiment-linear".
+func (m *Model) Platform() string { return Platform }
 
 // logit returns the raw score (log-odds of label 1) of text.
 func (m *Model) logit(text string) float32 {
@@ -61,8 +78,23 @@ func (m *Model) logit(text string) float32 {
 	return m.bias + sum*m.features.scale(n)
 }
 
-// Predict classifies text. It allocates nothing and does not retain text.
-func (m *Model) Predict(text string) Prediction {
+// Predict writes each text's two probabilities, label 0's then label 1's,
+// into probs (inference.Predictor). It allocates nothing and keeps no
+// text.
+func (m *Model) Predict(texts []string, probs []float32) error {
+	if len(probs) != 2*len(texts) {
+		return fmt.Errorf("cannot predict %d texts into %d probabilities: want %d", len(texts), len(probs), 2*len(texts))
+	}
+	for i, text := range texts {
+		p := sigmoid(m.logit(text))
+		probs[2*i], probs[2*i+1] = 1-p, p
+	}
+	return nil
+}
+
+// Classify classifies one text. It allocates nothing and does not retain
+// text.
+func (m *Model) Classify(text string) Prediction {
 	p := sigmoid(m.logit(text))
 	if p >= 0.5 {
 		return Prediction{Label: m.meta.Labels[1], Index: 1, Score: p, Positive: p}
@@ -74,17 +106,10 @@ func sigmoid(z float32) float32 {
 	return float32(1 / (1 + math.Exp(-float64(z))))
 }
 
-// Contribution is one feature's share of a prediction's log-odds: positive
-// values push towards label 1.
-type Contribution struct {
-	Feature string  `json:"feature"` // e.g. "good", "not good", "NOT_funny", "!"
-	Weight  float32 `json:"weight"`
-}
-
 // Explain returns the k features of text that moved its score most, largest
 // magnitude first. A feature seen several times is reported once with its
 // summed contribution.
-func (m *Model) Explain(text string, k int) []Contribution {
+func (m *Model) Explain(text string, k int) []inference.Contribution {
 	if k <= 0 {
 		return nil
 	}
@@ -114,9 +139,9 @@ func (m *Model) Explain(text string, k int) []Contribution {
 		}
 		sums[k] += m.weights[j] * scale
 	}
-	out := make([]Contribution, 0, len(order))
+	out := make([]inference.Contribution, 0, len(order))
 	for _, k := range order {
-		out = append(out, Contribution{Feature: k.name, Weight: sums[k]})
+		out = append(out, inference.Contribution{Feature: k.name, Weight: sums[k]})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return abs32(out[i].Weight) > abs32(out[j].Weight) })
 	if len(out) > k {

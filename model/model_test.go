@@ -133,13 +133,13 @@ func TestTrainLearnsSignalAndNegation(t *testing.T) {
 	if ev.Accuracy() < 0.95 {
 		t.Fatalf("accuracy on held-out synthetic data %.3f, want >= 0.95", ev.Accuracy())
 	}
-	if p := m.Predict("the film was great"); p.Label != "positive" {
+	if p := m.Classify("the film was great"); p.Label != "positive" {
 		t.Errorf("'great' -> %+v", p)
 	}
-	if p := m.Predict("the film was not great"); p.Label != "negative" {
+	if p := m.Classify("the film was not great"); p.Label != "negative" {
 		t.Errorf("'not great' -> %+v", p)
 	}
-	p := m.Predict("a dull movie")
+	p := m.Classify("a dull movie")
 	if p.Label != "negative" || p.Score < 0.5 || p.Score > 1 || math.Abs(float64(p.Positive+p.Score-1)) > 1e-6 {
 		t.Errorf("'dull' -> %+v", p)
 	}
@@ -191,7 +191,7 @@ func TestArtifactRoundTrip(t *testing.T) {
 		t.Fatalf("digest %q", loaded.Digest())
 	}
 	for _, ex := range synthetic(200, 3) {
-		if a, b := m.Predict(ex.Text), loaded.Predict(ex.Text); a != b {
+		if a, b := m.Classify(ex.Text), loaded.Classify(ex.Text); a != b {
 			t.Fatalf("%q: %+v before encoding, %+v after", ex.Text, a, b)
 		}
 	}
@@ -268,9 +268,33 @@ func TestPredictAllocatesNothing(t *testing.T) {
 	m := trainSmall(t)
 	long := strings.Repeat("the acting was not great but the story is charming ", 40)
 	for _, text := range []string{"a wonderful film", long, "", "\xff\xfe", "caf\u00e9 \U0001F60D"} {
-		if n := testing.AllocsPerRun(100, func() { m.Predict(text) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { m.Classify(text) }); n != 0 {
 			t.Errorf("Predict(%.20q) allocates %.0f times", text, n)
 		}
+	}
+}
+
+// TestPredictIsClassifyBatched: the Predictor's batch Predict gives each
+// text the probabilities Classify gives it, label 0's then label 1's,
+// without allocating, and refuses a probs slice of the wrong length.
+func TestPredictIsClassifyBatched(t *testing.T) {
+	m := trainSmall(t)
+	texts := []string{"a wonderful film", "the film was not great", "", "caf\u00e9 \U0001F60D"}
+	probs := make([]float32, 2*len(texts))
+	if err := m.Predict(texts, probs); err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range texts {
+		p := m.Classify(text)
+		if probs[2*i+1] != p.Positive || probs[2*i] != 1-p.Positive {
+			t.Errorf("%q: Predict %v, Classify positive %v", text, probs[2*i:2*i+2], p.Positive)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { m.Predict(texts, probs) }); n != 0 {
+		t.Errorf("Predict allocates %.0f times", n)
+	}
+	if err := m.Predict(texts, probs[:3]); err == nil {
+		t.Error("Predict into 3 probabilities for 4 texts did not fail")
 	}
 }
 
@@ -420,7 +444,7 @@ func TestBalanceClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, b := skewed.Predict("unseen words only").Positive, balanced.Predict("unseen words only").Positive
+	s, b := skewed.Classify("unseen words only").Positive, balanced.Classify("unseen words only").Positive
 	if s < 0.65 || b < 0.4 || b > 0.6 || !balanced.Meta().Training.BalanceClasses {
 		t.Errorf("an unseen text: %.3f unbalanced (want ≥ 0.65), %.3f balanced (want about 0.5)", s, b)
 	}

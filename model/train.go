@@ -175,7 +175,7 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 		weights[i] = float32(x * r[i])
 	}
 	backOff(weights, data, lexiconSlots(cfg.Lexicon, cfg.Features))
-	return &Model{meta: md, features: cfg.Features, weights: weights, bias: float32(bias)}, nil
+	return &Model{meta: md, features: cfg.Features, weights: weights, bias: float32(bias), labels: []string{md.Labels[0], md.Labels[1]}}, nil
 }
 
 // WithMetrics returns a copy of m whose metadata records metrics. The copy

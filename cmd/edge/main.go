@@ -24,7 +24,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/deadline"
-	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
@@ -229,8 +229,8 @@ func run(cfg Config, log *slog.Logger) error {
 	}
 
 	fsrv := srv.FastHTTPServer()
-	fsrv.Handler = cfg.TLS.RequireClientCertFast(fsrv.Handler)
-	obs.ExportOpenConnections("edge_open_connections", fsrv)
+	fsrv.Handler = frontdoor.RequireClientCert(cfg.TLS, fsrv.Handler)
+	frontdoor.ExportOpenConnections("edge_open_connections", fsrv)
 	// Under TLS, so the handshake's deadlines are kept the same way.
 	ln = deadline.NewListener(ln, deadline.ServerTick)
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
@@ -315,7 +315,7 @@ func serveDefault(srv *edge.Server, name string) error {
 	if err != nil {
 		return fmt.Errorf("cannot load the embedded default model: %w", err)
 	}
-	srv.Swap(&edge.Serving{Model: m, Name: name, Version: "embedded-" + strings.TrimPrefix(m.Digest(), "sha256:")[:12],
+	srv.Swap(&edge.Serving{Predictor: m, Name: name, Version: "embedded-" + strings.TrimPrefix(m.Digest(), "sha256:")[:12],
 		Digest: m.Digest(), Source: "embedded", LoadedAt: time.Now()})
 	return nil
 }

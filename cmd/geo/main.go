@@ -19,12 +19,11 @@ import (
 
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/geo"
+	"github.com/sentimentpro/sentiment/geo/regions"
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/deadline"
-	"github.com/sentimentpro/sentiment/internal/httperr"
-	"github.com/sentimentpro/sentiment/internal/obs"
-	"github.com/sentimentpro/sentiment/internal/sechdr"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
@@ -67,7 +66,7 @@ func parseConfig(args []string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("geo", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP listen address")
-	fs.StringVar(&c.Regions, "regions", geo.DefaultRegions, "regions and their locations: name=lat,lon;…")
+	fs.StringVar(&c.Regions, "regions", regions.Default, "regions and their locations: name=lat,lon;…")
 	fs.StringVar(&c.Default, "default-region", "us-east", "region for clients that cannot be placed")
 	fs.StringVar(&c.Overrides, "overrides", "", "country=region pairs tried first, e.g. RU=eu-west,CN=ap-south")
 	fs.StringVar(&c.MMDB, "mmdb", "", "country MMDB (DB-IP lite or MaxMind layout); empty: hint header or default only")
@@ -108,7 +107,7 @@ func (c Config) Validate() error {
 	if c.Datacenters != "" && c.ConsulAddr == "" {
 		return errors.New("-datacenters needs -consul")
 	}
-	if _, err := geo.ParseRegions(c.Regions); err != nil {
+	if _, err := regions.Parse(c.Regions); err != nil {
 		return fmt.Errorf("-regions: %w", err)
 	}
 	for flag, v := range map[string]string{"-overrides": c.Overrides, "-datacenters": c.Datacenters, "-static": c.Static} {
@@ -142,7 +141,7 @@ func main() {
 }
 
 func run(cfg Config, log *slog.Logger) error {
-	regions, err := geo.ParseRegions(cfg.Regions)
+	rs, err := regions.Parse(cfg.Regions)
 	if err != nil {
 		return err
 	}
@@ -153,7 +152,7 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("-overrides %w", err)
 	}
-	loc := &geo.Locator{Regions: regions, Overrides: map[string]string{}, Default: cfg.Default}
+	loc := &geo.Locator{Regions: rs, Overrides: map[string]string{}, Default: cfg.Default}
 	for cc, region := range overrides {
 		loc.Overrides[strings.ToUpper(cc)] = region
 	}
@@ -201,15 +200,15 @@ func run(cfg Config, log *slog.Logger) error {
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
-	secure := func(ctx *fasthttp.RequestCtx) { sechdr.Set(&ctx.Response.Header, cfg.TLS.Enabled()) }
-	srv := &fasthttp.Server{Handler: cfg.TLS.RequireClientCertFast(router.Handler()), ErrorHandler: httperr.ErrorHandler(cfg.MaxBodyBytes, secure), NoDefaultServerHeader: true,
-		Logger: obs.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
+	secure := func(ctx *fasthttp.RequestCtx) { frontdoor.SetSecurityHeaders(&ctx.Response.Header, cfg.TLS.Enabled()) }
+	srv := &fasthttp.Server{Handler: frontdoor.RequireClientCert(cfg.TLS, router.Handler()), ErrorHandler: frontdoor.ErrorHandler(cfg.MaxBodyBytes, secure), NoDefaultServerHeader: true,
+		Logger: frontdoor.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}
-	obs.ExportOpenConnections("geo_open_connections", srv)
+	frontdoor.ExportOpenConnections("geo_open_connections", srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(regions), "version", Version)
+	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(rs), "version", Version)
 	if err := cfg.AwaitShutdown(log, errc, router.SetDraining); err != nil {
 		return err
 	}

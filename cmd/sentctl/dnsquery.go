@@ -3,11 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
 
 	"github.com/sentimentpro/sentiment/discovery"
-	"github.com/sentimentpro/sentiment/geo"
+	"github.com/sentimentpro/sentiment/geo/regions"
 	"github.com/sentimentpro/sentiment/internal/config"
 )
 
@@ -20,7 +19,7 @@ func runDNSQuery(args []string, stdout, stderr io.Writer) error {
 	consulAddr := fs.String("consul", "127.0.0.1:8500", "address of any Consul agent on the WAN")
 	token := fs.String("consul-token", "", "Consul ACL token (needs query write)")
 	dcs := fs.String("datacenters", "", "region=datacenter pairs, e.g. us-east=dc-us,eu-west=dc-eu")
-	regions := fs.String("regions", geo.DefaultRegions, "regions and their locations: name=lat,lon;…")
+	regionsFlag := fs.String("regions", regions.Default, "regions and their locations: name=lat,lon;…")
 	name := fs.String("name", "sentiment", "query name: clients resolve <name>.query.consul")
 	service := fs.String("service", "sentiment-edge", "edges' Consul service name")
 	nearestN := fs.Int("nearest-n", 0, "also try this many nearest datacenters by Consul's network coordinates, before the fixed list")
@@ -35,13 +34,12 @@ func runDNSQuery(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{fmt.Errorf("--datacenters %w", err)}
 	}
-	rs, err := geo.ParseRegions(*regions)
+	rs, err := regions.Parse(*regionsFlag)
 	if err != nil {
 		return usageError{fmt.Errorf("--regions: %w", err)}
 	}
-	loc := &geo.Locator{Regions: rs}
 	for region := range byRegion {
-		if !slices.ContainsFunc(rs, func(r geo.Region) bool { return r.Name == region }) {
+		if !slices.ContainsFunc(rs, func(r regions.Region) bool { return r.Name == region }) {
 			return usageError{fmt.Errorf("region %q has no location in --regions", region)}
 		}
 	}
@@ -54,7 +52,7 @@ func runDNSQuery(args []string, stdout, stderr io.Writer) error {
 		if !ok {
 			continue
 		}
-		order, _ := loc.Order(r.Name, netip.Addr{})
+		order := regions.ByDistance(rs, r.Lat, r.Lon, r.Name)
 		var failover []string
 		for _, other := range order[1:] {
 			if odc, ok := byRegion[other]; ok {

@@ -33,7 +33,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// Label names given by the model win, so "positive" data matches it.
-	opts.Labels = m.Labels()
+	opts.Labels = [2]string(m.Labels())
 	spec, err := parseDataSpec(data)
 	if err != nil {
 		return err

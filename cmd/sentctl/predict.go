@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/sentimentpro/sentiment/inference"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -26,12 +27,12 @@ func runPredict(args []string, stdout, stderr io.Writer) error {
 	}
 	enc := json.NewEncoder(stdout)
 	predict := func(text string) error {
-		p := m.Predict(text)
+		p := m.Classify(text)
 		out := struct {
-			Text    string               `json:"text"`
-			Label   string               `json:"label"`
-			Score   float32              `json:"score"`
-			Explain []model.Contribution `json:"explain,omitempty"`
+			Text    string                   `json:"text"`
+			Label   string                   `json:"label"`
+			Score   float32                  `json:"score"`
+			Explain []inference.Contribution `json:"explain,omitempty"`
 		}{text, p.Label, p.Score, m.Explain(text, explain)}
 		return enc.Encode(out)
 	}

@@ -2,9 +2,10 @@
 // handler returns an *Error: its Msg goes to the client as
 // {"error": Msg, "request_id": ID}, its Err goes only to the log. Anything
 // else a handler returns is an internal error, and the client learns
-// nothing of it but the request ID. There is a writer for fasthttp (edge,
-// geo) and one for net/http (registry), and one fasthttp ErrorHandler for
-// requests that could not be parsed, so every body has the same shape.
+// nothing of it but the request ID. WriteHTTP writes it for net/http (the
+// registry); internal/frontdoor writes it for fasthttp (edge, geo), with
+// the ErrorHandler for requests that could not be parsed, so every body
+// has the same shape.
 package httperr
 
 import (
@@ -12,10 +13,6 @@ import (
 	"fmt"
 	"net/http"
 	"unicode/utf8"
-
-	"github.com/valyala/fasthttp"
-
-	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
 // Error is a handler's failure with two audiences: Code and Msg for the
@@ -73,18 +70,6 @@ func AppendBody(dst []byte, msg, id string) []byte {
 	return append(dst, '}', '\n')
 }
 
-// WriteFast writes err's status and body to a fasthttp response. A 503
-// gets Retry-After: 1.
-func WriteFast(ctx *fasthttp.RequestCtx, err error, id string) {
-	code, msg := From(err)
-	ctx.SetStatusCode(code)
-	ctx.SetContentType("application/json")
-	if code == http.StatusServiceUnavailable {
-		ctx.Response.Header.Set("Retry-After", "1")
-	}
-	ctx.SetBody(AppendBody(make([]byte, 0, 64+len(msg)+len(id)), msg, id))
-}
-
 // WriteHTTP writes err's status and body to a net/http response. A 503
 // gets Retry-After: 1.
 func WriteHTTP(w http.ResponseWriter, err error, id string) {
@@ -96,47 +81,6 @@ func WriteHTTP(w http.ResponseWriter, err error, id string) {
 	}
 	w.WriteHeader(code)
 	_, _ = w.Write(AppendBody(make([]byte, 0, 64+len(msg)+len(id)), msg, id))
-}
-
-// ParseError maps the error fasthttp reports for a request it could not
-// read: 413 for a body over the server's limit (maxBody bytes), 431 for headers larger
-// than its read buffer, 408 for a client too slow to send, 400 otherwise.
-func ParseError(err error, maxBody int) *Error {
-	var small *fasthttp.ErrSmallBuffer
-	var timeout interface{ Timeout() bool }
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return Wrap(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBody), err)
-	case errors.As(err, &small):
-		return Wrap(http.StatusRequestHeaderFieldsTooLarge, "request headers too large", err)
-	case errors.As(err, &timeout) && timeout.Timeout():
-		return Wrap(http.StatusRequestTimeout, "request not received in time", err)
-	}
-	return Wrap(http.StatusBadRequest, "malformed request", err)
-}
-
-// ErrorHandler returns the fasthttp.Server ErrorHandler every fasthttp
-// service uses: the parse error as a JSON error with the request's ID and
-// trace context when its headers were read, else a fresh ID and trace,
-// like every other answer. maxBody is the server's
-// MaxRequestBodySize; decorate, if set, adds the service's own headers
-// (e.g. security headers).
-func ErrorHandler(maxBody int, decorate func(*fasthttp.RequestCtx)) func(*fasthttp.RequestCtx, error) {
-	return func(ctx *fasthttp.RequestCtx, err error) {
-		ctx.Response.Reset()
-		if decorate != nil {
-			decorate(ctx)
-		}
-		// The request's headers may have been read (a body over the
-		// limit): then its valid ID and trace context carry on.
-		id := string(ctx.Request.Header.Peek("X-Request-Id"))
-		if !obs.ValidRequestID(id) {
-			id = obs.NewRequestID()
-		}
-		ctx.Response.Header.Set("X-Request-Id", id)
-		obs.SetTraceHeader(&ctx.Response.Header, obs.TraceFrom(&ctx.Request.Header, false))
-		WriteFast(ctx, ParseError(err, maxBody), id)
-	}
 }
 
 // AppendJSONString appends s as a JSON string literal. Invalid UTF-8

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/valyala/fasthttp"
 )
 
 // NewLogger returns a JSON logger at level ("debug", "info", "warn",
@@ -90,20 +89,6 @@ func (l PrintfLogger) Printf(format string, args ...any) {
 	l.Log.Log(context.Background(), l.Level, fmt.Sprintf(format, args...))
 }
 
-// ServerLogger is the Logger of a fasthttp server. fasthttp's messages
-// about connections it could not serve carry the client's address and a
-// snippet of the raw request (tokens and texts included), so only the
-// message's format is logged, never its arguments.
-type ServerLogger struct {
-	Log   *slog.Logger
-	Level slog.Level
-}
-
-// Printf logs the format string alone.
-func (l ServerLogger) Printf(format string, _ ...any) {
-	l.Log.Log(context.Background(), l.Level, "fasthttp: "+format)
-}
-
 // RequestIDs makes cheap unique request IDs for hot paths: a random
 // per-process prefix and a counter, e.g. "3f2a9c1b7d0e-1a".
 type RequestIDs struct {
@@ -119,20 +104,6 @@ func (g *RequestIDs) Append(dst []byte) []byte {
 	dst = append(dst, g.prefix...)
 	dst = append(dst, '-')
 	return strconv.AppendUint(dst, g.n.Add(1), 16)
-}
-
-// ExportOpenConnections publishes srv's open connections as the gauge
-// name. Each open connection holds one of the server's goroutines, idle
-// keep-alive ones too, so a leak check can tell a leaked goroutine from a
-// connection a client keeps. Call it once per process.
-func ExportOpenConnections(name string, srv *fasthttp.Server) {
-	metrics.NewGauge(name, func() float64 { return float64(srv.GetOpenConnectionsCount()) })
-}
-
-// FastMetricsHandler is MetricsHandler for fasthttp servers.
-func FastMetricsHandler(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentType("text/plain; version=0.0.4")
-	metrics.WritePrometheus(ctx, true)
 }
 
 // LatencyBuckets are histogram upper bounds in seconds from first (10 µs

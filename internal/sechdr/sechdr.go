@@ -1,13 +1,12 @@
-// Package sechdr sets the security headers every answer of the public
-// HTTP services (edge, geo router) carries: OWASP's for APIs, and HSTS
-// when the answer goes out over TLS.
+// Package sechdr lists the security headers every answer of the public
+// HTTP services carries: OWASP's for APIs, and HSTS when the answer goes
+// out over TLS. internal/frontdoor sets them on the fasthttp servers.
 package sechdr
 
-import "github.com/valyala/fasthttp"
-
-// headers are pre-canonicalised, so setting them skips fasthttp's
-// normalisation on the hot path.
-var headers = [][2][]byte{
+// Headers are the security headers, name and value, their names
+// pre-canonicalised so that setting them skips fasthttp's normalisation on
+// the hot path.
+var Headers = [][2][]byte{
 	{[]byte("X-Content-Type-Options"), []byte("nosniff")},
 	{[]byte("X-Frame-Options"), []byte("DENY")},
 	{[]byte("Referrer-Policy"), []byte("no-referrer")},
@@ -15,21 +14,5 @@ var headers = [][2][]byte{
 	{[]byte("Cache-Control"), []byte("no-store")},
 }
 
-var (
-	hstsKey   = []byte("Strict-Transport-Security")
-	hstsValue = []byte("max-age=63072000; includeSubDomains")
-)
-
-// Set sets the headers on h, and Strict-Transport-Security when tls.
-func Set(h *fasthttp.ResponseHeader, tls bool) {
-	for _, kv := range headers {
-		h.SetCanonical(kv[0], kv[1])
-	}
-	if tls {
-		SetHSTS(h)
-	}
-}
-
-// SetHSTS sets Strict-Transport-Security alone: for an answer relayed
-// from a service that set the rest, over TLS it did not terminate.
-func SetHSTS(h *fasthttp.ResponseHeader) { h.SetCanonical(hstsKey, hstsValue) }
+// HSTS is Strict-Transport-Security, name and value: for answers over TLS.
+var HSTS = [2][]byte{[]byte("Strict-Transport-Security"), []byte("max-age=63072000; includeSubDomains")}

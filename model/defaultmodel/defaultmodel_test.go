@@ -24,7 +24,7 @@ func TestDefaultModelMeetsItsRecordedAccuracy(t *testing.T) {
 	if _, err := os.Stat(sharedDev); err != nil {
 		t.Fatalf("this test needs the shared SST-2 data: %v", err)
 	}
-	ds, err := model.ReadDataset(sharedDev, model.DataOptions{Labels: m.Labels()})
+	ds, err := model.ReadDataset(sharedDev, model.DataOptions{Labels: [2]string(m.Labels())})
 	if err != nil {
 		t.Fatal(err)
 	}

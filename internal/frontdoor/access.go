@@ -1,4 +1,4 @@
-package obs
+package frontdoor
 
 import (
 	"log/slog"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
 )
 
@@ -31,7 +32,7 @@ func (a AccessLog) Sample() bool {
 func (a AccessLog) Write(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context, client string, start time.Time, extra ...any) {
 	a.Log.Info("access", append([]any{"request_id", id, "trace_id", tc.TraceIDString(), "span_id", tc.SpanIDString(),
 		"method", string(ctx.Method()), "path", string(ctx.Path()), "status", ctx.Response.StatusCode(),
-		"duration_us", time.Since(start).Microseconds(), "client", TruncateIP(client)}, extra...)...)
+		"duration_us", time.Since(start).Microseconds(), "client", obs.TruncateIP(client)}, extra...)...)
 }
 
 // TraceFrom continues the trace of the request's traceparent with a new
