@@ -30,16 +30,8 @@ func TestOpenInferenceProtocol(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the edge and geo binaries")
 	}
-	ports, err := testenv.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edge := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	geo := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "us-east",
-		"-model", modelName, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s"}, nil, "http://"+edge+"/health/ready")
-	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", geo, "-static", "us-east=" + edge,
-		"-default-region", "us-east", "-rate-limit", "0", "-shutdown-delay", "0s"}, nil, "http://"+geo+"/health/ready")
+	edge := testenv.StartEdge(t, testenv.Edge{Name: "edge", Model: modelName}).Addr
+	geo := testenv.StartGeo(t, testenv.Geo{Static: "us-east=" + edge, Default: "us-east", WaitReady: true, Args: []string{"-max-conns-per-ip", "256"}}).Addr
 	for name, base := range map[string]string{"edge": "http://" + edge, "through the geo router": "http://" + geo} {
 		t.Run(name, func(t *testing.T) {
 			c := client{base: base, t: t}

@@ -90,15 +90,12 @@ func startRig(t *testing.T, args ...string) (reg *registrytest.Server, edges map
 	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	for region, addr := range edges {
-		testenv.StartHTTPService(t, "edge-"+region, edgeBin, []string{"-listen", addr, "-region", region, "-model", "demo",
-			"-registry", reg.URL, "-cache-dir", t.TempDir(), "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
-			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+addr+"/health/ready")
+		testenv.StartEdge(t, testenv.Edge{Addr: addr, Region: region, Model: "demo", Registry: reg.URL, Token: registrytest.ReaderToken,
+			RateLimit: 100, TrustedProxies: "127.0.0.1/32"})
 	}
-	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", geo, "-static",
-		"eu-west=" + edges["eu-west"] + ",us-east=" + edges["us-east"], "-default-region", "eu-west", "-shutdown-delay", "0s", "-rate-limit", "0"},
-		nil, "http://"+geo+"/health/live")
+	testenv.StartGeo(t, testenv.Geo{Addr: geo, Static: "eu-west=" + edges["eu-west"] + ",us-east=" + edges["us-east"], Default: "eu-west",
+		Args: []string{"-max-conns-per-ip", "256"}})
 	return reg, edges, geo
 }
 

@@ -40,13 +40,9 @@ func TestPrometheusScrape(t *testing.T) {
 	regAddr, edgeAddr, geoAddr, promAddr := addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3])
 
 	publishAndMove(t, registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr}).Admin)
-	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"),
-		[]string{"-listen", edgeAddr, "-region", "us-east", "-model", "demo", "-registry", "http://" + regAddr,
-			"-cache-dir", t.TempDir(), "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edgeAddr+"/health/ready")
-	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"),
-		[]string{"-listen", geoAddr, "-static", "us-east=" + edgeAddr, "-shutdown-delay", "0s"},
-		nil, "http://"+geoAddr+"/health/ready")
+	testenv.StartEdge(t, testenv.Edge{Name: "edge", Addr: edgeAddr, Model: "demo", Registry: "http://" + regAddr,
+		Token: registrytest.ReaderToken, RateLimit: 100})
+	testenv.StartGeo(t, testenv.Geo{Addr: geoAddr, Static: "us-east=" + edgeAddr, RateLimit: 100, WaitReady: true})
 	for i := 0; i < 5; i++ { // some traffic through the router
 		resp, err := http.Post("http://"+geoAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a fine film"}`))
 		if err != nil {

@@ -25,7 +25,6 @@ func TestStaticStability(t *testing.T) {
 	agent := consul.Agent("dc-eu")
 	s3srv := testenv.S3(t)
 	bucket := testenv.NewBucket(t, s3srv, "stability")
-	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	ports, _ := testenv.FreePorts(2)
 	regAddr, edgeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	reg := registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr, S3: s3srv, Bucket: bucket, Consul: agent.HTTPAddr()})
@@ -35,10 +34,9 @@ func TestStaticStability(t *testing.T) {
 	r.promote(t, "v1")
 
 	cache := t.TempDir()
-	edgeArgs := []string{"-listen", edgeAddr, "-region", "eu-west", "-model", "demo", "-registry", "http://" + regAddr,
-		"-cache-dir", cache, "-consul", agent.HTTPAddr(), "-rate-limit", "0", "-shutdown-delay", "200ms"}
-	edgeEnv := []string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}
-	edgeProc := testenv.StartHTTPService(t, "edge", edgeBin, edgeArgs, edgeEnv, "http://"+edgeAddr+"/health/live")
+	edge := testenv.Edge{Name: "edge", Addr: edgeAddr, Region: "eu-west", Model: "demo", Registry: "http://" + regAddr,
+		Token: registrytest.ReaderToken, CacheDir: cache, Consul: agent.HTTPAddr(), WaitLive: true, Args: []string{"-shutdown-delay", "200ms"}}
+	edgeProc := testenv.StartEdge(t, edge)
 	waitVersion(t, edgeAddr, "v1", 10*time.Second)
 
 	// Consul sees the edge passing, with the version it serves.
@@ -82,7 +80,8 @@ func TestStaticStability(t *testing.T) {
 	// Restart the edge: it serves from its cache at once.
 	edgeProc.Stop(10 * time.Second)
 	start := time.Now()
-	testenv.StartHTTPService(t, "edge-restarted", edgeBin, edgeArgs, edgeEnv, "http://"+edgeAddr+"/health/live")
+	edge.Name = "edge-restarted"
+	testenv.StartEdge(t, edge)
 	readyIn := waitVersion(t, edgeAddr, "v1", 5*time.Second)
 	t.Logf("restarted edge ready with cached v1 %v after the process started (%v after live)", time.Since(start).Round(time.Millisecond), readyIn.Round(time.Millisecond))
 	ok, total = predictN(t, edgeAddr, 200)
@@ -141,27 +140,23 @@ func predictN(t *testing.T, addr string, n int) (ok, total int) {
 // (X-Forwarded-For), not the edge.
 func TestPeerFallback(t *testing.T) {
 	consul := testenv.Consul(t, "dc-eu", "dc-us")
-	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	ports, _ := testenv.FreePorts(3)
 	usAddr, euAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	ca := testenv.NewCA(t)
-	mtls := func(name string) []string {
-		cert, key := testenv.IssueCert(t, ca, name)
-		return []string{"-tls-cert", cert, "-tls-key", key, "-tls-client-ca", ca.CertFile(), "-tls-ca", ca.CertFile()}
-	}
 	cert, key := testenv.IssueCert(t, ca, "client")
 	client := testenv.TLSClient(t, ca, cert, key)
+	mtls := func(name string) *testenv.TLSFiles {
+		cert, key := testenv.IssueCert(t, ca, name)
+		return &testenv.TLSFiles{Cert: cert, Key: key, ClientCA: ca.CertFile(), Client: client}
+	}
 	// A us-east edge serving the embedded default model, three requests a
 	// minute per client, believing the edges' X-Forwarded-For.
-	us := testenv.StartTLSService(t, "edge-us", edgeBin, append([]string{"-listen", usAddr, "-region", "us-east", "-access-log-sample", "1",
-		"-consul", consul.Agent("dc-us").HTTPAddr(), "-rate-limit", "3", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
-		mtls("edge-us")...), nil, "https://"+usAddr+"/health/ready", client)
+	us := testenv.StartEdge(t, testenv.Edge{Name: "edge-us", Addr: usAddr, Consul: consul.Agent("dc-us").HTTPAddr(), RateLimit: 3,
+		TrustedProxies: "127.0.0.1/32", TLS: mtls("edge-us"), Args: []string{"-access-log-sample", "1", "-tls-ca", ca.CertFile()}})
 	// A cold eu-west edge: its registry does not answer, its cache is empty.
-	testenv.StartTLSService(t, "edge-eu", edgeBin, append([]string{"-listen", euAddr, "-region", "eu-west",
-		"-registry", fmt.Sprintf("https://127.0.0.1:%d", ports[2]), "-cache-dir", t.TempDir(),
-		"-consul", consul.Agent("dc-eu").HTTPAddr(), "-peers", "dc-us=us-east", "-rate-limit", "0",
-		"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"}, mtls("edge-eu")...),
-		nil, "https://"+euAddr+"/health/live", client)
+	testenv.StartEdge(t, testenv.Edge{Name: "edge-eu", Addr: euAddr, Region: "eu-west", Registry: fmt.Sprintf("https://127.0.0.1:%d", ports[2]),
+		Consul: consul.Agent("dc-eu").HTTPAddr(), TrustedProxies: "127.0.0.1/32", TLS: mtls("edge-eu"), WaitLive: true,
+		Args: []string{"-peers", "dc-us=us-east", "-tls-ca", ca.CertFile()}})
 	if resp, err := client.Get("https://" + euAddr + "/health/ready"); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("a cold edge must not be ready: %v %v", resp, err)
 	}

@@ -51,8 +51,7 @@ func writeMMDB(t *testing.T) string {
 
 type edgeProc struct {
 	region, addr string
-	args         []string
-	proc         *testenv.Process
+	proc         *testenv.Service
 }
 
 // client sends predictions through the geo router from a given loopback
@@ -84,7 +83,6 @@ func TestEndToEnd(t *testing.T) {
 	consul := testenv.Consul(t, "dc-us", "dc-eu", "dc-ap")
 	s3srv := testenv.S3(t)
 	bucket := testenv.NewBucket(t, s3srv, "e2e")
-	edgeBin, geoBin := testenv.GoBinary(t, "./cmd/edge"), testenv.GoBinary(t, "./cmd/geo")
 	ports, _ := testenv.FreePorts(8)
 	regAddr, geoAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	admin := registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr, S3: s3srv, Bucket: bucket}).Admin
@@ -103,16 +101,13 @@ func TestEndToEnd(t *testing.T) {
 		for n := 0; n < 2; n++ {
 			e := &edgeProc{region: region, addr: fmt.Sprintf("127.0.0.1:%d", ports[p])}
 			p++
-			e.args = []string{"-listen", e.addr, "-region", region, "-model", "demo", "-registry", "http://" + regAddr,
-				"-cache-dir", t.TempDir(), "-consul", consul.Agent(regionDC[region]).HTTPAddr(), "-rate-limit", "0", "-shutdown-delay", "0s"}
-			e.proc = testenv.StartHTTPService(t, "edge-"+region, edgeBin, e.args, []string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken},
-				"http://"+e.addr+"/health/ready")
+			e.proc = testenv.StartEdge(t, testenv.Edge{Addr: e.addr, Region: region, Model: "demo", Registry: "http://" + regAddr,
+				Token: registrytest.ReaderToken, Consul: consul.Agent(regionDC[region]).HTTPAddr()})
 			edges = append(edges, e)
 		}
 	}
-	testenv.StartHTTPService(t, "geo", geoBin, []string{"-listen", geoAddr, "-mmdb", writeMMDB(t),
-		"-consul", consul.Agent("dc-us").HTTPAddr(), "-datacenters", "us-east=dc-us,eu-west=dc-eu,ap-south=dc-ap",
-		"-per-try-timeout", "300ms", "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, nil, "http://"+geoAddr+"/health/live")
+	testenv.StartGeo(t, testenv.Geo{Addr: geoAddr, Consul: consul.Agent("dc-us").HTTPAddr(), Datacenters: "us-east=dc-us,eu-west=dc-eu,ap-south=dc-ap",
+		PerTry: "300ms", Args: []string{"-mmdb", writeMMDB(t)}})
 
 	// Every region has its two edges in the router's view.
 	waitRoute(t, geoAddr, 2, 20*time.Second)

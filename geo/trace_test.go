@@ -27,15 +27,12 @@ func TestOneTraceAcrossFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	slow, next, geo := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
-	edgeBin := testenv.GoBinary(t, "./cmd/edge")
-	startEdge := func(region, addr string) *testenv.Process {
-		return testenv.StartHTTPService(t, "edge-"+region, edgeBin, []string{"-listen", addr, "-region", region, "-cache-dir", t.TempDir(),
-			"-rate-limit", "0", "-access-log-sample", "1", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"}, nil, "http://"+addr+"/health/ready")
+	startEdge := func(region, addr string) *testenv.Service {
+		return testenv.StartEdge(t, testenv.Edge{Addr: addr, Region: region, TrustedProxies: "127.0.0.1/32", Args: []string{"-access-log-sample", "1"}})
 	}
 	frozen, served := startEdge("us-east", slow), startEdge("eu-west", next)
-	router := testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", geo,
-		"-static", "us-east=" + slow + ",eu-west=" + next, "-default-region", "us-east", "-per-try-timeout", "300ms",
-		"-rate-limit", "0", "-access-log-sample", "1", "-shutdown-delay", "0s"}, nil, "http://"+geo+"/health/ready")
+	router := testenv.StartGeo(t, testenv.Geo{Addr: geo, Static: "us-east=" + slow + ",eu-west=" + next, Default: "us-east", PerTry: "300ms",
+		WaitReady: true, Args: []string{"-access-log-sample", "1"}})
 
 	// Freeze us-east and predict at once, before the router's health probe
 	// drops it: the attempt times out and eu-west answers. If the probe
@@ -67,7 +64,7 @@ func TestOneTraceAcrossFailover(t *testing.T) {
 	}
 	trace := parts[1]
 	spans := map[string]string{}
-	for name, p := range map[string]*testenv.Process{"geo": router, "us-east": frozen, "eu-west": served} {
+	for name, p := range map[string]*testenv.Process{"geo": router.Process, "us-east": frozen.Process, "eu-west": served.Process} {
 		line := waitLogLine(t, p, `"trace_id":"`+trace+`"`)
 		if !strings.Contains(line, `"request_id":"`+id+`"`) {
 			t.Errorf("%s logged the trace with another request id: %s", name, line)

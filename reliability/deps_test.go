@@ -80,9 +80,7 @@ func TestRegistryReplicaLoss(t *testing.T) {
 	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	s.start(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", addrs[2], "-region", "us-east", "-model", "demo",
-		"-registry", both, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=" + readerToken}, "http://"+addrs[2]+"/health/ready")
+	s.startEdge(t, testenv.Edge{Name: "edge", Addr: addrs[2], Model: "demo", Registry: both, Token: readerToken})
 	waitUntil(t, 20*time.Second, "both registries passing in Consul", func() bool {
 		entries, _, err := consul.Agent("dc1").Client().Health().Service("sentiment-registry", "", true, nil)
 		return err == nil && len(entries) == 2
@@ -196,15 +194,12 @@ func TestDependencyOutages(t *testing.T) {
 	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	for i, id := range []string{"edge-1", "edge-2"} {
-		s.start(t, id, edgeBin, []string{"-listen", addrs[1+i], "-region", "us-east", "-model", "demo", "-registry", "http://" + addrs[0],
-			"-consul", agent.HTTPAddr(), "-service-id", id, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s"},
-			[]string{"EDGE_REGISTRY_TOKEN=" + readerToken}, "http://"+addrs[1+i]+"/health/ready")
+		s.startEdge(t, testenv.Edge{Name: id, Addr: addrs[1+i], Model: "demo", Registry: "http://" + addrs[0], Token: readerToken,
+			Consul: agent.HTTPAddr(), ServiceID: id})
 	}
-	s.start(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", addrs[3], "-regions", "us-east=38.9,-77.0",
-		"-default-region", "us-east", "-consul", agent.HTTPAddr(), "-datacenters", "us-east=dc1", "-per-try-timeout", "300ms",
-		"-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, nil, "http://"+addrs[3]+"/health/live")
+	s.startGeo(t, testenv.Geo{Addr: addrs[3], Regions: "us-east=38.9,-77.0", Default: "us-east", Consul: agent.HTTPAddr(),
+		Datacenters: "us-east=dc1", PerTry: "300ms"})
 	waitUntil(t, 20*time.Second, "the geo router sees both edges", func() bool { _, n := routeState(addrs[3], "us-east"); return n == 2 })
 
 	rate := pick(300.0, 1000.0)

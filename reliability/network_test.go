@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
 var netnsCount atomic.Int32
@@ -83,10 +85,7 @@ func TestPartition(t *testing.T) {
 	var s services
 	addrs := freeAddrs(t, 3)
 	euAddr := ns.nsIP + ":8080"
-	edgeBin := buildEdge(t)
-	s.start(t, "edge-eu-west (netns)", "ip", []string{"netns", "exec", ns.name, edgeBin, "-listen", euAddr,
-		"-region", "eu-west", "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s"}, nil,
-		"http://"+euAddr+"/health/ready")
+	s.startEdge(t, testenv.Edge{Name: "edge-eu-west (netns)", Addr: euAddr, Region: "eu-west", Netns: ns.name})
 	s.edge(t, "us-east", addrs[0])
 	s.edge(t, "ap-south", addrs[1])
 	perTry := 200 * time.Millisecond

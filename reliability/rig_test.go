@@ -324,27 +324,36 @@ type services struct {
 	procs []*testenv.Process
 }
 
-func (s *services) start(t *testing.T, name, bin string, args, env []string, readyURL string) *testenv.Process {
+// add remembers a started service.
+func (s *services) add(svc *testenv.Service) *testenv.Service {
+	s.procs = append(s.procs, svc.Process)
+	return svc
+}
+
+// startEdge starts an edge as e says.
+func (s *services) startEdge(t *testing.T, e testenv.Edge) *testenv.Service {
 	t.Helper()
-	p := testenv.StartHTTPService(t, name, bin, args, env, readyURL)
-	s.procs = append(s.procs, p)
-	return p
+	return s.add(testenv.StartEdge(t, e))
 }
 
 // edge starts an edge serving the embedded default model (no registry).
 func (s *services) edge(t *testing.T, region, addr string, extra ...string) *testenv.Process {
 	t.Helper()
-	args := append([]string{"-listen", addr, "-region", region, "-cache-dir", t.TempDir(), "-rate-limit", "0",
-		"-shutdown-delay", "0s"}, extra...)
-	return s.start(t, "edge-"+region, testenv.GoBinary(t, "./cmd/edge"), args, nil, "http://"+addr+"/health/ready")
+	return s.startEdge(t, testenv.Edge{Addr: addr, Region: region, Args: extra}).Process
 }
 
-// geo starts a geo router over static edges: region=addr|addr,...
-// Its per-client limit is off: the load comes from one address.
+// startGeo starts a geo router as g says.
+func (s *services) startGeo(t *testing.T, g testenv.Geo) *testenv.Service {
+	t.Helper()
+	return s.add(testenv.StartGeo(t, g))
+}
+
+// geo starts a geo router over static edges: region=addr|addr,..., and
+// waits until it is ready. Its per-client limit is off: the load comes
+// from one address.
 func (s *services) geo(t *testing.T, addr, static string, perTry time.Duration, extra ...string) *testenv.Process {
 	t.Helper()
-	return s.start(t, "geo", testenv.GoBinary(t, "./cmd/geo"), append([]string{"-listen", addr, "-static", static,
-		"-per-try-timeout", perTry.String(), "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0"}, extra...), nil, "http://"+addr+"/health/ready")
+	return s.startGeo(t, testenv.Geo{Addr: addr, Static: static, PerTry: perTry.String(), WaitReady: true, Args: extra}).Process
 }
 
 // checkLogs fails if any log line holds a secret or a raw request text.
@@ -390,6 +399,3 @@ func routeState(geoAddr, region string) (breaker string, edges int) {
 	}
 	return breaker, edges
 }
-
-// buildEdge returns the edge binary (built once per test process).
-func buildEdge(t *testing.T) string { return testenv.GoBinary(t, "./cmd/edge") }

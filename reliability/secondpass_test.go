@@ -106,15 +106,13 @@ func edgeLimitPerClient(t *testing.T, s *services, edgeAddr, geoAddr string) str
 	edgeCert, edgeKey := testenv.IssueCert(t, ca, "edge")
 	geoCert, geoKey := testenv.IssueCert(t, ca, "geo")
 	env := manifestEnv(t, "edge.yaml")
-	s.procs = append(s.procs, testenv.StartTLSService(t, "edge-manifest", testenv.GoBinary(t, "./cmd/edge"),
-		[]string{"-listen", edgeAddr, "-region", "us-east", "-cache-dir", t.TempDir(), "-shutdown-delay", "0s",
-			"-tls-cert", edgeCert, "-tls-key", edgeKey, "-tls-client-ca", ca.CertFile()}, env,
-		"https://"+edgeAddr+"/health/ready", testenv.TLSClient(t, ca, edgeCert, edgeKey)))
-	s.procs = append(s.procs, testenv.StartTLSService(t, "geo-tls", testenv.GoBinary(t, "./cmd/geo"),
-		[]string{"-listen", geoAddr, "-static", "us-east=" + edgeAddr, "-shutdown-delay", "0s", "-rate-limit", "100",
-			"-tls-cert", geoCert, "-tls-key", geoKey,
-			"-edge-ca", ca.CertFile(), "-edge-cert", geoCert, "-edge-key", geoKey},
-		nil, "https://"+geoAddr+"/health/ready", testenv.TLSClient(t, ca, "", "")))
+	// The edge keeps the binary's default rate limit, as the manifests do
+	// (the flag given last wins).
+	s.startEdge(t, testenv.Edge{Name: "edge-manifest", Addr: edgeAddr, Env: env, Args: []string{"-rate-limit", "100"},
+		TLS: &testenv.TLSFiles{Cert: edgeCert, Key: edgeKey, ClientCA: ca.CertFile(), Client: testenv.TLSClient(t, ca, edgeCert, edgeKey)}})
+	s.startGeo(t, testenv.Geo{Name: "geo-tls", Addr: geoAddr, Static: "us-east=" + edgeAddr, RateLimit: 100, WaitReady: true,
+		TLS:  &testenv.TLSFiles{Cert: geoCert, Key: geoKey, Client: testenv.TLSClient(t, ca, "", "")},
+		Args: []string{"-edge-ca", ca.CertFile(), "-edge-cert", geoCert, "-edge-key", geoKey}})
 	send := func(from string) (int, string) {
 		client := testenv.TLSClient(t, ca, "", "")
 		tr := client.Transport.(*http.Transport).Clone()
@@ -209,9 +207,8 @@ func zonesRefused(t *testing.T, reg *registrytest.Server) string {
 // in the version's figures.
 func rolloutNotSteered(t *testing.T, s *services, reg *registrytest.Server, edgeAddr, geoAddr string) string {
 	ctx := context.Background()
-	s.start(t, "edge-rollout", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edgeAddr, "-region", "us-east", "-model", "m",
-		"-registry", reg.URL, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edgeAddr+"/health/ready")
+	s.startEdge(t, testenv.Edge{Name: "edge-rollout", Addr: edgeAddr, Model: "m", Registry: reg.URL, Token: registrytest.ReaderToken,
+		TrustedProxies: "127.0.0.1/32"})
 	s.geo(t, geoAddr, "us-east="+edgeAddr, time.Second)
 	if _, err := reg.Admin.SetCandidate(ctx, "m", "production", "us-east", regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Percent: 50}}); err != nil {
 		t.Fatal(err)

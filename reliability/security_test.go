@@ -256,14 +256,11 @@ func tlsFindings(t *testing.T, s *services, edgeAddr, geoAddr string) {
 	edgeCert, edgeKey := testenv.IssueCert(t, ca, "edge")
 	geoCert, geoKey := testenv.IssueCert(t, ca, "geo")
 	withCert := testenv.TLSClient(t, ca, edgeCert, edgeKey)
-	s.procs = append(s.procs, testenv.StartTLSService(t, "edge-tls", testenv.GoBinary(t, "./cmd/edge"),
-		[]string{"-listen", edgeAddr, "-region", "us-east", "-cache-dir", t.TempDir(), "-rate-limit", "0", "-shutdown-delay", "0s",
-			"-tls-cert", edgeCert, "-tls-key", edgeKey, "-tls-client-ca", ca.CertFile()}, nil, "https://"+edgeAddr+"/health/ready", withCert))
+	s.startEdge(t, testenv.Edge{Name: "edge-tls", Addr: edgeAddr, TLS: &testenv.TLSFiles{Cert: edgeCert, Key: edgeKey, ClientCA: ca.CertFile(), Client: withCert}})
 	const internal = "internal-token-for-the-suite"
-	s.procs = append(s.procs, testenv.StartTLSService(t, "geo-tls", testenv.GoBinary(t, "./cmd/geo"),
-		[]string{"-listen", geoAddr, "-static", "us-east=" + edgeAddr, "-shutdown-delay", "0s", "-rate-limit", "0",
-			"-tls-cert", geoCert, "-tls-key", geoKey, "-edge-ca", ca.CertFile(), "-edge-cert", geoCert, "-edge-key", geoKey},
-		[]string{"GEO_INTERNAL_TOKEN=" + internal}, "https://"+geoAddr+"/health/ready", withCert))
+	s.startGeo(t, testenv.Geo{Name: "geo-tls", Addr: geoAddr, Static: "us-east=" + edgeAddr, WaitReady: true, Env: []string{"GEO_INTERNAL_TOKEN=" + internal},
+		TLS:  &testenv.TLSFiles{Cert: geoCert, Key: geoKey, Client: withCert},
+		Args: []string{"-edge-ca", ca.CertFile(), "-edge-cert", geoCert, "-edge-key", geoKey}})
 	client := testenv.TLSClient(t, ca, "", "")
 	resp, err := client.Post("https://"+geoAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"`+marker+` a wonderful film"}`))
 	if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Served-Region") != "us-east" {

@@ -57,19 +57,14 @@ func startRig(t *testing.T) *rig {
 	if _, err := r.admin.Promote(context.Background(), "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	edgeBin := testenv.GoBinary(t, "./cmd/edge")
 	for i, region := range []string{"eu-west", "us-east"} {
 		dc := map[string]string{"eu-west": "dc-eu", "us-east": "dc-us"}[region]
-		a := addr(2 + i)
-		testenv.StartHTTPService(t, "edge-"+region, edgeBin, []string{"-listen", a, "-region", region, "-model", "sentiment",
-			"-registry", strings.Join(urls, ","), "-cache-dir", t.TempDir(), "-consul", consul.Agent(dc).HTTPAddr(),
-			"-rate-limit", "0", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
-			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+a+"/health/ready")
+		testenv.StartEdge(t, testenv.Edge{Addr: addr(2 + i), Region: region, Model: "sentiment", Registry: strings.Join(urls, ","),
+			Token: registrytest.ReaderToken, Consul: consul.Agent(dc).HTTPAddr(), TrustedProxies: "127.0.0.1/32"})
 	}
-	testenv.StartHTTPService(t, "geo", testenv.GoBinary(t, "./cmd/geo"), []string{"-listen", r.geo,
-		"-consul", consul.Agent("dc-eu").HTTPAddr(), "-datacenters", "eu-west=dc-eu,us-east=dc-us",
-		"-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0",
-		"-trusted-proxies", "127.0.0.1/32"}, nil, "http://"+r.geo+"/health/live") // the load is a gateway's users, keyed
+	// The load is a gateway's users, keyed.
+	testenv.StartGeo(t, testenv.Geo{Addr: r.geo, Consul: consul.Agent("dc-eu").HTTPAddr(), Datacenters: "eu-west=dc-eu,us-east=dc-us",
+		TrustedProxies: "127.0.0.1/32"})
 	for _, region := range []string{"eu-west", "us-east"} {
 		waitFor(t, 30*time.Second, func() bool {
 			v, err := predict(http.DefaultClient, r.geo, region, "probe")

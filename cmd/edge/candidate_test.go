@@ -38,10 +38,9 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	edge, cache := fmt.Sprintf("127.0.0.1:%d", ports[0]), filepath.Join(t.TempDir(), "cache")
-	startEdge := func(registry string) *testenv.Process {
-		return testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "us-east",
-			"-registry", registry, "-cache-dir", cache, "-rate-limit", "0", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
-			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
+	startEdge := func(registry string) *testenv.Service {
+		return testenv.StartEdge(t, testenv.Edge{Name: "edge", Addr: edge, Registry: registry, Token: registrytest.ReaderToken,
+			CacheDir: cache, TrustedProxies: "127.0.0.1/32"})
 	}
 	first := startEdge(reg.URL)
 	served := func(key string) string {

@@ -8,11 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,34 +28,9 @@ func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(testenv.WriteCert(t, dir, "edge test"))
-	ports, err := testenv.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	cmd := exec.Command(testenv.GoBinary(t, "./cmd/edge"), "-listen", addr, "-region", "us-east", "-cache-dir", dir,
-		"-tls-cert", filepath.Join(dir, "cert.pem"), "-tls-key", filepath.Join(dir, "key.pem"), "-shutdown-delay", "0s")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := client.Get("https://" + addr + "/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edge not ready over HTTPS: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	addr := testenv.StartEdge(t, testenv.Edge{Name: "edge", CacheDir: dir,
+		TLS: &testenv.TLSFiles{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem"), Client: client}}).Addr
 	resp, err := client.Post("https://"+addr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a wonderful film"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -127,10 +100,8 @@ func TestTLSToRegistry(t *testing.T) {
 	if _, err := admin.Promote(context.Background(), "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"),
-		[]string{"-listen", edgeAddr, "-region", "us-east", "-registry", "https://" + regAddr, "-tls-ca", ca,
-			"-cache-dir", filepath.Join(dir, "cache"), "-shutdown-delay", "0s"},
-		[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edgeAddr+"/health/ready")
+	testenv.StartEdge(t, testenv.Edge{Name: "edge", Addr: edgeAddr, Registry: "https://" + regAddr, Token: registrytest.ReaderToken,
+		CacheDir: filepath.Join(dir, "cache"), Args: []string{"-tls-ca", ca}})
 	resp, err := http.Get("http://" + edgeAddr + "/health/ready")
 	if err != nil {
 		t.Fatal(err)

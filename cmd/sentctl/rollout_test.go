@@ -127,8 +127,7 @@ func registryWithEdge(t *testing.T, args ...string) (reg *registrytest.Server, e
 	reg = registrytest.StartBinary(t, registrytest.Binary{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		Args: append([]string{"-edges", "eu-west=http://" + edge}, args...)})
 	return reg, edge, func() {
-		testenv.StartHTTPService(t, "edge", testenv.GoBinary(t, "./cmd/edge"), []string{"-listen", edge, "-region", "eu-west",
-			"-model", "demo", "-registry", reg.URL, "-cache-dir", t.TempDir(), "-rate-limit", "0", "-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s"},
-			[]string{"EDGE_REGISTRY_TOKEN=" + registrytest.ReaderToken}, "http://"+edge+"/health/ready")
+		testenv.StartEdge(t, testenv.Edge{Name: "edge", Addr: edge, Region: "eu-west", Model: "demo", Registry: reg.URL,
+			Token: registrytest.ReaderToken, TrustedProxies: "127.0.0.1/32"})
 	}
 }
