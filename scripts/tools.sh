@@ -16,7 +16,7 @@ build() {
   version=$(cd "$dir" && go list -mod=readonly -m -f '{{.Version}}' "$module")
   bin="$cache/$name-$version"
   if [ ! -x "$bin" ]; then
-    echo "tools: building $name $version (first time on this machine; Consul takes ~15 min on 2 cores)" >&2
+    echo "tools: building $name $version (first time on this machine: a few minutes on 2 cores, Consul the longest)" >&2
     local start=$SECONDS
     (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath -o "$bin.tmp" "$pkg")
     mv "$bin.tmp" "$bin"

@@ -1,4 +1,5 @@
-// Package store holds the storage interface the registry and the edges share:
+// Package store holds the registry's storage interface (edges never touch
+// the bucket: they read through the registry's API):
 // immutable, write-once objects (model artifacts, audit entries, version
 // metadata) and small JSON documents with compare-and-swap (channel pointers).
 //

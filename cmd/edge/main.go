@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -61,6 +62,10 @@ type Config struct {
 	AccessLog       float64
 	TLS             tlsfiles.Server
 	service.Flags
+
+	// Parsed from the flags above by parseConfig.
+	proxies []netip.Prefix
+	peers   []peer
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -93,6 +98,13 @@ func parseConfig(args []string) (Config, error) {
 	if err := config.Parse(fs, args, "EDGE"); err != nil {
 		return Config{}, err
 	}
+	var err error
+	if c.peers, err = peerList(c.Peers); err != nil {
+		return Config{}, err
+	}
+	if c.proxies, err = clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+		return Config{}, fmt.Errorf("-trusted-proxies: %w", err)
+	}
 	return c, c.Validate()
 }
 
@@ -112,12 +124,6 @@ func (c Config) Validate() error {
 	}
 	if c.RequireSigned && c.TrustedKeys == "" {
 		return errors.New("-require-signatures needs -trusted-keys")
-	}
-	if _, err := peerList(c.Peers); err != nil {
-		return err
-	}
-	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
-		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	if c.TrustCertProxy && !c.TLS.Mutual() {
 		return errors.New("-trust-client-certs needs mutual TLS (-tls-cert, -tls-key and -tls-client-ca)")
@@ -152,8 +158,7 @@ func run(cfg Config, log *slog.Logger) error {
 	if err := cfg.ServeProfiler(log); err != nil {
 		return err
 	}
-	proxies, _ := clientip.ParsePrefixes(cfg.TrustedProxies)
-	peers, _ := peerList(cfg.Peers)
+	proxies, peers := cfg.proxies, cfg.peers
 	var consul *api.Client
 	var err error
 	if cfg.ConsulAddr != "" {

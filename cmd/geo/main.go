@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,13 @@ type Config struct {
 	EdgeKey        string
 	EdgeServerName string
 	service.Flags
+
+	// Parsed from the flags above by parseConfig.
+	regions     []regions.Region
+	overrides   map[string]string
+	static      map[string]string // region -> addr|addr
+	datacenters map[string]string // region -> Consul datacenter
+	proxies     []netip.Prefix
 }
 
 func parseConfig(args []string) (Config, error) {
@@ -95,6 +103,22 @@ func parseConfig(args []string) (Config, error) {
 	if err := config.Parse(fs, args, "GEO"); err != nil {
 		return Config{}, err
 	}
+	var err error
+	if c.regions, err = regions.Parse(c.Regions); err != nil {
+		return Config{}, fmt.Errorf("-regions: %w", err)
+	}
+	if c.overrides, err = config.Pairs(c.Overrides); err != nil {
+		return Config{}, fmt.Errorf("-overrides %w", err)
+	}
+	if c.static, err = config.Pairs(c.Static); err != nil {
+		return Config{}, fmt.Errorf("-static %w", err)
+	}
+	if c.datacenters, err = config.Pairs(c.Datacenters); err != nil {
+		return Config{}, fmt.Errorf("-datacenters %w", err)
+	}
+	if c.proxies, err = clientip.ParsePrefixes(c.TrustedProxies); err != nil {
+		return Config{}, fmt.Errorf("-trusted-proxies: %w", err)
+	}
 	return c, c.Validate()
 }
 
@@ -106,17 +130,6 @@ func (c Config) Validate() error {
 	}
 	if c.Datacenters != "" && c.ConsulAddr == "" {
 		return errors.New("-datacenters needs -consul")
-	}
-	if _, err := regions.Parse(c.Regions); err != nil {
-		return fmt.Errorf("-regions: %w", err)
-	}
-	for flag, v := range map[string]string{"-overrides": c.Overrides, "-datacenters": c.Datacenters, "-static": c.Static} {
-		if _, err := config.Pairs(v); err != nil {
-			return fmt.Errorf("%s %w", flag, err)
-		}
-	}
-	if _, err := clientip.ParsePrefixes(c.TrustedProxies); err != nil {
-		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
@@ -141,19 +154,11 @@ func main() {
 }
 
 func run(cfg Config, log *slog.Logger) error {
-	rs, err := regions.Parse(cfg.Regions)
-	if err != nil {
-		return err
-	}
 	if err := cfg.ServeProfiler(log); err != nil {
 		return err
 	}
-	overrides, err := config.Pairs(cfg.Overrides)
-	if err != nil {
-		return fmt.Errorf("-overrides %w", err)
-	}
-	loc := &geo.Locator{Regions: rs, Overrides: map[string]string{}, Default: cfg.Default}
-	for cc, region := range overrides {
+	loc := &geo.Locator{Regions: cfg.regions, Overrides: map[string]string{}, Default: cfg.Default}
+	for cc, region := range cfg.overrides {
 		loc.Overrides[strings.ToUpper(cc)] = region
 	}
 	if cfg.MMDB != "" {
@@ -164,15 +169,11 @@ func run(cfg Config, log *slog.Logger) error {
 		defer db.Close()
 		loc.DB = db
 	}
-	proxies, err := clientip.ParsePrefixes(cfg.TrustedProxies)
-	if err != nil {
-		return err
-	}
 	edgeTLS, err := cfg.edgeTLS(log)
 	if err != nil {
 		return err
 	}
-	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: proxies, EdgeTLS: edgeTLS,
+	router := geo.NewRouter(geo.Config{Locator: loc, HintHeader: cfg.HintHeader, TrustedProxies: cfg.proxies, EdgeTLS: edgeTLS,
 		PerTryTimeout: cfg.PerTryTimeout, MaxAttempts: cfg.MaxAttempts, RetryRatio: cfg.RetryRatio,
 		RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, InternalToken: cfg.InternalToken, AccessLogSample: cfg.AccessLog, TLS: cfg.TLS.Enabled(), Logger: log})
 	if cfg.InternalToken == "" {
@@ -208,7 +209,7 @@ func run(cfg Config, log *slog.Logger) error {
 	frontdoor.ExportOpenConnections("geo_open_connections", srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(rs), "version", Version)
+	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(cfg.regions), "version", Version)
 	if err := cfg.AwaitShutdown(log, errc, router.SetDraining); err != nil {
 		return err
 	}
@@ -241,26 +242,18 @@ func (c Config) edgeTLS(log *slog.Logger) (*tls.Config, error) {
 // static list.
 func follow(ctx context.Context, wg *sync.WaitGroup, cfg Config, router *geo.Router, log *slog.Logger) error {
 	if cfg.Static != "" {
-		static, err := config.Pairs(cfg.Static)
-		if err != nil {
-			return fmt.Errorf("-static %w", err)
-		}
-		for region, list := range static {
+		for region, list := range cfg.static {
 			addrs := strings.Split(list, "|")
 			wg.Add(1)
 			go func() { defer wg.Done(); geo.Probe(ctx, router, region, addrs, 500*time.Millisecond) }()
 		}
 		return nil
 	}
-	dcs, err := config.Pairs(cfg.Datacenters)
-	if err != nil {
-		return fmt.Errorf("-datacenters %w", err)
-	}
 	consul, err := discovery.NewClient(cfg.ConsulAddr, cfg.ConsulToken)
 	if err != nil {
 		return err
 	}
-	for region, dc := range dcs {
+	for region, dc := range cfg.datacenters {
 		w := &discovery.Watcher{Client: consul, Service: cfg.EdgeService, Datacenter: dc, Logger: log,
 			Wait: 10 * time.Second, MinInterval: 50 * time.Millisecond,
 			OnSnapshot: func(s discovery.Snapshot) {

@@ -49,8 +49,8 @@ func (f *Flags) Register(fs *flag.FlagSet, name string) {
 
 // ServeProfiler serves Go's profiler (net/http/pprof) on -pprof-listen,
 // when set, for the life of the process: `go tool pprof` reads CPU and
-// heap profiles from it, and `make pgo` the edge's default.pgo. Only a
-// loopback address is taken: a profile shows the process's internals.
+// heap profiles from it. Only a loopback address is taken: a profile shows
+// the process's internals.
 func (f *Flags) ServeProfiler(log *slog.Logger) error {
 	if f.PprofListen == "" {
 		return nil
