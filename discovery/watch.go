@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/sentimentpro/sentiment/internal/backoff"
 )
 
 // Snapshot is the set of instances of one service in one datacenter at a
@@ -58,7 +60,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 	var index uint64
 	first := true
-	backoff := time.Duration(0)
+	retry := backoff.Backoff{First: 250 * time.Millisecond, Max: 10 * time.Second}
 	for ctx.Err() == nil {
 		start := time.Now()
 		opts := (&api.QueryOptions{Datacenter: w.Datacenter, WaitIndex: index, WaitTime: wait}).WithContext(ctx)
@@ -67,15 +69,15 @@ func (w *Watcher) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(max(2*backoff, 250*time.Millisecond), 10*time.Second)
-			log.Warn("consul watch failed", "service", w.Service, "dc", w.Datacenter, "err", err, "retry_in", backoff)
+			d := retry.Next()
+			log.Warn("consul watch failed", "service", w.Service, "dc", w.Datacenter, "err", err, "retry_in", d)
 			if w.OnError != nil {
 				w.OnError(err)
 			}
-			sleep(ctx, backoff)
+			backoff.Sleep(ctx, d)
 			continue
 		}
-		backoff = 0
+		retry.Reset()
 		// Deliver the first answer and every index change. An index that
 		// went backwards (agent restart, snapshot restore) is a change too:
 		// following Consul's advice we take the new index as the base
@@ -87,7 +89,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		}
 		first = false
 		index = max(meta.LastIndex, 1)
-		sleep(ctx, minInterval-time.Since(start))
+		backoff.Sleep(ctx, minInterval-time.Since(start))
 	}
 }
 
@@ -103,17 +105,5 @@ func (w *Watcher) deliver(entries []*api.ServiceEntry, index uint64) {
 	}
 	if w.OnSnapshot != nil {
 		w.OnSnapshot(snap)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

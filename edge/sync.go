@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/sentimentpro/sentiment/internal/backoff"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 )
@@ -209,12 +209,12 @@ func (s *Syncer) checkSignature(sig *model.Signature, digest string) error {
 // Run follows the channel until ctx is done.
 func (s *Syncer) Run(ctx context.Context) {
 	var index uint64
-	backoff := time.Duration(0)
+	wait := backoff.Backoff{First: 250 * time.Millisecond, Max: 15 * time.Second}
 	fail := func(err error) {
 		syncErrors.Inc()
-		backoff = min(max(2*backoff, 250*time.Millisecond), 15*time.Second)
-		s.log.Warn("model sync failed; still serving the current model", "err", err, "retry_in", backoff)
-		sleepCtx(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/4)+1)))
+		d := wait.Next()
+		s.log.Warn("model sync failed; still serving the current model", "err", err, "retry_in", d)
+		backoff.Sleep(ctx, d)
 	}
 	for ctx.Err() == nil {
 		res, err := s.breaker.Execute(func() (regclient.Resolution, error) {
@@ -225,7 +225,7 @@ func (s *Syncer) Run(ctx context.Context) {
 		}
 		if regclient.IsStatus(err, http.StatusNotFound) {
 			// Nothing promoted for us yet: ask again shortly.
-			sleepCtx(ctx, time.Second)
+			backoff.Sleep(ctx, time.Second)
 			continue
 		}
 		if err != nil {
@@ -236,7 +236,7 @@ func (s *Syncer) Run(ctx context.Context) {
 			fail(err)
 			continue // index unchanged: the next call returns at once
 		}
-		backoff = 0
+		wait.Reset()
 		index = res.Revision
 		lastSync.Set(float64(time.Now().Unix()))
 	}
@@ -439,14 +439,5 @@ func (s *Syncer) prune(keep ...string) {
 		if !keepIt && strings.HasSuffix(name, ".sapm") {
 			os.Remove(filepath.Join(s.cfg.CacheDir, "blobs", name))
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -109,52 +108,47 @@ func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, exp
 	mu, _ := r.chanLock.LoadOrStore(key, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	for attempt := 0; attempt < 100; attempt++ {
-		cur, err := r.GetChannel(ctx, model, channel)
-		if errors.Is(err, ErrNotFound) {
-			cur, err = Channel{Model: model, Channel: channel}, nil
-		}
-		if err != nil {
-			return Channel{}, err
+	var next Channel
+	var refused error // the update's own error, returned as it is
+	doc, err := store.UpdateDoc(ctx, r.store, key, func(d store.Doc) ([]byte, error) {
+		cur := Channel{Model: model, Channel: channel}
+		if d.Rev > 0 {
+			if cur, refused = decodeChannel(d); refused != nil {
+				return nil, refused
+			}
 		}
 		if expect != nil && cur.Revision != *expect {
-			return Channel{}, fmt.Errorf("%w: channel %s/%s is at revision %d, not %d", ErrConflict, model, channel, cur.Revision, *expect)
+			refused = fmt.Errorf("%w: channel %s/%s is at revision %d, not %d", ErrConflict, model, channel, cur.Revision, *expect)
+			return nil, refused
 		}
-		next, err := update(cur)
-		if err != nil {
-			return Channel{}, err
+		if next, refused = update(cur); refused != nil {
+			return nil, refused
 		}
 		next.Model, next.Channel, next.UpdatedAt = model, channel, r.now().UTC()
-		if next.Digests, err = r.targetDigests(ctx, model, next); err != nil {
-			return Channel{}, err
+		if next.Digests, refused = r.targetDigests(ctx, model, next); refused != nil {
+			return nil, refused
 		}
 		next.Change.Before, next.Change.After = cur.Targets(), next.Targets()
 		data, err := json.Marshal(next)
 		if err != nil {
-			return Channel{}, fmt.Errorf("cannot encode channel: %w", err)
+			refused = fmt.Errorf("cannot encode channel: %w", err)
 		}
-		rev, err := store.WriteDoc(ctx, r.store, key, data, cur.Revision)
-		if errors.Is(err, store.ErrConflict) {
-			if expect != nil {
-				return Channel{}, fmt.Errorf("%w: channel %s/%s moved concurrently", ErrConflict, model, channel)
-			}
-			// Another replica moved it: re-read and re-decide.
-			time.Sleep(time.Duration(rand.IntN(10)+1) * time.Millisecond)
-			continue
-		}
-		if err != nil {
-			return Channel{}, StoreErr("cannot move channel", err)
-		}
-		if rev == 1 {
-			if _, err := r.store.Put(ctx, channelIndexKey(model, channel), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
-				r.log.Warn("cannot write channel index marker", "model", model, "channel", channel, "err", err)
-			}
-		}
-		next.Revision = rev
-		r.hub.notify(key, rev)
-		return next, nil
+		return data, refused
+	})
+	if refused != nil {
+		return Channel{}, refused
 	}
-	return Channel{}, fmt.Errorf("%w: channel %s/%s: %v", ErrConflict, model, channel, errRetryExceeded)
+	if err != nil {
+		return Channel{}, StoreErr("cannot move channel "+model+"/"+channel, err)
+	}
+	if doc.Rev == 1 {
+		if _, err := r.store.Put(ctx, channelIndexKey(model, channel), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
+			r.log.Warn("cannot write channel index marker", "model", model, "channel", channel, "err", err)
+		}
+	}
+	next.Revision = doc.Rev
+	r.hub.notify(key, doc.Rev)
+	return next, nil
 }
 
 // targetDigests checks that every target of next is an existing version

@@ -29,17 +29,16 @@ import (
 
 // Errors the HTTP layer maps to status codes.
 var (
-	ErrNotFound      = errors.New("not found")            // 404
-	ErrConflict      = errors.New("conflict")             // 409
-	ErrInvalid       = regclient.ErrInvalid               // 400
-	ErrTooLarge      = errors.New("artifact too large")   // 413
-	ErrDigest        = errors.New("digest mismatch")      // 400
-	ErrBadArtifact   = errors.New("not a valid artifact") // 422
-	ErrUnsigned      = errors.New("signature required")   // 422
-	ErrQualityGate   = errors.New("quality gate refused") // 409
-	ErrForbidden     = errors.New("forbidden")            // 403
-	ErrStoreDown     = errors.New("storage unavailable")  // 503
-	errRetryExceeded = errors.New("too many concurrent updates")
+	ErrNotFound    = errors.New("not found")            // 404
+	ErrConflict    = errors.New("conflict")             // 409
+	ErrInvalid     = regclient.ErrInvalid               // 400
+	ErrTooLarge    = errors.New("artifact too large")   // 413
+	ErrDigest      = errors.New("digest mismatch")      // 400
+	ErrBadArtifact = errors.New("not a valid artifact") // 422
+	ErrUnsigned    = errors.New("signature required")   // 422
+	ErrQualityGate = errors.New("quality gate refused") // 409
+	ErrForbidden   = errors.New("forbidden")            // 403
+	ErrStoreDown   = errors.New("storage unavailable")  // 503
 )
 
 // Config configures a Registry; it is built in main.

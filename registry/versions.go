@@ -333,14 +333,14 @@ func (r *Registry) EditVersion(ctx context.Context, name, version, actor string,
 	if e.Labels == nil && e.Description == nil {
 		return Version{}, fmt.Errorf("%w: an edit sets labels or a description", ErrInvalid)
 	}
-	for attempt := 0; attempt < 10; attempt++ {
+	var refused error // decide's own error, returned as it is
+	_, err := store.UpdateDoc(ctx, r.store, editKey(name, version), func(store.Doc) ([]byte, error) {
+		// The version as last edited; a concurrent edit makes the write
+		// conflict, and this edit is applied to that one.
 		v, err := r.GetVersion(ctx, name, version)
 		if err != nil {
-			return Version{}, err
-		}
-		rev, err := store.DocRevision(ctx, r.store, editKey(name, version))
-		if err != nil {
-			return Version{}, StoreErr("cannot read the edits of "+name+"/"+version, err)
+			refused = err
+			return nil, err
 		}
 		m := versionMeta{Labels: maps.Clone(v.Labels), Description: v.Description, EditedBy: actor, EditedAt: r.now().UTC()}
 		if m.Labels == nil {
@@ -356,19 +356,16 @@ func (r *Registry) EditVersion(ctx context.Context, name, version, actor string,
 		if e.Description != nil {
 			m.Description = *e.Description
 		}
-		if err := validateNewVersion(NewVersion{Digest: v.Digest, Labels: m.Labels, Description: m.Description}); err != nil {
-			return Version{}, err
+		if refused = validateNewVersion(NewVersion{Digest: v.Digest, Labels: m.Labels, Description: m.Description}); refused != nil {
+			return nil, refused
 		}
-		data, err := json.Marshal(m)
-		if err != nil {
-			return Version{}, err
-		}
-		if _, err := store.WriteDoc(ctx, r.store, editKey(name, version), data, rev); errors.Is(err, store.ErrConflict) {
-			continue // edited concurrently: apply this edit to that one
-		} else if err != nil {
-			return Version{}, StoreErr("cannot edit "+name+"/"+version, err)
-		}
-		return r.GetVersion(ctx, name, version)
+		return json.Marshal(m)
+	})
+	if refused != nil {
+		return Version{}, refused
 	}
-	return Version{}, fmt.Errorf("%w: %s/%s: %v", ErrConflict, name, version, errRetryExceeded)
+	if err != nil {
+		return Version{}, StoreErr("cannot edit "+name+"/"+version, err)
+	}
+	return r.GetVersion(ctx, name, version)
 }

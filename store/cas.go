@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sentimentpro/sentiment/internal/backoff"
 )
 
 // MaxDocSize bounds a document revision.
@@ -134,4 +136,44 @@ func DocRevision(ctx context.Context, s Store, key string) (uint64, error) {
 		}
 	}
 	return 0, nil
+}
+
+// updateAttempts bounds UpdateDoc's reads and writes of one document.
+const updateAttempts = 32
+
+// UpdateDoc is the one read–decide–write of a document: it reads the
+// document at key, lets decide compute the next data from it, and writes
+// that by compare-and-swap. When another writer got there first it reads
+// and decides again, after a short random wait, up to updateAttempts
+// times; then it fails with ErrConflict. decide gets Rev 0 and no Data
+// when there is no document yet, may return nil to leave the document as
+// it is (UpdateDoc then returns the Doc it read), and ends the update with
+// any error it returns. It returns the document as written.
+func UpdateDoc(ctx context.Context, s Store, key string, decide func(cur Doc) ([]byte, error)) (Doc, error) {
+	wait := backoff.Backoff{First: time.Millisecond, Max: 50 * time.Millisecond}
+	for range updateAttempts {
+		cur, err := ReadDoc(ctx, s, key)
+		if errors.Is(err, ErrNotFound) {
+			cur, err = Doc{Key: key}, nil
+		}
+		if err != nil {
+			return Doc{}, err
+		}
+		next, err := decide(cur)
+		if err != nil || next == nil {
+			return cur, err
+		}
+		rev, err := WriteDoc(ctx, s, key, next, cur.Rev)
+		if errors.Is(err, ErrConflict) {
+			if !backoff.Sleep(ctx, wait.Next()) {
+				return Doc{}, ctx.Err()
+			}
+			continue
+		}
+		if err != nil {
+			return Doc{}, err
+		}
+		return Doc{Key: key, Rev: rev, Data: next}, nil
+	}
+	return Doc{}, fmt.Errorf("cannot update document %q: %w: it changed %d times while being updated", key, ErrConflict, updateAttempts)
 }

@@ -235,14 +235,24 @@ func (m *Manager) subscription(ctx context.Context, id string) (subscription, ui
 	if err != nil {
 		return subscription{}, 0, registry.StoreErr("subscription "+id, err)
 	}
+	s, err := decodeSubscription(id, doc)
+	return s, doc.Rev, err
+}
+
+// decodeSubscription reads a subscription's document; a deleted one is
+// not found.
+func decodeSubscription(id string, doc store.Doc) (subscription, error) {
+	if doc.Rev == 0 {
+		return subscription{}, fmt.Errorf("subscription %s: %w", id, registry.ErrNotFound)
+	}
 	var s subscription
 	if err := json.Unmarshal(doc.Data, &s); err != nil {
-		return subscription{}, 0, fmt.Errorf("cannot decode subscription %s: %w", id, err)
+		return subscription{}, fmt.Errorf("cannot decode subscription %s: %w", id, err)
 	}
 	if s.Deleted {
-		return subscription{}, 0, fmt.Errorf("subscription %s: %w", id, registry.ErrNotFound)
+		return subscription{}, fmt.Errorf("subscription %s: %w", id, registry.ErrNotFound)
 	}
-	return s, doc.Rev, nil
+	return s, nil
 }
 
 // Unsubscribe deletes a subscription; its deliveries not yet sent fail.
@@ -315,25 +325,29 @@ func (m *Manager) disable(ctx context.Context, id string, at time.Time, reason s
 // reports a change (changed), again when another replica wrote it
 // meanwhile.
 func (m *Manager) update(ctx context.Context, id string, change func(*subscription) bool) (regclient.Subscription, bool, error) {
-	for range 5 {
-		s, rev, err := m.subscription(ctx, id)
-		if err != nil || !change(&s) {
-			return s.Subscription, false, err
-		}
-		data, err := json.Marshal(s)
-		if err != nil {
-			return regclient.Subscription{}, false, err
-		}
-		_, err = store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, rev)
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return regclient.Subscription{}, false, registry.StoreErr("cannot update the subscription", err)
-		}
-		return s.Subscription, true, nil
+	if err := validID(id, "wh_"); err != nil {
+		return regclient.Subscription{}, false, err
 	}
-	return regclient.Subscription{}, false, fmt.Errorf("subscription %s keeps changing: %w", id, registry.ErrConflict)
+	var s subscription
+	changed := false
+	var refused error // the subscription's own error (not found, deleted), returned as it is
+	_, err := store.UpdateDoc(ctx, m.cfg.Store, subKey(id), func(cur store.Doc) ([]byte, error) {
+		s, refused = decodeSubscription(id, cur)
+		if refused != nil {
+			return nil, refused
+		}
+		if changed = change(&s); !changed {
+			return nil, nil
+		}
+		return json.Marshal(s)
+	})
+	switch {
+	case refused != nil:
+		return regclient.Subscription{}, false, refused
+	case err != nil:
+		return regclient.Subscription{}, false, registry.StoreErr("cannot update the subscription "+id, err)
+	}
+	return s.Subscription, changed, nil
 }
 
 // validID checks an ID the API was given before it becomes part of a key.

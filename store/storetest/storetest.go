@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, opts Options) {
 		{"InterruptedPutLeavesNothing", testInterruptedPut},
 		{"DocCAS", testDocCAS},
 		{"DocConcurrentWriters", testDocConcurrent},
+		{"UpdateDoc", testUpdateDoc},
 		{"LargeStreamedPut", func(t *testing.T, s store.Store) { testLarge(t, s, opts) }},
 	}
 	for _, tc := range tests {
@@ -357,6 +359,45 @@ func testDocConcurrent(t *testing.T, s store.Store) {
 		if acked[d.Rev] != string(d.Data) {
 			t.Fatalf("revision %d holds %q, acknowledged %q", d.Rev, d.Data, acked[d.Rev])
 		}
+	}
+}
+
+// testUpdateDoc: concurrent increments through UpdateDoc lose none; a
+// decide that returns nil writes nothing; its error ends the update.
+func testUpdateDoc(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const writers, each = 6, 4
+	increment := func(cur store.Doc) ([]byte, error) {
+		n := 0
+		if cur.Rev > 0 {
+			n, _ = strconv.Atoi(string(cur.Data))
+		}
+		return []byte(strconv.Itoa(n + 1)), nil
+	}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if _, err := store.UpdateDoc(ctx, s, "tally", increment); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	doc, err := store.ReadDoc(ctx, s, "tally")
+	if err != nil || string(doc.Data) != strconv.Itoa(writers*each) || doc.Rev != writers*each {
+		t.Fatalf("after %d increments: %q at revision %d, %v", writers*each, doc.Data, doc.Rev, err)
+	}
+	same, err := store.UpdateDoc(ctx, s, "tally", func(store.Doc) ([]byte, error) { return nil, nil })
+	if err != nil || same.Rev != doc.Rev {
+		t.Errorf("a decide of nil wrote revision %d (was %d): %v", same.Rev, doc.Rev, err)
+	}
+	refuse := errors.New("refused")
+	if _, err := store.UpdateDoc(ctx, s, "tally", func(store.Doc) ([]byte, error) { return nil, refuse }); !errors.Is(err, refuse) {
+		t.Errorf("decide's error came back as %v", err)
 	}
 }
 
