@@ -139,6 +139,8 @@ func StoreErr(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, ErrConflict)
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	case errors.Is(err, store.ErrInvalidKey): // a name no check caught: the client's, not the store's
+		return fmt.Errorf("%s: %w: %v", op, ErrInvalid, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", op, err)
 	default:

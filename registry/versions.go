@@ -154,10 +154,7 @@ func (r *Registry) checkSignature(v *Version) error {
 
 // GetVersion returns a version's metadata.
 func (r *Registry) GetVersion(ctx context.Context, name, version string) (Version, error) {
-	if err := ValidateName("model", name); err != nil {
-		return Version{}, err
-	}
-	if err := ValidateName("version", version); err != nil {
+	if err := validateNames(name, version); err != nil {
 		return Version{}, err
 	}
 	data, err := store.ReadAll(ctx, r.store, versionKey(name, version), 1<<20)
@@ -295,6 +292,15 @@ func clampLimit(limit int) int {
 
 // editKey holds the editable part of a version (labels and description)
 // as a compare-and-swap document beside its write-once metadata.
+// validateNames checks a model's and a version's names, which become
+// object keys.
+func validateNames(name, version string) error {
+	if err := ValidateName("model", name); err != nil {
+		return err
+	}
+	return ValidateName("version", version)
+}
+
 func editKey(name, version string) string { return "versionedits/" + name + "/" + version }
 
 // VersionEdit changes a version's labels (a null value removes one) and
@@ -332,6 +338,10 @@ func (r *Registry) withEdits(ctx context.Context, v Version) (Version, error) {
 func (r *Registry) EditVersion(ctx context.Context, name, version, actor string, e VersionEdit) (Version, error) {
 	if e.Labels == nil && e.Description == nil {
 		return Version{}, fmt.Errorf("%w: an edit sets labels or a description", ErrInvalid)
+	}
+	// The names first: they become the edit document's key.
+	if err := validateNames(name, version); err != nil {
+		return Version{}, err
 	}
 	var refused error // decide's own error, returned as it is
 	_, err := store.UpdateDoc(ctx, r.store, editKey(name, version), func(store.Doc) ([]byte, error) {
