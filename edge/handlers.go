@@ -201,7 +201,9 @@ func (s *Server) front(route string, predicts bool, serve func(ctx *fasthttp.Req
 
 // client is the request's client: the peer, or the address a trusted
 // proxy (a geo router, a peer edge) forwarded.
-func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr { return s.caller(ctx, time.Time{}).Client }
+func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
+	return s.caller(ctx, time.Time{}).Client
+}
 
 // fromProxy reports whether the request's peer is a proxy this edge
 // trusts to name the client (X-Forwarded-For) and its routing key: an
