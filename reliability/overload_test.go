@@ -46,7 +46,9 @@ func rss(t *testing.T, p *testenv.Process) int64 {
 	return v
 }
 
-// metrics reads a service's /metrics: each unlabelled series by name.
+// metrics reads a service's /metrics: every series by its name with its
+// labels (edge_version_requests_total{version="v1"}), an unlabelled one by
+// its name alone.
 func metrics(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	code, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/metrics", 2*time.Second)
@@ -55,9 +57,12 @@ func metrics(t *testing.T, addr string) map[string]float64 {
 	}
 	m := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
-		name, v, _ := strings.Cut(line, " ")
-		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && !strings.ContainsAny(name, "{#") {
-			m[name] = f
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = f
 		}
 	}
 	return m

@@ -223,7 +223,7 @@ func rolloutNotSteered(t *testing.T, s *services, reg *registrytest.Server, edge
 		return resp.StatusCode == 200
 	})
 	counted := func() float64 {
-		m := metricsLabelled(t, edgeAddr)
+		m := metrics(t, edgeAddr)
 		return m[`edge_version_requests_total{version="v1"}`] + m[`edge_version_requests_total{version="v2"}`]
 	}
 	before := counted()
@@ -254,30 +254,6 @@ func rolloutNotSteered(t *testing.T, s *services, reg *registrytest.Server, edge
 		t.Errorf("%.0f of one client's 150 requests counted in the rollout's figures, want at most 10 (and a refill)", got)
 	}
 	return fmt.Sprintf("150 requests with chosen keys: versions %v, %.0f counted in the step's figures", versions, got)
-}
-
-// metricsLabelled reads a service's /metrics, every series by its full
-// name with labels.
-func metricsLabelled(t *testing.T, addr string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 || strings.HasPrefix(line, "#") {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
 }
 
 // consoleForm fetches the login form: its nonce and its cookie.
