@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -68,9 +69,12 @@ type Config struct {
 type upstream struct {
 	addr     string
 	inflight atomic.Int64
-	// pipeline carries requests over a few connections: under load one
-	// write carries several requests and one read several responses,
-	// which cuts the hop's system calls. After a failure it waits a
+	// pipeline carries requests over one connection per CPU the router
+	// may use: under load one write carries several requests and one read
+	// several responses, which cuts the hop's system calls. More
+	// connections than CPUs would only spread the same requests thinner,
+	// one write each (2026-12-07, router on one CPU: 4 connections 52k
+	// req/s, 1 connection 57k). After a failure it waits a
 	// second before reconnecting, so for that long (failedAt) attempts go
 	// through the router's plain client, which fails fast.
 	pipeline *fasthttp.PipelineClient
@@ -80,7 +84,7 @@ type upstream struct {
 func (r *Router) newUpstream(addr string) *upstream {
 	return &upstream{addr: addr, pipeline: &fasthttp.PipelineClient{Addr: addr, Name: "sentiment-geo",
 		IsTLS: r.cfg.EdgeTLS != nil, TLSConfig: r.cfg.EdgeTLS,
-		MaxConns: 4, MaxPendingRequests: 4096, MaxIdleConnDuration: 30 * time.Second,
+		MaxConns: runtime.GOMAXPROCS(0), MaxPendingRequests: 4096, MaxIdleConnDuration: 30 * time.Second,
 		ReadTimeout: r.cfg.PerTryTimeout, WriteTimeout: r.cfg.PerTryTimeout, Logger: obs.PrintfLogger{Log: r.log, Level: slog.LevelWarn}}}
 }
 
@@ -375,12 +379,17 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 			break
 		}
 		up, pool := r.pick(region)
-		if up == nil || pool.breaker.State() == gobreaker.StateOpen {
-			continue // no healthy edge, or the breaker is open: skip at once
+		if up == nil {
+			continue // no healthy edge: skip at once
 		}
-		if attempts > 0 && !r.budget.allowRetry(sec) {
-			lastErr = errors.New("retry budget exhausted")
-			break
+		if attempts > 0 {
+			if pool.breaker.State() == gobreaker.StateOpen {
+				continue // an open breaker costs no retry
+			}
+			if !r.budget.allowRetry(sec) {
+				lastErr = errors.New("retry budget exhausted")
+				break
+			}
 		}
 		done, err := pool.breaker.Allow()
 		if err != nil {
