@@ -10,14 +10,14 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 // tinyServing trains a small model on clear-cut texts, with the labels
 // flipped when flip is set (a broken candidate).
 func tinyServing(t *testing.T, version string, flip bool) *Serving {
 	t.Helper()
-	var ex []model.Example
+	var ex []train.Example
 	for i, w := range []string{"great", "wonderful", "moving", "funny", "awful", "boring", "dull", "tedious"} {
 		label := 1
 		if i >= 4 {
@@ -27,12 +27,12 @@ func tinyServing(t *testing.T, version string, flip bool) *Serving {
 			label = 1 - label
 		}
 		for j := 0; j < 50; j++ {
-			ex = append(ex, model.Example{Text: "a " + w + " film", Label: label})
+			ex = append(ex, train.Example{Text: "a " + w + " film", Label: label})
 		}
 	}
-	cfg := model.DefaultTrainConfig()
+	cfg := train.DefaultConfig()
 	cfg.Name, cfg.Features.HashBits = "tiny", 10
-	m, err := model.Train(ex, cfg, nil)
+	m, err := train.Fit(ex, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,9 @@ type ClassMetrics struct {
 	Support   int     `json:"support"`
 }
 
-func (md Metadata) validate() error {
+// Validate checks the metadata a model needs: a name, two distinct labels
+// and features within the format's limits.
+func (md Metadata) Validate() error {
 	f := md.Features
 	switch {
 	case md.Name == "" || len(md.Name) > 128:
@@ -183,7 +185,7 @@ func Load(data []byte) (*Model, error) {
 	if err := decodeStrict(data[prefixSize:prefixSize+hlen], &md); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadHeader, err)
 	}
-	if err := md.validate(); err != nil {
+	if err := md.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadHeader, err)
 	}
 	n := uint64(1) << md.Features.HashBits

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 // The benchmarks read the shared data sets beside the repository:
@@ -25,14 +26,14 @@ const (
 	imdb     = "../../shared/data/imdb/train.tsv.gz"
 )
 
-var labels = model.DataOptions{Labels: [2]string{"negative", "positive"}}
+var labels = train.DataOptions{Labels: [2]string{"negative", "positive"}}
 
-func readOrSkip(b *testing.B, path string) []model.Example {
+func readOrSkip(b *testing.B, path string) []train.Example {
 	b.Helper()
 	if _, err := os.Stat(path); err != nil {
 		b.Skipf("shared data missing: %v", err)
 	}
-	ds, err := model.ReadDataset(path, labels)
+	ds, err := train.ReadDataset(path, labels)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -41,18 +42,18 @@ func readOrSkip(b *testing.B, path string) []model.Example {
 
 // longTexts are the IMDB reviews `make model` holds out (the default
 // model never trained on them) of 2 KB or more, cut to 2 KB.
-func longTexts(b *testing.B) []model.Example {
-	_, held := model.HoldOut(readOrSkip(b, imdb), 0.2)
-	var out []model.Example
+func longTexts(b *testing.B) []train.Example {
+	_, held := train.HoldOut(readOrSkip(b, imdb), 0.2)
+	var out []train.Example
 	for _, e := range held {
 		if len(e.Text) >= 2048 {
-			out = append(out, model.Example{Text: e.Text[:2048], Label: e.Label})
+			out = append(out, train.Example{Text: e.Text[:2048], Label: e.Label})
 		}
 	}
 	return out
 }
 
-func meanLen(ex []model.Example) int {
+func meanLen(ex []train.Example) int {
 	n := 0
 	for _, e := range ex {
 		n += len(e.Text)
@@ -84,15 +85,15 @@ func BenchmarkPredict(b *testing.B) {
 	}
 	for _, tc := range []struct {
 		name string
-		data func(*testing.B) []model.Example
+		data func(*testing.B) []train.Example
 	}{
-		{"short", func(b *testing.B) []model.Example { return readOrSkip(b, sstDev) }},
+		{"short", func(b *testing.B) []train.Example { return readOrSkip(b, sstDev) }},
 		{"long", longTexts},
 	} {
 		for _, mc := range models {
 			b.Run(tc.name+"/"+mc.name, func(b *testing.B) {
 				ex := tc.data(b)
-				acc := model.Evaluate(mc.m, ex, nil).Accuracy()
+				acc := train.Evaluate(mc.m, ex, nil).Accuracy()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
@@ -148,9 +149,9 @@ func BenchmarkGoVader(b *testing.B) {
 	a := govader.NewSentimentIntensityAnalyzer()
 	for _, tc := range []struct {
 		name string
-		data func(*testing.B) []model.Example
+		data func(*testing.B) []train.Example
 	}{
-		{"short", func(b *testing.B) []model.Example { return readOrSkip(b, sstDev) }},
+		{"short", func(b *testing.B) []train.Example { return readOrSkip(b, sstDev) }},
 		{"long", longTexts},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
@@ -177,7 +178,7 @@ func BenchmarkTrainSST2(b *testing.B) {
 	ex := readOrSkip(b, sstTrain)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := model.Train(ex, model.DefaultTrainConfig(), nil); err != nil {
+		if _, err := train.Fit(ex, train.DefaultConfig(), nil); err != nil {
 			b.Fatal(err)
 		}
 	}

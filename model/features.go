@@ -19,8 +19,8 @@ const (
 	NormSqrt = "sqrt"
 )
 
-// scale returns the factor applied to the sum of n feature weights.
-func (f Features) scale(n int) float32 {
+// Scale returns the factor applied to the sum of n feature weights.
+func (f Features) Scale(n int) float32 {
 	if f.Norm == NormSqrt && n > 0 {
 		return float32(1 / math.Sqrt(float64(n)))
 	}
@@ -149,8 +149,9 @@ func (it *featureIter) fill(idx []uint32, spans []span) int {
 	return n
 }
 
-// appendIndexes appends all feature indexes of text to dst (training).
-func (f Features) appendIndexes(dst []uint32, text string) []uint32 {
+// AppendIndexes appends the weight-table index of every feature of text
+// to dst, in the order Predict sums them (the trainer's encoding).
+func (f Features) AppendIndexes(dst []uint32, text string) []uint32 {
 	it := f.iter(text)
 	var buf [256]uint32
 	for {
@@ -160,4 +161,25 @@ func (f Features) appendIndexes(dst []uint32, text string) []uint32 {
 			return dst
 		}
 	}
+}
+
+// WordSlots returns the table indexes of word's unigram feature: plain,
+// then (for a word, when f marks negation) negated. It returns nil when
+// the tokenizer does not read word as exactly one word or symbol, as a
+// lexicon entry of two words.
+func (f Features) WordSlots(word string) []uint32 {
+	t := tokenizer{s: word}
+	if !t.next() || t.kind == tokBreak {
+		return nil
+	}
+	first := t
+	if t.next() {
+		return nil
+	}
+	it := f.iter("")
+	slots := []uint32{it.index(first.hash, saltUni)}
+	if first.kind == tokWord && f.Negation {
+		slots = append(slots, it.index(first.hash^saltNeg, saltUni))
+	}
+	return slots
 }

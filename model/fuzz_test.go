@@ -15,7 +15,7 @@ func FuzzTokenize(f *testing.F) {
 		"caf\u00e9 \U0001F60D\U0001F3FD!!", strings.Repeat("abcdefgh", 20), "n't 's 'x '", "<<<>>> </ >"} {
 		f.Add(s)
 	}
-	m := trainSmall(f)
+	m := testModel(f)
 	f.Fuzz(func(t *testing.T, text string) {
 		feats := m.features
 		it := feats.iter(text)
@@ -76,7 +76,7 @@ func lowerWord(w string) string {
 // FuzzLoad feeds arbitrary and mutated artifacts to the loader: it must
 // return an error or a usable model, never panic.
 func FuzzLoad(f *testing.F) {
-	good, err := trainSmall(f).Encode()
+	good, err := testModel(f).Encode()
 	if err != nil {
 		f.Fatal(err)
 	}

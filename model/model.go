@@ -1,6 +1,6 @@
 // Package model is the sentiment model: a tokenizer that copes with real
 // text, hashed unigram/bigram features with negation marking, a logistic
-// regression trained in Go, the versioned artifact format with its SHA-256
+// regression (trained by model/train), the versioned artifact format with its SHA-256
 // and ed25519 signature, and a runtime whose Predict allocates nothing and
 // is safe for concurrent use.
 package model
@@ -42,6 +42,29 @@ type Prediction struct {
 	Positive float32
 }
 
+// New returns a model of the given metadata, weight table (2^HashBits
+// entries, copied) and bias, as a trainer builds it. Its digest is empty
+// until it is encoded and loaded.
+func New(md Metadata, weights []float32, bias float32) (*Model, error) {
+	if err := md.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot build model: %w", err)
+	}
+	if want := 1 << md.Features.HashBits; len(weights) != want {
+		return nil, fmt.Errorf("cannot build model: %d weights, hash_bits %d needs %d", len(weights), md.Features.HashBits, want)
+	}
+	for i, x := range weights {
+		if !finite(x) {
+			return nil, fmt.Errorf("cannot build model: %w: weight %d is %v", ErrBadWeights, i, x)
+		}
+	}
+	if !finite(bias) {
+		return nil, fmt.Errorf("cannot build model: %w: bias is %v", ErrBadWeights, bias)
+	}
+	table := newWeights(len(weights))
+	copy(table, weights)
+	return &Model{meta: md, features: md.Features, weights: table, bias: bias, labels: []string{md.Labels[0], md.Labels[1]}}, nil
+}
+
 // Meta returns the model's metadata (labels, training, metrics).
 func (m *Model) Meta() Metadata { return m.meta }
 
@@ -54,6 +77,25 @@ func (m *Model) Labels() []string { return m.labels }
 
 // Platform names the format: "sentiment-linear".
 func (m *Model) Platform() string { return Platform }
+
+// WithMetrics returns a copy of m whose metadata records metrics. The copy
+// shares the weights; its digest is empty until it is encoded and loaded.
+func (m *Model) WithMetrics(metrics *Metrics) *Model {
+	c := *m
+	c.meta.Metrics = metrics
+	c.digest = ""
+	return &c
+}
+
+// WithDescription returns a copy of m whose metadata records a description
+// and the held-out share used for its metrics.
+func (m *Model) WithDescription(desc string, holdout float64) *Model {
+	c := *m
+	c.meta.Description = desc
+	c.meta.Training.Holdout = holdout
+	c.digest = ""
+	return &c
+}
 
 // logit returns the raw score (log-odds of label 1) of text.
 func (m *Model) logit(text string) float32 {
@@ -75,7 +117,7 @@ func (m *Model) logit(text string) float32 {
 		}
 		n += k
 	}
-	return m.bias + sum*m.features.scale(n)
+	return m.bias + sum*m.features.Scale(n)
 }
 
 // Predict writes each text's two probabilities, label 0's then label 1's,
@@ -129,7 +171,7 @@ func (m *Model) Explain(text string, k int) []inference.Contribution {
 		}
 		idx, spans = append(idx, ib[:k]...), append(spans, sb[:k]...)
 	}
-	scale := m.features.scale(len(idx))
+	scale := m.features.Scale(len(idx))
 	sums := map[key]float32{}
 	var order []key
 	for i, j := range idx {

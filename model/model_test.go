@@ -1,7 +1,6 @@
 package model
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
@@ -64,7 +63,7 @@ func TestHashIgnoresCaseAndApostropheForm(t *testing.T) {
 	feats := Features{HashBits: 20, NGrams: 2, Negation: true, Norm: NormNone}
 	same := func(a, b string) {
 		t.Helper()
-		x, y := feats.appendIndexes(nil, a), feats.appendIndexes(nil, b)
+		x, y := feats.AppendIndexes(nil, a), feats.AppendIndexes(nil, b)
 		if fmt.Sprint(x) != fmt.Sprint(y) {
 			t.Errorf("features of %q %v differ from %q %v", a, x, b, y)
 		}
@@ -75,110 +74,38 @@ func TestHashIgnoresCaseAndApostropheForm(t *testing.T) {
 	same("\u00c9T\u00c9 superbe", "\u00e9t\u00e9 superbe")
 	// The SWAR path (8+ ASCII bytes) and the byte path agree: the same word
 	// at the end of a text (byte path) and inside one (fast path).
-	a := feats.appendIndexes(nil, "wonderfully")
-	b := feats.appendIndexes(nil, "wonderfully and")
+	a := feats.AppendIndexes(nil, "wonderfully")
+	b := feats.AppendIndexes(nil, "wonderfully and")
 	if a[0] != b[0] {
 		t.Errorf("word hash depends on the path: %d vs %d", a[0], b[0])
 	}
 }
 
-var (
-	posWords = []string{"great", "wonderful", "superb", "moving", "funny", "brilliant", "charming", "delightful"}
-	negWords = []string{"awful", "boring", "dull", "terrible", "bland", "tedious", "mess", "waste"}
-	fillers  = []string{"the", "movie", "film", "plot", "acting", "was", "is", "a", "and", "story"}
-)
-
-// synthetic makes a labelled corpus with a known signal, including negated
-// examples ("not great" is negative).
-func synthetic(n int, seed uint64) []Example {
-	rng := rand.New(rand.NewPCG(seed, 1))
-	out := make([]Example, n)
-	for i := range out {
-		label := rng.IntN(2)
-		words := []string{fillers[rng.IntN(len(fillers))], fillers[rng.IntN(len(fillers))]}
-		negate := rng.IntN(4) == 0
-		lex := posWords
-		if (label == 1) == negate {
-			lex = negWords
-		}
-		if negate {
-			words = append(words, "not")
-		}
-		words = append(words, lex[rng.IntN(len(lex))], fillers[rng.IntN(len(fillers))])
-		out[i] = Example{Text: strings.Join(words, " "), Label: label}
-	}
-	return out
-}
-
-func smallConfig() TrainConfig {
-	cfg := DefaultTrainConfig()
-	cfg.Name = "test"
-	cfg.Features.HashBits = 12
-	cfg.DataDigest = "sha256:" + strings.Repeat("0", 64)
-	return cfg
-}
-
-func trainSmall(t testing.TB) *Model {
+// testModel is a valid model of random weights: the format's and the
+// runtime's tests need one, not a trained one (model/train trains).
+func testModel(t testing.TB) *Model {
 	t.Helper()
-	m, err := Train(synthetic(2000, 1), smallConfig(), nil)
+	md := Metadata{Name: "test", Labels: []string{"negative", "positive"},
+		Features: Features{HashBits: 12, NGrams: 2, Negation: true, Norm: NormNone},
+		Training: Training{DataDigest: "sha256:" + strings.Repeat("0", 64), Examples: 2000, Epochs: 6, Seed: 1}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	weights := make([]float32, 1<<md.Features.HashBits)
+	for i := range weights {
+		weights[i] = float32(rng.NormFloat64())
+	}
+	m, err := New(md, weights, 0.1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
-func TestTrainLearnsSignalAndNegation(t *testing.T) {
-	m := trainSmall(t)
-	ev := Evaluate(m, synthetic(500, 2), nil)
-	if ev.Accuracy() < 0.95 {
-		t.Fatalf("accuracy on held-out synthetic data %.3f, want >= 0.95", ev.Accuracy())
-	}
-	if p := m.Classify("the film was great"); p.Label != "positive" {
-		t.Errorf("'great' -> %+v", p)
-	}
-	if p := m.Classify("the film was not great"); p.Label != "negative" {
-		t.Errorf("'not great' -> %+v", p)
-	}
-	p := m.Classify("a dull movie")
-	if p.Label != "negative" || p.Score < 0.5 || p.Score > 1 || math.Abs(float64(p.Positive+p.Score-1)) > 1e-6 {
-		t.Errorf("'dull' -> %+v", p)
-	}
-}
-
-func TestTrainIsDeterministic(t *testing.T) {
-	a, err := trainSmall(t).Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := trainSmall(t).Encode()
-	if !bytes.Equal(a, b) {
-		t.Fatal("two trainings with the same data and seed differ")
-	}
-	cfg := smallConfig()
-	cfg.Seed = 2
-	m, _ := Train(synthetic(2000, 1), cfg, nil)
-	c, _ := m.Encode()
-	if bytes.Equal(a, c) {
-		t.Fatal("a different seed gave the same artifact")
-	}
-}
-
-func TestTrainRejectsBadInput(t *testing.T) {
-	if _, err := Train(nil, smallConfig(), nil); err == nil {
-		t.Error("no examples: no error")
-	}
-	if _, err := Train([]Example{{Text: "x", Label: 2}}, smallConfig(), nil); err == nil {
-		t.Error("label 2: no error")
-	}
-	cfg := smallConfig()
-	cfg.Features.HashBits = 30
-	if _, err := Train(synthetic(10, 1), cfg, nil); err == nil {
-		t.Error("hash_bits 30: no error")
-	}
-}
+// texts are inputs for the runtime's tests: words, negation, markup,
+// emoji, invalid UTF-8.
+var texts = []string{"the film was great", "the film was not great", "a dull movie", "", "caf\u00e9 \U0001F60D", "\xff\xfe", "<br />it is charming, isn't it?"}
 
 func TestArtifactRoundTrip(t *testing.T) {
-	m := trainSmall(t)
+	m := testModel(t)
 	data, err := m.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -190,9 +117,9 @@ func TestArtifactRoundTrip(t *testing.T) {
 	if loaded.Digest() != Digest(data) || !strings.HasPrefix(loaded.Digest(), "sha256:") {
 		t.Fatalf("digest %q", loaded.Digest())
 	}
-	for _, ex := range synthetic(200, 3) {
-		if a, b := m.Classify(ex.Text), loaded.Classify(ex.Text); a != b {
-			t.Fatalf("%q: %+v before encoding, %+v after", ex.Text, a, b)
+	for _, text := range texts {
+		if a, b := m.Classify(text), loaded.Classify(text); a != b {
+			t.Fatalf("%q: %+v before encoding, %+v after", text, a, b)
 		}
 	}
 	if loaded.Meta().Training.Examples != 2000 || loaded.Meta().Name != "test" {
@@ -215,7 +142,7 @@ type corruptCase struct {
 }
 
 func corruptArtifacts(t *testing.T) (good []byte, cases []corruptCase) {
-	good, err := trainSmall(t).Encode()
+	good, err := testModel(t).Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +192,7 @@ func TestLoadRejectsCorruptArtifacts(t *testing.T) {
 }
 
 func TestPredictAllocatesNothing(t *testing.T) {
-	m := trainSmall(t)
+	m := testModel(t)
 	long := strings.Repeat("the acting was not great but the story is charming ", 40)
 	for _, text := range []string{"a wonderful film", long, "", "\xff\xfe", "caf\u00e9 \U0001F60D"} {
 		if n := testing.AllocsPerRun(100, func() { m.Classify(text) }); n != 0 {
@@ -278,7 +205,7 @@ func TestPredictAllocatesNothing(t *testing.T) {
 // text the probabilities Classify gives it, label 0's then label 1's,
 // without allocating, and refuses a probs slice of the wrong length.
 func TestPredictIsClassifyBatched(t *testing.T) {
-	m := trainSmall(t)
+	m := testModel(t)
 	texts := []string{"a wonderful film", "the film was not great", "", "caf\u00e9 \U0001F60D"}
 	probs := make([]float32, 2*len(texts))
 	if err := m.Predict(texts, probs); err != nil {
@@ -298,39 +225,13 @@ func TestPredictIsClassifyBatched(t *testing.T) {
 	}
 }
 
-func TestExplain(t *testing.T) {
-	m := trainSmall(t)
-	got := m.Explain("the plot was dull dull. it was not great", 3)
-	if len(got) != 3 {
-		t.Fatalf("Explain returned %d features: %+v", len(got), got)
-	}
-	for i := 1; i < len(got); i++ {
-		if abs32(got[i].Weight) > abs32(got[i-1].Weight) {
-			t.Fatalf("not sorted by magnitude: %+v", got)
-		}
-	}
-	names := map[string]float32{}
-	for _, c := range m.Explain("the plot was dull dull. it was not great", 100) {
-		names[c.Feature] = c.Weight
-	}
-	if names["NOT_great"] >= 0 || names["dull"] >= 0 {
-		t.Fatalf("NOT_great and dull should push negative: %v", names)
-	}
-	if _, ok := names["not great"]; !ok {
-		t.Fatalf("bigram 'not great' missing: %v", names)
-	}
-	if m.Explain("x", 0) != nil {
-		t.Fatal("k=0 should return nothing")
-	}
-}
-
 func TestSignVerify(t *testing.T) {
 	pub, priv, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	otherPub, otherPriv, _ := GenerateKey()
-	data, _ := trainSmall(t).Encode()
+	data, _ := testModel(t).Encode()
 	digest := Digest(data)
 	sig, err := Sign(priv, digest)
 	if err != nil {
@@ -418,34 +319,5 @@ func TestVerifierAgreesWithLoad(t *testing.T) {
 	}
 	if _, err := stream(append(append([]byte{}, good...), 0), 4096); !errors.Is(err, ErrSizeMismatch) {
 		t.Errorf("trailing byte: %v, want ErrSizeMismatch", err)
-	}
-}
-
-// TestBalanceClasses: with nine positive examples to one negative, the
-// unbalanced model's bias favours positive; balanced, it starts from
-// even odds.
-func TestBalanceClasses(t *testing.T) {
-	var ex []Example
-	for i := range 500 {
-		label := 0
-		if i%10 != 0 {
-			label = 1
-		}
-		ex = append(ex, Example{Text: fmt.Sprintf("text %d", i), Label: label})
-	}
-	cfg := DefaultTrainConfig()
-	cfg.Features.HashBits = 16
-	skewed, err := Train(ex, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.BalanceClasses = true
-	balanced, err := Train(ex, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, b := skewed.Classify("unseen words only").Positive, balanced.Classify("unseen words only").Positive
-	if s < 0.65 || b < 0.4 || b > 0.6 || !balanced.Meta().Training.BalanceClasses {
-		t.Errorf("an unseen text: %.3f unbalanced (want ≥ 0.65), %.3f balanced (want about 0.5)", s, b)
 	}
 }

@@ -107,7 +107,7 @@ func (v *Verifier) checkHeader(rest []byte) []byte {
 	if err := decodeStrict(v.header, &v.md); err != nil {
 		return v.fail(fmt.Errorf("%w: %v", ErrBadHeader, err))
 	}
-	if err := v.md.validate(); err != nil {
+	if err := v.md.Validate(); err != nil {
 		return v.fail(fmt.Errorf("%w: %v", ErrBadHeader, err))
 	}
 	v.total = prefixSize + v.hlen + 4<<v.md.Features.HashBits + 4 + checksumSize

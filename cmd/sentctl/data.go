@@ -7,6 +7,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 // dataFlags are the flags that say how to read a labelled data file.
@@ -21,12 +22,12 @@ func (d *dataFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.labels, "labels", "negative,positive", "names of labels 0 and 1")
 }
 
-func (d *dataFlags) options() (model.DataOptions, error) {
+func (d *dataFlags) options() (train.DataOptions, error) {
 	names := strings.Split(d.labels, ",")
 	if len(names) != 2 || strings.TrimSpace(names[0]) == "" || strings.TrimSpace(names[1]) == "" {
-		return model.DataOptions{}, usageError{fmt.Errorf("--labels %q: want two comma-separated names", d.labels)}
+		return train.DataOptions{}, usageError{fmt.Errorf("--labels %q: want two comma-separated names", d.labels)}
 	}
-	return model.DataOptions{
+	return train.DataOptions{
 		Format: d.format, TextColumn: d.textCol, LabelColumn: d.labelCol,
 		Labels: [2]string{strings.TrimSpace(names[0]), strings.TrimSpace(names[1])},
 	}, nil

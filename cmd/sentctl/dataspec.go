@@ -9,7 +9,7 @@ import (
 
 	"github.com/jonreiter/govader"
 
-	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 // dataSpec is a --data argument: a labelled file, and the share of it
@@ -46,13 +46,13 @@ func (d dataSpec) String() string {
 // heldOut is a file's held-out part.
 type heldOut struct {
 	spec     dataSpec
-	examples []model.Example
+	examples []train.Example
 }
 
 // read reads the file and splits off the held-out share (share, when the
 // spec gives none).
-func (d dataSpec) read(opts model.DataOptions, share float64) (model.Dataset, []model.Example, heldOut, error) {
-	ds, err := model.ReadDataset(d.path, opts)
+func (d dataSpec) read(opts train.DataOptions, share float64) (train.Dataset, []train.Example, heldOut, error) {
+	ds, err := train.ReadDataset(d.path, opts)
 	if err != nil {
 		return ds, nil, heldOut{}, err
 	}
@@ -60,8 +60,8 @@ func (d dataSpec) read(opts model.DataOptions, share float64) (model.Dataset, []
 		share = d.holdout
 	}
 	d.holdout = share
-	train, held := model.HoldOut(ds.Examples, share)
-	return ds, train, heldOut{spec: d, examples: held}, nil
+	fit, held := train.HoldOut(ds.Examples, share)
+	return ds, fit, heldOut{spec: d, examples: held}, nil
 }
 
 // dataSpecs collects repeated --data flags.
@@ -106,7 +106,7 @@ func lexicon(name string) (map[string]float64, string, error) {
 		return nil, "", nil
 	case "vader":
 		lex := govader.NewSentimentIntensityAnalyzer().Lexicon
-		return lex, fmt.Sprintf("vader:%d:%s", len(lex), model.LexiconDigest(lex)), nil
+		return lex, fmt.Sprintf("vader:%d:%s", len(lex), train.LexiconDigest(lex)), nil
 	}
 	return nil, "", usageError{fmt.Errorf("--lexicon %q: want none or vader", name)}
 }

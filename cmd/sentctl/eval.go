@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 func runEval(args []string, stdout, stderr io.Writer) error {
@@ -52,7 +52,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "model: %s %s\n", m.Meta().Name, m.Digest())
 	fmt.Fprintf(stdout, "data: %s (%d examples, %s)\n", spec, len(examples), ds.Digest)
 	update, finish := newProgress(progress, stderr, "evaluating", "texts")
-	ev := model.Evaluate(m, examples, update)
+	ev := train.Evaluate(m, examples, update)
 	finish()
 	printEvaluation(stdout, ev)
 	return nil
@@ -60,7 +60,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 
 // printEvaluation prints accuracy, per-class figures and the confusion
 // matrix. The "accuracy: 0.8412" line is stable for scripts.
-func printEvaluation(w io.Writer, ev model.Evaluation) {
+func printEvaluation(w io.Writer, ev train.Evaluation) {
 	fmt.Fprintf(w, "accuracy: %.4f\n", ev.Accuracy())
 	fmt.Fprintf(w, "ece: %.4f (expected calibration error over 10 confidence bins; 0 is perfect)\n", ev.ECE())
 	fmt.Fprintf(w, "%-12s %9s %9s %9s %9s\n", "class", "precision", "recall", "f1", "support")

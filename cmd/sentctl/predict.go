@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/sentimentpro/sentiment/inference"
-	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 func runPredict(args []string, stdout, stderr io.Writer) error {
@@ -45,7 +45,7 @@ func runPredict(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	sc := bufio.NewScanner(os.Stdin)
-	sc.Buffer(make([]byte, 64<<10), model.MaxLineSize)
+	sc.Buffer(make([]byte, 64<<10), train.MaxLineSize)
 	for sc.Scan() {
 		if err := predict(sc.Text()); err != nil {
 			return err

@@ -14,13 +14,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
-
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
 func init() {

@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
-	def := model.DefaultTrainConfig()
+	def := train.DefaultConfig()
 	var (
 		dev, out, name, desc, lexiconName string
 		data                              dataSpecs
@@ -56,20 +57,20 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if cfg.Lexicon, cfg.LexiconID, err = lexicon(lexiconName); err != nil {
 		return err
 	}
-	var examples []model.Example
+	var examples []train.Example
 	var digests, parts []string
 	var held []heldOut
 	for _, spec := range data {
-		ds, train, h, err := spec.read(opts, holdout)
+		ds, fit, h, err := spec.read(opts, holdout)
 		if err != nil {
 			return err
 		}
-		examples, digests = append(examples, train...), append(digests, ds.Digest)
+		examples, digests = append(examples, fit...), append(digests, ds.Digest)
 		parts = append(parts, fmt.Sprintf("%s,holdout=%g", ds.Digest, h.spec.holdout))
 		if len(h.examples) > 0 {
 			held = append(held, h)
 		}
-		fmt.Fprintf(stdout, "data: %s: %d examples for training, %d held out (%s)\n", spec.path, len(train), len(h.examples), ds.Digest)
+		fmt.Fprintf(stdout, "data: %s: %d examples for training, %d held out (%s)\n", spec.path, len(fit), len(h.examples), ds.Digest)
 	}
 	cfg.Name, cfg.Labels, cfg.DataDigest = name, opts.Labels, combinedDigest(digests)
 	if len(parts) > 1 {
@@ -77,7 +78,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	update, finish := newProgress(progress, stderr, "training", "examples")
 	start := time.Now()
-	m, err := model.Train(examples, cfg, update)
+	m, err := train.Fit(examples, cfg, update)
 	finish()
 	if err != nil {
 		return err
@@ -86,19 +87,19 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	var metrics *model.Metrics
 	for _, h := range held {
 		fmt.Fprintf(stdout, "held out of %s:\n", h.spec)
-		ev := model.Evaluate(m, h.examples, nil)
+		ev := train.Evaluate(m, h.examples, nil)
 		printEvaluation(stdout, ev)
 		if metrics == nil && dev == "" && len(held) == 1 {
 			metrics = ev.Metrics(cfg.DataDigest)
 		}
 	}
 	if dev != "" {
-		devDS, err := model.ReadDataset(dev, opts)
+		devDS, err := train.ReadDataset(dev, opts)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "dev %s:\n", dev)
-		ev := model.Evaluate(m, devDS.Examples, nil)
+		ev := train.Evaluate(m, devDS.Examples, nil)
 		printEvaluation(stdout, ev)
 		metrics = ev.Metrics(devDS.Digest)
 	}

@@ -4,15 +4,16 @@ import (
 	"testing"
 
 	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 // tinyCorpus is a two-class corpus any model learns perfectly.
-var tinyCorpus = func() []model.Example {
+var tinyCorpus = func() []train.Example {
 	pos := []string{"great", "wonderful", "moving", "funny"}
 	neg := []string{"awful", "boring", "dull", "tedious"}
-	var ex []model.Example
+	var ex []train.Example
 	for i := 0; i < 200; i++ {
-		ex = append(ex, model.Example{Text: "a " + pos[i%4] + " film", Label: 1}, model.Example{Text: "a " + neg[i%4] + " film", Label: 0})
+		ex = append(ex, train.Example{Text: "a " + pos[i%4] + " film", Label: 1}, train.Example{Text: "a " + neg[i%4] + " film", Label: 0})
 	}
 	return ex
 }()
@@ -29,18 +30,18 @@ func TinyArtifact(t testing.TB, seed uint64, accuracy float64) []byte {
 // broken model that calls "a great film" negative.
 func FlippedArtifact(t testing.TB, seed uint64) []byte {
 	t.Helper()
-	flipped := make([]model.Example, len(tinyCorpus))
+	flipped := make([]train.Example, len(tinyCorpus))
 	for i, ex := range tinyCorpus {
-		flipped[i] = model.Example{Text: ex.Text, Label: 1 - ex.Label}
+		flipped[i] = train.Example{Text: ex.Text, Label: 1 - ex.Label}
 	}
 	return tinyArtifact(t, flipped, seed, 0)
 }
 
-func tinyArtifact(t testing.TB, corpus []model.Example, seed uint64, accuracy float64) []byte {
+func tinyArtifact(t testing.TB, corpus []train.Example, seed uint64, accuracy float64) []byte {
 	t.Helper()
-	cfg := model.DefaultTrainConfig()
+	cfg := train.DefaultConfig()
 	cfg.Name, cfg.Seed, cfg.Features.HashBits = "test", seed, 10
-	m, err := model.Train(corpus, cfg, nil)
+	m, err := train.Fit(corpus, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
+	"github.com/sentimentpro/sentiment/model/train"
 )
 
 // sharedDev is SST-2 dev from the shared data beside the repository.
@@ -24,11 +25,11 @@ func TestDefaultModelMeetsItsRecordedAccuracy(t *testing.T) {
 	if _, err := os.Stat(sharedDev); err != nil {
 		t.Fatalf("this test needs the shared SST-2 data: %v", err)
 	}
-	ds, err := model.ReadDataset(sharedDev, model.DataOptions{Labels: [2]string(m.Labels())})
+	ds, err := train.ReadDataset(sharedDev, train.DataOptions{Labels: [2]string(m.Labels())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := model.Evaluate(m, ds.Examples, nil)
+	ev := train.Evaluate(m, ds.Examples, nil)
 	t.Logf("SST-2 dev accuracy %.4f over %d sentences", ev.Accuracy(), ev.Total())
 	if math.Abs(ev.Accuracy()-md.Metrics.Accuracy) > 1e-4 || ds.Digest != md.Metrics.DataDigest {
 		t.Fatalf("evaluated %.4f on %s, artifact records %.4f on %s", ev.Accuracy(), ds.Digest, md.Metrics.Accuracy, md.Metrics.DataDigest)

@@ -1,6 +1,10 @@
-package model
+package train
 
-import "math"
+import (
+	"math"
+
+	"github.com/sentimentpro/sentiment/model"
+)
 
 // Evaluation is a model's confusion matrix and the figures derived from it
 // on a labelled set.
@@ -20,7 +24,7 @@ const calibrationBins = 10
 
 // Evaluate predicts every example and tallies the confusion matrix.
 // progress, if set, is called after each example.
-func Evaluate(m *Model, examples []Example, progress func(done, total int)) Evaluation {
+func Evaluate(m *model.Model, examples []Example, progress func(done, total int)) Evaluation {
 	ev := Evaluation{Labels: [2]string(m.Labels())}
 	for i, ex := range examples {
 		p := m.Classify(ex.Text)
@@ -66,11 +70,11 @@ func (e Evaluation) ECE() float64 {
 }
 
 // Class returns precision, recall and F1 of label c.
-func (e Evaluation) Class(c int) ClassMetrics {
+func (e Evaluation) Class(c int) model.ClassMetrics {
 	tp := e.Confusion[c][c]
 	predicted := e.Confusion[0][c] + e.Confusion[1][c]
 	support := e.Confusion[c][0] + e.Confusion[c][1]
-	cm := ClassMetrics{Label: e.Labels[c], Support: support}
+	cm := model.ClassMetrics{Label: e.Labels[c], Support: support}
 	if predicted > 0 {
 		cm.Precision = float64(tp) / float64(predicted)
 	}
@@ -85,8 +89,8 @@ func (e Evaluation) Class(c int) ClassMetrics {
 
 // Metrics summarises the evaluation for an artifact's metadata; accuracy
 // and per-class figures are rounded to 4 decimals, as printed.
-func (e Evaluation) Metrics(dataDigest string) *Metrics {
-	m := &Metrics{DataDigest: dataDigest, Examples: e.Total(), Accuracy: round4(e.Accuracy()), ECE: round4(e.ECE())}
+func (e Evaluation) Metrics(dataDigest string) *model.Metrics {
+	m := &model.Metrics{DataDigest: dataDigest, Examples: e.Total(), Accuracy: round4(e.Accuracy()), ECE: round4(e.ECE())}
 	for c := range 2 {
 		cm := e.Class(c)
 		cm.Precision, cm.Recall, cm.F1 = round4(cm.Precision), round4(cm.Recall), round4(cm.F1)

@@ -1,4 +1,4 @@
-package model
+package train
 
 import (
 	"crypto/sha256"
@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"sort"
+
+	"github.com/sentimentpro/sentiment/model"
 )
 
 // lexiconBands is how many bands backOff groups a lexicon's words in:
@@ -28,7 +30,7 @@ func band(v float64, negated bool) int {
 // like an emoticon) to the tokenizer are skipped. Where two words share a
 // slot, the first in sorted order wins, so the result does not depend on
 // map order.
-func lexiconSlots(lexicon map[string]float64, f Features) map[uint32]int {
+func lexiconSlots(lexicon map[string]float64, f model.Features) map[uint32]int {
 	if len(lexicon) == 0 {
 		return nil
 	}
@@ -38,22 +40,10 @@ func lexiconSlots(lexicon map[string]float64, f Features) map[uint32]int {
 	}
 	sort.Strings(words)
 	slots := make(map[uint32]int, 2*len(words))
-	it := f.iter("")
 	for _, w := range words {
-		t := tokenizer{s: w}
-		if !t.next() || t.kind == tokBreak || t.next() {
-			continue
-		}
-		t = tokenizer{s: w}
-		t.next()
-		plain := it.index(t.hash, saltUni)
-		if _, taken := slots[plain]; !taken {
-			slots[plain] = band(lexicon[w], false)
-		}
-		if t.kind == tokWord && f.Negation {
-			negated := it.index(t.hash^saltNeg, saltUni)
-			if _, taken := slots[negated]; !taken {
-				slots[negated] = band(lexicon[w], true)
+		for i, slot := range f.WordSlots(w) {
+			if _, taken := slots[slot]; !taken {
+				slots[slot] = band(lexicon[w], i == 1)
 			}
 		}
 	}

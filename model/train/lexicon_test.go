@@ -1,8 +1,10 @@
-package model
+package train
 
 import (
 	"bytes"
 	"testing"
+
+	"github.com/sentimentpro/sentiment/model"
 )
 
 // lexiconData is a small corpus where "good" and "awful" carry the label
@@ -18,8 +20,8 @@ func lexiconData() []Example {
 	return ex
 }
 
-func lexiconConfig(lex map[string]float64) TrainConfig {
-	cfg := DefaultTrainConfig()
+func lexiconConfig(lex map[string]float64) Config {
+	cfg := DefaultConfig()
 	cfg.Features.HashBits = 16
 	cfg.Lexicon, cfg.LexiconID = lex, "test"
 	return cfg
@@ -30,11 +32,11 @@ func lexiconConfig(lex map[string]float64) TrainConfig {
 // otherwise unchanged, and training stays deterministic.
 func TestLexiconBackOff(t *testing.T) {
 	lex := map[string]float64{"good": 1.9, "superb": 2.1, "awful": -2.0, "dreadful": -1.9, "film": 0}
-	plain, err := Train(lexiconData(), lexiconConfig(nil), nil)
+	plain, err := Fit(lexiconData(), lexiconConfig(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	with, err := Train(lexiconData(), lexiconConfig(lex), nil)
+	with, err := Fit(lexiconData(), lexiconConfig(lex), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +54,13 @@ func TestLexiconBackOff(t *testing.T) {
 			t.Errorf("%q: %v without the lexicon, %v with it: seen words must keep their weights", text, a, b)
 		}
 	}
-	again, _ := Train(lexiconData(), lexiconConfig(lex), nil)
+	again, _ := Fit(lexiconData(), lexiconConfig(lex), nil)
 	x, _ := with.Encode()
 	y, _ := again.Encode()
 	if !bytes.Equal(x, y) {
 		t.Error("training with a lexicon is not deterministic")
 	}
-	if _, err := Train(lexiconData(), TrainConfig{Lexicon: lex, Features: Features{HashBits: 16, NGrams: 1, Norm: NormNone}, Epochs: 1, LearningRate: 0.1}, nil); err == nil {
+	if _, err := Fit(lexiconData(), Config{Lexicon: lex, Features: model.Features{HashBits: 16, NGrams: 1, Norm: model.NormNone}, Epochs: 1, LearningRate: 0.1}, nil); err == nil {
 		t.Error("a lexicon without an ID was accepted")
 	}
 }
@@ -68,7 +70,7 @@ func TestMinCount(t *testing.T) {
 	ex := append(lexiconData(), Example{Text: "once", Label: 1}, Example{Text: "once", Label: 1})
 	cfg := lexiconConfig(nil)
 	cfg.MinCount = 3
-	m, err := Train(ex, cfg, nil)
+	m, err := Fit(ex, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +78,7 @@ func TestMinCount(t *testing.T) {
 		t.Errorf("a word of 2 examples with min count 3 reads %v, an unknown one %v", got, unknown)
 	}
 	cfg.MinCount = 2
-	m, _ = Train(ex, cfg, nil)
+	m, _ = Fit(ex, cfg, nil)
 	if got, unknown := m.Classify("once"), m.Classify("zzz"); got.Positive <= unknown.Positive {
 		t.Errorf("a word of 2 positive examples with min count 2 reads %v, an unknown one %v", got, unknown)
 	}

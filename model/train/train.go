@@ -1,10 +1,15 @@
-package model
+// Package train is the built-in model's offline side: reading labelled
+// data sets, training, evaluation and the sentiment lexicon. The edge does
+// not link it; sentctl and the tests do.
+package train
 
 import (
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/sentimentpro/sentiment/model"
 )
 
 // Example is one labelled text; Label is 0 or 1.
@@ -13,12 +18,12 @@ type Example struct {
 	Label int
 }
 
-// TrainConfig holds the trainer's settings. Zero fields take the defaults
-// of DefaultTrainConfig.
-type TrainConfig struct {
+// Config holds the trainer's settings. Zero fields take the defaults
+// of DefaultConfig.
+type Config struct {
 	Name         string
 	Labels       [2]string
-	Features     Features
+	Features     model.Features
 	Epochs       int
 	LearningRate float64 // AdaGrad base step
 	L2           float64 // L2 penalty per example step on the weights touched
@@ -44,16 +49,16 @@ type TrainConfig struct {
 	// share, so the model starts from even odds whatever the data's mix.
 	BalanceClasses bool
 	// DataParts, when the data came from several files, names each (see
-	// Training.Data).
+	// model.Training.Data).
 	DataParts []string
 }
 
-// DefaultTrainConfig is what `sentctl train` uses unless told otherwise.
-func DefaultTrainConfig() TrainConfig {
-	return TrainConfig{
+// DefaultConfig is what `sentctl train` uses unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
 		Name:         "sentiment",
 		Labels:       [2]string{"negative", "positive"},
-		Features:     Features{HashBits: 20, NGrams: 2, Negation: true, Norm: NormNone},
+		Features:     model.Features{HashBits: 20, NGrams: 2, Negation: true, Norm: model.NormNone},
 		Epochs:       6,
 		LearningRate: 0.08,
 		L2:           1e-6,
@@ -72,22 +77,22 @@ type encoded struct {
 // returns the average of the end-of-epoch weights. It is
 // deterministic: the same examples, config and seed give the same weights
 // bit for bit. progress, if set, is called after each example of each epoch.
-func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) (*Model, error) {
+func Fit(examples []Example, cfg Config, progress func(done, total int)) (*model.Model, error) {
 	if len(examples) == 0 {
 		return nil, errors.New("cannot train: no examples")
 	}
-	md := Metadata{
+	md := model.Metadata{
 		Name:     cfg.Name,
 		Labels:   cfg.Labels[:],
 		Features: cfg.Features,
-		Training: Training{
+		Training: model.Training{
 			DataDigest: cfg.DataDigest, Examples: len(examples), Epochs: cfg.Epochs,
 			LearningRate: cfg.LearningRate, L2: cfg.L2, Seed: cfg.Seed,
 			Data: cfg.DataParts, NBAlpha: cfg.NBAlpha, MinCount: cfg.MinCount, Lexicon: cfg.LexiconID,
 			BalanceClasses: cfg.BalanceClasses,
 		},
 	}
-	if err := md.validate(); err != nil {
+	if err := md.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot train: %w", err)
 	}
 	if len(cfg.Lexicon) > 0 && cfg.LexiconID == "" {
@@ -103,8 +108,8 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 		if ex.Label != 0 && ex.Label != 1 {
 			return nil, fmt.Errorf("cannot train: example %d has label %d, want 0 or 1", i, ex.Label)
 		}
-		idx := cfg.Features.appendIndexes(nil, ex.Text)
-		data[i] = encoded{idx: idx, scale: float64(cfg.Features.scale(len(idx))), y: float64(ex.Label)}
+		idx := cfg.Features.AppendIndexes(nil, ex.Text)
+		data[i] = encoded{idx: idx, scale: float64(cfg.Features.Scale(len(idx))), y: float64(ex.Label)}
 	}
 
 	if cfg.MinCount > 1 {
@@ -170,21 +175,16 @@ func Train(examples []Example, cfg TrainConfig, progress func(done, total int)) 
 		w[i] = avg[i] / navg
 	}
 	bias = avgBias / navg
-	weights := newWeights(int(n))
+	weights := make([]float32, n)
 	for i, x := range w {
 		weights[i] = float32(x * r[i])
 	}
 	backOff(weights, data, lexiconSlots(cfg.Lexicon, cfg.Features))
-	return &Model{meta: md, features: cfg.Features, weights: weights, bias: float32(bias), labels: []string{md.Labels[0], md.Labels[1]}}, nil
-}
-
-// WithMetrics returns a copy of m whose metadata records metrics. The copy
-// shares the weights; its digest is empty until it is encoded and loaded.
-func (m *Model) WithMetrics(metrics *Metrics) *Model {
-	c := *m
-	c.meta.Metrics = metrics
-	c.digest = ""
-	return &c
+	m, err := model.New(md, weights, float32(bias))
+	if err != nil {
+		return nil, fmt.Errorf("cannot train: %w", err)
+	}
+	return m, nil
 }
 
 // nbRatios returns per-feature scales: all ones without NB weighting, else
@@ -225,16 +225,6 @@ func nbRatios(data []encoded, n int, alpha float64) []float64 {
 		r[i] = math.Abs(math.Log((pos[i] / sp) / (neg[i] / sn)))
 	}
 	return r
-}
-
-// WithDescription returns a copy of m whose metadata records a description
-// and the held-out share used for its metrics.
-func (m *Model) WithDescription(desc string, holdout float64) *Model {
-	c := *m
-	c.meta.Description = desc
-	c.meta.Training.Holdout = holdout
-	c.digest = ""
-	return &c
 }
 
 // pruneRare removes from every example the table slots fewer than min
