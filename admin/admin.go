@@ -21,6 +21,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/rollout"
 	"github.com/sentimentpro/sentiment/webhook"
 )
@@ -87,25 +88,25 @@ func (ad *admin) isProduction(channel string) bool {
 }
 
 // validateMove checks a promote or rollback body.
-func validateMove(m registry.MoveRequest, needVersion bool) error {
+func validateMove(m wire.MoveRequest, needVersion bool) error {
 	if needVersion && m.Version == "" {
-		return fmt.Errorf("%w: version is required", registry.ErrInvalid)
+		return fmt.Errorf("%w: version is required", wire.ErrInvalid)
 	}
 	if m.Version != "" {
-		if err := registry.ValidateName("version", m.Version); err != nil {
+		if err := wire.ValidateName("version", m.Version); err != nil {
 			return err
 		}
 	}
 	if len(m.Regions) > 64 {
-		return fmt.Errorf("%w: at most 64 regions", registry.ErrInvalid)
+		return fmt.Errorf("%w: at most 64 regions", wire.ErrInvalid)
 	}
 	for _, r := range m.Regions {
-		if err := registry.ValidateName("region", r); err != nil {
+		if err := wire.ValidateName("region", r); err != nil {
 			return err
 		}
 	}
 	if len(m.Reason) > 1024 {
-		return fmt.Errorf("%w: reason longer than 1024 bytes", registry.ErrInvalid)
+		return fmt.Errorf("%w: reason longer than 1024 bytes", wire.ErrInvalid)
 	}
 	return nil
 }
@@ -113,10 +114,10 @@ func validateMove(m registry.MoveRequest, needVersion bool) error {
 // readMove authorises a move and reads its body: publishers never move
 // production channels (checked before the body is read) and only admins
 // force. Refusals are audited.
-func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, needVersion bool) (registry.MoveRequest, registry.AuditEntry, error) {
+func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, needVersion bool) (wire.MoveRequest, wire.AuditEntry, error) {
 	name, channel := r.PathValue("name"), r.PathValue("channel")
-	var req registry.MoveRequest
-	deny := func(msg string) (registry.MoveRequest, registry.AuditEntry, error) {
+	var req wire.MoveRequest
+	deny := func(msg string) (wire.MoveRequest, wire.AuditEntry, error) {
 		entry := ad.entry(r, p, action, name, channel, req)
 		entry.Result, entry.Detail = "denied", msg
 		_, _ = ad.reg.Audit(r.Context(), entry) // a failure is logged and counted; the refusal stands
@@ -126,10 +127,10 @@ func (ad *admin) readMove(r *http.Request, p registry.Principal, action string, 
 		return deny(fmt.Sprintf("only admins may move the %q channel", channel))
 	}
 	if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
-		return req, registry.AuditEntry{}, err
+		return req, wire.AuditEntry{}, err
 	}
 	if err := validateMove(req, needVersion); err != nil {
-		return req, registry.AuditEntry{}, err
+		return req, wire.AuditEntry{}, err
 	}
 	if req.Force && p.Role < registry.RoleAdmin {
 		return deny("only admins may force a move")
@@ -145,15 +146,15 @@ func (ad *admin) promote(w http.ResponseWriter, r *http.Request, p registry.Prin
 	}
 	candidate, err := ad.reg.GetVersion(r.Context(), name, req.Version)
 	if err != nil {
-		return ad.finishMove(w, r, entry, registry.Channel{}, err, promotesOK, promotesRefused)
+		return ad.finishMove(w, r, entry, wire.Channel{}, err, promotesOK, promotesRefused)
 	}
 	if req.DryRun {
 		return ad.dryRun(w, r, candidate, req)
 	}
-	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur registry.Channel) (registry.Channel, error) {
+	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur wire.Channel) (wire.Channel, error) {
 		if ad.isProduction(channel) && !req.Force {
 			if err := ad.qualityGate(r.Context(), cur, candidate, req.Regions); err != nil {
-				return registry.Channel{}, err
+				return wire.Channel{}, err
 			}
 		}
 		next := promoted(cur, req)
@@ -165,7 +166,7 @@ func (ad *admin) promote(w http.ResponseWriter, r *http.Request, p registry.Prin
 
 // promoted is cur with req's version as the target of req's regions
 // (everywhere without regions), their candidates ended.
-func promoted(cur registry.Channel, req registry.MoveRequest) registry.Channel {
+func promoted(cur wire.Channel, req wire.MoveRequest) wire.Channel {
 	next := cur
 	if len(req.Regions) == 0 {
 		next.Global, next.Regions = req.Version, nil
@@ -179,27 +180,8 @@ func promoted(cur registry.Channel, req registry.MoveRequest) registry.Channel {
 	return next
 }
 
-// DryRun is what a promote would do: the quality gate's verdict with the
-// accuracy of the candidate and of each version it would replace, and
-// the targets before and after.
-type DryRun struct {
-	DryRun    bool              `json:"dry_run"`
-	Gate      string            `json:"gate"` // "passed", "refused: …", "skipped (forced)", "not applied (not a production channel)"
-	Candidate VersionAccuracy   `json:"candidate"`
-	Replaced  []VersionAccuracy `json:"replaced"`
-	Revision  uint64            `json:"revision"`
-	Before    map[string]string `json:"before"`
-	After     map[string]string `json:"after"`
-}
-
-// VersionAccuracy is a version and its recorded accuracy, if any.
-type VersionAccuracy struct {
-	Version  string   `json:"version"`
-	Accuracy *float64 `json:"accuracy,omitempty"`
-}
-
-func accuracyOf(v registry.Version) VersionAccuracy {
-	va := VersionAccuracy{Version: v.Version}
+func accuracyOf(v wire.Version) wire.VersionAccuracy {
+	va := wire.VersionAccuracy{Version: v.Version}
 	if a, ok := v.Accuracy(); ok {
 		va.Accuracy = &a
 	}
@@ -208,19 +190,19 @@ func accuracyOf(v registry.Version) VersionAccuracy {
 
 // dryRun answers a promote with "dry_run": the gate's verdict and the
 // move, with nothing written or audited.
-func (ad *admin) dryRun(w http.ResponseWriter, r *http.Request, candidate registry.Version, req registry.MoveRequest) error {
+func (ad *admin) dryRun(w http.ResponseWriter, r *http.Request, candidate wire.Version, req wire.MoveRequest) error {
 	name, channel := r.PathValue("name"), r.PathValue("channel")
 	cur, err := ad.reg.GetChannel(r.Context(), name, channel)
 	if errors.Is(err, registry.ErrNotFound) {
-		cur, err = registry.Channel{Model: name, Channel: channel}, nil
+		cur, err = wire.Channel{Model: name, Channel: channel}, nil
 	}
 	if err != nil {
 		return err
 	}
-	out := DryRun{DryRun: true, Candidate: accuracyOf(candidate), Replaced: []VersionAccuracy{}, Revision: cur.Revision,
+	out := wire.DryRun{DryRun: true, Candidate: accuracyOf(candidate), Replaced: []wire.VersionAccuracy{}, Revision: cur.Revision,
 		Before: cur.Targets(), After: promoted(cur, req).Targets()}
 	for _, v := range slices.Sorted(maps.Values(cur.Targets())) {
-		if v == candidate.Version || slices.ContainsFunc(out.Replaced, func(va VersionAccuracy) bool { return va.Version == v }) {
+		if v == candidate.Version || slices.ContainsFunc(out.Replaced, func(va wire.VersionAccuracy) bool { return va.Version == v }) {
 			continue
 		}
 		if old, err := ad.reg.GetVersion(r.Context(), name, v); err == nil {
@@ -244,7 +226,7 @@ func (ad *admin) dryRun(w http.ResponseWriter, r *http.Request, candidate regist
 
 // qualityGate refuses a candidate whose recorded accuracy is lower than
 // that of each version it would replace by more than the margin.
-func (ad *admin) qualityGate(ctx context.Context, cur registry.Channel, candidate registry.Version, regions []string) error {
+func (ad *admin) qualityGate(ctx context.Context, cur wire.Channel, candidate wire.Version, regions []string) error {
 	replaced := map[string]bool{}
 	if len(regions) == 0 {
 		for _, v := range cur.Targets() {
@@ -286,13 +268,13 @@ func (ad *admin) rollback(w http.ResponseWriter, r *http.Request, p registry.Pri
 	if err != nil {
 		return err
 	}
-	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur registry.Channel) (registry.Channel, error) {
+	c, err := ad.reg.UpdateChannel(r.Context(), name, channel, req.ExpectRevision, func(cur wire.Channel) (wire.Channel, error) {
 		if cur.Revision == 0 {
-			return registry.Channel{}, fmt.Errorf("channel %s/%s: %w", name, channel, registry.ErrNotFound)
+			return wire.Channel{}, fmt.Errorf("channel %s/%s: %w", name, channel, registry.ErrNotFound)
 		}
 		next, err := ad.rollbackTarget(r.Context(), cur, req)
 		if err != nil {
-			return registry.Channel{}, err
+			return wire.Channel{}, err
 		}
 		next.Candidates = withoutCandidates(next.Candidates, req.Regions)
 		next.Change = ad.change("rollback", p, r, req)
@@ -307,7 +289,7 @@ func (ad *admin) rollback(w http.ResponseWriter, r *http.Request, p registry.Pri
 // differs from the current one (overrides included), and a regional one
 // sets each region to the newest earlier target it resolved to that
 // differs from its current one.
-func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req registry.MoveRequest) (registry.Channel, error) {
+func (ad *admin) rollbackTarget(ctx context.Context, cur wire.Channel, req wire.MoveRequest) (wire.Channel, error) {
 	next := cur
 	next.Regions, next.Digests = cloneMap(cur.Regions), cloneMap(cur.Digests)
 	if req.Version != "" {
@@ -321,7 +303,7 @@ func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req r
 	}
 	hist, err := ad.reg.ChannelHistory(ctx, cur.Model, cur.Channel, 0)
 	if err != nil {
-		return registry.Channel{}, err
+		return wire.Channel{}, err
 	}
 	if len(req.Regions) == 0 {
 		for _, old := range hist {
@@ -332,7 +314,7 @@ func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req r
 				return next, nil
 			}
 		}
-		return registry.Channel{}, fmt.Errorf("%w: channel %s/%s has no earlier global target to roll back to", registry.ErrConflict, cur.Model, cur.Channel)
+		return wire.Channel{}, fmt.Errorf("%w: channel %s/%s has no earlier global target to roll back to", registry.ErrConflict, cur.Model, cur.Channel)
 	}
 	for _, region := range req.Regions {
 		now := cur.Resolve(region)
@@ -348,24 +330,24 @@ func (ad *admin) rollbackTarget(ctx context.Context, cur registry.Channel, req r
 			}
 		}
 		if !found {
-			return registry.Channel{}, fmt.Errorf("%w: region %s of %s/%s has no earlier target to roll back to", registry.ErrConflict, region, cur.Model, cur.Channel)
+			return wire.Channel{}, fmt.Errorf("%w: region %s of %s/%s has no earlier target to roll back to", registry.ErrConflict, region, cur.Model, cur.Channel)
 		}
 	}
 	return next, nil
 }
 
-func (ad *admin) change(action string, p registry.Principal, r *http.Request, req registry.MoveRequest) registry.Change {
-	return registry.Change{Action: action, Actor: p.Name, Regions: req.Regions, Reason: req.Reason, Forced: req.Force,
+func (ad *admin) change(action string, p registry.Principal, r *http.Request, req wire.MoveRequest) wire.Change {
+	return wire.Change{Action: action, Actor: p.Name, Regions: req.Regions, Reason: req.Reason, Forced: req.Force,
 		RequestID: registry.RequestID(r.Context())}
 }
 
-func (ad *admin) entry(r *http.Request, p registry.Principal, action, name, channel string, req registry.MoveRequest) registry.AuditEntry {
-	return registry.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Model: name, Channel: channel,
+func (ad *admin) entry(r *http.Request, p registry.Principal, action, name, channel string, req wire.MoveRequest) wire.AuditEntry {
+	return wire.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Model: name, Channel: channel,
 		Version: req.Version, Regions: req.Regions, Forced: req.Force, Reason: req.Reason, RequestID: registry.RequestID(r.Context())}
 }
 
 // finishMove audits the outcome and writes the response.
-func (ad *admin) finishMove(w http.ResponseWriter, r *http.Request, entry registry.AuditEntry, c registry.Channel, err error, ok, refused *metrics.Counter) error {
+func (ad *admin) finishMove(w http.ResponseWriter, r *http.Request, entry wire.AuditEntry, c wire.Channel, err error, ok, refused *metrics.Counter) error {
 	if err != nil {
 		refused.Inc()
 		entry.Result, entry.Detail = "refused", err.Error()
@@ -394,7 +376,7 @@ func (ad *admin) history(w http.ResponseWriter, r *http.Request, _ registry.Prin
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			return fmt.Errorf("%w: limit %q", registry.ErrInvalid, s)
+			return fmt.Errorf("%w: limit %q", wire.ErrInvalid, s)
 		}
 		limit = n
 	}
@@ -418,7 +400,7 @@ func (ad *admin) audit(w http.ResponseWriter, r *http.Request, _ registry.Princi
 	}
 	if s := q.Get("limit"); s != "" {
 		if aq.Limit, err = strconv.Atoi(s); err != nil {
-			return fmt.Errorf("%w: limit %q", registry.ErrInvalid, s)
+			return fmt.Errorf("%w: limit %q", wire.ErrInvalid, s)
 		}
 	}
 	entries, err := ad.reg.QueryAudit(r.Context(), aq)
@@ -426,7 +408,7 @@ func (ad *admin) audit(w http.ResponseWriter, r *http.Request, _ registry.Princi
 		return err
 	}
 	if entries == nil {
-		entries = []registry.AuditEntry{}
+		entries = []wire.AuditEntry{}
 	}
 	registry.WriteJSON(w, http.StatusOK, map[string]any{"entries": entries})
 	return nil
@@ -443,7 +425,7 @@ func timeParam(s string) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return time.Now().Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("%w: time %q is neither RFC 3339 nor a duration such as 24h", registry.ErrInvalid, s)
+	return time.Time{}, fmt.Errorf("%w: time %q is neither RFC 3339 nor a duration such as 24h", wire.ErrInvalid, s)
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -23,6 +23,7 @@ import (
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/dir"
 )
@@ -46,7 +47,7 @@ func publishVersions(t *testing.T, c *regclient.Client, accuracies map[string]fl
 	}
 }
 
-func promote(c *regclient.Client, channel string, req regclient.MoveRequest) (regclient.Channel, error) {
+func promote(c *regclient.Client, channel string, req wire.MoveRequest) (wire.Channel, error) {
 	return c.Promote(context.Background(), "m", channel, req)
 }
 
@@ -55,24 +56,24 @@ func TestQualityGate(t *testing.T) {
 	publishVersions(t, s.Publisher, map[string]float64{"good": 0.85, "worse": 0.80, "close": 0.845})
 	ok := func(channel, version string) {
 		t.Helper()
-		if _, err := promote(s.Admin, channel, regclient.MoveRequest{Version: version}); err != nil {
+		if _, err := promote(s.Admin, channel, wire.MoveRequest{Version: version}); err != nil {
 			t.Fatalf("promote %s to %s: %v", version, channel, err)
 		}
 	}
 	ok("production", "good")
-	_, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "worse"})
+	_, err := promote(s.Admin, "production", wire.MoveRequest{Version: "worse"})
 	if !regclient.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "quality gate") {
 		t.Fatalf("worse candidate: %v, want 409 quality gate", err)
 	}
 	ok("production", "close") // within the 0.01 margin
 	ok("staging", "worse")    // only production is gated
-	if _, err := promote(s.Publisher, "production", regclient.MoveRequest{Version: "good"}); !regclient.IsStatus(err, http.StatusForbidden) {
+	if _, err := promote(s.Publisher, "production", wire.MoveRequest{Version: "good"}); !regclient.IsStatus(err, http.StatusForbidden) {
 		t.Fatalf("a publisher moved production: %v, want 403", err)
 	}
-	if _, err := promote(s.Publisher, "staging", regclient.MoveRequest{Version: "good", Force: true}); !regclient.IsStatus(err, http.StatusForbidden) {
+	if _, err := promote(s.Publisher, "staging", wire.MoveRequest{Version: "good", Force: true}); !regclient.IsStatus(err, http.StatusForbidden) {
 		t.Fatalf("a publisher forced a move: %v, want 403", err)
 	}
-	ch, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "worse", Force: true, Reason: "hotfix"})
+	ch, err := promote(s.Admin, "production", wire.MoveRequest{Version: "worse", Force: true, Reason: "hotfix"})
 	if err != nil || ch.Global != "worse" || !ch.Change.Forced {
 		t.Fatalf("forced promote: %+v, %v", ch, err)
 	}
@@ -96,7 +97,7 @@ func TestQualityGate(t *testing.T) {
 func TestRollbackTargets(t *testing.T) {
 	s := registrytest.Start(t, dirStore(t), registry.Config{}, admin.Config{ProductionChannels: []string{"none"}})
 	publishVersions(t, s.Publisher, map[string]float64{"v1": 0, "v2": 0, "v3": 0})
-	move := func(rollback bool, req regclient.MoveRequest) regclient.Channel {
+	move := func(rollback bool, req wire.MoveRequest) wire.Channel {
 		t.Helper()
 		f := s.Admin.Promote
 		if rollback {
@@ -108,29 +109,29 @@ func TestRollbackTargets(t *testing.T) {
 		}
 		return ch
 	}
-	if _, err := s.Admin.Rollback(context.Background(), "m", "production", regclient.MoveRequest{}); !regclient.IsStatus(err, http.StatusNotFound) {
+	if _, err := s.Admin.Rollback(context.Background(), "m", "production", wire.MoveRequest{}); !regclient.IsStatus(err, http.StatusNotFound) {
 		t.Fatalf("rollback of a channel never moved: %v, want 404", err)
 	}
-	move(false, regclient.MoveRequest{Version: "v1"})
-	move(false, regclient.MoveRequest{Version: "v2"})
-	move(false, regclient.MoveRequest{Version: "v3", Regions: []string{"eu-west"}})
-	if ch := move(true, regclient.MoveRequest{Regions: []string{"eu-west"}}); ch.Regions["eu-west"] != "v2" || ch.Global != "v2" {
+	move(false, wire.MoveRequest{Version: "v1"})
+	move(false, wire.MoveRequest{Version: "v2"})
+	move(false, wire.MoveRequest{Version: "v3", Regions: []string{"eu-west"}})
+	if ch := move(true, wire.MoveRequest{Regions: []string{"eu-west"}}); ch.Regions["eu-west"] != "v2" || ch.Global != "v2" {
 		t.Fatalf("regional rollback: %+v", ch)
 	}
-	if ch := move(true, regclient.MoveRequest{}); ch.Global != "v1" {
+	if ch := move(true, wire.MoveRequest{}); ch.Global != "v1" {
 		t.Fatalf("global rollback: %+v", ch)
 	}
-	if ch := move(true, regclient.MoveRequest{Version: "v3", Regions: []string{"ap-south"}}); ch.Resolve("ap-south") != "v3" || ch.Resolve("us-east") != "v1" {
+	if ch := move(true, wire.MoveRequest{Version: "v3", Regions: []string{"ap-south"}}); ch.Resolve("ap-south") != "v3" || ch.Resolve("us-east") != "v1" {
 		t.Fatalf("rollback of one region to a named version: %+v", ch)
 	}
-	if _, err := promote(s.Admin, "staging", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := promote(s.Admin, "staging", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Admin.Rollback(context.Background(), "m", "staging", regclient.MoveRequest{Regions: []string{"us-west"}})
+	_, err := s.Admin.Rollback(context.Background(), "m", "staging", wire.MoveRequest{Regions: []string{"us-west"}})
 	if !regclient.IsStatus(err, http.StatusConflict) {
 		t.Fatalf("rollback of a region with no earlier target: %v, want 409", err)
 	}
-	for _, bad := range []regclient.MoveRequest{{Version: "../v1"}, {Version: "v1", Regions: []string{"EU"}}, {Version: "v1", Reason: strings.Repeat("x", 2000)}} {
+	for _, bad := range []wire.MoveRequest{{Version: "../v1"}, {Version: "v1", Regions: []string{"EU"}}, {Version: "v1", Reason: strings.Repeat("x", 2000)}} {
 		if _, err := s.Admin.Promote(context.Background(), "m", "production", bad); !regclient.IsStatus(err, http.StatusBadRequest) {
 			t.Errorf("promote %+v: %v, want 400", bad, err)
 		}
@@ -161,7 +162,7 @@ func TestAuditRule(t *testing.T) {
 	counter := func() uint64 { return metrics.GetOrCreateCounter(`registry_audit_write_errors_total`).Get() }
 	before := counter()
 	st.failAudit.Store(true)
-	_, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v1"})
+	_, err := promote(s.Admin, "production", wire.MoveRequest{Version: "v1"})
 	var ae *regclient.APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusInternalServerError ||
 		!strings.Contains(ae.Message, "moved to revision 1") || !strings.Contains(ae.Message, "audit entry could not be written") {
@@ -174,14 +175,14 @@ func TestAuditRule(t *testing.T) {
 	if err != nil || ch.Global != "v1" {
 		t.Fatalf("the move must stand: %+v, %v", ch, err)
 	}
-	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v9"}); !regclient.IsStatus(err, http.StatusNotFound) {
+	if _, err := promote(s.Admin, "production", wire.MoveRequest{Version: "v9"}); !regclient.IsStatus(err, http.StatusNotFound) {
 		t.Fatalf("a refused promote must keep its own status when its audit fails: %v", err)
 	}
 	if got := counter() - before; got != 2 {
 		t.Fatalf("registry_audit_write_errors_total grew by %d, want 2", got)
 	}
 	st.failAudit.Store(false)
-	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := promote(s.Admin, "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatalf("with the audit trail back: %v", err)
 	}
 }
@@ -193,7 +194,7 @@ func TestRolloutStatus(t *testing.T) {
 	agent := consul.Agent("dc-eu")
 	s := registrytest.Start(t, dirStore(t), registry.Config{}, admin.Config{Consul: agent.Client(), ProductionChannels: []string{"none"}})
 	publishVersions(t, s.Publisher, map[string]float64{"v1": 0, "v2": 0})
-	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := promote(s.Admin, "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	health := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
@@ -210,9 +211,9 @@ func TestRolloutStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status := func() admin.Status {
+	status := func() wire.Status {
 		t.Helper()
-		var st admin.Status
+		var st wire.Status
 		if err := s.Reader.Raw(context.Background(), http.MethodGet, "/v1/admin/models/m/status?channel=production", nil, &st); err != nil {
 			t.Fatal(err)
 		}
@@ -223,7 +224,7 @@ func TestRolloutStatus(t *testing.T) {
 	if st := status(); !st.Converged || len(st.Regions) != 1 || len(st.Regions[0].Instances) != 2 || st.Regions[0].Expected != "v1" {
 		t.Fatalf("two edges on v1: %+v", st)
 	}
-	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v2", Regions: []string{"eu-west"}}); err != nil {
+	if _, err := promote(s.Admin, "production", wire.MoveRequest{Version: "v2", Regions: []string{"eu-west"}}); err != nil {
 		t.Fatal(err)
 	}
 	register("edge-1", "v2")
@@ -257,24 +258,24 @@ func TestCandidates(t *testing.T) {
 	s := registrytest.Start(t, dirStore(t), registry.Config{}, admin.Config{})
 	publishVersions(t, s.Publisher, map[string]float64{"v1": 0.85, "v2": 0.86})
 	ctx := context.Background()
-	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := promote(s.Admin, "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	set := func(c *regclient.Client, region string, cand regclient.Candidate) error {
-		_, err := c.SetCandidate(ctx, "m", "production", region, regclient.CandidateRequest{Candidate: cand, Reason: "canary"})
+	set := func(c *regclient.Client, region string, cand wire.Candidate) error {
+		_, err := c.SetCandidate(ctx, "m", "production", region, wire.CandidateRequest{Candidate: cand, Reason: "canary"})
 		return err
 	}
 	for name, err := range map[string]error{
-		"publisher":        set(s.Publisher, "eu-west", regclient.Candidate{Version: "v2", Percent: 10}),
-		"percent over 100": set(s.Admin, "eu-west", regclient.Candidate{Version: "v2", Percent: 101}),
-		"unknown version":  set(s.Admin, "eu-west", regclient.Candidate{Version: "v9", Percent: 10}),
-		"the target":       set(s.Admin, "eu-west", regclient.Candidate{Version: "v1", Percent: 10}),
+		"publisher":        set(s.Publisher, "eu-west", wire.Candidate{Version: "v2", Percent: 10}),
+		"percent over 100": set(s.Admin, "eu-west", wire.Candidate{Version: "v2", Percent: 101}),
+		"unknown version":  set(s.Admin, "eu-west", wire.Candidate{Version: "v9", Percent: 10}),
+		"the target":       set(s.Admin, "eu-west", wire.Candidate{Version: "v1", Percent: 10}),
 	} {
 		if err == nil {
 			t.Errorf("%s: a candidate was set", name)
 		}
 	}
-	if err := set(s.Admin, "eu-west", regclient.Candidate{Version: "v2", Percent: 10, Shadow: 0.5}); err != nil {
+	if err := set(s.Admin, "eu-west", wire.Candidate{Version: "v2", Percent: 10, Shadow: 0.5}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := s.Reader.Resolve(ctx, "m", "production", "eu-west", 0, 0)
@@ -285,7 +286,7 @@ func TestCandidates(t *testing.T) {
 	if res, _ := s.Reader.Resolve(ctx, "m", "production", "us-east", 0, 0); res.Candidate != nil {
 		t.Errorf("us-east has a candidate: %+v", res.Candidate)
 	}
-	if _, err := promote(s.Admin, "production", regclient.MoveRequest{Version: "v2", Regions: []string{"eu-west"}}); err != nil {
+	if _, err := promote(s.Admin, "production", wire.MoveRequest{Version: "v2", Regions: []string{"eu-west"}}); err != nil {
 		t.Fatal(err)
 	}
 	if res, _ := s.Reader.Resolve(ctx, "m", "production", "eu-west", 0, 0); res.Version.Version != "v2" || res.Candidate != nil {

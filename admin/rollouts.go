@@ -5,7 +5,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/rollout"
 )
 
@@ -34,12 +34,12 @@ func (ad *admin) startRollout(w http.ResponseWriter, r *http.Request, p registry
 	if err != nil {
 		return err
 	}
-	var spec regclient.RolloutSpec
+	var spec wire.RolloutSpec
 	if err := registry.ReadJSON(r, 64<<10, &spec); err != nil {
 		return err
 	}
 	err = ad.gateRollout(r, spec)
-	var ro regclient.Rollout
+	var ro wire.Rollout
 	if err == nil {
 		ro, err = m.Start(r.Context(), r.PathValue("name"), r.PathValue("channel"), spec, p.Name)
 	}
@@ -53,7 +53,7 @@ func (ad *admin) startRollout(w http.ResponseWriter, r *http.Request, p registry
 
 // gateRollout applies the quality gate of promotes to a rollout of a
 // production channel (it ends in one), unless the spec forces it.
-func (ad *admin) gateRollout(r *http.Request, spec regclient.RolloutSpec) error {
+func (ad *admin) gateRollout(r *http.Request, spec wire.RolloutSpec) error {
 	name, channel := r.PathValue("name"), r.PathValue("channel")
 	if !ad.isProduction(channel) || spec.Force || spec.Version == "" {
 		return nil
@@ -75,7 +75,7 @@ func (ad *admin) rolloutOp(op string) registry.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var req regclient.RolloutRequest
+		var req wire.RolloutRequest
 		if r.ContentLength != 0 {
 			if err := registry.ReadJSON(r, 64<<10, &req); err != nil {
 				return err
@@ -93,7 +93,7 @@ func (ad *admin) rolloutOp(op string) registry.HandlerFunc {
 
 // refused audits a rollout request the registry turned down.
 func (ad *admin) refused(r *http.Request, p registry.Principal, action, version string, err error) {
-	entry := registry.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Result: "refused",
+	entry := wire.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Result: "refused",
 		Model: r.PathValue("name"), Channel: r.PathValue("channel"), Version: version, Detail: err.Error(),
 		RequestID: registry.RequestID(r.Context())}
 	if registry.StatusOf(err) >= 500 {

@@ -17,15 +17,7 @@ import (
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
-)
-
-// The status documents live in regclient, which the CLI and the console
-// share.
-type (
-	InstanceStatus = regclient.InstanceStatus
-	RegionStatus   = regclient.RegionStatus
-	Status         = regclient.Status
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Principal) error {
@@ -53,9 +45,9 @@ func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Princ
 
 // staticStatus asks each edge of the registry's own list (-edges, when
 // there is no Consul) what it serves, through its /health/ready.
-func (ad *admin) staticStatus(ctx context.Context, c registry.Channel) Status {
-	st := Status{Model: c.Model, Channel: c.Channel, Revision: c.Revision, Converged: true}
-	results := make([]InstanceStatus, len(ad.cfg.Edges))
+func (ad *admin) staticStatus(ctx context.Context, c wire.Channel) wire.Status {
+	st := wire.Status{Model: c.Model, Channel: c.Channel, Revision: c.Revision, Converged: true}
+	results := make([]wire.InstanceStatus, len(ad.cfg.Edges))
 	var wg sync.WaitGroup
 	for i, e := range ad.cfg.Edges {
 		wg.Add(1)
@@ -65,7 +57,7 @@ func (ad *admin) staticStatus(ctx context.Context, c registry.Channel) Status {
 		}()
 	}
 	wg.Wait()
-	byRegion := map[string]*RegionStatus{}
+	byRegion := map[string]*wire.RegionStatus{}
 	for i, e := range ad.cfg.Edges {
 		addInstance(byRegion, c, e.Region, "-", results[i])
 	}
@@ -75,10 +67,10 @@ func (ad *admin) staticStatus(ctx context.Context, c registry.Channel) Status {
 // addInstance files an edge under its region, marking whether it serves
 // the region's target; a passing edge that does not keeps the region
 // from converging.
-func addInstance(byRegion map[string]*RegionStatus, c registry.Channel, region, datacenter string, is InstanceStatus) {
+func addInstance(byRegion map[string]*wire.RegionStatus, c wire.Channel, region, datacenter string, is wire.InstanceStatus) {
 	rs := byRegion[region]
 	if rs == nil {
-		rs = &RegionStatus{Region: region, Datacenter: datacenter, Expected: c.Resolve(region), Converged: true}
+		rs = &wire.RegionStatus{Region: region, Datacenter: datacenter, Expected: c.Resolve(region), Converged: true}
 		byRegion[region] = rs
 	}
 	is.Current = is.Version == rs.Expected
@@ -90,7 +82,7 @@ func addInstance(byRegion map[string]*RegionStatus, c registry.Channel, region, 
 
 // withRegions puts the regions into st in name order; st converges when
 // every region does.
-func withRegions(st Status, byRegion map[string]*RegionStatus) Status {
+func withRegions(st wire.Status, byRegion map[string]*wire.RegionStatus) wire.Status {
 	for _, rs := range byRegion {
 		st.Regions = append(st.Regions, *rs)
 		st.Converged = st.Converged && rs.Converged
@@ -101,8 +93,8 @@ func withRegions(st Status, byRegion map[string]*RegionStatus) Status {
 
 // probe reads one edge's /health/ready: passing with the version it
 // serves, or critical.
-func (ad *admin) probe(ctx context.Context, id, base string) InstanceStatus {
-	is := InstanceStatus{ID: id, Address: strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://"), Health: api.HealthCritical}
+func (ad *admin) probe(ctx context.Context, id, base string) wire.InstanceStatus {
+	is := wire.InstanceStatus{ID: id, Address: strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://"), Health: api.HealthCritical}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/health/ready", nil)
 	if err != nil {
 		return is
@@ -121,9 +113,9 @@ func (ad *admin) probe(ctx context.Context, id, base string) InstanceStatus {
 	return is
 }
 
-func (ad *admin) rolloutStatus(ctx context.Context, c registry.Channel) Status {
-	st := Status{Model: c.Model, Channel: c.Channel, Revision: c.Revision, Converged: true}
-	byRegion := map[string]*RegionStatus{}
+func (ad *admin) rolloutStatus(ctx context.Context, c wire.Channel) wire.Status {
+	st := wire.Status{Model: c.Model, Channel: c.Channel, Revision: c.Revision, Converged: true}
+	byRegion := map[string]*wire.RegionStatus{}
 	dcs := ad.cfg.Datacenters
 	if len(dcs) == 0 {
 		all, err := ad.cfg.Consul.Catalog().Datacenters()
@@ -146,7 +138,7 @@ func (ad *admin) rolloutStatus(ctx context.Context, c registry.Channel) Status {
 			if in.Meta[discovery.MetaModel] != c.Model || in.Meta[discovery.MetaChannel] != c.Channel {
 				continue
 			}
-			addInstance(byRegion, c, in.Meta[discovery.MetaRegion], dc, InstanceStatus{ID: in.ID, Address: in.HostPort(), Health: in.Status,
+			addInstance(byRegion, c, in.Meta[discovery.MetaRegion], dc, wire.InstanceStatus{ID: in.ID, Address: in.HostPort(), Health: in.Status,
 				Version: in.Meta[discovery.MetaVersion], Digest: in.Meta[discovery.MetaDigest]})
 		}
 	}

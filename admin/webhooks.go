@@ -9,7 +9,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/webhook"
 )
 
@@ -33,17 +33,17 @@ func (ad *admin) webhooks() (*webhook.Manager, error) {
 
 // webhookEntry is the audit entry of a webhook change: the endpoint's
 // host only (a URL may carry a token), never the secret.
-func webhookEntry(r *http.Request, p registry.Principal, action, id, endpoint string) registry.AuditEntry {
+func webhookEntry(r *http.Request, p registry.Principal, action, id, endpoint string) wire.AuditEntry {
 	detail := "subscription " + id
 	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
 		detail += " to " + u.Scheme + "://" + u.Host
 	}
-	return registry.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Result: "ok", Detail: detail,
+	return wire.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: action, Result: "ok", Detail: detail,
 		RequestID: registry.RequestID(r.Context())}
 }
 
 // audited writes the entry of a change that took effect and the answer.
-func (ad *admin) audited(w http.ResponseWriter, r *http.Request, entry registry.AuditEntry, code int, body any) error {
+func (ad *admin) audited(w http.ResponseWriter, r *http.Request, entry wire.AuditEntry, code int, body any) error {
 	if _, err := ad.reg.Audit(r.Context(), entry); err != nil {
 		return registry.Unaudited(entry.Detail+" "+entry.Action+" was done", err)
 	}
@@ -56,7 +56,7 @@ func (ad *admin) subscribe(w http.ResponseWriter, r *http.Request, p registry.Pr
 	if err != nil {
 		return err
 	}
-	var ns regclient.NewSubscription
+	var ns wire.NewSubscription
 	if err := registry.ReadJSON(r, 64<<10, &ns); err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func (ad *admin) rotateWebhookSecret(w http.ResponseWriter, r *http.Request, p r
 	if err != nil {
 		return err
 	}
-	var req regclient.RotateSecret
+	var req wire.RotateSecret
 	if r.ContentLength != 0 {
 		if err := registry.ReadJSON(r, 4<<10, &req); err != nil {
 			return err

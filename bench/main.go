@@ -46,6 +46,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 func main() {
@@ -285,11 +286,11 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns, rounds int, 
 	c := &regclient.Client{BaseURL: "http://" + regAddr, Token: admin}
 	data := defaultmodel.Artifact()
 	for _, v := range []string{"v1", "v2"} {
-		if _, err := c.Publish(ctx, "sentiment", v, bytes.NewReader(data), int64(len(data)), regclient.NewVersion{}); err != nil {
+		if _, err := c.Publish(ctx, "sentiment", v, bytes.NewReader(data), int64(len(data)), wire.NewVersion{}); err != nil {
 			return fmt.Errorf("cannot publish %s: %w", v, err)
 		}
 	}
-	if _, err := c.Promote(ctx, "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := c.Promote(ctx, "sentiment", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		return err
 	}
 	edge, err := startEnv(edgeBin, tmp, "edge-shadow", []string{"EDGE_REGISTRY_TOKEN=" + reader}, "-listen", edgeAddr, "-region", "bench",
@@ -305,7 +306,7 @@ func shadowCost(edgeBin, registryBin, tmp string, v1 []body, conns, rounds int, 
 	shadow := func(on bool) error {
 		var err error
 		if on {
-			_, err = c.SetCandidate(ctx, "sentiment", "production", "bench", regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Shadow: 0.1}})
+			_, err = c.SetCandidate(ctx, "sentiment", "production", "bench", wire.CandidateRequest{Candidate: wire.Candidate{Version: "v2", Shadow: 0.1}})
 		} else {
 			if _, err = c.ClearCandidate(ctx, "sentiment", "production", "bench"); regclient.IsStatus(err, http.StatusNotFound) {
 				err = nil // none yet

@@ -5,19 +5,19 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // move is a promote or a rollback an operator asked for, before and
 // after confirmation.
 type move struct {
 	Model, Action, Version, Region, Reason string
-	DryRun                                 map[string]any // the gate's verdict and the change, for a promote
+	DryRun                                 *wire.DryRun // the gate's verdict and the change, for a promote
 	DryRunError                            string
 }
 
-func (m move) request() regclient.MoveRequest {
-	req := regclient.MoveRequest{Version: m.Version, Reason: m.Reason}
+func (m move) request() wire.MoveRequest {
+	req := wire.MoveRequest{Version: m.Version, Reason: m.Reason}
 	if m.Region != "" {
 		req.Regions = []string{m.Region}
 	}
@@ -40,11 +40,11 @@ func (c *Console) confirm(w http.ResponseWriter, r *http.Request, s *session) {
 	if m.Action == "promote" {
 		req := m.request()
 		req.DryRun = true
-		var out map[string]any
+		var out wire.DryRun
 		if err := c.call(r.Context(), s.Token, http.MethodPost, c.movePath(m), req, &out); err != nil {
 			m.DryRunError = err.Error()
 		} else {
-			m.DryRun = out
+			m.DryRun = &out
 		}
 	}
 	c.render(w, http.StatusOK, "confirm.html", c.page(s, "Confirm: "+m.Action, m))
@@ -76,7 +76,7 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, s *session) {
 			q.Set(k, v)
 		}
 	}
-	var out struct{ Entries []regclient.AuditEntry }
+	var out struct{ Entries []wire.AuditEntry }
 	view := map[string]any{"Model": q.Get("model"), "Action": q.Get("action"), "Actor": q.Get("actor")}
 	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/admin/audit?"+q.Encode(), nil, &out); err != nil {
 		view["Error"] = err.Error()

@@ -18,8 +18,8 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // chrome starts a headless Chromium (Debian's) at 1280×800 for the test.
@@ -87,7 +87,7 @@ func startRig(t *testing.T, args ...string) (reg *registrytest.Server, edges map
 		Args: append([]string{"-edges", "eu-west=http://" + edges["eu-west"] + ",us-east=http://" + edges["us-east"], "-geo", "http://" + geo}, args...)})
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 2, 0.9))
-	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	for region, addr := range edges {
@@ -464,7 +464,7 @@ func TestConsoleByKeyboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ro.Status != regclient.RolloutAborted || ro.Reason != "aborted by alice: keyboard abort" {
+	if ro.Status != wire.RolloutAborted || ro.Reason != "aborted by alice: keyboard abort" {
 		t.Errorf("the rollout after the abort: %s, %q", ro.Status, ro.Reason)
 	}
 	t.Logf("screenshots in %s", dir)

@@ -16,8 +16,8 @@ import (
 	"github.com/sentimentpro/sentiment/console"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store/dir"
 )
 
@@ -81,7 +81,7 @@ func TestConsoleSession(t *testing.T) {
 	}
 	reg := registrytest.Start(t, st, registry.Config{}, admin.Config{})
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0.9))
-	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewTLSServer(console.New(console.Config{API: reg.API}))

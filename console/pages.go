@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"sort"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // page is what every page template gets: the principal, the CSRF token
@@ -37,19 +37,19 @@ func (c *Console) models(w http.ResponseWriter, r *http.Request, s *session) {
 // channels.
 type modelView struct {
 	Model    string
-	Versions []regclient.Version
-	Channels []regclient.Channel
+	Versions []wire.Version
+	Channels []wire.Channel
 	Regions  regionsView
 }
 
 func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("name")
-	var vs struct{ Versions []regclient.Version }
+	var vs struct{ Versions []wire.Version }
 	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/versions?limit=1000", nil, &vs); err != nil {
 		c.failAPI(w, err)
 		return
 	}
-	var cs struct{ Channels []regclient.Channel }
+	var cs struct{ Channels []wire.Channel }
 	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/models/"+url.PathEscape(name)+"/channels", nil, &cs); err != nil {
 		c.failAPI(w, err)
 		return
@@ -62,7 +62,7 @@ func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
 // regionsView is the live part of a model's page.
 type regionsView struct {
 	Model  string
-	Status *regclient.Status
+	Status *wire.Status
 	Error  string
 }
 
@@ -72,7 +72,7 @@ func statusPath(model string) string {
 
 func (c *Console) regionsOf(r *http.Request, s *session, model string) regionsView {
 	v := regionsView{Model: model}
-	var st regclient.Status
+	var st wire.Status
 	if err := c.call(r.Context(), s.Token, http.MethodGet, statusPath(model), nil, &st); err != nil {
 		v.Error = err.Error()
 		return v

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // rollouts lists every channel's latest rollout.
 func (c *Console) rollouts(w http.ResponseWriter, r *http.Request, s *session) {
-	var out struct{ Rollouts []regclient.Rollout }
+	var out struct{ Rollouts []wire.Rollout }
 	view := map[string]any{}
 	if err := c.call(r.Context(), s.Token, http.MethodGet, "/v1/admin/rollouts", nil, &out); err != nil {
 		view["Error"] = err.Error()
@@ -28,7 +28,7 @@ func rolloutPath(model string) string {
 // rollout shows one rollout: its plan, the running step's figures and
 // every step taken.
 func (c *Console) rollout(w http.ResponseWriter, r *http.Request, s *session) {
-	var ro regclient.Rollout
+	var ro wire.Rollout
 	if err := c.call(r.Context(), s.Token, http.MethodGet, rolloutPath(r.PathValue("name")), nil, &ro); err != nil {
 		c.failAPI(w, err)
 		return
@@ -39,7 +39,7 @@ func (c *Console) rollout(w http.ResponseWriter, r *http.Request, s *session) {
 // rolloutLive is the rollout page's live part: its status, the running
 // step's figures and the timeline.
 func (c *Console) rolloutLive(w http.ResponseWriter, r *http.Request, s *session) {
-	var ro regclient.Rollout
+	var ro wire.Rollout
 	if err := c.call(r.Context(), s.Token, http.MethodGet, rolloutPath(r.PathValue("name")), nil, &ro); err != nil {
 		c.failAPI(w, err)
 		return
@@ -73,7 +73,7 @@ func (c *Console) rolloutOp(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	model := r.PathValue("name")
 	if err := c.call(r.Context(), s.Token, http.MethodPost, rolloutPath(model)+"/"+op,
-		regclient.RolloutRequest{Reason: strings.TrimSpace(r.PostFormValue("reason"))}, nil); err != nil {
+		wire.RolloutRequest{Reason: strings.TrimSpace(r.PostFormValue("reason"))}, nil); err != nil {
 		c.failAPI(w, err)
 		return
 	}
@@ -81,8 +81,8 @@ func (c *Console) rolloutOp(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 // rolloutSpec reads the start form.
-func rolloutSpec(r *http.Request) (regclient.RolloutSpec, string) {
-	spec := regclient.RolloutSpec{Version: strings.TrimSpace(r.PostFormValue("version")), Reason: strings.TrimSpace(r.PostFormValue("reason"))}
+func rolloutSpec(r *http.Request) (wire.RolloutSpec, string) {
+	spec := wire.RolloutSpec{Version: strings.TrimSpace(r.PostFormValue("version")), Reason: strings.TrimSpace(r.PostFormValue("reason"))}
 	for _, region := range strings.Split(r.PostFormValue("regions"), ",") {
 		if region = strings.TrimSpace(region); region != "" {
 			spec.Regions = append(spec.Regions, region)
@@ -103,7 +103,7 @@ func rolloutSpec(r *http.Request) (regclient.RolloutSpec, string) {
 		if err != nil {
 			return spec, "interval: " + err.Error()
 		}
-		spec.Interval = regclient.Duration(d)
+		spec.Interval = wire.Duration(d)
 	}
 	return spec, ""
 }
@@ -117,12 +117,12 @@ func (c *Console) confirmRollout(w http.ResponseWriter, r *http.Request, s *sess
 	view := map[string]any{"Model": model, "Spec": spec, "Problem": problem,
 		"Regions": strings.Join(spec.Regions, ","), "Steps": r.PostFormValue("steps"), "Interval": r.PostFormValue("interval")}
 	if problem == "" {
-		var dry map[string]any
-		req := regclient.MoveRequest{Version: spec.Version, Regions: spec.Regions, DryRun: true}
+		var dry wire.DryRun
+		req := wire.MoveRequest{Version: spec.Version, Regions: spec.Regions, DryRun: true}
 		if err := c.call(r.Context(), s.Token, http.MethodPost, "/v1/admin/models/"+url.PathEscape(model)+"/channels/production/promote", req, &dry); err != nil {
 			view["DryRunError"] = err.Error()
 		} else {
-			view["Gate"] = dry["gate"]
+			view["Gate"] = dry.Gate
 		}
 	}
 	c.render(w, http.StatusOK, "rollout-confirm.html", c.page(s, "Confirm: roll out "+spec.Version, view))

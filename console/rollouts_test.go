@@ -14,6 +14,7 @@ import (
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/rollout"
 	"github.com/sentimentpro/sentiment/store/dir"
 )
@@ -44,7 +45,7 @@ func TestConsoleRollouts(t *testing.T) {
 		&regclient.Client{BaseURL: hs.URL, Token: registrytest.PublisherToken}, &regclient.Client{BaseURL: hs.URL, Token: registrytest.AdminToken}}
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 1, 0.91))
-	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewTLSServer(console.New(console.Config{API: api}))

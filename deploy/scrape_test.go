@@ -15,9 +15,9 @@ import (
 
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry"
 )
 
 // TestPrometheusScrape runs the registry, an edge and the geo router as
@@ -181,14 +181,14 @@ func publishAndMove(t *testing.T, c *regclient.Client) {
 	ctx := context.Background()
 	for i, v := range []string{"v1", "v2"} {
 		registrytest.Publish(t, c, "demo", v, testenv.TinyArtifact(t, uint64(i+1), 0))
-		if _, err := c.Promote(ctx, "demo", "production", registry.MoveRequest{Version: v}); err != nil {
+		if _, err := c.Promote(ctx, "demo", "production", wire.MoveRequest{Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Rollback(ctx, "demo", "production", registry.MoveRequest{}); err != nil {
+	if _, err := c.Rollback(ctx, "demo", "production", wire.MoveRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v2"}); err != nil {
+	if _, err := c.Promote(ctx, "demo", "production", wire.MoveRequest{Version: "v2"}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/s3"
 )
@@ -59,7 +60,7 @@ func artifact(t testing.TB, seed uint64) []byte { return testenv.TinyArtifact(t,
 // publish uploads and names a version, signed by priv when given.
 func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.PrivateKey) {
 	t.Helper()
-	nv := regclient.NewVersion{Digest: model.Digest(data)}
+	nv := wire.NewVersion{Digest: model.Digest(data)}
 	if priv != nil {
 		sig, _ := model.Sign(priv, nv.Digest)
 		nv.Signature = &sig
@@ -71,7 +72,7 @@ func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.Pr
 
 func (r *rig) promote(t testing.TB, version string) time.Time {
 	t.Helper()
-	if _, err := r.admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: version}); err != nil {
+	if _, err := r.admin.Promote(context.Background(), "demo", "production", wire.MoveRequest{Version: version}); err != nil {
 		t.Fatal(err)
 	}
 	return time.Now()

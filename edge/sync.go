@@ -20,6 +20,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/backoff"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // SyncConfig says which channel an edge follows and how it trusts what it
@@ -77,7 +78,7 @@ type Syncer struct {
 	cfg      SyncConfig
 	srv      *Server
 	log      *slog.Logger
-	breaker  *gobreaker.CircuitBreaker[regclient.Resolution]
+	breaker  *gobreaker.CircuitBreaker[wire.Resolution]
 	rejected map[string]error
 }
 
@@ -97,7 +98,7 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 	// is refused, not waved through.
 	cfg.RequireSignature = cfg.RequireSignature || len(cfg.TrustedKeys) > 0
 	s := &Syncer{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "model-sync"), rejected: map[string]error{}}
-	s.breaker = gobreaker.NewCircuitBreaker[regclient.Resolution](gobreaker.Settings{
+	s.breaker = gobreaker.NewCircuitBreaker[wire.Resolution](gobreaker.Settings{
 		Name:        "registry",
 		MaxRequests: 1,
 		Timeout:     5 * time.Second,
@@ -217,7 +218,7 @@ func (s *Syncer) Run(ctx context.Context) {
 		backoff.Sleep(ctx, d)
 	}
 	for ctx.Err() == nil {
-		res, err := s.breaker.Execute(func() (regclient.Resolution, error) {
+		res, err := s.breaker.Execute(func() (wire.Resolution, error) {
 			return s.cfg.Client.Resolve(ctx, s.cfg.Model, s.cfg.Channel, s.cfg.Region, index, s.cfg.Wait)
 		})
 		if ctx.Err() != nil {
@@ -244,7 +245,7 @@ func (s *Syncer) Run(ctx context.Context) {
 
 // apply makes the server serve res's version and hold its candidate,
 // fetching them if needed.
-func (s *Syncer) apply(ctx context.Context, res regclient.Resolution) error {
+func (s *Syncer) apply(ctx context.Context, res wire.Resolution) error {
 	if err := s.applyStable(ctx, res); err != nil {
 		return err
 	}
@@ -260,7 +261,7 @@ func (s *Syncer) apply(ctx context.Context, res regclient.Resolution) error {
 // applyCandidate puts the region's rollout candidate beside the serving
 // model (verified like it), updates its share, or removes it. A rejected
 // candidate is not held: the stable version answers everything.
-func (s *Syncer) applyCandidate(ctx context.Context, rc *regclient.ResolvedCandidate) error {
+func (s *Syncer) applyCandidate(ctx context.Context, rc *wire.ResolvedCandidate) error {
 	held := s.srv.Candidate()
 	if rc == nil {
 		if held != nil {
@@ -302,7 +303,7 @@ func (s *Syncer) applyCandidate(ctx context.Context, rc *regclient.ResolvedCandi
 }
 
 // applyStable makes the server serve res's version, fetching it if needed.
-func (s *Syncer) applyStable(ctx context.Context, res regclient.Resolution) error {
+func (s *Syncer) applyStable(ctx context.Context, res wire.Resolution) error {
 	v := res.Version
 	cur := s.srv.Current()
 	if cur != nil && cur.Digest == v.Digest {
@@ -362,7 +363,7 @@ func oldDigest(sv *Serving) string {
 
 // fetch downloads a version into the cache (unless already there) and
 // verifies it.
-func (s *Syncer) fetch(ctx context.Context, v regclient.Version) (*Serving, error) {
+func (s *Syncer) fetch(ctx context.Context, v wire.Version) (*Serving, error) {
 	if _, err := model.ParseDigest(v.Digest); err != nil {
 		return nil, fmt.Errorf("%w: %v", errRejected, err)
 	}
@@ -403,7 +404,7 @@ func (s *Syncer) download(ctx context.Context, digest, path string) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-func (s *Syncer) writePointer(res regclient.Resolution) error {
+func (s *Syncer) writePointer(res wire.Resolution) error {
 	ptr := cachePointer{Model: s.cfg.Model, Channel: s.cfg.Channel, Region: s.cfg.Region, Version: res.Version.Version,
 		Digest: res.Version.Digest, Revision: res.Revision, Signature: res.Version.Signature}
 	if c, rc := s.srv.Candidate(), res.Candidate; c != nil && rc != nil && c.Serving.Digest == rc.Version.Digest {

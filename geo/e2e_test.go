@@ -19,8 +19,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 var regionDC = map[string]string{"us-east": "dc-us", "eu-west": "dc-eu", "ap-south": "dc-ap"}
@@ -90,7 +90,7 @@ func TestEndToEnd(t *testing.T) {
 	for i, v := range []string{"v1", "v2"} {
 		registrytest.Publish(t, admin, "demo", v, testenv.TinyArtifact(t, uint64(i+1), 0))
 	}
-	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := admin.Promote(ctx, "demo", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -199,7 +199,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Promote v2: every edge in every region serves it within 2 s of
 	// the acknowledgement.
-	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v2"}); err != nil {
+	if _, err := admin.Promote(ctx, "demo", "production", wire.MoveRequest{Version: "v2"}); err != nil {
 		t.Fatal(err)
 	}
 	acked := time.Now()

@@ -26,6 +26,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/slots"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // HandlerFunc is an API handler: it gets the authenticated caller and
@@ -226,7 +227,7 @@ func (a *API) auditDenied(r *http.Request, route string, p Principal, why string
 		}
 	}
 	// A failure is logged and counted by Audit; the refusal stands.
-	_, _ = a.reg.Audit(r.Context(), AuditEntry{
+	_, _ = a.reg.Audit(r.Context(), wire.AuditEntry{
 		Actor: p.Name, Role: p.Role.String(), Action: refusalAction, Result: "denied",
 		Detail: why, Route: route, RequestID: RequestID(r.Context()),
 		Model: r.PathValue("name"), Channel: r.PathValue("channel"),
@@ -243,7 +244,7 @@ func StatusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrQualityGate):
 		return http.StatusConflict
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrDigest):
+	case errors.Is(err, wire.ErrInvalid), errors.Is(err, ErrDigest):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
@@ -314,15 +315,15 @@ func ReadJSON(r *http.Request, limit int64, v any) error {
 			return bodyError(body.err)
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: request body is empty, truncated or larger than %d bytes", ErrInvalid, limit)
+			return fmt.Errorf("%w: request body is empty, truncated or larger than %d bytes", wire.ErrInvalid, limit)
 		}
-		return fmt.Errorf("%w: invalid JSON body: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: invalid JSON body: %v", wire.ErrInvalid, err)
 	}
 	if dec.More() {
-		return fmt.Errorf("%w: more than one JSON value in the body", ErrInvalid)
+		return fmt.Errorf("%w: more than one JSON value in the body", wire.ErrInvalid)
 	}
 	if name, ok := repeatedName(json.NewDecoder(&read), reflect.TypeOf(v)); ok {
-		return fmt.Errorf("%w: field %q appears twice in one object", ErrInvalid, name)
+		return fmt.Errorf("%w: field %q appears twice in one object", wire.ErrInvalid, name)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -59,7 +60,7 @@ var auditWriteErrors = metrics.NewCounter(`registry_audit_write_errors_total`)
 // is incremented, and an error is returned. A caller whose action has
 // already taken effect reports it with Unaudited (HTTP 500: done, but not
 // audited); a caller that refused the request keeps its refusal.
-func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) {
+func (r *Registry) Audit(ctx context.Context, e wire.AuditEntry) (wire.AuditEntry, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	e = bound(e)
@@ -73,7 +74,7 @@ func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 	}
 	data, err := json.Marshal(e)
 	if err != nil {
-		return AuditEntry{}, fmt.Errorf("cannot encode audit entry: %w", err)
+		return wire.AuditEntry{}, fmt.Errorf("cannot encode audit entry: %w", err)
 	}
 	key := trail(e.Action) + e.Time.Format(auditDayFormat) + "/" + e.ID
 	// An ID is written once: retrying the same entry after an ambiguous
@@ -91,7 +92,7 @@ func (r *Registry) Audit(ctx context.Context, e AuditEntry) (AuditEntry, error) 
 	}
 	auditWriteErrors.Inc()
 	r.log.Error("cannot write audit entry", "request_id", e.RequestID, "entry", string(data), "err", lastErr)
-	return AuditEntry{}, StoreErr("cannot write audit entry", lastErr)
+	return wire.AuditEntry{}, StoreErr("cannot write audit entry", lastErr)
 }
 
 // Unaudited is the error of an action that took effect but whose audit
@@ -111,7 +112,7 @@ type AuditQuery struct {
 
 // QueryAudit returns matching entries, oldest first. It lists the range's
 // keys only, from Since's to Until's, and reads each listed entry once.
-func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]wire.AuditEntry, error) {
 	if q.Until.IsZero() {
 		q.Until = r.now().UTC()
 	}
@@ -119,13 +120,13 @@ func (r *Registry) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, 
 		q.Since = q.Until.Add(-7 * 24 * time.Hour)
 	}
 	if q.Until.Before(q.Since) {
-		return nil, fmt.Errorf("%w: until %s is before since %s", ErrInvalid, q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: until %s is before since %s", wire.ErrInvalid, q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
 	}
 	if q.Until.Sub(q.Since) > 366*24*time.Hour {
-		return nil, fmt.Errorf("%w: a query spans at most 366 days", ErrInvalid)
+		return nil, fmt.Errorf("%w: a query spans at most 366 days", wire.ErrInvalid)
 	}
 	q.Limit = clampLimit(q.Limit)
-	var out []AuditEntry
+	var out []wire.AuditEntry
 	for day := q.Since.UTC().Truncate(24 * time.Hour); !day.After(q.Until); day = day.Add(24 * time.Hour) {
 		prefix := trail(q.Action) + day.Format(auditDayFormat) + "/"
 		after := ""
@@ -189,24 +190,24 @@ var auditUnreadable = metrics.NewCounter(`registry_audit_unreadable_total`)
 // under it (see bound).
 const maxAuditEntry = 64 << 10
 
-func (r *Registry) readAudit(ctx context.Context, key string) (AuditEntry, error) {
+func (r *Registry) readAudit(ctx context.Context, key string) (wire.AuditEntry, error) {
 	data, err := store.ReadAll(ctx, r.store, key, maxAuditEntry)
 	if errors.Is(err, store.ErrTooLarge) {
-		return AuditEntry{}, fmt.Errorf("%w: %v", errUnreadableEntry, err)
+		return wire.AuditEntry{}, fmt.Errorf("%w: %v", errUnreadableEntry, err)
 	}
 	if err != nil {
-		return AuditEntry{}, StoreErr("cannot read audit entry", err)
+		return wire.AuditEntry{}, StoreErr("cannot read audit entry", err)
 	}
-	var e AuditEntry
+	var e wire.AuditEntry
 	if err := json.Unmarshal(data, &e); err != nil {
-		return AuditEntry{}, fmt.Errorf("%w: cannot decode %s: %v", errUnreadableEntry, key, err)
+		return wire.AuditEntry{}, fmt.Errorf("%w: cannot decode %s: %v", errUnreadableEntry, key, err)
 	}
 	return e, nil
 }
 
 // bound caps every free-form field of an entry, so no request, however
 // long its path or body, makes an entry that readers cannot read back.
-func bound(e AuditEntry) AuditEntry {
+func bound(e wire.AuditEntry) wire.AuditEntry {
 	short := func(s string) string { return truncate(s, 256) }
 	e.Actor, e.Role, e.Action, e.Result = short(e.Actor), short(e.Role), short(e.Action), short(e.Result)
 	e.Model, e.Version, e.Digest, e.Channel = short(e.Model), short(e.Version), short(e.Digest), short(e.Channel)
@@ -231,7 +232,7 @@ func truncate(s string, n int) string {
 	return s[:cut] + "…"
 }
 
-func (q AuditQuery) matches(e AuditEntry) bool {
+func (q AuditQuery) matches(e wire.AuditEntry) bool {
 	return (q.Model == "" || e.Model == q.Model) &&
 		(q.Channel == "" || e.Channel == q.Channel) &&
 		(q.Actor == "" || e.Actor == q.Actor) &&

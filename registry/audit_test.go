@@ -12,6 +12,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 	"github.com/sentimentpro/sentiment/store/s3"
 )
@@ -47,7 +48,7 @@ func TestAuditReadStaysFlat(t *testing.T) {
 	ctx := context.Background()
 	const refusals, actions = 10_000, 60
 	var wg sync.WaitGroup
-	work := make(chan registry.AuditEntry)
+	work := make(chan wire.AuditEntry)
 	for range 16 {
 		wg.Add(1)
 		go func() {
@@ -62,11 +63,11 @@ func TestAuditReadStaysFlat(t *testing.T) {
 	// The day up to noon: refusals all morning, an action a minute in the
 	// last hour.
 	for i := range refusals {
-		work <- registry.AuditEntry{Action: "auth_denied", Result: "denied", Detail: "unknown token",
+		work <- wire.AuditEntry{Action: "auth_denied", Result: "denied", Detail: "unknown token",
 			Time: noon.Add(-12 * time.Hour).Add(time.Duration(i) * (12 * time.Hour / refusals))}
 	}
 	for i := range actions {
-		work <- registry.AuditEntry{Action: "promote", Result: "ok", Model: "m", Channel: "production", Version: fmt.Sprint("v", i),
+		work <- wire.AuditEntry{Action: "promote", Result: "ok", Model: "m", Channel: "production", Version: fmt.Sprint("v", i),
 			Time: noon.Add(-time.Hour).Add(time.Duration(i) * time.Minute).Add(time.Second)}
 	}
 	close(work)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -71,12 +72,12 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 // oversize body or a cut-off stream aborts the upload. Uploading a blob that
 // already exists verifies the bytes and succeeds without writing
 // (created=false).
-func (r *Registry) PutBlob(ctx context.Context, digest string, body io.Reader, size int64) (blob Blob, created bool, err error) {
+func (r *Registry) PutBlob(ctx context.Context, digest string, body io.Reader, size int64) (blob wire.Blob, created bool, err error) {
 	if _, err := model.ParseDigest(digest); err != nil {
-		return Blob{}, false, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return wire.Blob{}, false, fmt.Errorf("%w: %v", wire.ErrInvalid, err)
 	}
 	if size > r.cfg.MaxArtifactBytes {
-		return Blob{}, false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, r.cfg.MaxArtifactBytes)
+		return wire.Blob{}, false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, r.cfg.MaxArtifactBytes)
 	}
 	vr := &verifyingReader{r: body, limit: r.cfg.MaxArtifactBytes, sum: sha256.New(), verifier: model.NewVerifier(), want: digest}
 	key := blobKey(digest)
@@ -84,28 +85,28 @@ func (r *Registry) PutBlob(ctx context.Context, digest string, body io.Reader, s
 		// Already stored (and verified when it was): check the client's
 		// bytes anyway so a bad upload is reported, then store nothing.
 		if _, err := io.Copy(io.Discard, vr); err != nil {
-			return Blob{}, false, err
+			return wire.Blob{}, false, err
 		}
-		return Blob{Digest: digest, Size: info.Size}, false, nil
+		return wire.Blob{Digest: digest, Size: info.Size}, false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return Blob{}, false, StoreErr("cannot check blob", err)
+		return wire.Blob{}, false, StoreErr("cannot check blob", err)
 	}
 	info, err := r.store.Put(ctx, key, vr, size)
 	switch {
 	case vr.err != nil:
-		return Blob{}, false, vr.err
+		return wire.Blob{}, false, vr.err
 	case errors.Is(err, store.ErrExists):
-		return Blob{Digest: digest, Size: vr.n}, false, nil // a concurrent upload of the same bytes won
+		return wire.Blob{Digest: digest, Size: vr.n}, false, nil // a concurrent upload of the same bytes won
 	case err != nil:
-		return Blob{}, false, StoreErr("cannot store blob", err)
+		return wire.Blob{}, false, StoreErr("cannot store blob", err)
 	}
-	return Blob{Digest: digest, Size: info.Size}, true, nil
+	return wire.Blob{Digest: digest, Size: info.Size}, true, nil
 }
 
 // OpenBlob opens a byte range of an artifact.
 func (r *Registry) OpenBlob(ctx context.Context, digest string, offset, length int64) (io.ReadCloser, store.Info, error) {
 	if _, err := model.ParseDigest(digest); err != nil {
-		return nil, store.Info{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, store.Info{}, fmt.Errorf("%w: %v", wire.ErrInvalid, err)
 	}
 	rc, info, err := r.store.Open(ctx, blobKey(digest), offset, length)
 	if err != nil {
@@ -117,7 +118,7 @@ func (r *Registry) OpenBlob(ctx context.Context, digest string, offset, length i
 // StatBlob returns the size of a stored artifact.
 func (r *Registry) StatBlob(ctx context.Context, digest string) (store.Info, error) {
 	if _, err := model.ParseDigest(digest); err != nil {
-		return store.Info{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return store.Info{}, fmt.Errorf("%w: %v", wire.ErrInvalid, err)
 	}
 	info, err := r.store.Stat(ctx, blobKey(digest))
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -19,35 +19,35 @@ func channelIndexKey(model, channel string) string {
 }
 
 func validateChannel(model, channel string) error {
-	if err := ValidateName("model", model); err != nil {
+	if err := wire.ValidateName("model", model); err != nil {
 		return err
 	}
-	return ValidateName("channel", channel)
+	return wire.ValidateName("channel", channel)
 }
 
-func decodeChannel(doc store.Doc) (Channel, error) {
-	var c Channel
+func decodeChannel(doc store.Doc) (wire.Channel, error) {
+	var c wire.Channel
 	if err := json.Unmarshal(doc.Data, &c); err != nil {
-		return Channel{}, fmt.Errorf("cannot decode channel %s revision %d: %w", doc.Key, doc.Rev, err)
+		return wire.Channel{}, fmt.Errorf("cannot decode channel %s revision %d: %w", doc.Key, doc.Rev, err)
 	}
 	c.Revision = doc.Rev
 	return c, nil
 }
 
 // GetChannel returns the channel's current revision.
-func (r *Registry) GetChannel(ctx context.Context, model, channel string) (Channel, error) {
+func (r *Registry) GetChannel(ctx context.Context, model, channel string) (wire.Channel, error) {
 	if err := validateChannel(model, channel); err != nil {
-		return Channel{}, err
+		return wire.Channel{}, err
 	}
 	doc, err := store.ReadDoc(ctx, r.store, channelKey(model, channel))
 	if err != nil {
-		return Channel{}, StoreErr(fmt.Sprintf("channel %s/%s", model, channel), err)
+		return wire.Channel{}, StoreErr(fmt.Sprintf("channel %s/%s", model, channel), err)
 	}
 	return decodeChannel(doc)
 }
 
 // ChannelHistory returns up to limit revisions, newest first.
-func (r *Registry) ChannelHistory(ctx context.Context, model, channel string, limit int) ([]Channel, error) {
+func (r *Registry) ChannelHistory(ctx context.Context, model, channel string, limit int) ([]wire.Channel, error) {
 	if err := validateChannel(model, channel); err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (r *Registry) ChannelHistory(ctx context.Context, model, channel string, li
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("channel %s/%s: %w", model, channel, ErrNotFound)
 	}
-	out := make([]Channel, 0, len(docs))
+	out := make([]wire.Channel, 0, len(docs))
 	for _, d := range docs {
 		c, err := decodeChannel(d)
 		if err != nil {
@@ -70,8 +70,8 @@ func (r *Registry) ChannelHistory(ctx context.Context, model, channel string, li
 }
 
 // ListChannels returns every channel of a model at its current revision.
-func (r *Registry) ListChannels(ctx context.Context, model string) ([]Channel, error) {
-	if err := ValidateName("model", model); err != nil {
+func (r *Registry) ListChannels(ctx context.Context, model string) ([]wire.Channel, error) {
+	if err := wire.ValidateName("model", model); err != nil {
 		return nil, err
 	}
 	prefix := "index/channels/" + model + "/"
@@ -79,7 +79,7 @@ func (r *Registry) ListChannels(ctx context.Context, model string) ([]Channel, e
 	if err != nil {
 		return nil, StoreErr("cannot list channels", err)
 	}
-	out := make([]Channel, 0, len(infos))
+	out := make([]wire.Channel, 0, len(infos))
 	for _, info := range infos {
 		c, err := r.GetChannel(ctx, model, strings.TrimPrefix(info.Key, prefix))
 		if errors.Is(err, ErrNotFound) {
@@ -100,18 +100,18 @@ func (r *Registry) ListChannels(ctx context.Context, model string) ([]Channel, e
 // expect set, the move happens only from that revision (ErrConflict
 // otherwise). Every target the new state introduces must be an existing
 // version.
-func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, expect *uint64, update func(cur Channel) (Channel, error)) (Channel, error) {
+func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, expect *uint64, update func(cur wire.Channel) (wire.Channel, error)) (wire.Channel, error) {
 	if err := validateChannel(model, channel); err != nil {
-		return Channel{}, err
+		return wire.Channel{}, err
 	}
 	key := channelKey(model, channel)
 	mu, _ := r.chanLock.LoadOrStore(key, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	var next Channel
+	var next wire.Channel
 	var refused error // the update's own error, returned as it is
 	doc, err := store.UpdateDoc(ctx, r.store, key, func(d store.Doc) ([]byte, error) {
-		cur := Channel{Model: model, Channel: channel}
+		cur := wire.Channel{Model: model, Channel: channel}
 		if d.Rev > 0 {
 			if cur, refused = decodeChannel(d); refused != nil {
 				return nil, refused
@@ -136,10 +136,10 @@ func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, exp
 		return data, refused
 	})
 	if refused != nil {
-		return Channel{}, refused
+		return wire.Channel{}, refused
 	}
 	if err != nil {
-		return Channel{}, StoreErr("cannot move channel "+model+"/"+channel, err)
+		return wire.Channel{}, StoreErr("cannot move channel "+model+"/"+channel, err)
 	}
 	if doc.Rev == 1 {
 		if _, err := r.store.Put(ctx, channelIndexKey(model, channel), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
@@ -155,18 +155,18 @@ func (r *Registry) UpdateChannel(ctx context.Context, model, channel string, exp
 // and returns their digests. A digest next already records for a target
 // (a rollback restores an earlier revision's) must still be that
 // version's: a rollback serves the bytes it names, or nothing.
-func (r *Registry) targetDigests(ctx context.Context, model string, next Channel) (map[string]string, error) {
+func (r *Registry) targetDigests(ctx context.Context, model string, next wire.Channel) (map[string]string, error) {
 	digests := map[string]string{}
 	targets := next.Targets()
 	for region, c := range next.Candidates {
 		targets["candidate "+region] = c.Version
 	}
 	for scope, v := range targets {
-		if err := ValidateName("version", v); err != nil {
+		if err := wire.ValidateName("version", v); err != nil {
 			return nil, err
 		}
-		if scope != GlobalScope {
-			if err := ValidateName("region", strings.TrimPrefix(scope, "candidate ")); err != nil {
+		if scope != wire.GlobalScope {
+			if err := wire.ValidateName("region", strings.TrimPrefix(scope, "candidate ")); err != nil {
 				return nil, err
 			}
 		}
@@ -186,31 +186,31 @@ func (r *Registry) targetDigests(ctx context.Context, model string, next Channel
 }
 
 // Resolve returns the version a channel serves in region ("" = global).
-func (r *Registry) Resolve(ctx context.Context, model, channel, region string) (Resolution, error) {
+func (r *Registry) Resolve(ctx context.Context, model, channel, region string) (wire.Resolution, error) {
 	c, err := r.GetChannel(ctx, model, channel)
 	if err != nil {
-		return Resolution{}, err
+		return wire.Resolution{}, err
 	}
 	return r.resolution(ctx, c, region)
 }
 
-func (r *Registry) resolution(ctx context.Context, c Channel, region string) (Resolution, error) {
+func (r *Registry) resolution(ctx context.Context, c wire.Channel, region string) (wire.Resolution, error) {
 	v := c.Resolve(region)
 	if v == "" {
-		return Resolution{}, fmt.Errorf("channel %s/%s has no target for region %q: %w", c.Model, c.Channel, region, ErrNotFound)
+		return wire.Resolution{}, fmt.Errorf("channel %s/%s has no target for region %q: %w", c.Model, c.Channel, region, ErrNotFound)
 	}
 	ver, err := r.GetVersion(ctx, c.Model, v)
 	if err != nil {
-		return Resolution{}, err
+		return wire.Resolution{}, err
 	}
-	res := Resolution{Model: c.Model, Channel: c.Channel, Region: region, Revision: c.Revision, Version: ver,
+	res := wire.Resolution{Model: c.Model, Channel: c.Channel, Region: region, Revision: c.Revision, Version: ver,
 		ChangedAt: c.UpdatedAt.Format(time.RFC3339Nano)}
 	if cand, ok := c.Candidates[region]; ok && region != "" {
 		cv, err := r.GetVersion(ctx, c.Model, cand.Version)
 		if err != nil {
-			return Resolution{}, err
+			return wire.Resolution{}, err
 		}
-		res.Candidate = &regclient.ResolvedCandidate{Version: cv, Percent: cand.Percent, Shadow: cand.Shadow}
+		res.Candidate = &wire.ResolvedCandidate{Version: cv, Percent: cand.Percent, Shadow: cand.Shadow}
 	}
 	return res, nil
 }
@@ -218,15 +218,15 @@ func (r *Registry) resolution(ctx context.Context, c Channel, region string) (Re
 // WaitChannel blocks until the channel's revision is greater than after, or
 // wait passes, and returns the current revision: Consul-style blocking
 // queries (?index=N&wait=30s). after=0 returns at once.
-func (r *Registry) WaitChannel(ctx context.Context, model, channel string, after uint64, wait time.Duration) (Channel, error) {
+func (r *Registry) WaitChannel(ctx context.Context, model, channel string, after uint64, wait time.Duration) (wire.Channel, error) {
 	if err := validateChannel(model, channel); err != nil {
-		return Channel{}, err
+		return wire.Channel{}, err
 	}
 	if after > 0 && wait > 0 {
 		// Only channels that exist are watched: a made-up name gets 404
 		// at once instead of a poller of its own.
 		if _, err := r.GetChannel(ctx, model, channel); err != nil {
-			return Channel{}, err
+			return wire.Channel{}, err
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()

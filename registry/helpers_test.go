@@ -10,6 +10,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/internal/rig"
@@ -102,9 +103,9 @@ func artifact(t testing.TB, seed uint64, accuracy float64) []byte {
 // publish uploads data and creates name/version through c.
 var publish = registrytest.Publish
 
-func mustPromote(t testing.TB, c *regclient.Client, name, channel, version string, regions ...string) registry.Channel {
+func mustPromote(t testing.TB, c *regclient.Client, name, channel, version string, regions ...string) wire.Channel {
 	t.Helper()
-	ch, err := c.Promote(context.Background(), name, channel, registry.MoveRequest{Version: version, Regions: regions})
+	ch, err := c.Promote(context.Background(), name, channel, wire.MoveRequest{Version: version, Regions: regions})
 	if err != nil {
 		t.Fatalf("promote %s/%s to %s %v: %v", name, channel, version, regions, err)
 	}

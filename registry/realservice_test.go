@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/VictoriaMetrics/metrics"
 	"hash"
 	"io"
 	"net"
@@ -18,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
@@ -131,7 +133,7 @@ func TestLargePublishMemory(t *testing.T) {
 	if growth > 64<<20 {
 		t.Fatalf("registry RSS grew by %d MiB during a 256 MiB publish, limit 64", growth>>20)
 	}
-	v, err := c.CreateVersion(context.Background(), "big", "v1", registry.NewVersion{Digest: digest})
+	v, err := c.CreateVersion(context.Background(), "big", "v1", wire.NewVersion{Digest: digest})
 	if err != nil || v.Artifact.Features.HashBits != bits {
 		t.Fatalf("version of the large artifact: %+v, %v", v, err)
 	}
@@ -178,7 +180,7 @@ func TestS3DiesMidUpload(t *testing.T) {
 	if _, err := h.pub.PutBlob(ctx, digest, art, art.size()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.pub.CreateVersion(ctx, "big", "v1", registry.NewVersion{Digest: digest}); err != nil {
+	if _, err := h.pub.CreateVersion(ctx, "big", "v1", wire.NewVersion{Digest: digest}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -31,7 +31,6 @@ import (
 var (
 	ErrNotFound    = errors.New("not found")            // 404
 	ErrConflict    = errors.New("conflict")             // 409
-	ErrInvalid     = regclient.ErrInvalid               // 400
 	ErrTooLarge    = errors.New("artifact too large")   // 413
 	ErrDigest      = errors.New("digest mismatch")      // 400
 	ErrBadArtifact = errors.New("not a valid artifact") // 422
@@ -140,7 +139,7 @@ func StoreErr(op string, err error) error {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	case errors.Is(err, store.ErrInvalidKey): // a name no check caught: the client's, not the store's
-		return fmt.Errorf("%s: %w: %v", op, ErrInvalid, err)
+		return fmt.Errorf("%s: %w: %v", op, wire.ErrInvalid, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", op, err)
 	default:

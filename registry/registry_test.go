@@ -20,6 +20,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
@@ -51,12 +52,12 @@ func TestPublishPromoteResolveRollback(t *testing.T) {
 	}
 
 	// Regional rollback returns eu-west to what it served before (v2).
-	ch, err = h.admin.Rollback(ctx, "sst2", "production", registry.MoveRequest{Regions: []string{"eu-west"}, Reason: "latency regression"})
+	ch, err = h.admin.Rollback(ctx, "sst2", "production", wire.MoveRequest{Regions: []string{"eu-west"}, Reason: "latency regression"})
 	if err != nil || ch.Regions["eu-west"] != "v2" {
 		t.Fatalf("regional rollback: %+v, %v", ch, err)
 	}
 	// Global rollback returns everything to the previous global target.
-	ch, err = h.admin.Rollback(ctx, "sst2", "production", registry.MoveRequest{})
+	ch, err = h.admin.Rollback(ctx, "sst2", "production", wire.MoveRequest{})
 	if err != nil || ch.Global != "v1" {
 		t.Fatalf("global rollback: %+v, %v", ch, err)
 	}
@@ -64,7 +65,7 @@ func TestPublishPromoteResolveRollback(t *testing.T) {
 		t.Fatalf("after rollback us-east resolves to %s", got)
 	}
 	// Rollback to a named version.
-	ch, err = h.admin.Rollback(ctx, "sst2", "production", registry.MoveRequest{Version: "v4"})
+	ch, err = h.admin.Rollback(ctx, "sst2", "production", wire.MoveRequest{Version: "v4"})
 	if err != nil || ch.Global != "v4" {
 		t.Fatalf("rollback to v4: %+v, %v", ch, err)
 	}
@@ -75,7 +76,7 @@ func TestPublishPromoteResolveRollback(t *testing.T) {
 	}
 	var actions []string
 	for _, c := range hist {
-		actions = append(actions, fmt.Sprintf("%d:%s:%s", c.Revision, c.Change.Action, c.Change.After[registry.GlobalScope]))
+		actions = append(actions, fmt.Sprintf("%d:%s:%s", c.Revision, c.Change.Action, c.Change.After[wire.GlobalScope]))
 	}
 	want := []string{"6:rollback:v4", "5:rollback:v1", "4:rollback:v2", "3:promote:v2", "2:promote:v2", "1:promote:v1"}
 	if !slices.Equal(actions, want) {
@@ -117,7 +118,7 @@ func TestPublishIsImmutableAndIdempotent(t *testing.T) {
 	if _, err := h.pub.PutBlob(ctx, model.Digest(b), bytes.NewReader(b), int64(len(b))); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.pub.CreateVersion(ctx, "m", "v1", registry.NewVersion{Digest: model.Digest(b)})
+	_, err := h.pub.CreateVersion(ctx, "m", "v1", wire.NewVersion{Digest: model.Digest(b)})
 	if !regclient.IsStatus(err, http.StatusConflict) {
 		t.Fatalf("re-publish with other bytes: %v, want 409", err)
 	}
@@ -182,7 +183,7 @@ func TestConcurrentPromotesLoseNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			v := vs[i%len(vs)]
-			c, err := h.admin.Promote(ctx, "m", "production", registry.MoveRequest{Version: v, Reason: fmt.Sprintf("move %d", i)})
+			c, err := h.admin.Promote(ctx, "m", "production", wire.MoveRequest{Version: v, Reason: fmt.Sprintf("move %d", i)})
 			if err != nil {
 				t.Errorf("promote %d: %v", i, err)
 				return
@@ -238,7 +239,7 @@ func TestExpectRevisionMakesStaleWritersConflict(t *testing.T) {
 	ch := mustPromote(t, h.admin, "m", "staging", "v1")
 	stale := ch.Revision
 	mustPromote(t, h.admin, "m", "staging", "v2")
-	_, err := h.admin.Promote(context.Background(), "m", "staging", registry.MoveRequest{Version: "v1", ExpectRevision: &stale})
+	_, err := h.admin.Promote(context.Background(), "m", "staging", wire.MoveRequest{Version: "v1", ExpectRevision: &stale})
 	if !regclient.IsStatus(err, http.StatusConflict) {
 		t.Fatalf("stale conditional promote: %v, want 409", err)
 	}
@@ -254,7 +255,7 @@ func TestReplicasWakeEachOthersWatchers(t *testing.T) {
 	first := mustPromote(t, a.admin, "m", "production", "v1")
 
 	type result struct {
-		res registry.Resolution
+		res wire.Resolution
 		at  time.Time
 		err error
 	}
@@ -308,7 +309,7 @@ func TestDeleteVersion(t *testing.T) {
 	// The name is a tombstone: not with other bytes, not with the same.
 	for _, seed := range []uint64{3, 2} {
 		data := artifact(t, seed, 0.8)
-		_, err := h.pub.Publish(ctx, "m", "v2", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{})
+		_, err := h.pub.Publish(ctx, "m", "v2", bytes.NewReader(data), int64(len(data)), wire.NewVersion{})
 		if !regclient.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), "never reused") {
 			t.Fatalf("republishing deleted v2: %v, want 409", err)
 		}
@@ -338,7 +339,7 @@ func TestRollbackServesTheBytesItNames(t *testing.T) {
 	if _, err := h.store.Put(ctx, "models/m/versions/v1", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.admin.Rollback(ctx, "m", "staging", regclient.MoveRequest{})
+	_, err := h.admin.Rollback(ctx, "m", "staging", wire.MoveRequest{})
 	if !regclient.IsStatus(err, http.StatusConflict) || !strings.Contains(err.Error(), v1.Digest) {
 		t.Fatalf("rollback to a name that holds other bytes: %v, want 409 naming %s", err, v1.Digest)
 	}
@@ -355,17 +356,17 @@ func TestSignatures(t *testing.T) {
 	if _, err := h.pub.PutBlob(ctx, digest, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.pub.CreateVersion(ctx, "m", "v1", registry.NewVersion{Digest: digest})
+	_, err := h.pub.CreateVersion(ctx, "m", "v1", wire.NewVersion{Digest: digest})
 	if !regclient.IsStatus(err, http.StatusUnprocessableEntity) {
 		t.Fatalf("unsigned: %v, want 422", err)
 	}
 	bad, _ := model.Sign(otherPriv, digest)
-	_, err = h.pub.CreateVersion(ctx, "m", "v1", registry.NewVersion{Digest: digest, Signature: &bad})
+	_, err = h.pub.CreateVersion(ctx, "m", "v1", wire.NewVersion{Digest: digest, Signature: &bad})
 	if !regclient.IsStatus(err, http.StatusUnprocessableEntity) {
 		t.Fatalf("signed by an untrusted key: %v, want 422", err)
 	}
 	good, _ := model.Sign(priv, digest)
-	v, err := h.pub.CreateVersion(ctx, "m", "v1", registry.NewVersion{Digest: digest, Signature: &good})
+	v, err := h.pub.CreateVersion(ctx, "m", "v1", wire.NewVersion{Digest: digest, Signature: &good})
 	if err != nil || v.SignedBy != model.KeyID(pub) {
 		t.Fatalf("signed: %+v, %v", v, err)
 	}
@@ -556,7 +557,7 @@ func TestTrustedKeysMeanSignaturesRequired(t *testing.T) {
 	}
 	h := newReplica(t, srv, testenv.NewBucket(t, srv, "keys"), registry.Config{TrustedKeys: []ed25519.PublicKey{pub}})
 	data := artifact(t, 1, 0.8)
-	_, err = h.pub.Publish(context.Background(), "m", "v1", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{})
+	_, err = h.pub.Publish(context.Background(), "m", "v1", bytes.NewReader(data), int64(len(data)), wire.NewVersion{})
 	if !regclient.IsStatus(err, http.StatusUnprocessableEntity) {
 		t.Fatalf("unsigned publish with trusted keys: %v, want 422", err)
 	}

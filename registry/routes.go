@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/internal/httperr"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 var (
@@ -194,12 +195,12 @@ func (a *API) listVersions(w http.ResponseWriter, r *http.Request, _ Principal) 
 
 func (a *API) createVersion(w http.ResponseWriter, r *http.Request, p Principal) error {
 	name, version := r.PathValue("name"), r.PathValue("version")
-	var nv NewVersion
+	var nv wire.NewVersion
 	if err := ReadJSON(r, 64<<10, &nv); err != nil {
 		return err
 	}
 	v, created, err := a.reg.CreateVersion(r.Context(), name, version, p.Name, nv)
-	entry := AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "publish", Model: name, Version: version,
+	entry := wire.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "publish", Model: name, Version: version,
 		Digest: nv.Digest, RequestID: RequestID(r.Context()), Result: "ok"}
 	if err != nil {
 		publishFailed.Inc()
@@ -236,12 +237,12 @@ func (a *API) getVersion(w http.ResponseWriter, r *http.Request, _ Principal) er
 // edit_version; the artifact never changes.
 func (a *API) editVersion(w http.ResponseWriter, r *http.Request, p Principal) error {
 	name, version := r.PathValue("name"), r.PathValue("version")
-	var e VersionEdit
+	var e wire.VersionEdit
 	if err := ReadJSON(r, 64<<10, &e); err != nil {
 		return err
 	}
 	v, err := a.reg.EditVersion(r.Context(), name, version, p.Name, e)
-	entry := AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "edit_version", Model: name, Version: version,
+	entry := wire.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "edit_version", Model: name, Version: version,
 		RequestID: RequestID(r.Context()), Result: "ok", Detail: editDetail(e)}
 	if err != nil {
 		entry.Result, entry.Detail = "refused", err.Error()
@@ -260,7 +261,7 @@ func (a *API) editVersion(w http.ResponseWriter, r *http.Request, p Principal) e
 }
 
 // editDetail says what an edit changed, for the audit trail.
-func editDetail(e VersionEdit) string {
+func editDetail(e wire.VersionEdit) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
 		if v := e.Labels[k]; v == nil {
@@ -278,7 +279,7 @@ func editDetail(e VersionEdit) string {
 func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request, p Principal) error {
 	name, version := r.PathValue("name"), r.PathValue("version")
 	v, err := a.reg.DeleteVersion(r.Context(), name, version)
-	entry := AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "delete", Model: name, Version: version,
+	entry := wire.AuditEntry{Actor: p.Name, Role: p.Role.String(), Action: "delete", Model: name, Version: version,
 		Digest: v.Digest, RequestID: RequestID(r.Context()), Result: "ok"}
 	if err != nil {
 		entry.Result, entry.Detail = "refused", err.Error()
@@ -308,7 +309,7 @@ func blockingParams(r *http.Request) (uint64, time.Duration, error) {
 	if s := q.Get("index"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("%w: index %q is not a revision number", ErrInvalid, s)
+			return 0, 0, fmt.Errorf("%w: index %q is not a revision number", wire.ErrInvalid, s)
 		}
 		index = n
 	}
@@ -318,12 +319,12 @@ func blockingParams(r *http.Request) (uint64, time.Duration, error) {
 		if err != nil {
 			secs, serr := strconv.Atoi(s)
 			if serr != nil {
-				return 0, 0, fmt.Errorf("%w: wait %q is not a duration such as 30s", ErrInvalid, s)
+				return 0, 0, fmt.Errorf("%w: wait %q is not a duration such as 30s", wire.ErrInvalid, s)
 			}
 			d = time.Duration(secs) * time.Second
 		}
 		if d < 0 {
-			return 0, 0, fmt.Errorf("%w: negative wait", ErrInvalid)
+			return 0, 0, fmt.Errorf("%w: negative wait", wire.ErrInvalid)
 		}
 		wait = min(d, MaxWait)
 	}
@@ -334,15 +335,15 @@ func blockingParams(r *http.Request) (uint64, time.Duration, error) {
 // MaxWatchesPerClient of one client's and MaxWatchesPerToken of one
 // token's blocking reads wait at once on this replica (429 past that);
 // reads with no index answer at once.
-func (a *API) waitChannel(r *http.Request, p Principal, index uint64, wait time.Duration) (Channel, error) {
+func (a *API) waitChannel(r *http.Request, p Principal, index uint64, wait time.Duration) (wire.Channel, error) {
 	if index > 0 && wait > 0 {
 		client := p.Name + " " + clientOf(r.RemoteAddr).String()
 		if !a.watches.Acquire(client, a.reg.cfg.MaxWatchesPerClient) {
-			return Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token from this address", a.reg.cfg.MaxWatchesPerClient)
+			return wire.Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token from this address", a.reg.cfg.MaxWatchesPerClient)
 		}
 		defer a.watches.Release(client)
 		if !a.watches.Acquire(p.Name, a.reg.cfg.MaxWatchesPerToken) {
-			return Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token", a.reg.cfg.MaxWatchesPerToken)
+			return wire.Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token", a.reg.cfg.MaxWatchesPerToken)
 		}
 		defer a.watches.Release(p.Name)
 	}
@@ -385,7 +386,7 @@ func (a *API) resolve(w http.ResponseWriter, r *http.Request, p Principal) error
 	}
 	region := r.URL.Query().Get("region")
 	if region != "" {
-		if err := ValidateName("region", region); err != nil {
+		if err := wire.ValidateName("region", region); err != nil {
 			return err
 		}
 	}
@@ -409,7 +410,7 @@ func intParam(r *http.Request, name string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: %s %q is not a non-negative integer", ErrInvalid, name, s)
+		return 0, fmt.Errorf("%w: %s %q is not a non-negative integer", wire.ErrInvalid, name, s)
 	}
 	return n, nil
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/model"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -28,20 +28,20 @@ const (
 	maxDescription = 4096
 )
 
-func validateNewVersion(nv NewVersion) error {
+func validateNewVersion(nv wire.NewVersion) error {
 	if _, err := model.ParseDigest(nv.Digest); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %v", wire.ErrInvalid, err)
 	}
 	if len(nv.Labels) > maxLabels {
-		return fmt.Errorf("%w: %d labels, at most %d", ErrInvalid, len(nv.Labels), maxLabels)
+		return fmt.Errorf("%w: %d labels, at most %d", wire.ErrInvalid, len(nv.Labels), maxLabels)
 	}
 	for k, v := range nv.Labels {
 		if k == "" || len(k) > 64 || len(v) > maxLabelLen {
-			return fmt.Errorf("%w: label %q: keys 1-64 bytes, values up to %d", ErrInvalid, k, maxLabelLen)
+			return fmt.Errorf("%w: label %q: keys 1-64 bytes, values up to %d", wire.ErrInvalid, k, maxLabelLen)
 		}
 	}
 	if len(nv.Description) > maxDescription {
-		return fmt.Errorf("%w: description longer than %d bytes", ErrInvalid, maxDescription)
+		return fmt.Errorf("%w: description longer than %d bytes", wire.ErrInvalid, maxDescription)
 	}
 	return nil
 }
@@ -49,57 +49,57 @@ func validateNewVersion(nv NewVersion) error {
 // CreateVersion makes name/version point at an uploaded, verified blob.
 // Versions are immutable: creating an existing version with the same digest
 // returns it (created=false); with another digest it is ErrConflict.
-func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher string, nv NewVersion) (Version, bool, error) {
-	if err := ValidateName("model", name); err != nil {
-		return Version{}, false, err
+func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher string, nv wire.NewVersion) (wire.Version, bool, error) {
+	if err := wire.ValidateName("model", name); err != nil {
+		return wire.Version{}, false, err
 	}
-	if err := ValidateName("version", version); err != nil {
-		return Version{}, false, err
+	if err := wire.ValidateName("version", version); err != nil {
+		return wire.Version{}, false, err
 	}
 	if err := validateNewVersion(nv); err != nil {
-		return Version{}, false, err
+		return wire.Version{}, false, err
 	}
 	if existing, err := r.GetVersion(ctx, name, version); err == nil {
 		return r.sameVersion(existing, nv)
 	} else if !errors.Is(err, ErrNotFound) {
-		return Version{}, false, err
+		return wire.Version{}, false, err
 	}
 	if err := r.checkNotDeleted(ctx, name, version); err != nil {
-		return Version{}, false, err
+		return wire.Version{}, false, err
 	}
 	info, err := r.StatBlob(ctx, nv.Digest)
 	if errors.Is(err, ErrNotFound) {
-		return Version{}, false, fmt.Errorf("%w: blob %s has not been uploaded", ErrInvalid, nv.Digest)
+		return wire.Version{}, false, fmt.Errorf("%w: blob %s has not been uploaded", wire.ErrInvalid, nv.Digest)
 	} else if err != nil {
-		return Version{}, false, err
+		return wire.Version{}, false, err
 	}
 	header, err := r.blobHeader(ctx, nv.Digest)
 	if err != nil {
-		return Version{}, false, err
+		return wire.Version{}, false, err
 	}
-	v := Version{
+	v := wire.Version{
 		Model: name, Version: version, Digest: nv.Digest, Size: info.Size,
 		Signature: nv.Signature, Publisher: publisher, CreatedAt: r.now().UTC(),
 		Labels: nv.Labels, Description: nv.Description, Artifact: header,
 	}
 	if err := r.checkSignature(&v); err != nil {
-		return Version{}, false, err
+		return wire.Version{}, false, err
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
-		return Version{}, false, fmt.Errorf("cannot encode version: %w", err)
+		return wire.Version{}, false, fmt.Errorf("cannot encode version: %w", err)
 	}
 	_, err = r.store.Put(ctx, versionKey(name, version), bytes.NewReader(data), int64(len(data)))
 	if errors.Is(err, store.ErrExists) {
 		// Lost a race with another publish of the same version.
 		existing, gerr := r.GetVersion(ctx, name, version)
 		if gerr != nil {
-			return Version{}, false, gerr
+			return wire.Version{}, false, gerr
 		}
 		return r.sameVersion(existing, nv)
 	}
 	if err != nil {
-		return Version{}, false, StoreErr("cannot store version", err)
+		return wire.Version{}, false, StoreErr("cannot store version", err)
 	}
 	// A delete of the same name may have raced this create: the tombstone
 	// wins.
@@ -107,7 +107,7 @@ func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher s
 		if derr := r.store.Delete(ctx, versionKey(name, version)); derr != nil {
 			r.log.Error("cannot remove a version created under a deleted name", "model", name, "version", version, "err", derr)
 		}
-		return Version{}, false, err
+		return wire.Version{}, false, err
 	}
 	// The index marker lists the model; it exists after the first version.
 	if _, err := r.store.Put(ctx, modelIndexKey(name), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
@@ -116,15 +116,15 @@ func (r *Registry) CreateVersion(ctx context.Context, name, version, publisher s
 	return v, true, nil
 }
 
-func (r *Registry) sameVersion(existing Version, nv NewVersion) (Version, bool, error) {
+func (r *Registry) sameVersion(existing wire.Version, nv wire.NewVersion) (wire.Version, bool, error) {
 	if existing.Digest != nv.Digest {
-		return Version{}, false, fmt.Errorf("%w: %s/%s already exists with digest %s; versions are immutable, publish a new version",
+		return wire.Version{}, false, fmt.Errorf("%w: %s/%s already exists with digest %s; versions are immutable, publish a new version",
 			ErrConflict, existing.Model, existing.Version, existing.Digest)
 	}
 	return existing, false, nil
 }
 
-func (r *Registry) checkSignature(v *Version) error {
+func (r *Registry) checkSignature(v *wire.Version) error {
 	if v.Signature == nil {
 		if r.cfg.RequireSignatures {
 			return fmt.Errorf("%w: this registry requires a signature from a trusted key", ErrUnsigned)
@@ -153,17 +153,17 @@ func (r *Registry) checkSignature(v *Version) error {
 }
 
 // GetVersion returns a version's metadata.
-func (r *Registry) GetVersion(ctx context.Context, name, version string) (Version, error) {
+func (r *Registry) GetVersion(ctx context.Context, name, version string) (wire.Version, error) {
 	if err := validateNames(name, version); err != nil {
-		return Version{}, err
+		return wire.Version{}, err
 	}
 	data, err := store.ReadAll(ctx, r.store, versionKey(name, version), 1<<20)
 	if err != nil {
-		return Version{}, StoreErr(fmt.Sprintf("cannot read version %s/%s", name, version), err)
+		return wire.Version{}, StoreErr(fmt.Sprintf("cannot read version %s/%s", name, version), err)
 	}
-	var v Version
+	var v wire.Version
 	if err := json.Unmarshal(data, &v); err != nil {
-		return Version{}, fmt.Errorf("cannot decode version %s/%s: %w", name, version, err)
+		return wire.Version{}, fmt.Errorf("cannot decode version %s/%s: %w", name, version, err)
 	}
 	return r.withEdits(ctx, v)
 }
@@ -171,12 +171,12 @@ func (r *Registry) GetVersion(ctx context.Context, name, version string) (Versio
 // ListVersions returns up to limit versions of a model in name order,
 // after the version named by pageToken, and the token of the next page ("" at
 // the end).
-func (r *Registry) ListVersions(ctx context.Context, name, pageToken string, limit int) ([]Version, string, error) {
-	if err := ValidateName("model", name); err != nil {
+func (r *Registry) ListVersions(ctx context.Context, name, pageToken string, limit int) ([]wire.Version, string, error) {
+	if err := wire.ValidateName("model", name); err != nil {
 		return nil, "", err
 	}
 	if pageToken != "" {
-		if err := ValidateName("page_token", pageToken); err != nil {
+		if err := wire.ValidateName("page_token", pageToken); err != nil {
 			return nil, "", err
 		}
 	}
@@ -195,7 +195,7 @@ func (r *Registry) ListVersions(ctx context.Context, name, pageToken string, lim
 		infos = infos[:limit]
 		next = strings.TrimPrefix(infos[limit-1].Key, prefix)
 	}
-	out := make([]Version, 0, len(infos))
+	out := make([]wire.Version, 0, len(infos))
 	for _, info := range infos {
 		v, err := r.GetVersion(ctx, name, strings.TrimPrefix(info.Key, prefix))
 		if err != nil {
@@ -214,7 +214,7 @@ func (r *Registry) ListVersions(ctx context.Context, name, pageToken string, lim
 // ListModels returns model names in order, paged like ListVersions.
 func (r *Registry) ListModels(ctx context.Context, pageToken string, limit int) ([]string, string, error) {
 	if pageToken != "" {
-		if err := ValidateName("page_token", pageToken); err != nil {
+		if err := wire.ValidateName("page_token", pageToken); err != nil {
 			return nil, "", err
 		}
 	}
@@ -242,31 +242,31 @@ func (r *Registry) ListModels(ctx context.Context, pageToken string, limit int) 
 
 // DeleteVersion removes a version's metadata; a version that any channel
 // points at cannot be deleted. The blob stays: other versions may share it.
-func (r *Registry) DeleteVersion(ctx context.Context, name, version string) (Version, error) {
+func (r *Registry) DeleteVersion(ctx context.Context, name, version string) (wire.Version, error) {
 	v, err := r.GetVersion(ctx, name, version)
 	if err != nil {
-		return Version{}, err
+		return wire.Version{}, err
 	}
 	channels, err := r.ListChannels(ctx, name)
 	if err != nil {
-		return Version{}, err
+		return wire.Version{}, err
 	}
 	for _, ch := range channels {
 		for scope, target := range ch.Targets() {
 			if target == version {
-				return Version{}, fmt.Errorf("%w: channel %q points at %s for %s; promote another version first", ErrConflict, ch.Channel, version, scope)
+				return wire.Version{}, fmt.Errorf("%w: channel %q points at %s for %s; promote another version first", ErrConflict, ch.Channel, version, scope)
 			}
 		}
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
-		return Version{}, fmt.Errorf("cannot encode tombstone: %w", err)
+		return wire.Version{}, fmt.Errorf("cannot encode tombstone: %w", err)
 	}
 	if _, err := r.store.Put(ctx, tombstoneKey(name, version), bytes.NewReader(data), int64(len(data))); err != nil && !errors.Is(err, store.ErrExists) {
-		return Version{}, StoreErr("cannot write tombstone", err)
+		return wire.Version{}, StoreErr("cannot write tombstone", err)
 	}
 	if err := r.store.Delete(ctx, versionKey(name, version)); err != nil {
-		return Version{}, StoreErr("cannot delete version", err)
+		return wire.Version{}, StoreErr("cannot delete version", err)
 	}
 	return v, nil
 }
@@ -295,17 +295,13 @@ func clampLimit(limit int) int {
 // validateNames checks a model's and a version's names, which become
 // object keys.
 func validateNames(name, version string) error {
-	if err := ValidateName("model", name); err != nil {
+	if err := wire.ValidateName("model", name); err != nil {
 		return err
 	}
-	return ValidateName("version", version)
+	return wire.ValidateName("version", version)
 }
 
 func editKey(name, version string) string { return "versionedits/" + name + "/" + version }
-
-// VersionEdit changes a version's labels (a null value removes one) and
-// description; the artifact, digest and signature never change.
-type VersionEdit = regclient.VersionEdit
 
 // versionMeta is the editable part as stored.
 type versionMeta struct {
@@ -316,17 +312,17 @@ type versionMeta struct {
 }
 
 // withEdits lays a version's latest edit over its metadata.
-func (r *Registry) withEdits(ctx context.Context, v Version) (Version, error) {
+func (r *Registry) withEdits(ctx context.Context, v wire.Version) (wire.Version, error) {
 	doc, err := store.ReadDoc(ctx, r.store, editKey(v.Model, v.Version))
 	if errors.Is(err, store.ErrNotFound) {
 		return v, nil
 	}
 	if err != nil {
-		return Version{}, StoreErr("cannot read the edits of "+v.Model+"/"+v.Version, err)
+		return wire.Version{}, StoreErr("cannot read the edits of "+v.Model+"/"+v.Version, err)
 	}
 	var m versionMeta
 	if err := json.Unmarshal(doc.Data, &m); err != nil {
-		return Version{}, fmt.Errorf("cannot decode the edits of %s/%s: %w", v.Model, v.Version, err)
+		return wire.Version{}, fmt.Errorf("cannot decode the edits of %s/%s: %w", v.Model, v.Version, err)
 	}
 	v.Labels, v.Description, v.EditedBy = m.Labels, m.Description, m.EditedBy
 	v.EditedAt = &m.EditedAt
@@ -335,13 +331,13 @@ func (r *Registry) withEdits(ctx context.Context, v Version) (Version, error) {
 
 // EditVersion applies an edit to a version's labels and description by
 // compare-and-swap, and returns the version as edited.
-func (r *Registry) EditVersion(ctx context.Context, name, version, actor string, e VersionEdit) (Version, error) {
+func (r *Registry) EditVersion(ctx context.Context, name, version, actor string, e wire.VersionEdit) (wire.Version, error) {
 	if e.Labels == nil && e.Description == nil {
-		return Version{}, fmt.Errorf("%w: an edit sets labels or a description", ErrInvalid)
+		return wire.Version{}, fmt.Errorf("%w: an edit sets labels or a description", wire.ErrInvalid)
 	}
 	// The names first: they become the edit document's key.
 	if err := validateNames(name, version); err != nil {
-		return Version{}, err
+		return wire.Version{}, err
 	}
 	var refused error // decide's own error, returned as it is
 	_, err := store.UpdateDoc(ctx, r.store, editKey(name, version), func(store.Doc) ([]byte, error) {
@@ -366,16 +362,16 @@ func (r *Registry) EditVersion(ctx context.Context, name, version, actor string,
 		if e.Description != nil {
 			m.Description = *e.Description
 		}
-		if refused = validateNewVersion(NewVersion{Digest: v.Digest, Labels: m.Labels, Description: m.Description}); refused != nil {
+		if refused = validateNewVersion(wire.NewVersion{Digest: v.Digest, Labels: m.Labels, Description: m.Description}); refused != nil {
 			return nil, refused
 		}
 		return json.Marshal(m)
 	})
 	if refused != nil {
-		return Version{}, refused
+		return wire.Version{}, refused
 	}
 	if err != nil {
-		return Version{}, StoreErr("cannot edit "+name+"/"+version, err)
+		return wire.Version{}, StoreErr("cannot edit "+name+"/"+version, err)
 	}
 	return r.GetVersion(ctx, name, version)
 }

@@ -15,11 +15,11 @@ import (
 
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry"
 )
 
 const (
@@ -40,7 +40,7 @@ func (s *services) registry(t *testing.T, name, addr string, s3srv *testenv.S3Se
 // publish uploads a tiny artifact as model demo, version v.
 func publish(ctx context.Context, c *regclient.Client, seed uint64, v string, t *testing.T) error {
 	data := testenv.TinyArtifact(t, seed, 0)
-	_, err := c.Publish(ctx, "demo", v, bytes.NewReader(data), int64(len(data)), regclient.NewVersion{})
+	_, err := c.Publish(ctx, "demo", v, bytes.NewReader(data), int64(len(data)), wire.NewVersion{})
 	return err
 }
 
@@ -77,7 +77,7 @@ func TestRegistryReplicaLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := admin.Promote(ctx, "demo", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	s.startEdge(t, testenv.Edge{Name: "edge", Addr: addrs[2], Model: "demo", Registry: both, Token: readerToken})
@@ -118,7 +118,7 @@ func TestRegistryReplicaLoss(t *testing.T) {
 			killedAt = time.Now()
 		}
 		v := []string{"v1", "v2"}[i%2]
-		ch, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: v, Reason: fmt.Sprint("ha ", i)})
+		ch, err := admin.Promote(ctx, "demo", "production", wire.MoveRequest{Version: v, Reason: fmt.Sprint("ha ", i)})
 		if err != nil {
 			promoteErrs++
 			t.Logf("promote %d: %v", i, err)
@@ -191,7 +191,7 @@ func TestDependencyOutages(t *testing.T) {
 	if err := publish(ctx, admin, 1, "v1", t); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := admin.Promote(ctx, "demo", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"edge-1", "edge-2"} {
@@ -219,7 +219,7 @@ func TestDependencyOutages(t *testing.T) {
 	publishAgain := waitUntil(t, 30*time.Second, "publishing works again after S3 returns", func() bool {
 		return publish(ctx, admin, 2, "v2", t) == nil
 	})
-	if _, err := admin.Promote(ctx, "demo", "production", registry.MoveRequest{Version: "v2", Reason: "after S3"}); err != nil {
+	if _, err := admin.Promote(ctx, "demo", "production", wire.MoveRequest{Version: "v2", Reason: "after S3"}); err != nil {
 		t.Fatal(err)
 	}
 	converge := waitUntil(t, 10*time.Second, "both edges serve v2", func() bool {

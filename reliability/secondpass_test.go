@@ -24,6 +24,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // TestSecondPassFindings replays, against the real binaries and the
@@ -40,7 +41,7 @@ func TestSecondPassFindings(t *testing.T) {
 	ctx := context.Background()
 	registrytest.Publish(t, reg.Publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0))
 	registrytest.Publish(t, reg.Publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0))
-	if _, err := reg.Admin.Promote(ctx, "m", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := reg.Admin.Promote(ctx, "m", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -148,7 +149,7 @@ func edgeLimitPerClient(t *testing.T, s *services, edgeAddr, geoAddr string) str
 func auditReadsFlat(t *testing.T, reg *registrytest.Server) string {
 	rcv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer rcv.Close()
-	sub, err := reg.Admin.Subscribe(context.Background(), regclient.NewSubscription{URL: rcv.URL + "/hook"})
+	sub, err := reg.Admin.Subscribe(context.Background(), wire.NewSubscription{URL: rcv.URL + "/hook"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func readsPerSecond(t *testing.T, p *testenv.Process, d time.Duration) float64 {
 func zonesRefused(t *testing.T, reg *registrytest.Server) string {
 	urls := []string{"http://[::1%251]:18999/", "http://[fe80::a9fe:a9fe%25eth0]/", "http://[fd00:ec2::254%25eth0]/"}
 	for _, u := range urls {
-		if _, err := reg.Admin.Subscribe(context.Background(), regclient.NewSubscription{URL: u}); !regclient.IsStatus(err, http.StatusBadRequest) {
+		if _, err := reg.Admin.Subscribe(context.Background(), wire.NewSubscription{URL: u}); !regclient.IsStatus(err, http.StatusBadRequest) {
 			t.Errorf("subscribing %s: %v, want 400", u, err)
 		}
 	}
@@ -210,7 +211,7 @@ func rolloutNotSteered(t *testing.T, s *services, reg *registrytest.Server, edge
 	s.startEdge(t, testenv.Edge{Name: "edge-rollout", Addr: edgeAddr, Model: "m", Registry: reg.URL, Token: registrytest.ReaderToken,
 		TrustedProxies: "127.0.0.1/32"})
 	s.geo(t, geoAddr, "us-east="+edgeAddr, time.Second)
-	if _, err := reg.Admin.SetCandidate(ctx, "m", "production", "us-east", regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Percent: 50}}); err != nil {
+	if _, err := reg.Admin.SetCandidate(ctx, "m", "production", "us-east", wire.CandidateRequest{Candidate: wire.Candidate{Version: "v2", Percent: 50}}); err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Admin.ClearCandidate(ctx, "m", "production", "us-east")

@@ -20,6 +20,7 @@ import (
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // TestSecurityFindings replays, against the real binaries, the findings
@@ -209,7 +210,7 @@ func registryFindings(t *testing.T, s *services, regAddr string) int {
 		t.Errorf("audit query after a 66,000-character name: %v, want 200", err)
 	}
 	data := testenv.TinyArtifact(t, 1, 0)
-	_, err = reg.Publisher.Publish(ctx, "m", "v1", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{})
+	_, err = reg.Publisher.Publish(ctx, "m", "v1", bytes.NewReader(data), int64(len(data)), wire.NewVersion{})
 	if !regclient.IsStatus(err, http.StatusUnprocessableEntity) {
 		t.Errorf("unsigned publish with a trusted key configured: %v, want 422", err)
 	}
@@ -231,7 +232,7 @@ func watchesAndNames(t *testing.T, reg *registrytest.Server, priv ed25519.Privat
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = reg.Publisher.Publish(ctx, "m", "v9", bytes.NewReader(data), int64(len(data)), regclient.NewVersion{Digest: digest, Signature: &sig})
+		_, err = reg.Publisher.Publish(ctx, "m", "v9", bytes.NewReader(data), int64(len(data)), wire.NewVersion{Digest: digest, Signature: &sig})
 		return err
 	}
 	if err := publish(testenv.TinyArtifact(t, 1, 0)); err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // Counters are one edge's cumulative series of a rollout, keyed by kind,
@@ -50,8 +50,8 @@ func (total Counters) add(c Counters) {
 }
 
 // versionFigures reads one role's figures out of window counters.
-func versionFigures(c Counters, role, version string) regclient.VersionFigures {
-	f := regclient.VersionFigures{Version: version, Requests: c["requests/"+role], Errors: c["errors/"+role]}
+func versionFigures(c Counters, role, version string) wire.VersionFigures {
+	f := wire.VersionFigures{Version: version, Requests: c["requests/"+role], Errors: c["errors/"+role]}
 	if f.Requests > 0 {
 		f.ErrorRate = f.Errors / f.Requests
 	}
@@ -202,7 +202,7 @@ func zBound(look float64) float64 {
 // judge computes a window's figures and names the thresholds they trip.
 // enough reports whether the candidate answered enough requests for the
 // step to pass.
-func judge(window Counters, stableVersions, candidate string, th regclient.Thresholds, look float64) (f regclient.Figures, enough bool) {
+func judge(window Counters, stableVersions, candidate string, th wire.Thresholds, look float64) (f wire.Figures, enough bool) {
 	z := zBound(look)
 	f.Stable = versionFigures(window, roleStable, stableVersions)
 	f.Candidate = versionFigures(window, roleCandidate, candidate)
@@ -248,7 +248,7 @@ func judge(window Counters, stableVersions, candidate string, th regclient.Thres
 // one's times MaxLatencyRatio (and above it by more than LatencyFloor):
 // whether more than 1 % of its requests took longer than that, beyond
 // sampling noise (z).
-func slowerThan(window Counters, stableP99 float64, th regclient.Thresholds, z float64) bool {
+func slowerThan(window Counters, stableP99 float64, th wire.Thresholds, z float64) bool {
 	limit := max(stableP99*th.MaxLatencyRatio, stableP99+timeSeconds(th.LatencyFloor))
 	bs := buckets(window, "latency/"+roleCandidate+"/")
 	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
@@ -372,7 +372,7 @@ func psiBeyond(stable, candidate []bucket, margin, z float64) bool {
 	return n*sum > df+lambda+z*math.Sqrt(2*(df+2*lambda))
 }
 
-func timeSeconds(d regclient.Duration) float64 { return float64(d) / 1e9 }
+func timeSeconds(d wire.Duration) float64 { return float64(d) / 1e9 }
 
 // stableNames lists the stable versions of regions, for the figures.
 func stableNames(stable map[string]string, regions []string) string {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // exposition is what an edge serving v1 with candidate v2 prints, in the
@@ -79,7 +79,7 @@ func TestJudge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	th, _ := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
+	th, _ := withDefaults(wire.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
 	f, enough := judge(c, "v1", "v2", th.Thresholds, 1)
 	if !enough {
 		t.Fatal("100 candidate requests should be enough with the default 100")
@@ -181,22 +181,22 @@ func TestQuantile(t *testing.T) {
 }
 
 func TestSpecDefaultsAndRefusals(t *testing.T) {
-	s, err := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu-west", "us-east"}})
+	s, err := withDefaults(wire.RolloutSpec{Version: "v2", Regions: []string{"eu-west", "us-east"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(s.Steps) != 4 || time.Duration(s.Interval) != time.Minute || s.Shadow != 0.1 || s.Thresholds.MaxPSI != 0.25 {
 		t.Errorf("defaults: %+v", s)
 	}
-	for name, bad := range map[string]regclient.RolloutSpec{
+	for name, bad := range map[string]wire.RolloutSpec{
 		"no regions":        {Version: "v2"},
 		"twice":             {Version: "v2", Regions: []string{"eu", "eu"}},
 		"falling steps":     {Version: "v2", Regions: []string{"eu"}, Steps: []float64{50, 25, 100}},
 		"not ending at 100": {Version: "v2", Regions: []string{"eu"}, Steps: []float64{5, 50}},
 		"over 100":          {Version: "v2", Regions: []string{"eu"}, Steps: []float64{5, 150}},
-		"short interval":    {Version: "v2", Regions: []string{"eu"}, Interval: regclient.Duration(time.Millisecond)},
+		"short interval":    {Version: "v2", Regions: []string{"eu"}, Interval: wire.Duration(time.Millisecond)},
 		"shadow over 1":     {Version: "v2", Regions: []string{"eu"}, Shadow: 2},
-		"negative":          {Version: "v2", Regions: []string{"eu"}, Thresholds: regclient.Thresholds{MaxPSI: -1}},
+		"negative":          {Version: "v2", Regions: []string{"eu"}, Thresholds: wire.Thresholds{MaxPSI: -1}},
 		"bad version":       {Version: "../x", Regions: []string{"eu"}},
 		"bad region":        {Version: "v2", Regions: []string{"EU WEST"}},
 	} {
@@ -217,7 +217,7 @@ func TestSpecDefaultsAndRefusals(t *testing.T) {
 // not beyond zero. The random source is seeded: the counts are the same
 // on every run.
 func TestLooksKeepFalseAlarmsRare(t *testing.T) {
-	th, _ := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
+	th, _ := withDefaults(wire.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
 	th.Thresholds.MinRequests = 20
 	const steps, looks, perLook = 2000, 50, 40
 	simulate := func(candidatePositive float64) (bounded, flat int) {
@@ -273,7 +273,7 @@ func TestLooksKeepFalseAlarmsRare(t *testing.T) {
 // text a bucket up is still stopped within the step. Seeded: the counts
 // are the same on every run.
 func TestPSIJudgesTheExcess(t *testing.T) {
-	th, _ := withDefaults(regclient.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
+	th, _ := withDefaults(wire.RolloutSpec{Version: "v2", Regions: []string{"eu"}})
 	th.Thresholds.MinRequests = 20
 	bounds := []string{"0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95", "0.99", "1", "+Inf"}
 	const steps, looks, perLook = 1000, 10, 170
@@ -314,7 +314,7 @@ func TestPSIJudgesTheExcess(t *testing.T) {
 // their slowest, and one request held up by a busy machine is no reason to
 // roll back; every one of them slow is.
 func TestFewSlowRequestsAreNotABreach(t *testing.T) {
-	th := regclient.Thresholds{MinRequests: 5, MaxLatencyRatio: 2, LatencyFloor: regclient.Duration(250 * time.Microsecond),
+	th := wire.Thresholds{MinRequests: 5, MaxLatencyRatio: 2, LatencyFloor: wire.Duration(250 * time.Microsecond),
 		MaxErrorRate: 1, MaxLabelShift: 1, MaxPSI: 100, MaxDisagreement: 1}
 	window := func(slow float64) Counters {
 		return Counters{"requests/candidate": 5, "requests/stable": 8,

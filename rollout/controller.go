@@ -12,7 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 var (
@@ -56,7 +56,7 @@ func (m *Manager) Run(ctx context.Context) {
 // can take) its lease.
 func (m *Manager) drive(ctx context.Context, model, channel string) error {
 	ro, err := m.Get(ctx, model, channel)
-	if err != nil || !regclient.RolloutActive(ro.Status) && ro.Pending == nil {
+	if err != nil || !wire.RolloutActive(ro.Status) && ro.Pending == nil {
 		return err
 	}
 	now := m.cfg.Now().UTC()
@@ -75,7 +75,7 @@ func (m *Manager) drive(ctx context.Context, model, channel string) error {
 		}
 	}
 	if ro.Pending != nil {
-		if ro, err = m.finish(ctx, ro); err != nil || !regclient.RolloutActive(ro.Status) {
+		if ro, err = m.finish(ctx, ro); err != nil || !wire.RolloutActive(ro.Status) {
 			return err
 		}
 	}
@@ -83,24 +83,24 @@ func (m *Manager) drive(ctx context.Context, model, channel string) error {
 		if err != nil {
 			return err
 		}
-		ro, err = m.commit(ctx, ro, func(r *Rollout) {
-			end(r, regclient.RolloutAborted, "superseded", moved, now)
-			r.Pending = []regclient.RolloutAction{{Kind: "superseded", Time: now, Actor: m.actor(), Regions: r.WaveRegions(r.Wave), Detail: moved}}
+		ro, err = m.commit(ctx, ro, func(r *wire.Rollout) {
+			end(r, wire.RolloutAborted, "superseded", moved, now)
+			r.Pending = []wire.RolloutAction{{Kind: "superseded", Time: now, Actor: m.actor(), Regions: r.WaveRegions(r.Wave), Detail: moved}}
 		})
 		if err == nil {
 			_, err = m.finish(ctx, ro)
 		}
 		return err
 	}
-	if ro.Status == regclient.RolloutPaused {
+	if ro.Status == wire.RolloutPaused {
 		return m.renewIfDue(ctx, ro, now, nil)
 	}
 	if ro.Baseline == nil {
 		base, errs := m.scrapeAll(ctx, ro)
-		_, err := m.commit(ctx, ro, func(r *Rollout) {
+		_, err := m.commit(ctx, ro, func(r *wire.Rollout) {
 			m.renew(ro, now)(r)
 			r.Baseline = base
-			r.Figures = &regclient.Figures{Edges: len(base), EdgeErrors: errs}
+			r.Figures = &wire.Figures{Edges: len(base), EdgeErrors: errs}
 		})
 		return err
 	}
@@ -109,7 +109,7 @@ func (m *Manager) drive(ctx context.Context, model, channel string) error {
 
 // judgeStep reads the step's figures so far and rolls back, moves on,
 // or waits.
-func (m *Manager) judgeStep(ctx context.Context, ro Rollout, now time.Time) error {
+func (m *Manager) judgeStep(ctx context.Context, ro wire.Rollout, now time.Time) error {
 	counters, errs := m.scrapeAll(ctx, ro)
 	window := Counters{}
 	for id, c := range counters {
@@ -119,26 +119,26 @@ func (m *Manager) judgeStep(ctx context.Context, ro Rollout, now time.Time) erro
 	figs, enough := judge(window, stableNames(ro.Stable, ro.WaveRegions(ro.Wave)), ro.Spec.Version, ro.Spec.Thresholds, look)
 	figs.WindowSeconds = now.Sub(ro.StepStarted).Seconds()
 	figs.Edges, figs.EdgeErrors = len(counters), errs
-	var change func(*Rollout)
+	var change func(*wire.Rollout)
 	switch {
 	case len(figs.Breaches) > 0:
 		rollbacks.Inc()
 		reason := "rolled back automatically: " + strings.Join(figs.Breaches, "; ")
 		m.log.Warn("rollout breached its thresholds", "model", ro.Model, "channel", ro.Channel, "version", ro.Spec.Version,
 			"percent", ro.Percent, "breaches", figs.Breaches)
-		change = func(r *Rollout) {
+		change = func(r *wire.Rollout) {
 			r.Figures = &figs
-			end(r, regclient.RolloutRolledBack, "breached", reason, now)
-			r.Pending = []regclient.RolloutAction{{Kind: "rollback", Time: now, Actor: m.actor(), Regions: r.Spec.Regions,
+			end(r, wire.RolloutRolledBack, "breached", reason, now)
+			r.Pending = []wire.RolloutAction{{Kind: "rollback", Time: now, Actor: m.actor(), Regions: r.Spec.Regions,
 				Detail: reason + "; " + summary(figs)}}
 		}
 	case enough && now.Sub(ro.StepStarted) >= time.Duration(ro.Spec.Interval):
 		stepsPassed.Inc()
-		change = func(r *Rollout) { advance(r, figs, now, m.actor()) }
+		change = func(r *wire.Rollout) { advance(r, figs, now, m.actor()) }
 	default:
 		return m.renewIfDue(ctx, ro, now, &figs)
 	}
-	ro, err := m.commit(ctx, ro, func(r *Rollout) {
+	ro, err := m.commit(ctx, ro, func(r *wire.Rollout) {
 		m.renew(ro, now)(r)
 		change(r)
 	})
@@ -152,30 +152,30 @@ func (m *Manager) judgeStep(ctx context.Context, ro Rollout, now time.Time) erro
 // advance closes a passed step and decides the next one: the next share
 // in the same wave, or the wave's promotion (and the next wave's first
 // step, or the end).
-func advance(r *Rollout, figs regclient.Figures, now time.Time, actor string) {
-	r.History = append(r.History, regclient.RolloutStep{Wave: r.Wave, Regions: r.WaveRegions(r.Wave), Percent: r.Percent,
+func advance(r *wire.Rollout, figs wire.Figures, now time.Time, actor string) {
+	r.History = append(r.History, wire.RolloutStep{Wave: r.Wave, Regions: r.WaveRegions(r.Wave), Percent: r.Percent,
 		Started: r.StepStarted, Ended: now, Outcome: "passed", Figures: &figs})
 	passed := fmt.Sprintf("passed %g%%: %s", r.Percent, summary(figs))
 	regions := r.WaveRegions(r.Wave)
 	if r.Step+1 < len(r.Spec.Steps) {
 		r.Step++
 		r.Percent = r.Spec.Steps[r.Step]
-		r.Pending = []regclient.RolloutAction{{Kind: "step", Time: now, Actor: actor, Regions: regions, Percent: r.Percent, Detail: passed}}
+		r.Pending = []wire.RolloutAction{{Kind: "step", Time: now, Actor: actor, Regions: regions, Percent: r.Percent, Detail: passed}}
 	} else {
-		r.Pending = []regclient.RolloutAction{{Kind: "promote", Time: now, Actor: actor, Regions: regions, Percent: 100, Detail: passed}}
+		r.Pending = []wire.RolloutAction{{Kind: "promote", Time: now, Actor: actor, Regions: regions, Percent: 100, Detail: passed}}
 		if r.Wave+1 < r.Waves() {
 			r.Wave, r.Step, r.Percent = r.Wave+1, 0, r.Spec.Steps[0]
-			r.Pending = append(r.Pending, regclient.RolloutAction{Kind: "step", Time: now, Actor: actor,
+			r.Pending = append(r.Pending, wire.RolloutAction{Kind: "step", Time: now, Actor: actor,
 				Regions: r.WaveRegions(r.Wave), Percent: r.Percent, Detail: "next wave"})
 		} else {
-			r.Status, r.Reason = regclient.RolloutSucceeded, "promoted in every region"
+			r.Status, r.Reason = wire.RolloutSucceeded, "promoted in every region"
 		}
 	}
 	r.StepStarted, r.Baseline, r.Figures = now, nil, nil
 }
 
 // summary is the figures in one line, for audit entries.
-func summary(f regclient.Figures) string {
+func summary(f wire.Figures) string {
 	return fmt.Sprintf("candidate %.0f requests (error rate %.4f, p99 %.6fs), stable %.0f (error rate %.4f, p99 %.6fs), label shift %.3f, PSI %.3f, shadow disagreement %.3f over %.0f, %d edges, %.0fs",
 		f.Candidate.Requests, f.Candidate.ErrorRate, f.Candidate.P99Seconds, f.Stable.Requests, f.Stable.ErrorRate, f.Stable.P99Seconds,
 		f.LabelShift, f.PSI, f.Disagreement, f.ShadowCompared, f.Edges, f.WindowSeconds)
@@ -185,8 +185,8 @@ func (m *Manager) actor() string { return "rollout-controller@" + m.cfg.ID }
 
 // renew is the change that makes this replica the holder until now+Lease,
 // keeping the pending actions.
-func (m *Manager) renew(ro Rollout, now time.Time) func(*Rollout) {
-	return func(r *Rollout) {
+func (m *Manager) renew(ro wire.Rollout, now time.Time) func(*wire.Rollout) {
+	return func(r *wire.Rollout) {
 		r.Holder, r.LeaseUntil = m.cfg.ID, now.Add(m.cfg.Lease)
 		r.Pending = ro.Pending
 	}
@@ -194,11 +194,11 @@ func (m *Manager) renew(ro Rollout, now time.Time) func(*Rollout) {
 
 // renewIfDue extends the lease once half of it is gone, recording the
 // step's figures so far (figs, when not nil) in the same write.
-func (m *Manager) renewIfDue(ctx context.Context, ro Rollout, now time.Time, figs *regclient.Figures) error {
+func (m *Manager) renewIfDue(ctx context.Context, ro wire.Rollout, now time.Time, figs *wire.Figures) error {
 	if ro.LeaseUntil.Sub(now) > m.cfg.Lease/2 {
 		return nil
 	}
-	_, err := m.commit(ctx, ro, func(r *Rollout) {
+	_, err := m.commit(ctx, ro, func(r *wire.Rollout) {
 		m.renew(ro, now)(r)
 		if figs != nil {
 			r.Figures = figs
@@ -209,7 +209,7 @@ func (m *Manager) renewIfDue(ctx context.Context, ro Rollout, now time.Time, fig
 
 // superseded says how the channel was moved outside the rollout, if it
 // was: the wave's regions no longer have the candidate beside them.
-func (m *Manager) superseded(ctx context.Context, ro Rollout) (string, error) {
+func (m *Manager) superseded(ctx context.Context, ro wire.Rollout) (string, error) {
 	ch, err := m.cfg.Registry.GetChannel(ctx, ro.Model, ro.Channel)
 	if err != nil {
 		return "", err
@@ -224,7 +224,7 @@ func (m *Manager) superseded(ctx context.Context, ro Rollout) (string, error) {
 
 // scrapeAll reads the rollout's series from every edge of the wave's
 // regions, by edge.
-func (m *Manager) scrapeAll(ctx context.Context, ro Rollout) (map[string]map[string]float64, []string) {
+func (m *Manager) scrapeAll(ctx context.Context, ro wire.Rollout) (map[string]map[string]float64, []string) {
 	out := map[string]map[string]float64{}
 	if m.cfg.Edges == nil {
 		return out, []string{"no edge source is configured (-consul or -edges)"}
@@ -258,7 +258,7 @@ func (m *Manager) scrapeAll(ctx context.Context, ro Rollout) (map[string]map[str
 // clears them. Every step is idempotent, so whoever finishes (the
 // controller, the other replica, an operator's request) does no harm
 // by finishing again.
-func (m *Manager) finish(ctx context.Context, ro Rollout) (Rollout, error) {
+func (m *Manager) finish(ctx context.Context, ro wire.Rollout) (wire.Rollout, error) {
 	for i, act := range ro.Pending {
 		if err := m.apply(ctx, ro, act); err != nil {
 			return ro, err
@@ -267,7 +267,7 @@ func (m *Manager) finish(ctx context.Context, ro Rollout) (Rollout, error) {
 			return ro, err
 		}
 	}
-	next, err := m.commit(ctx, ro, func(*Rollout) {})
+	next, err := m.commit(ctx, ro, func(*wire.Rollout) {})
 	if errors.Is(err, registry.ErrConflict) {
 		return m.Get(ctx, ro.Model, ro.Channel)
 	}
@@ -281,29 +281,29 @@ var (
 
 // apply makes the channel reflect one action, unless a newer action
 // (a higher fence) already moved it.
-func (m *Manager) apply(ctx context.Context, ro Rollout, act regclient.RolloutAction) error {
-	var change func(next *registry.Channel) bool
+func (m *Manager) apply(ctx context.Context, ro wire.Rollout, act wire.RolloutAction) error {
+	var change func(next *wire.Channel) bool
 	switch act.Kind {
 	case "start", "step":
-		change = func(next *registry.Channel) bool { return setCandidates(next, act.Regions, ro.Spec, act.Percent) }
+		change = func(next *wire.Channel) bool { return setCandidates(next, act.Regions, ro.Spec, act.Percent) }
 	case "promote":
-		change = func(next *registry.Channel) bool { return promote(next, act.Regions, ro.Spec.Version) }
+		change = func(next *wire.Channel) bool { return promote(next, act.Regions, ro.Spec.Version) }
 	case "rollback", "abort":
-		change = func(next *registry.Channel) bool { return restore(next, ro) }
+		change = func(next *wire.Channel) bool { return restore(next, ro) }
 	default:
 		return nil // pause, resume, superseded: the audit entry is all
 	}
-	_, err := m.cfg.Registry.UpdateChannel(ctx, ro.Model, ro.Channel, nil, func(cur registry.Channel) (registry.Channel, error) {
+	_, err := m.cfg.Registry.UpdateChannel(ctx, ro.Model, ro.Channel, nil, func(cur wire.Channel) (wire.Channel, error) {
 		if cur.RolloutFence > act.Seq {
-			return registry.Channel{}, errStale
+			return wire.Channel{}, errStale
 		}
 		next := cur
 		next.Regions, next.Candidates = maps.Clone(cur.Regions), maps.Clone(cur.Candidates)
 		if !change(&next) {
-			return registry.Channel{}, errUnchanged
+			return wire.Channel{}, errUnchanged
 		}
 		next.RolloutFence = act.Seq
-		next.Change = registry.Change{Action: "rollout_" + act.Kind, Actor: act.Actor, Regions: act.Regions, Reason: act.Detail}
+		next.Change = wire.Change{Action: "rollout_" + act.Kind, Actor: act.Actor, Regions: act.Regions, Reason: act.Detail}
 		return next, nil
 	})
 	if errors.Is(err, errStale) || errors.Is(err, errUnchanged) {
@@ -312,13 +312,13 @@ func (m *Manager) apply(ctx context.Context, ro Rollout, act regclient.RolloutAc
 	return err
 }
 
-func setCandidates(ch *registry.Channel, regions []string, spec regclient.RolloutSpec, percent float64) bool {
-	want := registry.Candidate{Version: spec.Version, Percent: percent, Shadow: spec.Shadow}
+func setCandidates(ch *wire.Channel, regions []string, spec wire.RolloutSpec, percent float64) bool {
+	want := wire.Candidate{Version: spec.Version, Percent: percent, Shadow: spec.Shadow}
 	changed := false
 	for _, r := range regions {
 		if ch.Candidates[r] != want {
 			if ch.Candidates == nil {
-				ch.Candidates = map[string]registry.Candidate{}
+				ch.Candidates = map[string]wire.Candidate{}
 			}
 			ch.Candidates[r], changed = want, true
 		}
@@ -326,7 +326,7 @@ func setCandidates(ch *registry.Channel, regions []string, spec regclient.Rollou
 	return changed
 }
 
-func promote(ch *registry.Channel, regions []string, version string) bool {
+func promote(ch *wire.Channel, regions []string, version string) bool {
 	changed := false
 	for _, r := range regions {
 		if ch.Regions[r] != version {
@@ -345,7 +345,7 @@ func promote(ch *registry.Channel, regions []string, version string) bool {
 
 // restore takes the candidate out of every region of the rollout and
 // gives each region it was promoted in its stable version back.
-func restore(ch *registry.Channel, ro Rollout) bool {
+func restore(ch *wire.Channel, ro wire.Rollout) bool {
 	changed := false
 	for _, r := range ro.Spec.Regions {
 		if c, ok := ch.Candidates[r]; ok && c.Version == ro.Spec.Version {
@@ -364,12 +364,12 @@ func restore(ch *registry.Channel, ro Rollout) bool {
 
 // audit records one action under an ID made from its revision, so an
 // action finished twice is written once.
-func (m *Manager) audit(ctx context.Context, ro Rollout, i int, act regclient.RolloutAction) error {
+func (m *Manager) audit(ctx context.Context, ro wire.Rollout, i int, act wire.RolloutAction) error {
 	detail := act.Detail
 	if act.Kind == "start" || act.Kind == "step" {
 		detail = fmt.Sprintf("candidate at %g%% in %s; %s", act.Percent, strings.Join(act.Regions, ","), act.Detail)
 	}
-	_, err := m.cfg.Registry.Audit(ctx, registry.AuditEntry{
+	_, err := m.cfg.Registry.Audit(ctx, wire.AuditEntry{
 		ID:   fmt.Sprintf("%020d-rollout-%s-%s-%d-%d", act.Time.UnixNano(), ro.Model, ro.Channel, act.Seq, i),
 		Time: act.Time, Actor: act.Actor, Action: "rollout_" + act.Kind, Result: "ok",
 		Model: ro.Model, Channel: ro.Channel, Version: ro.Spec.Version, Regions: act.Regions, Revision: act.Seq,

@@ -16,6 +16,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // rig is the real thing: two Consul datacenters, an S3 server, two
@@ -54,7 +55,7 @@ func startRig(t *testing.T) *rig {
 	registrytest.Publish(t, r.admin, "sentiment", "v2", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, r.admin, "sentiment", "v4", testenv.TinyArtifact(t, 1, 0.91))
 	registrytest.Publish(t, r.admin, "sentiment", "v3-flipped", testenv.FlippedArtifact(t, 1))
-	if _, err := r.admin.Promote(context.Background(), "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := r.admin.Promote(context.Background(), "sentiment", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	for i, region := range []string{"eu-west", "us-east"} {
@@ -154,13 +155,13 @@ func waitFor(t *testing.T, within time.Duration, ok func() bool) {
 
 // waitStatus polls the rollout until it has ended and its last actions
 // are applied.
-func waitStatus(t *testing.T, c *regclient.Client, within time.Duration) regclient.Rollout {
+func waitStatus(t *testing.T, c *regclient.Client, within time.Duration) wire.Rollout {
 	t.Helper()
-	var ro regclient.Rollout
+	var ro wire.Rollout
 	waitFor(t, within, func() bool {
 		var err error
 		ro, err = c.GetRollout(context.Background(), "sentiment", "production")
-		return err == nil && !regclient.RolloutActive(ro.Status) && len(ro.Pending) == 0
+		return err == nil && !wire.RolloutActive(ro.Status) && len(ro.Pending) == 0
 	})
 	return ro
 }
@@ -181,9 +182,9 @@ func failures(t *testing.T, answers []answer) {
 	}
 }
 
-var fastSpec = regclient.RolloutSpec{
-	Steps: []float64{5, 25, 50, 100}, Interval: regclient.Duration(interval), Shadow: 0.2,
-	Thresholds: regclient.Thresholds{MinRequests: 20, MinShadow: 20},
+var fastSpec = wire.RolloutSpec{
+	Steps: []float64{5, 25, 50, 100}, Interval: wire.Duration(interval), Shadow: 0.2,
+	Thresholds: wire.Thresholds{MinRequests: 20, MinShadow: 20},
 }
 
 func TestRolloutsOnTheRig(t *testing.T) {
@@ -206,7 +207,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 		waitFor(t, 10*time.Second, func() bool { v, _ := predict(http.DefaultClient, r.geo, "eu-west", "after"); return v == "v2" })
 		answers := l.end()
 		t.Logf("rollout_completed_seconds=%.1f (4 steps of %v; %d requests)", took.Seconds(), interval, len(answers))
-		if ro.Status != regclient.RolloutSucceeded {
+		if ro.Status != wire.RolloutSucceeded {
 			t.Fatalf("status %s: %s", ro.Status, ro.Reason)
 		}
 		var percents []float64
@@ -251,7 +252,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 		})
 		time.Sleep(time.Second)
 		answers := l.end()
-		if ro.Status != regclient.RolloutRolledBack {
+		if ro.Status != wire.RolloutRolledBack {
 			t.Fatalf("status %s: %s", ro.Status, ro.Reason)
 		}
 		bad, eu := 0, 0
@@ -299,7 +300,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 		waitFor(t, 30*time.Second, func() bool {
 			ro, err := r.admin.GetRollout(ctx, "sentiment", "production")
 			holder = ro.Holder
-			if !regclient.RolloutActive(ro.Status) {
+			if !wire.RolloutActive(ro.Status) {
 				t.Fatalf("the rollout ended before the test killed its driver: %s (%s)", ro.Status, ro.Reason)
 			}
 			return err == nil && ro.Step == 1 && ro.Holder != "" // mid-step, at 25 % in eu-west
@@ -316,7 +317,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 		killed.Proc.Kill()
 		ro := waitStatus(t, r.admin, 90*time.Second)
 		answers := l.end()
-		if ro.Status != regclient.RolloutSucceeded || ro.Holder == holder {
+		if ro.Status != wire.RolloutSucceeded || ro.Holder == holder {
 			t.Fatalf("status %s (%s), holder %s (killed %s)", ro.Status, ro.Reason, ro.Holder, holder)
 		}
 		failures(t, answers)

@@ -33,12 +33,9 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
-
-// Rollout is a rollout's state.
-type Rollout = regclient.Rollout
 
 // Config configures rollouts; it is built in main.
 type Config struct {
@@ -95,61 +92,61 @@ var (
 	DefaultSteps      = []float64{5, 25, 50, 100}
 	DefaultInterval   = time.Minute
 	DefaultShadow     = 0.1
-	DefaultThresholds = regclient.Thresholds{
-		MinRequests: 100, MaxErrorRate: 0.01, MaxLatencyRatio: 2, LatencyFloor: regclient.Duration(250 * time.Microsecond),
+	DefaultThresholds = wire.Thresholds{
+		MinRequests: 100, MaxErrorRate: 0.01, MaxLatencyRatio: 2, LatencyFloor: wire.Duration(250 * time.Microsecond),
 		MaxLabelShift: 0.1, MaxPSI: 0.25, MaxDisagreement: 0.2, MinShadow: 30,
 	}
 )
 
 // withDefaults fills a spec's zero fields and checks it.
-func withDefaults(s regclient.RolloutSpec) (regclient.RolloutSpec, error) {
-	if err := registry.ValidateName("version", s.Version); err != nil {
+func withDefaults(s wire.RolloutSpec) (wire.RolloutSpec, error) {
+	if err := wire.ValidateName("version", s.Version); err != nil {
 		return s, err
 	}
 	if len(s.Regions) == 0 || len(s.Regions) > 64 {
-		return s, fmt.Errorf("%w: name 1 to 64 regions; the first is the canary region", registry.ErrInvalid)
+		return s, fmt.Errorf("%w: name 1 to 64 regions; the first is the canary region", wire.ErrInvalid)
 	}
 	for i, r := range s.Regions {
-		if err := registry.ValidateName("region", r); err != nil {
+		if err := wire.ValidateName("region", r); err != nil {
 			return s, err
 		}
 		if slices.Contains(s.Regions[:i], r) {
-			return s, fmt.Errorf("%w: region %s is named twice", registry.ErrInvalid, r)
+			return s, fmt.Errorf("%w: region %s is named twice", wire.ErrInvalid, r)
 		}
 	}
 	if len(s.Steps) == 0 {
 		s.Steps = DefaultSteps
 	}
 	if len(s.Steps) > 20 {
-		return s, fmt.Errorf("%w: at most 20 steps", registry.ErrInvalid)
+		return s, fmt.Errorf("%w: at most 20 steps", wire.ErrInvalid)
 	}
 	for i, p := range s.Steps {
 		if p <= 0 || p > 100 || i > 0 && p <= s.Steps[i-1] {
-			return s, fmt.Errorf("%w: steps must rise within (0, 100], like 5,25,50,100", registry.ErrInvalid)
+			return s, fmt.Errorf("%w: steps must rise within (0, 100], like 5,25,50,100", wire.ErrInvalid)
 		}
 	}
 	if s.Steps[len(s.Steps)-1] != 100 {
-		return s, fmt.Errorf("%w: the last step must be 100", registry.ErrInvalid)
+		return s, fmt.Errorf("%w: the last step must be 100", wire.ErrInvalid)
 	}
 	if s.Interval == 0 {
-		s.Interval = regclient.Duration(DefaultInterval)
+		s.Interval = wire.Duration(DefaultInterval)
 	}
 	if time.Duration(s.Interval) < time.Second || time.Duration(s.Interval) > 24*time.Hour {
-		return s, fmt.Errorf("%w: interval must be 1s to 24h", registry.ErrInvalid)
+		return s, fmt.Errorf("%w: interval must be 1s to 24h", wire.ErrInvalid)
 	}
 	if s.Shadow == 0 {
 		s.Shadow = DefaultShadow
 	}
 	if s.Shadow < 0 || s.Shadow > 1 {
-		return s, fmt.Errorf("%w: shadow must be 0 to 1", registry.ErrInvalid)
+		return s, fmt.Errorf("%w: shadow must be 0 to 1", wire.ErrInvalid)
 	}
 	if len(s.Reason) > 1024 {
-		return s, fmt.Errorf("%w: reason longer than 1024 bytes", registry.ErrInvalid)
+		return s, fmt.Errorf("%w: reason longer than 1024 bytes", wire.ErrInvalid)
 	}
 	th, d := &s.Thresholds, DefaultThresholds
 	if th.MinRequests < 0 || th.MinShadow < 0 || th.MaxErrorRate < 0 || th.MaxLatencyRatio < 0 || th.LatencyFloor < 0 ||
 		th.MaxLabelShift < 0 || th.MaxPSI < 0 || th.MaxDisagreement < 0 {
-		return s, fmt.Errorf("%w: thresholds cannot be negative", registry.ErrInvalid)
+		return s, fmt.Errorf("%w: thresholds cannot be negative", wire.ErrInvalid)
 	}
 	fill(&th.MinRequests, d.MinRequests)
 	fill(&th.MinShadow, d.MinShadow)
@@ -170,39 +167,39 @@ func fill[T comparable](v *T, def T) {
 }
 
 // Get returns the channel's latest rollout.
-func (m *Manager) Get(ctx context.Context, model, channel string) (Rollout, error) {
+func (m *Manager) Get(ctx context.Context, model, channel string) (wire.Rollout, error) {
 	if err := validateChannel(model, channel); err != nil {
-		return Rollout{}, err
+		return wire.Rollout{}, err
 	}
 	doc, err := store.ReadDoc(ctx, m.cfg.Store, docKey(model, channel))
 	if errors.Is(err, store.ErrNotFound) {
-		return Rollout{}, fmt.Errorf("channel %s/%s has had no rollout: %w", model, channel, registry.ErrNotFound)
+		return wire.Rollout{}, fmt.Errorf("channel %s/%s has had no rollout: %w", model, channel, registry.ErrNotFound)
 	}
 	if err != nil {
-		return Rollout{}, registry.StoreErr(fmt.Sprintf("cannot read rollout %s/%s", model, channel), err)
+		return wire.Rollout{}, registry.StoreErr(fmt.Sprintf("cannot read rollout %s/%s", model, channel), err)
 	}
-	var ro Rollout
+	var ro wire.Rollout
 	if err := json.Unmarshal(doc.Data, &ro); err != nil {
-		return Rollout{}, fmt.Errorf("cannot decode rollout %s/%s revision %d: %w", model, channel, doc.Rev, err)
+		return wire.Rollout{}, fmt.Errorf("cannot decode rollout %s/%s revision %d: %w", model, channel, doc.Rev, err)
 	}
 	ro.Revision = doc.Rev
 	return ro, nil
 }
 
 func validateChannel(model, channel string) error {
-	if err := registry.ValidateName("model", model); err != nil {
+	if err := wire.ValidateName("model", model); err != nil {
 		return err
 	}
-	return registry.ValidateName("channel", channel)
+	return wire.ValidateName("channel", channel)
 }
 
 // List returns the latest rollout of every channel that has had one.
-func (m *Manager) List(ctx context.Context) ([]Rollout, error) {
+func (m *Manager) List(ctx context.Context) ([]wire.Rollout, error) {
 	infos, err := m.cfg.Store.List(ctx, "index/rollouts/", "", 0)
 	if err != nil {
 		return nil, registry.StoreErr("cannot list rollouts", err)
 	}
-	out := []Rollout{}
+	out := []wire.Rollout{}
 	for _, info := range infos {
 		model, channel, ok := strings.Cut(strings.TrimPrefix(info.Key, "index/rollouts/"), "/")
 		if !ok {
@@ -224,7 +221,7 @@ func (m *Manager) List(ctx context.Context) ([]Rollout, error) {
 // one: change sets Pending actions with Seq 0, which commit numbers with
 // the new revision. It fails with registry.ErrConflict when the document
 // moved since ro was read.
-func (m *Manager) commit(ctx context.Context, ro Rollout, change func(*Rollout)) (Rollout, error) {
+func (m *Manager) commit(ctx context.Context, ro wire.Rollout, change func(*wire.Rollout)) (wire.Rollout, error) {
 	next := ro
 	next.Pending = nil
 	change(&next)
@@ -237,14 +234,14 @@ func (m *Manager) commit(ctx context.Context, ro Rollout, change func(*Rollout))
 	}
 	data, err := json.Marshal(next)
 	if err != nil {
-		return Rollout{}, fmt.Errorf("cannot encode rollout: %w", err)
+		return wire.Rollout{}, fmt.Errorf("cannot encode rollout: %w", err)
 	}
 	rev, err := store.WriteDoc(ctx, m.cfg.Store, docKey(ro.Model, ro.Channel), data, ro.Revision)
 	if errors.Is(err, store.ErrConflict) {
-		return Rollout{}, fmt.Errorf("%w: rollout %s/%s moved concurrently", registry.ErrConflict, ro.Model, ro.Channel)
+		return wire.Rollout{}, fmt.Errorf("%w: rollout %s/%s moved concurrently", registry.ErrConflict, ro.Model, ro.Channel)
 	}
 	if err != nil {
-		return Rollout{}, registry.StoreErr(fmt.Sprintf("cannot write rollout %s/%s", ro.Model, ro.Channel), err)
+		return wire.Rollout{}, registry.StoreErr(fmt.Sprintf("cannot write rollout %s/%s", ro.Model, ro.Channel), err)
 	}
 	next.Revision = rev
 	return next, nil
@@ -252,28 +249,28 @@ func (m *Manager) commit(ctx context.Context, ro Rollout, change func(*Rollout))
 
 // Start begins a rollout of spec on a channel: the candidate answers the
 // first step's share in the canary region at once.
-func (m *Manager) Start(ctx context.Context, model, channel string, spec regclient.RolloutSpec, actor string) (Rollout, error) {
+func (m *Manager) Start(ctx context.Context, model, channel string, spec wire.RolloutSpec, actor string) (wire.Rollout, error) {
 	if err := validateChannel(model, channel); err != nil {
-		return Rollout{}, err
+		return wire.Rollout{}, err
 	}
 	spec, err := withDefaults(spec)
 	if err != nil {
-		return Rollout{}, err
+		return wire.Rollout{}, err
 	}
 	if _, err := m.cfg.Registry.GetVersion(ctx, model, spec.Version); err != nil {
-		return Rollout{}, err
+		return wire.Rollout{}, err
 	}
 	ch, err := m.cfg.Registry.GetChannel(ctx, model, channel)
 	if err != nil {
-		return Rollout{}, err
+		return wire.Rollout{}, err
 	}
 	stable := map[string]string{}
 	for _, r := range spec.Regions {
 		switch v := ch.Resolve(r); v {
 		case "":
-			return Rollout{}, fmt.Errorf("%w: region %s of %s/%s has no target to roll out from", registry.ErrConflict, r, model, channel)
+			return wire.Rollout{}, fmt.Errorf("%w: region %s of %s/%s has no target to roll out from", registry.ErrConflict, r, model, channel)
 		case spec.Version:
-			return Rollout{}, fmt.Errorf("%w: region %s already serves %s", registry.ErrConflict, r, spec.Version)
+			return wire.Rollout{}, fmt.Errorf("%w: region %s already serves %s", registry.ErrConflict, r, spec.Version)
 		default:
 			stable[r] = v
 		}
@@ -281,25 +278,25 @@ func (m *Manager) Start(ctx context.Context, model, channel string, spec regclie
 	prev, err := m.Get(ctx, model, channel)
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
-		prev = Rollout{Model: model, Channel: channel}
+		prev = wire.Rollout{Model: model, Channel: channel}
 	case err != nil:
-		return Rollout{}, err
-	case regclient.RolloutActive(prev.Status):
-		return Rollout{}, fmt.Errorf("%w: %s/%s already has a %s rollout of %s; abort it first", registry.ErrConflict, model, channel, prev.Status, prev.Spec.Version)
+		return wire.Rollout{}, err
+	case wire.RolloutActive(prev.Status):
+		return wire.Rollout{}, fmt.Errorf("%w: %s/%s already has a %s rollout of %s; abort it first", registry.ErrConflict, model, channel, prev.Status, prev.Spec.Version)
 	}
 	now := m.cfg.Now().UTC()
-	ro, err := m.commit(ctx, prev, func(r *Rollout) {
-		*r = Rollout{Model: model, Channel: channel, Spec: spec, Status: regclient.RolloutRunning, Percent: spec.Steps[0],
-			StepStarted: now, Stable: stable, History: []regclient.RolloutStep{}, Actor: actor, CreatedAt: now,
+	ro, err := m.commit(ctx, prev, func(r *wire.Rollout) {
+		*r = wire.Rollout{Model: model, Channel: channel, Spec: spec, Status: wire.RolloutRunning, Percent: spec.Steps[0],
+			StepStarted: now, Stable: stable, History: []wire.RolloutStep{}, Actor: actor, CreatedAt: now,
 			Revision: prev.Revision}
-		r.Pending = []regclient.RolloutAction{{Kind: "start", Time: now, Actor: actor, Regions: r.WaveRegions(0), Percent: spec.Steps[0],
+		r.Pending = []wire.RolloutAction{{Kind: "start", Time: now, Actor: actor, Regions: r.WaveRegions(0), Percent: spec.Steps[0],
 			Detail: fmt.Sprintf("steps %v every %v, shadow %g", spec.Steps, time.Duration(spec.Interval), spec.Shadow)}}
 	})
 	if err != nil {
-		return Rollout{}, err
+		return wire.Rollout{}, err
 	}
 	if _, err := m.cfg.Store.Put(ctx, indexKey(model, channel), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
-		return Rollout{}, registry.StoreErr("cannot index rollout", err)
+		return wire.Rollout{}, registry.StoreErr("cannot index rollout", err)
 	}
 	return m.finish(ctx, ro)
 }
@@ -314,69 +311,69 @@ const (
 // Op pauses, resumes or aborts a channel's rollout. Pausing keeps the
 // candidate's share; resuming starts the step's window again; aborting
 // sends the candidate back to 0 % everywhere it went.
-func (m *Manager) Op(ctx context.Context, model, channel, op, actor, reason string) (Rollout, error) {
+func (m *Manager) Op(ctx context.Context, model, channel, op, actor, reason string) (wire.Rollout, error) {
 	if len(reason) > 1024 {
-		return Rollout{}, fmt.Errorf("%w: reason longer than 1024 bytes", registry.ErrInvalid)
+		return wire.Rollout{}, fmt.Errorf("%w: reason longer than 1024 bytes", wire.ErrInvalid)
 	}
 	for attempt := 0; attempt < 10; attempt++ {
 		ro, err := m.Get(ctx, model, channel)
 		if err != nil {
-			return Rollout{}, err
+			return wire.Rollout{}, err
 		}
 		if ro.Pending != nil {
 			if ro, err = m.finish(ctx, ro); err != nil {
-				return Rollout{}, err
+				return wire.Rollout{}, err
 			}
 		}
 		change, err := opChange(ro, op, actor, reason, m.cfg.Now().UTC())
 		if err != nil {
-			return Rollout{}, err
+			return wire.Rollout{}, err
 		}
 		ro, err = m.commit(ctx, ro, change)
 		if errors.Is(err, registry.ErrConflict) {
 			continue // the controller moved it: decide again on the new state
 		}
 		if err != nil {
-			return Rollout{}, err
+			return wire.Rollout{}, err
 		}
 		return m.finish(ctx, ro)
 	}
-	return Rollout{}, fmt.Errorf("%w: rollout %s/%s keeps moving; try again", registry.ErrConflict, model, channel)
+	return wire.Rollout{}, fmt.Errorf("%w: rollout %s/%s keeps moving; try again", registry.ErrConflict, model, channel)
 }
 
-func opChange(ro Rollout, op, actor, reason string, now time.Time) (func(*Rollout), error) {
-	act := regclient.RolloutAction{Kind: op, Time: now, Actor: actor, Detail: reason}
+func opChange(ro wire.Rollout, op, actor, reason string, now time.Time) (func(*wire.Rollout), error) {
+	act := wire.RolloutAction{Kind: op, Time: now, Actor: actor, Detail: reason}
 	switch {
-	case op == OpPause && ro.Status == regclient.RolloutRunning:
-		return func(r *Rollout) {
-			r.Status, r.Reason = regclient.RolloutPaused, reason
-			r.Pending = []regclient.RolloutAction{act}
+	case op == OpPause && ro.Status == wire.RolloutRunning:
+		return func(r *wire.Rollout) {
+			r.Status, r.Reason = wire.RolloutPaused, reason
+			r.Pending = []wire.RolloutAction{act}
 		}, nil
-	case op == OpResume && ro.Status == regclient.RolloutPaused:
-		return func(r *Rollout) {
-			r.Status, r.Reason = regclient.RolloutRunning, ""
+	case op == OpResume && ro.Status == wire.RolloutPaused:
+		return func(r *wire.Rollout) {
+			r.Status, r.Reason = wire.RolloutRunning, ""
 			r.StepStarted, r.Baseline, r.Figures = now, nil, nil
-			r.Pending = []regclient.RolloutAction{act}
+			r.Pending = []wire.RolloutAction{act}
 		}, nil
-	case op == OpAbort && regclient.RolloutActive(ro.Status):
-		return func(r *Rollout) {
-			end(r, regclient.RolloutAborted, "aborted", "aborted by "+actor+": "+reason, now)
+	case op == OpAbort && wire.RolloutActive(ro.Status):
+		return func(r *wire.Rollout) {
+			end(r, wire.RolloutAborted, "aborted", "aborted by "+actor+": "+reason, now)
 			act.Regions = r.Spec.Regions
-			r.Pending = []regclient.RolloutAction{act}
+			r.Pending = []wire.RolloutAction{act}
 		}, nil
 	case op != OpPause && op != OpResume && op != OpAbort:
-		return nil, fmt.Errorf("%w: unknown operation %q: want pause, resume or abort", registry.ErrInvalid, op)
+		return nil, fmt.Errorf("%w: unknown operation %q: want pause, resume or abort", wire.ErrInvalid, op)
 	default:
 		return nil, fmt.Errorf("%w: cannot %s the rollout: it is %s", registry.ErrConflict, op, ro.Status)
 	}
 }
 
 // end closes the running step with outcome and the rollout with status.
-func end(r *Rollout, status, outcome, reason string, now time.Time) {
-	r.History = append(r.History, regclient.RolloutStep{Wave: r.Wave, Regions: r.WaveRegions(r.Wave), Percent: r.Percent,
+func end(r *wire.Rollout, status, outcome, reason string, now time.Time) {
+	r.History = append(r.History, wire.RolloutStep{Wave: r.Wave, Regions: r.WaveRegions(r.Wave), Percent: r.Percent,
 		Started: r.StepStarted, Ended: now, Outcome: outcome, Figures: r.Figures})
 	r.Status, r.Reason = status, reason
-	if status != regclient.RolloutSucceeded {
+	if status != wire.RolloutSucceeded {
 		r.Percent = 0
 	}
 	r.Baseline = nil

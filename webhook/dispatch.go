@@ -20,7 +20,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -34,33 +34,33 @@ var (
 )
 
 // EventType is the webhook event an audit entry is, or "".
-func EventType(e registry.AuditEntry) string {
+func EventType(e wire.AuditEntry) string {
 	if e.Result == "refused" && strings.Contains(e.Detail, registry.ErrQualityGate.Error()) {
-		return regclient.EventGateRefused
+		return wire.EventGateRefused
 	}
 	if e.Result != "ok" {
 		return ""
 	}
 	switch e.Action {
 	case "publish":
-		return regclient.EventVersionPublished
+		return wire.EventVersionPublished
 	case "delete":
-		return regclient.EventVersionDeleted
+		return wire.EventVersionDeleted
 	case "promote", "rollback", "set_candidate", "clear_candidate":
-		return regclient.EventChannelMoved
+		return wire.EventChannelMoved
 	case "rollout_start", "rollout_step", "rollout_promote":
-		return regclient.EventRolloutStep
+		return wire.EventRolloutStep
 	case "rollout_rollback":
-		return regclient.EventRolloutRollback
+		return wire.EventRolloutRollback
 	case "rollout_abort", "rollout_superseded":
-		return regclient.EventRolloutAborted
+		return wire.EventRolloutAborted
 	}
 	return ""
 }
 
 // wants reports whether s gets event, about model, that happened at:
 // not while it is disabled, nor before it was created or last enabled.
-func wants(s regclient.Subscription, event, model string, at time.Time) bool {
+func wants(s wire.Subscription, event, model string, at time.Time) bool {
 	return s.DisabledAt.IsZero() && (len(s.Events) == 0 || slices.Contains(s.Events, event)) &&
 		(len(s.Models) == 0 || slices.Contains(s.Models, model)) && !at.Before(s.CreatedAt) && !at.Before(s.EnabledAt)
 }
@@ -148,20 +148,20 @@ func (m *Manager) dispatch(ctx context.Context) error {
 
 // payload is the Standard Webhooks body: type, timestamp, data.
 type payload struct {
-	Type      string              `json:"type"`
-	Timestamp time.Time           `json:"timestamp"`
-	Data      registry.AuditEntry `json:"data"`
+	Type      string          `json:"type"`
+	Timestamp time.Time       `json:"timestamp"`
+	Data      wire.AuditEntry `json:"data"`
 }
 
 // enqueue creates the delivery of event e to s, once: the pending marker
 // first, so a delivery never exists without one while it is pending.
-func (m *Manager) enqueue(ctx context.Context, s regclient.Subscription, event string, e registry.AuditEntry) error {
+func (m *Manager) enqueue(ctx context.Context, s wire.Subscription, event string, e wire.AuditEntry) error {
 	msg := "msg_" + e.ID
 	body, err := json.Marshal(payload{Type: event, Timestamp: e.Time, Data: e})
 	if err != nil {
 		return err
 	}
-	d := regclient.Delivery{ID: msg, Subscription: s.ID, Type: event, Payload: body, Status: regclient.DeliveryPending,
+	d := wire.Delivery{ID: msg, Subscription: s.ID, Type: event, Payload: body, Status: wire.DeliveryPending,
 		CreatedAt: m.cfg.Now().UTC()}
 	data, err := json.Marshal(d)
 	if err != nil {
@@ -223,20 +223,20 @@ func (m *Manager) deliverDue(ctx context.Context) error {
 	return nil
 }
 
-func (m *Manager) readDelivery(ctx context.Context, sub, msg string) (regclient.Delivery, error) {
+func (m *Manager) readDelivery(ctx context.Context, sub, msg string) (wire.Delivery, error) {
 	doc, err := store.ReadDoc(ctx, m.cfg.Store, deliveryKey(sub, msg))
 	if err != nil {
-		return regclient.Delivery{}, err
+		return wire.Delivery{}, err
 	}
-	var d regclient.Delivery
+	var d wire.Delivery
 	if err := json.Unmarshal(doc.Data, &d); err != nil {
-		return regclient.Delivery{}, fmt.Errorf("cannot decode delivery %s: %w", msg, err)
+		return wire.Delivery{}, fmt.Errorf("cannot decode delivery %s: %w", msg, err)
 	}
 	d.Revision = doc.Rev
 	return d, nil
 }
 
-func (m *Manager) writeDelivery(ctx context.Context, d regclient.Delivery) (regclient.Delivery, error) {
+func (m *Manager) writeDelivery(ctx context.Context, d wire.Delivery) (wire.Delivery, error) {
 	prev := d.Revision
 	d.Revision = 0
 	data, err := json.Marshal(d)
@@ -261,7 +261,7 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		return err
 	}
 	now := m.cfg.Now().UTC()
-	if d.Status != regclient.DeliveryPending {
+	if d.Status != wire.DeliveryPending {
 		return m.dropMarker(ctx, sub, msg)
 	}
 	if d.ClaimedBy != "" && now.Before(d.ClaimUntil) {
@@ -281,8 +281,8 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 		gone = "the subscription is disabled: " + s.DisabledReason
 	}
 	if gone != "" {
-		d.Status, d.ClaimedBy = regclient.DeliveryFailed, ""
-		d.Attempts = append(d.Attempts, regclient.Attempt{Time: now, Replica: m.cfg.ID, Error: gone})
+		d.Status, d.ClaimedBy = wire.DeliveryFailed, ""
+		d.Attempts = append(d.Attempts, wire.Attempt{Time: now, Replica: m.cfg.ID, Error: gone})
 		if _, err := m.writeDelivery(ctx, d); err != nil {
 			return err
 		}
@@ -300,14 +300,14 @@ func (m *Manager) attempt(ctx context.Context, sub, msg string) error {
 	switch {
 	case a.StatusCode >= 200 && a.StatusCode < 300:
 		deliveriesOK.Inc()
-		d.Status, done = regclient.DeliveryDelivered, true
+		d.Status, done = wire.DeliveryDelivered, true
 	case a.StatusCode == http.StatusGone:
 		deliveriesFailed.Inc()
-		d.Status, done = regclient.DeliveryFailed, true
+		d.Status, done = wire.DeliveryFailed, true
 	case failures(d.Attempts) > len(m.cfg.Schedule):
 		deliveriesFailed.Inc()
 		deliveriesGaveUp.Inc()
-		d.Status, done = regclient.DeliveryFailed, true
+		d.Status, done = wire.DeliveryFailed, true
 		m.log.Warn("gave up a webhook delivery", "subscription", sub, "delivery", msg, "attempts", len(d.Attempts))
 	default:
 		deliveriesFailed.Inc()
@@ -349,7 +349,7 @@ func (m *Manager) dropMarker(ctx context.Context, sub, msg string) error {
 		return err
 	}
 	d, err := m.readDelivery(ctx, sub, msg)
-	if err != nil || d.Status != regclient.DeliveryPending {
+	if err != nil || d.Status != wire.DeliveryPending {
 		return err
 	}
 	if _, err := m.cfg.Store.Put(ctx, pendingKey(sub, msg), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
@@ -360,7 +360,7 @@ func (m *Manager) dropMarker(ctx context.Context, sub, msg string) error {
 
 // failures counts the failed attempts since the last success or
 // redelivery.
-func failures(as []regclient.Attempt) int {
+func failures(as []wire.Attempt) int {
 	n := 0
 	for i := len(as) - 1; i >= 0 && !(as[i].StatusCode >= 200 && as[i].StatusCode < 300) && !strings.HasPrefix(as[i].Error, redelivered); i-- {
 		n++
@@ -373,9 +373,9 @@ func failures(as []regclient.Attempt) int {
 const redelivered = "redelivery requested"
 
 // send makes one signed POST of the delivery's payload.
-func (m *Manager) send(ctx context.Context, s regclient.Subscription, d regclient.Delivery) regclient.Attempt {
+func (m *Manager) send(ctx context.Context, s wire.Subscription, d wire.Delivery) wire.Attempt {
 	start := m.cfg.Now().UTC()
-	a := regclient.Attempt{Time: start, Replica: m.cfg.ID}
+	a := wire.Attempt{Time: start, Replica: m.cfg.ID}
 	sig, err := signature(s, d.ID, start, d.Payload)
 	if err != nil {
 		a.Error = "cannot sign: " + err.Error()
@@ -426,7 +426,7 @@ func jitter(wait time.Duration, sub string) time.Duration {
 // overloaded: 429, 502, 503 or 504, or any failure with a Retry-After.
 // The specification asks a sender to throttle then, so the endpoint's
 // other deliveries wait too (hold).
-func overloaded(a regclient.Attempt) bool {
+func overloaded(a wire.Attempt) bool {
 	switch a.StatusCode {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
@@ -476,7 +476,7 @@ func retryAfter(v string, now time.Time) int64 {
 
 // Deliveries returns a subscription's deliveries, newest first, at most
 // limit (default 100).
-func (m *Manager) Deliveries(ctx context.Context, sub string, limit int) ([]regclient.Delivery, error) {
+func (m *Manager) Deliveries(ctx context.Context, sub string, limit int) ([]wire.Delivery, error) {
 	if _, _, err := m.subscription(ctx, sub); err != nil {
 		return nil, err
 	}
@@ -495,7 +495,7 @@ func (m *Manager) Deliveries(ctx context.Context, sub string, limit int) ([]regc
 		}
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(msgs))) // message IDs start with the entry's time
-	out := []regclient.Delivery{}
+	out := []wire.Delivery{}
 	for _, msg := range msgs[:min(limit, len(msgs))] {
 		d, err := m.readDelivery(ctx, sub, msg)
 		if err != nil {
@@ -508,32 +508,32 @@ func (m *Manager) Deliveries(ctx context.Context, sub string, limit int) ([]regc
 
 // Redeliver sends a delivery again at once, with the same webhook-id,
 // whatever its status; its retry schedule starts over.
-func (m *Manager) Redeliver(ctx context.Context, sub, msg, actor string) (regclient.Delivery, error) {
+func (m *Manager) Redeliver(ctx context.Context, sub, msg, actor string) (wire.Delivery, error) {
 	s, _, err := m.subscription(ctx, sub)
 	if err != nil {
-		return regclient.Delivery{}, err
+		return wire.Delivery{}, err
 	}
 	if !s.DisabledAt.IsZero() {
-		return regclient.Delivery{}, fmt.Errorf("%w: subscription %s is disabled (%s); enable it first", registry.ErrConflict, sub, s.DisabledReason)
+		return wire.Delivery{}, fmt.Errorf("%w: subscription %s is disabled (%s); enable it first", registry.ErrConflict, sub, s.DisabledReason)
 	}
 	if err := validID(msg, "msg_"); err != nil {
-		return regclient.Delivery{}, err
+		return wire.Delivery{}, err
 	}
 	d, err := m.readDelivery(ctx, sub, msg)
 	if err != nil {
-		return regclient.Delivery{}, registry.StoreErr("delivery "+msg, err)
+		return wire.Delivery{}, registry.StoreErr("delivery "+msg, err)
 	}
 	now := m.cfg.Now().UTC()
-	d.Status, d.NextAt, d.ClaimedBy, d.ClaimUntil = regclient.DeliveryPending, now, "", time.Time{}
-	d.Attempts = append(d.Attempts, regclient.Attempt{Time: now, Replica: m.cfg.ID, Error: redelivered + " by " + actor})
+	d.Status, d.NextAt, d.ClaimedBy, d.ClaimUntil = wire.DeliveryPending, now, "", time.Time{}
+	d.Attempts = append(d.Attempts, wire.Attempt{Time: now, Replica: m.cfg.ID, Error: redelivered + " by " + actor})
 	// The status first, then the marker: a replica finishing the last
 	// attempt either sees the delivery pending again (and keeps its
 	// marker) or deleted its marker before this one is put.
 	if d, err = m.writeDelivery(ctx, d); err != nil {
-		return regclient.Delivery{}, registry.StoreErr("cannot queue the delivery", err)
+		return wire.Delivery{}, registry.StoreErr("cannot queue the delivery", err)
 	}
 	if _, err := m.cfg.Store.Put(ctx, pendingKey(sub, msg), strings.NewReader(""), 0); err != nil && !errors.Is(err, store.ErrExists) {
-		return regclient.Delivery{}, registry.StoreErr("cannot queue the delivery", err)
+		return wire.Delivery{}, registry.StoreErr("cannot queue the delivery", err)
 	}
 	return d, nil
 }

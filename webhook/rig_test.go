@@ -21,6 +21,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // verify checks a delivery the way the Standard Webhooks specification
@@ -151,7 +152,7 @@ func TestWebhooksOnTheRig(t *testing.T) {
 	rcv := &receiver{t: t, addr: fmt.Sprintf("127.0.0.1:%d", ports[2]), seen: map[string]string{}}
 	rcv.up()
 	t.Cleanup(rcv.down)
-	sub, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + rcv.addr + "/hook", Description: "test"})
+	sub, err := admin.Subscribe(ctx, wire.NewSubscription{URL: "http://" + rcv.addr + "/hook", Description: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestWebhooksOnTheRig(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // the dispatchers' cursor exists
 	promote := func(v string) {
-		if _, err := admin.Promote(ctx, "m", "production", regclient.MoveRequest{Version: v}); err != nil {
+		if _, err := admin.Promote(ctx, "m", "production", wire.MoveRequest{Version: v}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -174,12 +175,12 @@ func TestWebhooksOnTheRig(t *testing.T) {
 	promote("v1")
 	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
 	promote("v2")
-	if _, err := admin.Rollback(ctx, "m", "production", regclient.MoveRequest{}); err != nil {
+	if _, err := admin.Rollback(ctx, "m", "production", wire.MoveRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	// A worse model: the quality gate refuses it, and that is an event too.
 	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.5))
-	if _, err := admin.Promote(ctx, "m", "production", regclient.MoveRequest{Version: "v3"}); err == nil {
+	if _, err := admin.Promote(ctx, "m", "production", wire.MoveRequest{Version: "v3"}); err == nil {
 		t.Fatal("the gate let v3 through")
 	}
 	got := waitEvents(t, rcv, 7, 30*time.Second)
@@ -222,7 +223,7 @@ func TestWebhooksOnTheRig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range ds {
-		if d.Status != regclient.DeliveryDelivered {
+		if d.Status != wire.DeliveryDelivered {
 			t.Errorf("delivery %s (%s) is %s", d.ID, d.Type, d.Status)
 		}
 	}
@@ -255,10 +256,10 @@ func TestWebhooksOnTheRig(t *testing.T) {
 // waitFailed waits until n deliveries have at least two failed attempts.
 func waitFailed(t *testing.T, c *regclient.Client, sub string, n int) {
 	t.Helper()
-	waitDelivery(t, c, sub, func(ds []regclient.Delivery) bool {
+	waitDelivery(t, c, sub, func(ds []wire.Delivery) bool {
 		failing := 0
 		for _, d := range ds {
-			if d.Status == regclient.DeliveryPending && len(d.Attempts) >= 2 {
+			if d.Status == wire.DeliveryPending && len(d.Attempts) >= 2 {
 				failing++
 			}
 		}
@@ -287,21 +288,21 @@ func TestDeliveriesKeepOffDeniedAddresses(t *testing.T) {
 	byDefault := registrytest.StartBinary(t, registrytest.Binary{})
 	admin := &regclient.Client{BaseURL: byDefault.URL, Token: registrytest.AdminToken}
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/latest"} {
-		if _, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: u}); !regclient.IsStatus(err, 400) {
+		if _, err := admin.Subscribe(ctx, wire.NewSubscription{URL: u}); !regclient.IsStatus(err, 400) {
 			t.Errorf("subscribing %s by default: %v, want 400", u, err)
 		}
 	}
-	if _, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + rcv.addr + "/hook"}); err != nil {
+	if _, err := admin.Subscribe(ctx, wire.NewSubscription{URL: "http://" + rcv.addr + "/hook"}); err != nil {
 		t.Errorf("subscribing a loopback receiver by default: %v", err)
 	}
 
 	strict := registrytest.StartBinary(t, registrytest.Binary{Args: []string{"-webhook-deny", "127.0.0.0/8,::1/128",
 		"-webhook-tick", "200ms", "-webhook-retry-schedule", "200ms"}})
 	admin = &regclient.Client{BaseURL: strict.URL, Token: registrytest.AdminToken}
-	if _, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: "http://" + rcv.addr + "/hook"}); !regclient.IsStatus(err, 400) {
+	if _, err := admin.Subscribe(ctx, wire.NewSubscription{URL: "http://" + rcv.addr + "/hook"}); !regclient.IsStatus(err, 400) {
 		t.Errorf("subscribing %s with loopback denied: %v, want 400", rcv.addr, err)
 	}
-	sub, err := admin.Subscribe(ctx, regclient.NewSubscription{URL: fmt.Sprintf("http://localhost:%d/hook", ports[0])})
+	sub, err := admin.Subscribe(ctx, wire.NewSubscription{URL: fmt.Sprintf("http://localhost:%d/hook", ports[0])})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestDeliveriesKeepOffDeniedAddresses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ds) == 1 && ds[0].Status == regclient.DeliveryFailed {
+		if len(ds) == 1 && ds[0].Status == wire.DeliveryFailed {
 			for _, a := range ds[0].Attempts {
 				if !strings.Contains(a.Error, "denied to webhook deliveries") {
 					t.Errorf("attempt %+v does not name the deny list", a)
@@ -383,15 +384,15 @@ func TestEndpointEtiquette(t *testing.T) {
 		func(w http.ResponseWriter) { w.WriteHeader(http.StatusGone) },
 	}}
 	healthy := &scripted{}
-	var subs []regclient.Subscription
+	var subs []wire.Subscription
 	for _, h := range []http.Handler{gone, healthy} {
 		subs = append(subs, subscribe(t, admin, h))
 	}
 	time.Sleep(500 * time.Millisecond) // the dispatcher's cursor exists
 	registrytest.Publish(t, publisher, "m", "v1", testenv.TinyArtifact(t, 1, 0.9))
 
-	ds := waitDelivery(t, admin, subs[0].ID, func(ds []regclient.Delivery) bool {
-		return len(ds) == 1 && ds[0].Status == regclient.DeliveryFailed
+	ds := waitDelivery(t, admin, subs[0].ID, func(ds []wire.Delivery) bool {
+		return len(ds) == 1 && ds[0].Status == wire.DeliveryFailed
 	})
 	as := ds[0].Attempts
 	if len(as) != 2 || as[0].StatusCode != 503 || as[0].RetryAfter != 2 || as[1].StatusCode != 410 {
@@ -415,8 +416,8 @@ func TestEndpointEtiquette(t *testing.T) {
 
 	// While disabled, an event reaches the other subscription only.
 	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
-	waitDelivery(t, admin, subs[1].ID, func(ds []regclient.Delivery) bool {
-		return len(ds) == 2 && ds[0].Status == regclient.DeliveryDelivered && ds[1].Status == regclient.DeliveryDelivered
+	waitDelivery(t, admin, subs[1].ID, func(ds []wire.Delivery) bool {
+		return len(ds) == 2 && ds[0].Status == wire.DeliveryDelivered && ds[1].Status == wire.DeliveryDelivered
 	})
 	time.Sleep(500 * time.Millisecond) // five dispatcher ticks more
 	if ds, err := admin.Deliveries(ctx, subs[0].ID); err != nil || len(ds) != 1 {
@@ -429,8 +430,8 @@ func TestEndpointEtiquette(t *testing.T) {
 		t.Fatalf("enable: %+v, %v", s, err)
 	}
 	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.9))
-	waitDelivery(t, admin, subs[0].ID, func(ds []regclient.Delivery) bool {
-		return len(ds) == 2 && ds[0].Status == regclient.DeliveryDelivered
+	waitDelivery(t, admin, subs[0].ID, func(ds []wire.Delivery) bool {
+		return len(ds) == 2 && ds[0].Status == wire.DeliveryDelivered
 	})
 	if n := len(gone.arrivals()); n != 3 {
 		t.Errorf("the re-enabled endpoint got %d requests, want 3 (two for v1, one for v3)", n)
@@ -450,7 +451,7 @@ func fastRetries(t *testing.T) (admin, publisher *regclient.Client) {
 }
 
 // subscribe serves h on a loopback port for the test and subscribes it.
-func subscribe(t *testing.T, admin *regclient.Client, h http.Handler) regclient.Subscription {
+func subscribe(t *testing.T, admin *regclient.Client, h http.Handler) wire.Subscription {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -459,7 +460,7 @@ func subscribe(t *testing.T, admin *regclient.Client, h http.Handler) regclient.
 	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	s, err := admin.Subscribe(context.Background(), regclient.NewSubscription{URL: "http://" + ln.Addr().String() + "/hook"})
+	s, err := admin.Subscribe(context.Background(), wire.NewSubscription{URL: "http://" + ln.Addr().String() + "/hook"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +468,7 @@ func subscribe(t *testing.T, admin *regclient.Client, h http.Handler) regclient.
 }
 
 // waitDelivery polls a subscription's deliveries until done holds.
-func waitDelivery(t *testing.T, c *regclient.Client, sub string, done func([]regclient.Delivery) bool) []regclient.Delivery {
+func waitDelivery(t *testing.T, c *regclient.Client, sub string, done func([]wire.Delivery) bool) []wire.Delivery {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -506,9 +507,9 @@ func TestOverloadedEndpointIsThrottled(t *testing.T) {
 	}
 	registrytest.Publish(t, publisher, "m", "v2", testenv.TinyArtifact(t, 2, 0.9))
 	registrytest.Publish(t, publisher, "m", "v3", testenv.TinyArtifact(t, 3, 0.9))
-	waitDelivery(t, admin, sub.ID, func(ds []regclient.Delivery) bool {
+	waitDelivery(t, admin, sub.ID, func(ds []wire.Delivery) bool {
 		for _, d := range ds {
-			if d.Status != regclient.DeliveryDelivered {
+			if d.Status != wire.DeliveryDelivered {
 				return false
 			}
 		}

@@ -47,7 +47,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -142,78 +142,78 @@ const cursorKey = "webhooks/cursor"
 
 // subscription is a subscription as stored.
 type subscription struct {
-	regclient.Subscription
+	wire.Subscription
 	Deleted bool `json:"deleted,omitempty"`
 }
 
 // Subscribe creates a subscription and returns it with its secret.
-func (m *Manager) Subscribe(ctx context.Context, ns regclient.NewSubscription, actor string) (regclient.Subscription, error) {
+func (m *Manager) Subscribe(ctx context.Context, ns wire.NewSubscription, actor string) (wire.Subscription, error) {
 	if err := validate(ns, m.cfg.Deny); err != nil {
-		return regclient.Subscription{}, err
+		return wire.Subscription{}, err
 	}
 	id, secret := "wh_"+randomHex(8), newSecret()
-	s := subscription{Subscription: regclient.Subscription{ID: id, URL: ns.URL, Events: ns.Events, Models: ns.Models,
+	s := subscription{Subscription: wire.Subscription{ID: id, URL: ns.URL, Events: ns.Events, Models: ns.Models,
 		Description: ns.Description, Secret: secret, Actor: actor, CreatedAt: m.cfg.Now().UTC()}}
 	data, err := json.Marshal(s)
 	if err != nil {
-		return regclient.Subscription{}, err
+		return wire.Subscription{}, err
 	}
 	if _, err := store.WriteDoc(ctx, m.cfg.Store, subKey(id), data, 0); err != nil {
-		return regclient.Subscription{}, registry.StoreErr("cannot store the subscription", err)
+		return wire.Subscription{}, registry.StoreErr("cannot store the subscription", err)
 	}
 	if _, err := m.cfg.Store.Put(ctx, subIndexKey(id), strings.NewReader(""), 0); err != nil {
-		return regclient.Subscription{}, registry.StoreErr("cannot index the subscription", err)
+		return wire.Subscription{}, registry.StoreErr("cannot index the subscription", err)
 	}
 	return s.Subscription, nil
 }
 
 // validate checks a new subscription. A URL whose host is an address in
 // deny is refused here; a name is checked when a delivery connects.
-func validate(ns regclient.NewSubscription, deny []netip.Prefix) error {
+func validate(ns wire.NewSubscription, deny []netip.Prefix) error {
 	u, err := url.Parse(ns.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(ns.URL) > 2048 {
-		return fmt.Errorf("%w: url must be an http(s) URL of at most 2048 bytes", registry.ErrInvalid)
+		return fmt.Errorf("%w: url must be an http(s) URL of at most 2048 bytes", wire.ErrInvalid)
 	}
 	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
 		// Linux connects to an address whatever zone it names, so a zone
 		// only hides the address from the deny list: refuse it.
 		if a.Zone() != "" {
-			return fmt.Errorf("%w: url host %s names an IPv6 zone; give the address alone", registry.ErrInvalid, a)
+			return fmt.Errorf("%w: url host %s names an IPv6 zone; give the address alone", wire.ErrInvalid, a)
 		}
 		if denied(a, deny) {
-			return fmt.Errorf("%w: url host %s %v", registry.ErrInvalid, a, errDenied)
+			return fmt.Errorf("%w: url host %s %v", wire.ErrInvalid, a, errDenied)
 		}
 	}
 	if u.User != nil {
-		return fmt.Errorf("%w: url must not carry credentials; deliveries are signed", registry.ErrInvalid)
+		return fmt.Errorf("%w: url must not carry credentials; deliveries are signed", wire.ErrInvalid)
 	}
 	for _, e := range ns.Events {
-		if !slices.Contains(regclient.EventTypes, e) {
-			return fmt.Errorf("%w: unknown event %q; events are %s", registry.ErrInvalid, e, strings.Join(regclient.EventTypes, ", "))
+		if !slices.Contains(wire.EventTypes, e) {
+			return fmt.Errorf("%w: unknown event %q; events are %s", wire.ErrInvalid, e, strings.Join(wire.EventTypes, ", "))
 		}
 	}
 	if len(ns.Models) > 100 {
-		return fmt.Errorf("%w: at most 100 models", registry.ErrInvalid)
+		return fmt.Errorf("%w: at most 100 models", wire.ErrInvalid)
 	}
 	for _, name := range ns.Models {
-		if err := registry.ValidateName("model", name); err != nil {
+		if err := wire.ValidateName("model", name); err != nil {
 			return err
 		}
 	}
 	if len(ns.Description) > 1024 {
-		return fmt.Errorf("%w: description longer than 1024 bytes", registry.ErrInvalid)
+		return fmt.Errorf("%w: description longer than 1024 bytes", wire.ErrInvalid)
 	}
 	return nil
 }
 
 // Subscriptions returns the active subscriptions, secrets included (for
 // signing; the API strips them).
-func (m *Manager) Subscriptions(ctx context.Context) ([]regclient.Subscription, error) {
+func (m *Manager) Subscriptions(ctx context.Context) ([]wire.Subscription, error) {
 	infos, err := m.cfg.Store.List(ctx, "index/webhooks/", "", 0)
 	if err != nil {
 		return nil, registry.StoreErr("cannot list subscriptions", err)
 	}
-	out := []regclient.Subscription{}
+	out := []wire.Subscription{}
 	for _, info := range infos {
 		s, _, err := m.subscription(ctx, strings.TrimPrefix(info.Key, "index/webhooks/"))
 		if errors.Is(err, registry.ErrNotFound) {
@@ -267,7 +267,7 @@ func (m *Manager) Unsubscribe(ctx context.Context, id string) error {
 // happen from now on (events while it was disabled are not sent);
 // enabling an enabled one changes nothing. It returns the subscription
 // without its secret.
-func (m *Manager) Enable(ctx context.Context, id string) (regclient.Subscription, error) {
+func (m *Manager) Enable(ctx context.Context, id string) (wire.Subscription, error) {
 	now := m.cfg.Now().UTC()
 	s, _, err := m.update(ctx, id, func(s *subscription) bool {
 		if s.DisabledAt.IsZero() {
@@ -291,9 +291,9 @@ const (
 // (Standard Webhooks: several space-separated signatures), so receivers
 // move to the new one without refusing a delivery; a grace of 0 stops it
 // at once.
-func (m *Manager) RotateSecret(ctx context.Context, id string, grace time.Duration) (regclient.Subscription, error) {
+func (m *Manager) RotateSecret(ctx context.Context, id string, grace time.Duration) (wire.Subscription, error) {
 	if grace < 0 || grace > MaxGrace {
-		return regclient.Subscription{}, fmt.Errorf("%w: grace %v: want 0 to %v", registry.ErrInvalid, grace, MaxGrace)
+		return wire.Subscription{}, fmt.Errorf("%w: grace %v: want 0 to %v", wire.ErrInvalid, grace, MaxGrace)
 	}
 	now := m.cfg.Now().UTC()
 	s, _, err := m.update(ctx, id, func(s *subscription) bool {
@@ -324,9 +324,9 @@ func (m *Manager) disable(ctx context.Context, id string, at time.Time, reason s
 // update applies change to a subscription and stores it when change
 // reports a change (changed), again when another replica wrote it
 // meanwhile.
-func (m *Manager) update(ctx context.Context, id string, change func(*subscription) bool) (regclient.Subscription, bool, error) {
+func (m *Manager) update(ctx context.Context, id string, change func(*subscription) bool) (wire.Subscription, bool, error) {
 	if err := validID(id, "wh_"); err != nil {
-		return regclient.Subscription{}, false, err
+		return wire.Subscription{}, false, err
 	}
 	var s subscription
 	changed := false
@@ -343,9 +343,9 @@ func (m *Manager) update(ctx context.Context, id string, change func(*subscripti
 	})
 	switch {
 	case refused != nil:
-		return regclient.Subscription{}, false, refused
+		return wire.Subscription{}, false, refused
 	case err != nil:
-		return regclient.Subscription{}, false, registry.StoreErr("cannot update the subscription "+id, err)
+		return wire.Subscription{}, false, registry.StoreErr("cannot update the subscription "+id, err)
 	}
 	return s.Subscription, changed, nil
 }
@@ -353,7 +353,7 @@ func (m *Manager) update(ctx context.Context, id string, change func(*subscripti
 // validID checks an ID the API was given before it becomes part of a key.
 func validID(id, prefix string) error {
 	if !strings.HasPrefix(id, prefix) || len(id) > 128 || store.ValidateKey(id) != nil || strings.Contains(id, "/") {
-		return fmt.Errorf("%w: %q is not a %s… ID", registry.ErrInvalid, id, prefix)
+		return fmt.Errorf("%w: %q is not a %s… ID", wire.ErrInvalid, id, prefix)
 	}
 	return nil
 }
@@ -375,7 +375,7 @@ func newSecret() string {
 // signature is the webhook-signature value of a delivery sent at now:
 // the secret's signature and, during a rotation's grace, the previous
 // secret's, space-separated.
-func signature(s regclient.Subscription, id string, now time.Time, body []byte) (string, error) {
+func signature(s wire.Subscription, id string, now time.Time, body []byte) (string, error) {
 	sig, err := Sign(s.Secret, id, now.Unix(), body)
 	if err != nil || s.PreviousSecret == "" || !now.Before(s.PreviousSecretExpiresAt) {
 		return sig, err

@@ -14,7 +14,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
 	"github.com/sentimentpro/sentiment/registry"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store/dir"
 )
 
@@ -35,21 +35,21 @@ func TestSignMatchesTheSpecificationVector(t *testing.T) {
 
 func TestEventTypes(t *testing.T) {
 	for _, c := range []struct {
-		e    registry.AuditEntry
+		e    wire.AuditEntry
 		want string
 	}{
-		{registry.AuditEntry{Action: "publish", Result: "ok"}, regclient.EventVersionPublished},
-		{registry.AuditEntry{Action: "publish", Result: "refused"}, ""},
-		{registry.AuditEntry{Action: "promote", Result: "ok"}, regclient.EventChannelMoved},
-		{registry.AuditEntry{Action: "set_candidate", Result: "ok"}, regclient.EventChannelMoved},
-		{registry.AuditEntry{Action: "promote", Result: "refused", Detail: "conflict: quality gate refused: v3 accuracy …"}, regclient.EventGateRefused},
-		{registry.AuditEntry{Action: "rollout_start", Result: "refused", Detail: "quality gate refused: …"}, regclient.EventGateRefused},
-		{registry.AuditEntry{Action: "promote", Result: "denied"}, ""},
-		{registry.AuditEntry{Action: "rollout_step", Result: "ok"}, regclient.EventRolloutStep},
-		{registry.AuditEntry{Action: "rollout_rollback", Result: "ok"}, regclient.EventRolloutRollback},
-		{registry.AuditEntry{Action: "rollout_superseded", Result: "ok"}, regclient.EventRolloutAborted},
-		{registry.AuditEntry{Action: "auth_denied", Result: "denied"}, ""},
-		{registry.AuditEntry{Action: "webhook_subscribe", Result: "ok"}, ""},
+		{wire.AuditEntry{Action: "publish", Result: "ok"}, wire.EventVersionPublished},
+		{wire.AuditEntry{Action: "publish", Result: "refused"}, ""},
+		{wire.AuditEntry{Action: "promote", Result: "ok"}, wire.EventChannelMoved},
+		{wire.AuditEntry{Action: "set_candidate", Result: "ok"}, wire.EventChannelMoved},
+		{wire.AuditEntry{Action: "promote", Result: "refused", Detail: "conflict: quality gate refused: v3 accuracy …"}, wire.EventGateRefused},
+		{wire.AuditEntry{Action: "rollout_start", Result: "refused", Detail: "quality gate refused: …"}, wire.EventGateRefused},
+		{wire.AuditEntry{Action: "promote", Result: "denied"}, ""},
+		{wire.AuditEntry{Action: "rollout_step", Result: "ok"}, wire.EventRolloutStep},
+		{wire.AuditEntry{Action: "rollout_rollback", Result: "ok"}, wire.EventRolloutRollback},
+		{wire.AuditEntry{Action: "rollout_superseded", Result: "ok"}, wire.EventRolloutAborted},
+		{wire.AuditEntry{Action: "auth_denied", Result: "denied"}, ""},
+		{wire.AuditEntry{Action: "webhook_subscribe", Result: "ok"}, ""},
 	} {
 		if got := EventType(c.e); got != c.want {
 			t.Errorf("%s/%s: %q, want %q", c.e.Action, c.e.Result, got, c.want)
@@ -59,37 +59,37 @@ func TestEventTypes(t *testing.T) {
 
 func TestWants(t *testing.T) {
 	created := time.Unix(1000, 0)
-	s := regclient.Subscription{Events: []string{regclient.EventChannelMoved}, Models: []string{"m"}, CreatedAt: created}
-	if !wants(s, regclient.EventChannelMoved, "m", created) {
+	s := wire.Subscription{Events: []string{wire.EventChannelMoved}, Models: []string{"m"}, CreatedAt: created}
+	if !wants(s, wire.EventChannelMoved, "m", created) {
 		t.Error("a matching event at creation time was not wanted")
 	}
 	for _, c := range []struct {
 		event, model string
 		at           time.Time
 	}{
-		{regclient.EventVersionPublished, "m", created},
-		{regclient.EventChannelMoved, "other", created},
-		{regclient.EventChannelMoved, "m", created.Add(-time.Second)},
+		{wire.EventVersionPublished, "m", created},
+		{wire.EventChannelMoved, "other", created},
+		{wire.EventChannelMoved, "m", created.Add(-time.Second)},
 	} {
 		if wants(s, c.event, c.model, c.at) {
 			t.Errorf("wanted %+v", c)
 		}
 	}
-	if !wants(regclient.Subscription{}, regclient.EventGateRefused, "any", created) {
+	if !wants(wire.Subscription{}, wire.EventGateRefused, "any", created) {
 		t.Error("a subscription with no filters does not get everything")
 	}
-	disabled := regclient.Subscription{DisabledAt: created, DisabledReason: "410"}
-	if wants(disabled, regclient.EventGateRefused, "any", created.Add(time.Hour)) {
+	disabled := wire.Subscription{DisabledAt: created, DisabledReason: "410"}
+	if wants(disabled, wire.EventGateRefused, "any", created.Add(time.Hour)) {
 		t.Error("a disabled subscription wants events")
 	}
-	enabled := regclient.Subscription{CreatedAt: created, EnabledAt: created.Add(time.Hour)}
-	if wants(enabled, regclient.EventGateRefused, "any", created.Add(time.Minute)) || !wants(enabled, regclient.EventGateRefused, "any", created.Add(time.Hour)) {
+	enabled := wire.Subscription{CreatedAt: created, EnabledAt: created.Add(time.Hour)}
+	if wants(enabled, wire.EventGateRefused, "any", created.Add(time.Minute)) || !wants(enabled, wire.EventGateRefused, "any", created.Add(time.Hour)) {
 		t.Error("a subscription enabled again wants the events from then on, and only those")
 	}
 }
 
 func TestValidateRefusesBadSubscriptions(t *testing.T) {
-	for name, ns := range map[string]regclient.NewSubscription{
+	for name, ns := range map[string]wire.NewSubscription{
 		"no url":        {},
 		"ftp":           {URL: "ftp://h/x"},
 		"no host":       {URL: "http:///x"},
@@ -102,20 +102,20 @@ func TestValidateRefusesBadSubscriptions(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if err := validate(regclient.NewSubscription{URL: "https://h/x", Events: regclient.EventTypes, Models: []string{"m"}}, nil); err != nil {
+	if err := validate(wire.NewSubscription{URL: "https://h/x", Events: wire.EventTypes, Models: []string{"m"}}, nil); err != nil {
 		t.Error(err)
 	}
 }
 
 func TestFailuresCountSinceTheLastRedelivery(t *testing.T) {
-	as := []regclient.Attempt{{StatusCode: 500}, {Error: "refused"}, {Error: redelivered + " by alice"}, {StatusCode: 503}}
+	as := []wire.Attempt{{StatusCode: 500}, {Error: "refused"}, {Error: redelivered + " by alice"}, {StatusCode: 503}}
 	if n := failures(as); n != 1 {
 		t.Errorf("failures = %d, want 1", n)
 	}
 	if n := failures(as[:2]); n != 2 {
 		t.Errorf("failures = %d, want 2", n)
 	}
-	if n := failures(append(as, regclient.Attempt{StatusCode: 204})); n != 0 {
+	if n := failures(append(as, wire.Attempt{StatusCode: 204})); n != 0 {
 		t.Errorf("after a success: %d", n)
 	}
 }
@@ -148,12 +148,12 @@ func TestRedeliveryDuringTheLastAttemptIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sub, err := m.Subscribe(ctx, regclient.NewSubscription{URL: "http://127.0.0.1:1/h"}, "alice")
+	sub, err := m.Subscribe(ctx, wire.NewSubscription{URL: "http://127.0.0.1:1/h"}, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := registry.AuditEntry{ID: "1-x", Action: "publish", Result: "ok", Model: "m", Time: time.Now()}
-	if err := m.enqueue(ctx, sub, regclient.EventVersionPublished, e); err != nil {
+	e := wire.AuditEntry{ID: "1-x", Action: "publish", Result: "ok", Model: "m", Time: time.Now()}
+	if err := m.enqueue(ctx, sub, wire.EventVersionPublished, e); err != nil {
 		t.Fatal(err)
 	}
 	// The last attempt succeeded and is recorded...
@@ -161,7 +161,7 @@ func TestRedeliveryDuringTheLastAttemptIsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Status = regclient.DeliveryDelivered
+	d.Status = wire.DeliveryDelivered
 	if _, err := m.writeDelivery(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -211,11 +211,11 @@ func TestDeniedAddressesAreNeverReached(t *testing.T) {
 
 	for _, u := range []string{rcv.URL + "/hook", "http://[::ffff:127.0.0.1]:" + port + "/hook", "https://[::1]/hook",
 		"http://[::1%251]:" + port + "/hook", "http://[fe80::a9fe:a9fe%25eth0]/", "http://[2001:db8::1%25eth0]/"} {
-		if err := validate(regclient.NewSubscription{URL: u}, loopback); !errors.Is(err, registry.ErrInvalid) {
+		if err := validate(wire.NewSubscription{URL: u}, loopback); !errors.Is(err, wire.ErrInvalid) {
 			t.Errorf("subscribing %s: %v, want invalid", u, err)
 		}
 	}
-	if err := validate(regclient.NewSubscription{URL: "http://localhost:" + port + "/hook"}, loopback); err != nil {
+	if err := validate(wire.NewSubscription{URL: "http://localhost:" + port + "/hook"}, loopback); err != nil {
 		t.Errorf("a name is checked when it is dialled, not before: %v", err)
 	}
 
@@ -269,7 +269,7 @@ func TestJitterSpreadsSubscriptionsNotDeliveries(t *testing.T) {
 // signs beside the new one until its grace ends, and not after.
 func TestSignatureDuringAndAfterTheGrace(t *testing.T) {
 	rotatedAt := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	s := regclient.Subscription{Secret: newSecret(), PreviousSecret: newSecret(), PreviousSecretExpiresAt: rotatedAt.Add(time.Hour)}
+	s := wire.Subscription{Secret: newSecret(), PreviousSecret: newSecret(), PreviousSecretExpiresAt: rotatedAt.Add(time.Hour)}
 	body := []byte(`{"type":"version.published"}`)
 	for _, tc := range []struct {
 		at   time.Time

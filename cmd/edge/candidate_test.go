@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // TestCandidateFromTheRegistry runs the registry and edge binaries: an
@@ -30,7 +30,7 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 	registrytest.Publish(t, reg.Publisher, "sentiment", "v1", testenv.TinyArtifact(t, 1, 0))
 	registrytest.Publish(t, reg.Publisher, "sentiment", "v2", testenv.TinyArtifact(t, 2, 0))
 	ctx := context.Background()
-	if _, err := reg.Admin.Promote(ctx, "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := reg.Admin.Promote(ctx, "sentiment", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	ports, err := testenv.FreePorts(1)
@@ -66,7 +66,7 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 	}
 	set := func() {
 		if _, err := reg.Admin.SetCandidate(ctx, "sentiment", "production", "us-east",
-			regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v2", Percent: 30}}); err != nil {
+			wire.CandidateRequest{Candidate: wire.Candidate{Version: "v2", Percent: 30}}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, func() bool { return share() > 0 })
@@ -108,7 +108,7 @@ func shadowDisagrees(t *testing.T, reg *registrytest.Server, edge string) {
 	ctx := context.Background()
 	registrytest.Publish(t, reg.Publisher, "sentiment", "v3", testenv.FlippedArtifact(t, 3))
 	if _, err := reg.Admin.SetCandidate(ctx, "sentiment", "production", "us-east",
-		regclient.CandidateRequest{Candidate: regclient.Candidate{Version: "v3", Shadow: 1}}); err != nil {
+		wire.CandidateRequest{Candidate: wire.Candidate{Version: "v3", Shadow: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {

@@ -31,6 +31,7 @@ import (
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -110,10 +111,10 @@ func parseConfig(args []string) (Config, error) {
 
 // Validate checks the combination of settings.
 func (c Config) Validate() error {
-	if err := regclient.ValidateName("region", c.Region); err != nil {
+	if err := wire.ValidateName("region", c.Region); err != nil {
 		return fmt.Errorf("-region: %w", err)
 	}
-	if err := regclient.ValidateName("model", c.Model); err != nil {
+	if err := wire.ValidateName("model", c.Model); err != nil {
 		return fmt.Errorf("-model: %w", err)
 	}
 	if err := c.TLS.Validate(); err != nil {

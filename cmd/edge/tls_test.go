@@ -17,6 +17,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // TestTLS runs the edge binary with -tls-cert and -tls-key and predicts
@@ -97,7 +98,7 @@ func TestTLSToRegistry(t *testing.T) {
 	}
 	admin := &regclient.Client{BaseURL: "https://" + regAddr, Token: registrytest.AdminToken, HTTP: client}
 	registrytest.Publish(t, admin, "sentiment", "v1", testenv.TinyArtifact(t, 1, 0))
-	if _, err := admin.Promote(context.Background(), "sentiment", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := admin.Promote(context.Background(), "sentiment", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	testenv.StartEdge(t, testenv.Edge{Name: "edge", Addr: edgeAddr, Registry: "https://" + regAddr, Token: registrytest.ReaderToken,

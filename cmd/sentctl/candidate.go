@@ -8,7 +8,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 func init() {
@@ -50,10 +50,10 @@ func runCandidate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var c regclient.Channel
+	var c wire.Channel
 	if verb == "set" {
 		c, err = client.SetCandidate(context.Background(), name, channel, region,
-			regclient.CandidateRequest{Candidate: regclient.Candidate{Version: version, Percent: percent, Shadow: shadow}, Reason: why})
+			wire.CandidateRequest{Candidate: wire.Candidate{Version: version, Percent: percent, Shadow: shadow}, Reason: why})
 	} else {
 		c, err = client.ClearCandidate(context.Background(), name, channel, region)
 	}

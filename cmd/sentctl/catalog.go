@@ -16,6 +16,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 func init() {
@@ -82,7 +83,7 @@ func runVersions(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	vs := []regclient.Version{}
+	vs := []wire.Version{}
 	for _, v := range all {
 		if hasLabels(v, labels) {
 			vs = append(vs, v)
@@ -104,7 +105,7 @@ func runVersions(args []string, stdout, stderr io.Writer) error {
 	})
 }
 
-func hasLabels(v regclient.Version, want labelFlags) bool {
+func hasLabels(v wire.Version, want labelFlags) bool {
 	for k, val := range want {
 		if v.Labels[k] != val {
 			return false
@@ -115,7 +116,7 @@ func hasLabels(v regclient.Version, want labelFlags) bool {
 
 // shown is what `show` prints: the version and where channels point at it.
 type shown struct {
-	regclient.Version
+	wire.Version
 	SignatureState string              `json:"signature_state"`
 	PointedAtBy    []regclient.Pointer `json:"pointed_at_by"`
 }
@@ -162,7 +163,7 @@ func runShow(args []string, stdout, stderr io.Writer) error {
 		}
 		for _, p := range s.PointedAtBy {
 			where := "everywhere"
-			if p.Scope != regclient.GlobalScope {
+			if p.Scope != wire.GlobalScope {
 				where = "in " + p.Scope
 			}
 			if p.Role == "candidate" {
@@ -256,7 +257,7 @@ func runPull(args []string, stdout, stderr io.Writer) error {
 
 // download writes the version's artifact to dst through a temporary file
 // that becomes dst only when its digest matches.
-func download(ctx context.Context, client *regclient.Client, v regclient.Version, dst string) error {
+func download(ctx context.Context, client *regclient.Client, v wire.Version, dst string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".pull-*")
 	if err != nil {
 		return err
@@ -298,7 +299,7 @@ func runEdit(args []string, stdout, stderr io.Writer) error {
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	e := regclient.VersionEdit{Labels: map[string]*string{}}
+	e := wire.VersionEdit{Labels: map[string]*string{}}
 	for k, v := range set {
 		e.Labels[k] = &v
 	}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
-	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of -o json")
@@ -112,7 +112,7 @@ func TestCatalogCLI(t *testing.T) {
 	// v10 is published before v2: versions lists by creation, not name.
 	for i, v := range []string{"v10", "v2", "v3"} {
 		data := testenv.TinyArtifact(t, 1, []float64{0.9, 0.92, 0.5}[i])
-		nv := regclient.NewVersion{Labels: map[string]string{"team": "ml"}}
+		nv := wire.NewVersion{Labels: map[string]string{"team": "ml"}}
 		if v == "v2" {
 			sig, err := model.Sign(priv, model.Digest(data))
 			if err != nil {

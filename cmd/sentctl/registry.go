@@ -20,6 +20,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 func init() {
@@ -138,7 +139,7 @@ func runPublish(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cannot read artifact: %w", err)
 	}
 	digest := fmt.Sprintf("sha256:%x", h.Sum(nil))
-	nv := regclient.NewVersion{Digest: digest, Labels: labels, Description: desc}
+	nv := wire.NewVersion{Digest: digest, Labels: labels, Description: desc}
 	if sig, err := readSignature(sigPath, file); err != nil {
 		return err
 	} else if sig != nil {
@@ -223,8 +224,8 @@ func (m *moveFlags) checkRegions(fs *flag.FlagSet) error {
 	return nil
 }
 
-func (m *moveFlags) request() regclient.MoveRequest {
-	req := regclient.MoveRequest{Version: m.version, Regions: config.List(m.regions), Force: m.force, Reason: m.reason}
+func (m *moveFlags) request() wire.MoveRequest {
+	req := wire.MoveRequest{Version: m.version, Regions: config.List(m.regions), Force: m.force, Reason: m.reason}
 	if m.expect >= 0 {
 		rev := uint64(m.expect)
 		req.ExpectRevision = &rev
@@ -232,7 +233,7 @@ func (m *moveFlags) request() regclient.MoveRequest {
 	return req
 }
 
-func printChannel(w io.Writer, c regclient.Channel) {
+func printChannel(w io.Writer, c wire.Channel) {
 	fmt.Fprintf(w, "%s/%s revision %d: global=%s", c.Model, c.Channel, c.Revision, orDash(c.Global))
 	for _, r := range sortedKeys(c.Regions) {
 		fmt.Fprintf(w, " %s=%s", r, c.Regions[r])
@@ -272,23 +273,8 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 
 // printDryRun shows what a promote would do.
 func printDryRun(client *regclient.Client, m moveFlags, stdout io.Writer) error {
-	req := m.request()
-	req.DryRun = true
-	var out struct {
-		Gate      string
-		Candidate struct {
-			Version  string
-			Accuracy *float64
-		}
-		Replaced []struct {
-			Version  string
-			Accuracy *float64
-		}
-		Revision      uint64
-		Before, After map[string]string
-	}
-	path := "/v1/admin/models/" + url.PathEscape(m.name) + "/channels/" + url.PathEscape(m.channel) + "/promote"
-	if err := client.Raw(context.Background(), "POST", path, req, &out); err != nil {
+	out, err := client.DryRunPromote(context.Background(), m.name, m.channel, m.request())
+	if err != nil {
 		return err
 	}
 	acc := func(a *float64) string {
@@ -335,7 +321,7 @@ func (m moveFlags) waitConverged(client *regclient.Client, rev uint64, stdout io
 	path := "/v1/admin/models/" + url.PathEscape(m.name) + "/status?channel=" + url.QueryEscape(m.channel)
 	var last string
 	for {
-		var st statusAnswer
+		var st wire.Status
 		err := client.Raw(ctx, "GET", path, nil, &st)
 		if err == nil && st.Converged && st.Revision >= rev {
 			fmt.Fprintf(stdout, "converged: every edge serves revision %d's targets\n", st.Revision)
@@ -411,7 +397,7 @@ func runHistory(args []string, stdout, stderr io.Writer) error {
 	return emit(stdout, *out, nonNilList(hist), func() { printHistory(stdout, hist) })
 }
 
-func printHistory(stdout io.Writer, hist []regclient.Channel) {
+func printHistory(stdout io.Writer, hist []wire.Channel) {
 	for _, c := range hist {
 		scope := "global"
 		if len(c.Change.Regions) > 0 {
@@ -426,11 +412,8 @@ func printHistory(stdout io.Writer, hist []regclient.Channel) {
 	}
 }
 
-// statusAnswer is the admin API's status of a channel.
-type statusAnswer = regclient.Status
-
 // lagging names the edges that do not serve their region's target yet.
-func lagging(st statusAnswer) string {
+func lagging(st wire.Status) string {
 	var out []string
 	for _, r := range st.Regions {
 		for _, in := range r.Instances {
@@ -464,7 +447,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	var st statusAnswer
+	var st wire.Status
 	path := "/v1/admin/models/" + url.PathEscape(name) + "/status?channel=" + url.QueryEscape(channel)
 	client, err := rf.client()
 	if err != nil {
@@ -476,7 +459,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	return emit(stdout, *out, st, func() { printStatus(stdout, name, channel, st) })
 }
 
-func printStatus(stdout io.Writer, name, channel string, st statusAnswer) {
+func printStatus(stdout io.Writer, name, channel string, st wire.Status) {
 	fmt.Fprintf(stdout, "%s/%s revision %d: converged=%v\n", name, channel, st.Revision, st.Converged)
 	for _, r := range st.Regions {
 		fmt.Fprintf(stdout, "  %-12s (%s) expects %-10s converged=%v\n", r.Region, r.Datacenter, r.Expected, r.Converged)
@@ -530,7 +513,7 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	return emit(stdout, out, nonNilList(entries), func() { printAudit(stdout, entries) })
 }
 
-func printAudit(stdout io.Writer, entries []regclient.AuditEntry) {
+func printAudit(stdout io.Writer, entries []wire.AuditEntry) {
 	for _, e := range entries {
 		what := strings.Trim(e.Model+"/"+e.Version+" "+e.Channel, "/ ")
 		fmt.Fprintf(stdout, "%s  %-12s %-8s %-10s %s %s -> %s %s\n", e.Time.Format(time.RFC3339), e.Action, e.Result,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 func init() {
@@ -32,7 +33,7 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 		name, channel, why  string
 		wait                bool
 		poll                time.Duration
-		spec                regclient.RolloutSpec
+		spec                wire.RolloutSpec
 		regions, steps      string
 		interval, latFloor  time.Duration
 		th                  = &spec.Thresholds
@@ -92,14 +93,14 @@ func runRollout(args []string, stdout, stderr io.Writer) error {
 		if spec.Regions = config.List(regions); len(spec.Regions) == 0 {
 			return usageError{fmt.Errorf("--regions %q names no region", regions)}
 		}
-		spec.Interval, th.LatencyFloor = regclient.Duration(interval), regclient.Duration(latFloor)
+		spec.Interval, th.LatencyFloor = wire.Duration(interval), wire.Duration(latFloor)
 	}
 	client, err := rf.client()
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	var ro regclient.Rollout
+	var ro wire.Rollout
 	switch verb {
 	case "list":
 		list, err := client.ListRollouts(ctx)
@@ -154,14 +155,14 @@ func parseSteps(s string) ([]float64, error) {
 
 // follow prints each change of the rollout until it ends and its last
 // actions are applied; it fails unless the rollout succeeded.
-func follow(ctx context.Context, client *regclient.Client, ro regclient.Rollout, poll time.Duration, stdout io.Writer, asJSON bool) error {
+func follow(ctx context.Context, client *regclient.Client, ro wire.Rollout, poll time.Duration, stdout io.Writer, asJSON bool) error {
 	last := ""
 	for {
 		if line := headline(ro); line != last && !asJSON {
 			fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05"), line)
 			last = line
 		}
-		if !regclient.RolloutActive(ro.Status) && len(ro.Pending) == 0 {
+		if !wire.RolloutActive(ro.Status) && len(ro.Pending) == 0 {
 			break
 		}
 		select {
@@ -184,16 +185,16 @@ func follow(ctx context.Context, client *regclient.Client, ro regclient.Rollout,
 	} else {
 		printRollout(stdout, ro)
 	}
-	if ro.Status != regclient.RolloutSucceeded {
+	if ro.Status != wire.RolloutSucceeded {
 		return fmt.Errorf("the rollout of %s %s: %s", ro.Spec.Version, ro.Status, ro.Reason)
 	}
 	return nil
 }
 
 // headline is the rollout in one line.
-func headline(ro regclient.Rollout) string {
+func headline(ro wire.Rollout) string {
 	s := fmt.Sprintf("%s/%s %s: %s", ro.Model, ro.Channel, ro.Spec.Version, ro.Status)
-	if regclient.RolloutActive(ro.Status) {
+	if wire.RolloutActive(ro.Status) {
 		s += fmt.Sprintf(", wave %d/%d (%s) step %d/%d at %g%%", ro.Wave+1, ro.Waves(), strings.Join(ro.WaveRegions(ro.Wave), ","),
 			ro.Step+1, len(ro.Spec.Steps), ro.Percent)
 	}
@@ -203,14 +204,14 @@ func headline(ro regclient.Rollout) string {
 	return s
 }
 
-func printRollout(w io.Writer, ro regclient.Rollout) {
+func printRollout(w io.Writer, ro wire.Rollout) {
 	fmt.Fprintln(w, headline(ro))
 	fmt.Fprintf(w, "  started by %s at %s: regions %s, steps %v, every %v, shadow %g\n", ro.Actor, ro.CreatedAt.Format(time.RFC3339),
 		strings.Join(ro.Spec.Regions, ","), ro.Spec.Steps, time.Duration(ro.Spec.Interval), ro.Spec.Shadow)
-	if ro.Holder != "" && regclient.RolloutActive(ro.Status) {
+	if ro.Holder != "" && wire.RolloutActive(ro.Status) {
 		fmt.Fprintf(w, "  driven by %s (lease until %s)\n", ro.Holder, ro.LeaseUntil.Format(time.RFC3339))
 	}
-	if ro.Figures != nil && regclient.RolloutActive(ro.Status) {
+	if ro.Figures != nil && wire.RolloutActive(ro.Status) {
 		fmt.Fprintf(w, "  this step so far: %s\n", figuresLine(*ro.Figures))
 	}
 	for _, s := range ro.History {
@@ -222,7 +223,7 @@ func printRollout(w io.Writer, ro regclient.Rollout) {
 	}
 }
 
-func figuresLine(f regclient.Figures) string {
+func figuresLine(f wire.Figures) string {
 	s := fmt.Sprintf("candidate %.0f req (err %.4f, p99 %s), stable %.0f req (err %.4f, p99 %s), label shift %.3f, PSI %.3f, disagreement %.3f of %.0f, %d edges",
 		f.Candidate.Requests, f.Candidate.ErrorRate, seconds(f.Candidate.P99Seconds), f.Stable.Requests, f.Stable.ErrorRate,
 		seconds(f.Stable.P99Seconds), f.LabelShift, f.PSI, f.Disagreement, f.ShadowCompared, f.Edges)

@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // TestRolloutCLI drives `sentctl rollout` against the registry binary,
@@ -26,7 +26,7 @@ func TestRolloutCLI(t *testing.T) {
 	registrytest.Publish(t, reg.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0))
 	registrytest.Publish(t, reg.Publisher, "demo", "v2", testenv.TinyArtifact(t, 1, 0.9))
 	registrytest.Publish(t, reg.Publisher, "demo", "v3", testenv.FlippedArtifact(t, 1))
-	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", regclient.MoveRequest{Version: "v1"}); err != nil {
+	if _, err := reg.Admin.Promote(context.Background(), "demo", "production", wire.MoveRequest{Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
 	startEdge()

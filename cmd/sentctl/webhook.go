@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sentimentpro/sentiment/internal/config"
-	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 func init() {
@@ -28,7 +28,7 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("webhook "+verb, stderr)
 	var (
 		rf             registryFlags
-		ns             regclient.NewSubscription
+		ns             wire.NewSubscription
 		events, models string
 		id, delivery   string
 		grace          time.Duration
@@ -39,7 +39,7 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 	switch verb {
 	case "add":
 		fs.StringVar(&ns.URL, "url", "", "the endpoint deliveries are POSTed to (required)")
-		fs.StringVar(&events, "events", "", "event types, comma-separated (default: all): "+strings.Join(regclient.EventTypes, ", "))
+		fs.StringVar(&events, "events", "", "event types, comma-separated (default: all): "+strings.Join(wire.EventTypes, ", "))
 		fs.StringVar(&models, "models", "", "models, comma-separated (default: all)")
 		fs.StringVar(&ns.Description, "description", "", "what the endpoint is")
 		need = []string{"url"}
@@ -148,7 +148,7 @@ func runWebhook(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func attemptResult(a regclient.Attempt) string {
+func attemptResult(a wire.Attempt) string {
 	if a.Error != "" {
 		return a.Error
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/rig"
@@ -316,11 +317,11 @@ func publishDefault(reg *child, token, name string, key signingKey) (string, err
 		return "", err
 	}
 	_, err = c.Publish(ctx, name, "v1", bytes.NewReader(data), int64(len(data)),
-		regclient.NewVersion{Digest: digest, Signature: &sig, Description: "default model (SST-2), signed by the local stack's key"})
+		wire.NewVersion{Digest: digest, Signature: &sig, Description: "default model (SST-2), signed by the local stack's key"})
 	if err != nil && !regclient.IsStatus(err, http.StatusConflict) {
 		return "", fmt.Errorf("cannot publish the default model: %w", err)
 	}
-	if _, err := c.Promote(ctx, name, "production", regclient.MoveRequest{Version: "v1", Reason: "make run"}); err != nil {
+	if _, err := c.Promote(ctx, name, "production", wire.MoveRequest{Version: "v1", Reason: "make run"}); err != nil {
 		return "", fmt.Errorf("cannot promote %s/v1: %w", name, err)
 	}
 	return "v1", nil

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // ListModels returns every model name, following the pages.
@@ -28,13 +30,13 @@ func (c *Client) ListModels(ctx context.Context) ([]string, error) {
 
 // ListVersions returns every version of a model, oldest first by
 // creation time (names are free-form: v10 is not after v9 by name).
-func (c *Client) ListVersions(ctx context.Context, model string) ([]Version, error) {
-	var all []Version
+func (c *Client) ListVersions(ctx context.Context, model string) ([]wire.Version, error) {
+	var all []wire.Version
 	token := ""
 	for {
 		var page struct {
-			Versions []Version `json:"versions"`
-			Next     string    `json:"next_page_token"`
+			Versions []wire.Version `json:"versions"`
+			Next     string         `json:"next_page_token"`
 		}
 		path := "/v1/models/" + url.PathEscape(model) + "/versions?limit=1000&page_token=" + url.QueryEscape(token)
 		if _, err := c.jsonRequest(ctx, http.MethodGet, path, nil, &page); err != nil {
@@ -50,25 +52,25 @@ func (c *Client) ListVersions(ctx context.Context, model string) ([]Version, err
 }
 
 // ListChannels returns a model's channels at their current revisions.
-func (c *Client) ListChannels(ctx context.Context, model string) ([]Channel, error) {
+func (c *Client) ListChannels(ctx context.Context, model string) ([]wire.Channel, error) {
 	var out struct {
-		Channels []Channel `json:"channels"`
+		Channels []wire.Channel `json:"channels"`
 	}
 	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/channels", nil, &out)
 	return out.Channels, err
 }
 
 // EditVersion changes a version's labels and description (publisher).
-func (c *Client) EditVersion(ctx context.Context, model, version string, e VersionEdit) (Version, error) {
-	var v Version
+func (c *Client) EditVersion(ctx context.Context, model, version string, e wire.VersionEdit) (wire.Version, error) {
+	var v wire.Version
 	_, err := c.jsonRequest(ctx, http.MethodPatch, "/v1/models/"+url.PathEscape(model)+"/versions/"+url.PathEscape(version), e, &v)
 	return v, err
 }
 
 // DeleteVersion deletes a version (admin): its name is never used again.
-func (c *Client) DeleteVersion(ctx context.Context, model, version string) (Version, error) {
+func (c *Client) DeleteVersion(ctx context.Context, model, version string) (wire.Version, error) {
 	var out struct {
-		Deleted Version `json:"deleted"`
+		Deleted wire.Version `json:"deleted"`
 	}
 	_, err := c.jsonRequest(ctx, http.MethodDelete, "/v1/models/"+url.PathEscape(model)+"/versions/"+url.PathEscape(version), nil, &out)
 	return out.Deleted, err
@@ -84,11 +86,11 @@ type Pointer struct {
 
 // PointersTo lists where channels point at version: targets (global or
 // a region's) and candidates.
-func PointersTo(channels []Channel, version string) []Pointer {
+func PointersTo(channels []wire.Channel, version string) []Pointer {
 	out := []Pointer{}
 	for _, ch := range channels {
 		if ch.Global == version {
-			out = append(out, Pointer{Channel: ch.Channel, Scope: GlobalScope, Role: "target"})
+			out = append(out, Pointer{Channel: ch.Channel, Scope: wire.GlobalScope, Role: "target"})
 		}
 		for _, r := range sortedKeys(ch.Regions) {
 			if ch.Regions[r] == version {

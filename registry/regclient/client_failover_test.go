@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // TestClientMovesToTheNextReplica: a replica that cannot be reached is
@@ -41,7 +43,7 @@ func TestClientMovesToTheNextReplica(t *testing.T) {
 			t.Fatalf("read %d with the first replica down: %v", i, err)
 		}
 	}
-	if _, err := c.CreateVersion(ctx, "m", "v2", NewVersion{Digest: "sha256:00"}); err != nil {
+	if _, err := c.CreateVersion(ctx, "m", "v2", wire.NewVersion{Digest: "sha256:00"}); err != nil {
 		t.Fatalf("write with the first replica down: %v", err)
 	}
 	if okHits.Load() != 4 {
@@ -53,7 +55,7 @@ func TestClientMovesToTheNextReplica(t *testing.T) {
 		t.Fatalf("read with the first replica answering 503: %v", err)
 	}
 	c = &Client{BaseURL: unavailable.URL + "," + ok.URL}
-	_, err = c.CreateVersion(ctx, "m", "v2", NewVersion{Digest: "sha256:00"})
+	_, err = c.CreateVersion(ctx, "m", "v2", wire.NewVersion{Digest: "sha256:00"})
 	if !IsStatus(err, http.StatusServiceUnavailable) {
 		t.Fatalf("write to a replica answering 503: %v, want that 503 (not repeated elsewhere)", err)
 	}

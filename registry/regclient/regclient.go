@@ -1,6 +1,6 @@
 // Package regclient is the registry as its clients see it: the Go client
-// (sentctl, edges, the local stack) and the documents the registry's HTTP
-// API exchanges. It holds no server code, so a binary that only talks to
+// of sentctl, the edges and the local stack, speaking the documents of
+// package wire. It holds no server code, so a binary that only talks to
 // the registry (the edge) does not link the registry server.
 package regclient
 
@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
 // Client talks to a registry over HTTP. sentctl and the edges use it.
@@ -193,7 +195,7 @@ func (c *Client) jsonRequest(ctx context.Context, method, path string, in, out a
 // the caller computed.
 // A body that is an io.Seeker is sent again from its start to another
 // replica if the first cannot be reached; any other body only once.
-func (c *Client) PutBlob(ctx context.Context, digest string, body io.Reader, size int64) (Blob, error) {
+func (c *Client) PutBlob(ctx context.Context, digest string, body io.Reader, size int64) (wire.Blob, error) {
 	used := false
 	r := request{method: http.MethodPut, path: "/v1/blobs/" + url.PathEscape(digest),
 		body: func() (io.Reader, error) {
@@ -213,7 +215,7 @@ func (c *Client) PutBlob(ctx context.Context, digest string, body io.Reader, siz
 			req.ContentLength = size
 			req.Header.Set("Content-Type", "application/octet-stream")
 		}}
-	var b Blob
+	var b wire.Blob
 	_, err := c.do(ctx, r, &b)
 	return b, err
 }
@@ -222,41 +224,41 @@ func (c *Client) PutBlob(ctx context.Context, digest string, body io.Reader, siz
 // size bytes and creates model/version from it with nv. nv.Digest is the
 // artifact's digest; when it is empty and body can be rewound, Publish
 // reads body once to compute it.
-func (c *Client) Publish(ctx context.Context, model, version string, body io.Reader, size int64, nv NewVersion) (Version, error) {
+func (c *Client) Publish(ctx context.Context, model, version string, body io.Reader, size int64, nv wire.NewVersion) (wire.Version, error) {
 	if nv.Digest == "" {
 		rs, ok := body.(io.ReadSeeker)
 		if !ok {
-			return Version{}, errors.New("cannot publish: no digest given and the artifact cannot be read twice")
+			return wire.Version{}, errors.New("cannot publish: no digest given and the artifact cannot be read twice")
 		}
 		h := sha256.New()
 		if _, err := io.Copy(h, rs); err != nil {
-			return Version{}, fmt.Errorf("cannot read artifact: %w", err)
+			return wire.Version{}, fmt.Errorf("cannot read artifact: %w", err)
 		}
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
-			return Version{}, fmt.Errorf("cannot rewind artifact: %w", err)
+			return wire.Version{}, fmt.Errorf("cannot rewind artifact: %w", err)
 		}
 		nv.Digest = fmt.Sprintf("sha256:%x", h.Sum(nil))
 	}
 	if _, err := c.PutBlob(ctx, nv.Digest, body, size); err != nil {
-		return Version{}, fmt.Errorf("cannot upload the artifact of %s/%s: %w", model, version, err)
+		return wire.Version{}, fmt.Errorf("cannot upload the artifact of %s/%s: %w", model, version, err)
 	}
 	v, err := c.CreateVersion(ctx, model, version, nv)
 	if err != nil {
-		return Version{}, fmt.Errorf("cannot create %s/%s: %w", model, version, err)
+		return wire.Version{}, fmt.Errorf("cannot create %s/%s: %w", model, version, err)
 	}
 	return v, nil
 }
 
 // CreateVersion creates model/version from an uploaded blob.
-func (c *Client) CreateVersion(ctx context.Context, model, version string, nv NewVersion) (Version, error) {
-	var v Version
+func (c *Client) CreateVersion(ctx context.Context, model, version string, nv wire.NewVersion) (wire.Version, error) {
+	var v wire.Version
 	_, err := c.jsonRequest(ctx, http.MethodPut, "/v1/models/"+url.PathEscape(model)+"/versions/"+url.PathEscape(version), nv, &v)
 	return v, err
 }
 
 // GetVersion fetches version metadata.
-func (c *Client) GetVersion(ctx context.Context, model, version string) (Version, error) {
-	var v Version
+func (c *Client) GetVersion(ctx context.Context, model, version string) (wire.Version, error) {
+	var v wire.Version
 	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/versions/"+url.PathEscape(version), nil, &v)
 	return v, err
 }
@@ -264,20 +266,20 @@ func (c *Client) GetVersion(ctx context.Context, model, version string) (Version
 // Resolve asks which version a channel serves in region. With index > 0
 // it is a blocking query: it returns when the channel's revision exceeds
 // index or wait passes.
-func (c *Client) Resolve(ctx context.Context, model, channel, region string, index uint64, wait time.Duration) (Resolution, error) {
+func (c *Client) Resolve(ctx context.Context, model, channel, region string, index uint64, wait time.Duration) (wire.Resolution, error) {
 	q := blockingQuery(index, wait)
 	if region != "" {
 		q.Set("region", region)
 	}
-	var res Resolution
+	var res wire.Resolution
 	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"/resolve?"+q.Encode(), nil, &res)
 	return res, err
 }
 
 // GetChannel fetches a channel, blocking like Resolve when index > 0.
-func (c *Client) GetChannel(ctx context.Context, model, channel string, index uint64, wait time.Duration) (Channel, error) {
+func (c *Client) GetChannel(ctx context.Context, model, channel string, index uint64, wait time.Duration) (wire.Channel, error) {
 	q := blockingQuery(index, wait)
-	var ch Channel
+	var ch wire.Channel
 	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"?"+q.Encode(), nil, &ch)
 	return ch, err
 }
@@ -312,48 +314,39 @@ func (c *Client) Download(ctx context.Context, digest string, w io.Writer) (int6
 	return n, nil
 }
 
-// MoveRequest is the body of the admin API's promote and rollback.
-type MoveRequest struct {
-	// Version to promote; for rollback, an explicit version to roll back to
-	// (default: the previous target from the channel's history).
-	Version string `json:"version,omitempty"`
-	// Regions limits the move to these regions' overrides; empty moves the
-	// global target (and, for promote, clears every override).
-	Regions []string `json:"regions,omitempty"`
-	Force   bool     `json:"force,omitempty"`
-	Reason  string   `json:"reason,omitempty"`
-	// ExpectRevision makes the move conditional on the channel still being
-	// at that revision (409 otherwise), for careful tooling.
-	ExpectRevision *uint64 `json:"expect_revision,omitempty"`
-	// DryRun (promote) answers with the quality gate's verdict and the
-	// move instead of making it.
-	DryRun bool `json:"dry_run,omitempty"`
-}
-
 // Promote moves a channel to a version.
-func (c *Client) Promote(ctx context.Context, model, channel string, req MoveRequest) (Channel, error) {
-	var ch Channel
+func (c *Client) Promote(ctx context.Context, model, channel string, req wire.MoveRequest) (wire.Channel, error) {
+	var ch wire.Channel
 	_, err := c.jsonRequest(ctx, http.MethodPost, "/v1/admin/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"/promote", req, &ch)
 	return ch, err
 }
 
+// DryRunPromote asks what a promote would do (req.DryRun is set): the
+// quality gate's verdict and the move; nothing changes.
+func (c *Client) DryRunPromote(ctx context.Context, model, channel string, req wire.MoveRequest) (wire.DryRun, error) {
+	req.DryRun = true
+	var out wire.DryRun
+	_, err := c.jsonRequest(ctx, http.MethodPost, "/v1/admin/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"/promote", req, &out)
+	return out, err
+}
+
 // Rollback moves a channel back.
-func (c *Client) Rollback(ctx context.Context, model, channel string, req MoveRequest) (Channel, error) {
-	var ch Channel
+func (c *Client) Rollback(ctx context.Context, model, channel string, req wire.MoveRequest) (wire.Channel, error) {
+	var ch wire.Channel
 	_, err := c.jsonRequest(ctx, http.MethodPost, "/v1/admin/models/"+url.PathEscape(model)+"/channels/"+url.PathEscape(channel)+"/rollback", req, &ch)
 	return ch, err
 }
 
 // SetCandidate puts a version beside a region's target (admin).
-func (c *Client) SetCandidate(ctx context.Context, model, channel, region string, req CandidateRequest) (Channel, error) {
-	var ch Channel
+func (c *Client) SetCandidate(ctx context.Context, model, channel, region string, req wire.CandidateRequest) (wire.Channel, error) {
+	var ch wire.Channel
 	_, err := c.jsonRequest(ctx, http.MethodPut, candidatePath(model, channel, region), req, &ch)
 	return ch, err
 }
 
 // ClearCandidate removes a region's candidate (admin).
-func (c *Client) ClearCandidate(ctx context.Context, model, channel, region string) (Channel, error) {
-	var ch Channel
+func (c *Client) ClearCandidate(ctx context.Context, model, channel, region string) (wire.Channel, error) {
+	var ch wire.Channel
 	_, err := c.jsonRequest(ctx, http.MethodDelete, candidatePath(model, channel, region), nil, &ch)
 	return ch, err
 }
@@ -363,18 +356,18 @@ func candidatePath(model, channel, region string) string {
 }
 
 // History lists a channel's revisions, newest first.
-func (c *Client) History(ctx context.Context, model, channel string, limit int) ([]Channel, error) {
+func (c *Client) History(ctx context.Context, model, channel string, limit int) ([]wire.Channel, error) {
 	var out struct {
-		History []Channel `json:"history"`
+		History []wire.Channel `json:"history"`
 	}
 	_, err := c.jsonRequest(ctx, http.MethodGet, fmt.Sprintf("/v1/admin/models/%s/channels/%s/history?limit=%d", url.PathEscape(model), url.PathEscape(channel), limit), nil, &out)
 	return out.History, err
 }
 
 // Audit queries the audit trail; q holds the query parameters.
-func (c *Client) Audit(ctx context.Context, q url.Values) ([]AuditEntry, error) {
+func (c *Client) Audit(ctx context.Context, q url.Values) ([]wire.AuditEntry, error) {
 	var out struct {
-		Entries []AuditEntry `json:"entries"`
+		Entries []wire.AuditEntry `json:"entries"`
 	}
 	_, err := c.jsonRequest(ctx, http.MethodGet, "/v1/admin/audit?"+q.Encode(), nil, &out)
 	return out.Entries, err

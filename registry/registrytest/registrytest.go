@@ -17,6 +17,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/regclient"
+	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
 
@@ -122,10 +123,10 @@ func StartBinary(t testing.TB, b Binary) *Server {
 
 // Publish uploads data and creates model/version through c, failing the
 // test on an error.
-func Publish(t testing.TB, c *regclient.Client, model, version string, data []byte) regclient.Version {
+func Publish(t testing.TB, c *regclient.Client, model, version string, data []byte) wire.Version {
 	t.Helper()
 	v, err := c.Publish(context.Background(), model, version, bytes.NewReader(data), int64(len(data)),
-		regclient.NewVersion{Description: "test " + version})
+		wire.NewVersion{Description: "test " + version})
 	if err != nil {
 		t.Fatal(err)
 	}

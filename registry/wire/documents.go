@@ -1,4 +1,8 @@
-package regclient
+// Package wire holds the documents the registry's HTTP API exchanges
+// (versions, channels, moves, rollouts, webhooks, status, audit) and its
+// validation of names: the server, the client (regclient), the console and
+// sentctl all import them from here, so each is written once.
+package wire
 
 import (
 	"errors"
