@@ -653,14 +653,17 @@ func TestPeerForwardCarriesTheProtocol(t *testing.T) {
 		ctx.Request.Header.Set("traceparent", parent)
 		ctx.Request.Header.Set("tracestate", state)
 		ctx.Request.Header.Set("Via", "1.1 sentiment-geo")
+		ctx.Request.Header.Set("X-Routing-Key", "chosen-by-the-client")
+		ctx.Request.Header.Set("Connection", "keep-alive, X-Secret")
+		ctx.Request.Header.Set("X-Secret", "for this hop")
 		ctx.Request.SetBodyString(`{"inputs":[]}` + "tensor")
 		tc := frontdoor.TraceFrom(&ctx.Request.Header, false)
-		if err := p.forward(&ctx, "req-1", tc); err != nil {
+		if err := p.forward(&ctx, "req-1", false, tc); err != nil {
 			t.Fatal(err)
 		}
 		h := <-seen
 		if h["content-type"] != "application/octet-stream" || h["inference-header-content-length"] != "12" || h["x-request-id"] != "req-1" ||
-			h["via"] != "1.1 sentiment-geo, 1.1 sentiment-edge-eu-west" {
+			h["via"] != "1.1 sentiment-geo, 1.1 sentiment-edge-eu-west" || h["x-routing-key"] != "" || h["x-secret"] != "" {
 			t.Errorf("the peer got %v", h)
 		}
 		continued := parent != "not-a-traceparent"
@@ -672,7 +675,8 @@ func TestPeerForwardCarriesTheProtocol(t *testing.T) {
 		}
 		r := &ctx.Response
 		if r.StatusCode() != 429 || string(r.Header.Peek("Retry-After")) != "7" || string(r.Header.Peek("Inference-Header-Content-Length")) != "2" ||
-			string(r.Header.ContentType()) != "application/octet-stream" || string(r.Body()) != "{}xy" {
+			string(r.Header.ContentType()) != "application/octet-stream" || string(r.Body()) != "{}xy" ||
+			string(r.Header.Peek("X-Served-Region")) != "us-east" {
 			t.Errorf("the peer's answer came back as %d %q: %s", r.StatusCode(), r.Body(), r.Header.String())
 		}
 	}

@@ -176,7 +176,7 @@ func (s *Server) front(route string, predicts bool, serve func(ctx *fasthttp.Req
 		var served *Serving
 		if err == nil {
 			if predicts && s.cfg.Peers != nil && s.current.Load() == nil {
-				err = s.cfg.Peers.forward(ctx, id, tc)
+				err = s.cfg.Peers.forward(ctx, id, s.fromProxy(ctx, clientip.Of(ctx.RemoteIP())), tc)
 			} else {
 				served, err = serve(ctx, id, c)
 			}

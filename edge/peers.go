@@ -6,17 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
 
-	"github.com/sentimentpro/sentiment/internal/clientip"
-	"github.com/sentimentpro/sentiment/internal/frontdoor"
+	"github.com/sentimentpro/sentiment/internal/forward"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
-	"github.com/sentimentpro/sentiment/internal/via"
 )
 
 // forwardedHeader marks a request an edge forwarded to a peer, so a peer
@@ -30,7 +29,7 @@ type Peers struct {
 	self     string
 	order    []string // regions, nearest first
 	client   *fasthttp.Client
-	scheme   string // of the peers' URLs: http:// or https://
+	scheme   string // of the peers' URLs: http or https
 	timeout  time.Duration
 	log      *slog.Logger
 	mu       sync.RWMutex
@@ -45,12 +44,12 @@ func NewPeers(self string, order []string, timeout time.Duration, tlsCfg *tls.Co
 		log = slog.Default()
 	}
 	p := &Peers{self: self, order: order, timeout: timeout, log: log.With("component", "peers"),
-		client:   &fasthttp.Client{ReadTimeout: timeout, WriteTimeout: timeout, MaxIdleConnDuration: 30 * time.Second, TLSConfig: tlsCfg},
-		scheme:   "http://",
+		client:   forward.NewClient("sentiment-edge", timeout, tlsCfg),
+		scheme:   "http",
 		addrs:    map[string][]string{},
 		breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}}
 	if tlsCfg != nil {
-		p.scheme = "https://"
+		p.scheme = "https"
 	}
 	for _, region := range order {
 		p.breakers[region] = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
@@ -76,10 +75,14 @@ func (p *Peers) Update(region string, addrs []string) {
 
 var errNoPeer = errors.New("no healthy peer region")
 
-func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context) error {
+func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string, trusted bool, tc tracectx.Context) error {
 	if len(ctx.Request.Header.Peek(forwardedHeader)) > 0 {
 		return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet (and this request was already forwarded once)")
 	}
+	// id may view the request's own header bytes, which Prepare rewrites.
+	id = strings.Clone(id)
+	forward.Prepare(ctx, id, trusted, "sentiment-edge-"+p.self)
+	ctx.Request.Header.Set(forwardedHeader, p.self)
 	for _, region := range p.order {
 		p.mu.RLock()
 		addrs := p.addrs[region]
@@ -89,70 +92,29 @@ func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context
 			continue
 		}
 		addr := addrs[rand.IntN(len(addrs))]
-		_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, p.do(ctx, addr, id, tc) })
+		// The hop to the peer is a span of the edge's trace.
+		forward.Attempt(&ctx.Request, p.scheme, addr, tc.Child())
+		_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, p.do(ctx, addr) })
 		if err == nil {
 			peerForwardsOK.Inc()
-			ctx.Response.Header.Set("X-Served-By-Region", region)
+			forward.MarkServed(&ctx.Response.Header, region)
 			return nil
 		}
+		ctx.Response.Reset()
 		peerForwardsBad.Inc()
 		p.log.Warn("peer forward failed", "request_id", id, "trace_id", tc.TraceIDString(), "region", region, "err", err)
 	}
 	return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet and %v", errNoPeer)
 }
 
-func (p *Peers) do(ctx *fasthttp.RequestCtx, addr, id string, tc tracectx.Context) error {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethodBytes(ctx.Method())
-	req.SetRequestURI(p.scheme + addr + string(ctx.Path()))
-	copyHeaders(&req.Header, &ctx.Request.Header, peerRequestHeaders)
-	req.Header.Set("X-Request-ID", id)
-	req.Header.Set(forwardedHeader, p.self)
-	frontdoor.SetTraceRequestHeader(&req.Header, tc.Child()) // the hop to the peer is a span of the edge's
-	if ts := frontdoor.TraceState(&ctx.Request.Header); ts != nil {
-		req.Header.SetBytesV("tracestate", ts)
-	}
-	// The peer limits and logs by client too: pass the client on.
-	if xff := clientip.AppendForwardedFor(nil, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.RemoteIP()); len(xff) > 0 {
-		req.Header.SetBytesV("X-Forwarded-For", xff)
-	}
-	// The edge is a gateway to its peer (RFC 9110 §7.6.3).
-	req.Header.SetBytesV("Via", via.Append(nil, ctx.Request.Header.Peek("Via"), ctx.Request.Header.Protocol(), "sentiment-edge-"+p.self))
-	req.SetBody(ctx.PostBody())
-	if err := p.client.DoTimeout(req, resp, p.timeout); err != nil {
+// do sends the prepared request to one peer; its answer, whole, becomes
+// the edge's.
+func (p *Peers) do(ctx *fasthttp.RequestCtx, addr string) error {
+	if err := p.client.DoTimeout(&ctx.Request, &ctx.Response, p.timeout); err != nil {
 		return fmt.Errorf("cannot reach peer %s: %w", addr, err)
 	}
-	if code := resp.StatusCode(); code >= 500 {
+	if code := ctx.Response.StatusCode(); code >= 500 {
 		return fmt.Errorf("peer %s answered %d", addr, code)
 	}
-	ctx.SetStatusCode(resp.StatusCode())
-	copyHeaders(&ctx.Response.Header, &resp.Header, peerResponseHeaders)
-	ctx.SetBody(resp.Body())
 	return nil
-}
-
-// The headers a forwarded request and its answer carry besides the
-// body: what the body means (an Open Inference Protocol request or answer
-// in the binary tensor data extension is JSON followed by tensor bytes)
-// and, in a 429, when to come back.
-var (
-	peerRequestHeaders  = []string{"Content-Type", inferHeaderLength}
-	peerResponseHeaders = []string{"Content-Type", inferHeaderLength, "Retry-After"}
-)
-
-// header is what fasthttp's request and response headers share.
-type header interface {
-	Peek(key string) []byte
-	SetBytesV(key string, value []byte)
-}
-
-func copyHeaders(dst, src header, names []string) {
-	for _, name := range names {
-		if v := src.Peek(name); len(v) > 0 {
-			dst.SetBytesV(name, v)
-		}
-	}
 }

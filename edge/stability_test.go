@@ -178,7 +178,7 @@ func TestPeerFallback(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, body, err := predict("203.0.113.7")
-		if err == nil && resp.StatusCode == 200 && resp.Header.Get("X-Served-By-Region") == "us-east" && strings.Contains(body, `"region":"us-east"`) {
+		if err == nil && resp.StatusCode == 200 && resp.Header.Get("X-Served-Region") == "us-east" && strings.Contains(body, `"region":"us-east"`) {
 			t.Logf("cold eu-west edge forwarded to us-east over mutual TLS: %s", strings.TrimSpace(body))
 			if !strings.Contains(resp.Header.Get("traceparent"), trace) {
 				t.Errorf("the answer's traceparent %q is not of the request's trace", resp.Header.Get("traceparent"))
@@ -243,7 +243,7 @@ func inferBinaryThroughPeer(t *testing.T, client *http.Client, base, from string
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("X-Served-By-Region") == "" {
+	if resp.StatusCode != 200 || resp.Header.Get("X-Served-Region") == "" {
 		t.Fatalf("binary infer through the cold edge: %d %q", resp.StatusCode, body)
 	}
 	n, err := strconv.Atoi(resp.Header.Get("Inference-Header-Content-Length"))

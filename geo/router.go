@@ -1,7 +1,6 @@
 package geo
 
 import (
-	"bytes"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
@@ -21,12 +20,12 @@ import (
 
 	"github.com/sentimentpro/sentiment/internal/bearer"
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/forward"
 	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
-	"github.com/sentimentpro/sentiment/internal/via"
 )
 
 // Config configures the failover proxy; it is built in main.
@@ -154,12 +153,7 @@ func NewRouter(cfg Config) *Router {
 		cfg.Logger = slog.Default()
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "geo"), pools: map[string]*regionPool{}, ids: obs.NewRequestIDs(),
-		// The client forwards requests as the edge should see them:
-		// no path or header-name rewriting on the way.
-		client: &fasthttp.Client{Name: "sentiment-geo", MaxConnsPerHost: 1024, MaxIdleConnDuration: 30 * time.Second,
-			DisablePathNormalizing: true, DisableHeaderNamesNormalizing: true, NoDefaultUserAgentHeader: true,
-			ReadTimeout: cfg.PerTryTimeout, WriteTimeout: cfg.PerTryTimeout, TLSConfig: cfg.EdgeTLS,
-			Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}, scheme: "http"}
+		client: forward.NewClient("sentiment-geo", cfg.PerTryTimeout, cfg.EdgeTLS), scheme: "http"}
 	if cfg.EdgeTLS != nil {
 		r.scheme = "https"
 	}
@@ -275,7 +269,7 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		}
 		if logged {
 			r.access.Write(ctx, id, tc, r.clientAddr(ctx).String(), start,
-				"region", string(h.Peek("X-Served-Region")), "failovers", string(h.Peek("X-Failovers")))
+				"region", string(h.Peek(forward.ServedRegion)), "failovers", string(h.Peek("X-Failovers")))
 		}
 	}
 }
@@ -347,29 +341,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 		}
 	}
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
-	stripHopByHop(&req.Header)
-	if !clientip.InAny(clientip.Of(ctx.RemoteIP()), r.cfg.TrustedProxies) {
-		// The edges believe this router's routing key; a client's own
-		// would let it pick the version that answers it during a
-		// rollout, and steer the figures the rollout is judged on.
-		req.Header.Del(routingKeyHeader)
-	}
-	frontdoor.DropOrphanTraceState(&req.Header) // before the attempts set their traceparent
-	setForwardedFor(ctx)
-	setVia(ctx) // names the protocol the client spoke: before it changes
-	// The connections to an edge carry many clients' requests in a
-	// pipeline. An HTTP/1.0 request forwarded as it came implies
-	// Connection: close, and the edge's close would fail the requests
-	// queued behind it: every hop speaks HTTP/1.1 (the client's own
-	// connection still closes as its protocol says).
-	req.Header.SetProtocol("HTTP/1.1")
-	req.Header.ResetConnectionClose()
-	if len(req.Header.Peek("X-Request-ID")) == 0 {
-		// The client named it in Connection: the ID was for this router,
-		// which passes it on as its own.
-		req.Header.Set("X-Request-ID", id)
-	}
-	req.URI().SetScheme(r.scheme)
+	forward.Prepare(ctx, id, clientip.InAny(clientip.Of(ctx.RemoteIP()), r.cfg.TrustedProxies), "sentiment-geo")
 	sec := start.Unix()
 	r.budget.request(sec)
 	failovers, attempts := 0, 0
@@ -406,14 +378,14 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 			t0 = time.Now()
 		}
 		// Each attempt is a span of the request's trace.
-		frontdoor.SetTraceRequestHeader(&req.Header, tc.Child())
+		forward.Attempt(req, r.scheme, up.addr, tc.Child())
 		err = r.forward(ctx, up, t0)
 		done(err)
 		end := time.Now()
 		pool.latency.Update(end.Sub(t0).Seconds())
 		if err == nil {
 			h := &ctx.Response.Header
-			h.Set("X-Served-Region", region)
+			forward.MarkServed(h, region)
 			h.Set("X-Failovers", strconv.Itoa(failovers))
 			pool.ok.Inc()
 			observe(ctx.Response.StatusCode(), end.Sub(start))
@@ -433,18 +405,15 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	return false
 }
 
-// requestID returns the client's valid X-Request-ID, or makes one and
-// puts it on the request, so the edge's logs and answer carry the same ID
-// as the router's.
+// requestID returns the client's valid X-Request-ID, or makes one; the
+// forwarded request carries it, so the edge's logs and answer have the
+// router's ID.
 func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
-	h := &ctx.Request.Header
-	if v := h.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(string(v)) {
+	if v := ctx.Request.Header.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(string(v)) {
 		return string(v)
 	}
 	var buf [48]byte
-	b := r.ids.Append(buf[:0])
-	h.SetBytesV("X-Request-ID", b)
-	return string(b)
+	return string(r.ids.Append(buf[:0]))
 }
 
 // forward proxies one attempt to an edge. X-Request-ID and the rest of the
@@ -453,7 +422,6 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, now time.Time) 
 	up.inflight.Add(1)
 	defer up.inflight.Add(-1)
 	req := &ctx.Request
-	req.SetHost(up.addr)
 	// The pipeline client would otherwise move the body out of req; keep
 	// it for a retry in the next region.
 	req.KeepBodyBuffer = true
@@ -472,52 +440,6 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, now time.Time) 
 		return fmt.Errorf("%w: %s answered %d", errUpstream, up.addr, resp.StatusCode())
 	}
 	return nil
-}
-
-// routingKeyHeader is the sticky key of a rollout's split (edge/split.go):
-// forwarded only from a trusted proxy.
-const routingKeyHeader = "X-Routing-Key"
-
-// hopByHop are the headers meant for one connection only (RFC 9110
-// §7.6.1), Proxy-Authorization, which is meant for this proxy, and Expect:
-// this router has answered a 100-continue and holds the whole body, so
-// the edge has nothing to confirm (and a 100 answer from it would read as
-// a failed attempt). None is forwarded.
-var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade",
-	"Trailer", "Proxy-Authorization", "Proxy-Authenticate", "Expect"}
-
-// stripHopByHop removes the hop-by-hop headers and every header the
-// Connection header names.
-func stripHopByHop(h *fasthttp.RequestHeader) {
-	if conn := h.Peek("Connection"); len(conn) > 0 {
-		var buf [128]byte
-		names := append(buf[:0], conn...) // Peek's bytes move as headers are deleted
-		for len(names) > 0 {
-			var name []byte
-			name, names, _ = bytes.Cut(names, []byte(","))
-			if name = bytes.TrimSpace(name); len(name) > 0 {
-				h.DelBytes(name)
-			}
-		}
-	}
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
-}
-
-// setForwardedFor appends the client's address to X-Forwarded-For.
-func setForwardedFor(ctx *fasthttp.RequestCtx) {
-	h := &ctx.Request.Header
-	var buf [64]byte
-	h.SetBytesV("X-Forwarded-For", clientip.AppendForwardedFor(buf[:0], h.Peek("X-Forwarded-For"), ctx.RemoteIP()))
-}
-
-// setVia adds the router to Via: a gateway sends it on every request it
-// forwards (RFC 9110 §7.6.3).
-func setVia(ctx *fasthttp.RequestCtx) {
-	h := &ctx.Request.Header
-	var buf [64]byte
-	h.SetBytesV("Via", via.Append(buf[:0], h.Peek("Via"), h.Protocol(), "sentiment-geo"))
 }
 
 // route answers GET /v1/route: the caller's regions in order, with edges.
