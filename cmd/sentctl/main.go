@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 )
 
@@ -151,8 +152,15 @@ func parse(fs *flag.FlagSet, args []string, allowArgs bool) error {
 	if !allowArgs && fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
+	if err := config.ApplyEnvOf(fs, "SENTCTL", envFlags); err != nil {
+		return usageError{err}
+	}
 	return nil
 }
+
+// envFlags are the flags SENTCTL_<NAME> sets when the command line does
+// not: where and how to connect, never what to do.
+var envFlags = map[string]bool{"profile": true, "registry": true, "ca": true, "cert": true, "key": true}
 
 // flagsFirst reorders args so that every flag of fs (with its value)
 // comes before the arguments, which keep their order after a "--".

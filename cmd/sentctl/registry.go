@@ -51,11 +51,11 @@ const defaultRegistry = "http://127.0.0.1:8081"
 // timeout (uploads and downloads of large artifacts take longer).
 func (f *registryFlags) registerTimeout(fs *flag.FlagSet, timeout time.Duration) {
 	fs.DurationVar(&f.timeout, "timeout", timeout, "give up on a registry call after this long; with --wait, on the wait (exit 3)")
-	fs.StringVar(&f.profile, "profile", os.Getenv("SENTCTL_PROFILE"), "profile of the config file (or SENTCTL_PROFILE; default: its current one)")
-	fs.StringVar(&f.url, "registry", os.Getenv("SENTCTL_REGISTRY"), "registry URL, or replicas separated by commas (or SENTCTL_REGISTRY, or the profile's; default "+defaultRegistry+"); the token is read from SENTCTL_TOKEN or the profile's token file")
-	fs.StringVar(&f.ca, "ca", os.Getenv("SENTCTL_CA"), "CA file an https registry's certificate must chain to (or SENTCTL_CA, or the profile's; default: the system's)")
-	fs.StringVar(&f.cert, "cert", os.Getenv("SENTCTL_CERT"), "client certificate file for a registry that requires mutual TLS (or SENTCTL_CERT, or the profile's; with --key)")
-	fs.StringVar(&f.key, "key", os.Getenv("SENTCTL_KEY"), "client key file (or SENTCTL_KEY, or the profile's)")
+	fs.StringVar(&f.profile, "profile", "", "profile of the config file (or SENTCTL_PROFILE; default: its current one)")
+	fs.StringVar(&f.url, "registry", "", "registry URL, or replicas separated by commas (or SENTCTL_REGISTRY, or the profile's; default "+defaultRegistry+"); the token is read from SENTCTL_TOKEN or the profile's token file")
+	fs.StringVar(&f.ca, "ca", "", "CA file an https registry's certificate must chain to (or SENTCTL_CA, or the profile's; default: the system's)")
+	fs.StringVar(&f.cert, "cert", "", "client certificate file for a registry that requires mutual TLS (or SENTCTL_CERT, or the profile's; with --key)")
+	fs.StringVar(&f.key, "key", "", "client key file (or SENTCTL_KEY, or the profile's)")
 	fs.BoolVar(&f.allowPlainHTTP, "allow-plain-http", false, "send the token over plain http to a registry that is not on this machine (refused by default: anyone on the path reads it)")
 }
 

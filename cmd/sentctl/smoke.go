@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -22,7 +21,7 @@ func runSmoke(args []string, stdout, stderr io.Writer) error {
 	base := fs.String("url", "", "the endpoint clients use (geo router or an edge), e.g. http://127.0.0.1:8080")
 	regions := fs.String("regions", "", "regions that must answer when hinted with X-Region, e.g. us-east,eu-west")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout per request")
-	ca := fs.String("ca", os.Getenv("SENTCTL_CA"), "CA file an https endpoint's certificate must chain to (or SENTCTL_CA; default: the system's)")
+	ca := fs.String("ca", "", "CA file an https endpoint's certificate must chain to (or SENTCTL_CA; default: the system's)")
 	if err := parse(fs, args, false); err != nil {
 		return err
 	}

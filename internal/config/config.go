@@ -44,12 +44,16 @@ func EnvName(prefix, flagName string) string {
 // ApplyEnv sets every flag of fs that was not given on the command line
 // from the environment variable PREFIX_NAME (upper case, '-' as '_'), e.g.
 // -s3-endpoint from REGISTRY_S3_ENDPOINT. Call it after fs.Parse.
-func ApplyEnv(fs *flag.FlagSet, prefix string) error {
+func ApplyEnv(fs *flag.FlagSet, prefix string) error { return ApplyEnvOf(fs, prefix, nil) }
+
+// ApplyEnvOf is ApplyEnv for the flags named in only (all when nil): a
+// CLI whose other flags must not change behind the user's back.
+func ApplyEnvOf(fs *flag.FlagSet, prefix string, only map[string]bool) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
+		if given[f.Name] || err != nil || only != nil && !only[f.Name] {
 			return
 		}
 		env := EnvName(prefix, f.Name)
