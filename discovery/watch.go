@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -105,5 +106,29 @@ func (w *Watcher) deliver(entries []*api.ServiceEntry, index uint64) {
 	}
 	if w.OnSnapshot != nil {
 		w.OnSnapshot(snap)
+	}
+}
+
+// FollowRegions watches service in each region's datacenter (region →
+// datacenter; "" is the agent's own) and hands update a region's passing
+// instances whose meta "region" is that region, as host:port, at every
+// change, until ctx ends. wg counts the watchers. The geo router follows
+// its edges this way, and an edge its peer regions.
+func FollowRegions(ctx context.Context, wg *sync.WaitGroup, c *api.Client, service string, datacenters map[string]string,
+	update func(region string, addrs []string), log *slog.Logger) {
+	for region, dc := range datacenters {
+		w := &Watcher{Client: c, Service: service, Datacenter: dc, Logger: log,
+			Wait: 10 * time.Second, MinInterval: 50 * time.Millisecond,
+			OnSnapshot: func(s Snapshot) {
+				var addrs []string
+				for _, in := range s.Passing() {
+					if in.Meta[MetaRegion] == region {
+						addrs = append(addrs, in.HostPort())
+					}
+				}
+				update(region, addrs)
+			}}
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx) }()
 	}
 }

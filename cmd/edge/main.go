@@ -242,8 +242,7 @@ func run(cfg Config, log *slog.Logger) error {
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- fsrv.Serve(ln) }()
+	failed := service.Go(func() error { return fsrv.Serve(ln) })
 	serving := "none"
 	if sv := srv.Current(); sv != nil {
 		serving = sv.Version + " (" + sv.Source + ")"
@@ -255,6 +254,7 @@ func run(cfg Config, log *slog.Logger) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); syncer.Run(ctx) }()
 	}
+	tail := service.Serving{Failed: failed, SetDraining: srv.SetDraining, StopWork: cancel, Shutdown: fsrv.ShutdownWithContext, Wait: wg.Wait}
 	if reg != nil {
 		if sv := srv.Current(); sv != nil {
 			onChange(sv)
@@ -263,34 +263,21 @@ func run(cfg Config, log *slog.Logger) error {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); reg.Run(ctx, 5*time.Second) }()
-		for _, p := range peers {
-			w := &discovery.Watcher{Client: consul, Service: cfg.ServiceName, Datacenter: p.dc, Logger: log,
-				OnSnapshot: func(s discovery.Snapshot) {
-					var addrs []string
-					for _, in := range s.Passing() {
-						addrs = append(addrs, in.HostPort())
-					}
-					srvCfg.Peers.Update(p.region, addrs)
-				}}
-			wg.Add(1)
-			go func() { defer wg.Done(); w.Run(ctx) }()
+		tail.Deregister = reg.Deregister
+		if srvCfg.Peers != nil {
+			discovery.FollowRegions(ctx, &wg, consul, cfg.ServiceName, peerDatacenters(peers), srvCfg.Peers.Update, log)
 		}
 	}
+	return cfg.Drain(log, tail)
+}
 
-	if err := cfg.AwaitShutdown(log, errc, srv.SetDraining); err != nil {
-		return err
+// peerDatacenters maps each peer region to its Consul datacenter.
+func peerDatacenters(peers []peer) map[string]string {
+	dcs := map[string]string{}
+	for _, p := range peers {
+		dcs[p.region] = p.dc
 	}
-	cancel()
-	if reg != nil {
-		if err := reg.Deregister(); err != nil {
-			log.Warn("cannot deregister", "err", err)
-		}
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	err = fsrv.ShutdownWithContext(sctx)
-	wg.Wait()
-	return err
+	return dcs
 }
 
 // clientTLS is the TLS configuration of the edge's own requests (to the

@@ -207,18 +207,10 @@ func run(cfg Config, log *slog.Logger) error {
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
 		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}
 	frontdoor.ExportOpenConnections("geo_open_connections", srv)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	failed := service.Go(func() error { return srv.Serve(ln) })
 	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(cfg.regions), "version", Version)
-	if err := cfg.AwaitShutdown(log, errc, router.SetDraining); err != nil {
-		return err
-	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	err = srv.ShutdownWithContext(sctx)
-	wg.Wait()
-	return err
+	return cfg.Drain(log, service.Serving{Failed: failed, SetDraining: router.SetDraining, StopWork: cancel,
+		Shutdown: srv.ShutdownWithContext, Wait: wg.Wait})
 }
 
 // edgeTLS is the TLS configuration of the hop to edges; nil for plain
@@ -253,20 +245,6 @@ func follow(ctx context.Context, wg *sync.WaitGroup, cfg Config, router *geo.Rou
 	if err != nil {
 		return err
 	}
-	for region, dc := range cfg.datacenters {
-		w := &discovery.Watcher{Client: consul, Service: cfg.EdgeService, Datacenter: dc, Logger: log,
-			Wait: 10 * time.Second, MinInterval: 50 * time.Millisecond,
-			OnSnapshot: func(s discovery.Snapshot) {
-				var addrs []string
-				for _, in := range s.Passing() {
-					if in.Meta["region"] == region {
-						addrs = append(addrs, in.HostPort())
-					}
-				}
-				router.Update(region, addrs)
-			}}
-		wg.Add(1)
-		go func() { defer wg.Done(); w.Run(ctx) }()
-	}
+	discovery.FollowRegions(ctx, wg, consul, cfg.EdgeService, cfg.datacenters, router.Update, log)
 	return nil
 }

@@ -241,8 +241,7 @@ func run(cfg Config, log *slog.Logger) error {
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	failed := service.Go(func() error { return srv.Serve(ln) })
 	log.Info("registry listening", "addr", ln.Addr().String(), "store", cfg.Store, "version", Version)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -264,19 +263,12 @@ func run(cfg Config, log *slog.Logger) error {
 		go registrar.Run(ctx, 5*time.Second)
 	}
 
-	if err := cfg.AwaitShutdown(log, errc, a.SetDraining); err != nil {
-		return err
-	}
-	cancel()
+	tail := service.Serving{Failed: failed, SetDraining: a.SetDraining, StopWork: cancel, Shutdown: srv.Shutdown}
 	if registrar != nil {
 		// Deregister stops the registrar too: nothing is applied after it.
-		if err := registrar.Deregister(); err != nil {
-			log.Warn("cannot deregister", "err", err)
-		}
+		tail.Deregister = registrar.Deregister
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer scancel()
-	return srv.Shutdown(sctx)
+	return cfg.Drain(log, tail)
 }
 
 // newRegistrar describes this replica to Consul: its address and a health

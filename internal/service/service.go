@@ -5,6 +5,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -99,6 +100,57 @@ func (f *Flags) AwaitShutdown(log *slog.Logger, serveErr <-chan error, setDraini
 		log.Warn("second signal: stopping now")
 	}
 	return nil
+}
+
+// ShutdownTimeout bounds how long the requests in flight at shutdown may
+// take to finish once the drain delay is over.
+const ShutdownTimeout = 15 * time.Second
+
+// Serving is a started service as its main stops it.
+type Serving struct {
+	// Failed delivers the listener's Serve result (Go starts it).
+	Failed <-chan error
+	// SetDraining turns readiness off.
+	SetDraining func(bool)
+	// StopWork cancels the background work (syncers, watchers, loops).
+	StopWork context.CancelFunc
+	// Deregister removes the service from Consul; nil when not registered.
+	Deregister func() error
+	// Shutdown stops the listener and waits for the requests in flight.
+	Shutdown func(context.Context) error
+	// Wait, when set, returns once the background work has ended.
+	Wait func()
+}
+
+// Go runs serve (a listener's Serve) and returns the channel its result
+// arrives on.
+func Go(serve func() error) <-chan error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	return errc
+}
+
+// Drain is every service's tail: it waits for a signal (or the listener's
+// failure), turns readiness off and waits the drain delay (AwaitShutdown),
+// stops the background work, deregisters from Consul, shuts the listener
+// down within ShutdownTimeout and waits for the background work.
+func (f *Flags) Drain(log *slog.Logger, s Serving) error {
+	if err := f.AwaitShutdown(log, s.Failed, s.SetDraining); err != nil {
+		return err
+	}
+	s.StopWork()
+	if s.Deregister != nil {
+		if err := s.Deregister(); err != nil {
+			log.Warn("cannot deregister", "err", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	err := s.Shutdown(ctx)
+	if s.Wait != nil {
+		s.Wait()
+	}
+	return err
 }
 
 // Main is a service binary's main: it parses the configuration (exit 2
