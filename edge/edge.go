@@ -102,9 +102,7 @@ type Server struct {
 	log      *slog.Logger
 	current  atomic.Pointer[Serving]
 	draining atomic.Bool
-	limiter  *ratelimit.Limiter
-	ids      *obs.RequestIDs
-	access   frontdoor.AccessLog
+	door     *frontdoor.Door
 	// candidate is a second version during a staged rollout (split.go).
 	candidate atomic.Pointer[Candidate]
 	shadow    *shadow
@@ -129,15 +127,15 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge")}
-	s.access = frontdoor.AccessLog{Rate: cfg.AccessLogSample, Log: s.log}
+	s.door = &frontdoor.Door{IDs: obs.NewRequestIDs(), Access: frontdoor.AccessLog{Rate: cfg.AccessLogSample, Log: s.log},
+		TLS: cfg.TLS, RatePerMinute: cfg.RatePerMinute, Limited: rateLimited}
 	s.shadow = newShadow()
 	if cfg.RatePerMinute > 0 {
-		s.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
+		s.door.Limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
 	}
 	if cfg.RolloutClientRate > 0 {
 		s.weigh = ratelimit.New(cfg.RolloutClientRate, 0)
 	}
-	s.ids = obs.NewRequestIDs()
 	return s
 }
 
@@ -186,8 +184,8 @@ func (s *Server) SetDraining(d bool) { s.draining.Store(d) }
 // Close stops background work (the rate limiter's sweeper, the shadow).
 func (s *Server) Close() {
 	s.shadow.close()
-	if s.limiter != nil {
-		s.limiter.Close()
+	if s.door.Limiter != nil {
+		s.door.Limiter.Close()
 	}
 	if s.weigh != nil {
 		s.weigh.Close()

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
-	"github.com/sentimentpro/sentiment/internal/ratelimit"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
 
@@ -78,43 +76,23 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 // as the JSON error body.
 func (s *Server) routerAnswer(answer func(ctx *fasthttp.RequestCtx) error) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		setSecurityHeaders(ctx, s.cfg.TLS)
-		frontdoor.SetTraceHeader(&ctx.Response.Header, frontdoor.TraceFrom(&ctx.Request.Header, false))
-		id := s.requestID(ctx)
+		v := s.door.Enter(ctx)
+		s.door.Stamp(ctx, v, false)
 		if err := answer(ctx); err != nil {
-			frontdoor.WriteError(ctx, err, id)
+			frontdoor.WriteError(ctx, err, v.ID)
 		}
 	}
 }
 
-// FastHTTPServer returns a fasthttp.Server with this edge's limits and
-// timeouts (slow clients cannot hold connections forever).
+// FastHTTPServer returns the edge's fasthttp.Server: the front door's
+// limits (frontdoor.Door.Server) with this edge's body limit.
 func (s *Server) FastHTTPServer() *fasthttp.Server {
-	return &fasthttp.Server{
-		Handler:            s.Handler(),
-		MaxRequestBodySize: s.cfg.MaxBodyBytes,
-		ReadTimeout:        10 * time.Second,
-		WriteTimeout:       10 * time.Second,
-		IdleTimeout:        60 * time.Second,
-		ReadBufferSize:     8 << 10,
-		// No Server header: it names the software to a scanner (OWASP's
-		// advice for APIs); GET /v2 names it to the clients that ask.
-		NoDefaultServerHeader: true,
-		Logger:                frontdoor.ServerLogger{Log: s.log, Level: slog.LevelDebug},
-		ErrorHandler:          frontdoor.ErrorHandler(s.cfg.MaxBodyBytes, func(ctx *fasthttp.RequestCtx) { setSecurityHeaders(ctx, s.cfg.TLS) }),
-	}
+	return s.door.Server(s.Handler(), frontdoor.Limits{MaxBodyBytes: s.cfg.MaxBodyBytes}, s.log)
 }
 
-var (
-	// Header names as fasthttp stores them (it normalises the names of
-	// requests it parses), so the hot path skips normalising them again.
-	requestIDKey    = []byte("X-Request-Id")
-	forwardedForKey = []byte("X-Forwarded-For")
-)
-
-func setSecurityHeaders(ctx *fasthttp.RequestCtx, tls bool) {
-	frontdoor.SetSecurityHeaders(&ctx.Response.Header, tls)
-}
+// forwardedForKey is X-Forwarded-For as fasthttp stores a parsed
+// request's header name, so the hot path skips normalising it again.
+var forwardedForKey = []byte("X-Forwarded-For")
 
 // wrap serves a route that reads the serving model without predicting:
 // sv is the model at the time of the request (nil before the first).
@@ -149,26 +127,13 @@ func (s *Server) wrapInfer(route string, h inferHandler) fasthttp.RequestHandler
 func (s *Server) front(route string, predicts bool, serve func(ctx *fasthttp.RequestCtx, id string, c Caller) (*Serving, error)) fasthttp.RequestHandler {
 	rm := metricsFor(route)
 	return func(ctx *fasthttp.RequestCtx) {
-		start := ctx.Time() // read by fasthttp just before it called the handler
-		if start.IsZero() { // a context no fasthttp.Server made (tests)
-			start = time.Now()
-		}
-		id := s.requestID(ctx)
-		logged := s.access.Sample()
-		tc := frontdoor.TraceFrom(&ctx.Request.Header, logged)
-		frontdoor.SetTraceHeader(&ctx.Response.Header, tc)
-		setSecurityHeaders(ctx, s.cfg.TLS)
+		v := s.door.Enter(ctx)
+		s.door.Stamp(ctx, v, false)
 		var err error
 		var c Caller
 		if predicts {
-			c = s.caller(ctx, start)
-		}
-		if predicts && s.limiter != nil {
-			if ok, wait := s.limiter.Allow(c.Client, start); !ok {
-				rateLimited.Inc()
-				ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
-				err = httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", s.cfg.RatePerMinute)
-			}
+			c = s.caller(ctx, v.Start)
+			err = s.door.Admit(ctx, c.Client, v.Start)
 		}
 		if err == nil && predicts {
 			err = decodeBody(ctx, s.cfg.MaxBodyBytes)
@@ -176,27 +141,38 @@ func (s *Server) front(route string, predicts bool, serve func(ctx *fasthttp.Req
 		var served *Serving
 		if err == nil {
 			if predicts && s.cfg.Peers != nil && s.current.Load() == nil {
-				err = s.cfg.Peers.forward(ctx, id, s.fromProxy(ctx, clientip.Of(ctx.RemoteIP())), tc)
+				err = s.forwardToPeer(ctx, &v)
 			} else {
-				served, err = serve(ctx, id, c)
+				served, err = serve(ctx, v.ID, c)
 			}
 		}
 		if err != nil {
-			frontdoor.WriteError(ctx, err, id)
+			frontdoor.WriteError(ctx, err, v.ID)
 			if code := ctx.Response.StatusCode(); code >= 500 || code == fasthttp.StatusTooManyRequests {
-				s.log.Warn("request failed", "request_id", id, "trace_id", tc.TraceIDString(), "route", route, "status", code,
+				s.log.Warn("request failed", "request_id", v.ID, "trace_id", v.Trace.TraceIDString(), "route", route, "status", code,
 					"err", err.Error(), "client", obs.TruncateIP(s.client(ctx).String()))
 			}
 		}
-		seconds := time.Since(start).Seconds()
+		seconds := time.Since(v.Start).Seconds()
 		rm.observe(ctx.Response.StatusCode(), seconds)
 		if served != nil {
 			served.served(ctx.Response.StatusCode(), seconds)
 		}
-		if logged {
-			s.access.Write(ctx, id, tc, s.client(ctx).String(), start, "route", route)
+		if v.Logged {
+			s.door.Leave(ctx, v, s.client(ctx), "route", route)
 		}
 	}
+}
+
+// forwardToPeer has a peer region answer while this edge has no model. The
+// request is rewritten and the answer replaced, so the visit's ID is
+// copied first and the answer stamped again after.
+func (s *Server) forwardToPeer(ctx *fasthttp.RequestCtx, v *frontdoor.Visit) error {
+	v.ID = strings.Clone(v.ID)
+	trusted := s.fromProxy(ctx, clientip.Of(ctx.RemoteIP()))
+	err := s.cfg.Peers.forward(ctx, v.ID, trusted, v.Trace)
+	s.door.Stamp(ctx, *v, err == nil)
+	return err
 }
 
 // client is the request's client: the peer, or the address a trusted
@@ -214,22 +190,6 @@ func (s *Server) fromProxy(ctx *fasthttp.RequestCtx, peer netip.Addr) bool {
 		return true
 	}
 	return s.cfg.TrustClientCerts && ctx.IsTLS() && tlsfiles.Verified(ctx.TLSConnectionState())
-}
-
-// requestID returns the request's ID: the client's X-Request-ID when it
-// is valid, else a new one. It sets the answer's X-Request-Id. The string
-// views that header's bytes without copying (no allocation per request):
-// it is valid until the handler returns, and nothing keeps it longer
-// (logs format it at once, peers copy it into their own request).
-func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
-	if v := ctx.Request.Header.PeekCanonical(requestIDKey); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
-		ctx.Response.Header.SetCanonical(requestIDKey, v)
-		return b2s(v)
-	}
-	var buf [48]byte
-	h := &ctx.Response.Header
-	h.SetCanonical(requestIDKey, s.ids.Append(buf[:0]))
-	return b2s(h.PeekCanonical(requestIDKey))
 }
 
 // b2s views bytes as a string without copying; the string must not

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -75,12 +74,13 @@ func (p *Peers) Update(region string, addrs []string) {
 
 var errNoPeer = errors.New("no healthy peer region")
 
+// forward has the nearest healthy peer region answer the request, whose
+// answer replaces ctx's. The request is rewritten in place: id must not
+// view its header bytes.
 func (p *Peers) forward(ctx *fasthttp.RequestCtx, id string, trusted bool, tc tracectx.Context) error {
 	if len(ctx.Request.Header.Peek(forwardedHeader)) > 0 {
 		return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet (and this request was already forwarded once)")
 	}
-	// id may view the request's own header bytes, which Prepare rewrites.
-	id = strings.Clone(id)
 	forward.Prepare(ctx, id, trusted, "sentiment-edge-"+p.self)
 	ctx.Request.Header.Set(forwardedHeader, p.self)
 	for _, region := range p.order {

@@ -25,7 +25,6 @@ import (
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/ratelimit"
-	"github.com/sentimentpro/sentiment/internal/tracectx"
 )
 
 // Config configures the failover proxy; it is built in main.
@@ -112,12 +111,9 @@ type Router struct {
 	mu     sync.RWMutex
 	pools  map[string]*regionPool
 	budget retryBudget
-	ids    *obs.RequestIDs
 	// scheme is the edges' URL scheme: http or https.
 	scheme string
-	// limiter is the per-client rate limit; nil when off.
-	limiter *ratelimit.Limiter
-	access  frontdoor.AccessLog
+	door   *frontdoor.Door
 	// draining fails /health/ready during shutdown.
 	draining atomic.Bool
 }
@@ -130,8 +126,8 @@ func (r *Router) SetDraining(d bool) { r.draining.Store(d) }
 
 // Close stops background work (the rate limiter's sweeper).
 func (r *Router) Close() {
-	if r.limiter != nil {
-		r.limiter.Close()
+	if r.door.Limiter != nil {
+		r.door.Limiter.Close()
 	}
 }
 
@@ -152,15 +148,18 @@ func NewRouter(cfg Config) *Router {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "geo"), pools: map[string]*regionPool{}, ids: obs.NewRequestIDs(),
+	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "geo"), pools: map[string]*regionPool{},
 		client: forward.NewClient("sentiment-geo", cfg.PerTryTimeout, cfg.EdgeTLS), scheme: "http"}
 	if cfg.EdgeTLS != nil {
 		r.scheme = "https"
 	}
-	r.access = frontdoor.AccessLog{Rate: cfg.AccessLogSample, Log: r.log}
+	// The router rewrites the request and relays the edge's answer in
+	// place: its request IDs are copies (OwnIDs).
+	r.door = &frontdoor.Door{IDs: obs.NewRequestIDs(), Access: frontdoor.AccessLog{Rate: cfg.AccessLogSample, Log: r.log},
+		TLS: cfg.TLS, RatePerMinute: cfg.RatePerMinute, Limited: rateLimited, OwnIDs: true}
 	r.budget.ratio = cfg.RetryRatio
 	if cfg.RatePerMinute > 0 {
-		r.limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
+		r.door.Limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
 	}
 	for _, reg := range cfg.Locator.Regions {
 		r.pools[reg.Name] = newRegionPool(reg.Name, r.newBreaker(reg.Name))
@@ -233,20 +232,23 @@ func (r *Router) pick(region string) (*upstream, *regionPool) {
 
 var errUpstream = errors.New("upstream failed")
 
+// Server returns the router's fasthttp.Server: the front door's
+// limits (frontdoor.Door.Server) with the router's.
+func (r *Router) Server(h fasthttp.RequestHandler, l frontdoor.Limits) *fasthttp.Server {
+	return r.door.Server(h, l, r.log)
+}
+
 // Handler returns the router's HTTP handler. Every request has an id
 // (X-Request-ID, the client's if valid) and a trace (the client's
 // traceparent continued, or a new one); both go to the edges on every
 // attempt and back in every answer, errors included.
 func (r *Router) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		start := time.Now()
-		id := r.requestID(ctx)
-		logged := r.access.Sample()
-		tc := frontdoor.TraceFrom(&ctx.Request.Header, logged)
+		v := r.door.Enter(ctx)
 		relayed := false
 		switch string(ctx.Path()) {
 		case "/health/live", "/health/ready", "/metrics", "/v1/route":
-			r.own(ctx, id)
+			r.own(ctx, v.ID)
 		default:
 			if ctx.IsOptions() && string(ctx.RequestURI()) == "*" {
 				// OPTIONS * asks about this server, not a resource
@@ -254,22 +256,15 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 				ctx.SetStatusCode(fasthttp.StatusNoContent)
 				break
 			}
-			relayed = r.proxy(ctx, id, tc, start)
+			relayed = r.proxy(ctx, v)
 		}
-		h := &ctx.Response.Header
-		h.Set("X-Request-Id", id)
-		frontdoor.SetTraceHeader(h, tc)
 		// The router's own answers (health, 405, 429, 503) need the
 		// security headers; an edge's answer has them already, but not
 		// HSTS if the edge is plain HTTP.
-		if !relayed {
-			frontdoor.SetSecurityHeaders(h, r.cfg.TLS)
-		} else if r.cfg.TLS {
-			frontdoor.SetHSTS(h)
-		}
-		if logged {
-			r.access.Write(ctx, id, tc, r.clientAddr(ctx).String(), start,
-				"region", string(h.Peek(forward.ServedRegion)), "failovers", string(h.Peek("X-Failovers")))
+		r.door.Stamp(ctx, v, relayed)
+		if v.Logged {
+			h := &ctx.Response.Header
+			r.door.Leave(ctx, v, r.clientAddr(ctx), "region", string(h.Peek(forward.ServedRegion)), "failovers", string(h.Peek("X-Failovers")))
 		}
 	}
 }
@@ -326,19 +321,16 @@ func (r *Router) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 // so retrying them elsewhere is safe. The client's request is forwarded
 // in place (fasthttp keeps it intact across attempts), so the hop copies
 // nothing but the response. It reports whether the answer is an edge's.
-func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context, start time.Time) (relayed bool) {
+func (r *Router) proxy(ctx *fasthttp.RequestCtx, v frontdoor.Visit) (relayed bool) {
 	req := &ctx.Request
+	id, tc, start := v.ID, v.Trace, v.Start
 	client := r.clientAddr(ctx)
-	if r.limiter != nil {
-		// One bucket per client at this router, whatever region it asks
-		// for: hopping regions with the hint does not multiply it.
-		if ok, wait := r.limiter.Allow(client, start); !ok {
-			rateLimited.Inc()
-			ctx.Response.Header.Set("Retry-After", ratelimit.RetryAfter(wait))
-			frontdoor.WriteError(ctx, httperr.New(fasthttp.StatusTooManyRequests, "rate limit exceeded: %.0f requests per minute", r.cfg.RatePerMinute), id)
-			observe(fasthttp.StatusTooManyRequests, time.Since(start))
-			return false
-		}
+	// One bucket per client at this router, whatever region it asks for:
+	// hopping regions with the hint does not multiply it.
+	if err := r.door.Admit(ctx, client, start); err != nil {
+		frontdoor.WriteError(ctx, err, id)
+		observe(fasthttp.StatusTooManyRequests, time.Since(start))
+		return false
 	}
 	order, _ := r.cfg.Locator.Order(string(req.Header.Peek(r.cfg.HintHeader)), client)
 	forward.Prepare(ctx, id, clientip.InAny(clientip.Of(ctx.RemoteIP()), r.cfg.TrustedProxies), "sentiment-geo")
@@ -403,17 +395,6 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, id string, tc tracectx.Context,
 	frontdoor.WriteError(ctx, httperr.Wrap(fasthttp.StatusServiceUnavailable, "no healthy region could answer", lastErr), id)
 	observe(fasthttp.StatusServiceUnavailable, time.Since(start))
 	return false
-}
-
-// requestID returns the client's valid X-Request-ID, or makes one; the
-// forwarded request carries it, so the edge's logs and answer have the
-// router's ID.
-func (r *Router) requestID(ctx *fasthttp.RequestCtx) string {
-	if v := ctx.Request.Header.Peek("X-Request-ID"); len(v) > 0 && obs.ValidRequestID(string(v)) {
-		return string(v)
-	}
-	var buf [48]byte
-	return string(r.ids.Append(buf[:0]))
 }
 
 // forward proxies one attempt to an edge. X-Request-ID and the rest of the

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
-	"github.com/valyala/fasthttp"
 
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/geo"
@@ -201,11 +200,8 @@ func run(cfg Config, log *slog.Logger) error {
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
-	secure := func(ctx *fasthttp.RequestCtx) { frontdoor.SetSecurityHeaders(&ctx.Response.Header, cfg.TLS.Enabled()) }
-	srv := &fasthttp.Server{Handler: frontdoor.RequireClientCert(cfg.TLS, router.Handler()), ErrorHandler: frontdoor.ErrorHandler(cfg.MaxBodyBytes, secure), NoDefaultServerHeader: true,
-		Logger: frontdoor.ServerLogger{Log: log, Level: slog.LevelDebug}, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxRequestBodySize: cfg.MaxBodyBytes,
-		MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency, ReadBufferSize: 8 << 10}
+	srv := router.Server(frontdoor.RequireClientCert(cfg.TLS, router.Handler()),
+		frontdoor.Limits{MaxBodyBytes: cfg.MaxBodyBytes, MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency})
 	frontdoor.ExportOpenConnections("geo_open_connections", srv)
 	failed := service.Go(func() error { return srv.Serve(ln) })
 	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(cfg.regions), "version", Version)
