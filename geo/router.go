@@ -67,23 +67,28 @@ type Config struct {
 type upstream struct {
 	addr     string
 	inflight atomic.Int64
-	// pipeline carries requests over one connection per CPU the router
+	// pipes carry requests pipelined, one connection per CPU the router
 	// may use: under load one write carries several requests and one read
-	// several responses, which cuts the hop's system calls. More
-	// connections than CPUs would only spread the same requests thinner,
-	// one write each (2026-12-07, router on one CPU: 4 connections 52k
-	// req/s, 1 connection 57k). After a failure it waits a
-	// second before reconnecting, so for that long (failedAt) attempts go
+	// several answers, which cuts the hop's system calls
+	// (forward.Pipe). After a failure an upstream waits a second before
+	// its pipes are used again, so for that long (failedAt) attempts go
 	// through the router's plain client, which fails fast.
-	pipeline *fasthttp.PipelineClient
+	pipes    []*forward.Pipe
+	next     atomic.Uint32
 	failedAt atomic.Int64 // unix nanoseconds of the last failed attempt
 }
 
 func (r *Router) newUpstream(addr string) *upstream {
-	return &upstream{addr: addr, pipeline: &fasthttp.PipelineClient{Addr: addr, Name: "sentiment-geo",
-		IsTLS: r.cfg.EdgeTLS != nil, TLSConfig: r.cfg.EdgeTLS,
-		MaxConns: runtime.GOMAXPROCS(0), MaxPendingRequests: 4096, MaxIdleConnDuration: 30 * time.Second,
-		ReadTimeout: r.cfg.PerTryTimeout, WriteTimeout: r.cfg.PerTryTimeout, Logger: obs.PrintfLogger{Log: r.log, Level: slog.LevelWarn}}}
+	u := &upstream{addr: addr}
+	for range runtime.GOMAXPROCS(0) {
+		u.pipes = append(u.pipes, &forward.Pipe{Addr: addr, TLS: r.cfg.EdgeTLS, Timeout: r.cfg.PerTryTimeout})
+	}
+	return u
+}
+
+// pipe returns the upstream's pipes in turn.
+func (u *upstream) pipe() *forward.Pipe {
+	return u.pipes[int(u.next.Add(1))%len(u.pipes)]
 }
 
 // regionPool holds a region's healthy edges, its breaker and its metrics.
@@ -402,16 +407,12 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, v frontdoor.Visit) (relayed boo
 func (r *Router) forward(ctx *fasthttp.RequestCtx, up *upstream, now time.Time) error {
 	up.inflight.Add(1)
 	defer up.inflight.Add(-1)
-	req := &ctx.Request
-	// The pipeline client would otherwise move the body out of req; keep
-	// it for a retry in the next region.
-	req.KeepBodyBuffer = true
-	resp := &ctx.Response
+	req, resp := &ctx.Request, &ctx.Response
 	var err error
 	if now.UnixNano()-up.failedAt.Load() < int64(time.Second) {
 		err = r.client.DoTimeout(req, resp, r.cfg.PerTryTimeout)
 	} else {
-		err = up.pipeline.DoTimeout(req, resp, r.cfg.PerTryTimeout)
+		err = up.pipe().Do(req, resp, now)
 	}
 	if err != nil {
 		up.failedAt.Store(time.Now().UnixNano())

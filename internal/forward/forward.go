@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -82,10 +83,13 @@ func Attempt(req *fasthttp.Request, scheme, addr string, span tracectx.Context) 
 
 // MarkServed names region in the answer, unless an inner hop already did.
 func MarkServed(h *fasthttp.ResponseHeader, region string) {
-	if len(h.Peek(ServedRegion)) == 0 {
-		h.Set(ServedRegion, region)
+	if len(h.PeekCanonical(servedRegionKey)) == 0 {
+		h.SetCanonical(servedRegionKey, unsafe.Slice(unsafe.StringData(region), len(region))) // copied
 	}
 }
+
+// servedRegionKey is ServedRegion as fasthttp stores a parsed header name.
+var servedRegionKey = []byte(ServedRegion)
 
 // stripHopByHop removes the hop-by-hop headers and every header the
 // Connection header names.
