@@ -319,26 +319,15 @@ func newRegistrar(consul *api.Client, cfg Config, listenAddr string, srv *edge.S
 	if consul == nil {
 		return nil, nil
 	}
-	adv := cfg.Advertise
-	if adv == "" {
-		adv = listenAddr
-	}
-	host, port, err := discovery.SplitHostPort(adv)
+	r, err := cfg.Registration(listenAddr, cfg.Region, cfg.TLS.Enabled())
 	if err != nil {
-		return nil, fmt.Errorf("-advertise: %w", err)
+		return nil, err
 	}
-	id := cfg.ServiceID
-	if id == "" {
-		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, cfg.Region, port)
-	}
-	return discovery.NewRegistrar(consul.Agent(), discovery.Registration{
-		ID: id, Name: cfg.ServiceName, Address: host, Port: port, Tags: []string{cfg.Region},
-		Meta: map[string]string{discovery.MetaRegion: cfg.Region, discovery.MetaModel: cfg.Model,
-			discovery.MetaChannel: cfg.Channel, discovery.MetaBuild: Version},
-		CheckURL: cfg.TLS.Scheme() + "://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
-		TLSSkipVerify:        cfg.TLS.Enabled(),
-		SuccessBeforePassing: 1, FailuresBeforeCritical: 1, DeregisterAfter: 10 * time.Minute,
-	}, srv.Ready, log), nil
+	r.Tags = []string{cfg.Region}
+	r.Meta = map[string]string{discovery.MetaRegion: cfg.Region, discovery.MetaModel: cfg.Model,
+		discovery.MetaChannel: cfg.Channel, discovery.MetaBuild: Version}
+	r.FailuresBeforeCritical = 1
+	return discovery.NewRegistrar(consul.Agent(), r, srv.Ready, log), nil
 }
 
 // reportServing puts the serving version into the edge's Consul meta.

@@ -274,25 +274,13 @@ func run(cfg Config, log *slog.Logger) error {
 // newRegistrar describes this replica to Consul: its address and a health
 // check that fails when storage is unreachable.
 func newRegistrar(consul *api.Client, cfg Config, listenAddr string, log *slog.Logger) (*discovery.Registrar, error) {
-	adv := cfg.Advertise
-	if adv == "" {
-		adv = listenAddr
-	}
-	host, port, err := discovery.SplitHostPort(adv)
+	r, err := cfg.Registration(listenAddr, "", cfg.TLS.Enabled())
 	if err != nil {
-		return nil, fmt.Errorf("-advertise: %w", err)
+		return nil, err
 	}
-	id := cfg.ServiceID
-	if id == "" {
-		id = fmt.Sprintf("%s-%s-%d", cfg.ServiceName, strings.ReplaceAll(host, ".", "-"), port)
-	}
-	return discovery.NewRegistrar(consul.Agent(), discovery.Registration{
-		ID: id, Name: cfg.ServiceName, Address: host, Port: port,
-		Meta:     map[string]string{discovery.MetaBuild: Version},
-		CheckURL: cfg.TLS.Scheme() + "://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
-		TLSSkipVerify:        cfg.TLS.Enabled(),
-		SuccessBeforePassing: 1, FailuresBeforeCritical: 2, DeregisterAfter: 10 * time.Minute,
-	}, nil, log), nil
+	r.Meta = map[string]string{discovery.MetaBuild: Version}
+	r.FailuresBeforeCritical = 2
+	return discovery.NewRegistrar(consul.Agent(), r, nil, log), nil
 }
 
 // edgeClient reads edges' metrics and health: over https, presenting

@@ -16,11 +16,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/obs"
 )
 
@@ -100,6 +102,36 @@ func (f *Flags) AwaitShutdown(log *slog.Logger, serveErr <-chan error, setDraini
 		log.Warn("second signal: stopping now")
 	}
 	return nil
+}
+
+// Registration describes a service listening at listenAddr to Consul: at
+// -advertise (default listenAddr), as -service-id (default
+// name-idPart-port; with no idPart, the host stands in), with a readiness
+// check of /health/ready every second, over https when tls (the
+// certificate is the deployment's own, not the agent's to judge).
+func (f *Flags) Registration(listenAddr, idPart string, tls bool) (discovery.Registration, error) {
+	adv := f.Advertise
+	if adv == "" {
+		adv = listenAddr
+	}
+	host, port, err := discovery.SplitHostPort(adv)
+	if err != nil {
+		return discovery.Registration{}, fmt.Errorf("-advertise: %w", err)
+	}
+	if idPart == "" {
+		idPart = strings.ReplaceAll(host, ".", "-")
+	}
+	id := f.ServiceID
+	if id == "" {
+		id = fmt.Sprintf("%s-%s-%d", f.ServiceName, idPart, port)
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return discovery.Registration{ID: id, Name: f.ServiceName, Address: host, Port: port,
+		CheckURL: scheme + "://" + adv + "/health/ready", CheckInterval: time.Second, CheckTimeout: time.Second,
+		TLSSkipVerify: tls, SuccessBeforePassing: 1, DeregisterAfter: 10 * time.Minute}, nil
 }
 
 // ShutdownTimeout bounds how long the requests in flight at shutdown may
