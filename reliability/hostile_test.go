@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -141,9 +140,9 @@ func TestHostileInput(t *testing.T) {
 	// A country database that is not one: the router refuses to start,
 	// with a message, instead of crashing later.
 	for _, bad := range []string{"/etc/hostname", writeTruncatedMMDB(t)} {
-		out, err := exec.Command(testenv.GoBinary(t, "./cmd/geo"), "-listen", "127.0.0.1:0", "-static", "us-east="+edgeAddr, "-mmdb", bad).CombinedOutput()
+		out, err := testenv.RunGeo(t, testenv.Geo{Static: "us-east=" + edgeAddr, Args: []string{"-mmdb", bad}})
 		cases++
-		if err == nil || !strings.Contains(string(out), "cannot open MMDB") || strings.Contains(string(out), "panic") {
+		if err == nil || !strings.Contains(out, "cannot open MMDB") || strings.Contains(out, "panic") {
 			t.Errorf("geo -mmdb %s: %v\n%s", bad, err, out)
 		} else {
 			passed++

@@ -1,10 +1,14 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // Service is a binary of this module running for a test.
@@ -119,18 +123,36 @@ func StartGeo(t testing.TB, g Geo) *Service {
 		g.Name = "geo"
 	}
 	g.Addr = freeAddr(t, g.Addr)
+	probe := "/health/live"
+	if g.WaitReady {
+		probe = "/health/ready"
+	}
+	return start(t, g.Name, GoBinary(t, "./cmd/geo"), "", g.args(), g.Env, g.Addr, g.TLS, probe)
+}
+
+// RunGeo runs the geo router with g's options and returns its output and
+// exit error once it stops by itself (within a minute): for the start-ups
+// it must refuse.
+func RunGeo(t testing.TB, g Geo) (string, error) {
+	t.Helper()
+	g.Addr = freeAddr(t, g.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, GoBinary(t, "./cmd/geo"), g.args()...)
+	cmd.Env = append(os.Environ(), g.Env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// args is the router's command line for g's options.
+func (g Geo) args() []string {
 	args := []string{"-listen", g.Addr, "-shutdown-delay", "0s", "-rate-limit", strconv.FormatFloat(g.RateLimit, 'g', -1, 64)}
 	if g.RateLimit == 0 {
 		args = append(args, "-max-conns-per-ip", "0")
 	}
 	args = appendFlags(args, "-static", g.Static, "-consul", g.Consul, "-datacenters", g.Datacenters, "-regions", g.Regions,
 		"-default-region", g.Default, "-per-try-timeout", g.PerTry, "-trusted-proxies", g.TrustedProxies)
-	args = append(append(args, g.TLS.args()...), g.Args...)
-	probe := "/health/live"
-	if g.WaitReady {
-		probe = "/health/ready"
-	}
-	return start(t, g.Name, GoBinary(t, "./cmd/geo"), "", args, g.Env, g.Addr, g.TLS, probe)
+	return append(append(args, g.TLS.args()...), g.Args...)
 }
 
 // start runs bin (inside netns, if set) until the test ends and waits
