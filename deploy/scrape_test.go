@@ -74,7 +74,7 @@ scrape_configs:
 	prom := promClient{base: "http://" + promAddr}
 
 	// Every target up.
-	waitFor(t, 30*time.Second, "all three targets up", func() error {
+	testenv.Eventually(t, 30*time.Second, "all three targets up", func() error {
 		res := prom.query(t, `up{job=~"sentiment-.*"} == 1`)
 		if len(res) != 3 {
 			return fmt.Errorf("%d targets up", len(res))
@@ -99,7 +99,7 @@ scrape_configs:
 		`registry_promotes_total{result="ok"} >= 2`,
 		`histogram_quantile(0.5, sum by (le) (edge_request_duration_seconds_bucket{route="/v1/predict"})) > 0`,
 	} {
-		waitFor(t, 15*time.Second, q, func() error {
+		testenv.Eventually(t, 15*time.Second, q, func() error {
 			if len(prom.query(t, q)) == 0 {
 				return fmt.Errorf("no result")
 			}
@@ -141,7 +141,7 @@ scrape_configs:
 	}
 
 	// The shipped rules load and evaluate in a real Prometheus.
-	waitFor(t, 15*time.Second, "every rule evaluated without error", func() error {
+	testenv.Eventually(t, 15*time.Second, "every rule evaluated without error", func() error {
 		var out struct {
 			Data struct {
 				Groups []struct {
@@ -233,17 +233,4 @@ func (p promClient) metadata(t *testing.T) map[string][]struct{ Type string } {
 	}
 	p.get(t, "/api/v1/metadata", nil, &out)
 	return out.Data
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
 }

@@ -204,15 +204,12 @@ func TestRegistryRegistersInConsul(t *testing.T) {
 	}
 	waitFor := func(want string, within time.Duration) time.Duration {
 		t.Helper()
-		start := time.Now()
-		for time.Since(start) < within {
-			if health() == want {
-				return time.Since(start)
+		return testenv.Eventually(t, within, "registry check "+want, func() error {
+			if got := health(); got != want {
+				return fmt.Errorf("is %s; log:\n%s", got, proc.LogTail(2000))
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatalf("registry check not %s within %v (is %s); log:\n%s", want, within, health(), proc.LogTail(2000))
-		return 0
+			return nil
+		})
 	}
 	waitFor("passing", 10*time.Second)
 	srv.Stop()

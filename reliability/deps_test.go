@@ -81,7 +81,7 @@ func TestRegistryReplicaLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.startEdge(t, testenv.Edge{Name: "edge", Addr: addrs[2], Model: "demo", Registry: both, Token: readerToken})
-	waitUntil(t, 20*time.Second, "both registries passing in Consul", func() bool {
+	testenv.Until(t, 20*time.Second, "both registries passing in Consul", func() bool {
 		entries, _, err := consul.Agent("dc1").Client().Health().Service("sentiment-registry", "", true, nil)
 		return err == nil && len(entries) == 2
 	})
@@ -158,10 +158,10 @@ func TestRegistryReplicaLoss(t *testing.T) {
 		}
 	}
 	// The edge follows through the surviving replica.
-	converge := waitUntil(t, 10*time.Second, "the edge serves the last acknowledged promote", func() bool {
+	converge := testenv.Until(t, 10*time.Second, "the edge serves the last acknowledged promote", func() bool {
 		return servedVersion(addrs[2]) == last.version
 	})
-	waitUntil(t, 20*time.Second, "Consul marks the dead replica critical", func() bool {
+	testenv.Until(t, 20*time.Second, "Consul marks the dead replica critical", func() bool {
 		entries, _, err := consul.Agent("dc1").Client().Health().Service("sentiment-registry", "", true, nil)
 		return err == nil && len(entries) == 1
 	})
@@ -200,7 +200,7 @@ func TestDependencyOutages(t *testing.T) {
 	}
 	s.startGeo(t, testenv.Geo{Addr: addrs[3], Regions: "us-east=38.9,-77.0", Default: "us-east", Consul: agent.HTTPAddr(),
 		Datacenters: "us-east=dc1", PerTry: "300ms"})
-	waitUntil(t, 20*time.Second, "the geo router sees both edges", func() bool { _, n := routeState(addrs[3], "us-east"); return n == 2 })
+	testenv.Until(t, 20*time.Second, "the geo router sees both edges", func() bool { _, n := routeState(addrs[3], "us-east"); return n == 2 })
 
 	rate := pick(300.0, 1000.0)
 	l := startLoad("http://"+addrs[3]+"/v1/predict", "", rate, 256)
@@ -216,13 +216,13 @@ func TestDependencyOutages(t *testing.T) {
 	if err := s3srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	publishAgain := waitUntil(t, 30*time.Second, "publishing works again after S3 returns", func() bool {
+	publishAgain := testenv.Until(t, 30*time.Second, "publishing works again after S3 returns", func() bool {
 		return publish(ctx, admin, 2, "v2", t) == nil
 	})
 	if _, err := admin.Promote(ctx, "demo", "production", wire.MoveRequest{Version: "v2", Reason: "after S3"}); err != nil {
 		t.Fatal(err)
 	}
-	converge := waitUntil(t, 10*time.Second, "both edges serve v2", func() bool {
+	converge := testenv.Until(t, 10*time.Second, "both edges serve v2", func() bool {
 		return servedVersion(addrs[1]) == "v2" && servedVersion(addrs[2]) == "v2"
 	})
 
@@ -233,7 +233,7 @@ func TestDependencyOutages(t *testing.T) {
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
-	reregistered := waitUntil(t, 60*time.Second, "both edges registered and passing again", func() bool {
+	reregistered := testenv.Until(t, 60*time.Second, "both edges registered and passing again", func() bool {
 		entries, _, err := agent.Client().Health().Service("sentiment-edge", "", true, nil)
 		return err == nil && len(entries) == 2
 	})

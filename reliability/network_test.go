@@ -99,7 +99,7 @@ func TestPartition(t *testing.T) {
 	}
 	ns.cut(t)
 	cutAt := time.Now()
-	open := waitUntil(t, 10*time.Second, "eu-west breaker opens or its edge leaves the view", func() bool {
+	open := testenv.Until(t, 10*time.Second, "eu-west breaker opens or its edge leaves the view", func() bool {
 		b, e := routeState(addrs[2], "eu-west")
 		return b == "open" || e == 0
 	})
@@ -107,7 +107,7 @@ func TestPartition(t *testing.T) {
 	lastDuring, _ := l.servedBy("eu-west")
 	ns.heal(t)
 	healAt := time.Now()
-	back := waitUntil(t, 30*time.Second, "traffic returns to eu-west after healing", func() bool {
+	back := testenv.Until(t, 30*time.Second, "traffic returns to eu-west after healing", func() bool {
 		last, _ := l.servedBy("eu-west")
 		return last.After(healAt)
 	})

@@ -131,7 +131,7 @@ func TestOverload(t *testing.T) {
 		t.Fatal("the edge died under overload")
 	}
 	// Back to normal: a single request is as fast as before the overload.
-	recovery := waitUntil(t, 10*time.Second, "latency back to normal after the overload", func() bool {
+	recovery := testenv.Until(t, 10*time.Second, "latency back to normal after the overload", func() bool {
 		return probeLatency(url) < max2(5*baseline, 5*time.Millisecond)
 	})
 	if l.failed.Load() > 0 {
@@ -268,7 +268,7 @@ func TestSoak(t *testing.T) {
 		g := float64(late[p.Name]-early[p.Name]) / float64(early[p.Name])
 		worst = max(worst, g)
 		var now int
-		waitUntil(t, time.Minute, fmt.Sprintf("%s goroutines (less open connections) back to their idle %d", p.Name, idle[p.Name]), func() bool {
+		testenv.Until(t, time.Minute, fmt.Sprintf("%s goroutines (less open connections) back to their idle %d", p.Name, idle[p.Name]), func() bool {
 			now = goroutines(t, addrs[i])
 			return now <= idle[p.Name]+10
 		})

@@ -292,20 +292,6 @@ func (l *load) summary() string {
 		l.sent.Load(), l.ok.Load(), l.rejected.Load(), l.failed.Load(), l.dropped.Load(), l.codes, l.servedCount, l.errs)
 }
 
-// waitUntil polls cond every 20 ms; it returns how long it took, or fails.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s", what, timeout)
-	return 0
-}
-
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	ports, err := testenv.FreePorts(n)

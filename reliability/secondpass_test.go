@@ -215,7 +215,7 @@ func rolloutNotSteered(t *testing.T, s *services, reg *registrytest.Server, edge
 		t.Fatal(err)
 	}
 	defer reg.Admin.ClearCandidate(ctx, "m", "production", "us-east")
-	waitUntil(t, 15*time.Second, "the edge holds the candidate", func() bool {
+	testenv.Until(t, 15*time.Second, "the edge holds the candidate", func() bool {
 		resp, err := http.Get("http://" + edgeAddr + "/v2/models/m/versions/v2/ready")
 		if err != nil {
 			return false
@@ -408,7 +408,7 @@ func watchesPerClient(t *testing.T, reg *registrytest.Server) string {
 			}
 		}()
 	}
-	waitUntil(t, 10*time.Second, "a 17th watch from 127.0.0.1 is refused", func() bool {
+	testenv.Until(t, 10*time.Second, "a 17th watch from 127.0.0.1 is refused", func() bool {
 		_, err := reg.Reader.GetChannel(context.Background(), "m", "production", rev, 100*time.Millisecond)
 		return regclient.IsStatus(err, http.StatusTooManyRequests)
 	})

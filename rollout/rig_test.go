@@ -67,7 +67,7 @@ func startRig(t *testing.T) *rig {
 	testenv.StartGeo(t, testenv.Geo{Addr: r.geo, Consul: consul.Agent("dc-eu").HTTPAddr(), Datacenters: "eu-west=dc-eu,us-east=dc-us",
 		TrustedProxies: "127.0.0.1/32"})
 	for _, region := range []string{"eu-west", "us-east"} {
-		waitFor(t, 30*time.Second, func() bool {
+		testenv.Until(t, 30*time.Second, "condition", func() bool {
 			v, err := predict(http.DefaultClient, r.geo, region, "probe")
 			return err == nil && v == "v1"
 		})
@@ -142,23 +142,12 @@ func predict(client *http.Client, geo, region, key string) (string, error) {
 	return out.Version, nil
 }
 
-func waitFor(t *testing.T, within time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v", within)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // waitStatus polls the rollout until it has ended and its last actions
 // are applied.
 func waitStatus(t *testing.T, c *regclient.Client, within time.Duration) wire.Rollout {
 	t.Helper()
 	var ro wire.Rollout
-	waitFor(t, within, func() bool {
+	testenv.Until(t, within, "condition", func() bool {
 		var err error
 		ro, err = c.GetRollout(context.Background(), "sentiment", "production")
 		return err == nil && !wire.RolloutActive(ro.Status) && len(ro.Pending) == 0
@@ -204,7 +193,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 		}
 		ro := waitStatus(t, r.admin, 60*time.Second)
 		took := time.Since(start)
-		waitFor(t, 10*time.Second, func() bool { v, _ := predict(http.DefaultClient, r.geo, "eu-west", "after"); return v == "v2" })
+		testenv.Until(t, 10*time.Second, "condition", func() bool { v, _ := predict(http.DefaultClient, r.geo, "eu-west", "after"); return v == "v2" })
 		answers := l.end()
 		t.Logf("rollout_completed_seconds=%.1f (4 steps of %v; %d requests)", took.Seconds(), interval, len(answers))
 		if ro.Status != wire.RolloutSucceeded {
@@ -242,7 +231,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 		ro := waitStatus(t, r.admin, 30*time.Second)
 		detect := time.Since(start)
 		// Until the edge has dropped the candidate, then a second more.
-		waitFor(t, 10*time.Second, func() bool {
+		testenv.Until(t, 10*time.Second, "condition", func() bool {
 			for i := 0; i < 200; i++ {
 				if v, _ := predict(http.DefaultClient, r.geo, "eu-west", fmt.Sprintf("check-%d", i)); v == "v3-flipped" {
 					return false
@@ -297,7 +286,7 @@ func TestRolloutsOnTheRig(t *testing.T) {
 			t.Fatal(err)
 		}
 		var holder string
-		waitFor(t, 30*time.Second, func() bool {
+		testenv.Until(t, 30*time.Second, "condition", func() bool {
 			ro, err := r.admin.GetRollout(ctx, "sentiment", "production")
 			holder = ro.Holder
 			if !wire.RolloutActive(ro.Status) {

@@ -69,7 +69,7 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 			wire.CandidateRequest{Candidate: wire.Candidate{Version: "v2", Percent: 30}}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { return share() > 0 })
+		testenv.Until(t, 20*time.Second, "condition", func() bool { return share() > 0 })
 	}
 	set()
 	if got := share(); got < 0.25 || got > 0.35 {
@@ -78,7 +78,7 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 	if _, err := reg.Admin.ClearCandidate(ctx, "sentiment", "production", "us-east"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return share() == 0 })
+	testenv.Until(t, 20*time.Second, "condition", func() bool { return share() == 0 })
 	shadowDisagrees(t, reg, edge)
 	set()
 	before := share()
@@ -86,17 +86,6 @@ func TestCandidateFromTheRegistry(t *testing.T) {
 	startEdge("http://127.0.0.1:1") // nothing listens there
 	if got := share(); got != before {
 		t.Errorf("restarted without the registry, the candidate answers %.0f%% of the keys, not the %.0f%% it did", 100*got, 100*before)
-	}
-}
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("not within 20s")
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -111,7 +100,7 @@ func shadowDisagrees(t *testing.T, reg *registrytest.Server, edge string) {
 		wire.CandidateRequest{Candidate: wire.Candidate{Version: "v3", Shadow: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testenv.Until(t, 20*time.Second, "condition", func() bool {
 		resp, err := http.Get("http://" + edge + "/v2/models/sentiment/versions/v3/ready")
 		if err != nil {
 			return false
@@ -139,7 +128,7 @@ func shadowDisagrees(t *testing.T, reg *registrytest.Server, edge string) {
 		}
 	}
 	var agree, disagree float64
-	waitFor(t, func() bool {
+	testenv.Until(t, 20*time.Second, "condition", func() bool {
 		agree, disagree = shadowCounts(t, edge, "v3")
 		return agree+disagree >= 100
 	})
