@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"fmt"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,55 +117,6 @@ func waitServing(t *testing.T, srv *edge.Server, version string, within time.Dur
 	return 0
 }
 
-// load runs concurrent predictions until stop is closed and counts the
-// answers by version and the failures.
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	versions   map[string]int
-	lastErr    atomic.Value
-}
-
-func runLoad(url string, workers int, stop <-chan struct{}) (*load, *sync.WaitGroup) {
-	l := &load{versions: map[string]int{}}
-	var wg sync.WaitGroup
-	client := &fasthttp.Client{}
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req.Reset()
-				req.Header.SetMethod("POST")
-				req.SetRequestURI(url + "/v1/predict")
-				req.SetBodyString(`{"text":"a wonderful film"}`)
-				if err := client.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
-					l.failed.Add(1)
-					l.lastErr.Store(fmt.Sprintf("%v %d %s", err, resp.StatusCode(), resp.Body()))
-					continue
-				}
-				l.ok.Add(1)
-				body := string(resp.Body())
-				i := strings.Index(body, `"version":"`)
-				v := body[i+11:]
-				v = v[:strings.IndexByte(v, '"')]
-				l.mu.Lock()
-				l.versions[v]++
-				l.mu.Unlock()
-			}
-		}()
-	}
-	return l, &wg
-}
-
 // TestPromoteIsServedUnderLoad: a promote reaches the edge within 2 s while
 // concurrent requests run through the swap with no error.
 func TestPromoteIsServedUnderLoad(t *testing.T) {
@@ -177,25 +127,30 @@ func TestPromoteIsServedUnderLoad(t *testing.T) {
 	srv, url := startEdge(t, r, edge.SyncConfig{})
 	waitServing(t, srv, "v1", 10*time.Second)
 
-	stop := make(chan struct{})
-	l, wg := runLoad(url, 8, stop)
+	versions := map[string]int{}
+	l := testenv.StartLoad(testenv.LoadConfig{URL: url + "/v1/predict", Workers: 8,
+		Observe: func(_ int64, resp *fasthttp.Response, err error) { // one at a time
+			var out struct{ Version string }
+			if err == nil && json.Unmarshal(resp.Body(), &out) == nil {
+				versions[out.Version]++
+			}
+		}})
 	time.Sleep(300 * time.Millisecond)
 	acked := r.promote(t, "v2")
 	waitServing(t, srv, "v2", 5*time.Second)
 	took := time.Since(acked)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("promote_propagation_seconds=%.3f; %d requests under load across the swap (%v), %d failed",
-		took.Seconds(), l.ok.Load()+l.failed.Load(), l.versions, l.failed.Load())
-	if l.failed.Load() != 0 {
-		t.Fatalf("%d requests failed across the swap; last: %v", l.failed.Load(), l.lastErr.Load())
+	l.Stop()
+	t.Logf("promote_propagation_seconds=%.3f; %d requests under load across the swap (%v)",
+		took.Seconds(), l.Sent.Load(), versions)
+	if l.Failed.Load()+l.Rejected.Load() != 0 {
+		t.Fatalf("requests failed across the swap: %s", l.Summary())
 	}
 	if took > 2*time.Second {
 		t.Fatalf("edge served the promote %v after it was acknowledged, want <= 2s", took)
 	}
-	if l.versions["v1"] == 0 || l.versions["v2"] == 0 {
-		t.Fatalf("load did not span the swap: %v", l.versions)
+	if versions["v1"] == 0 || versions["v2"] == 0 {
+		t.Fatalf("load did not span the swap: %v", versions)
 	}
 }
 

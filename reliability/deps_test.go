@@ -239,9 +239,9 @@ func TestDependencyOutages(t *testing.T) {
 	})
 	time.Sleep(time.Second)
 	l.Stop()
-	t.Logf("load: %s", l.summary())
-	if n := l.failed.Load() + l.rejected.Load(); n > 0 {
-		t.Errorf("%d client requests failed during the outages: %s", n, l.summary())
+	t.Logf("load: %s", l.Summary())
+	if n := l.Failed.Load() + l.Rejected.Load(); n > 0 {
+		t.Errorf("%d client requests failed during the outages: %s", n, l.Summary())
 	}
 	// Audit: exactly one entry per acknowledged promote, none lost or doubled.
 	entries, err := admin.Audit(ctx, url.Values{"action": {"promote"}, "model": {"demo"}})
@@ -257,8 +257,8 @@ func TestDependencyOutages(t *testing.T) {
 	if okPromotes != 2 {
 		t.Errorf("%d successful promote audit entries, want 2 (v1, v2)", okPromotes)
 	}
-	report(row{scenario: "S3 down, then Consul agent restarted", offered: fmt.Sprintf("%.0f/s", rate), requests: l.sent.Load(),
-		failed: l.failed.Load() + l.rejected.Load(), p99: l.p99(),
+	report(row{scenario: "S3 down, then Consul agent restarted", offered: fmt.Sprintf("%.0f/s", rate), requests: l.Sent.Load(),
+		failed: l.Failed.Load() + l.Rejected.Load(), p99: l.Quantile(0.99),
 		recovery: fmt.Sprintf("publish %v, edges on v2 %v, Consul re-registration %v", publishAgain.Round(time.Millisecond),
 			converge.Round(time.Millisecond), reregistered.Round(time.Millisecond)),
 		note: "audit: 2 promotes, 2 entries"})

@@ -94,8 +94,8 @@ func TestPartition(t *testing.T) {
 	rate := pick(300.0, 1000.0)
 	l := startLoad("http://"+addrs[2]+"/v1/predict", "eu-west", rate, 256)
 	time.Sleep(pick(2*time.Second, 10*time.Second))
-	if _, n := l.servedBy("eu-west"); n == 0 {
-		t.Fatalf("eu-west served nothing before the cut: %s", l.summary())
+	if _, n := l.ServedBy("eu-west"); n == 0 {
+		t.Fatalf("eu-west served nothing before the cut: %s", l.Summary())
 	}
 	ns.cut(t)
 	cutAt := time.Now()
@@ -104,28 +104,28 @@ func TestPartition(t *testing.T) {
 		return b == "open" || e == 0
 	})
 	time.Sleep(pick(3*time.Second, 20*time.Second))
-	lastDuring, _ := l.servedBy("eu-west")
+	lastDuring, _ := l.ServedBy("eu-west")
 	ns.heal(t)
 	healAt := time.Now()
 	back := testenv.Until(t, 30*time.Second, "traffic returns to eu-west after healing", func() bool {
-		last, _ := l.servedBy("eu-west")
+		last, _ := l.ServedBy("eu-west")
 		return last.After(healAt)
 	})
 	time.Sleep(time.Second)
 	l.Stop()
-	t.Logf("load: %s", l.summary())
-	if l.failed.Load() > 0 || l.rejected.Load() > 0 {
-		t.Errorf("%d failed and %d rejected client requests during the partition: %s", l.failed.Load(), l.rejected.Load(), l.summary())
+	t.Logf("load: %s", l.Summary())
+	if l.Failed.Load() > 0 || l.Rejected.Load() > 0 {
+		t.Errorf("%d failed and %d rejected client requests during the partition: %s", l.Failed.Load(), l.Rejected.Load(), l.Summary())
 	}
 	if lastDuring.After(cutAt.Add(time.Second)) {
 		t.Errorf("eu-west still served a request %v after the cut", lastDuring.Sub(cutAt))
 	}
-	p99 := l.p99()
+	p99 := l.Quantile(0.99)
 	if p99 > 2*perTry+500*time.Millisecond {
 		t.Errorf("p99 %v: the per-try timeout (%v) should bound it", p99, perTry)
 	}
-	report(row{scenario: "partition (netns, packets dropped)", offered: fmt.Sprintf("%.0f/s", rate), requests: l.sent.Load(),
-		failed: l.failed.Load() + l.rejected.Load(), p99: p99,
+	report(row{scenario: "partition (netns, packets dropped)", offered: fmt.Sprintf("%.0f/s", rate), requests: l.Sent.Load(),
+		failed: l.Failed.Load() + l.Rejected.Load(), p99: p99,
 		recovery: fmt.Sprintf("breaker %v, back %v", open.Round(time.Millisecond), back.Round(time.Millisecond)),
 		note:     "per-try timeout 200ms"})
 	s.checkLogs(t)
@@ -149,26 +149,26 @@ func TestSlowRegion(t *testing.T) {
 	rate := pick(300.0, 1000.0)
 	l := startLoad("http://"+addrs[2]+"/v1/predict", "eu-west", rate, 512)
 	time.Sleep(pick(2*time.Second, 10*time.Second))
-	if _, n := l.servedBy("eu-west"); n == 0 {
-		t.Fatalf("eu-west served nothing before it slowed down: %s", l.summary())
+	if _, n := l.ServedBy("eu-west"); n == 0 {
+		t.Fatalf("eu-west served nothing before it slowed down: %s", l.Summary())
 	}
 	delay.Store(int64(time.Second))
 	slowAt := time.Now()
 	time.Sleep(pick(5*time.Second, 60*time.Second))
 	l.Stop()
-	lastFast, _ := l.servedBy("eu-west")
-	t.Logf("load: %s", l.summary())
-	p99 := l.p99()
-	if l.failed.Load() > 0 || l.rejected.Load() > 0 {
-		t.Errorf("client errors with a slow region: %s", l.summary())
+	lastFast, _ := l.ServedBy("eu-west")
+	t.Logf("load: %s", l.Summary())
+	p99 := l.Quantile(0.99)
+	if l.Failed.Load() > 0 || l.Rejected.Load() > 0 {
+		t.Errorf("client errors with a slow region: %s", l.Summary())
 	}
 	// One per-try timeout, then the next region's answer.
 	if p99 > perTry+300*time.Millisecond {
 		t.Errorf("p99 %v through the router, want it bounded by the per-try timeout %v", p99, perTry)
 	}
 	b, _ := routeState(addrs[2], "eu-west")
-	report(row{scenario: "region turns slow (+1s per response)", offered: fmt.Sprintf("%.0f/s", rate), requests: l.sent.Load(),
-		failed: l.failed.Load() + l.rejected.Load(), p99: p99,
+	report(row{scenario: "region turns slow (+1s per response)", offered: fmt.Sprintf("%.0f/s", rate), requests: l.Sent.Load(),
+		failed: l.Failed.Load() + l.Rejected.Load(), p99: p99,
 		recovery: fmt.Sprintf("last eu-west answer %v after it slowed", lastFast.Sub(slowAt).Round(time.Millisecond)),
 		note:     "per-try timeout 200ms; eu-west breaker " + b + " at the end"})
 	s.checkLogs(t)

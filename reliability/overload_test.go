@@ -126,7 +126,7 @@ func TestOverload(t *testing.T) {
 	time.Sleep(pick(5*time.Second, 30*time.Second))
 	l.Stop()
 	peak, _ := testenv.ProcStatus(edge.PID(), "VmHWM:")
-	t.Logf("max %.0f/s; overload: %s", max, l.summary())
+	t.Logf("max %.0f/s; overload: %s", max, l.Summary())
 	if !edge.Running() {
 		t.Fatal("the edge died under overload")
 	}
@@ -134,10 +134,10 @@ func TestOverload(t *testing.T) {
 	recovery := testenv.Until(t, 10*time.Second, "latency back to normal after the overload", func() bool {
 		return probeLatency(url) < max2(5*baseline, 5*time.Millisecond)
 	})
-	if l.failed.Load() > 0 {
-		t.Errorf("%d requests failed (neither served nor rejected with 429/503): %s", l.failed.Load(), l.summary())
+	if l.Failed.Load() > 0 {
+		t.Errorf("%d requests failed (neither served nor rejected with 429/503): %s", l.Failed.Load(), l.Summary())
 	}
-	p99 := l.p99()
+	p99 := l.Quantile(0.99)
 	if p99 > time.Second {
 		t.Errorf("p99 of served requests %v under overload, want it bounded (< 1s)", p99)
 	}
@@ -145,10 +145,10 @@ func TestOverload(t *testing.T) {
 	if peak > before+256<<20 {
 		t.Errorf("peak RSS grew %.0f MiB under overload", growth)
 	}
-	report(row{scenario: "overload (2x max, <=512 in flight)", offered: fmt.Sprintf("%.0f/s", offered), requests: l.sent.Load(),
-		failed: l.failed.Load(), p99: p99, recovery: recovery.Round(time.Millisecond).String(),
+	report(row{scenario: "overload (2x max, <=512 in flight)", offered: fmt.Sprintf("%.0f/s", offered), requests: l.Sent.Load(),
+		failed: l.Failed.Load(), p99: p99, recovery: recovery.Round(time.Millisecond).String(),
 		memGrowth: fmt.Sprintf("peak +%.1f MiB", growth),
-		note:      fmt.Sprintf("max %.0f/s; %d not sent (client at 512 in flight); %d rejected", max, l.dropped.Load(), l.rejected.Load())})
+		note:      fmt.Sprintf("max %.0f/s; %d not sent (client at 512 in flight); %d rejected", max, l.Dropped.Load(), l.Rejected.Load())})
 	s.checkLogs(t)
 }
 
@@ -205,7 +205,7 @@ func TestSoak(t *testing.T) {
 	}
 	url := "http://" + addrs[3] + "/v1/predict"
 	rate := maxRate(url, 32, 2*time.Second) / 2
-	var ls []*load
+	var ls []*testenv.Load
 	for _, r := range regions { // clients in every region
 		ls = append(ls, startPooledLoad(url, r, rate/3, soakInFlight, soakConns))
 	}
@@ -217,7 +217,7 @@ func TestSoak(t *testing.T) {
 	// still being opened that is the warm-up, not the soak.
 	var warmupDropped int64
 	for _, l := range ls {
-		warmupDropped += l.dropped.Load()
+		warmupDropped += l.Dropped.Load()
 	}
 	// floors samples every process's RSS and open connections every
 	// second for window, and keeps each one's lowest RSS and most
@@ -245,13 +245,11 @@ func TestSoak(t *testing.T) {
 	var lat []time.Duration
 	for _, l := range ls {
 		l.Stop()
-		t.Logf("%s", l.summary())
-		sent += l.sent.Load()
-		failed += l.failed.Load() + l.rejected.Load()
-		dropped += l.dropped.Load()
-		l.mu.Lock()
-		lat = append(lat, l.lat...)
-		l.mu.Unlock()
+		t.Logf("%s", l.Summary())
+		sent += l.Sent.Load()
+		failed += l.Failed.Load() + l.Rejected.Load()
+		dropped += l.Dropped.Load()
+		lat = append(lat, l.Latencies()...)
 	}
 	dropped -= warmupDropped
 	if failed > 0 {
@@ -280,7 +278,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	report(row{scenario: "soak (half max, geo + 3 edges)", offered: fmt.Sprintf("%.0f/s for %v", rate, duration.Round(time.Second)), requests: sent,
-		failed: failed, p99: quantile(lat, 0.99), memGrowth: fmt.Sprintf("RSS floor max %+.1f%%, goroutines after max %+d", 100*worst, worstG),
+		failed: failed, p99: testenv.Quantile(lat, 0.99), memGrowth: fmt.Sprintf("RSS floor max %+.1f%%, goroutines after max %+d", 100*worst, worstG),
 		note: fmt.Sprintf("%d not sent in the warm-up, %d after it (client at %d in flight)", warmupDropped, dropped, soakInFlight)})
 	s.checkLogs(t)
 }

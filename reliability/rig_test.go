@@ -4,12 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -101,114 +98,29 @@ func or(s string) string {
 // raw text reached a log line.
 const marker = "zq-private-text-7f3a"
 
-// load is an open-loop load generator: it starts rate requests per second
-// whatever the latency, with at most maxInFlight in flight; a request it
-// cannot start counts as dropped by the client, not as sent.
-type load struct {
-	url, hint   string
-	rate        float64
-	maxInFlight int
-	conns       int  // the client's connection pool
-	warm        bool // open the whole pool before the open loop starts
-	timeout     time.Duration
-
-	sent, ok, rejected, failed, dropped atomic.Int64
-	mu                                  sync.Mutex
-	lat                                 []time.Duration
-	lastServed                          map[string]time.Time
-	servedCount                         map[string]int64
-	codes                               map[int]int64
-	errs                                []string
-	stop                                chan struct{}
-	done                                sync.WaitGroup
-}
-
-// startLoad starts a load whose client opens connections as it needs
-// them, up to 256 (as a client's connection pool would).
-func startLoad(url, hint string, rate float64, maxInFlight int) *load {
-	return newLoad(url, hint, rate, maxInFlight, min(maxInFlight, 256), false)
+// startLoad starts an open-loop load (testenv.Load) of marked texts, the
+// log check's proof that no text reached a log, whose client opens
+// connections as it needs them, up to 256 (as a client's pool would).
+func startLoad(url, hint string, rate float64, maxInFlight int) *testenv.Load {
+	return testenv.StartLoad(loadConfig(url, hint, rate, maxInFlight))
 }
 
 // startPooledLoad starts a load whose client opens all of its conns
 // connections first and never more: its requests beyond them wait in the
-// client (and count in latency). The servers then hold the same
-// connections from start to end, as they do for a client with a fixed pool.
-func startPooledLoad(url, hint string, rate float64, maxInFlight, conns int) *load {
-	return newLoad(url, hint, rate, maxInFlight, conns, true)
+// client (and count in latency).
+func startPooledLoad(url, hint string, rate float64, maxInFlight, conns int) *testenv.Load {
+	c := loadConfig(url, hint, rate, maxInFlight)
+	c.Conns, c.Warm = conns, true
+	return testenv.StartLoad(c)
 }
 
-func newLoad(url, hint string, rate float64, maxInFlight, conns int, warm bool) *load {
-	l := &load{url: url, hint: hint, rate: rate, maxInFlight: maxInFlight, conns: conns, warm: warm, timeout: 5 * time.Second,
-		lastServed: map[string]time.Time{}, servedCount: map[string]int64{}, codes: map[int]int64{}, stop: make(chan struct{})}
-	l.done.Add(1)
-	go l.run()
-	return l
-}
-
-// openPool sends bursts of conns requests at once until the client holds
-// conns connections (a burst can reuse a connection a fast answer freed).
-func (l *load) openPool(client *fasthttp.HostClient) (sent int64) {
-	for burst := 0; burst < 20 && client.ConnsCount() < l.conns; burst++ {
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for range l.conns {
-			n := sent
-			sent++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				l.one(client, n)
-			}()
+func loadConfig(url, hint string, rate float64, maxInFlight int) testenv.LoadConfig {
+	return testenv.LoadConfig{URL: url, Rate: rate, MaxInFlight: maxInFlight, Prepare: func(req *fasthttp.Request, n int64) {
+		req.SetBodyString(fmt.Sprintf(`{"text":"%s a fine and moving film, take %d"}`, marker, n))
+		if hint != "" {
+			req.Header.Set("X-Region", hint)
 		}
-		close(start)
-		wg.Wait()
-	}
-	return sent
-}
-
-func (l *load) run() {
-	defer l.done.Done()
-	// Requests beyond the pool wait for a free connection (and count in
-	// latency).
-	u, err := url.Parse(l.url)
-	if err != nil {
-		panic(err)
-	}
-	client := &fasthttp.HostClient{Addr: u.Host, MaxConns: l.conns, MaxConnWaitTimeout: l.timeout,
-		ReadTimeout: l.timeout, WriteTimeout: l.timeout, Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}
-	var started int64 // requests numbered so far
-	if l.warm {
-		started = l.openPool(client)
-	}
-	sem := make(chan struct{}, l.maxInFlight)
-	start := time.Now()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-tick.C:
-		}
-		due := int64(time.Since(start).Seconds() * l.rate)
-		for ; started < due; started++ {
-			select {
-			case sem <- struct{}{}:
-			default:
-				l.dropped.Add(1)
-				continue
-			}
-			wg.Add(1)
-			go func(n int64) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				l.one(client, n)
-			}(started)
-		}
-	}
+	}}
 }
 
 // predictRequest returns a pooled POST of body to url and its response;
@@ -220,76 +132,6 @@ func predictRequest(url, body string) (req *fasthttp.Request, resp *fasthttp.Res
 	req.Header.SetContentType("application/json")
 	req.SetBodyString(body)
 	return req, resp, func() { fasthttp.ReleaseRequest(req); fasthttp.ReleaseResponse(resp) }
-}
-
-func (l *load) one(client *fasthttp.HostClient, n int64) {
-	req, resp, release := predictRequest(l.url, fmt.Sprintf(`{"text":"%s a fine and moving film, take %d"}`, marker, n))
-	defer release()
-	if l.hint != "" {
-		req.Header.Set("X-Region", l.hint)
-	}
-	l.sent.Add(1)
-	t0 := time.Now()
-	err := client.DoTimeout(req, resp, l.timeout)
-	d := time.Since(t0)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch code := resp.StatusCode(); {
-	case err != nil:
-		l.failed.Add(1)
-		if len(l.errs) < 5 {
-			l.errs = append(l.errs, err.Error())
-		}
-	case code == 200:
-		l.ok.Add(1)
-		l.lat = append(l.lat, d)
-		region := string(resp.Header.Peek("X-Served-Region"))
-		l.lastServed[region] = time.Now()
-		l.servedCount[region]++
-	case code == 429 || code == 503:
-		l.rejected.Add(1)
-		l.codes[code]++
-	default:
-		l.failed.Add(1)
-		l.codes[code]++
-		if len(l.errs) < 5 {
-			l.errs = append(l.errs, fmt.Sprintf("status %d: %s", code, resp.Body()))
-		}
-	}
-}
-
-// Stop ends the load and waits for requests in flight.
-func (l *load) Stop() {
-	close(l.stop)
-	l.done.Wait()
-}
-
-func (l *load) p99() time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return quantile(l.lat, 0.99)
-}
-
-func quantile(lat []time.Duration, q float64) time.Duration {
-	if len(lat) == 0 {
-		return 0
-	}
-	s := slices.Clone(lat)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(q*float64(len(s))))]
-}
-
-func (l *load) servedBy(region string) (last time.Time, count int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lastServed[region], l.servedCount[region]
-}
-
-func (l *load) summary() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("sent %d ok %d rejected %d failed %d dropped-by-client %d codes %v served %v errors %q",
-		l.sent.Load(), l.ok.Load(), l.rejected.Load(), l.failed.Load(), l.dropped.Load(), l.codes, l.servedCount, l.errs)
 }
 
 func freeAddrs(t *testing.T, n int) []string {

@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
 	"github.com/sentimentpro/sentiment/registry/wire"
+	"github.com/valyala/fasthttp"
 )
 
 // rig is the real thing: two Consul datacenters, an S3 server, two
@@ -84,37 +84,35 @@ type answer struct {
 }
 
 // load is steady traffic through the geo router to both regions, each
-// request with a random routing key (a user), until stopped.
+// request with a random routing key (a user), until stopped: its answers
+// in order.
 type load struct {
-	stop    atomic.Bool
-	wg      sync.WaitGroup
-	mu      sync.Mutex
+	*testenv.Load
 	answers []answer
 }
 
 func startLoad(r *rig) *load {
 	l := &load{}
-	for w := 0; w < 4; w++ {
-		region := []string{"eu-west", "eu-west", "eu-west", "us-east"}[w]
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			client := &http.Client{Timeout: 5 * time.Second}
-			for !l.stop.Load() {
-				v, err := predict(client, r.geo, region, fmt.Sprintf("user-%d", rand.IntN(1_000_000)))
-				l.mu.Lock()
-				l.answers = append(l.answers, answer{time.Now(), region, v, err})
-				l.mu.Unlock()
-				time.Sleep(time.Millisecond)
+	regions := []string{"eu-west", "eu-west", "eu-west", "us-east"}
+	l.Load = testenv.StartLoad(testenv.LoadConfig{URL: "http://" + r.geo + "/v1/predict", Workers: 4, Pause: time.Millisecond,
+		Prepare: func(req *fasthttp.Request, n int64) {
+			req.SetBodyString(fmt.Sprintf(`{"text":%q}`, texts[rand.IntN(len(texts))]))
+			req.Header.Set("X-Region", regions[n%4])
+			req.Header.Set("X-Routing-Key", fmt.Sprintf("user-%d", rand.IntN(1_000_000)))
+		},
+		Observe: func(n int64, resp *fasthttp.Response, err error) { // one at a time
+			region := regions[n%4]
+			v := ""
+			if err == nil {
+				v, err = servedVersion(resp.StatusCode(), resp.Body(), region)
 			}
-		}()
-	}
+			l.answers = append(l.answers, answer{time.Now(), region, v, err})
+		}})
 	return l
 }
 
 func (l *load) end() []answer {
-	l.stop.Store(true)
-	l.wg.Wait()
+	l.Stop()
 	return l.answers
 }
 
@@ -132,9 +130,19 @@ func predict(client *http.Client, geo, region, key string) (string, error) {
 		return "", err
 	}
 	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	return servedVersion(resp.StatusCode, raw, region)
+}
+
+// servedVersion reads the version from a prediction's answer, which must
+// be a 200 from region.
+func servedVersion(status int, body []byte, region string) (string, error) {
 	var out struct{ Version, Region string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
-		return "", fmt.Errorf("HTTP %d (%v)", resp.StatusCode, err)
+	if err := json.Unmarshal(body, &out); err != nil || status != 200 {
+		return "", fmt.Errorf("HTTP %d (%v)", status, err)
 	}
 	if out.Region != region {
 		return "", fmt.Errorf("served by %s, not %s", out.Region, region)
