@@ -114,31 +114,29 @@ func skipShort(t testing.TB) {
 // -short mode and fails it when the file is missing.
 func GeoIPDatabase(t testing.TB) string {
 	t.Helper()
-	skipShort(t)
-	p := os.Getenv("SAP_GEOIP_MMDB")
-	if p == "" {
-		p = filepath.Join(filepath.Dir(rig.CacheDir()), "geoip", "dbip-country.mmdb")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("cannot use the DB-IP country database: %v; run `make geoip`", err)
-	}
-	return p
+	return cachedFile(t, "SAP_GEOIP_MMDB", "geoip/dbip-country.mmdb", "make geoip")
 }
 
 // ONNXRuntime is the path of ONNX Runtime's C library for tests that run
-// ONNX models: SAP_ONNXRUNTIME_LIB, or where scripts/onnxruntime.sh (run
-// by `make test`) caches it. Skipped in -short mode.
+// ONNX models: $SAP_ONNXRUNTIME_LIB, or where `make onnxruntime` (run by
+// `make test`) caches it. It skips t in -short mode and fails it when the
+// library is missing.
 func ONNXRuntime(t testing.TB) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("real-service test: skipped in -short mode")
-	}
-	p := os.Getenv("SAP_ONNXRUNTIME_LIB")
+	return cachedFile(t, "SAP_ONNXRUNTIME_LIB", "onnxruntime/libonnxruntime.so.1", "make onnxruntime")
+}
+
+// cachedFile is the path in envVar, else rel under the tools' cache
+// (beside rig.CacheDir), where the make target fetch leaves it.
+func cachedFile(t testing.TB, envVar, rel, fetch string) string {
+	t.Helper()
+	skipShort(t)
+	p := os.Getenv(envVar)
 	if p == "" {
-		p = filepath.Join(filepath.Dir(rig.CacheDir()), "onnxruntime", "libonnxruntime.so.1")
+		p = filepath.Join(filepath.Dir(rig.CacheDir()), filepath.FromSlash(rel))
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("no ONNX Runtime library (run scripts/onnxruntime.sh, or set SAP_ONNXRUNTIME_LIB): %v", err)
+		t.Fatalf("cannot use %s: %v; run `%s` or set %s", rel, err, fetch, envVar)
 	}
 	return p
 }
