@@ -3,7 +3,6 @@ package frontdoor
 import (
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -30,10 +29,11 @@ type Door struct {
 	Limiter       *ratelimit.Limiter
 	RatePerMinute float64
 	Limited       *metrics.Counter
-	// OwnIDs makes Enter copy the request ID. Without it the ID views the
-	// request's or the answer's header bytes (no allocation): valid only
-	// while the handler neither rewrites the request's headers nor
-	// replaces the answer, which a forwarding hop does.
+	// OwnIDs makes Enter copy the request ID and leave it to Stamp to put
+	// on the answer. Without it the ID views the request's or the answer's
+	// header bytes (no allocation): valid only while the handler neither
+	// rewrites the request's headers nor replaces the answer, which a
+	// forwarding hop does.
 	OwnIDs bool
 }
 
@@ -46,8 +46,8 @@ type Visit struct {
 }
 
 // Enter gives the request its ID (the client's valid X-Request-ID, or a
-// new one), set on the answer at once, and its trace (the client's
-// traceparent continued, or a new one).
+// new one; see requestID for when it goes on the answer), and its trace
+// (the client's traceparent continued, or a new one).
 func (d *Door) Enter(ctx *fasthttp.RequestCtx) Visit {
 	start := ctx.Time() // read by fasthttp just before it called the handler
 	if start.IsZero() { // a context no fasthttp.Server made (tests)
@@ -57,22 +57,26 @@ func (d *Door) Enter(ctx *fasthttp.RequestCtx) Visit {
 	return Visit{ID: d.requestID(ctx), Trace: TraceFrom(&ctx.Request.Header, logged), Start: start, Logged: logged}
 }
 
+// requestID is the client's valid ID or a new one. Without OwnIDs it is
+// set on the answer now and the string views header bytes; with OwnIDs it
+// is a copy, and Stamp sets it on the answer once the answer is final (a
+// forwarding hop's answer is replaced by the next hop's).
 func (d *Door) requestID(ctx *fasthttp.RequestCtx) string {
 	h := &ctx.Response.Header
 	if v := ctx.Request.Header.PeekCanonical(requestIDKey); len(v) > 0 && obs.ValidRequestID(b2s(v)) {
+		if d.OwnIDs {
+			return string(v)
+		}
 		h.SetCanonical(requestIDKey, v)
-		return d.own(b2s(v))
+		return b2s(v)
 	}
 	var buf [48]byte
-	h.SetCanonical(requestIDKey, d.IDs.Append(buf[:0]))
-	return d.own(b2s(h.PeekCanonical(requestIDKey)))
-}
-
-func (d *Door) own(id string) string {
+	id := d.IDs.Append(buf[:0])
 	if d.OwnIDs {
-		return strings.Clone(id)
+		return string(id)
 	}
-	return id
+	h.SetCanonical(requestIDKey, id)
+	return b2s(h.PeekCanonical(requestIDKey))
 }
 
 // Stamp sets what every answer carries: the request ID (Enter set it,
