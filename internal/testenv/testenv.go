@@ -126,6 +126,15 @@ func ONNXRuntime(t testing.TB) string {
 	return cachedFile(t, "SAP_ONNXRUNTIME_LIB", "onnxruntime/libonnxruntime.so.1", "make onnxruntime")
 }
 
+// TokenizerReference is the directory `make tokenizer-reference` fills
+// (or the directory of $SAP_TOKENIZER_REFERENCE, a tokenizers.mjs): Hugging Face's pure-JS tokenizers
+// (tokenizers.mjs, run with node) and GPT-2's tokenizer files (gpt2/). It
+// skips t in -short mode and fails it when they are missing.
+func TokenizerReference(t testing.TB) string {
+	t.Helper()
+	return filepath.Dir(cachedFile(t, "SAP_TOKENIZER_REFERENCE", "tokenizer-reference/tokenizers.mjs", "make tokenizer-reference"))
+}
+
 // cachedFile is the path in envVar, else rel under the tools' cache
 // (beside rig.CacheDir), where the make target fetch leaves it.
 func cachedFile(t testing.TB, envVar, rel, fetch string) string {
