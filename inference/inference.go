@@ -6,6 +6,13 @@
 // every protocol's answers are written once, against this interface.
 package inference
 
+import "errors"
+
+// ErrOverloaded is returned by a Predictor that queues work (an ONNX
+// model's batcher) when its queue is full or a text waited past its
+// deadline: the caller should answer 503 with Retry-After, and try again.
+var ErrOverloaded = errors.New("the model is overloaded")
+
 // Predictor is a model loaded for serving. It is immutable and safe for
 // concurrent use.
 type Predictor interface {
