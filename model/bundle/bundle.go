@@ -178,7 +178,7 @@ func checkName(name string) error {
 // contents is what validation gathers from a bundle's members.
 type contents struct {
 	files    []FileInfo
-	size     int64 // what the members take in a ustar archive, with its end
+	size     int64             // what the members take in a ustar archive, with its end
 	json     map[string][]byte // every member but model.onnx
 	graph    *Graph
 	previous string
