@@ -147,6 +147,7 @@ func (s *Server) Swap(sv *Serving) *Serving {
 	modelLoaded.Set(1)
 	modelSwaps.Inc()
 	setModelInfo(sv)
+	s.retire(old)
 	return old
 }
 
@@ -158,6 +159,9 @@ func (s *Server) prepare(sv *Serving) {
 		return
 	}
 	sv.monitor = newMonitor(sv.Predictor.Labels(), sv.Version)
+	if b, ok := sv.Predictor.(batcher); ok {
+		registerBatcher(sv.Version, b)
+	}
 	for _, l := range sv.Predictor.Labels() {
 		sv.labelKeys = append(sv.labelKeys, append(httperr.AppendJSONString(nil, l), ':'))
 	}

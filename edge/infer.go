@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -81,6 +82,9 @@ func (s *Server) Infer(inf *Inference) error {
 	}
 	inf.Probs = grow(inf.Probs, len(inf.Texts)*n)
 	if err := sv.Predictor.Predict(inf.strs, inf.Probs); err != nil {
+		if errors.Is(err, inference.ErrOverloaded) {
+			return httperr.Wrap(fasthttp.StatusServiceUnavailable, "the model is overloaded: retry shortly", err)
+		}
 		predictErrors.Inc()
 		return httperr.Wrap(fasthttp.StatusInternalServerError, "the model could not predict", err)
 	}

@@ -21,6 +21,9 @@ var (
 	modelLoadsOK    = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
 	modelLoadsBad   = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
 	modelLoadTime   = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
+	// onnxUnavailable counts ONNX bundles refused because this edge has
+	// no ONNX Runtime.
+	onnxUnavailable = metrics.NewCounter(`edge_model_rejected_total{reason="onnxruntime_unavailable"}`)
 	syncErrors      = metrics.NewCounter(`edge_registry_errors_total`)
 	peerForwardsOK  = metrics.NewCounter(`edge_peer_forwards_total{result="ok"}`)
 	peerForwardsBad = metrics.NewCounter(`edge_peer_forwards_total{result="error"}`)
@@ -38,8 +41,8 @@ var modelInfo struct {
 }
 
 func setModelInfo(sv *Serving) {
-	name := fmt.Sprintf(`edge_model_info{model=%q,version=%q,digest=%q,source=%q}`,
-		sv.Name, sv.Version, sv.Digest, sv.Source)
+	name := fmt.Sprintf(`edge_model_info{model=%q,version=%q,digest=%q,source=%q,platform=%q}`,
+		sv.Name, sv.Version, sv.Digest, sv.Source, sv.Predictor.Platform())
 	modelInfo.mu.Lock()
 	defer modelInfo.mu.Unlock()
 	if modelInfo.name != "" && modelInfo.name != name {
@@ -137,4 +140,29 @@ func newMonitor(labels []string, version string) monitor {
 // 2 open (gobreaker's numbering).
 func breakerState(name string) *metrics.Gauge {
 	return metrics.GetOrCreateGauge(fmt.Sprintf(`edge_breaker_state{breaker=%q}`, name), nil)
+}
+
+// batcherSeries are a queued predictor's counters (an ONNX model's
+// batcher), per version, read at each scrape.
+func batcherSeries(version string) []string {
+	return []string{
+		fmt.Sprintf(`edge_batcher_runs_total{version=%q}`, version),
+		fmt.Sprintf(`edge_batcher_texts_total{version=%q}`, version),
+		fmt.Sprintf(`edge_batcher_overloaded_total{version=%q}`, version),
+		fmt.Sprintf(`edge_batcher_queue_length{version=%q}`, version),
+	}
+}
+
+func registerBatcher(version string, b batcher) {
+	series := batcherSeries(version)
+	metrics.GetOrCreateGauge(series[0], func() float64 { return float64(b.Stats().Batches) })
+	metrics.GetOrCreateGauge(series[1], func() float64 { return float64(b.Stats().Texts) })
+	metrics.GetOrCreateGauge(series[2], func() float64 { return float64(b.Stats().Rejected) })
+	metrics.GetOrCreateGauge(series[3], func() float64 { return float64(b.QueueLength()) })
+}
+
+func unregisterBatcher(version string) {
+	for _, name := range batcherSeries(version) {
+		metrics.UnregisterMetric(name)
+	}
 }

@@ -44,7 +44,9 @@ func (s *Server) SetCandidate(c *Candidate) error {
 		}
 		s.prepare(c.Serving) // a held candidate keeps its series
 	}
-	s.candidate.Store(c)
+	if old := s.candidate.Swap(c); old != nil {
+		s.retire(old.Serving)
+	}
 	return nil
 }
 

@@ -44,6 +44,8 @@ type SyncConfig struct {
 	// Consul meta); OnReject when a version fails verification or loading.
 	OnChange func(*Serving)
 	OnReject func(version string, err error)
+	// ONNX serves ONNX bundles; without its runtime they are refused.
+	ONNX ONNXConfig
 }
 
 // cachePointer is <CacheDir>/current.json: the last model that verified
@@ -171,21 +173,26 @@ func (s *Syncer) loadCachedCandidate(c *cachedCandidate) error {
 }
 
 // load verifies an artifact file (digest, signature, structure) and
-// returns it ready to serve.
+// returns it ready to serve. The digest and the signature are checked
+// before anything in the file is parsed.
 func (s *Syncer) load(path, version, digest string, sig *model.Signature) (*Serving, error) {
 	start := time.Now()
-	m, err := model.LoadFile(path)
+	data, err := model.ReadFileLimited(path, MaxArtifactBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errRejected, err)
 	}
-	if m.Digest() != digest {
-		return nil, fmt.Errorf("%w: artifact hashes to %s, registry says %s", errRejected, m.Digest(), digest)
+	if got := model.Digest(data); got != digest {
+		return nil, fmt.Errorf("%w: artifact hashes to %s, registry says %s", errRejected, got, digest)
 	}
 	if err := s.checkSignature(sig, digest); err != nil {
 		return nil, err
 	}
+	p, err := s.cfg.ONNX.predictor(data, digest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errRejected, err)
+	}
 	modelLoadTime.Update(time.Since(start).Seconds())
-	return &Serving{Predictor: m, Name: s.cfg.Model, Version: version, Digest: digest, Source: "registry", LoadedAt: time.Now()}, nil
+	return &Serving{Predictor: p, Name: s.cfg.Model, Version: version, Digest: digest, Source: "registry", LoadedAt: time.Now()}, nil
 }
 
 func (s *Syncer) checkSignature(sig *model.Signature, digest string) error {

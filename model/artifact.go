@@ -12,6 +12,8 @@ import (
 	"math"
 	"os"
 	"strings"
+
+	"github.com/sentimentpro/sentiment/model/bundle"
 )
 
 // Artifact layout (docs/MODEL_FORMAT.md), all integers little-endian:
@@ -57,6 +59,25 @@ type Metadata struct {
 	Features    Features `json:"features"`
 	Training    Training `json:"training"`
 	Metrics     *Metrics `json:"metrics,omitempty"`
+	// Format is FormatONNX for an ONNX bundle (model/bundle), whose
+	// Bundle says what it holds; empty for this package's own format.
+	Format string       `json:"format,omitempty"`
+	Bundle *bundle.Info `json:"bundle,omitempty"`
+}
+
+// FormatONNX marks an ONNX bundle's metadata.
+const FormatONNX = "onnx"
+
+// BundleMetadata is the registry's description of a checked ONNX bundle.
+func BundleMetadata(info bundle.Info) Metadata {
+	name := info.Name
+	if name == "" {
+		name = "onnx"
+	}
+	if len(name) > 128 {
+		name = name[:128]
+	}
+	return Metadata{Name: name, Labels: info.Labels, Format: FormatONNX, Bundle: &info}
 }
 
 // Training records how the weights were produced; with the same data and
@@ -107,6 +128,8 @@ type ClassMetrics struct {
 func (md Metadata) Validate() error {
 	f := md.Features
 	switch {
+	case md.Format != "" || md.Bundle != nil:
+		return fmt.Errorf("format %q is not this artifact format's", md.Format)
 	case md.Name == "" || len(md.Name) > 128:
 		return fmt.Errorf("name length %d outside 1..128", len(md.Name))
 	case len(md.Labels) != 2:

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/bundle"
 	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
 )
@@ -29,7 +30,7 @@ type verifyingReader struct {
 	limit    int64
 	n        int64
 	sum      hash.Hash
-	verifier *model.Verifier
+	verifier *artifactVerifier
 	want     string
 	meta     model.Metadata
 	err      error
@@ -79,7 +80,7 @@ func (r *Registry) PutBlob(ctx context.Context, digest string, body io.Reader, s
 	if size > r.cfg.MaxArtifactBytes {
 		return wire.Blob{}, false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, r.cfg.MaxArtifactBytes)
 	}
-	vr := &verifyingReader{r: body, limit: r.cfg.MaxArtifactBytes, sum: sha256.New(), verifier: model.NewVerifier(), want: digest}
+	vr := &verifyingReader{r: body, limit: r.cfg.MaxArtifactBytes, sum: sha256.New(), verifier: newArtifactVerifier(r.cfg.MaxArtifactBytes), want: digest}
 	key := blobKey(digest)
 	if info, err := r.store.Stat(ctx, key); err == nil {
 		// Already stored (and verified when it was): check the client's
@@ -127,11 +128,23 @@ func (r *Registry) StatBlob(ctx context.Context, digest string) (store.Info, err
 	return info, nil
 }
 
-// blobHeader reads an artifact's JSON header with two ranged reads.
+// blobHeader is what an artifact is: the built-in format's JSON header,
+// read with two ranged reads, or an ONNX bundle's description, read by
+// streaming the bundle through its checks again.
 func (r *Registry) blobHeader(ctx context.Context, digest string) (model.Metadata, error) {
-	prefix, err := r.readRange(ctx, digest, 0, 12)
+	info, err := r.StatBlob(ctx, digest)
 	if err != nil {
 		return model.Metadata{}, err
+	}
+	prefix, err := r.readRange(ctx, digest, 0, min(sniffBytes, info.Size))
+	if err != nil {
+		return model.Metadata{}, err
+	}
+	if bundle.Sniff(prefix) {
+		return r.bundleHeader(ctx, digest)
+	}
+	if len(prefix) < 12 {
+		return model.Metadata{}, fmt.Errorf("%w: %d bytes", ErrBadArtifact, len(prefix))
 	}
 	hlen := int64(binary.LittleEndian.Uint32(prefix[8:]))
 	if hlen <= 0 || hlen > model.MaxHeaderSize {
@@ -142,11 +155,24 @@ func (r *Registry) blobHeader(ctx context.Context, digest string) (model.Metadat
 		return model.Metadata{}, err
 	}
 	v := model.NewVerifier()
-	v.Write(prefix)
+	v.Write(prefix[:12])
 	if _, err := v.Write(header); err != nil {
 		return model.Metadata{}, fmt.Errorf("%w: %v", ErrBadArtifact, err)
 	}
 	return v.Header()
+}
+
+func (r *Registry) bundleHeader(ctx context.Context, digest string) (model.Metadata, error) {
+	rc, _, err := r.OpenBlob(ctx, digest, 0, -1)
+	if err != nil {
+		return model.Metadata{}, err
+	}
+	defer rc.Close()
+	info, err := bundle.Inspect(rc, r.cfg.MaxArtifactBytes)
+	if err != nil {
+		return model.Metadata{}, fmt.Errorf("%w: %v", ErrBadArtifact, err)
+	}
+	return model.BundleMetadata(info), nil
 }
 
 func (r *Registry) readRange(ctx context.Context, digest string, off, n int64) ([]byte, error) {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/model/bundle"
+	"github.com/sentimentpro/sentiment/model/bundle/bundletest"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/wire"
 
@@ -429,7 +431,7 @@ func TestErrorsAreJSON(t *testing.T) {
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"md5:abc"}`, 400, "sha256"},
 		{"PUT", "/v1/models/m/versions/v2", publisherToken, "application/json", `{"digest":"` + otherDigest + `"}`, 400, "not been uploaded"},
 		{"PUT", "/v1/blobs/" + otherDigest, publisherToken, "", string(data), 400, "digest mismatch"},
-		{"PUT", "/v1/blobs/" + model.Digest([]byte("not a model artifact at all")), publisherToken, "", "not a model artifact at all", 422, "bad magic"},
+		{"PUT", "/v1/blobs/" + model.Digest([]byte("not a model artifact at all")), publisherToken, "", "not a model artifact at all", 422, "neither a model artifact (SAPM) nor an ONNX bundle"},
 		{"PUT", "/v1/blobs/" + model.Digest(data[:100]), publisherToken, "", string(data[:100]), 422, "truncated"},
 		{"POST", "/v1/admin/models/m/channels/production/promote", adminToken, "application/json", `{}`, 400, "version is required"},
 		{"POST", "/v1/admin/models/m/channels/production/promote", adminToken, "application/json", `{"version":"v7"}`, 404, "not found"},
@@ -658,4 +660,41 @@ func untilRefused(t *testing.T, c *regclient.Client, rev uint64, what string) {
 		// and must get it before this probe asks again.
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestPublishONNXBundle publishes an ONNX bundle as it publishes the
+// built-in format, and refuses broken bundles at upload, naming the
+// problem: nothing of theirs is stored.
+func TestPublishONNXBundle(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	v := publish(t, h.pub, "tiny", "v1", bundletest.Pack(t, nil))
+	a := v.Artifact
+	if a.Format != model.FormatONNX || a.Bundle == nil || !slices.Equal(a.Labels, []string{"negative", "neutral", "positive"}) ||
+		a.Bundle.MaxLength != 64 || a.Bundle.Tokenizer != "WordPiece" {
+		t.Fatalf("version's artifact: %+v", a)
+	}
+	got, err := h.reader.GetVersion(ctx, "tiny", "v1")
+	if err != nil || got.Artifact.Bundle == nil || got.Artifact.Bundle.Opset != 14 {
+		t.Fatalf("stored version: %+v, %v", got, err)
+	}
+
+	refused := func(name string, data []byte, wantInMessage string) {
+		t.Helper()
+		_, err := h.pub.Publish(ctx, "tiny", "bad", bytes.NewReader(data), int64(len(data)), wire.NewVersion{})
+		var ae *regclient.APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusUnprocessableEntity || !strings.Contains(ae.Message, wantInMessage) {
+			t.Errorf("%s: err = %v, want 422 naming %q", name, err, wantInMessage)
+		}
+		if _, err := h.store.Stat(ctx, "blobs/sha256/"+strings.TrimPrefix(model.Digest(data), "sha256:")); err == nil {
+			t.Errorf("%s: the refused bundle was stored", name)
+		}
+	}
+	good := bundletest.Pack(t, nil)
+	refused("truncated", good[:len(good)/2], "truncated")
+	refused("corrupt model", bundletest.Pack(t, map[string]string{bundle.ModelFile: "\x08\x07garbage"}), "model.onnx")
+	refused("labels", bundletest.Pack(t, map[string]string{bundle.ConfigFile: `{"id2label": {"0": "neg", "1": "pos"}, "max_position_embeddings": 64}`}),
+		"logits has 3 columns but config.json's id2label names 2 labels")
+	refused("no tokenizer", bundletest.Pack(t, map[string]string{bundle.TokenizerFile: ""}), "no tokenizer.json")
+	refused("neither format", []byte(strings.Repeat("not a model ", 100)), "neither a model artifact")
 }

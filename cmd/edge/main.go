@@ -61,6 +61,7 @@ type Config struct {
 	MaxTextBytes    int
 	MaxBatch        int
 	AccessLog       float64
+	ONNX            onnxFlags
 	TLS             tlsfiles.Server
 	service.Flags
 
@@ -93,6 +94,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
 	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.001, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
+	c.ONNX.register(fs)
 	c.TLS.Register(fs)
 	fs.StringVar(&c.PeerServerName, "peer-server-name", "", "name every peer's certificate must carry (default: the address dialled, from Consul)")
 	c.Flags.Register(fs, "sentiment-edge")
@@ -132,7 +134,7 @@ func (c Config) Validate() error {
 	if c.RolloutClient < 0 {
 		return errors.New("-rollout-client-rate must be 0 or more")
 	}
-	return nil
+	return c.ONNX.validate()
 }
 
 type peer struct{ dc, region string }
@@ -220,7 +222,7 @@ func run(cfg Config, log *slog.Logger) error {
 		syncer = edge.NewSyncer(srv, edge.SyncConfig{
 			Client: client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, CacheDir: cfg.CacheDir,
 			TrustedKeys: keys, RequireSignature: cfg.RequireSigned, Logger: log,
-			OnChange: onChange, OnReject: onReject,
+			OnChange: onChange, OnReject: onReject, ONNX: cfg.ONNX.open(log),
 		})
 		if ok, err := syncer.LoadCached(); err != nil {
 			log.Warn("no usable cached model", "err", err)

@@ -155,6 +155,9 @@ func (m *Model) Stats() Stats {
 	return m.stats
 }
 
+// QueueLength is how many requests wait for the runner.
+func (m *Model) QueueLength() int { return len(m.queue) }
+
 // Predict tokenizes texts and waits for the runner to score them, in
 // batches of at most MaxBatch.
 func (m *Model) Predict(texts []string, probs []float32) error {

@@ -1,12 +1,9 @@
 package onnxmodel
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,43 +12,14 @@ import (
 	"github.com/sentimentpro/sentiment/inference/onnxrt"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model/bundle"
+	"github.com/sentimentpro/sentiment/model/bundle/bundletest"
 )
-
-// The tiny model's logits are [s, -s, s/2+1], s the sum of a text's ids:
-// with this vocabulary, "good" is 4, "bad" 5 and "film" 6, between [CLS]
-// (2) and [SEP] (3).
-const tinyTokenizer = `{
-  "added_tokens": [{"id": 0, "content": "[PAD]", "special": true, "normalized": false},
-                   {"id": 1, "content": "[UNK]", "special": true, "normalized": false},
-                   {"id": 2, "content": "[CLS]", "special": true, "normalized": false},
-                   {"id": 3, "content": "[SEP]", "special": true, "normalized": false}],
-  "normalizer": {"type": "BertNormalizer", "lowercase": true, "clean_text": true},
-  "pre_tokenizer": {"type": "BertPreTokenizer"},
-  "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
-  "model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "good": 4, "bad": 5, "film": 6}}
-}`
 
 func tinyBundle(t testing.TB) *bundle.Bundle {
 	t.Helper()
-	dir := t.TempDir()
-	model, err := os.ReadFile("../onnxrt/testdata/tiny.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range map[string]string{
-		bundle.ModelFile:     string(model),
-		bundle.TokenizerFile: tinyTokenizer,
-		bundle.ConfigFile:    `{"id2label": {"0": "negative", "1": "neutral", "2": "positive"}, "max_position_embeddings": 16}`,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	if err := bundle.PackDir(dir, &buf); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(buf.Bytes())
+	b, err := bundle.Open(bundletest.Pack(t, map[string]string{
+		bundle.ConfigFile: `{"id2label": {"0": "negative", "1": "neutral", "2": "positive"}, "max_position_embeddings": 16}`,
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,16 +40,7 @@ func load(t testing.TB, cfg Config) *Model {
 	return m
 }
 
-// want is the tiny model's probabilities for ids summing to s.
-func want(s float64) []float32 {
-	logits := []float64{s, -s, s/2 + 1}
-	hi := math.Max(logits[0], logits[2])
-	var sum float64
-	for _, l := range logits {
-		sum += math.Exp(l - hi)
-	}
-	return []float32{float32(math.Exp(logits[0]-hi) / sum), float32(math.Exp(logits[1]-hi) / sum), float32(math.Exp(logits[2]-hi) / sum)}
-}
+var want = bundletest.Probabilities
 
 func checkRow(t *testing.T, what string, got []float32, s float64) {
 	t.Helper()

@@ -2,13 +2,13 @@ package onnxrt_test
 
 import (
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/sentimentpro/sentiment/inference/onnxrt"
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/model/bundle/bundletest"
 )
 
 func session(t *testing.T) *onnxrt.Session {
@@ -20,11 +20,7 @@ func session(t *testing.T) *onnxrt.Session {
 	if rt.Version != "1.30.0" || !strings.HasPrefix(rt.BuildInfo(), "ORT Build Info") {
 		t.Fatalf("library version %q, build %q: want the pinned 1.30.0", rt.Version, rt.BuildInfo())
 	}
-	model, err := os.ReadFile("testdata/tiny.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := rt.NewSession(model, onnxrt.SessionOptions{IntraOpThreads: 1})
+	s, err := rt.NewSession(bundletest.Model, onnxrt.SessionOptions{IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +43,7 @@ func TestSessionDescribesTheModel(t *testing.T) {
 }
 
 // TestRunComputesTheGraph: the tiny model's logits are [s, -s, s/2+1] for
-// s the sum of a row's masked ids (testdata/tiny.py), from goroutines at
+// s the sum of a row's masked ids (model/bundle/bundletest/tiny.py), from goroutines at
 // once.
 func TestRunComputesTheGraph(t *testing.T) {
 	s := session(t)

@@ -1,10 +1,11 @@
-package tokenizer
+package tokenizer_test
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/sentimentpro/sentiment/inference/tokenizer"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
@@ -12,7 +13,7 @@ import (
 const review = "A gripping, beautifully acted film that never loses its nerve -- though the last act drags a little."
 
 func benchEncode(b *testing.B, data []byte) {
-	tok, err := Load(data)
+	tok, err := tokenizer.Load(data)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package tokenizer
+package tokenizer_test
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sentimentpro/sentiment/inference/tokenizer"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
@@ -44,7 +45,7 @@ func TestMatchesReference(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tok, err := Load(c.tokenizer)
+			tok, err := tokenizer.Load(c.tokenizer)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,11 +76,11 @@ type referenceEncoding struct {
 }
 
 // runReference encodes texts with testdata/reference.mjs.
-func runReference(t *testing.T, node, ref string, tokenizer []byte, config string, texts []string) []referenceEncoding {
+func runReference(t *testing.T, node, ref string, tokenizerJSON []byte, config string, texts []string) []referenceEncoding {
 	t.Helper()
 	dir := t.TempDir()
 	tokPath, confPath := filepath.Join(dir, "tokenizer.json"), filepath.Join(dir, "tokenizer_config.json")
-	if err := os.WriteFile(tokPath, tokenizer, 0o644); err != nil {
+	if err := os.WriteFile(tokPath, tokenizerJSON, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(confPath, []byte(config), 0o644); err != nil {

@@ -16,7 +16,7 @@ import (
 
 // tinyModel is the ONNX binding's test model: input_ids and
 // attention_mask in, logits [batch, 3] out.
-const tinyModel = "../../inference/onnxrt/testdata/tiny.onnx"
+const tinyModel = "bundletest/tiny.onnx"
 
 const tinyConfig = `{"architectures": ["TinyForSequenceClassification"], "max_position_embeddings": 64,
   "id2label": {"0": "negative", "1": "neutral", "2": "positive"},

@@ -1,0 +1,56 @@
+package edge
+
+import (
+	"time"
+
+	"github.com/sentimentpro/sentiment/inference/onnxmodel"
+)
+
+// RetireGrace is how long a predictor that stopped serving (swapped out,
+// or a candidate dropped) stays open before it is closed: longer than a
+// request takes from choosing it to its answer (an ONNX model's queue
+// gives up after 2 s), so no request in flight finds it closed.
+var RetireGrace = 10 * time.Second
+
+// closer is a predictor holding resources beyond Go's heap: an ONNX
+// model's session and runner.
+type closer interface{ Close() }
+
+// batcher is a predictor that queues work (an ONNX model).
+type batcher interface {
+	Stats() onnxmodel.Stats
+	QueueLength() int
+}
+
+// retire closes old's predictor after RetireGrace unless, by then, the
+// serving model or the candidate is using it again (a promoted candidate
+// is the same predictor).
+func (s *Server) retire(old *Serving) {
+	if old == nil {
+		return
+	}
+	c, ok := old.Predictor.(closer)
+	if !ok || s.inUse(old) {
+		return
+	}
+	time.AfterFunc(RetireGrace, func() {
+		if s.inUse(old) {
+			return
+		}
+		if _, ok := old.Predictor.(batcher); ok {
+			unregisterBatcher(old.Version)
+		}
+		c.Close()
+		s.log.Info("released a retired model", "version", old.Version, "digest", old.Digest)
+	})
+}
+
+// inUse says whether sv's predictor answers for the serving model or the
+// candidate.
+func (s *Server) inUse(sv *Serving) bool {
+	if cur := s.current.Load(); cur != nil && cur.Predictor == sv.Predictor {
+		return true
+	}
+	c := s.candidate.Load()
+	return c != nil && c.Serving.Predictor == sv.Predictor
+}

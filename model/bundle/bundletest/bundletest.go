@@ -1,0 +1,99 @@
+// Package bundletest makes small ONNX bundles for tests: the tiny model
+// (tiny.py: input_ids and attention_mask in, logits [batch, 3] out, with
+// logits [s, -s, s/2+1] for s the sum of a text's ids), a WordPiece
+// tokenizer whose words have known ids, and three labels.
+package bundletest
+
+import (
+	"bytes"
+	_ "embed"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/sentimentpro/sentiment/model/bundle"
+)
+
+// Model is tiny.onnx.
+//
+//go:embed tiny.onnx
+var Model []byte
+
+// Words have these ids: [CLS] 2, [SEP] 3, "good" 4, "bad" 5, "film" 6.
+const Tokenizer = `{
+  "added_tokens": [{"id": 0, "content": "[PAD]", "special": true, "normalized": false},
+                   {"id": 1, "content": "[UNK]", "special": true, "normalized": false},
+                   {"id": 2, "content": "[CLS]", "special": true, "normalized": false},
+                   {"id": 3, "content": "[SEP]", "special": true, "normalized": false}],
+  "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+  "pre_tokenizer": {"type": "BertPreTokenizer"},
+  "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+  "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+            "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "good": 4, "bad": 5, "film": 6}}
+}`
+
+// Config names three labels.
+const Config = `{"architectures": ["TinyForSequenceClassification"], "max_position_embeddings": 64,
+  "id2label": {"0": "negative", "1": "neutral", "2": "positive"},
+  "label2id": {"negative": 0, "neutral": 1, "positive": 2}}`
+
+// Files is the tiny bundle's files, with edits applied: a file replaced,
+// or, for an empty value, left out.
+func Files(edits map[string]string) map[string]string {
+	files := map[string]string{
+		bundle.ModelFile:           string(Model),
+		bundle.ConfigFile:          Config,
+		bundle.TokenizerFile:       Tokenizer,
+		bundle.TokenizerConfigFile: `{"model_max_length": 512, "do_lower_case": true, "pad_token": "[PAD]"}`,
+		"vocab.txt":                "[PAD]\n[UNK]\n[CLS]\n[SEP]\ngood\nbad\nfilm\n",
+	}
+	for name, content := range edits {
+		if content == "" {
+			delete(files, name)
+		} else {
+			files[name] = content
+		}
+	}
+	return files
+}
+
+// Dir writes the tiny bundle's files, with edits, to a new directory.
+func Dir(t testing.TB, edits map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range Files(edits) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Pack is the tiny bundle, with edits, packed.
+func Pack(t testing.TB, edits map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := bundle.PackDir(Dir(t, edits), &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// Probabilities is the tiny model's answer for a text whose ids (special
+// tokens included) sum to s.
+func Probabilities(s float64) []float32 {
+	logits := []float64{s, -s, s/2 + 1}
+	hi := max(logits[0], logits[1], logits[2])
+	var sum float64
+	for _, l := range logits {
+		sum += exp(l - hi)
+	}
+	out := make([]float32, 3)
+	for i, l := range logits {
+		out[i] = float32(exp(l-hi) / sum)
+	}
+	return out
+}
+
+func exp(x float64) float64 { return math.Exp(x) }
