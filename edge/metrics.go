@@ -17,10 +17,10 @@ var (
 	// out of its figures: their client was past -rollout-client-rate.
 	rolloutUncounted = metrics.NewCounter(`edge_rollout_uncounted_requests_total`)
 	// predictErrors counts batches a model failed to predict (500).
-	predictErrors   = metrics.NewCounter(`edge_predict_errors_total`)
-	modelLoadsOK    = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
-	modelLoadsBad   = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
-	modelLoadTime   = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
+	predictErrors = metrics.NewCounter(`edge_predict_errors_total`)
+	modelLoadsOK  = metrics.NewCounter(`edge_model_loads_total{result="ok"}`)
+	modelLoadsBad = metrics.NewCounter(`edge_model_loads_total{result="rejected"}`)
+	modelLoadTime = metrics.NewPrometheusHistogram(`edge_model_load_duration_seconds`)
 	// onnxUnavailable counts ONNX bundles refused because this edge has
 	// no ONNX Runtime.
 	onnxUnavailable = metrics.NewCounter(`edge_model_rejected_total{reason="onnxruntime_unavailable"}`)
