@@ -102,6 +102,9 @@ type Server struct {
 	log      *slog.Logger
 	current  atomic.Pointer[Serving]
 	draining atomic.Bool
+	// refused is the last version the syncer refused, and why: readiness
+	// says it, so an operator sees why a promote did not arrive.
+	refused atomic.Pointer[Refusal]
 	door     *frontdoor.Door
 	// candidate is a second version during a staged rollout (split.go).
 	candidate atomic.Pointer[Candidate]
@@ -181,6 +184,21 @@ func (s *Server) Current() *Serving { return s.current.Load() }
 // Ready reports whether the edge should receive traffic: it has a verified
 // model and is not draining.
 func (s *Server) Ready() bool { return s.current.Load() != nil && !s.draining.Load() }
+
+// Refusal is a version the edge refused to serve.
+type Refusal struct {
+	Version string    `json:"version"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+}
+
+// Refused records that version was refused, and why.
+func (s *Server) Refused(version string, err error) {
+	s.refused.Store(&Refusal{Version: version, Reason: err.Error(), At: time.Now().UTC()})
+}
+
+// LastRefusal is the last version refused, or nil.
+func (s *Server) LastRefusal() *Refusal { return s.refused.Load() }
 
 // SetDraining turns readiness off before a graceful shutdown.
 func (s *Server) SetDraining(d bool) { s.draining.Store(d) }

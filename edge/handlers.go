@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -402,6 +403,9 @@ func (s *Server) notReady(sv *Serving) error {
 		return httperr.New(fasthttp.StatusServiceUnavailable, "draining")
 	}
 	if sv == nil {
+		if r := s.refused.Load(); r != nil {
+			return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet: version %q was refused: %s", r.Version, r.Reason)
+		}
 		return noModel()
 	}
 	return nil
@@ -423,6 +427,10 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
 	b = appendField(b, "version", sv.Version, false)
 	b = appendField(b, "digest", sv.Digest, false)
 	b = appendField(b, "source", sv.Source, false)
+	if r := s.refused.Load(); r != nil {
+		refused, _ := json.Marshal(r)
+		b = append(append(b, `,"last_refused":`...), refused...)
+	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
 	return nil

@@ -291,6 +291,7 @@ func (s *Syncer) applyCandidate(ctx context.Context, rc *wire.ResolvedCandidate)
 				modelLoadsBad.Inc()
 				s.rejected[v.Digest] = err
 				s.log.Error("rejected rollout candidate; the serving version answers everything", "version", v.Version, "err", err)
+				s.srv.Refused(v.Version, err)
 				if s.cfg.OnReject != nil {
 					s.cfg.OnReject(v.Version, err)
 				}
@@ -332,6 +333,7 @@ func (s *Syncer) applyStable(ctx context.Context, res wire.Resolution) error {
 			modelLoadsBad.Inc()
 			s.rejected[v.Digest] = err
 			s.log.Error("rejected model version; the previous one keeps serving", "version", v.Version, "digest", v.Digest, "err", err)
+			s.srv.Refused(v.Version, err)
 			if s.cfg.OnReject != nil {
 				s.cfg.OnReject(v.Version, err)
 			}

@@ -1,35 +1,34 @@
-package bundle
+package bundle_test
 
 import (
 	"archive/tar"
 	"bytes"
-	"os"
 	"testing"
+
+	"github.com/sentimentpro/sentiment/model/bundle"
+	"github.com/sentimentpro/sentiment/model/bundle/bundletest"
 )
 
 // FuzzOpen feeds mangled bundles to both readers: neither may panic, and
 // they must agree on whether a bundle is valid.
 func FuzzOpen(f *testing.F) {
-	model, err := os.ReadFile(tinyModel)
-	if err != nil {
-		f.Fatal(err)
-	}
+	model := bundletest.Model
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, file := range []struct{ name, content string }{
-		{ConfigFile, tinyConfig}, {ModelFile, string(model)}, {TokenizerFile, tinyTokenizer},
+		{bundle.ConfigFile, bundletest.Config}, {bundle.ModelFile, string(model)}, {bundle.TokenizerFile, bundletest.Tokenizer},
 	} {
-		tw.WriteHeader(header(file.name, int64(len(file.content))))
+		tw.WriteHeader(ustarHeader(file.name, int64(len(file.content))))
 		tw.Write([]byte(file.content))
 	}
 	tw.Close()
-	if _, err := Open(buf.Bytes()); err != nil {
+	if _, err := bundle.Open(buf.Bytes()); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, errOpen := Open(data)
-		_, errInspect := Inspect(bytes.NewReader(data), int64(len(data)))
+		_, errOpen := bundle.Open(data)
+		_, errInspect := bundle.Inspect(bytes.NewReader(data), int64(len(data)))
 		if (errOpen == nil) != (errInspect == nil) {
 			t.Fatalf("Open: %v; Inspect: %v", errOpen, errInspect)
 		}
@@ -38,13 +37,9 @@ func FuzzOpen(f *testing.F) {
 
 // FuzzReadGraph feeds the ONNX reader mangled models.
 func FuzzReadGraph(f *testing.F) {
-	model, err := os.ReadFile(tinyModel)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(model)
-	f.Add([]byte(graph([]Tensor{ids, mask}, []Tensor{logits})))
+	f.Add(bundletest.Model)
+	f.Add([]byte(bundletest.Graph([]bundle.Tensor{ids, mask}, []bundle.Tensor{logits})))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = ReadGraph(bytes.NewReader(data), int64(len(data)))
+		_, _ = bundle.ReadGraph(bytes.NewReader(data), int64(len(data)))
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sentimentpro/sentiment/model/bundle"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Model is tiny.onnx.
@@ -97,3 +98,50 @@ func Probabilities(s float64) []float32 {
 }
 
 func exp(x float64) float64 { return math.Exp(x) }
+
+// Graph builds an ONNX ModelProto with only a graph's inputs and outputs:
+// enough for the checks, which never run it.
+func Graph(inputs, outputs []bundle.Tensor) string {
+	valueInfo := func(t bundle.Tensor) []byte {
+		var shape []byte
+		for _, d := range t.Shape {
+			var dim []byte
+			if d >= 0 {
+				dim = protowire.AppendTag(dim, 1, protowire.VarintType)
+				dim = protowire.AppendVarint(dim, uint64(d))
+			} else {
+				dim = protowire.AppendTag(dim, 2, protowire.BytesType)
+				dim = protowire.AppendString(dim, "batch")
+			}
+			shape = protowire.AppendTag(shape, 1, protowire.BytesType)
+			shape = protowire.AppendBytes(shape, dim)
+		}
+		var tensor []byte
+		tensor = protowire.AppendTag(tensor, 1, protowire.VarintType)
+		tensor = protowire.AppendVarint(tensor, uint64(t.Type))
+		tensor = protowire.AppendTag(tensor, 2, protowire.BytesType)
+		tensor = protowire.AppendBytes(tensor, shape)
+		var typ []byte
+		typ = protowire.AppendTag(typ, 1, protowire.BytesType)
+		typ = protowire.AppendBytes(typ, tensor)
+		var vi []byte
+		vi = protowire.AppendTag(vi, 1, protowire.BytesType)
+		vi = protowire.AppendString(vi, t.Name)
+		vi = protowire.AppendTag(vi, 2, protowire.BytesType)
+		return protowire.AppendBytes(vi, typ)
+	}
+	var g []byte
+	for _, in := range inputs {
+		g = protowire.AppendTag(g, 11, protowire.BytesType)
+		g = protowire.AppendBytes(g, valueInfo(in))
+	}
+	for _, out := range outputs {
+		g = protowire.AppendTag(g, 12, protowire.BytesType)
+		g = protowire.AppendBytes(g, valueInfo(out))
+	}
+	var m []byte
+	m = protowire.AppendTag(m, 1, protowire.VarintType)
+	m = protowire.AppendVarint(m, 8)
+	m = protowire.AppendTag(m, 7, protowire.BytesType)
+	return string(protowire.AppendBytes(m, g))
+}
