@@ -105,7 +105,7 @@ type Server struct {
 	// refused is the last version the syncer refused, and why: readiness
 	// says it, so an operator sees why a promote did not arrive.
 	refused atomic.Pointer[Refusal]
-	door     *frontdoor.Door
+	door    *frontdoor.Door
 	// candidate is a second version during a staged rollout (split.go).
 	candidate atomic.Pointer[Candidate]
 	shadow    *shadow
