@@ -93,7 +93,11 @@ func BenchmarkPredict(b *testing.B) {
 		for _, mc := range models {
 			b.Run(tc.name+"/"+mc.name, func(b *testing.B) {
 				ex := tc.data(b)
-				acc := train.Evaluate(mc.m, ex, nil).Accuracy()
+				ev, err := train.Evaluate(mc.m, ex, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				acc := ev.Accuracy()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {

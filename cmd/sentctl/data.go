@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sentimentpro/sentiment/model"
-	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/model/train"
 )
 
@@ -31,17 +29,4 @@ func (d *dataFlags) options() (train.DataOptions, error) {
 		Format: d.format, TextColumn: d.textCol, LabelColumn: d.labelCol,
 		Labels: [2]string{strings.TrimSpace(names[0]), strings.TrimSpace(names[1])},
 	}, nil
-}
-
-// loadModel loads the artifact at path, or the embedded default model
-// when path is empty.
-func loadModel(path string) (*model.Model, error) {
-	if path == "" {
-		m, err := defaultmodel.Load()
-		if err != nil {
-			return nil, fmt.Errorf("cannot load the default model: %w", err)
-		}
-		return m, nil
-	}
-	return model.LoadFile(path)
 }

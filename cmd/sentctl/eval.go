@@ -14,7 +14,8 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		df              dataFlags
 		progress        = progressMode("auto")
 	)
-	fs.StringVar(&modelPath, "model", "", "model artifact (default: the embedded default model)")
+	fs.StringVar(&modelPath, "model", "", "model artifact, ONNX bundle or bundle directory (default: the embedded default model)")
+	onnxLib := fs.String("onnxruntime-lib", defaultONNXRuntime(), "ONNX Runtime's library, for an ONNX model (SENTCTL_ONNXRUNTIME_LIB)")
 	fs.StringVar(&data, "data", "", "labelled data file (required); FILE,holdout=0.2 scores only the share sentctl train held out of it")
 	fs.Var(&progress, "progress", "progress bar: auto, always or never")
 	df.register(fs)
@@ -24,10 +25,18 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err := required(fs, "data"); err != nil {
 		return err
 	}
-	m, err := loadModel(modelPath)
+	a, err := readArtifact(modelPath)
 	if err != nil {
 		return err
 	}
+	if len(a.labels()) != 2 {
+		return fmt.Errorf("eval reads two-label data; %s has %d labels", a.path, len(a.labels()))
+	}
+	m, closeModel, err := a.predictor(*onnxLib)
+	if err != nil {
+		return err
+	}
+	defer closeModel()
 	opts, err := df.options()
 	if err != nil {
 		return err
@@ -49,11 +58,14 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if len(examples) == 0 {
 		return fmt.Errorf("%s: nothing to evaluate (a hold-out of %g keeps no examples)", spec, max(spec.holdout, 0))
 	}
-	fmt.Fprintf(stdout, "model: %s %s\n", m.Meta().Name, m.Digest())
+	fmt.Fprintf(stdout, "model: %s %s\n", a.name(), a.digest)
 	fmt.Fprintf(stdout, "data: %s (%d examples, %s)\n", spec, len(examples), ds.Digest)
 	update, finish := newProgress(progress, stderr, "evaluating", "texts")
-	ev := train.Evaluate(m, examples, update)
+	ev, err := train.Evaluate(m, examples, update)
 	finish()
+	if err != nil {
+		return err
+	}
 	printEvaluation(stdout, ev)
 	return nil
 }

@@ -45,7 +45,7 @@ func runSign(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("sign", stderr)
 	var keyPath, modelPath, out string
 	fs.StringVar(&keyPath, "key", "", "private key file from keygen (required)")
-	fs.StringVar(&modelPath, "model", "", "model artifact to sign (required)")
+	fs.StringVar(&modelPath, "model", "", "model artifact, ONNX bundle or bundle directory to sign (required)")
 	fs.StringVar(&out, "out", "", "signature file (default: MODEL.sig)")
 	if err := parse(fs, args, false); err != nil {
 		return err
@@ -61,16 +61,16 @@ func runSign(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := model.LoadFile(modelPath) // only valid artifacts get signed
+	a, err := readArtifact(modelPath) // only valid artifacts get signed
 	if err != nil {
 		return err
 	}
-	sig, err := model.Sign(priv, m.Digest())
+	sig, err := model.Sign(priv, a.digest)
 	if err != nil {
 		return err
 	}
 	if out == "" {
-		out = modelPath + ".sig"
+		out = sigPath(modelPath)
 	}
 	if err := writeFileAtomic(out, model.EncodeSignature(sig), 0o644); err != nil {
 		return err
@@ -81,18 +81,18 @@ func runSign(args []string, stdout, stderr io.Writer) error {
 
 func runVerify(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("verify", stderr)
-	var pubPath, modelPath, sigPath string
+	var pubPath, modelPath, sigFile string
 	fs.StringVar(&pubPath, "pub", "", "trusted public key file, one or more PEM keys (required)")
-	fs.StringVar(&modelPath, "model", "", "model artifact (required)")
-	fs.StringVar(&sigPath, "sig", "", "signature file (default: MODEL.sig)")
+	fs.StringVar(&modelPath, "model", "", "model artifact, ONNX bundle or bundle directory (required)")
+	fs.StringVar(&sigFile, "sig", "", "signature file (default: MODEL.sig)")
 	if err := parse(fs, args, false); err != nil {
 		return err
 	}
 	if err := required(fs, "pub", "model"); err != nil {
 		return err
 	}
-	if sigPath == "" {
-		sigPath = modelPath + ".sig"
+	if sigFile == "" {
+		sigFile = sigPath(modelPath)
 	}
 	pubData, err := os.ReadFile(pubPath)
 	if err != nil {
@@ -102,7 +102,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sigData, err := model.ReadFileLimited(sigPath, 64<<10)
+	sigData, err := model.ReadFileLimited(sigFile, 64<<10)
 	if err != nil {
 		return fmt.Errorf("cannot read signature: %w", err)
 	}
@@ -110,14 +110,14 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := model.LoadFile(modelPath)
+	a, err := readArtifact(modelPath)
 	if err != nil {
 		return err
 	}
-	id, err := model.Verify(sig, m.Digest(), keys)
+	id, err := model.Verify(sig, a.digest, keys)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "OK: %s (%s) is signed by key %s\n", modelPath, m.Digest(), id)
+	fmt.Fprintf(stdout, "OK: %s (%s) is signed by key %s\n", modelPath, a.digest, id)
 	return nil
 }

@@ -16,24 +16,42 @@ func runPredict(args []string, stdout, stderr io.Writer) error {
 		modelPath string
 		explain   int
 	)
-	fs.StringVar(&modelPath, "model", "", "model artifact (default: the embedded default model)")
-	fs.IntVar(&explain, "explain", 0, "also list the N features that moved each score most")
+	fs.StringVar(&modelPath, "model", "", "model artifact, ONNX bundle or bundle directory (default: the embedded default model)")
+	fs.IntVar(&explain, "explain", 0, "also list the N features that moved each score most (built-in models)")
+	onnxLib := fs.String("onnxruntime-lib", defaultONNXRuntime(), "ONNX Runtime's library, for an ONNX model (SENTCTL_ONNXRUNTIME_LIB)")
 	if err := parse(fs, args, true); err != nil {
 		return err
 	}
-	m, err := loadModel(modelPath)
+	a, err := readArtifact(modelPath)
 	if err != nil {
 		return err
 	}
+	m, closeModel, err := a.predictor(*onnxLib)
+	if err != nil {
+		return err
+	}
+	defer closeModel()
+	labels := m.Labels()
+	probs := make([]float32, len(labels))
 	enc := json.NewEncoder(stdout)
 	predict := func(text string) error {
-		p := m.Classify(text)
+		if err := m.Predict([]string{text}, probs); err != nil {
+			return err
+		}
+		best := inference.ArgMax(probs)
 		out := struct {
-			Text    string                   `json:"text"`
-			Label   string                   `json:"label"`
-			Score   float32                  `json:"score"`
-			Explain []inference.Contribution `json:"explain,omitempty"`
-		}{text, p.Label, p.Score, m.Explain(text, explain)}
+			Text          string                   `json:"text"`
+			Label         string                   `json:"label"`
+			Score         float32                  `json:"score"`
+			Probabilities map[string]float32       `json:"probabilities"`
+			Explain       []inference.Contribution `json:"explain,omitempty"`
+		}{Text: text, Label: labels[best], Score: probs[best], Probabilities: map[string]float32{}}
+		for i, l := range labels {
+			out.Probabilities[l] = probs[i]
+		}
+		if e, ok := m.(inference.Explainer); ok && explain > 0 {
+			out.Explain = e.Explain(text, explain)
+		}
 		return enc.Encode(out)
 	}
 	if fs.NArg() > 0 {

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -108,59 +109,52 @@ func (l labelFlags) Set(s string) error {
 func runPublish(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("publish", stderr)
 	var (
-		rf                                 registryFlags
-		name, version, file, sigPath, desc string
-		labels                             = labelFlags{}
-		progress                           = progressMode("auto")
+		rf                                               registryFlags
+		name, version, file, dir, sigFile, keyFile, desc string
+		labels                                           = labelFlags{}
+		progress                                         = progressMode("auto")
 	)
 	rf.register(fs)
 	fs.StringVar(&name, "model", "", "model name, e.g. sst2 (required)")
 	fs.StringVar(&version, "version", "", "new version name, e.g. v4 (required)")
-	fs.StringVar(&file, "file", "", "artifact to publish (required)")
-	fs.StringVar(&sigPath, "sig", "", "signature file (default: FILE.sig when it exists)")
+	fs.StringVar(&file, "file", "", "artifact to publish: a model file or an ONNX bundle (sentctl pack)")
+	fs.StringVar(&dir, "dir", "", "ONNX bundle directory to publish, as an ONNX export writes it (instead of --file)")
+	fs.StringVar(&sigFile, "sig", "", "signature file (default: FILE.sig or DIR.sig when it exists)")
+	fs.StringVar(&keyFile, "sign-key", "", "private key (sentctl keygen) to sign with, instead of --sig")
 	fs.StringVar(&desc, "description", "", "free-form description")
 	fs.Var(labels, "label", "key=value label (repeatable)")
 	fs.Var(&progress, "progress", "upload progress bar: auto, always or never")
 	if err := parse(fs, args, false); err != nil {
 		return err
 	}
-	if err := required(fs, "model", "version", "file"); err != nil {
+	if err := required(fs, "model", "version"); err != nil {
 		return err
 	}
-	f, err := os.Open(file)
+	path := file
+	if (file == "") == (dir == "") {
+		return usageError{errors.New("give --file or --dir")}
+	}
+	if dir != "" {
+		path = dir
+	}
+	// Checked here first, so a broken bundle is refused before any upload.
+	a, err := readArtifact(path)
 	if err != nil {
-		return fmt.Errorf("cannot open artifact: %w", err)
-	}
-	defer f.Close()
-	// First pass: the digest the registry will check the upload against.
-	h := sha256.New()
-	size, err := io.Copy(h, f)
-	if err != nil {
-		return fmt.Errorf("cannot read artifact: %w", err)
-	}
-	digest := fmt.Sprintf("sha256:%x", h.Sum(nil))
-	nv := wire.NewVersion{Digest: digest, Labels: labels, Description: desc}
-	if sig, err := readSignature(sigPath, file); err != nil {
-		return err
-	} else if sig != nil {
-		if sig.Digest != digest {
-			return fmt.Errorf("signature %s is for %s, not this artifact (%s)", sigPath, sig.Digest, digest)
-		}
-		nv.Signature = sig
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	var body io.Reader = f
+	nv := wire.NewVersion{Digest: a.digest, Labels: labels, Description: desc}
+	if nv.Signature, err = publishSignature(sigFile, keyFile, path, a.digest); err != nil {
+		return err
+	}
+	var body io.Reader = bytes.NewReader(a.data)
 	if progress.enabled(stderr) {
-		bar := progressbar.DefaultBytes(size, "uploading")
-		body = io.TeeReader(f, bar)
+		body = io.TeeReader(body, progressbar.DefaultBytes(int64(len(a.data)), "uploading"))
 	}
 	client, err := rf.client()
 	if err != nil {
 		return err
 	}
-	v, err := client.Publish(context.Background(), name, version, body, size, nv)
+	v, err := client.Publish(context.Background(), name, version, body, int64(len(a.data)), nv)
 	if err != nil {
 		return err
 	}
@@ -168,14 +162,46 @@ func runPublish(args []string, stdout, stderr io.Writer) error {
 	if a, ok := v.Accuracy(); ok {
 		acc = fmt.Sprintf("accuracy %.4f", a)
 	}
-	fmt.Fprintf(stdout, "published %s/%s: %s, %d bytes, %s, %s\n", v.Model, v.Version, v.Digest, v.Size, acc, v.SignatureState())
+	format := "built-in format"
+	if v.Artifact.Format != "" {
+		format = v.Artifact.Format + fmt.Sprintf(", labels %s", strings.Join(v.Artifact.Labels, ","))
+	}
+	fmt.Fprintf(stdout, "published %s/%s: %s, %d bytes, %s, %s, %s\n", v.Model, v.Version, v.Digest, v.Size, format, acc, v.SignatureState())
 	return nil
+}
+
+// publishSignature is the signature to publish with: made with keyFile,
+// read from sigFile, or read from beside path if one is there.
+func publishSignature(sigFile, keyFile, path, digest string) (*model.Signature, error) {
+	if keyFile != "" {
+		if sigFile != "" {
+			return nil, usageError{errors.New("give --sig or --sign-key, not both")}
+		}
+		keyData, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read key: %w", err)
+		}
+		priv, err := model.ParsePrivateKey(keyData)
+		if err != nil {
+			return nil, err
+		}
+		sig, err := model.Sign(priv, digest)
+		return &sig, err
+	}
+	sig, err := readSignature(sigFile, path)
+	if err != nil || sig == nil {
+		return sig, err
+	}
+	if sig.Digest != digest {
+		return nil, fmt.Errorf("signature %s is for %s, not this artifact (%s)", sigPath(path), sig.Digest, digest)
+	}
+	return sig, nil
 }
 
 func readSignature(sigPath, file string) (*model.Signature, error) {
 	explicit := sigPath != ""
 	if !explicit {
-		sigPath = file + ".sig"
+		sigPath = filepath.Clean(file) + ".sig"
 	}
 	data, err := model.ReadFileLimited(sigPath, 64<<10)
 	if errors.Is(err, os.ErrNotExist) && !explicit {

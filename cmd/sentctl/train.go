@@ -87,7 +87,10 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	var metrics *model.Metrics
 	for _, h := range held {
 		fmt.Fprintf(stdout, "held out of %s:\n", h.spec)
-		ev := train.Evaluate(m, h.examples, nil)
+		ev, err := train.Evaluate(m, h.examples, nil)
+		if err != nil {
+			return err
+		}
 		printEvaluation(stdout, ev)
 		if metrics == nil && dev == "" && len(held) == 1 {
 			metrics = ev.Metrics(cfg.DataDigest)
@@ -99,7 +102,10 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "dev %s:\n", dev)
-		ev := train.Evaluate(m, devDS.Examples, nil)
+		ev, err := train.Evaluate(m, devDS.Examples, nil)
+		if err != nil {
+			return err
+		}
 		printEvaluation(stdout, ev)
 		metrics = ev.Metrics(devDS.Digest)
 	}

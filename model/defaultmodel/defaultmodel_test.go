@@ -29,7 +29,10 @@ func TestDefaultModelMeetsItsRecordedAccuracy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := train.Evaluate(m, ds.Examples, nil)
+	ev, err := train.Evaluate(m, ds.Examples, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("SST-2 dev accuracy %.4f over %d sentences", ev.Accuracy(), ev.Total())
 	if math.Abs(ev.Accuracy()-md.Metrics.Accuracy) > 1e-4 || ds.Digest != md.Metrics.DataDigest {
 		t.Fatalf("evaluated %.4f on %s, artifact records %.4f on %s", ev.Accuracy(), ds.Digest, md.Metrics.Accuracy, md.Metrics.DataDigest)

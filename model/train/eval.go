@@ -1,8 +1,10 @@
 package train
 
 import (
+	"fmt"
 	"math"
 
+	"github.com/sentimentpro/sentiment/inference"
 	"github.com/sentimentpro/sentiment/model"
 )
 
@@ -22,24 +24,46 @@ type Evaluation struct {
 
 const calibrationBins = 10
 
-// Evaluate predicts every example and tallies the confusion matrix.
-// progress, if set, is called after each example.
-func Evaluate(m *model.Model, examples []Example, progress func(done, total int)) Evaluation {
-	ev := Evaluation{Labels: [2]string(m.Labels())}
-	for i, ex := range examples {
-		p := m.Classify(ex.Text)
-		ev.Confusion[ex.Label][p.Index]++
-		bin := &ev.Calibration[min(int((p.Score-0.5)*2*calibrationBins), calibrationBins-1)]
-		bin.Count++
-		bin.Confidence += float64(p.Score)
-		if p.Index == ex.Label {
-			bin.Correct++
+// Evaluate predicts every example, in batches, and tallies the confusion
+// matrix. p has two labels. progress, if set, is called after each batch.
+func Evaluate(p inference.Predictor, examples []Example, progress func(done, total int)) (Evaluation, error) {
+	if n := len(p.Labels()); n != 2 {
+		return Evaluation{}, fmt.Errorf("cannot evaluate a model of %d labels on two-label data", n)
+	}
+	ev := Evaluation{Labels: [2]string(p.Labels())}
+	const batch = 64
+	texts := make([]string, 0, batch)
+	probs := make([]float32, 2*batch)
+	for start := 0; start < len(examples); start += batch {
+		chunk := examples[start:min(start+batch, len(examples))]
+		texts = texts[:0]
+		for _, ex := range chunk {
+			texts = append(texts, ex.Text)
+		}
+		if err := p.Predict(texts, probs[:2*len(chunk)]); err != nil {
+			return Evaluation{}, fmt.Errorf("cannot evaluate: %w", err)
+		}
+		for i, ex := range chunk {
+			ev.add(ex.Label, probs[2*i:2*i+2])
 		}
 		if progress != nil {
-			progress(i+1, len(examples))
+			progress(start+len(chunk), len(examples))
 		}
 	}
-	return ev
+	return ev, nil
+}
+
+// add tallies one prediction of a text whose true label is label.
+func (e *Evaluation) add(label int, row []float32) {
+	best := inference.ArgMax(row)
+	score := row[best]
+	e.Confusion[label][best]++
+	bin := &e.Calibration[max(0, min(int((score-0.5)*2*calibrationBins), calibrationBins-1))]
+	bin.Count++
+	bin.Confidence += float64(score)
+	if best == label {
+		bin.Correct++
+	}
 }
 
 // Total is the number of examples evaluated.

@@ -58,7 +58,10 @@ func trainSmall(t testing.TB) *model.Model {
 
 func TestTrainLearnsSignalAndNegation(t *testing.T) {
 	m := trainSmall(t)
-	ev := Evaluate(m, synthetic(500, 2), nil)
+	ev, err := Evaluate(m, synthetic(500, 2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ev.Accuracy() < 0.95 {
 		t.Fatalf("accuracy on held-out synthetic data %.3f, want >= 0.95", ev.Accuracy())
 	}
