@@ -24,7 +24,7 @@ type Serving struct {
 	Name      string // the registry's model name; the OIP model name
 	Version   string // the registry version, or "embedded"
 	Digest    string
-	Source    string // "registry", "cache" or "embedded"
+	Source    string // "registry", "cache", "embedded" or "file"
 	LoadedAt  time.Time
 
 	monitor   monitor  // made by prepare

@@ -29,9 +29,9 @@ type ONNXConfig struct {
 	Serving onnxmodel.Config
 }
 
-// predictor loads a verified artifact in whichever format it is: the
+// Predictor loads a verified artifact in whichever format it is: the
 // built-in one, or an ONNX bundle, opened, loaded and warmed up.
-func (c ONNXConfig) predictor(data []byte, digest string) (inference.Predictor, error) {
+func (c ONNXConfig) Predictor(data []byte, digest string) (inference.Predictor, error) {
 	if !bundle.Sniff(data) {
 		return model.Load(data)
 	}

@@ -187,7 +187,7 @@ func (s *Syncer) load(path, version, digest string, sig *model.Signature) (*Serv
 	if err := s.checkSignature(sig, digest); err != nil {
 		return nil, err
 	}
-	p, err := s.cfg.ONNX.predictor(data, digest)
+	p, err := s.cfg.ONNX.Predictor(data, digest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errRejected, err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/service"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model"
+	"github.com/sentimentpro/sentiment/model/bundle"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/wire"
@@ -44,6 +45,7 @@ type Config struct {
 	Model           string
 	Channel         string
 	Registry        string
+	ModelFile       string
 	RegistryToken   string
 	TLSCA           string
 	PeerServerName  string
@@ -83,6 +85,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.CacheDir, "cache-dir", "./data/edge-cache", "where verified models are kept for restarts")
 	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of keys model signatures must verify against; when set, unsigned models are refused")
 	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse unsigned models (implied by -trusted-keys)")
+	fs.StringVar(&c.ModelFile, "model-file", "", "serve this model: a model file, an ONNX bundle (sentctl pack) or its directory, instead of following a registry")
 	fs.BoolVar(&c.FallbackDefault, "fallback-default", false, "with -registry: serve the embedded default model until the channel's model arrives")
 	fs.StringVar(&c.Peers, "peers", "", "peer datacenter=region pairs, nearest first, for cold starts with no model")
 	fs.Float64Var(&c.RatePerMinute, "rate-limit", 100, "requests per minute per client address (0: off)")
@@ -124,6 +127,9 @@ func (c Config) Validate() error {
 	}
 	if c.AccessLog < 0 || c.AccessLog > 1 {
 		return errors.New("-access-log-sample must be between 0 and 1")
+	}
+	if c.ModelFile != "" && c.Registry != "" {
+		return errors.New("-model-file and -registry: give one")
 	}
 	if c.RequireSigned && c.TrustedKeys == "" {
 		return errors.New("-require-signatures needs -trusted-keys")
@@ -230,6 +236,11 @@ func run(cfg Config, log *slog.Logger) error {
 			log.Info("no cached model: waiting for the registry")
 		}
 	}
+	if cfg.ModelFile != "" {
+		if err := serveFile(srv, cfg, log); err != nil {
+			return err
+		}
+	}
 	if srv.Current() == nil && (cfg.Registry == "" || cfg.FallbackDefault) {
 		if err := serveDefault(srv, cfg.Model); err != nil {
 			return err
@@ -312,6 +323,23 @@ func serveDefault(srv *edge.Server, name string) error {
 	}
 	srv.Swap(&edge.Serving{Predictor: m, Name: name, Version: "embedded-" + strings.TrimPrefix(m.Digest(), "sha256:")[:12],
 		Digest: m.Digest(), Source: "embedded", LoadedAt: time.Now()})
+	return nil
+}
+
+// serveFile serves the model at -model-file: no registry, no signature.
+func serveFile(srv *edge.Server, cfg Config, log *slog.Logger) error {
+	data, err := bundle.ReadPath(cfg.ModelFile, edge.MaxArtifactBytes)
+	if err != nil {
+		return err
+	}
+	digest := model.Digest(data)
+	p, err := cfg.ONNX.open(log).Predictor(data, digest)
+	if err != nil {
+		return fmt.Errorf("cannot serve %s: %w", cfg.ModelFile, err)
+	}
+	srv.Swap(&edge.Serving{Predictor: p, Name: cfg.Model, Version: "file-" + strings.TrimPrefix(digest, "sha256:")[:12],
+		Digest: digest, Source: "file", LoadedAt: time.Now()})
+	log.Info("serving a model file", "path", cfg.ModelFile, "digest", digest, "platform", p.Platform())
 	return nil
 }
 

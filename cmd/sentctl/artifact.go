@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -37,18 +36,9 @@ func readArtifact(path string) (*artifact, error) {
 		return &artifact{path: "(embedded default model)", digest: m.Digest(), sapm: m}, nil
 	}
 	a := &artifact{path: path}
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read model: %w", err)
-	}
-	if st.IsDir() {
-		var buf bytes.Buffer
-		if err := bundle.PackDir(path, &buf); err != nil {
-			return nil, err
-		}
-		a.data = buf.Bytes()
-	} else if a.data, err = model.ReadFileLimited(path, maxArtifactBytes); err != nil {
-		return nil, fmt.Errorf("cannot read model: %w", err)
+	var err error
+	if a.data, err = bundle.ReadPath(path, maxArtifactBytes); err != nil {
+		return nil, err
 	}
 	a.digest = model.Digest(a.data)
 	if bundle.Sniff(a.data) {

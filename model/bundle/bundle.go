@@ -575,3 +575,27 @@ func tensorNames(ts []Tensor) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// ReadPath returns the bytes of the artifact at path: a file as it is
+// (either format, at most limit bytes), a bundle directory packed.
+func ReadPath(path string, limit int64) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read model: %w", err)
+	}
+	if st.IsDir() {
+		var buf bytes.Buffer
+		if err := PackDir(path, &buf); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("cannot read model %s: %d bytes, limit %d", path, st.Size(), limit)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read model: %w", err)
+	}
+	return data, nil
+}
