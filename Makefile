@@ -75,6 +75,18 @@ model-check: ## check that `make model` reproduces the committed default model b
 	cmp bin/default-check.sapm $(DEFAULT_MODEL)
 	@echo "model-check: $(DEFAULT_MODEL) reproduced byte for byte"
 
+# The example ONNX models (docs/MODELS.md): small transformer encoders
+# trained from scratch here with Debian's PyTorch, exported as the bundle a
+# Hugging Face ONNX export writes. Torch's threads make the weights vary in
+# their last bits from run to run; the committed bundles are one run's, and
+# their reference files pin what the edge must answer for them.
+ONNX_EXAMPLES := examples/onnx
+.PHONY: model-onnx
+model-onnx: ## retrain the example ONNX models (SST-2 binary, IMDB three-class) into examples/onnx; needs ../shared and Debian's python3-torch
+	scripts/packages.sh torch
+	cd $(ONNX_EXAMPLES) && /usr/bin/python3 train.py --shared $(abspath $(SHARED)) --out sentiment-tiny-bert --epochs 3
+	cd $(ONNX_EXAMPLES) && /usr/bin/python3 train.py --shared $(abspath $(SHARED)) --task imdb3 --out imdb3-tiny-bert --epochs 2
+
 model-report: build ## the default model's cross-domain checks: one source at a time vs both, on sentences and reviews; needs ../shared
 	SHARED=$(SHARED) SENTCTL=bin/sentctl scripts/model-report.sh
 
@@ -117,10 +129,12 @@ reliability: tools ## the failure scenarios at full length and a fuzz campaign p
 
 .PHONY: run stack bench
 run: build ## run the product locally: registry + one edge per region, default model promoted
+	@scripts/onnxruntime.sh >/dev/null || echo "make run: ONNX Runtime could not be fetched: the edges will serve built-in models only" >&2
 	bin/stack -bin bin -dir .run
 
 stack: build tools geoip ## the same on the real services: 3 Consul datacenters, S3, DB-IP placement
 	bin/stack -real -tls -bin bin -dir .stack -mmdb $(GEOIP_MMDB)
 
-bench: ## the load harness: edge vs a constant-response ceiling, geo hop vs direct
+bench: onnxruntime ## the load harness: edge vs a constant-response ceiling, geo hop vs direct, the ONNX example's serving
+	scripts/packages.sh bench
 	$(GO) run ./bench -corpus $(SHARED)/data/sst2/dev.tsv

@@ -42,6 +42,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/sentimentpro/sentiment/inference/onnxrt"
 	"github.com/sentimentpro/sentiment/internal/devca"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
@@ -62,6 +63,9 @@ func main() {
 		targetURL = flag.String("target", "", "measure only this URL (POST body from the corpus) and exit")
 		reference = flag.String("reference", "", "with -target: measure this URL too, taking turns with the target, and print target/reference")
 		slice     = flag.Duration("slice", 200*time.Millisecond, "length of a turn when two sides take turns")
+		onnxLib   = flag.String("onnxruntime-lib", onnxrt.CachedLibrary(), "ONNX Runtime's library, for the ONNX lines")
+		onnxDir   = flag.String("onnx-bundle", "examples/onnx/sentiment-tiny-bert", "ONNX bundle directory the ONNX lines serve")
+		onnxOnly  = flag.Bool("onnx-only", false, "measure only the ONNX lines")
 	)
 	flag.Parse()
 	if *serve != "" {
@@ -86,13 +90,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
 		os.Exit(2)
 	}
-	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *rounds, *warmup, *duration, *slice); err != nil {
+	onnx := onnxBench{lib: *onnxLib, dir: *onnxDir}
+	if *onnxOnly {
+		if err := onnxOnlyRun(*edgeBin, onnx, texts, *rounds, *warmup, *duration, *slice); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *rounds, *warmup, *duration, *slice, onnx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warmup, duration, slice time.Duration) error {
+func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warmup, duration, slice time.Duration, onnx onnxBench) error {
 	registryBin := ""
 	tmp, err := os.MkdirTemp("", "bench-")
 	if err != nil {
@@ -172,6 +184,10 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warm
 		return err
 	}
 	if err := shadowCost(edgeBin, registryBin, tmp, v1, conns, rounds, warmup, duration); err != nil {
+		return err
+	}
+
+	if err := onnxServing(edgeBin, tmp, onnx.lib, onnx.dir, filepath.Clean(onnx.dir)+".pt", texts, rounds, warmup, duration, slice); err != nil {
 		return err
 	}
 

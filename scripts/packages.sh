@@ -4,14 +4,38 @@
 # (the console's tests drive it headless). Only what
 # is missing is installed; installing needs root. iproute2 and iptables make
 # the network namespaces of the reliability scenarios.
+#   scripts/packages.sh          what make test needs
+#   scripts/packages.sh torch    PyTorch, ONNX and OpenBLAS, to train the example
+#                                ONNX models (make model-onnx)
+#   scripts/packages.sh bench    those, and Flask and gunicorn: make bench's
+#                                baseline serves the example model as the
+#                                original product did
 set -euo pipefail
 
 need=()
-command -v buildah >/dev/null || need+=(buildah)
-{ command -v promtool && command -v prometheus; } >/dev/null || need+=(prometheus)
-command -v iptables >/dev/null || need+=(iptables)
-command -v ip >/dev/null || need+=(iproute2)
-command -v chromium >/dev/null || need+=(chromium)
+has_py() { /usr/bin/python3 -c "import $1" 2>/dev/null; }
+torch() {
+  has_py torch || need+=(python3-torch)
+  has_py onnx || need+=(python3-onnx)
+  # Without OpenBLAS, Debian's torch multiplies matrices with the reference
+  # BLAS: training the example is 7x slower.
+  [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] || need+=(libopenblas0-pthread)
+}
+case "${1:-}" in
+torch) torch ;;
+bench)
+  torch
+  has_py flask || need+=(python3-flask)
+  command -v gunicorn >/dev/null || need+=(gunicorn)
+  ;;
+*)
+  command -v buildah >/dev/null || need+=(buildah)
+  { command -v promtool && command -v prometheus; } >/dev/null || need+=(prometheus)
+  command -v iptables >/dev/null || need+=(iptables)
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v chromium >/dev/null || need+=(chromium)
+  ;;
+esac
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

@@ -94,19 +94,11 @@ func (a *artifact) predictor(lib string) (p inference.Predictor, close func(), e
 	return m, m.Close, nil
 }
 
-// defaultONNXRuntime is where make onnxruntime leaves the library, if it
-// is there.
+// defaultONNXRuntime is $SENTCTL_ONNXRUNTIME_LIB, else where make
+// onnxruntime leaves the library.
 func defaultONNXRuntime() string {
 	if lib := os.Getenv("SENTCTL_ONNXRUNTIME_LIB"); lib != "" {
 		return lib
 	}
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	lib := filepath.Join(dir, "sentiment-analyzer-pro", "onnxruntime", "libonnxruntime.so.1")
-	if _, err := os.Stat(lib); err != nil {
-		return ""
-	}
-	return lib
+	return onnxrt.CachedLibrary()
 }

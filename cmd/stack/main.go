@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sentimentpro/sentiment/inference/onnxrt"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/wire"
@@ -49,6 +50,9 @@ type Config struct {
 	MMDB string
 	// TLS runs every service and hop over TLS with a throwaway CA.
 	TLS bool
+	// ONNXRuntime is the library the edges serve ONNX bundles with; empty:
+	// they serve built-in models only.
+	ONNXRuntime string
 }
 
 // child is one running service.
@@ -72,6 +76,7 @@ func main() {
 	flag.BoolVar(&cfg.Real, "real", false, "run on real Consul datacenters and the S3 server (make tools first)")
 	flag.StringVar(&cfg.MMDB, "mmdb", "", "country MMDB for the geo router (make geoip)")
 	flag.BoolVar(&cfg.TLS, "tls", false, "TLS on every listener and hop (mutual between services), with a throwaway CA made in DIR/tls")
+	flag.StringVar(&cfg.ONNXRuntime, "onnxruntime-lib", onnxrt.CachedLibrary(), "ONNX Runtime's library for the edges (make onnxruntime); empty: ONNX models are refused")
 	flag.Parse()
 	cfg.Regions = config.List(regions)
 	if err := run(cfg); err != nil {
@@ -152,7 +157,7 @@ func run(cfg Config) error {
 		e, err := start(cfg, certs, "edge-"+region, certs.scheme()+"://"+addr, append(append([]string{
 			"-listen", addr, "-region", region, "-model", cfg.Model,
 			"-registry", regURL, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region), "-trusted-keys", key.pubPath,
-			"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s",
+			"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s", "-onnxruntime-lib", cfg.ONNXRuntime,
 		}, backend.edgeArgs(region)...), certs.edgeArgs("edge-"+region)...), []string{"EDGE_REGISTRY_TOKEN=" + tokens.reader})
 		if err != nil {
 			return err

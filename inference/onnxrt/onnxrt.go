@@ -15,6 +15,8 @@ package onnxrt
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -515,4 +517,19 @@ func goString(p unsafe.Pointer) string {
 		n++
 	}
 	return string(unsafe.Slice((*byte)(p), n))
+}
+
+// CachedLibrary is where `make onnxruntime` leaves the library
+// ($XDG_CACHE_HOME/sentiment-analyzer-pro/onnxruntime/libonnxruntime.so.1),
+// or "" when it is not there.
+func CachedLibrary() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	lib := filepath.Join(dir, "sentiment-analyzer-pro", "onnxruntime", "libonnxruntime.so.1")
+	if _, err := os.Stat(lib); err != nil {
+		return ""
+	}
+	return lib
 }
