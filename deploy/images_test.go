@@ -5,13 +5,20 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/model/bundle/bundletest"
 )
 
 // image is one Dockerfile and what its image must hold.
@@ -21,11 +28,22 @@ type image struct {
 	files []string // every regular file and directory in the image
 	// volume is the one writable path, owned by the image user; "" for none.
 	volume string
+	// onnx: the binary loads ONNX Runtime, so the image carries it and the
+	// C library; the test runs an ONNX prediction in the image.
+	onnx bool
 }
 
+// glibc is what the edge and libonnxruntime.so.1 load (ldd), as the
+// edge's Dockerfile copies it from its Debian build stage.
+var glibc = []string{"lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/libdl.so.2",
+	"lib/x86_64-linux-gnu/libpthread.so.0", "lib/x86_64-linux-gnu/librt.so.1", "lib/x86_64-linux-gnu/libm.so.6",
+	"lib/x86_64-linux-gnu/libstdc++.so.6", "lib/x86_64-linux-gnu/libgcc_s.so.1"}
+
+const onnxRuntimeLib = "usr/lib/onnxruntime/libonnxruntime.so.1"
+
 var images = []image{
-	{name: "edge", port: "8080/tcp", volume: "var/lib/edge/cache",
-		files: []string{"edge", "etc/ssl/certs/ca-certificates.crt", "var/lib/edge/cache/"}},
+	{name: "edge", port: "8080/tcp", volume: "var/lib/edge/cache", onnx: true,
+		files: append([]string{"edge", "etc/ssl/certs/ca-certificates.crt", "var/lib/edge/cache/", onnxRuntimeLib}, glibc...)},
 	{name: "registry", port: "8081/tcp", files: []string{"registry", "etc/ssl/certs/ca-certificates.crt"}},
 	{name: "geo", port: "8080/tcp", files: []string{"geo", "etc/ssl/certs/ca-certificates.crt"}},
 }
@@ -57,10 +75,14 @@ func TestImages(t *testing.T) {
 	}
 	for _, img := range images {
 		t.Run(img.name, func(t *testing.T) {
-			ctx := buildContext(t, root, img.name)
+			ctx := buildContext(t, root, img)
 			tag := "sentiment-" + img.name + ":test"
-			buildah("bud", "--quiet", "--build-context", "build="+ctx, "--build-arg", "VERSION=v9.8.7-test",
-				"-f", filepath.Join(root, "Dockerfile."+img.name), "-t", tag, root)
+			contexts := []string{"--build-context", "build=" + ctx}
+			if img.onnx {
+				contexts = append(contexts, "--build-context", "onnxruntime="+onnxContext(t))
+			}
+			buildah(append(append([]string{"bud", "--quiet"}, contexts...), "--build-arg", "VERSION=v9.8.7-test",
+				"-f", filepath.Join(root, "Dockerfile."+img.name), "-t", tag, root)...)
 			var info struct {
 				OCIv1 struct {
 					Config struct {
@@ -101,15 +123,25 @@ func TestImages(t *testing.T) {
 			oci := filepath.Join(t.TempDir(), "oci")
 			buildah("push", "--quiet", tag, "oci:"+oci+":"+img.name)
 			checkFiles(t, oci, img)
+			if img.onnx {
+				predictInImage(t, oci, c.Entrypoint)
+			}
 		})
 	}
 }
 
 // buildContext lays out what the Dockerfile's build stage would produce:
-// /out/<name> built as in the Dockerfile, /out/cache, and the CA bundle.
-func buildContext(t *testing.T, root, name string) string {
+// /out/<name> built as in the Dockerfile, /out/cache, the CA bundle, and
+// for an ONNX image the C library's shared objects in /out/root.
+func buildContext(t *testing.T, root string, img image) string {
 	t.Helper()
+	name := img.name
 	dir := t.TempDir()
+	if img.onnx {
+		for _, lib := range glibc {
+			copyFile(t, "/"+lib, filepath.Join(dir, "out", "root", lib))
+		}
+	}
 	for _, d := range []string{"out/cache", "etc/ssl/certs"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -180,7 +212,7 @@ func checkFiles(t *testing.T, oci string, img image) {
 				got = append(got, name)
 			}
 			if name == img.name {
-				checkStatic(t, tr, h)
+				checkBinary(t, tr, h, img)
 			}
 		}
 		f.Close()
@@ -203,9 +235,10 @@ func isParent(dir string, files []string) bool {
 	return slices.ContainsFunc(files, func(f string) bool { return f != d && strings.HasPrefix(f, d) })
 }
 
-// checkStatic asserts the entrypoint binary is executable and statically
-// linked: an image FROM scratch has no dynamic loader.
-func checkStatic(t *testing.T, r io.Reader, h *tar.Header) {
+// checkBinary asserts the entrypoint binary is executable and statically
+// linked (an image FROM scratch has no dynamic loader), or, for an image
+// that carries the C library, linked against the loader the image has.
+func checkBinary(t *testing.T, r io.Reader, h *tar.Header, img image) {
 	t.Helper()
 	if h.Mode&0o111 == 0 {
 		t.Errorf("%s is not executable (mode %o)", h.Name, h.Mode)
@@ -225,8 +258,21 @@ func checkStatic(t *testing.T, r io.Reader, h *tar.Header) {
 	}
 	defer e.Close()
 	for _, p := range e.Progs {
-		if p.Type == elf.PT_INTERP {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		interp, _ := io.ReadAll(p.Open())
+		switch {
+		case !img.onnx:
 			t.Errorf("%s is dynamically linked; an image FROM scratch cannot run it", h.Name)
+		case !slices.Contains(img.files, strings.TrimPrefix(strings.TrimRight(string(interp), "\x00"), "/")):
+			t.Errorf("%s asks for the loader %q, which the image does not have", h.Name, interp)
+		}
+	}
+	needed, _ := e.ImportedLibraries()
+	for _, lib := range needed {
+		if !slices.Contains(img.files, "lib/x86_64-linux-gnu/"+lib) {
+			t.Errorf("%s needs %s, which the image does not have", h.Name, lib)
 		}
 	}
 }
@@ -249,4 +295,136 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// onnxContext stands in for the Dockerfile's onnxruntime stage: the
+// pinned library that make onnxruntime fetched, in /ort.
+func onnxContext(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyFile(t, testenv.ONNXRuntime(t), filepath.Join(dir, "ort", "libonnxruntime.so.1"))
+	return dir
+}
+
+// predictInImage runs the image's entrypoint in its own files (chroot,
+// as the image user), serving the tiny ONNX bundle, and asks it for a
+// prediction: the image's C library and ONNX Runtime are enough.
+func predictInImage(t *testing.T, oci string, entrypoint []string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("running the image's files needs root (chroot)")
+	}
+	rootfs := t.TempDir()
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extractLayers(t, oci, rootfs)
+	if err := os.MkdirAll(filepath.Join(rootfs, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "tmp", "tiny.bundle"), bundletest.Pack(t, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := testenv.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	args := append(slices.Clone(entrypoint[1:]), "-listen", addr, "-region", "image", "-model-file", "/tmp/tiny.bundle",
+		"-cache-dir", "/tmp/cache", "-shutdown-delay", "0s")
+	cmd := exec.Command(entrypoint[0], args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: rootfs, Credential: &syscall.Credential{Uid: 65532, Gid: 65532},
+		Pdeathsig: syscall.SIGKILL}
+	cmd.Dir = "/"
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var body string
+	testenv.Eventually(t, 30*time.Second, "the edge in the image answers", func() error {
+		resp, err := http.Post("http://"+addr+"/v1/predict", "application/json", strings.NewReader(`{"text": "good film"}`))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		body = string(b)
+		return nil
+	})
+	if !strings.Contains(body, `"label":"negative"`) || !strings.Contains(body, `"neutral":`) {
+		t.Errorf("prediction in the image: %s\n%s", body, logs.String())
+	}
+	if !strings.Contains(logs.String(), "ONNX Runtime loaded") {
+		t.Errorf("the edge did not log loading ONNX Runtime:\n%s", logs.String())
+	}
+}
+
+// extractLayers writes the OCI image's layers into dir.
+func extractLayers(t *testing.T, oci, dir string) {
+	t.Helper()
+	blob := func(digest string) string {
+		return filepath.Join(oci, "blobs", strings.Replace(digest, ":", "/", 1))
+	}
+	var index struct{ Manifests []struct{ Digest string } }
+	readJSON(t, filepath.Join(oci, "index.json"), &index)
+	var manifest struct {
+		Layers []struct{ Digest, MediaType string }
+	}
+	readJSON(t, blob(index.Manifests[0].Digest), &manifest)
+	for _, l := range manifest.Layers {
+		f, err := os.Open(blob(l.Digest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r io.Reader = f
+		if strings.HasSuffix(l.MediaType, "gzip") {
+			if r, err = gzip.NewReader(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr := tar.NewReader(r)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, filepath.Clean("/"+h.Name))
+			switch h.Typeflag {
+			case tar.TypeDir:
+				os.MkdirAll(path, os.FileMode(h.Mode)&0o7777|0o700)
+				os.Chown(path, h.Uid, h.Gid)
+			case tar.TypeReg:
+				os.MkdirAll(filepath.Dir(path), 0o755)
+				out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o7777)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(out, tr)
+				out.Close()
+			}
+		}
+		f.Close()
+	}
 }
