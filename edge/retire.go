@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"runtime/debug"
 	"time"
 
 	"github.com/sentimentpro/sentiment/inference/onnxmodel"
@@ -41,6 +42,10 @@ func (s *Server) retire(old *Serving) {
 			unregisterBatcher(old.Version)
 		}
 		c.Close()
+		// The session's memory went back with Close; the bundle's bytes
+		// are garbage now: hand them back too, rather than when the
+		// scavenger gets to them.
+		debug.FreeOSMemory()
 		s.log.Info("released a retired model", "version", old.Version, "digest", old.Digest)
 	})
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -43,7 +46,7 @@ func TestStack(t *testing.T) {
 			// no such guarantee, so pick a base and trust the next two.
 			state := t.TempDir()
 			args := []string{"-bin", bin, "-dir", state, "-registry-port", fmt.Sprint(ports[0]),
-				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2])}
+				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]), "-onnxruntime-lib", testenv.ONNXRuntime(t)}
 			if real {
 				args = append(args, "-real", "-tls")
 			}
@@ -137,6 +140,9 @@ func TestStack(t *testing.T) {
 			}
 			if out, err := publish(); err != nil || !strings.Contains(out, "signed by") {
 				t.Errorf("signed publish to the stack: %v\n%s", err, out)
+			}
+			if !real {
+				onnxInOneRegion(t, bin, state, geo, client, sentctlEnv, publisher, tokens)
 			}
 			// A staged rollout of v2 (the same model) in eu-west, judged on
 			// the edges' metrics: read from the stack's list, or found in
@@ -277,4 +283,99 @@ func refusesPlainHTTP(t *testing.T, tlsClient *http.Client, registry, geo int, e
 			}
 		}
 	}
+}
+
+// onnxInOneRegion publishes the example three-label ONNX bundle as the
+// ML team would (sentctl publish --dir, signed), promotes it in ap-south
+// only, and asks the geo router for every text PyTorch was asked: the
+// same arg-max, probabilities within 1e-3, while the other regions keep
+// the built-in model.
+func onnxInOneRegion(t *testing.T, bin, state, geo string, client *http.Client, sentctlEnv []string, publisher string, tokens []byte) {
+	t.Helper()
+	bundleDir, err := filepath.Abs("../../examples/onnx/imdb3-tiny-bert")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, admin, _ := strings.Cut(string(tokens), "SENTCTL_ADMIN_TOKEN=")
+	admin, _, _ = strings.Cut(admin, "\n")
+	sentctl := func(token string, args ...string) string {
+		t.Helper()
+		c := exec.Command(filepath.Join(bin, "sentctl"), args...)
+		c.Env = append(append(os.Environ(), sentctlEnv...), "SENTCTL_TOKEN="+token)
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("sentctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	out := sentctl(publisher, "publish", "--model", "sentiment", "--version", "imdb3", "--dir", bundleDir,
+		"--sign-key", filepath.Join(state, "publisher.key"))
+	if !strings.Contains(out, "onnx, labels negative,neutral,positive") {
+		t.Fatalf("publish --dir: %s", out)
+	}
+	sentctl(admin, "promote", "--model", "sentiment", "--version", "imdb3", "--regions", "ap-south", "--reason", "ONNX in one region")
+	ask := func(region, text string) (label string, probs map[string]float64, version string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"text": text})
+		req, _ := http.NewRequest("POST", geo+"/v1/predict", bytes.NewReader(body))
+		req.Header.Set("X-Region", region)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var answer struct {
+			Label         string             `json:"label"`
+			Probabilities map[string]float64 `json:"probabilities"`
+			Version       string             `json:"version"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v", region, resp.StatusCode, err)
+		}
+		return answer.Label, answer.Probabilities, answer.Version
+	}
+	testenv.Eventually(t, 30*time.Second, "ap-south serves the ONNX model", func() error {
+		if _, _, v := ask("ap-south", "good"); v != "imdb3" {
+			return fmt.Errorf("ap-south serves %s", v)
+		}
+		return nil
+	})
+	if _, probs, v := ask("us-east", "good"); v == "imdb3" || len(probs) != 2 {
+		t.Errorf("us-east serves %s with %d labels: the promote was for ap-south only", v, len(probs))
+	}
+	f, err := os.Open(bundleDir + ".reference.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	labels := []string{"negative", "neutral", "positive"}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	n, worst := 0, 0.0
+	for sc.Scan() {
+		var ref struct {
+			Text          string    `json:"text"`
+			Probabilities []float64 `json:"probabilities"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ref); err != nil {
+			t.Fatal(err)
+		}
+		label, probs, _ := ask("ap-south", ref.Text)
+		best := 0
+		for i, p := range ref.Probabilities {
+			if p > ref.Probabilities[best] {
+				best = i
+			}
+			worst = max(worst, math.Abs(probs[labels[i]]-p))
+		}
+		if label != labels[best] {
+			t.Errorf("%.60q: %s, PyTorch says %s (%v)", ref.Text, label, labels[best], ref.Probabilities)
+		}
+		n++
+	}
+	if worst > 1e-3 {
+		t.Errorf("largest difference from PyTorch's probabilities through the geo router: %.2g, want <= 1e-3", worst)
+	}
+	t.Logf("ONNX bundle through the geo router: %d texts, arg-max as PyTorch's, largest probability difference %.2g", n, worst)
+	sentctl(admin, "rollback", "--model", "sentiment", "--regions", "ap-south")
 }
