@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -195,6 +196,10 @@ func (sh *shadow) score(j shadowJob, counters map[string]*[2]*metrics.Counter) {
 	sh.probs = grow(sh.probs, len(labels))
 	sh.text[0] = b2s(j.text)
 	if err := j.candidate.Predictor.Predict(sh.text[:], sh.probs); err != nil {
+		if errors.Is(err, inference.ErrOverloaded) { // a busy candidate's batcher: a sample lost, not a fault
+			sh.dropped.Inc()
+			return
+		}
 		predictErrors.Inc()
 		return
 	}
