@@ -105,6 +105,8 @@ type Server struct {
 	// refused is the last version the syncer refused, and why: readiness
 	// says it, so an operator sees why a promote did not arrive.
 	refused atomic.Pointer[Refusal]
+	// loading is the version being fetched, verified and warmed up.
+	loading atomic.Pointer[Loading]
 	door    *frontdoor.Door
 	// candidate is a second version during a staged rollout (split.go).
 	candidate atomic.Pointer[Candidate]
@@ -190,6 +192,13 @@ type Refusal struct {
 	Version string    `json:"version"`
 	Reason  string    `json:"reason"`
 	At      time.Time `json:"at"`
+}
+
+// Loading is a version the edge is fetching, checking and warming up:
+// it serves only once that is done.
+type Loading struct {
+	Version string    `json:"version"`
+	Since   time.Time `json:"since"`
 }
 
 // Refused records that version was refused, and why.

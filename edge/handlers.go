@@ -403,6 +403,9 @@ func (s *Server) notReady(sv *Serving) error {
 		return httperr.New(fasthttp.StatusServiceUnavailable, "draining")
 	}
 	if sv == nil {
+		if l := s.loading.Load(); l != nil {
+			return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet: loading version %q (fetching, checking, warming up)", l.Version)
+		}
 		if r := s.refused.Load(); r != nil {
 			return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet: version %q was refused: %s", r.Version, r.Reason)
 		}
@@ -427,6 +430,10 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
 	b = appendField(b, "version", sv.Version, false)
 	b = appendField(b, "digest", sv.Digest, false)
 	b = appendField(b, "source", sv.Source, false)
+	if l := s.loading.Load(); l != nil {
+		loading, _ := json.Marshal(l)
+		b = append(append(b, `,"loading":`...), loading...)
+	}
 	if r := s.refused.Load(); r != nil {
 		refused, _ := json.Marshal(r)
 		b = append(append(b, `,"last_refused":`...), refused...)

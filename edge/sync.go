@@ -373,6 +373,8 @@ func oldDigest(sv *Serving) string {
 // fetch downloads a version into the cache (unless already there) and
 // verifies it.
 func (s *Syncer) fetch(ctx context.Context, v wire.Version) (*Serving, error) {
+	s.srv.loading.Store(&Loading{Version: v.Version, Since: time.Now().UTC()})
+	defer s.srv.loading.Store(nil)
 	if _, err := model.ParseDigest(v.Digest); err != nil {
 		return nil, fmt.Errorf("%w: %v", errRejected, err)
 	}

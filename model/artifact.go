@@ -77,7 +77,12 @@ func BundleMetadata(info bundle.Info) Metadata {
 	if len(name) > 128 {
 		name = name[:128]
 	}
-	return Metadata{Name: name, Labels: info.Labels, Format: FormatONNX, Bundle: &info}
+	md := Metadata{Name: name, Labels: info.Labels, Format: FormatONNX, Bundle: &info}
+	if e := info.Eval; e != nil {
+		// The team's own evaluation: what the quality gate compares.
+		md.Metrics = &Metrics{Accuracy: e.Accuracy, Examples: e.Samples}
+	}
+	return md
 }
 
 // Training records how the weights were produced; with the same data and

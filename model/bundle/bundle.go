@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,7 +89,20 @@ type Info struct {
 	Inputs []string   `json:"inputs"` // the graph's inputs, in its order
 	Opset  int64      `json:"opset"`
 	Files  []FileInfo `json:"files"`
+	// Eval is the bundle's own evaluation, from eval_results.json as
+	// Hugging Face's Trainer writes it, when there is one.
+	Eval *Eval `json:"eval,omitempty"`
 }
+
+// Eval is what eval_results.json says.
+type Eval struct {
+	Accuracy float64 `json:"eval_accuracy"`
+	Samples  int     `json:"eval_samples,omitempty"`
+}
+
+// EvalFile is where a bundle records its evaluation, as Hugging Face's
+// Trainer.save_metrics("eval", ...) writes it.
+const EvalFile = "eval_results.json"
 
 // FileInfo is one file of a bundle.
 type FileInfo struct {
@@ -394,7 +408,32 @@ func (c *contents) validate() (Info, error) {
 	if info.Inputs, err = checkGraph(*c.graph, len(info.Labels)); err != nil {
 		return Info{}, err
 	}
+	if info.Eval, err = readEval(c.json[EvalFile]); err != nil {
+		return Info{}, err
+	}
 	return info, nil
+}
+
+// readEval reads eval_results.json, if the bundle has one with an
+// accuracy.
+func readEval(data []byte) (*Eval, error) {
+	if data == nil {
+		return nil, nil
+	}
+	var raw struct {
+		Accuracy *float64 `json:"eval_accuracy"`
+		Samples  int      `json:"eval_samples"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, invalid("%s: %v", EvalFile, err)
+	}
+	if raw.Accuracy == nil {
+		return nil, nil
+	}
+	if a := *raw.Accuracy; a < 0 || a > 1 || math.IsNaN(a) {
+		return nil, invalid("%s: eval_accuracy %v is not between 0 and 1", EvalFile, a)
+	}
+	return &Eval{Accuracy: *raw.Accuracy, Samples: max(raw.Samples, 0)}, nil
 }
 
 // config is what config.json says that serving needs.

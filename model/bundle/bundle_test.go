@@ -174,3 +174,16 @@ func TestPackRefusesSubdirectories(t *testing.T) {
 func ustarHeader(name string, size int64) *tar.Header {
 	return &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, Format: tar.FormatUSTAR}
 }
+
+func TestEvalResults(t *testing.T) {
+	b, err := bundle.Open(bundletest.Pack(t, map[string]string{bundle.EvalFile: `{"epoch": 3.0, "eval_accuracy": 0.9123, "eval_loss": 0.25, "eval_samples": 872}`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := b.Info.Eval; e == nil || e.Accuracy != 0.9123 || e.Samples != 872 {
+		t.Fatalf("eval %+v", e)
+	}
+	if _, err := bundle.Open(bundletest.Pack(t, map[string]string{bundle.EvalFile: `{"eval_accuracy": 91.2}`})); !errors.Is(err, bundle.ErrInvalid) {
+		t.Fatalf("an accuracy of 91.2: %v", err)
+	}
+}
