@@ -164,10 +164,9 @@ func buildContext(t *testing.T, root string, img image) string {
 	return dir
 }
 
-// checkFiles reads every layer of the pushed OCI layout: exactly the
-// expected files, no shell, a static executable binary, the volume owned
-// by the image user.
-func checkFiles(t *testing.T, oci string, img image) {
+// eachEntry calls f with every entry of every layer of the pushed OCI
+// layout, in order.
+func eachEntry(t *testing.T, oci string, f func(h *tar.Header, r io.Reader)) {
 	t.Helper()
 	blob := func(digest string) string {
 		return filepath.Join(oci, "blobs", strings.Replace(digest, ":", "/", 1))
@@ -181,16 +180,14 @@ func checkFiles(t *testing.T, oci string, img image) {
 		Layers []struct{ Digest, MediaType string }
 	}
 	readJSON(t, blob(index.Manifests[0].Digest), &manifest)
-	var got []string
-	headers := map[string]*tar.Header{}
 	for _, l := range manifest.Layers {
-		f, err := os.Open(blob(l.Digest))
+		file, err := os.Open(blob(l.Digest))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r io.Reader = f
+		var r io.Reader = file
 		if strings.HasSuffix(l.MediaType, "gzip") {
-			if r, err = gzip.NewReader(f); err != nil {
+			if r, err = gzip.NewReader(file); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -203,20 +200,32 @@ func checkFiles(t *testing.T, oci string, img image) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			name := strings.TrimPrefix(h.Name, "./")
-			headers[strings.TrimSuffix(name, "/")] = h
-			if h.Typeflag == tar.TypeDir && !isParent(name, img.files) {
-				got = append(got, name)
-			}
-			if h.Typeflag != tar.TypeDir {
-				got = append(got, name)
-			}
-			if name == img.name {
-				checkBinary(t, tr, h, img)
-			}
+			f(h, tr)
 		}
-		f.Close()
+		file.Close()
 	}
+}
+
+// checkFiles reads every layer of the pushed OCI layout: exactly the
+// expected files, no shell, a static executable binary, the volume owned
+// by the image user.
+func checkFiles(t *testing.T, oci string, img image) {
+	t.Helper()
+	var got []string
+	headers := map[string]*tar.Header{}
+	eachEntry(t, oci, func(h *tar.Header, r io.Reader) {
+		name := strings.TrimPrefix(h.Name, "./")
+		headers[strings.TrimSuffix(name, "/")] = h
+		if h.Typeflag == tar.TypeDir && !isParent(name, img.files) {
+			got = append(got, name)
+		}
+		if h.Typeflag != tar.TypeDir {
+			got = append(got, name)
+		}
+		if name == img.name {
+			checkBinary(t, r, h, img)
+		}
+	})
 	slices.Sort(got)
 	want := slices.Sorted(slices.Values(img.files))
 	if !slices.Equal(got, want) {
@@ -381,50 +390,20 @@ func predictInImage(t *testing.T, oci string, entrypoint []string) {
 // extractLayers writes the OCI image's layers into dir.
 func extractLayers(t *testing.T, oci, dir string) {
 	t.Helper()
-	blob := func(digest string) string {
-		return filepath.Join(oci, "blobs", strings.Replace(digest, ":", "/", 1))
-	}
-	var index struct{ Manifests []struct{ Digest string } }
-	readJSON(t, filepath.Join(oci, "index.json"), &index)
-	var manifest struct {
-		Layers []struct{ Digest, MediaType string }
-	}
-	readJSON(t, blob(index.Manifests[0].Digest), &manifest)
-	for _, l := range manifest.Layers {
-		f, err := os.Open(blob(l.Digest))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r io.Reader = f
-		if strings.HasSuffix(l.MediaType, "gzip") {
-			if r, err = gzip.NewReader(f); err != nil {
-				t.Fatal(err)
-			}
-		}
-		tr := tar.NewReader(r)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
+	eachEntry(t, oci, func(h *tar.Header, r io.Reader) {
+		path := filepath.Join(dir, filepath.Clean("/"+h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			os.MkdirAll(path, os.FileMode(h.Mode)&0o7777|0o700)
+			os.Chown(path, h.Uid, h.Gid)
+		case tar.TypeReg:
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o7777)
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(dir, filepath.Clean("/"+h.Name))
-			switch h.Typeflag {
-			case tar.TypeDir:
-				os.MkdirAll(path, os.FileMode(h.Mode)&0o7777|0o700)
-				os.Chown(path, h.Uid, h.Gid)
-			case tar.TypeReg:
-				os.MkdirAll(filepath.Dir(path), 0o755)
-				out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o7777)
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.Copy(out, tr)
-				out.Close()
-			}
+			io.Copy(out, r)
+			out.Close()
 		}
-		f.Close()
-	}
+	})
 }
