@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/sentimentpro/sentiment/inference/onnxmodel"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 )
 
@@ -106,7 +107,12 @@ func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, sv *Serving, _ string) er
 	}
 	b := appendField([]byte("{"), "name", s.cfg.ModelName, true)
 	b = appendField(b, "platform", sv.Predictor.Platform(), false)
-	b = append(b, `,"backend":"","max_batch_size":0`...)
+	backend := ""
+	if sv.Predictor.Platform() == onnxmodel.Platform {
+		backend = "onnxruntime" // Triton's name for the backend of that platform
+	}
+	b = appendField(b, "backend", backend, false)
+	b = append(b, `,"max_batch_size":0`...)
 	b = append(b, `,"input":[{"name":"text","data_type":"TYPE_STRING","format":"FORMAT_NONE","dims":[-1]}]`...)
 	b = append(b, `,"output":[{"name":"label","data_type":"TYPE_STRING","dims":[-1]},{"name":"score","data_type":"TYPE_FP32","dims":[-1]}`...)
 	b = append(b, `,{"name":"probabilities","data_type":"TYPE_FP32","dims":[-1,`...)
