@@ -101,7 +101,7 @@ model-imdb: ## train the long-review model on IMDB train (20% held out) into bin
 # to a minute each time a new input widens coverage) and tells Go 1.26's
 # fuzztime race apart from a finding.
 FUZZ_TARGETS := ./model:FuzzTokenize ./model:FuzzLoad ./edge:FuzzPredictJSON ./edge:FuzzBatchJSON ./edge:FuzzInferJSON ./edge:FuzzInferBinary ./registry:FuzzAPI \
-	./inference/tokenizer:FuzzLoad ./inference/tokenizer:FuzzEncode
+	./inference/tokenizer:FuzzLoad ./inference/tokenizer:FuzzEncode ./model/bundle:FuzzOpen ./model/bundle:FuzzReadGraph
 FUZZTIME     ?= 30s
 .PHONY: fuzz
 
