@@ -84,7 +84,7 @@ ONNX_EXAMPLES := examples/onnx
 .PHONY: model-onnx
 model-onnx: ## retrain the example ONNX models (SST-2 binary, IMDB three-class) into examples/onnx; needs ../shared and Debian's python3-torch
 	scripts/packages.sh torch
-	cd $(ONNX_EXAMPLES) && /usr/bin/python3 train.py --shared $(abspath $(SHARED)) --out sentiment-tiny-bert --epochs 3
+	cd $(ONNX_EXAMPLES) && /usr/bin/python3 train.py --shared $(abspath $(SHARED)) --out sentiment-tiny-bert --epochs 2
 	cd $(ONNX_EXAMPLES) && /usr/bin/python3 train.py --shared $(abspath $(SHARED)) --task imdb3 --out imdb3-tiny-bert --epochs 2
 
 model-report: build ## the default model's cross-domain checks: one source at a time vs both, on sentences and reviews; needs ../shared

@@ -21,7 +21,7 @@ few harder ones, the ids this script's tokenizer gave and PyTorch's
 probabilities, which the Go tests hold the edge to; OUT.metrics.json; and
 OUT.pt, the PyTorch weights, which the Flask baseline of make bench serves.
 
-    python3 train.py --shared ../../../shared --out sentiment-tiny-bert
+    python3 train.py --shared ../../../shared --out sentiment-tiny-bert --epochs 2
     python3 train.py --shared ../../../shared --task imdb3 --out imdb3-tiny-bert --epochs 2
 
 Needs Debian's python3-torch and python3-onnx. `make model-onnx` runs it.
@@ -200,15 +200,15 @@ def main():
     dev_encoded = [(tokenizer.encode(text), label) for text, label in dev]
     print(f"{len(train)} training texts, {len(dev)} dev, vocab {len(vocab)}, {time.time() - started:.0f}s", flush=True)
 
-    labels = task["labels"]
+    labels = task["labels"]  # names; a batch's are its targets
     model = Encoder(len(vocab), dim=task["dim"], layers=task["layers"], labels=len(labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     steps = args.epochs * math.ceil(len(encoded) / 64)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=steps, pct_start=0.1)
     for epoch in range(args.epochs):
         model.train()
-        for ids, mask, labels in batches(encoded, 64, True):
-            loss = F.cross_entropy(model(ids, mask), labels)
+        for ids, mask, targets in batches(encoded, 64, True):
+            loss = F.cross_entropy(model(ids, mask), targets)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

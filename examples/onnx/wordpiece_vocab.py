@@ -10,6 +10,7 @@ tokenizer_config.json and special_tokens_map.json.
 import collections
 import json
 import os
+import re
 import unicodedata
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -171,6 +172,13 @@ class WordPiece:
         return out
 
     def encode(self, text):
-        ids = [i for word in basic_words(text) for i in self.pieces(word)]
+        """[CLS] pieces [SEP], cut to max_length. Special tokens spelled in
+        the text are those tokens, as Hugging Face's tokenizers match them."""
+        ids = []
+        for part in re.split("(" + "|".join(re.escape(t) for t in SPECIALS) + ")", text):
+            if part in SPECIALS:
+                ids.append(self.ids[part])
+            else:
+                ids += [i for word in basic_words(part) for i in self.pieces(word)]
         ids = ids[:self.max_length - 2]
         return [self.ids["[CLS]"]] + ids + [self.ids["[SEP]"]]
