@@ -72,7 +72,7 @@ func TestREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stack := exec.Command(filepath.Join(work, "bin", "stack"), "-bin", "bin", "-dir", ".run",
+	stack := exec.Command(filepath.Join(work, "bin", "stack"), "-bin", "bin", "-dir", ".run", "-onnxruntime-lib", testenv.ONNXRuntime(t),
 		"-registry-port", fmt.Sprint(ports[0]), "-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]))
 	stack.Dir = work
 	stdout, _ := stack.StdoutPipe()
@@ -112,10 +112,11 @@ func TestREADME(t *testing.T) {
 	os.WriteFile(script, []byte("set -e\n"+block), 0o644)
 	cmd := exec.Command("bash", script)
 	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "PATH="+stubs+string(os.PathListSeparator)+os.Getenv("PATH"))
+	env := append(os.Environ(), "PATH="+stubs+string(os.PathListSeparator)+os.Getenv("PATH"))
 	for _, v := range []string{"SENTCTL_REGISTRY", "SENTCTL_TOKEN", "SENTCTL_PROFILE", "SENTCTL_CONFIG", "SENTCTL_CA", "SENTCTL_CERT", "SENTCTL_KEY"} {
-		cmd.Env = append(cmd.Env, v+"=")
+		env = append(env, v+"=")
 	}
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	t.Logf("the README's block:\n%s", out)
 	if err != nil {
@@ -125,6 +126,27 @@ func TestREADME(t *testing.T) {
 		"eu-west=v2", "serves v2", "revision 3: global=v1 eu-west=v1"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the block's output lacks %q", want)
+		}
+	}
+
+	// "Bring your own ONNX model", against this stack's router port, with
+	// the repository's examples where the block names them.
+	onnx := readmeBlock(t, filepath.Join(repo, "README.md"), "## Bring your own ONNX model")
+	onnx = strings.ReplaceAll(onnx, "127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	if err := os.Symlink(filepath.Join(repo, "examples"), filepath.Join(work, "examples")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(script, []byte("set -e\n"+onnx), 0o644)
+	cmd = exec.Command("bash", script)
+	cmd.Dir, cmd.Env = work, env
+	out, err = cmd.CombinedOutput()
+	t.Logf("the README's ONNX block:\n%s", out)
+	if err != nil {
+		t.Fatalf("the README's ONNX block failed: %v", err)
+	}
+	for _, want := range []string{"published sentiment/imdb3", "onnx, labels negative,neutral,positive", `"neutral":`, `"version":"imdb3"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the ONNX block's output lacks %q", want)
 		}
 	}
 }
