@@ -72,11 +72,11 @@ func newNormalizer(raw json.RawMessage) (normalizer, error) {
 		}), nil
 	case "Replace":
 		if c.Pattern.String == nil {
-			return nil, fmt.Errorf("Replace: only a String pattern is supported")
+			return nil, fmt.Errorf("type Replace: only a String pattern is supported")
 		}
 		old, repl := *c.Pattern.String, c.Content
 		if old == "" {
-			return nil, fmt.Errorf("Replace: empty pattern")
+			return nil, fmt.Errorf("type Replace: empty pattern")
 		}
 		return funcNormalizer(func(s string) string { return strings.ReplaceAll(s, old, repl) }), nil
 	case "Sequence":

@@ -119,7 +119,7 @@ func newPostProcessor(raw json.RawMessage, vocab map[string]int64) (postProcesso
 			}
 			if _, noop := p.(nothingAdded); p != nil && !noop {
 				if last != nil {
-					return nil, fmt.Errorf("Sequence: more than one processor adds tokens")
+					return nil, fmt.Errorf("type Sequence: more than one processor adds tokens")
 				}
 				last = p
 			}

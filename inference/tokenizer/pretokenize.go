@@ -40,7 +40,7 @@ func newPreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		return whitespaceSplit{}, nil
 	case "Punctuation":
 		if c.Behavior != "" && c.Behavior != "Isolated" {
-			return nil, fmt.Errorf("Punctuation: unsupported behavior %q", c.Behavior)
+			return nil, fmt.Errorf("type Punctuation: unsupported behavior %q", c.Behavior)
 		}
 		return punctuation{}, nil
 	case "Digits":

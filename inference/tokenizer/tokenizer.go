@@ -61,11 +61,6 @@ type file struct {
 	} `json:"truncation"`
 }
 
-// component is the "type" every tokenizer.json component carries.
-type component struct {
-	Type string `json:"type"`
-}
-
 // Load reads a tokenizer.json. Truncation is the file's own, if it sets
 // one; SetMaxLength changes it.
 func Load(data []byte) (*Tokenizer, error) {
