@@ -91,7 +91,8 @@ func newRawLoop(lib, bundleDir string, texts []string) (*rawLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := rt.NewSession(b.Model, onnxrt.SessionOptions{IntraOpThreads: runtime.NumCPU()})
+	// The edge's defaults: a thread per core, spinning between runs.
+	s, err := rt.NewSession(b.Model, onnxrt.SessionOptions{IntraOpThreads: runtime.NumCPU(), Spin: true})
 	if err != nil {
 		return nil, err
 	}

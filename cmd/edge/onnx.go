@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/sentimentpro/sentiment/edge"
@@ -20,6 +21,11 @@ type onnxFlags struct {
 func (o *onnxFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.Library, "onnxruntime-lib", "", "ONNX Runtime's libonnxruntime.so.1 (make onnxruntime fetches it); empty: ONNX models are refused, built-in ones served")
 	fs.IntVar(&o.IntraOpThreads, "onnx-threads", 0, "threads one ONNX run may use (default: one per core)")
+	fs.BoolFunc("onnx-spin", "true (default): ONNX Runtime's threads spin between runs; false: they sleep, leaving the cores to the rest of the edge", func(s string) error {
+		spin, err := strconv.ParseBool(s)
+		o.NoSpin = !spin
+		return err
+	})
 	fs.IntVar(&o.MaxBatch, "onnx-max-batch", 32, "most texts an ONNX model runs together")
 	fs.DurationVar(&o.MaxQueueDelay, "onnx-queue-delay", 0, "how long an ONNX model's runner waits for more texts to batch (0: runs what is queued)")
 	fs.IntVar(&o.MaxQueue, "onnx-max-queue", 1024, "most requests waiting for an ONNX model; past it, 503 with Retry-After")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -141,4 +142,18 @@ func TestClose(t *testing.T) {
 	if err := m.Predict([]string{"good"}, make([]float32, 3)); err == nil {
 		t.Fatal("Predict after Close succeeded")
 	}
+}
+
+func TestPlan(t *testing.T) {
+	f := func(lengths []int, overhead int, want [][2]int) {
+		t.Helper()
+		if got := plan(lengths, overhead); !slices.Equal(got, want) {
+			t.Errorf("plan(%v, %d) = %v, want %v", lengths, overhead, got, want)
+		}
+	}
+	f([]int{10, 10, 10, 10}, 64, [][2]int{{0, 4}})                                 // same lengths: one run
+	f([]int{5, 5, 5, 5, 5, 5, 5, 5, 120}, 64, [][2]int{{0, 8}, {8, 9}})            // one long text runs apart
+	f([]int{5, 6, 7, 8}, 64, [][2]int{{0, 4}})                                     // padding cheaper than a run
+	f([]int{4, 4, 4, 4, 4, 4, 4, 4, 60, 60, 60, 60}, 8, [][2]int{{0, 8}, {8, 12}}) // two groups
+	f(nil, 64, nil)
 }

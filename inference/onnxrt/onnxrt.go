@@ -62,6 +62,7 @@ const (
 	idxReleaseTypeInfo                = 98
 	idxReleaseTensorTypeAndShapeInfo  = 99
 	idxReleaseSessionOptions          = 100
+	idxAddSessionConfigEntry          = 130
 	idxGetBuildInfoString             = 254
 )
 
@@ -81,6 +82,7 @@ type api struct {
 	setOptLevel       func(opts uintptr, level int32) uintptr
 	setIntraThreads   func(opts uintptr, n int32) uintptr
 	setInterThreads   func(opts uintptr, n int32) uintptr
+	addConfigEntry    func(opts uintptr, key, value string) uintptr
 	releaseOptions    func(opts uintptr)
 	createSession     func(env uintptr, data unsafe.Pointer, size uintptr, opts uintptr, out *uintptr) uintptr
 	releaseSession    func(session uintptr)
@@ -189,7 +191,7 @@ func bind(t unsafe.Pointer) api {
 		{&a.createEnv, idxCreateEnv}, {&a.releaseEnv, idxReleaseEnv},
 		{&a.createOptions, idxCreateSessionOptions}, {&a.setOptLevel, idxSetGraphOptimizationLevel},
 		{&a.setIntraThreads, idxSetIntraOpNumThreads}, {&a.setInterThreads, idxSetInterOpNumThreads},
-		{&a.releaseOptions, idxReleaseSessionOptions},
+		{&a.releaseOptions, idxReleaseSessionOptions}, {&a.addConfigEntry, idxAddSessionConfigEntry},
 		{&a.createSession, idxCreateSessionFromArray}, {&a.releaseSession, idxReleaseSession},
 		{&a.inputCount, idxSessionGetInputCount}, {&a.outputCount, idxSessionGetOutputCount},
 		{&a.inputName, idxSessionGetInputName}, {&a.outputName, idxSessionGetOutputName},
@@ -249,6 +251,10 @@ type SessionOptions struct {
 	// IntraOpThreads is the threads one operator may use (0: ONNX
 	// Runtime's default, one per core).
 	IntraOpThreads int
+	// Spin lets those threads spin while they wait for work (ONNX
+	// Runtime's default). Off, they sleep: a server whose other goroutines
+	// (HTTP, tokenizing) share the cores gets them back between runs.
+	Spin bool
 }
 
 // NewSession loads a model from its bytes.
@@ -269,6 +275,11 @@ func (rt *Runtime) NewSession(model []byte, o SessionOptions) (*Session, error) 
 	}
 	if err := rt.status(rt.api.setInterThreads(opts, 1)); err != nil {
 		return nil, err
+	}
+	if !o.Spin {
+		if err := rt.status(rt.api.addConfigEntry(opts, "session.intra_op.allow_spinning", "0")); err != nil {
+			return nil, err
+		}
 	}
 	s := &Session{rt: rt}
 	err := rt.status(rt.api.createSession(rt.env, unsafe.Pointer(&model[0]), uintptr(len(model)), opts, &s.handle))
