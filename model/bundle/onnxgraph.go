@@ -96,7 +96,7 @@ func ReadGraph(r io.Reader, n int64) (Graph, error) {
 			if err != nil {
 				return Graph{}, err
 			}
-			if int64(size) > p.left {
+			if size > uint64(p.left) {
 				return Graph{}, fmt.Errorf("%w: graph runs past the end of the file", errBadONNX)
 			}
 			sub := &protoReader{r: p.r, left: int64(size)}
@@ -206,7 +206,7 @@ func (p *protoReader) bytes(limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if int64(n) > p.left || int64(n) > limit {
+	if n > uint64(p.left) || n > uint64(limit) {
 		return nil, fmt.Errorf("%w: a %d-byte field where at most %d fit", errBadONNX, n, min(p.left, limit))
 	}
 	buf := make([]byte, n)
@@ -235,6 +235,9 @@ func (p *protoReader) skip(typ protowire.Type) error {
 		if err != nil {
 			return err
 		}
+		if size > uint64(p.left) {
+			return fmt.Errorf("%w: a field runs past the end of its message", errBadONNX)
+		}
 		n = int64(size)
 	default:
 		return fmt.Errorf("%w: wire type %d", errBadONNX, typ)
@@ -260,7 +263,7 @@ func (p *protoReader) initializerName() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if int64(size) > p.left {
+	if size > uint64(p.left) {
 		return "", fmt.Errorf("%w: initializer runs past the end of the graph", errBadONNX)
 	}
 	sub := &protoReader{r: p.r, left: int64(size)}
