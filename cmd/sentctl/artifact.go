@@ -81,6 +81,9 @@ func (a *artifact) predictor(lib string) (p inference.Predictor, close func(), e
 		return a.sapm, func() {}, nil
 	}
 	if lib == "" {
+		lib = defaultONNXRuntime()
+	}
+	if lib == "" {
 		return nil, nil, errors.New("an ONNX model needs ONNX Runtime: set --onnxruntime-lib or SENTCTL_ONNXRUNTIME_LIB (make onnxruntime fetches it)")
 	}
 	rt, err := onnxrt.Open(lib)

@@ -15,7 +15,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		progress        = progressMode("auto")
 	)
 	fs.StringVar(&modelPath, "model", "", "model artifact, ONNX bundle or bundle directory (default: the embedded default model)")
-	onnxLib := fs.String("onnxruntime-lib", defaultONNXRuntime(), "ONNX Runtime's library, for an ONNX model (SENTCTL_ONNXRUNTIME_LIB)")
+	onnxLib := fs.String("onnxruntime-lib", "", "ONNX Runtime's library, for an ONNX model (default: SENTCTL_ONNXRUNTIME_LIB, else where make onnxruntime leaves it)")
 	fs.StringVar(&data, "data", "", "labelled data file (required); FILE,holdout=0.2 scores only the share sentctl train held out of it")
 	fs.Var(&progress, "progress", "progress bar: auto, always or never")
 	df.register(fs)

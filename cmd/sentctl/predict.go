@@ -18,7 +18,7 @@ func runPredict(args []string, stdout, stderr io.Writer) error {
 	)
 	fs.StringVar(&modelPath, "model", "", "model artifact, ONNX bundle or bundle directory (default: the embedded default model)")
 	fs.IntVar(&explain, "explain", 0, "also list the N features that moved each score most (built-in models)")
-	onnxLib := fs.String("onnxruntime-lib", defaultONNXRuntime(), "ONNX Runtime's library, for an ONNX model (SENTCTL_ONNXRUNTIME_LIB)")
+	onnxLib := fs.String("onnxruntime-lib", "", "ONNX Runtime's library, for an ONNX model (default: SENTCTL_ONNXRUNTIME_LIB, else where make onnxruntime leaves it)")
 	if err := parse(fs, args, true); err != nil {
 		return err
 	}
