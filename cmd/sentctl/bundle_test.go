@@ -8,24 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model/bundle"
 	"github.com/sentimentpro/sentiment/model/bundle/bundletest"
-	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
-	"github.com/sentimentpro/sentiment/store/dir"
 )
 
 // TestBundleCLI takes an ONNX export's directory as the ML team has it
 // through pack, sign, verify, predict and publish --dir; a broken one is
 // refused before any upload, naming the problem.
 func TestBundleCLI(t *testing.T) {
-	st, err := dir.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registrytest.Start(t, st, registry.Config{}, admin.Config{})
+	srv := startRegistry(t)
 	t.Setenv("SENTCTL_REGISTRY", srv.URL)
 	t.Setenv("SENTCTL_TOKEN", registrytest.PublisherToken)
 	t.Setenv("SENTCTL_ONNXRUNTIME_LIB", testenv.ONNXRuntime(t))

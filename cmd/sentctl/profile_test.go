@@ -6,22 +6,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/internal/testenv"
-	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
-	"github.com/sentimentpro/sentiment/store/dir"
 )
 
 // TestProfiles: the config file's profiles name a registry and a token
 // file; a flag or SENTCTL_* variable beats them; a bad file or name is a
 // usage error.
 func TestProfiles(t *testing.T) {
-	st, err := dir.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registrytest.Start(t, st, registry.Config{}, admin.Config{})
+	srv := startRegistry(t)
 	registrytest.Publish(t, srv.Publisher, "demo", "v1", testenv.TinyArtifact(t, 1, 0))
 	d := t.TempDir()
 	token := filepath.Join(d, "reader.token")

@@ -15,11 +15,7 @@ import (
 // TestPublishPromoteRollbackCLI drives the registry verbs against a real
 // registry (directory store) the way the ML team and operators would.
 func TestPublishPromoteRollbackCLI(t *testing.T) {
-	st, err := dir.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registrytest.Start(t, st, registry.Config{}, admin.Config{})
+	srv := startRegistry(t)
 	t.Setenv("SENTCTL_REGISTRY", srv.URL)
 
 	dirPath := t.TempDir()
@@ -89,4 +85,14 @@ func TestPublishPromoteRollbackCLI(t *testing.T) {
 	if code, _, errOut := sentctl(t, "history", "--model", "demo"); code != 1 || !strings.Contains(errOut, "cannot reach registry") {
 		t.Fatalf("unreachable registry: exit %d %s", code, errOut)
 	}
+}
+
+// startRegistry runs a registry in process on a directory store.
+func startRegistry(t *testing.T) *registrytest.Server {
+	t.Helper()
+	st, err := dir.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registrytest.Start(t, st, registry.Config{}, admin.Config{})
 }
