@@ -118,6 +118,9 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 	return s
 }
 
+// blobPath is where a verified artifact is cached, in either format. The
+// .sapm suffix is older than ONNX bundles; it stays so that an upgraded
+// edge still finds what it cached before.
 func (s *Syncer) blobPath(digest string) string {
 	return filepath.Join(s.cfg.CacheDir, "blobs", strings.TrimPrefix(digest, "sha256:")+".sapm")
 }

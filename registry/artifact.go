@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/sentimentpro/sentiment/model"
@@ -30,20 +29,27 @@ func newArtifactVerifier(maxModel int64) *artifactVerifier {
 }
 
 func (v *artifactVerifier) Write(p []byte) (int, error) {
+	n := len(p)
 	if v.sapm == nil && v.bundle == nil {
 		v.head = append(v.head, p...)
 		if len(v.head) < sniffBytes {
-			return len(p), nil
+			return n, nil
 		}
 		if err := v.choose(); err != nil {
 			return 0, err
 		}
 		p, v.head = v.head, nil
 	}
+	var err error
 	if v.sapm != nil {
-		return v.sapm.Write(p)
+		_, err = v.sapm.Write(p)
+	} else {
+		_, err = v.bundle.Write(p)
 	}
-	return v.bundle.Write(p)
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // choose picks the format from the first bytes.
@@ -103,7 +109,10 @@ func (b *bundleStream) Write(p []byte) (int, error) {
 	n, err := b.pw.Write(p)
 	if err != nil {
 		<-b.done
-		return n, fmt.Errorf("%w", b.err)
+		if b.err != nil {
+			return n, b.err
+		}
+		return n, err
 	}
 	return n, nil
 }
