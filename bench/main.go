@@ -66,6 +66,7 @@ func main() {
 		onnxLib   = flag.String("onnxruntime-lib", onnxrt.CachedLibrary(), "ONNX Runtime's library, for the ONNX lines")
 		onnxDir   = flag.String("onnx-bundle", "examples/onnx/sentiment-tiny-bert", "ONNX bundle directory the ONNX lines serve")
 		onnxOnly  = flag.Bool("onnx-only", false, "measure only the ONNX lines")
+		onnxThr   = flag.Int("onnx-threads", runtime.NumCPU(), "ONNX Runtime threads per run, at the edges and in the in-process loop")
 	)
 	flag.Parse()
 	if *serve != "" {
@@ -90,7 +91,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
 		os.Exit(2)
 	}
-	onnx := onnxBench{lib: *onnxLib, dir: *onnxDir}
+	onnx := onnxBench{lib: *onnxLib, dir: *onnxDir, threads: *onnxThr}
 	if *onnxOnly {
 		if err := onnxOnlyRun(*edgeBin, onnx, texts, *rounds, *warmup, *duration, *slice); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -187,7 +188,7 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warm
 		return err
 	}
 
-	if err := onnxServing(edgeBin, tmp, onnx.lib, onnx.dir, filepath.Clean(onnx.dir)+".pt", texts, rounds, warmup, duration, slice); err != nil {
+	if err := onnxServing(edgeBin, tmp, onnx, filepath.Clean(onnx.dir)+".pt", texts, rounds, warmup, duration, slice); err != nil {
 		return err
 	}
 

@@ -19,16 +19,17 @@ import (
 // dynamic batcher against none at 64 clients, latency at half load, RSS,
 // and, when Flask and gunicorn are installed, the same model in PyTorch
 // behind Flask as the original product served it.
-func onnxServing(edgeBin, tmp, lib, bundleDir, torchWeights string, texts []string, rounds int, warmup, duration, slice time.Duration) error {
+func onnxServing(edgeBin, tmp string, onnx onnxBench, torchWeights string, texts []string, rounds int, warmup, duration, slice time.Duration) error {
+	lib, bundleDir := onnx.lib, onnx.dir
 	if _, err := os.Stat(lib); err != nil {
 		fmt.Printf("onnx: skipped: no ONNX Runtime at %s (make onnxruntime)\n", lib)
 		return nil
 	}
-	fmt.Printf("onnx: %s, ONNX Runtime %s, %d threads per run\n", bundleDir, lib, runtime.NumCPU())
+	fmt.Printf("onnx: %s, ONNX Runtime %s, %d threads per run\n", bundleDir, lib, onnx.threads)
 	batchedAddr, unbatchedAddr := freeAddr(), freeAddr()
 	edgeArgs := func(addr, batch string) []string {
 		return []string{"-listen", addr, "-region", "bench", "-rate-limit", "0", "-model-file", bundleDir, "-onnxruntime-lib", lib,
-			"-onnx-max-batch", batch, "-onnx-max-queue", "100000", "-onnx-queue-timeout", "30s", "-shutdown-delay", "0s", "-access-log-sample", "0"}
+			"-onnx-max-batch", batch, "-onnx-threads", fmt.Sprint(onnx.threads), "-onnx-max-queue", "100000", "-onnx-queue-timeout", "30s", "-shutdown-delay", "0s", "-access-log-sample", "0"}
 	}
 	batched, err := start(edgeBin, tmp, "edge-onnx", edgeArgs(batchedAddr, "32")...)
 	if err != nil {
@@ -46,7 +47,7 @@ func onnxServing(edgeBin, tmp, lib, bundleDir, torchWeights string, texts []stri
 		}
 	}
 	v1 := bodies(texts)
-	raw, err := newRawLoop(lib, bundleDir, texts)
+	raw, err := newRawLoop(lib, bundleDir, texts, onnx.threads)
 	if err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ type rawLoop struct {
 	texts   []string
 }
 
-func newRawLoop(lib, bundleDir string, texts []string) (*rawLoop, error) {
+func newRawLoop(lib, bundleDir string, texts []string, threads int) (*rawLoop, error) {
 	rt, err := onnxrt.Open(lib)
 	if err != nil {
 		return nil, err
@@ -91,8 +92,8 @@ func newRawLoop(lib, bundleDir string, texts []string) (*rawLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The edge's defaults: a thread per core, spinning between runs.
-	s, err := rt.NewSession(b.Model, onnxrt.SessionOptions{IntraOpThreads: runtime.NumCPU(), Spin: true})
+	// The edge's settings: its threads, spinning between runs.
+	s, err := rt.NewSession(b.Model, onnxrt.SessionOptions{IntraOpThreads: threads, Spin: true})
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +184,10 @@ func flaskTorch(tmp, weights, edgeURL string, v1 []body, rounds int, warmup, dur
 }
 
 // onnxBench says where the ONNX lines find their library and bundle.
-type onnxBench struct{ lib, dir string }
+type onnxBench struct {
+	lib, dir string
+	threads  int
+}
 
 // onnxOnlyRun measures the ONNX lines alone (-onnx-only).
 func onnxOnlyRun(edgeBin string, onnx onnxBench, texts []string, rounds int, warmup, duration, slice time.Duration) error {
@@ -198,5 +202,5 @@ func onnxOnlyRun(edgeBin string, onnx onnxBench, texts []string, rounds int, war
 			return fmt.Errorf("cannot build ./cmd/edge: %v\n%s", err, out)
 		}
 	}
-	return onnxServing(edgeBin, tmp, onnx.lib, onnx.dir, filepath.Clean(onnx.dir)+".pt", texts, rounds, warmup, duration, slice)
+	return onnxServing(edgeBin, tmp, onnx, filepath.Clean(onnx.dir)+".pt", texts, rounds, warmup, duration, slice)
 }
