@@ -19,6 +19,9 @@ const (
 	MetaDigest   = "model_digest"   // its digest
 	MetaRejected = "model_rejected" // the last version an edge refused to load
 	MetaBuild    = "build"          // the binary's own version
+	// MetaArtifacts lists the artifacts an edge's blob server holds
+	// verified, as hex SHA-256 separated by spaces (package distrib).
+	MetaArtifacts = "artifacts"
 )
 
 // Registrar keeps one instance registered with its local agent as it is

@@ -3,11 +3,9 @@ package edge
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/sentimentpro/sentiment/distrib"
 	"github.com/sentimentpro/sentiment/internal/backoff"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
@@ -46,6 +45,12 @@ type SyncConfig struct {
 	OnReject func(version string, err error)
 	// ONNX serves ONNX bundles; without its runtime they are refused.
 	ONNX ONNXConfig
+	// Fetcher downloads artifacts (from same-region peers when it has a
+	// Finder); nil: from the registry only.
+	Fetcher *distrib.Fetcher
+	// OnArtifacts is called with the digests of the verified artifacts in
+	// the cache whenever they change (the blob server advertises them).
+	OnArtifacts func(digests []string)
 }
 
 // cachePointer is <CacheDir>/current.json: the last model that verified
@@ -99,6 +104,15 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 	// Configured keys mean signatures are required: an unsigned artifact
 	// is refused, not waved through.
 	cfg.RequireSignature = cfg.RequireSignature || len(cfg.TrustedKeys) > 0
+	if cfg.Fetcher == nil {
+		cfg.Fetcher = &distrib.Fetcher{Registry: distrib.Registry{Client: cfg.Client}}
+	}
+	if cfg.Fetcher.MaxBytes <= 0 {
+		cfg.Fetcher.MaxBytes = MaxArtifactBytes
+	}
+	if cfg.Fetcher.Log == nil {
+		cfg.Fetcher.Log = cfg.Logger.With("component", "model-fetch")
+	}
 	s := &Syncer{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "model-sync"), rejected: map[string]error{}}
 	s.breaker = gobreaker.NewCircuitBreaker[wire.Resolution](gobreaker.Settings{
 		Name:        "registry",
@@ -121,8 +135,12 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 // blobPath is where a verified artifact is cached, in either format. The
 // .sapm suffix is older than ONNX bundles; it stays so that an upgraded
 // edge still finds what it cached before.
-func (s *Syncer) blobPath(digest string) string {
-	return filepath.Join(s.cfg.CacheDir, "blobs", strings.TrimPrefix(digest, "sha256:")+".sapm")
+func (s *Syncer) blobPath(digest string) string { return BlobPath(s.cfg.CacheDir, digest) }
+
+// BlobPath is where an edge with cacheDir keeps the verified artifact with
+// digest: what its blob server serves to peers.
+func BlobPath(cacheDir, digest string) string {
+	return filepath.Join(cacheDir, "blobs", strings.TrimPrefix(digest, "sha256:")+".sapm")
 }
 
 func (s *Syncer) pointerPath() string { return filepath.Join(s.cfg.CacheDir, "current.json") }
@@ -150,6 +168,7 @@ func (s *Syncer) LoadCached() (bool, error) {
 		return false, fmt.Errorf("cached model %s is unusable: %w", ptr.Version, err)
 	}
 	sv.Source = "cache"
+	s.advertise()
 	s.srv.Swap(sv)
 	s.log.Info("serving cached model", "version", sv.Version, "digest", sv.Digest, "load_ms", time.Since(start).Milliseconds())
 	if s.cfg.OnChange != nil {
@@ -389,33 +408,47 @@ func (s *Syncer) fetch(ctx context.Context, v wire.Version) (*Serving, error) {
 	}
 	sv, err := s.load(path, v.Version, v.Digest, v.Signature)
 	if err != nil {
-		os.Remove(path) // never keep a bad artifact in the cache
+		os.Remove(path) // never keep (or offer peers) a bad artifact
+		s.advertise()
 		return nil, err
 	}
 	return sv, nil
 }
 
+// download fetches an artifact into the cache: from a same-region peer or
+// the registry, continuing a cut download, committed only once its bytes
+// hash to digest.
 func (s *Syncer) download(ctx context.Context, digest, path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("cannot create model cache: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "download-*")
-	if err != nil {
-		return fmt.Errorf("cannot create model cache file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	_, err = s.cfg.Client.Download(ctx, digest, io.MultiWriter(tmp, h))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	t := &distrib.File{Path: path}
+	defer t.Close()
+	res, err := s.cfg.Fetcher.Fetch(ctx, digest, t)
+	if errors.Is(err, distrib.ErrDigest) {
+		t.Reset()
+		return fmt.Errorf("%w: %v", errRejected, err)
 	}
 	if err != nil {
 		return fmt.Errorf("cannot download %s: %w", digest, err)
 	}
-	if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != digest {
-		return fmt.Errorf("%w: downloaded bytes hash to %s, not %s", errRejected, got, digest)
+	if err := t.Commit(); err != nil {
+		return fmt.Errorf("cannot keep %s: %w", digest, err)
 	}
-	return os.Rename(tmp.Name(), path)
+	s.log.Info("artifact downloaded", "digest", digest, "from_peers", res.Bytes["peer"], "from_registry", res.Bytes["registry"],
+		"resumed", res.Resumed, "peers_refused", res.Refused)
+	s.advertise()
+	return nil
+}
+
+// advertise reports the verified artifacts in the cache.
+func (s *Syncer) advertise() {
+	if s.cfg.OnArtifacts == nil {
+		return
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.cfg.CacheDir, "blobs"))
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	s.cfg.OnArtifacts(distrib.Digests(names, ".sapm"))
 }
 
 func (s *Syncer) writePointer(res wire.Resolution) error {
@@ -437,7 +470,7 @@ func (s *Syncer) writePointer(res wire.Resolution) error {
 }
 
 // prune keeps the serving artifact and the previous one (for a quick
-// rollback) and deletes the rest.
+// rollback) and deletes the rest, cut downloads included.
 func (s *Syncer) prune(keep ...string) {
 	entries, err := os.ReadDir(filepath.Join(s.cfg.CacheDir, "blobs"))
 	if err != nil {
@@ -451,8 +484,9 @@ func (s *Syncer) prune(keep ...string) {
 				keepIt = true
 			}
 		}
-		if !keepIt && strings.HasSuffix(name, ".sapm") {
+		if !keepIt && (strings.HasSuffix(name, ".sapm") || strings.HasSuffix(name, ".partial")) {
 			os.Remove(filepath.Join(s.cfg.CacheDir, "blobs", name))
 		}
 	}
+	s.advertise()
 }

@@ -56,6 +56,8 @@ type API struct {
 	// watches counts the blocking reads in progress of each token, and of
 	// each token at each address.
 	watches slots.Counts
+	// blobStreams counts the artifact downloads in progress (one key).
+	blobStreams slots.Counts
 }
 
 // SetDraining switches readiness off (true) before a graceful shutdown.

@@ -63,8 +63,13 @@ type Config struct {
 	// clients together: a bound on memory (default 4096; every edge of a
 	// fleet may share one reader token).
 	MaxWatchesPerToken int
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// MaxBlobStreams caps the artifact downloads this replica streams at
+	// once (default 64); past it a download is answered 503 with
+	// Retry-After, which the edges honour: a promote to a large fleet
+	// cannot stampede the replica or the bucket behind it.
+	MaxBlobStreams int
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Registry implements the registry's operations over a store.
@@ -93,6 +98,9 @@ func New(cfg Config) (*Registry, error) {
 	}
 	if cfg.MaxWatchesPerToken <= 0 {
 		cfg.MaxWatchesPerToken = 4096
+	}
+	if cfg.MaxBlobStreams <= 0 {
+		cfg.MaxBlobStreams = 64
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -23,6 +23,8 @@ var (
 	publishFailed   = metrics.NewCounter(`registry_publishes_total{result="error"}`)
 	uploadsOK       = metrics.NewCounter(`registry_blob_uploads_total{result="ok"}`)
 	uploadsRejected = metrics.NewCounter(`registry_blob_uploads_total{result="error"}`)
+	bytesOut        = metrics.NewCounter(`registry_blob_bytes_out_total`)
+	streamsRefused  = metrics.NewCounter(`registry_blob_streams_refused_total`)
 )
 
 // MaxWait bounds a long-poll.
@@ -113,13 +115,20 @@ func (a *API) serveBlob(w http.ResponseWriter, r *http.Request, digest string) e
 		w.WriteHeader(code)
 		return nil
 	}
+	if limit := a.reg.cfg.MaxBlobStreams; !a.blobStreams.Acquire("", limit) {
+		streamsRefused.Inc()
+		return httperr.New(http.StatusServiceUnavailable, "this replica streams %d artifacts at once; retry after the time in Retry-After", limit)
+	}
+	defer a.blobStreams.Release("")
 	rc, _, err := a.reg.OpenBlob(r.Context(), digest, start, length)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 	w.WriteHeader(code)
-	if _, err := io.Copy(w, rc); err != nil {
+	n, err := io.Copy(w, rc)
+	bytesOut.AddInt64(n)
+	if err != nil {
 		a.log.Warn("blob download cut short", "request_id", RequestID(r.Context()), "digest", digest, "err", err)
 	}
 	return nil

@@ -12,13 +12,13 @@ import (
 	"net/url"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sentimentpro/sentiment/internal/backoff"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store"
@@ -407,7 +407,7 @@ func (m *Manager) send(ctx context.Context, s wire.Subscription, d wire.Delivery
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	a.StatusCode = resp.StatusCode
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		a.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), m.cfg.Now())
+		a.RetryAfter = int64(backoff.RetryAfter(resp.Header.Get("Retry-After"), m.cfg.Now(), maxRetryAfter) / time.Second)
 	}
 	return a
 }
@@ -458,21 +458,6 @@ func (m *Manager) isHeld(sub string) bool {
 // maxRetryAfter bounds how long an endpoint's Retry-After may hold a
 // delivery back: the schedule's longest wait.
 const maxRetryAfter = 24 * time.Hour
-
-// retryAfter reads a Retry-After header (RFC 9110 §10.2.3: seconds, or an
-// HTTP date) as whole seconds from now; 0 when absent, unreadable or past.
-func retryAfter(v string, now time.Time) int64 {
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return min(max(n, 0), int64(maxRetryAfter/time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(int64(t.Sub(now)/time.Second), int64(maxRetryAfter/time.Second))
-	}
-	return 0
-}
 
 // Deliveries returns a subscription's deliveries, newest first, at most
 // limit (default 100).

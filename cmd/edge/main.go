@@ -63,6 +63,9 @@ type Config struct {
 	MaxTextBytes    int
 	MaxBatch        int
 	AccessLog       float64
+	BlobListen      string
+	BlobSlots       int
+	PeerWait        time.Duration
 	ONNX            onnxFlags
 	TLS             tlsfiles.Server
 	service.Flags
@@ -97,6 +100,9 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
 	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.001, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
+	fs.StringVar(&c.BlobListen, "blob-listen", "", "serve the verified artifacts this edge holds to the edges of its region on this address (registered in Consul as <service>-blobs); empty: off")
+	fs.IntVar(&c.BlobSlots, "blob-slots", 4, "artifact uploads to peers at once; past it a peer is told to ask another")
+	fs.DurationVar(&c.PeerWait, "peer-wait", 2*time.Minute, "with -consul: how long a new artifact is awaited from the region's peers (its seeder fetches it from the registry) before this edge fetches it from the registry itself")
 	c.ONNX.register(fs)
 	c.TLS.Register(fs)
 	fs.StringVar(&c.PeerServerName, "peer-server-name", "", "name every peer's certificate must carry (default: the address dialled, from Consul)")
@@ -139,6 +145,12 @@ func (c Config) Validate() error {
 	}
 	if c.RolloutClient < 0 {
 		return errors.New("-rollout-client-rate must be 0 or more")
+	}
+	if c.BlobSlots < 1 {
+		return errors.New("-blob-slots must be 1 or more")
+	}
+	if c.PeerWait < 0 {
+		return errors.New("-peer-wait must be 0 or more")
 	}
 	return c.ONNX.validate()
 }
@@ -214,6 +226,16 @@ func run(cfg Config, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	var blobs *blobServer
+	blobSelf := ""
+	if cfg.BlobListen != "" && cfg.Registry != "" {
+		if blobs, err = startBlobServer(cfg, consul, reg, log); err != nil {
+			return err
+		}
+		if blobs.reg != nil {
+			blobSelf = blobs.reg.ID()
+		}
+	}
 	var syncer *edge.Syncer
 	if cfg.Registry != "" {
 		keys, err := trustedKeys(cfg.TrustedKeys)
@@ -225,10 +247,15 @@ func run(cfg Config, log *slog.Logger) error {
 			return err
 		}
 		client := &regclient.Client{BaseURL: cfg.Registry, Token: cfg.RegistryToken, HTTP: tlsfiles.HTTPClient(tlsCfg, 45*time.Second)}
+		fetcher, err := newFetcher(cfg, consul, client, blobSelf, log)
+		if err != nil {
+			return err
+		}
 		syncer = edge.NewSyncer(srv, edge.SyncConfig{
 			Client: client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, CacheDir: cfg.CacheDir,
 			TrustedKeys: keys, RequireSignature: cfg.RequireSigned, Logger: log,
 			OnChange: onChange, OnReject: onReject, ONNX: cfg.ONNX.open(log),
+			Fetcher: fetcher, OnArtifacts: blobs.advertise(log),
 		})
 		if ok, err := syncer.LoadCached(); err != nil {
 			log.Warn("no usable cached model", "err", err)
@@ -267,7 +294,10 @@ func run(cfg Config, log *slog.Logger) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); syncer.Run(ctx) }()
 	}
-	tail := service.Serving{Failed: failed, SetDraining: srv.SetDraining, StopWork: cancel, Shutdown: fsrv.ShutdownWithContext, Wait: wg.Wait}
+	shutdown := func(ctx context.Context) error {
+		return errors.Join(fsrv.ShutdownWithContext(ctx), blobs.shutdown(ctx))
+	}
+	tail := service.Serving{Failed: failed, SetDraining: srv.SetDraining, StopWork: cancel, Shutdown: shutdown, Wait: wg.Wait}
 	if reg != nil {
 		if sv := srv.Current(); sv != nil {
 			onChange(sv)
@@ -277,6 +307,11 @@ func run(cfg Config, log *slog.Logger) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); reg.Run(ctx, 5*time.Second) }()
 		tail.Deregister = reg.Deregister
+		if blobs != nil && blobs.reg != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); blobs.reg.Run(ctx, 5*time.Second) }()
+			tail.Deregister = func() error { return errors.Join(blobs.reg.Deregister(), reg.Deregister()) }
+		}
 		if srvCfg.Peers != nil {
 			discovery.FollowRegions(ctx, &wg, consul, cfg.ServiceName, peerDatacenters(peers), srvCfg.Peers.Update, log)
 		}

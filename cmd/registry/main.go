@@ -48,6 +48,7 @@ type Config struct {
 	TrustedKeys    string
 	RequireSigned  bool
 	MaxArtifact    int64
+	MaxBlobStreams int
 	BodyIdle       time.Duration // longest wait for more of a request body
 	Production     string
 	QualityMargin  float64
@@ -87,6 +88,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.TrustedKeys, "trusted-keys", "", "PEM file of publisher public keys that may sign versions; when set, unsigned versions are refused")
 	fs.BoolVar(&c.RequireSigned, "require-signatures", false, "refuse versions without a valid signature (implied by -trusted-keys)")
 	fs.Int64Var(&c.MaxArtifact, "max-artifact-bytes", 512<<20, "largest accepted upload")
+	fs.IntVar(&c.MaxBlobStreams, "max-blob-streams", 64, "artifact downloads streamed at once; past it the answer is 503 with Retry-After")
 	fs.DurationVar(&c.BodyIdle, "body-idle-timeout", 30*time.Second, "longest wait for more of a request body (an upload may take longer in all, as long as bytes keep coming)")
 	fs.StringVar(&c.Production, "production-channels", "production", "channels only admins may move, behind the quality gate")
 	fs.Float64Var(&c.QualityMargin, "quality-margin", 0.01, "accuracy a production candidate may lose against the version it replaces")
@@ -125,6 +127,8 @@ func (c Config) Validate() error {
 		return errors.New("REGISTRY_CONSOLE_KEY must be at least 32 characters (openssl rand -hex 32 makes one)")
 	case c.MaxArtifact <= 0:
 		return errors.New("-max-artifact-bytes must be positive")
+	case c.MaxBlobStreams < 1:
+		return errors.New("-max-blob-streams must be 1 or more")
 	case c.BodyIdle <= 0:
 		return errors.New("-body-idle-timeout must be positive")
 	case c.Rollouts.Tick <= 0 || c.Rollouts.Lease < 2*c.Rollouts.Tick:
@@ -166,7 +170,8 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	regCfg := registry.Config{Store: st, RequireSignatures: cfg.RequireSigned, MaxArtifactBytes: cfg.MaxArtifact, Logger: log}
+	regCfg := registry.Config{Store: st, RequireSignatures: cfg.RequireSigned, MaxArtifactBytes: cfg.MaxArtifact,
+		MaxBlobStreams: cfg.MaxBlobStreams, Logger: log}
 	if cfg.TrustedKeys != "" {
 		data, err := os.ReadFile(cfg.TrustedKeys)
 		if err != nil {

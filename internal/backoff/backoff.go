@@ -6,6 +6,8 @@ package backoff
 import (
 	"context"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -40,4 +42,20 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// RetryAfter reads a Retry-After header (RFC 9110 §10.2.3: seconds, or an
+// HTTP date) as a wait from now, at most limit; 0 when absent, unreadable
+// or past.
+func RetryAfter(v string, now time.Time, limit time.Duration) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return min(time.Duration(max(n, 0))*time.Second, limit)
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now).Truncate(time.Second), limit)
+	}
+	return 0
 }

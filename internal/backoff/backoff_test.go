@@ -2,6 +2,7 @@ package backoff
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -30,5 +31,21 @@ func TestSleepEndsWithItsContext(t *testing.T) {
 	}
 	if !Sleep(context.Background(), time.Millisecond) {
 		t.Error("a millisecond's Sleep did not pass")
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0}, {"3", 3 * time.Second}, {"-4", 0}, {"soon", 0}, {"99999999", time.Hour},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	} {
+		if got := RetryAfter(c.header, now, time.Hour); got != c.want {
+			t.Errorf("RetryAfter(%q) = %v, want %v", c.header, got, c.want)
+		}
 	}
 }

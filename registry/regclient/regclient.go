@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/backoff"
 	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
@@ -42,6 +43,9 @@ type APIError struct {
 	Status    int
 	Message   string
 	RequestID string
+	// RetryAfter is the answer's Retry-After (a 503 when the registry
+	// streams as many artifacts as it allows), 0 without one.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -168,7 +172,8 @@ func (c *Client) do(ctx context.Context, r request, out any) (*http.Response, er
 		if json.Unmarshal(data, &body) != nil || body.Error == "" {
 			body.Error = strings.TrimSpace(string(data))
 		}
-		return resp, &APIError{Status: resp.StatusCode, Message: body.Error, RequestID: body.RequestID}
+		return resp, &APIError{Status: resp.StatusCode, Message: body.Error, RequestID: body.RequestID,
+			RetryAfter: backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)}
 	}
 	if out != nil {
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
@@ -295,23 +300,73 @@ func blockingQuery(index uint64, wait time.Duration) url.Values {
 	return q
 }
 
-// Download streams an artifact by digest into w, sending If-None-Match
-// when etag is set; it returns the bytes written (0 and no error on 304).
+// maxRetryAfter caps how long a Retry-After holds a client back.
+const maxRetryAfter = time.Minute
+
+// Download streams an artifact by digest into w and returns the bytes
+// written.
 func (c *Client) Download(ctx context.Context, digest string, w io.Writer) (int64, error) {
-	resp, err := c.send(ctx, request{method: http.MethodGet, path: "/v1/blobs/" + url.PathEscape(digest)})
+	body, _, err := c.OpenBlob(ctx, digest, 0)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return 0, &APIError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
-	}
-	n, err := io.Copy(w, resp.Body)
+	defer body.Close()
+	n, err := io.Copy(w, body)
 	if err != nil {
 		return n, fmt.Errorf("download of %s cut short after %d bytes: %w", digest, n, err)
 	}
 	return n, nil
+}
+
+// OpenBlob opens an artifact by digest from byte offset on (a download
+// that resumes), and returns the artifact's whole size. A registry at its
+// limit of artifact streams answers an *APIError with status 503 and a
+// RetryAfter.
+func (c *Client) OpenBlob(ctx context.Context, digest string, offset int64) (io.ReadCloser, int64, error) {
+	r := request{method: http.MethodGet, path: "/v1/blobs/" + url.PathEscape(digest)}
+	if offset > 0 {
+		r.prepare = func(req *http.Request) { req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset)) }
+	}
+	resp, err := c.send(ctx, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	size, err := RangeAnswer(resp, offset)
+	if err != nil {
+		resp.Body.Close()
+		return nil, 0, err
+	}
+	return resp.Body, size, nil
+}
+
+// RangeAnswer checks the answer to a GET of an artifact from offset (with
+// "Range: bytes=offset-" when offset > 0) and returns the artifact's whole
+// size: 200 from the start, or 206 from exactly offset. Anything else is an
+// *APIError carrying the answer's Retry-After. The size is -1 when a 200
+// does not say it. Peers' blob servers answer
+// the same way, so the edge reads both with it.
+func RangeAnswer(resp *http.Response, offset int64) (int64, error) {
+	switch {
+	case resp.StatusCode == http.StatusOK && offset == 0:
+		return resp.ContentLength, nil // -1 when not told: the end of the body ends it
+	case resp.StatusCode == http.StatusPartialContent:
+		var first, last, size int64
+		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &first, &last, &size); err != nil || first != offset || last != size-1 {
+			return 0, fmt.Errorf("answer to a range from byte %d has Content-Range %q", offset, resp.Header.Get("Content-Range"))
+		}
+		return size, nil
+	case resp.StatusCode < 300:
+		return 0, fmt.Errorf("answer to a range from byte %d was %s without the range", offset, resp.Status)
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg := strings.TrimSpace(string(data))
+	var body struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(data, &body) == nil && body.Error != "" {
+		msg = body.Error
+	}
+	return 0, &APIError{Status: resp.StatusCode, Message: msg, RetryAfter: backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter)}
 }
 
 // Promote moves a channel to a version.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
@@ -49,11 +50,19 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Endpoint == "" || cfg.Bucket == "" {
 		return nil, errors.New("cannot create S3 store: endpoint and bucket are required")
 	}
+	transport := cfg.Transport
+	if transport == nil {
+		t, err := minio.DefaultTransport(cfg.Secure)
+		if err != nil {
+			return nil, fmt.Errorf("cannot create S3 transport: %w", err)
+		}
+		transport = t
+	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:    cfg.Secure,
 		Region:    cfg.Region,
-		Transport: cfg.Transport,
+		Transport: countingTransport{transport},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot create S3 client for %q: %w", cfg.Endpoint, err)
@@ -222,4 +231,28 @@ func preconditionFailed(err error) bool {
 	resp := minio.ToErrorResponse(err)
 	return resp.StatusCode == http.StatusPreconditionFailed ||
 		resp.Code == "PreconditionFailed" || resp.Code == "ConditionalRequestConflict"
+}
+
+// countingTransport counts the requests sent to S3 by method, and the
+// bytes of the answers' bodies (what S3 bills as requests and egress):
+// store_s3_requests_total and store_s3_response_bytes_total.
+type countingTransport struct{ next http.RoundTripper }
+
+func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	metrics.GetOrCreateCounter(`store_s3_requests_total{method="` + req.Method + `"}`).Inc()
+	resp, err := t.next.RoundTrip(req)
+	if err == nil && resp.Body != nil {
+		resp.Body = &countedBody{ReadCloser: resp.Body}
+	}
+	return resp, err
+}
+
+var s3ResponseBytes = metrics.NewCounter(`store_s3_response_bytes_total`)
+
+type countedBody struct{ io.ReadCloser }
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	s3ResponseBytes.Add(n)
+	return n, err
 }
