@@ -1,7 +1,6 @@
 package distrib_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"github.com/sentimentpro/sentiment/admin"
 	"github.com/sentimentpro/sentiment/distrib"
 	"github.com/sentimentpro/sentiment/internal/rig"
+	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry"
 	"github.com/sentimentpro/sentiment/registry/regclient"
@@ -49,92 +49,13 @@ func publishedOfSize(t *testing.T, cfg registry.Config, bits int) ([]byte, strin
 	return data, v.Digest, reg
 }
 
-// cutProxy forwards TCP to target. The first answer that carries a body
-// is cut after cutAt bytes of it: the proxy stops forwarding, gives the
-// client time to read what it got, and resets the connection. It records
-// every request's Range header.
-type cutProxy struct {
-	target string
-	cutAt  int
-	mu     sync.Mutex
-	ranges []string
-	cut    bool
-}
-
-func startCutProxy(t *testing.T, target string, cutAt int) (*cutProxy, string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	p := &cutProxy{target: target, cutAt: cutAt}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c.(*net.TCPConn))
-		}
-	}()
-	return p, "http://" + ln.Addr().String()
-}
-
-func (p *cutProxy) serve(client *net.TCPConn) {
-	defer client.Close()
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer server.Close()
-	br := bufio.NewReader(client)
-	for {
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		p.ranges = append(p.ranges, req.Header.Get("Range"))
-		cutThis := !p.cut && req.Method == http.MethodGet && strings.HasPrefix(req.URL.Path, "/v1/blobs/")
-		p.cut = p.cut || cutThis
-		p.mu.Unlock()
-		if err := req.Write(server); err != nil {
-			return
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(server), req)
-		if err != nil {
-			return
-		}
-		if !cutThis {
-			resp.Write(client)
-			resp.Body.Close()
-			continue
-		}
-		// Headers and the first cutAt bytes of the body, then a reset.
-		resp.ContentLength, resp.TransferEncoding = -1, nil
-		var head bytes.Buffer
-		resp.Header.Write(&head)
-		io.WriteString(client, "HTTP/1.1 "+resp.Status+"\r\n"+head.String()+"\r\n")
-		io.CopyN(client, resp.Body, int64(p.cutAt))
-		time.Sleep(300 * time.Millisecond)
-		client.SetLinger(0)
-		return
-	}
-}
-
-func (p *cutProxy) seen() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.ranges...)
-}
-
 // TestResumesWhereTheCutLeftOff: a download reset at half continues with
 // a Range from the byte it had, and the artifact arrives whole, each byte
 // once.
 func TestResumesWhereTheCutLeftOff(t *testing.T) {
 	data, digest, reg := publishedArtifact(t, registry.Config{})
 	half := len(data) / 2
-	proxy, url := startCutProxy(t, strings.TrimPrefix(reg.URL, "http://"), half)
+	proxy, url := testenv.StartCutProxy(t, strings.TrimPrefix(reg.URL, "http://"), half)
 	f := &distrib.Fetcher{Registry: distrib.Registry{Client: &regclient.Client{BaseURL: url, Token: registrytest.ReaderToken}}}
 	path := filepath.Join(t.TempDir(), "artifact")
 	target := &distrib.File{Path: path}
@@ -149,7 +70,7 @@ func TestResumesWhereTheCutLeftOff(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("the artifact arrived changed: %d bytes, digest %s", len(got), model.Digest(got))
 	}
-	ranges := proxy.seen()
+	ranges := proxy.Ranges()
 	if len(ranges) != 2 || ranges[0] != "" {
 		t.Fatalf("requests' ranges %q, want a whole request then one resuming", ranges)
 	}
@@ -167,7 +88,7 @@ func TestResumesWhereTheCutLeftOff(t *testing.T) {
 // before a restart is continued, not fetched again.
 func TestContinuesTheFileACutDownloadLeft(t *testing.T) {
 	data, digest, reg := publishedArtifact(t, registry.Config{})
-	proxy, url := startCutProxy(t, strings.TrimPrefix(reg.URL, "http://"), len(data)) // cuts nothing
+	proxy, url := testenv.StartCutProxy(t, strings.TrimPrefix(reg.URL, "http://"), len(data)) // cuts nothing
 	path := filepath.Join(t.TempDir(), "artifact")
 	if err := os.WriteFile(path+".partial", data[:1000], 0o644); err != nil {
 		t.Fatal(err)
@@ -182,7 +103,7 @@ func TestContinuesTheFileACutDownloadLeft(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
 		t.Fatal("the continued artifact differs")
 	}
-	if r := proxy.seen(); len(r) != 1 || r[0] != "bytes=1000-" {
+	if r := proxy.Ranges(); len(r) != 1 || r[0] != "bytes=1000-" {
 		t.Errorf("ranges asked %q, want [bytes=1000-]", r)
 	}
 	if res.Bytes["registry"] != int64(len(data)-1000) {

@@ -93,7 +93,8 @@ func TestStaticStability(t *testing.T) {
 	}
 }
 
-// waitVersion polls /health/ready until it reports version.
+// waitVersion polls /health/ready until it reports version as the one
+// served (not only the one loading).
 func waitVersion(t *testing.T, addr, version string, within time.Duration) time.Duration {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
@@ -105,7 +106,8 @@ func waitVersion(t *testing.T, addr, version string, within time.Duration) time.
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			last = string(b)
-			if resp.StatusCode == 200 && strings.Contains(last, `"version":"`+version+`"`) {
+			var ready struct{ Version string }
+			if resp.StatusCode == 200 && json.Unmarshal(b, &ready) == nil && ready.Version == version {
 				return time.Since(start)
 			}
 		}
