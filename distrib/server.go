@@ -2,6 +2,7 @@ package distrib
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -81,6 +82,14 @@ type countingWriter struct {
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps net/http's own ReadFrom (sendfile from the cached file)
+// under the count.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(c.ResponseWriter, r)
+	c.n += n
 	return n, err
 }
 

@@ -7,16 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-
 	"github.com/sentimentpro/sentiment/distrib"
-	"github.com/sentimentpro/sentiment/internal/backoff"
 	"github.com/sentimentpro/sentiment/model"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/wire"
@@ -85,13 +81,18 @@ type Syncer struct {
 	cfg      SyncConfig
 	srv      *Server
 	log      *slog.Logger
-	breaker  *gobreaker.CircuitBreaker[wire.Resolution]
+	watcher  *Watcher
 	rejected map[string]error
 }
 
 // errRejected marks a version that failed verification: permanent for
 // that digest, unlike a network error.
-var errRejected = errors.New("rejected")
+var errRejected = ErrRejected
+
+// ErrRejected marks a version that failed verification: permanent for
+// that digest, unlike a network error. A Watcher's apply returns it (or
+// wraps it) to move on to the next change without retrying.
+var ErrRejected = errors.New("rejected")
 
 // NewSyncer returns a syncer that swaps models into srv.
 func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
@@ -114,21 +115,7 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 		cfg.Fetcher.Log = cfg.Logger.With("component", "model-fetch")
 	}
 	s := &Syncer{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "model-sync"), rejected: map[string]error{}}
-	s.breaker = gobreaker.NewCircuitBreaker[wire.Resolution](gobreaker.Settings{
-		Name:        "registry",
-		MaxRequests: 1,
-		Timeout:     5 * time.Second,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
-		// A 4xx (no target yet, unknown model) is an answer, not an outage.
-		IsSuccessful: func(err error) bool {
-			var ae *regclient.APIError
-			return err == nil || errors.As(err, &ae) && ae.Status < 500 || errors.Is(err, context.Canceled)
-		},
-		OnStateChange: func(name string, from, to gobreaker.State) {
-			s.log.Warn("registry breaker changed state", "from", from.String(), "to", to.String())
-			breakerState(name).Set(float64(to))
-		},
-	})
+	s.watcher = NewWatcher(WatchConfig{Client: cfg.Client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, Wait: cfg.Wait, Logger: s.log})
 	return s
 }
 
@@ -237,40 +224,7 @@ func (s *Syncer) checkSignature(sig *model.Signature, digest string) error {
 }
 
 // Run follows the channel until ctx is done.
-func (s *Syncer) Run(ctx context.Context) {
-	var index uint64
-	wait := backoff.Backoff{First: 250 * time.Millisecond, Max: 15 * time.Second}
-	fail := func(err error) {
-		syncErrors.Inc()
-		d := wait.Next()
-		s.log.Warn("model sync failed; still serving the current model", "err", err, "retry_in", d)
-		backoff.Sleep(ctx, d)
-	}
-	for ctx.Err() == nil {
-		res, err := s.breaker.Execute(func() (wire.Resolution, error) {
-			return s.cfg.Client.Resolve(ctx, s.cfg.Model, s.cfg.Channel, s.cfg.Region, index, s.cfg.Wait)
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		if regclient.IsStatus(err, http.StatusNotFound) {
-			// Nothing promoted for us yet: ask again shortly.
-			backoff.Sleep(ctx, time.Second)
-			continue
-		}
-		if err != nil {
-			fail(err)
-			continue
-		}
-		if err := s.apply(ctx, res); err != nil && !errors.Is(err, errRejected) {
-			fail(err)
-			continue // index unchanged: the next call returns at once
-		}
-		wait.Reset()
-		index = res.Revision
-		lastSync.Set(float64(time.Now().Unix()))
-	}
-}
+func (s *Syncer) Run(ctx context.Context) { s.watcher.Run(ctx, s.apply) }
 
 // apply makes the server serve res's version and hold its candidate,
 // fetching them if needed.
