@@ -127,6 +127,11 @@ reliability: tools ## the failure scenarios at full length and a fuzz campaign p
 	@$(GO) test -count=1 -timeout 60m ./reliability -args -full -report $(CURDIR)/bin/reliability.txt; \
 		status=$$?; cat bin/reliability.txt 2>/dev/null; exit $$status
 
+.PHONY: scale
+scale: tools ## distribution at fleet scale: 3 regions × 10 edges, 250/500/1000 simulated followers, 64 MiB signed artifacts (not in CI)
+	@mkdir -p bin
+	$(GO) run ./bench/scale -json $(CURDIR)/bin/scale.json $(SCALE_ARGS)
+
 .PHONY: run stack bench
 run: build ## run the product locally: registry + one edge per region, default model promoted
 	@scripts/onnxruntime.sh >/dev/null || echo "make run: ONNX Runtime could not be fetched: the edges will serve built-in models only" >&2

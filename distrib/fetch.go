@@ -233,6 +233,9 @@ func (d *download) pick(ctx context.Context) (Source, error) {
 	if f.Finder == nil || d.registryOnly {
 		return f.Registry, nil
 	}
+	// The first look is at once (the peers may have changed since the last
+	// pick, e.g. one was busy); later ones wait for a change.
+	d.index = 0
 	for {
 		wait := time.Until(d.started.Add(f.PeerWait))
 		hs, err := f.Finder.Find(ctx, d.digest, d.index, max(wait, time.Second))
