@@ -80,8 +80,8 @@ type Fetcher struct {
 	Finder Finder
 	// PeerWait bounds how long a fetch waits for some peer of the region
 	// to hold an artifact before it goes to the registry itself (default
-	// 2m). While any peer holds it, the fetch waits for a free upload slot
-	// instead.
+	// 2m), also while Consul cannot be reached. While any peer holds it,
+	// the fetch waits for a free upload slot instead.
 	PeerWait time.Duration
 	// Spread is the jitter per blob server of the region before a fetch
 	// that is not the seeder's starts (default 5ms, at most MaxSpread):
@@ -243,8 +243,17 @@ func (d *download) pick(ctx context.Context) (Source, error) {
 			return nil, ctx.Err()
 		}
 		if err != nil {
-			f.Log.Warn("cannot look for peers; fetching from the registry", "digest", d.digest, "err", err)
-			return f.Registry, nil
+			// Consul unreachable: look again shortly rather than send a
+			// whole fleet to the registry at once; after PeerWait, go.
+			if wait <= 0 {
+				peerFallbacks.Inc()
+				f.Log.Warn("cannot look for peers; fetching from the registry", "digest", d.digest, "err", err)
+				return f.Registry, nil
+			}
+			f.Log.Warn("cannot look for peers; looking again", "digest", d.digest, "err", err)
+			backoff.Sleep(ctx, min(time.Second+jitter(time.Second), wait))
+			d.index = 0
+			continue
 		}
 		d.index = hs.Index
 		if !d.jittered && !hs.Seed {

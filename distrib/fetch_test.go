@@ -205,7 +205,8 @@ func TestPrefersAPeerToTheRegistry(t *testing.T) {
 
 // TestWaitsForTheSeeder: a fetch that is not its region's seeder waits for
 // a peer to hold the artifact instead of going to the registry; with no
-// peer within PeerWait, or Consul unreachable, it goes to the registry.
+// peer within PeerWait, or Consul unreachable for as long, it goes to the
+// registry.
 func TestWaitsForTheSeeder(t *testing.T) {
 	data, digest, reg := publishedArtifact(t, registry.Config{})
 	finder := &staticFinder{h: distrib.Holders{Sources: 3}}
@@ -229,9 +230,12 @@ func TestWaitsForTheSeeder(t *testing.T) {
 	}
 
 	broken := &staticFinder{err: errors.New("consul is down")}
-	f = &distrib.Fetcher{Registry: distrib.Registry{Client: reg.Reader}, Finder: broken, PeerWait: time.Hour}
+	f = &distrib.Fetcher{Registry: distrib.Registry{Client: reg.Reader}, Finder: broken, PeerWait: 2 * time.Second}
 	if res, err = f.Fetch(context.Background(), digest, &memTarget{new(bytes.Buffer)}); err != nil || res.Bytes["registry"] != int64(len(data)) {
-		t.Errorf("consul down: fetch %+v, %v; want it from the registry at once", res, err)
+		t.Errorf("consul down: fetch %+v, %v; want it from the registry after PeerWait", res, err)
+	}
+	if broken.calls < 2 {
+		t.Errorf("consul down: looked for peers %d times, want it asked again before the registry", broken.calls)
 	}
 }
 

@@ -21,16 +21,43 @@ const BlobPath = "/v1/blobs/"
 type Server struct {
 	// Path returns where the verified artifact with digest is kept.
 	Path func(digest string) string
-	// Slots bounds the uploads at once (default 4); past it a peer is
-	// answered 503 with Retry-After and asks another.
+	// Slots bounds the uploads at once (default 4). A request past it
+	// waits up to Queue (default 2s) for a slot, then is answered 503 with
+	// Retry-After and asks another peer: waiting costs less than a fleet
+	// asking again and again.
 	Slots int
+	Queue time.Duration
 	slots chan struct{}
 }
+
+// acquire takes an upload slot for r, waiting up to Queue; the caller
+// releases it with release.
+func (s *Server) acquire(r *http.Request) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.Queue)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	return false
+}
+
+func (s *Server) release() { <-s.slots }
 
 // Handler returns the blob server's routes: BlobPath and /health/live.
 func (s *Server) Handler() http.Handler {
 	if s.Slots <= 0 {
 		s.Slots = 4
+	}
+	if s.Queue <= 0 {
+		s.Queue = 2 * time.Second
 	}
 	s.slots = make(chan struct{}, s.Slots)
 	mux := http.NewServeMux()
@@ -45,14 +72,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, httperr.New(http.StatusBadRequest, "%v", err))
 		return
 	}
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	default:
+	if !s.acquire(r) {
 		uploadsRefused.Inc()
 		writeError(w, r, httperr.New(http.StatusServiceUnavailable, "this edge uploads %d artifacts at once; ask another peer", s.Slots))
 		return
 	}
+	defer s.release()
 	f, err := os.Open(s.Path(digest))
 	if errors.Is(err, os.ErrNotExist) {
 		writeError(w, r, httperr.New(http.StatusNotFound, "this edge does not hold %s", digest))

@@ -215,6 +215,26 @@ func (r *Registry) resolution(ctx context.Context, c wire.Channel, region string
 	return res, nil
 }
 
+// waitRevision waits until model/channel's revision exceeds after, or
+// wait passes, and returns the newest revision this replica knows of. A
+// channel already watched costs no store read.
+func (r *Registry) waitRevision(ctx context.Context, model, channel string, after uint64, wait time.Duration) (uint64, error) {
+	if err := validateChannel(model, channel); err != nil {
+		return 0, err
+	}
+	key := channelKey(model, channel)
+	if !r.hub.watched(key) {
+		// Only channels that exist are watched: a made-up name gets 404
+		// at once instead of a poller of its own.
+		if _, err := r.GetChannel(ctx, model, channel); err != nil {
+			return 0, err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return r.hub.wait(wctx, key, after), nil
+}
+
 // WaitChannel blocks until the channel's revision is greater than after, or
 // wait passes, and returns the current revision: Consul-style blocking
 // queries (?index=N&wait=30s). after=0 returns at once.
@@ -223,14 +243,9 @@ func (r *Registry) WaitChannel(ctx context.Context, model, channel string, after
 		return wire.Channel{}, err
 	}
 	if after > 0 && wait > 0 {
-		// Only channels that exist are watched: a made-up name gets 404
-		// at once instead of a poller of its own.
-		if _, err := r.GetChannel(ctx, model, channel); err != nil {
+		if _, err := r.waitRevision(ctx, model, channel, after, wait); err != nil {
 			return wire.Channel{}, err
 		}
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		defer cancel()
-		r.hub.wait(wctx, channelKey(model, channel), after)
 	}
 	return r.GetChannel(ctx, model, channel)
 }

@@ -79,6 +79,7 @@ type Registry struct {
 	log      *slog.Logger
 	now      func() time.Time
 	hub      *watchHub
+	reads    readCache
 	chanLock sync.Map // doc key -> *sync.Mutex: serialises moves within a replica
 }
 

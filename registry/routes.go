@@ -346,17 +346,27 @@ func blockingParams(r *http.Request) (uint64, time.Duration, error) {
 // reads with no index answer at once.
 func (a *API) waitChannel(r *http.Request, p Principal, index uint64, wait time.Duration) (wire.Channel, error) {
 	if index > 0 && wait > 0 {
-		client := p.Name + " " + clientOf(r.RemoteAddr).String()
-		if !a.watches.Acquire(client, a.reg.cfg.MaxWatchesPerClient) {
-			return wire.Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token from this address", a.reg.cfg.MaxWatchesPerClient)
+		release, err := a.holdWatch(r, p)
+		if err != nil {
+			return wire.Channel{}, err
 		}
-		defer a.watches.Release(client)
-		if !a.watches.Acquire(p.Name, a.reg.cfg.MaxWatchesPerToken) {
-			return wire.Channel{}, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token", a.reg.cfg.MaxWatchesPerToken)
-		}
-		defer a.watches.Release(p.Name)
+		defer release()
 	}
 	return a.reg.WaitChannel(r.Context(), r.PathValue("name"), r.PathValue("channel"), index, wait)
+}
+
+// holdWatch takes one of the blocking reads the caller may hold at once
+// (per token at its address, and per token).
+func (a *API) holdWatch(r *http.Request, p Principal) (release func(), err error) {
+	client := p.Name + " " + clientOf(r.RemoteAddr).String()
+	if !a.watches.Acquire(client, a.reg.cfg.MaxWatchesPerClient) {
+		return nil, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token from this address", a.reg.cfg.MaxWatchesPerClient)
+	}
+	if !a.watches.Acquire(p.Name, a.reg.cfg.MaxWatchesPerToken) {
+		a.watches.Release(client)
+		return nil, httperr.New(http.StatusTooManyRequests, "more than %d blocking reads at once for this token", a.reg.cfg.MaxWatchesPerToken)
+	}
+	return func() { a.watches.Release(p.Name); a.watches.Release(client) }, nil
 }
 
 // clientOf is the address of a request's peer, IPv6 by /64 (which one
@@ -399,15 +409,28 @@ func (a *API) resolve(w http.ResponseWriter, r *http.Request, p Principal) error
 			return err
 		}
 	}
-	c, err := a.waitChannel(r, p, index, wait)
-	if err != nil {
+	model, channel := r.PathValue("name"), r.PathValue("channel")
+	var res wire.Resolution
+	if index > 0 && wait > 0 {
+		// A long-poll: woken with the rest of the fleet, it is answered
+		// from the replica's read cache.
+		release, err := a.holdWatch(r, p)
+		if err != nil {
+			return err
+		}
+		defer release()
+		rev, err := a.reg.waitRevision(r.Context(), model, channel, index, wait)
+		if err != nil {
+			return err
+		}
+		res, err = a.reg.cachedResolution(r.Context(), model, channel, region, rev)
+		if err != nil {
+			return err
+		}
+	} else if res, err = a.reg.Resolve(r.Context(), model, channel, region); err != nil {
 		return err
 	}
-	res, err := a.reg.resolution(r.Context(), c, region)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("X-Registry-Index", strconv.FormatUint(c.Revision, 10))
+	w.Header().Set("X-Registry-Index", strconv.FormatUint(res.Revision, 10))
 	WriteJSON(w, http.StatusOK, res)
 	return nil
 }

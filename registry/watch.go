@@ -39,8 +39,18 @@ func (h *watchHub) notify(key string, rev uint64) {
 	}
 }
 
-// wait returns when key's revision exceeds after or ctx is done.
-func (h *watchHub) wait(ctx context.Context, key string, after uint64) {
+// watched reports whether key has a poller (someone waits on it), which
+// has seen the document exist.
+func (h *watchHub) watched(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.entries[key]
+	return e != nil && e.rev > 0
+}
+
+// wait returns when key's revision exceeds after or ctx is done, with the
+// newest revision it knows of.
+func (h *watchHub) wait(ctx context.Context, key string, after uint64) uint64 {
 	h.mu.Lock()
 	e := h.entries[key]
 	if e == nil {
@@ -60,11 +70,11 @@ func (h *watchHub) wait(ctx context.Context, key string, after uint64) {
 		rev, changed := e.rev, e.changed
 		h.mu.Unlock()
 		if rev > after {
-			return
+			return rev
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return rev
 		case <-changed:
 		}
 	}

@@ -28,15 +28,15 @@ import (
 // goroutines, each from its own loopback address (the registry limits
 // long-polls per address, as it would per edge).
 type fleet struct {
-	h       *harness
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	size    int
-	keys    []ed25519.PublicKey
-	finders map[string]*distrib.Consul
-	stats   *httpStats
-	log     *slog.Logger // the followers' warnings: <dir>/logs/followers.log
+	h      *harness
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	size   int
+	keys   []ed25519.PublicKey
+	peers  map[string]*http.Client // to the region's blob servers
+	stats  *httpStats
+	log    *slog.Logger // the followers' warnings: <dir>/logs/followers.log
 
 	mu       sync.Mutex
 	arrivals map[string][]arrival // digest → who got it, when
@@ -53,21 +53,13 @@ func newFleet(h *harness) *fleet {
 	if lf, err := os.Create(filepath.Join(h.cfg.Dir, "logs", "followers.log")); err == nil {
 		logTo = lf // closed when the harness exits
 	}
-	f := &fleet{h: h, ctx: ctx, cancel: cancel, finders: map[string]*distrib.Consul{}, stats: &httpStats{},
+	f := &fleet{h: h, ctx: ctx, cancel: cancel, peers: map[string]*http.Client{}, stats: &httpStats{},
 		arrivals: map[string][]arrival{}, log: slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	pub, _ := h.priv.Public().(ed25519.PublicKey)
 	f.keys = []ed25519.PublicKey{pub}
 	for _, region := range h.cfg.Regions {
-		agent := h.consul.Agent("dc-" + region)
-		consulTransport := &http.Transport{MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}
-		client, err := api.NewClient(&api.Config{Address: agent.HTTPAddr(),
-			HttpClient: &http.Client{Transport: f.stats.wrap("consul", consulTransport)}})
-		if err != nil {
-			panic(err) // only a malformed address fails, and the harness made it
-		}
 		peers := &http.Client{Transport: f.stats.wrap("peer", &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute})}
-		f.finders[region] = &distrib.Consul{Client: client, Service: "sentiment-edge" + distrib.ServiceSuffix, Region: region,
-			Scheme: "http", HTTP: peers}
+		f.peers[region] = peers
 	}
 	return f
 }
@@ -98,9 +90,18 @@ func (f *fleet) follow(region string, i int, have string) {
 	transport := &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}
 	client := &regclient.Client{BaseURL: f.h.regURL, Token: readerToken,
 		HTTP: &http.Client{Transport: f.stats.wrap("registry", transport), Timeout: 2 * time.Minute}}
+	// Its own Consul client, from its address: the agent limits
+	// connections per client address, as a fleet's agents would see one
+	// edge each.
+	consul, err := api.NewClient(&api.Config{Address: f.h.consul.Agent("dc-" + region).HTTPAddr(),
+		HttpClient: &http.Client{Transport: f.stats.wrap("consul", &http.Transport{DialContext: dialer.DialContext, IdleConnTimeout: time.Minute})}})
+	if err != nil {
+		panic(err) // only a malformed address fails, and the harness made it
+	}
+	finder := &distrib.Consul{Client: consul, Service: "sentiment-edge" + distrib.ServiceSuffix, Region: region, Scheme: "http", HTTP: f.peers[region]}
 	log := f.log.With("follower", i, "region", region)
 	w := edge.NewWatcher(edge.WatchConfig{Client: client, Model: modelName, Channel: channel, Region: region, Logger: log})
-	fetcher := &distrib.Fetcher{Registry: distrib.Registry{Client: client}, Finder: f.finders[region], Log: log}
+	fetcher := &distrib.Fetcher{Registry: distrib.Registry{Client: client}, Finder: finder, Log: log}
 	w.Run(f.ctx, func(ctx context.Context, res wire.Resolution) error {
 		f.stats.resolves.Add(1)
 		v := res.Version
