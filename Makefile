@@ -132,6 +132,10 @@ scale: tools ## distribution at fleet scale: 3 regions × 10 edges, 250/500/1000
 	@mkdir -p bin
 	$(GO) run ./bench/scale -json $(CURDIR)/bin/scale.json $(SCALE_ARGS)
 
+.PHONY: capacity
+capacity: ## size a deployment from the figures of make bench and make scale (bin/*.json); CAPACITY_ARGS="--rps … --regions … --model-mib …"
+	$(GO) run ./cmd/sentctl capacity --bench bin/bench.json --scale bin/scale.json $(CAPACITY_ARGS)
+
 .PHONY: run stack bench
 run: build ## run the product locally: registry + one edge per region, default model promoted
 	@scripts/onnxruntime.sh >/dev/null || echo "make run: ONNX Runtime could not be fetched: the edges will serve built-in models only" >&2
@@ -142,4 +146,5 @@ stack: build tools geoip ## the same on the real services: 3 Consul datacenters,
 
 bench: onnxruntime ## the load harness: edge vs a constant-response ceiling, geo hop vs direct, the ONNX example's serving
 	scripts/packages.sh bench
-	$(GO) run ./bench -corpus $(SHARED)/data/sst2/dev.tsv
+	@mkdir -p bin
+	$(GO) run ./bench -corpus $(SHARED)/data/sst2/dev.tsv -json $(CURDIR)/bin/bench.json

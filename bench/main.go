@@ -23,7 +23,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -44,6 +44,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/inference/onnxrt"
 	"github.com/sentimentpro/sentiment/internal/devca"
+	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
 	"github.com/sentimentpro/sentiment/registry/regclient"
@@ -67,6 +68,7 @@ func main() {
 		onnxDir   = flag.String("onnx-bundle", "examples/onnx/sentiment-tiny-bert", "ONNX bundle directory the ONNX lines serve")
 		onnxOnly  = flag.Bool("onnx-only", false, "measure only the ONNX lines")
 		onnxThr   = flag.Int("onnx-threads", runtime.NumCPU(), "ONNX Runtime threads per run, at the edges and in the in-process loop")
+		jsonOut   = flag.String("json", "", "also write the edge's figures (requests/s, cores, RSS) as JSON here: what sentctl capacity reads")
 	)
 	flag.Parse()
 	if *serve != "" {
@@ -99,13 +101,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*edgeBin, *geoBin, *corpus, texts, *conns, *rounds, *warmup, *duration, *slice, onnx); err != nil {
+	if err := run(*edgeBin, *geoBin, *corpus, *jsonOut, texts, *conns, *rounds, *warmup, *duration, *slice, onnx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warmup, duration, slice time.Duration, onnx onnxBench) error {
+func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds int, warmup, duration, slice time.Duration, onnx onnxBench) error {
 	registryBin := ""
 	tmp, err := os.MkdirTemp("", "bench-")
 	if err != nil {
@@ -195,8 +197,15 @@ func run(edgeBin, geoBin, corpus string, texts []string, conns, rounds int, warm
 	half := ed.rate() / 2
 	open := openLoop("http://"+edgeAddr+"/v1/predict", v1, half, warmup, duration)
 	open.print(fmt.Sprintf("edge at half max (%.0f req/s offered)", half))
-	if rss, err := procRSS(edge.Process.Pid); err == nil {
+	rss, err := procRSS(edge.Process.Pid)
+	if err == nil {
 		fmt.Printf("edge RSS after the run: %.1f MiB\n", float64(rss)/(1<<20))
+	}
+	if jsonOut != "" {
+		if err := writeFigures(jsonOut, benchFigures{EdgeRPS: ed.rate(), Cores: runtime.NumCPU(), EdgeRSSBytes: rss,
+			HalfLoadP99Ms: float64(open.quantile(0.99).Microseconds()) / 1000}); err != nil {
+			return err
+		}
 	}
 	restart := time.Now()
 	stop(edge)
@@ -614,14 +623,17 @@ type result struct {
 
 func (r result) rate() float64 { return float64(r.ok) / r.elapsed.Seconds() }
 
-func (r result) print(name string) {
+// quantile is the latency at p (0 to 1); r.lat is sorted on the way.
+func (r result) quantile(p float64) time.Duration {
 	slices.Sort(r.lat)
-	q := func(p float64) time.Duration {
-		if len(r.lat) == 0 {
-			return 0
-		}
-		return r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))]
+	if len(r.lat) == 0 {
+		return 0
 	}
+	return r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))]
+}
+
+func (r result) print(name string) {
+	q := r.quantile
 	fmt.Printf("%-44s %9.0f req/s  p50 %8v  p99 %8v  p99.9 %8v  ok %d  failed %d  late %d\n",
 		name, r.rate(), q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), q(0.999).Round(time.Microsecond), r.ok, r.failed, r.late)
 }
@@ -821,17 +833,26 @@ func merge(parts []result, elapsed time.Duration) result {
 	return r
 }
 
-func procRSS(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+func procRSS(pid int) (int64, error) { return rig.ProcStatus(pid, "VmRSS:") }
+
+// benchFigures is what make bench measures of one edge, for sentctl
+// capacity: closed-loop requests/s of the built-in model with the load
+// generator on the same cores, and the edge's RSS.
+type benchFigures struct {
+	Source        string  `json:"source"`
+	Date          string  `json:"date"`
+	EdgeRPS       float64 `json:"edge_rps"`
+	Cores         int     `json:"cores"`
+	EdgeRSSBytes  int64   `json:"edge_rss_bytes"`
+	HalfLoadP99Ms float64 `json:"half_load_p99_ms"`
+}
+
+func writeFigures(path string, f benchFigures) error {
+	f.Source = "make bench: edge /v1/predict, closed loop, load generator on the same cores"
+	f.Date = time.Now().UTC().Format("2006-01-02")
+	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return 0, err
+		return err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb)
-			return kb << 10, nil
-		}
-	}
-	return 0, errors.New("no VmRSS")
+	return os.WriteFile(path, append(data, '\n'), 0o644)
 }

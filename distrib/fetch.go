@@ -343,21 +343,21 @@ func (d *download) check(last Source) (bool, error) {
 		return true, nil
 	}
 	fetchMismatches(last.Kind()).Inc()
-	peers := 0
+	var peers []string
 	for name, src := range d.from {
 		if src != nil && src.Kind() == "peer" {
 			d.banned[name] = true
-			peers++
+			peers = append(peers, name)
 		}
 	}
 	if err := d.reset(); err != nil {
 		return false, err
 	}
-	if peers == 0 && d.registryOnly {
+	if len(peers) == 0 && d.registryOnly {
 		return false, fmt.Errorf("%w: %s, from the registry", ErrDigest, d.digest)
 	}
-	d.res.Refused += peers
-	d.f.Log.Warn("downloaded bytes do not match the digest; fetching from the registry", "digest", d.digest, "peers_refused", peers)
+	d.res.Refused += len(peers)
+	d.f.Log.Warn("downloaded bytes do not match the digest; fetching from the registry", "digest", d.digest, "refused_peers", peers)
 	d.registryOnly = true
 	return false, nil
 }

@@ -126,17 +126,14 @@ func (h *harness) startRegistry() error {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	h.regURL = "http://" + addr
-	h.registry = &rig.Process{Name: "registry", Path: filepath.Join(h.cfg.BinDir, "registry"),
-		Args: []string{"-listen", addr, "-store", "s3://" + bucket, "-s3-endpoint", h.s3.Endpoint(), "-shutdown-delay", "0s",
-			"-trusted-keys", h.keysFile, "-max-blob-streams", strconv.Itoa(h.cfg.Streams), "-log-level", "warn"},
-		Env: []string{"REGISTRY_TOKENS=admin:scale:" + adminToken + ",reader:fleet:" + readerToken,
-			"REGISTRY_S3_ACCESS_KEY=" + h.s3.AccessKey, "REGISTRY_S3_SECRET_KEY=" + h.s3.SecretKey},
-		LogPath: filepath.Join(h.cfg.Dir, "logs", "registry.log")}
-	if err := h.registry.Start(); err != nil {
-		return err
-	}
+	args := []string{"-listen", addr, "-store", "s3://" + bucket, "-s3-endpoint", h.s3.Endpoint(), "-shutdown-delay", "0s",
+		"-trusted-keys", h.keysFile, "-max-blob-streams", strconv.Itoa(h.cfg.Streams), "-log-level", "warn"}
+	env := []string{"REGISTRY_TOKENS=admin:scale:" + adminToken + ",reader:fleet:" + readerToken,
+		"REGISTRY_S3_ACCESS_KEY=" + h.s3.AccessKey, "REGISTRY_S3_SECRET_KEY=" + h.s3.SecretKey}
 	h.admin = &regclient.Client{BaseURL: h.regURL, Token: adminToken, HTTP: &http.Client{Timeout: 10 * time.Minute}}
-	return h.registry.WaitFor(30*time.Second, func() error { return httpOK(h.regURL + "/health/ready") })
+	h.registry, err = rig.StartHTTPService("registry", filepath.Join(h.cfg.BinDir, "registry"), args, env,
+		filepath.Join(h.cfg.Dir, "logs", "registry.log"), h.regURL+"/health/ready", nil)
+	return err
 }
 
 func (h *harness) startEdge(region string, i int) error {
@@ -146,18 +143,17 @@ func (h *harness) startEdge(region string, i int) error {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	name := fmt.Sprintf("edge-%s-%d", region, i)
-	p := &rig.Process{Name: name, Path: filepath.Join(h.cfg.BinDir, "edge"),
-		Args: []string{"-listen", addr, "-region", region, "-model", modelName, "-registry", h.regURL,
-			"-consul", h.consul.Agent("dc-" + region).HTTPAddr(), "-cache-dir", filepath.Join(h.cfg.Dir, "caches", name),
-			"-blob-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-blob-slots", strconv.Itoa(h.cfg.Slots),
-			"-trusted-keys", h.keysFile, "-rate-limit", "0", "-shutdown-delay", "0s", "-log-level", "warn"},
-		Env:     []string{"EDGE_REGISTRY_TOKEN=" + readerToken},
-		LogPath: filepath.Join(h.cfg.Dir, "logs", name+".log")}
-	if err := p.Start(); err != nil {
+	args := []string{"-listen", addr, "-region", region, "-model", modelName, "-registry", h.regURL,
+		"-consul", h.consul.Agent("dc-" + region).HTTPAddr(), "-cache-dir", filepath.Join(h.cfg.Dir, "caches", name),
+		"-blob-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-blob-slots", strconv.Itoa(h.cfg.Slots),
+		"-trusted-keys", h.keysFile, "-rate-limit", "0", "-shutdown-delay", "0s", "-log-level", "warn"}
+	p, err := rig.StartHTTPService(name, filepath.Join(h.cfg.BinDir, "edge"), args, []string{"EDGE_REGISTRY_TOKEN=" + readerToken},
+		filepath.Join(h.cfg.Dir, "logs", name+".log"), "http://"+addr+"/health/live", nil)
+	if err != nil {
 		return err
 	}
 	h.edges = append(h.edges, &edgeProc{region: region, addr: addr, proc: p})
-	return p.WaitFor(30*time.Second, func() error { return httpOK("http://" + addr + "/health/live") })
+	return nil
 }
 
 func (h *harness) stop() {
@@ -246,31 +242,10 @@ func sum(samples map[string]float64, name string) float64 {
 	return total
 }
 
-func httpOK(url string) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s answered %s", url, resp.Status)
-	}
-	return nil
-}
-
-// rss is a process's resident memory in bytes, from /proc.
+// rss is a process's resident memory in bytes (0 if unreadable).
 func rss(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	n, _ := rig.ProcStatus(pid, "VmRSS:")
+	return n
 }
 
 // moduleRoot is the directory of go.mod, found from the working directory.

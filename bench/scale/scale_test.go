@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
 // TestShortScale is make scale's short version: three regions of two real
@@ -16,7 +14,9 @@ import (
 // and no answer may be a 5xx other than a planned 503 with Retry-After.
 // Its figures are printed, not judged: the machine may be busy.
 func TestShortScale(t *testing.T) {
-	testenv.Consul(t, "dc-probe") // skips in -short; the harness starts its own
+	if testing.Short() {
+		t.Skip("real-service test: skipped in -short mode")
+	}
 	var out bytes.Buffer
 	rep, err := run(config{Dir: t.TempDir(), Regions: []string{"us-east", "eu-west", "ap-south"}, Edges: 2,
 		Followers: []int{30, 90}, Bits: 21, Streams: 64, Slots: 4, Timeout: 5 * time.Minute}, &out)

@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"verify":    {summary: "verify a model artifact's signature", run: runVerify},
 	"dns-query": {summary: "create Consul prepared queries for DNS clients, with cross-region failover", run: runDNSQuery},
 	"smoke":     {summary: "check a deployment end to end through its public endpoint", run: runSmoke},
+	"capacity":  {summary: "size a deployment (edges, registry, Consul, S3, egress) from make bench's and make scale's figures", run: runCapacity},
 	"version":   {summary: "print the version", run: runVersion},
 }
 

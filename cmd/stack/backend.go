@@ -74,7 +74,11 @@ func startReal(cfg Config) (*backend, error) {
 	b.urls = append(b.urls, [2]string{"s3", "http://" + s3srv.Endpoint() + " (bucket " + bucket + ")"})
 	b.registryArgs = []string{"-store", "s3://" + bucket, "-s3-endpoint", s3srv.Endpoint(), "-consul", first}
 	b.registryEnv = []string{"REGISTRY_S3_ACCESS_KEY=" + s3srv.AccessKey, "REGISTRY_S3_SECRET_KEY=" + s3srv.SecretKey}
-	b.edgeArgs = func(region string) []string { return []string{"-consul", consul.Agent(region).HTTPAddr()} }
+	// Each edge's blob server registers in its datacenter: a region's
+	// edges fetch a new model from one another (docs/CAPACITY.md).
+	b.edgeArgs = func(region string) []string {
+		return []string{"-consul", consul.Agent(region).HTTPAddr(), "-blob-listen", "127.0.0.1:0"}
+	}
 	b.geoArgs = []string{"-consul", first, "-datacenters", strings.Join(dcs, ",")}
 	return b, nil
 }

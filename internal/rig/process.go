@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -161,4 +162,23 @@ func StartHTTPService(name, bin string, args, env []string, logPath, readyURL st
 		return nil, err
 	}
 	return p, nil
+}
+
+// ProcStatus reads a field such as "VmRSS:" or "VmHWM:" of a process from
+// /proc, in bytes.
+func ProcStatus(pid int, field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
 }

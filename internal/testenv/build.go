@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sentimentpro/sentiment/internal/rig"
 )
 
 var (
@@ -79,22 +81,7 @@ func moduleRoot() (string, error) {
 
 // ProcStatus reads a field such as "VmRSS:" or "VmHWM:" of a process from
 // /proc, in bytes.
-func ProcStatus(pid int, field string) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
-				return 0, err
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
-}
+func ProcStatus(pid int, field string) (int64, error) { return rig.ProcStatus(pid, field) }
 
 // ResetPeakRSS clears a process's peak-RSS mark (VmHWM) so that a later
 // ProcStatus(pid, "VmHWM:") covers only what happened since.
