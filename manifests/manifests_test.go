@@ -472,13 +472,14 @@ func checkNetworkPolicies(t *testing.T, o *objects, region string) {
 	}
 	// Who may reach each workload.
 	wantIngress := map[string][]string{
-		"sentiment-edge":     {"ns:consul", "ns:ingress-nginx", "ns:monitoring", "pod:sentiment-geo"},
+		// Other edges: the blob port, for models a peer holds.
+		"sentiment-edge":     {"ns:consul", "ns:ingress-nginx", "ns:monitoring", "pod:sentiment-edge", "pod:sentiment-geo"},
 		"sentiment-registry": {"ns:consul", "ns:monitoring", "pod-label:sentiment.io/admin-client=true", "pod:sentiment-edge"},
 		"sentiment-geo":      {"any"},
 	}
 	// Which ports each workload may reach (53 is the shared DNS policy).
 	wantEgressPorts := map[string][]int32{
-		"sentiment-edge":     {8081, 8500},
+		"sentiment-edge":     {8081, 8090, 8500},
 		"sentiment-registry": {443, 8500},
 		"sentiment-geo":      {8080, 8500},
 	}
@@ -507,7 +508,7 @@ func checkNetworkPolicies(t *testing.T, o *objects, region string) {
 			}
 		}
 		slices.Sort(from)
-		if !slices.Equal(from, want) {
+		if from = slices.Compact(from); !slices.Equal(from, want) {
 			t.Errorf("%s accepts from %v, want %v", name, from, want)
 		}
 		var ports []int32
