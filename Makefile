@@ -127,6 +127,13 @@ reliability: tools ## the failure scenarios at full length and a fuzz campaign p
 	@$(GO) test -count=1 -timeout 60m ./reliability -args -full -report $(CURDIR)/bin/reliability.txt; \
 		status=$$?; cat bin/reliability.txt 2>/dev/null; exit $$status
 
+.PHONY: proto
+proto: ## regenerate oippb from the Open Inference Protocol's proto (protoc from Debian, the Go plugins pinned)
+	command -v protoc >/dev/null || apt-get install -y -q protobuf-compiler
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative oippb/grpc_predict_v2.proto
+
 .PHONY: scale
 scale: tools ## distribution at fleet scale: 3 regions × 10 edges, 250/500/1000 simulated followers, 64 MiB signed artifacts (not in CI)
 	@mkdir -p bin

@@ -187,10 +187,13 @@ func (s *Server) client(ctx *fasthttp.RequestCtx) netip.Addr {
 // address in TrustedProxies, or, with TrustClientCerts, any client whose
 // certificate verified against the deployment's CA.
 func (s *Server) fromProxy(ctx *fasthttp.RequestCtx, peer netip.Addr) bool {
-	if clientip.InAny(peer, s.cfg.TrustedProxies) {
-		return true
-	}
-	return s.cfg.TrustClientCerts && ctx.IsTLS() && tlsfiles.Verified(ctx.TLSConnectionState())
+	return s.trustsProxy(peer, ctx.IsTLS() && tlsfiles.Verified(ctx.TLSConnectionState()))
+}
+
+// trustsProxy is fromProxy for any transport: the peer's address, and
+// whether its client certificate verified.
+func (s *Server) trustsProxy(peer netip.Addr, verifiedCert bool) bool {
+	return clientip.InAny(peer, s.cfg.TrustedProxies) || s.cfg.TrustClientCerts && verifiedCert
 }
 
 // b2s views bytes as a string without copying; the string must not

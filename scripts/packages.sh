@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive for real: buildah (builds the
 # Dockerfiles offline), prometheus (promtool and the server) and chromium
-# (the console's tests drive it headless). Only what
+# (the console's tests drive it headless), python3-grpcio and
+# python3-grpc-tools (a gRPC client of the edge). Only what
 # is missing is installed; installing needs root. iproute2 and iptables make
 # the network namespaces of the reliability scenarios.
 #   scripts/packages.sh          what make test needs
@@ -34,6 +35,10 @@ bench)
   command -v iptables >/dev/null || need+=(iptables)
   command -v ip >/dev/null || need+=(iproute2)
   command -v chromium >/dev/null || need+=(chromium)
+  # gRPC clients written by someone else's tools: the conformance tests
+  # generate Python stubs from the Open Inference Protocol's proto.
+  has_py grpc || need+=(python3-grpcio)
+  has_py grpc_tools.protoc || need+=(python3-grpc-tools)
   ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -63,6 +63,7 @@ type Config struct {
 	MaxTextBytes    int
 	MaxBatch        int
 	AccessLog       float64
+	GRPCListen      string
 	BlobListen      string
 	BlobSlots       int
 	PeerWait        time.Duration
@@ -100,6 +101,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", edge.DefaultMaxTextBytes, "longest text")
 	fs.IntVar(&c.MaxBatch, "max-batch", edge.DefaultMaxBatch, "most texts per batch request")
 	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.001, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
+	fs.StringVar(&c.GRPCListen, "grpc-listen", "", "serve the Open Inference Protocol over gRPC (and grpc.health.v1) on this address, with the same TLS; empty: off")
 	fs.StringVar(&c.BlobListen, "blob-listen", "", "serve the verified artifacts this edge holds to the edges of its region on this address (registered in Consul as <service>-blobs); empty: off")
 	fs.IntVar(&c.BlobSlots, "blob-slots", 4, "artifact uploads to peers at once; past it a peer is told to ask another")
 	fs.DurationVar(&c.PeerWait, "peer-wait", 2*time.Minute, "with -consul: how long a new artifact is awaited from the region's peers (its seeder fetches it from the registry) before this edge fetches it from the registry itself")
@@ -283,6 +285,10 @@ func run(cfg Config, log *slog.Logger) error {
 		return err
 	}
 	failed := service.Go(func() error { return fsrv.Serve(ln) })
+	gs, err := startGRPC(cfg, srv, log)
+	if err != nil {
+		return err
+	}
 	serving := "none"
 	if sv := srv.Current(); sv != nil {
 		serving = sv.Version + " (" + sv.Source + ")"
@@ -295,7 +301,7 @@ func run(cfg Config, log *slog.Logger) error {
 		go func() { defer wg.Done(); syncer.Run(ctx) }()
 	}
 	shutdown := func(ctx context.Context) error {
-		return errors.Join(fsrv.ShutdownWithContext(ctx), blobs.shutdown(ctx))
+		return errors.Join(fsrv.ShutdownWithContext(ctx), blobs.shutdown(ctx), stopGRPC(ctx, gs))
 	}
 	tail := service.Serving{Failed: failed, SetDraining: srv.SetDraining, StopWork: cancel, Shutdown: shutdown, Wait: wg.Wait}
 	if reg != nil {

@@ -42,6 +42,7 @@ type Config struct {
 	Regions      []string
 	RegistryPort int
 	EdgePort     int // first edge port; one per region from here
+	EdgeGRPCPort int // first edge gRPC port; one per region from here
 	GeoPort      int
 	Model        string
 	// Real runs Consul and the S3 server (built by `make tools`).
@@ -71,6 +72,7 @@ func main() {
 	flag.StringVar(&regions, "regions", "us-east,eu-west,ap-south", "regions to run an edge for")
 	flag.IntVar(&cfg.RegistryPort, "registry-port", 8081, "registry port")
 	flag.IntVar(&cfg.EdgePort, "edge-port", 8091, "first edge port")
+	flag.IntVar(&cfg.EdgeGRPCPort, "edge-grpc-port", 9091, "first edge gRPC port (the Open Inference Protocol over gRPC)")
 	flag.IntVar(&cfg.GeoPort, "geo-port", 8080, "geo router port (the one endpoint clients use)")
 	flag.StringVar(&cfg.Model, "model", "sentiment", "model name")
 	flag.BoolVar(&cfg.Real, "real", false, "run on real Consul datacenters and the S3 server (make tools first)")
@@ -152,10 +154,13 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	var grpcURLs [][2]string
 	for i, region := range cfg.Regions {
 		addr := fmt.Sprintf("127.0.0.1:%d", cfg.EdgePort+i)
+		grpcAddr := fmt.Sprintf("127.0.0.1:%d", cfg.EdgeGRPCPort+i)
+		grpcURLs = append(grpcURLs, [2]string{"edge-" + region + " gRPC", "grpc://" + grpcAddr})
 		e, err := start(cfg, certs, "edge-"+region, certs.scheme()+"://"+addr, append(append([]string{
-			"-listen", addr, "-region", region, "-model", cfg.Model,
+			"-listen", addr, "-grpc-listen", grpcAddr, "-region", region, "-model", cfg.Model,
 			"-registry", regURL, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region), "-trusted-keys", key.pubPath,
 			"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s", "-onnxruntime-lib", cfg.ONNXRuntime,
 		}, backend.edgeArgs(region)...), certs.edgeArgs("edge-"+region)...), []string{"EDGE_REGISTRY_TOKEN=" + tokens.reader})
@@ -187,7 +192,7 @@ func run(cfg Config) error {
 	if err := waitRoutes(g, len(cfg.Regions)); err != nil {
 		return err
 	}
-	printBanner(cfg, certs, children, backend.urls, version)
+	printBanner(cfg, certs, children, append(grpcURLs, backend.urls...), version)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	exited := make(chan string, len(children))
@@ -332,13 +337,15 @@ func publishDefault(reg *child, token, name string, key signingKey) (string, err
 	return "v1", nil
 }
 
+// printBanner says what runs where: the services' URLs, then the other
+// addresses (the edges' gRPC listeners, the backends).
 func printBanner(cfg Config, certs *pki, children []*child, backendURLs [][2]string, version string) {
 	fmt.Printf("\nSentiment Analyzer Pro is running (model %s, production = %s):\n\n", cfg.Model, version)
 	for _, c := range children {
-		fmt.Printf("  %-16s %s\n", c.name, c.url)
+		fmt.Printf("  %-21s %s\n", c.name, c.url)
 	}
 	for _, u := range backendURLs {
-		fmt.Printf("  %-16s %s\n", u[0], u[1])
+		fmt.Printf("  %-21s %s\n", u[0], u[1])
 	}
 	geo := children[len(children)-1].url
 	curl, security := "curl", "Every listener is plain HTTP on loopback (make stack runs TLS on every hop)."

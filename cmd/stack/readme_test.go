@@ -73,7 +73,7 @@ func TestREADME(t *testing.T) {
 		t.Fatal(err)
 	}
 	stack := exec.Command(filepath.Join(work, "bin", "stack"), "-bin", "bin", "-dir", ".run", "-onnxruntime-lib", testenv.ONNXRuntime(t),
-		"-registry-port", fmt.Sprint(ports[0]), "-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]))
+		"-registry-port", fmt.Sprint(ports[0]), "-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]), "-edge-grpc-port", fmt.Sprint(apart(ports[2], ports[3:])))
 	stack.Dir = work
 	stdout, _ := stack.StdoutPipe()
 	stack.Stderr = stack.Stdout

@@ -46,7 +46,8 @@ func TestStack(t *testing.T) {
 			// no such guarantee, so pick a base and trust the next two.
 			state := t.TempDir()
 			args := []string{"-bin", bin, "-dir", state, "-registry-port", fmt.Sprint(ports[0]),
-				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]), "-onnxruntime-lib", testenv.ONNXRuntime(t)}
+				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]), "-edge-grpc-port", fmt.Sprint(apart(ports[2], ports[3:])),
+				"-onnxruntime-lib", testenv.ONNXRuntime(t)}
 			if real {
 				args = append(args, "-real", "-tls")
 			}
@@ -78,6 +79,9 @@ func TestStack(t *testing.T) {
 			case b := <-banner:
 				if !strings.Contains(b, "is running") {
 					t.Fatalf("stack did not start:\n%s", b)
+				}
+				if want := fmt.Sprintf("grpc://127.0.0.1:%d", apart(ports[2], ports[3:])); !strings.Contains(b, want) {
+					t.Errorf("the banner does not give the first edge's gRPC address %s:\n%s", want, b)
 				}
 			case <-time.After(90 * time.Second):
 				t.Fatal("no banner within 90s")
@@ -398,4 +402,15 @@ func onnxInOneRegion(t *testing.T, bin, state, geo string, client *http.Client, 
 	}
 	t.Logf("ONNX bundle through the geo router: %d texts, arg-max as PyTorch's, largest probability difference %.2g", n, worst)
 	sentctl(admin, "rollback", "--model", "sentiment", "--regions", "ap-south")
+}
+
+// apart is the first of candidates whose run of three ports (one per
+// region) does not overlap base's.
+func apart(base int, candidates []int) int {
+	for _, c := range candidates {
+		if c > base+2 || c+2 < base {
+			return c
+		}
+	}
+	return base + 100
 }

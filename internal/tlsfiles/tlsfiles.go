@@ -160,6 +160,21 @@ func (s Server) Listener(ln net.Listener, log *slog.Logger) (net.Listener, error
 	if !s.Enabled() {
 		return ln, nil
 	}
+	cfg, err := s.Config(log)
+	if err != nil {
+		return nil, err
+	}
+	return tls.NewListener(ln, cfg), nil
+}
+
+// Config is the server configuration of s (certificates reloaded when
+// their files change; client certificates verified when given, with
+// ClientCA), for a server that does its own TLS, such as gRPC's. Nil
+// without a certificate.
+func (s Server) Config(log *slog.Logger) (*tls.Config, error) {
+	if !s.Enabled() {
+		return nil, nil
+	}
 	certs, err := NewReloader(s.Cert, s.Key, log)
 	if err != nil {
 		return nil, err
@@ -170,7 +185,7 @@ func (s Server) Listener(ln net.Listener, log *slog.Logger) (net.Listener, error
 			return nil, fmt.Errorf("-tls-client-ca: %w", err)
 		}
 	}
-	return tls.NewListener(ln, ServerConfig(certs, clientCAs)), nil
+	return ServerConfig(certs, clientCAs), nil
 }
 
 // Verified reports whether the connection presented a client certificate
