@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,9 +10,15 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/oippb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
 // grpcSeen is what grpc_client.py prints.
@@ -62,14 +69,24 @@ func TestGRPCInferenceService(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the edge binary and a Python gRPC client")
 	}
-	ports, err := testenv.FreePorts(1)
+	ports, err := testenv.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	edge := testenv.StartEdge(t, testenv.Edge{Name: "edge", Model: modelName, Args: []string{"-grpc-listen", grpcAddr}})
+	edgeGRPC, geoGRPC := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	edge := testenv.StartEdge(t, testenv.Edge{Name: "edge", Model: modelName, Args: []string{"-grpc-listen", edgeGRPC}})
+	testenv.StartGeo(t, testenv.Geo{Static: "us-east=" + edge.Addr, Default: "us-east", WaitReady: true,
+		Args: []string{"-grpc-listen", geoGRPC, "-static-grpc", "us-east=" + edgeGRPC}})
+	for name, target := range map[string]string{"edge": edgeGRPC, "through the geo router": geoGRPC} {
+		t.Run(name, func(t *testing.T) { checkGRPCClient(t, target, edge.URL) })
+	}
+}
+
+// checkGRPCClient runs grpc_client.py against target and judges what it
+// saw; restBase is the edge's REST address, for the same texts' answers.
+func checkGRPCClient(t *testing.T, target, restBase string) {
 	texts := []string{"a great and moving film", "dull, tedious and far too long", "ok"}
-	out, err := exec.Command("/usr/bin/python3", append([]string{"grpc_client.py", "../oippb/grpc_predict_v2.proto", grpcAddr, modelName}, texts...)...).Output()
+	out, err := exec.Command("/usr/bin/python3", append([]string{"grpc_client.py", "../oippb/grpc_predict_v2.proto", target, modelName}, texts...)...).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			t.Fatalf("grpc_client.py: %v\n%s", err, ee.Stderr)
@@ -103,7 +120,7 @@ func TestGRPCInferenceService(t *testing.T) {
 	checkTensor(t, "raw probabilities", raw.Outputs["probabilities"], "FP32", []int64{1, n, 2}, 2*len(texts))
 
 	// The same texts over REST: the same labels and probabilities.
-	rest := restInfer(t, edge.URL, texts)
+	rest := restInfer(t, restBase, texts)
 	for i := range texts {
 		if typed.Outputs["label"].Data[i] != rest.label[i] || raw.Outputs["label"].Data[i] != rest.label[i] {
 			t.Errorf("text %d: gRPC labels %v / %v, REST %q", i, typed.Outputs["label"].Data[i], raw.Outputs["label"].Data[i], rest.label[i])
@@ -166,4 +183,95 @@ func restInfer(t *testing.T, base string, texts []string) restAnswer {
 		}
 	}
 	return a
+}
+
+// TestGRPCFailover: gRPC calls through the geo router keep being answered
+// when the nearest region's edge dies under them: after its breaker opens
+// (or the call fails over), no call fails, and the next region answers.
+func TestGRPCFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the edge and geo binaries")
+	}
+	ports, err := testenv.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usGRPC, euGRPC, geoGRPC := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
+	us := testenv.StartEdge(t, testenv.Edge{Name: "edge-us", Region: "us-east", Model: modelName, Args: []string{"-grpc-listen", usGRPC}})
+	eu := testenv.StartEdge(t, testenv.Edge{Name: "edge-eu", Region: "eu-west", Model: modelName, Args: []string{"-grpc-listen", euGRPC}})
+	testenv.StartGeo(t, testenv.Geo{Static: "us-east=" + us.Addr + ",eu-west=" + eu.Addr, Default: "us-east", WaitReady: true,
+		Args: []string{"-grpc-listen", geoGRPC, "-static-grpc", "us-east=" + usGRPC + ",eu-west=" + euGRPC}})
+	conn, err := grpc.NewClient(geoGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := oippb.NewGRPCInferenceServiceClient(conn)
+	req := &oippb.ModelInferRequest{ModelName: modelName, Inputs: []*oippb.ModelInferRequest_InferInputTensor{{
+		Name: "text", Datatype: "BYTES", Shape: []int64{1}, Contents: &oippb.InferTensorContents{BytesContents: [][]byte{[]byte("a fine film")}}}}}
+
+	type result struct {
+		at     time.Time
+		region string
+		err    error
+	}
+	var mu sync.Mutex
+	var results []result
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var header metadata.MD
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := client.ModelInfer(ctx, req, grpc.Header(&header))
+				cancel()
+				region := ""
+				if v := header.Get("x-served-region"); len(v) > 0 {
+					region = v[0]
+				}
+				mu.Lock()
+				results = append(results, result{time.Now(), region, err})
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	killed := time.Now()
+	us.Kill()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	var before, after, failedAfter, failedAround int
+	regionsAfter := map[string]int{}
+	for _, r := range results {
+		switch {
+		case r.at.Before(killed):
+			before++
+		case r.at.After(killed.Add(time.Second)):
+			after++
+			regionsAfter[r.region]++
+			if r.err != nil {
+				failedAfter++
+			}
+		case r.err != nil:
+			failedAround++
+		}
+	}
+	t.Logf("%d calls before the kill, %d in the second after it (%d failed), %d later (%d failed), served by %v", before,
+		len(results)-before-after, failedAround, after, failedAfter, regionsAfter)
+	if before == 0 || after == 0 {
+		t.Fatalf("too few calls to judge: %d before, %d after", before, after)
+	}
+	if failedAfter != 0 || regionsAfter["eu-west"] != after {
+		t.Errorf("after us-east's edge died: %d of %d calls failed, regions %v; want all answered by eu-west", failedAfter, after, regionsAfter)
+	}
 }

@@ -22,6 +22,9 @@ const (
 	// MetaArtifacts lists the artifacts an edge's blob server holds
 	// verified, as hex SHA-256 separated by spaces (package distrib).
 	MetaArtifacts = "artifacts"
+	// MetaGRPCPort is the port of an edge's gRPC listener (same address),
+	// which the geo router forwards gRPC calls to.
+	MetaGRPCPort = "grpc_port"
 )
 
 // Registrar keeps one instance registered with its local agent as it is

@@ -3,6 +3,8 @@ package discovery
 import (
 	"context"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -116,19 +118,42 @@ func (w *Watcher) deliver(entries []*api.ServiceEntry, index uint64) {
 // its edges this way, and an edge its peer regions.
 func FollowRegions(ctx context.Context, wg *sync.WaitGroup, c *api.Client, service string, datacenters map[string]string,
 	update func(region string, addrs []string), log *slog.Logger) {
+	FollowRegionInstances(ctx, wg, c, service, datacenters, func(region string, ins []Instance) {
+		addrs := make([]string, 0, len(ins))
+		for _, in := range ins {
+			addrs = append(addrs, in.HostPort())
+		}
+		update(region, addrs)
+	}, log)
+}
+
+// FollowRegionInstances is FollowRegions handing over the instances
+// themselves (their meta, e.g. an edge's gRPC port).
+func FollowRegionInstances(ctx context.Context, wg *sync.WaitGroup, c *api.Client, service string, datacenters map[string]string,
+	update func(region string, ins []Instance), log *slog.Logger) {
 	for region, dc := range datacenters {
 		w := &Watcher{Client: c, Service: service, Datacenter: dc, Logger: log,
 			Wait: 10 * time.Second, MinInterval: 50 * time.Millisecond,
 			OnSnapshot: func(s Snapshot) {
-				var addrs []string
+				var ins []Instance
 				for _, in := range s.Passing() {
 					if in.Meta[MetaRegion] == region {
-						addrs = append(addrs, in.HostPort())
+						ins = append(ins, in)
 					}
 				}
-				update(region, addrs)
+				update(region, ins)
 			}}
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(ctx) }()
 	}
+}
+
+// GRPCAddr is the instance's gRPC address from its MetaGRPCPort, or ""
+// when it serves no gRPC.
+func (i Instance) GRPCAddr() string {
+	port, err := strconv.Atoi(i.Meta[MetaGRPCPort])
+	if err != nil || port <= 0 || port > 65535 {
+		return ""
+	}
+	return net.JoinHostPort(i.Address, strconv.Itoa(port))
 }

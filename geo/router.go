@@ -121,6 +121,8 @@ type Router struct {
 	door   *frontdoor.Door
 	// draining fails /health/ready during shutdown.
 	draining atomic.Bool
+	// grpc holds the edges' gRPC addresses and connections.
+	grpc grpcEdges
 }
 
 // EdgeScheme is the scheme edges are reached over: http or https.
@@ -449,6 +451,22 @@ func (r *Router) route(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(append(b, "]}\n"...))
 }
 
+// Ready reports whether the router can route: not draining, and some
+// region has a healthy edge.
+func (r *Router) Ready() bool {
+	if r.draining.Load() {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, p := range r.pools {
+		if len(p.edges) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Router) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
 	if string(ctx.Path()) == "/health/ready" {
@@ -457,13 +475,7 @@ func (r *Router) health(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString(`{"status":"draining"}` + "\n")
 			return
 		}
-		r.mu.RLock()
-		n := 0
-		for _, p := range r.pools {
-			n += len(p.edges)
-		}
-		r.mu.RUnlock()
-		if n == 0 {
+		if !r.Ready() {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetBodyString(`{"status":"no healthy edge in any region"}` + "\n")
 			return

@@ -1,20 +1,22 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/edge"
 )
 
 // startGRPC serves the Open Inference Protocol over gRPC on -grpc-listen
-// with the edge's TLS (and mutual TLS); nil when off.
-func startGRPC(cfg Config, srv *edge.Server, log *slog.Logger) (*grpc.Server, error) {
+// with the edge's TLS (and mutual TLS), and puts its port in the edge's
+// Consul meta for the geo router; nil when off.
+func startGRPC(cfg Config, srv *edge.Server, reg *discovery.Registrar, log *slog.Logger) (*grpc.Server, error) {
 	if cfg.GRPCListen == "" {
 		return nil, nil
 	}
@@ -37,20 +39,11 @@ func startGRPC(cfg Config, srv *edge.Server, log *slog.Logger) (*grpc.Server, er
 		}
 	}()
 	log.Info("grpc listening", "addr", ln.Addr().String())
+	if reg != nil {
+		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		if err := reg.Update(func(r *discovery.Registration) { r.Meta[discovery.MetaGRPCPort] = port }); err != nil {
+			log.Warn("cannot register the grpc port in consul yet; will retry", "err", err)
+		}
+	}
 	return gs, nil
-}
-
-// stopGRPC lets the calls in flight finish until ctx is done, then stops.
-func stopGRPC(ctx context.Context, gs *grpc.Server) error {
-	if gs == nil {
-		return nil
-	}
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		gs.Stop()
-	}
-	return nil
 }

@@ -285,7 +285,7 @@ func run(cfg Config, log *slog.Logger) error {
 		return err
 	}
 	failed := service.Go(func() error { return fsrv.Serve(ln) })
-	gs, err := startGRPC(cfg, srv, log)
+	gs, err := startGRPC(cfg, srv, reg, log)
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func run(cfg Config, log *slog.Logger) error {
 		go func() { defer wg.Done(); syncer.Run(ctx) }()
 	}
 	shutdown := func(ctx context.Context) error {
-		return errors.Join(fsrv.ShutdownWithContext(ctx), blobs.shutdown(ctx), stopGRPC(ctx, gs))
+		return errors.Join(fsrv.ShutdownWithContext(ctx), blobs.shutdown(ctx), service.StopGRPC(ctx, gs))
 	}
 	tail := service.Serving{Failed: failed, SetDraining: srv.SetDraining, StopWork: cancel, Shutdown: shutdown, Wait: wg.Wait}
 	if reg != nil {

@@ -42,6 +42,8 @@ type Config struct {
 	Datacenters    string // region=dc,… (Consul discovery)
 	EdgeService    string
 	Static         string // region=host:port|host:port,… (no Consul)
+	GRPCListen     string
+	StaticGRPC     string // region=host:port|…: the edges' gRPC listeners (no Consul)
 	PerTryTimeout  time.Duration
 	MaxAttempts    int
 	RetryRatio     float64
@@ -65,6 +67,7 @@ type Config struct {
 	regions     []regions.Region
 	overrides   map[string]string
 	static      map[string]string // region -> addr|addr
+	staticGRPC  map[string]string // region -> addr|addr
 	datacenters map[string]string // region -> Consul datacenter
 	proxies     []netip.Prefix
 }
@@ -81,6 +84,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Datacenters, "datacenters", "", "region=datacenter pairs: follow edges in Consul")
 	fs.StringVar(&c.EdgeService, "edge-service", "sentiment-edge", "edges' Consul service name")
 	fs.StringVar(&c.Static, "static", "", "region=host:port|host:port pairs: fixed edges, health-probed (no Consul)")
+	fs.StringVar(&c.GRPCListen, "grpc-listen", "", "forward Open Inference Protocol gRPC calls on this address (same TLS as -listen); empty: off")
+	fs.StringVar(&c.StaticGRPC, "static-grpc", "", "with -static: region=host:port|host:port pairs of the edges' gRPC listeners")
 	fs.DurationVar(&c.PerTryTimeout, "per-try-timeout", 500*time.Millisecond, "timeout of one attempt")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "regions tried per request")
 	fs.Float64Var(&c.RetryRatio, "retry-ratio", 0.2, "retries allowed as a share of requests over 10 s (plus 10/s)")
@@ -108,6 +113,9 @@ func parseConfig(args []string) (Config, error) {
 	}
 	if c.overrides, err = config.Pairs(c.Overrides); err != nil {
 		return Config{}, fmt.Errorf("-overrides %w", err)
+	}
+	if c.staticGRPC, err = config.Pairs(c.StaticGRPC); err != nil {
+		return Config{}, fmt.Errorf("-static-grpc: %w", err)
 	}
 	if c.static, err = config.Pairs(c.Static); err != nil {
 		return Config{}, fmt.Errorf("-static %w", err)
@@ -204,9 +212,16 @@ func run(cfg Config, log *slog.Logger) error {
 		frontdoor.Limits{MaxBodyBytes: cfg.MaxBodyBytes, MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency})
 	frontdoor.ExportOpenConnections("geo_open_connections", srv)
 	failed := service.Go(func() error { return srv.Serve(ln) })
+	gs, err := startGRPC(cfg, router, log)
+	if err != nil {
+		return err
+	}
 	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(cfg.regions), "version", Version)
+	shutdown := func(ctx context.Context) error {
+		return errors.Join(srv.ShutdownWithContext(ctx), service.StopGRPC(ctx, gs))
+	}
 	return cfg.Drain(log, service.Serving{Failed: failed, SetDraining: router.SetDraining, StopWork: cancel,
-		Shutdown: srv.ShutdownWithContext, Wait: wg.Wait})
+		Shutdown: shutdown, Wait: wg.Wait})
 }
 
 // edgeTLS is the TLS configuration of the hop to edges; nil for plain
@@ -235,12 +250,26 @@ func follow(ctx context.Context, wg *sync.WaitGroup, cfg Config, router *geo.Rou
 			wg.Add(1)
 			go func() { defer wg.Done(); geo.Probe(ctx, router, region, addrs, 500*time.Millisecond) }()
 		}
+		for region, list := range cfg.staticGRPC {
+			router.UpdateGRPC(region, strings.Split(list, "|"))
+		}
 		return nil
 	}
 	consul, err := discovery.NewClient(cfg.ConsulAddr, cfg.ConsulToken)
 	if err != nil {
 		return err
 	}
-	discovery.FollowRegions(ctx, wg, consul, cfg.EdgeService, cfg.datacenters, router.Update, log)
+	discovery.FollowRegionInstances(ctx, wg, consul, cfg.EdgeService, cfg.datacenters, func(region string, ins []discovery.Instance) {
+		addrs := make([]string, 0, len(ins))
+		var grpcAddrs []string
+		for _, in := range ins {
+			addrs = append(addrs, in.HostPort())
+			if a := in.GRPCAddr(); a != "" {
+				grpcAddrs = append(grpcAddrs, a)
+			}
+		}
+		router.Update(region, addrs)
+		router.UpdateGRPC(region, grpcAddrs)
+	}, log)
 	return nil
 }

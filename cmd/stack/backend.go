@@ -25,14 +25,15 @@ func startBackend(cfg Config) (*backend, error) {
 	if cfg.Real {
 		return startReal(cfg)
 	}
-	var static []string
+	var static, staticGRPC []string
 	for i, region := range cfg.Regions {
 		static = append(static, fmt.Sprintf("%s=127.0.0.1:%d", region, cfg.EdgePort+i))
+		staticGRPC = append(staticGRPC, fmt.Sprintf("%s=127.0.0.1:%d", region, cfg.EdgeGRPCPort+i))
 	}
 	return &backend{
 		registryArgs: []string{"-store", "dir:" + filepath.Join(cfg.StateDir, "registry")},
 		edgeArgs:     func(string) []string { return nil },
-		geoArgs:      []string{"-static", strings.Join(static, ",")},
+		geoArgs:      []string{"-static", strings.Join(static, ","), "-static-grpc", strings.Join(staticGRPC, ",")},
 		stop:         func() {},
 	}, nil
 }

@@ -43,6 +43,7 @@ type Config struct {
 	RegistryPort int
 	EdgePort     int // first edge port; one per region from here
 	EdgeGRPCPort int // first edge gRPC port; one per region from here
+	GeoGRPCPort  int
 	GeoPort      int
 	Model        string
 	// Real runs Consul and the S3 server (built by `make tools`).
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&cfg.RegistryPort, "registry-port", 8081, "registry port")
 	flag.IntVar(&cfg.EdgePort, "edge-port", 8091, "first edge port")
 	flag.IntVar(&cfg.EdgeGRPCPort, "edge-grpc-port", 9091, "first edge gRPC port (the Open Inference Protocol over gRPC)")
+	flag.IntVar(&cfg.GeoGRPCPort, "geo-grpc-port", 9090, "geo router gRPC port (the one endpoint gRPC clients use)")
 	flag.IntVar(&cfg.GeoPort, "geo-port", 8080, "geo router port (the one endpoint clients use)")
 	flag.StringVar(&cfg.Model, "model", "sentiment", "model name")
 	flag.BoolVar(&cfg.Real, "real", false, "run on real Consul datacenters and the S3 server (make tools first)")
@@ -174,7 +176,9 @@ func run(cfg Config) error {
 	// would: this machine's clients may name themselves (X-Forwarded-For)
 	// and their routing key, so the README's rollout example can play many
 	// users from one shell. A deployment trusts only its own gateways.
-	geoArgs := append([]string{"-listen", geoAddr, "-default-region", cfg.Regions[0], "-trusted-proxies", "127.0.0.1/32",
+	geoGRPC := fmt.Sprintf("127.0.0.1:%d", cfg.GeoGRPCPort)
+	grpcURLs = append([][2]string{{"geo gRPC", "grpc://" + geoGRPC}}, grpcURLs...)
+	geoArgs := append([]string{"-listen", geoAddr, "-grpc-listen", geoGRPC, "-default-region", cfg.Regions[0], "-trusted-proxies", "127.0.0.1/32",
 		"-shutdown-delay", "0s"}, certs.geoArgs()...)
 	if cfg.MMDB != "" {
 		geoArgs = append(geoArgs, "-mmdb", cfg.MMDB)

@@ -68,12 +68,12 @@ func TestREADME(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
-	ports, err := testenv.FreePorts(5)
+	ports, err := testenv.FreePorts(6)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stack := exec.Command(filepath.Join(work, "bin", "stack"), "-bin", "bin", "-dir", ".run", "-onnxruntime-lib", testenv.ONNXRuntime(t),
-		"-registry-port", fmt.Sprint(ports[0]), "-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]), "-edge-grpc-port", fmt.Sprint(apart(ports[2], ports[3:])))
+		"-registry-port", fmt.Sprint(ports[0]), "-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]), "-edge-grpc-port", fmt.Sprint(apart(ports[2], ports[3:])), "-geo-grpc-port", fmt.Sprint(ports[5]))
 	stack.Dir = work
 	stdout, _ := stack.StdoutPipe()
 	stack.Stderr = stack.Stdout

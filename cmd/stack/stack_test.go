@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,11 @@ import (
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
+	"github.com/sentimentpro/sentiment/oippb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
 // TestStack runs what `make run` and `make stack` run, sends a prediction
@@ -38,7 +44,7 @@ func TestStack(t *testing.T) {
 			for _, pkg := range []string{"./cmd/registry", "./cmd/edge", "./cmd/geo", "./cmd/sentctl"} {
 				testenv.GoBinary(t, pkg)
 			}
-			ports, err := testenv.FreePorts(5)
+			ports, err := testenv.FreePorts(6)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +53,7 @@ func TestStack(t *testing.T) {
 			state := t.TempDir()
 			args := []string{"-bin", bin, "-dir", state, "-registry-port", fmt.Sprint(ports[0]),
 				"-geo-port", fmt.Sprint(ports[1]), "-edge-port", fmt.Sprint(ports[2]), "-edge-grpc-port", fmt.Sprint(apart(ports[2], ports[3:])),
-				"-onnxruntime-lib", testenv.ONNXRuntime(t)}
+				"-geo-grpc-port", fmt.Sprint(ports[5]), "-onnxruntime-lib", testenv.ONNXRuntime(t)}
 			if real {
 				args = append(args, "-real", "-tls")
 			}
@@ -105,6 +111,14 @@ func TestStack(t *testing.T) {
 				if resp.StatusCode != 200 || resp.Header.Get("X-Served-Region") != region || !strings.Contains(string(body), `"label":"positive"`) {
 					t.Errorf("%s: %d served by %q: %s", region, resp.StatusCode, resp.Header.Get("X-Served-Region"), body)
 				}
+			}
+			// gRPC through the geo router reaches each region too.
+			caFile := ""
+			if real {
+				caFile = filepath.Join(state, "tls", "ca.pem")
+			}
+			for _, region := range []string{"us-east", "eu-west", "ap-south"} {
+				grpcThroughGeo(t, fmt.Sprintf("127.0.0.1:%d", ports[5]), caFile, region)
 			}
 			// The operators' smoke test passes, and fails on a region
 			// that does not exist.
@@ -413,4 +427,36 @@ func apart(base int, candidates []int) int {
 		}
 	}
 	return base + 100
+}
+
+// grpcThroughGeo makes an Open Inference Protocol gRPC call through the geo
+// router at addr (TLS trusting caFile, if set), asking for region with
+// the x-region metadata, and checks the answer and who served it.
+func grpcThroughGeo(t *testing.T, addr, caFile, region string) {
+	t.Helper()
+	creds := insecure.NewCredentials()
+	if caFile != "" {
+		cfg, err := tlsfiles.ClientConfig(caFile, "", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-region", region), 10*time.Second)
+	defer cancel()
+	var header metadata.MD
+	resp, err := oippb.NewGRPCInferenceServiceClient(conn).ModelInfer(ctx, &oippb.ModelInferRequest{ModelName: "sentiment",
+		Inputs: []*oippb.ModelInferRequest_InferInputTensor{{Name: "text", Datatype: "BYTES", Shape: []int64{1},
+			Contents: &oippb.InferTensorContents{BytesContents: [][]byte{[]byte("a wonderful, moving film")}}}}}, grpc.Header(&header))
+	if err != nil {
+		t.Fatalf("gRPC through the geo router to %s: %v", region, err)
+	}
+	if got := header.Get("x-served-region"); len(got) != 1 || got[0] != region || string(resp.Outputs[0].Contents.BytesContents[0]) != "positive" {
+		t.Errorf("gRPC to %s: served by %v, answer %v", region, got, resp.Outputs)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"google.golang.org/grpc"
 
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/obs"
@@ -208,4 +209,20 @@ func Main[C any](name string, parse func(args []string) (C, error), level func(C
 		log.Error(name+" stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// StopGRPC stops a gRPC server (nil: none) gracefully, letting the calls
+// in flight finish until ctx is done, then closing what is left.
+func StopGRPC(ctx context.Context, gs *grpc.Server) error {
+	if gs == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		gs.Stop()
+	}
+	return nil
 }
