@@ -131,6 +131,7 @@ func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds 
 		return err
 	}
 	ceilAddr, edgeAddr, geoAddr := freeAddr(), freeAddr(), freeAddr()
+	edgeGRPC, geoGRPC := freeAddr(), freeAddr()
 	ceiling, err := start(self, tmp, "ceiling", "-serve-constant", ceilAddr)
 	if err != nil {
 		return err
@@ -138,7 +139,7 @@ func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds 
 	defer stop(ceiling)
 	// The edge as deployed: metrics, JSON logs, rate limiting on (set high
 	// for the bench), the embedded default model.
-	edge, err := start(edgeBin, tmp, "edge", "-listen", edgeAddr, "-region", "bench", "-rate-limit", "1e9",
+	edge, err := start(edgeBin, tmp, "edge", "-listen", edgeAddr, "-grpc-listen", edgeGRPC, "-region", "bench", "-rate-limit", "1e9",
 		"-cache-dir", filepath.Join(tmp, "cache"), "-shutdown-delay", "0s")
 	if err != nil {
 		return err
@@ -151,7 +152,8 @@ func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds 
 		return err
 	}
 	// The geo router in front of that one edge, as clients would use it.
-	geo, err := start(geoBin, tmp, "geo", "-listen", geoAddr, "-regions", "bench=0,0", "-default-region", "bench",
+	geo, err := start(geoBin, tmp, "geo", "-listen", geoAddr, "-grpc-listen", geoGRPC, "-static-grpc", "bench="+edgeGRPC,
+		"-regions", "bench=0,0", "-default-region", "bench",
 		"-static", "bench="+edgeAddr, "-shutdown-delay", "0s", "-rate-limit", "0", "-max-conns-per-ip", "0")
 	if err != nil {
 		return err
@@ -180,6 +182,7 @@ func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds 
 		takingTurns(target{url: "http://" + edgeAddr + "/v1/predict", bodies: v1}, target{url: "http://" + geoAddr + "/v1/predict", bodies: v1},
 			conns, warmup, duration, slice))
 	printRatio("geo/direct (shared cores)", direct, viaGeo, rs, "")
+	grpcRatios(infer, edgeGRPC, geoGRPC, texts, rounds, conns, warmup, duration)
 	if err := tlsFrontDoor(geoBin, tmp, geoAddr, edgeAddr, texts, conns, rounds, warmup, duration, slice); err != nil {
 		return err
 	}

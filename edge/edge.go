@@ -35,6 +35,7 @@ type Serving struct {
 	// prepare.
 	uncounted *Serving
 	counted   bool
+	stats     *inferStats // Triton's statistics, shared with the twin; made by prepare
 }
 
 // served records one prediction request this version answered.
@@ -164,6 +165,7 @@ func (s *Server) prepare(sv *Serving) {
 		return
 	}
 	sv.monitor = newMonitor(sv.Predictor.Labels(), sv.Version)
+	sv.stats = new(inferStats)
 	if b, ok := sv.Predictor.(batcher); ok {
 		registerBatcher(sv.Version, b)
 	}

@@ -81,7 +81,10 @@ func (s *Server) Infer(inf *Inference) error {
 		inf.strs = append(inf.strs, b2s(t))
 	}
 	inf.Probs = grow(inf.Probs, len(inf.Texts)*n)
-	if err := sv.Predictor.Predict(inf.strs, inf.Probs); err != nil {
+	t0 := time.Now()
+	err = sv.Predictor.Predict(inf.strs, inf.Probs)
+	sv.stats.record(len(inf.strs), time.Since(t0), err != nil)
+	if err != nil {
 		if errors.Is(err, inference.ErrOverloaded) {
 			return httperr.Wrap(fasthttp.StatusServiceUnavailable, "the model is overloaded: retry shortly", err)
 		}

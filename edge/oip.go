@@ -32,7 +32,7 @@ const supportedParameters = "binary_data_output (request), binary_data_size and 
 func (s *Server) serverMeta(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
 	b := appendField([]byte("{"), "name", "sentiment-edge", true)
 	b = appendField(b, "version", Version, false)
-	b = append(b, `,"extensions":["binary_tensor_data","model_configuration"]}`...)
+	b = append(b, `,"extensions":["binary_tensor_data","model_configuration","model_repository","statistics"]}`...)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '\n'))
 	return nil
