@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
@@ -42,28 +43,41 @@ type grpcService struct {
 	s *Server
 }
 
-// NewGRPCServer returns a gRPC server with the edge's inference service
-// and health service; opts add e.g. TLS credentials. With requireCert
+// NewGRPCServer returns a gRPC server with the edge's inference service,
+// health service and server reflection; opts add e.g. TLS credentials. With requireCert
 // (mutual TLS), a call without a verified client certificate is refused,
 // a health check excepted, as on the REST listener.
 func (s *Server) NewGRPCServer(requireCert bool, opts ...grpc.ServerOption) *grpc.Server {
 	front := s.grpcFront
+	stream := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, ss)
+	}
 	if requireCert {
 		front = func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			if !strings.HasPrefix(info.FullMethod, "/grpc.health.v1.") && !verifiedPeer(ctx) {
-				return nil, status.Error(codes.PermissionDenied, tlsfiles.NeedCert)
+			if err := needCert(ctx, info.FullMethod); err != nil {
+				return nil, err
 			}
 			return s.grpcFront(ctx, req, info, handler)
+		}
+		stream = func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if err := needCert(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return handler(srv, ss)
 		}
 	}
 	opts = append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(front),
+		grpc.ChainStreamInterceptor(stream),
 		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes),
 		grpc.MaxConcurrentStreams(256),
 	}, opts...)
 	gs := grpc.NewServer(opts...)
 	oippb.RegisterGRPCInferenceServiceServer(gs, &grpcService{s: s})
 	healthpb.RegisterHealthServer(gs, &grpcHealth{s: s})
+	// Server reflection: grpcurl and similar tools discover the services
+	// without the proto file (the protocol is public).
+	reflection.Register(gs)
 	return gs
 }
 
@@ -156,6 +170,15 @@ func (s *Server) grpcCaller(ctx context.Context, md metadata.MD, now time.Time) 
 		c.Key = []byte(k[:min(len(k), maxRoutingKey)])
 	}
 	return c
+}
+
+// needCert refuses a call without a verified client certificate, but for
+// the health service (probes present none).
+func needCert(ctx context.Context, method string) error {
+	if strings.HasPrefix(method, "/grpc.health.v1.") || verifiedPeer(ctx) {
+		return nil
+	}
+	return status.Error(codes.PermissionDenied, tlsfiles.NeedCert)
 }
 
 // verifiedPeer reports whether the call's client certificate verified

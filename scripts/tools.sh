@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real services the tests and `make stack` run (Consul, versitygw)
+# and the clients they drive (grpcurl)
 # from the Go module proxy, at the versions pinned in tools/*/go.mod, into a
 # per-user cache that a fresh clone on the same machine finds again:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/sentiment-analyzer-pro/<name>-<version>
@@ -28,3 +29,4 @@ build() {
 build consul github.com/hashicorp/consul github.com/hashicorp/consul
 build versitygw github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw
 build staticcheck honnef.co/go/tools honnef.co/go/tools/cmd/staticcheck
+build grpcurl github.com/fullstorydev/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl

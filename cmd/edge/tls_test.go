@@ -14,10 +14,20 @@ import (
 	"testing"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
+	"github.com/sentimentpro/sentiment/oippb"
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/registrytest"
 	"github.com/sentimentpro/sentiment/registry/wire"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
 // TestTLS runs the edge binary with -tls-cert and -tls-key and predicts
@@ -130,5 +140,61 @@ func TestTLSToRegistry(t *testing.T) {
 			t.Fatalf("the rotated certificate is not served 10s after the files changed: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestGRPCMutualTLS runs the edge binary with mutual TLS and -grpc-listen:
+// a call without a client certificate is PERMISSION_DENIED (reflection
+// included), a health check needs none, and a call with the deployment's
+// certificate is answered.
+func TestGRPCMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the edge binary")
+	}
+	ca := testenv.NewCA(t)
+	cert, key := testenv.IssueCert(t, ca, "edge")
+	clientCert, clientKey := testenv.IssueCert(t, ca, "client")
+	ports, err := testenv.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	testenv.StartEdge(t, testenv.Edge{Name: "edge", Args: []string{"-grpc-listen", grpcAddr},
+		TLS: &testenv.TLSFiles{Cert: cert, Key: key, ClientCA: ca.CertFile(), Client: testenv.TLSClient(t, ca, clientCert, clientKey)}})
+	dial := func(withCert bool) *grpc.ClientConn {
+		c, k := "", ""
+		if withCert {
+			c, k = clientCert, clientKey
+		}
+		cfg, err := tlsfiles.ClientConfig(ca.CertFile(), c, k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	anonymous := dial(false)
+	if _, err := oippb.NewGRPCInferenceServiceClient(anonymous).ServerReady(ctx, &oippb.ServerReadyRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a call without a client certificate: %v, want PERMISSION_DENIED", err)
+	}
+	stream, err := reflectionpb.NewServerReflectionClient(anonymous).ServerReflectionInfo(ctx)
+	if err == nil {
+		stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("reflection without a client certificate: %v, want PERMISSION_DENIED", err)
+	}
+	if r, err := healthpb.NewHealthClient(anonymous).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("a health check without a client certificate: %v %v, want SERVING", r, err)
+	}
+	if r, err := oippb.NewGRPCInferenceServiceClient(dial(true)).ServerReady(ctx, &oippb.ServerReadyRequest{}); err != nil || !r.Ready {
+		t.Errorf("a call with the deployment's certificate: %v %v", r, err)
 	}
 }
