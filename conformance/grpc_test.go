@@ -192,15 +192,8 @@ func TestGRPCFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the edge and geo binaries")
 	}
-	ports, err := testenv.FreePorts(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	usGRPC, euGRPC, geoGRPC := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
-	us := testenv.StartEdge(t, testenv.Edge{Name: "edge-us", Region: "us-east", Model: modelName, Args: []string{"-grpc-listen", usGRPC}})
-	eu := testenv.StartEdge(t, testenv.Edge{Name: "edge-eu", Region: "eu-west", Model: modelName, Args: []string{"-grpc-listen", euGRPC}})
-	testenv.StartGeo(t, testenv.Geo{Static: "us-east=" + us.Addr + ",eu-west=" + eu.Addr, Default: "us-east", WaitReady: true,
-		Args: []string{"-grpc-listen", geoGRPC, "-static-grpc", "us-east=" + usGRPC + ",eu-west=" + euGRPC}})
+	r := startGRPCRegions(t)
+	us, geoGRPC := r.us, r.geoGRPC
 	conn, err := grpc.NewClient(geoGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -274,4 +267,25 @@ func TestGRPCFailover(t *testing.T) {
 	if failedAfter != 0 || regionsAfter["eu-west"] != after {
 		t.Errorf("after us-east's edge died: %d of %d calls failed, regions %v; want all answered by eu-west", failedAfter, after, regionsAfter)
 	}
+}
+
+// grpcRegions are two regions' edges (us-east, the default, and eu-west)
+// and a geo router in front, all with gRPC listeners.
+type grpcRegions struct {
+	us              *testenv.Service
+	usGRPC, geoGRPC string
+}
+
+func startGRPCRegions(t *testing.T) grpcRegions {
+	t.Helper()
+	ports, err := testenv.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usGRPC, euGRPC, geoGRPC := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
+	us := testenv.StartEdge(t, testenv.Edge{Name: "edge-us", Region: "us-east", Model: modelName, Args: []string{"-grpc-listen", usGRPC}})
+	eu := testenv.StartEdge(t, testenv.Edge{Name: "edge-eu", Region: "eu-west", Model: modelName, Args: []string{"-grpc-listen", euGRPC}})
+	testenv.StartGeo(t, testenv.Geo{Static: "us-east=" + us.Addr + ",eu-west=" + eu.Addr, Default: "us-east", WaitReady: true,
+		Args: []string{"-grpc-listen", geoGRPC, "-static-grpc", "us-east=" + usGRPC + ",eu-west=" + euGRPC}})
+	return grpcRegions{us: us, usGRPC: usGRPC, geoGRPC: geoGRPC}
 }

@@ -1,14 +1,12 @@
 package conformance
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/sentimentpro/sentiment/internal/rig"
-	"github.com/sentimentpro/sentiment/internal/testenv"
 )
 
 // TestGRPCExamples runs docs/EDGE.md's grpcurl lines against an edge and
@@ -26,15 +24,7 @@ func TestGRPCExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := testenv.FreePorts(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	usGRPC, euGRPC, geoGRPC := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
-	us := testenv.StartEdge(t, testenv.Edge{Name: "edge-us", Region: "us-east", Model: modelName, Args: []string{"-grpc-listen", usGRPC}})
-	eu := testenv.StartEdge(t, testenv.Edge{Name: "edge-eu", Region: "eu-west", Model: modelName, Args: []string{"-grpc-listen", euGRPC}})
-	testenv.StartGeo(t, testenv.Geo{Static: "us-east=" + us.Addr + ",eu-west=" + eu.Addr, Default: "us-east", WaitReady: true,
-		Args: []string{"-grpc-listen", geoGRPC, "-static-grpc", "us-east=" + usGRPC + ",eu-west=" + euGRPC}})
+	r := startGRPCRegions(t)
 	lines := strings.Split(string(doc), "\n")
 	ran := 0
 	for i, line := range lines {
@@ -45,7 +35,7 @@ func TestGRPCExamples(t *testing.T) {
 		if !ok {
 			t.Fatalf("docs/EDGE.md:%d: a grpcurl line without a \"# →\" line after it", i+1)
 		}
-		cmdline := strings.NewReplacer("127.0.0.1:9091", usGRPC, "127.0.0.1:9090", geoGRPC, "grpcurl ", grpcurl+" ").Replace(line)
+		cmdline := strings.NewReplacer("127.0.0.1:9091", r.usGRPC, "127.0.0.1:9090", r.geoGRPC, "grpcurl ", grpcurl+" ").Replace(line)
 		cmd := exec.Command("sh", "-c", cmdline)
 		cmd.Dir = ".."
 		out, err := cmd.CombinedOutput()

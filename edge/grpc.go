@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -119,8 +121,9 @@ func (s *Server) grpcFront(ctx context.Context, req any, info *grpc.UnaryServerI
 	st := grpcStatus(err)
 	method := info.FullMethod[lastSlash(info.FullMethod)+1:]
 	seconds := time.Since(start).Seconds()
-	metrics.GetOrCreateCounter(`edge_grpc_requests_total{method="` + method + `",code="` + st.Code().String() + `"}`).Inc()
-	metrics.GetOrCreatePrometheusHistogramExt(`edge_grpc_request_duration_seconds{method="`+method+`"}`, latencyBuckets).Update(seconds)
+	gm := grpcMetricsFor(method)
+	gm.count(st.Code()).Inc()
+	gm.latency.Update(seconds)
 	if c := st.Code(); c == codes.Internal || c == codes.Unavailable || c == codes.ResourceExhausted {
 		s.log.Warn("grpc call failed", "request_id", id, "trace_id", tc.TraceIDString(), "method", method, "code", c.String(),
 			"err", st.Message(), "client", obs.TruncateIP(call.caller.Client.String()))
@@ -133,6 +136,38 @@ func (s *Server) grpcFront(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, st.Err()
 	}
 	return resp, nil
+}
+
+// grpcMetrics are one method's series, made once: edge_grpc_requests_total
+// by code and edge_grpc_request_duration_seconds.
+type grpcMetrics struct {
+	method  string
+	latency *metrics.PrometheusHistogram
+	codes   [17]atomic.Pointer[metrics.Counter] // by codes.Code, OK to Unauthenticated
+}
+
+var grpcMethods sync.Map // method -> *grpcMetrics
+
+func grpcMetricsFor(method string) *grpcMetrics {
+	if m, ok := grpcMethods.Load(method); ok {
+		return m.(*grpcMetrics)
+	}
+	m := &grpcMetrics{method: method,
+		latency: metrics.GetOrCreatePrometheusHistogramExt(`edge_grpc_request_duration_seconds{method="`+method+`"}`, latencyBuckets)}
+	actual, _ := grpcMethods.LoadOrStore(method, m)
+	return actual.(*grpcMetrics)
+}
+
+func (m *grpcMetrics) count(code codes.Code) *metrics.Counter {
+	if int(code) >= len(m.codes) {
+		code = codes.Unknown
+	}
+	if c := m.codes[code].Load(); c != nil {
+		return c
+	}
+	c := metrics.GetOrCreateCounter(`edge_grpc_requests_total{method="` + m.method + `",code="` + code.String() + `"}`)
+	m.codes[code].Store(c)
+	return c
 }
 
 // grpcAdmit applies the client's rate limit, as REST's front door does.
@@ -247,26 +282,9 @@ func (g *grpcService) ServerReady(context.Context, *oippb.ServerReadyRequest) (*
 	return &oippb.ServerReadyResponse{Ready: g.s.Ready()}, nil
 }
 
-// model is the version a call names (name and optional version): the
-// split's stable one, or a held one.
+// model is the version a call names, as REST's routes find it.
 func (g *grpcService) model(name, version string) (*Serving, error) {
-	s := g.s
-	sv := s.current.Load()
-	if name != s.cfg.ModelName {
-		return nil, httperr.New(fasthttp.StatusNotFound, "model %q not found (this edge serves %q)", name, s.cfg.ModelName)
-	}
-	if sv == nil {
-		return nil, httperr.New(fasthttp.StatusServiceUnavailable, "model %q is not loaded yet", name)
-	}
-	if version == "" || version == sv.Version {
-		return sv, nil
-	}
-	for _, held := range s.held() {
-		if held.Version == version {
-			return held, nil
-		}
-	}
-	return nil, httperr.New(fasthttp.StatusNotFound, "version %q of model %q not found (serving %q)", version, name, sv.Version)
+	return g.s.model(g.s.current.Load(), name, version)
 }
 
 func (g *grpcService) ModelReady(_ context.Context, req *oippb.ModelReadyRequest) (*oippb.ModelReadyResponse, error) {

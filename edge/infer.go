@@ -109,19 +109,7 @@ func (s *Server) pick(inf *Inference) (*Serving, error) {
 	if stable == nil {
 		return nil, noModel()
 	}
-	sv := s.choose(stable, inf.Caller)
-	if inf.Version == "" || inf.Version == sv.Version {
-		return sv, nil
-	}
-	for _, held := range s.held() {
-		if held.Version == inf.Version {
-			if !sv.counted { // past its share of a rollout's figures
-				return held.uncounted, nil
-			}
-			return held, nil
-		}
-	}
-	return nil, httperr.New(fasthttp.StatusNotFound, "version %q of model %q not found (serving %q)", inf.Version, s.cfg.ModelName, stable.Version)
+	return s.model(s.choose(stable, inf.Caller), s.cfg.ModelName, inf.Version)
 }
 
 // grow returns b resized to n, reusing its array when it can.

@@ -44,6 +44,13 @@ func (s *Server) serverMeta(ctx *fasthttp.RequestCtx, _ *Serving, _ string) erro
 func (s *Server) servedModel(ctx *fasthttp.RequestCtx, sv *Serving) (*Serving, error) {
 	name, _ := ctx.UserValue("name").(string)
 	version, _ := ctx.UserValue("version").(string)
+	return s.model(sv, name, version)
+}
+
+// model is the version a call names (name, and version when not empty),
+// given sv, the version the split chose: sv itself, or the held version
+// named (uncounted when sv is).
+func (s *Server) model(sv *Serving, name, version string) (*Serving, error) {
 	if name != s.cfg.ModelName {
 		return nil, httperr.New(fasthttp.StatusNotFound, "model %q not found (this edge serves %q)", name, s.cfg.ModelName)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -190,19 +189,11 @@ func (r *Router) grpcAttempts(ss grpc.ServerStream, method string, req *rawFrame
 		if err != nil || conn == nil || pool == nil {
 			continue
 		}
-		if attempts > 0 {
-			if pool.breaker.State() == gobreaker.StateOpen {
-				continue
-			}
-			if !r.budget.allowRetry(sec) {
-				break
-			}
+		done, verdict := r.admit(pool, attempts, sec)
+		if verdict == stopTrying {
+			break
 		}
-		done, err := pool.breaker.Allow()
-		if err != nil {
-			if attempts > 0 {
-				r.budget.refund(sec)
-			}
+		if verdict == skipRegion {
 			continue
 		}
 		attempts++

@@ -353,22 +353,12 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, v frontdoor.Visit) (relayed boo
 		if up == nil {
 			continue // no healthy edge: skip at once
 		}
-		if attempts > 0 {
-			if pool.breaker.State() == gobreaker.StateOpen {
-				continue // an open breaker costs no retry
-			}
-			if !r.budget.allowRetry(sec) {
-				lastErr = errors.New("retry budget exhausted")
-				break
-			}
+		done, verdict := r.admit(pool, attempts, sec)
+		if verdict == stopTrying {
+			lastErr = errors.New("retry budget exhausted")
+			break
 		}
-		done, err := pool.breaker.Allow()
-		if err != nil {
-			// Open, or its one half-open probe is out: the region is
-			// skipped without an attempt, so no retry is spent on it.
-			if attempts > 0 {
-				r.budget.refund(sec)
-			}
+		if verdict == skipRegion {
 			continue
 		}
 		attempts++
@@ -378,7 +368,7 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, v frontdoor.Visit) (relayed boo
 		}
 		// Each attempt is a span of the request's trace.
 		forward.Attempt(req, r.scheme, up.addr, tc.Child())
-		err = r.forward(ctx, up, t0)
+		err := r.forward(ctx, up, t0)
 		done(err)
 		end := time.Now()
 		pool.latency.Update(end.Sub(t0).Seconds())
@@ -402,6 +392,36 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, v frontdoor.Visit) (relayed boo
 	frontdoor.WriteError(ctx, httperr.Wrap(fasthttp.StatusServiceUnavailable, "no healthy region could answer", lastErr), id)
 	observe(fasthttp.StatusServiceUnavailable, time.Since(start))
 	return false
+}
+
+// Verdicts of admit.
+const (
+	tryRegion = iota
+	skipRegion
+	stopTrying
+)
+
+// admit decides whether a request that made attempts so far tries pool's
+// region: its breaker must allow it and, for a retry, the retry budget.
+// An open breaker, or one whose half-open probe is out, skips the region
+// without spending a retry. done reports the attempt's outcome.
+func (r *Router) admit(pool *regionPool, attempts int, sec int64) (done func(error), verdict int) {
+	if attempts > 0 {
+		if pool.breaker.State() == gobreaker.StateOpen {
+			return nil, skipRegion
+		}
+		if !r.budget.allowRetry(sec) {
+			return nil, stopTrying
+		}
+	}
+	done, err := pool.breaker.Allow()
+	if err != nil {
+		if attempts > 0 {
+			r.budget.refund(sec)
+		}
+		return nil, skipRegion
+	}
+	return done, tryRegion
 }
 
 // forward proxies one attempt to an edge. X-Request-ID and the rest of the

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
-	"net"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/sentimentpro/sentiment/geo"
+	"github.com/sentimentpro/sentiment/internal/service"
 )
 
 // startGRPC forwards gRPC calls on -grpc-listen with the router's TLS;
@@ -17,24 +15,6 @@ func startGRPC(cfg Config, router *geo.Router, log *slog.Logger) (*grpc.Server, 
 	if cfg.GRPCListen == "" {
 		return nil, nil
 	}
-	ln, err := net.Listen("tcp", cfg.GRPCListen)
-	if err != nil {
-		return nil, fmt.Errorf("cannot listen on -grpc-listen %s: %w", cfg.GRPCListen, err)
-	}
-	var opts []grpc.ServerOption
-	tlsCfg, err := cfg.TLS.Config(log)
-	if err != nil {
-		return nil, err
-	}
-	if tlsCfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
-	}
-	gs := router.NewGRPCServer(opts...)
-	go func() {
-		if err := gs.Serve(ln); err != nil {
-			log.Error("grpc listener stopped", "err", err)
-		}
-	}()
-	log.Info("geo router forwarding grpc", "addr", ln.Addr().String())
-	return gs, nil
+	gs, _, err := service.ServeGRPC(cfg.GRPCListen, cfg.TLS, router.NewGRPCServer, log)
+	return gs, err
 }

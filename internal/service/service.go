@@ -22,9 +22,11 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/sentimentpro/sentiment/discovery"
 	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 )
 
 // Flags are the settings every service binary has.
@@ -225,4 +227,31 @@ func StopGRPC(ctx context.Context, gs *grpc.Server) error {
 		gs.Stop()
 	}
 	return nil
+}
+
+// ServeGRPC listens on addr and serves the gRPC server newServer makes,
+// with the listener TLS of tlsServer (none without a certificate), until
+// the server stops. It returns the server and the address it listens on.
+func ServeGRPC(addr string, tlsServer tlsfiles.Server, newServer func(...grpc.ServerOption) *grpc.Server, log *slog.Logger) (*grpc.Server, *net.TCPAddr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot listen on -grpc-listen %s: %w", addr, err)
+	}
+	var opts []grpc.ServerOption
+	tlsCfg, err := tlsServer.Config(log)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	gs := newServer(opts...)
+	go func() {
+		if err := gs.Serve(ln); err != nil {
+			log.Error("grpc listener stopped", "err", err)
+		}
+	}()
+	log.Info("grpc listening", "addr", ln.Addr().String())
+	return gs, ln.Addr().(*net.TCPAddr), nil
 }
