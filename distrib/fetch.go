@@ -268,6 +268,12 @@ func (d *download) pick(ctx context.Context) (Source, error) {
 			return free[rand.IntN(len(free))], nil
 		case hs.Seed:
 			return f.Registry, nil
+		case len(hs.Peers) > 0 && soonest.IsZero():
+			// Every holder failed or lied to this fetch: waiting for
+			// another would be waiting for the same ones.
+			peerFallbacks.Inc()
+			f.Log.Warn("every peer holding the artifact failed; fetching from the registry", "digest", d.digest)
+			return f.Registry, nil
 		case soonest.IsZero() && wait <= 0:
 			peerFallbacks.Inc()
 			f.Log.Warn("no peer of the region holds the artifact; fetching from the registry", "digest", d.digest,
@@ -320,11 +326,14 @@ func (d *download) copyFrom(ctx context.Context, src Source) (done bool, err err
 		d.res.Resumed++
 		fetchResumes(src.Kind()).Inc()
 	}
-	want := int64(-1)
-	if size >= 0 {
+	want, limit := int64(-1), int64(-1)
+	switch {
+	case size >= 0:
 		want = size - d.off
+	case d.f.MaxBytes > 0:
+		limit = d.f.MaxBytes - d.off // a source that does not say the size is held to the largest allowed
 	}
-	n, err := copyWatched(io.MultiWriter(d.t, d.h), body, want, d.f.Stall, cancel)
+	n, err := copyWatched(io.MultiWriter(d.t, d.h), body, want, limit, d.f.Stall, cancel)
 	d.off += n
 	d.res.Bytes[src.Kind()] += n
 	fetchBytes(src.Kind()).Add(int(n))
@@ -363,8 +372,9 @@ func (d *download) check(last Source) (bool, error) {
 }
 
 // copyWatched copies until EOF, or want bytes when want >= 0 (more is an
-// error), calling stop when the source sends nothing for stall.
-func copyWatched(w io.Writer, r io.Reader, want int64, stall time.Duration, stop func()) (int64, error) {
+// error), at most limit bytes when limit >= 0, calling stop when the
+// source sends nothing for stall.
+func copyWatched(w io.Writer, r io.Reader, want, limit int64, stall time.Duration, stop func()) (int64, error) {
 	timer := time.AfterFunc(stall, stop)
 	defer timer.Stop()
 	buf := make([]byte, 256<<10)
@@ -375,6 +385,9 @@ func copyWatched(w io.Writer, r io.Reader, want int64, stall time.Duration, stop
 		if m > 0 {
 			if want >= 0 && n+int64(m) > want {
 				return n, fmt.Errorf("source sent more than the %d bytes it announced", want)
+			}
+			if limit >= 0 && n+int64(m) > limit {
+				return n, fmt.Errorf("source sent more than the %d bytes an artifact may have", limit)
 			}
 			if _, werr := w.Write(buf[:m]); werr != nil {
 				return n, fmt.Errorf("cannot write the artifact: %w", werr)

@@ -296,3 +296,34 @@ type memTarget struct{ b *bytes.Buffer }
 func (m *memTarget) Write(p []byte) (int, error)  { return m.b.Write(p) }
 func (m *memTarget) Held() (io.ReadCloser, error) { return nil, nil }
 func (m *memTarget) Reset() error                 { m.b.Reset(); return nil }
+
+// endlessPeer answers every artifact with bytes that never end and no
+// length: a peer gone wrong, or hostile.
+type endlessPeer struct{ distrib.Peer }
+
+func (endlessPeer) Name() string { return "peer endless" }
+
+func (endlessPeer) Open(context.Context, string, int64) (io.ReadCloser, int64, error) {
+	return io.NopCloser(zeros{}), -1, nil
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestBoundsASourceWithoutALength: bytes from a peer that does not say how
+// many it sends stop at MaxBytes; the peer is dropped and the artifact
+// comes from the registry.
+func TestBoundsASourceWithoutALength(t *testing.T) {
+	data, digest, reg := publishedArtifact(t, registry.Config{})
+	finder := &staticFinder{h: distrib.Holders{Peers: []distrib.Source{endlessPeer{}}, Sources: 1}}
+	f := &distrib.Fetcher{Registry: distrib.Registry{Client: reg.Reader}, Finder: finder, MaxBytes: int64(len(data)) + 1000}
+	var out bytes.Buffer
+	res, err := f.Fetch(context.Background(), digest, &memTarget{&out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), data) || res.Bytes["peer"] > int64(len(data))+1000 {
+		t.Errorf("fetch %+v: want at most MaxBytes from the endless peer, then the artifact", res)
+	}
+}
