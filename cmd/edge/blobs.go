@@ -62,10 +62,10 @@ func startBlobServer(cfg Config, consul *api.Client, edgeReg *discovery.Registra
 	}
 	path := func(digest string) string { return edge.BlobPath(cfg.CacheDir, digest) }
 	srv := &distrib.Server{Path: path, Slots: cfg.BlobSlots}
-	// No write timeout: an upload of a large artifact is long; a peer that
-	// stops reading holds one slot until its connection dies.
+	// The write timeout bounds how long a peer that stops reading holds an
+	// upload slot: 10 minutes is 250 MiB at under half a megabyte a second.
 	b := &blobServer{http: &http.Server{Handler: cfg.TLS.RequireClientCert(srv.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+		WriteTimeout: 10 * time.Minute, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	go func() {
 		if err := b.http.Serve(ln); err != nil && err != http.ErrServerClosed {
 			log.Error("blob server stopped; peers fetch elsewhere", "err", err)
