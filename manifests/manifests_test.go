@@ -481,7 +481,7 @@ func checkNetworkPolicies(t *testing.T, o *objects, region string) {
 	wantEgressPorts := map[string][]int32{
 		"sentiment-edge":     {8081, 8090, 8500},
 		"sentiment-registry": {443, 8500},
-		"sentiment-geo":      {8080, 8500},
+		"sentiment-geo":      {8080, 8500, 9000},
 	}
 	// Edges admit the geo routers of every other region.
 	for other, cidr := range egressRanges {
