@@ -220,7 +220,7 @@ func (r *Router) grpcAttempts(ss grpc.ServerStream, method string, req *rawFrame
 		pool.ok.Inc()
 		header.Set("x-served-region", region)
 		header.Set("x-failovers", strconv.Itoa(failovers))
-		header.Set("x-request-id", id)
+		header.Delete("x-request-id") // already set, and the edge's is the same
 		ss.SetHeader(header)
 		ss.SetTrailer(trailer)
 		if err != nil {
