@@ -284,11 +284,13 @@ func run(cfg Config, log *slog.Logger) error {
 	if ln, err = cfg.TLS.Listener(ln, log); err != nil {
 		return err
 	}
-	failed := service.Go(func() error { return fsrv.Serve(ln) })
+	// The gRPC listener is bound before the HTTP one serves: once the
+	// edge answers its readiness probe, both take calls.
 	gs, err := startGRPC(cfg, srv, reg, log)
 	if err != nil {
 		return err
 	}
+	failed := service.Go(func() error { return fsrv.Serve(ln) })
 	serving := "none"
 	if sv := srv.Current(); sv != nil {
 		serving = sv.Version + " (" + sv.Source + ")"

@@ -211,11 +211,13 @@ func run(cfg Config, log *slog.Logger) error {
 	srv := router.Server(frontdoor.RequireClientCert(cfg.TLS, router.Handler()),
 		frontdoor.Limits{MaxBodyBytes: cfg.MaxBodyBytes, MaxConnsPerIP: cfg.MaxConnsPerIP, Concurrency: cfg.Concurrency})
 	frontdoor.ExportOpenConnections("geo_open_connections", srv)
-	failed := service.Go(func() error { return srv.Serve(ln) })
+	// The gRPC listener is bound before the HTTP one serves: once the
+	// router answers its readiness probe, both take calls.
 	gs, err := startGRPC(cfg, router, log)
 	if err != nil {
 		return err
 	}
+	failed := service.Go(func() error { return srv.Serve(ln) })
 	log.Info("geo router listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.Scheme(), "edges_over", router.EdgeScheme(), "regions", len(cfg.regions), "version", Version)
 	shutdown := func(ctx context.Context) error {
 		return errors.Join(srv.ShutdownWithContext(ctx), service.StopGRPC(ctx, gs))
