@@ -78,7 +78,10 @@ type grpcEdges struct {
 }
 
 // UpdateGRPC replaces a region's edges' gRPC addresses (from Consul: the
-// grpc_port meta of its healthy edges).
+// grpc_port meta of its healthy edges). Connections to edges no region
+// lists any more are closed: edges come and go with their addresses.
+// An edge dropped for a moment (a failing check) is dialled again when it
+// comes back.
 func (r *Router) UpdateGRPC(region string, addrs []string) {
 	g := &r.grpc
 	g.mu.Lock()
@@ -87,6 +90,18 @@ func (r *Router) UpdateGRPC(region string, addrs []string) {
 		g.addrs = map[string][]string{}
 	}
 	g.addrs[region] = addrs
+	listed := map[string]bool{}
+	for _, list := range g.addrs {
+		for _, a := range list {
+			listed[a] = true
+		}
+	}
+	for a, c := range g.conns {
+		if !listed[a] {
+			c.Close()
+			delete(g.conns, a)
+		}
+	}
 }
 
 // grpcConn returns a connection to one of region's edges, at random.

@@ -131,11 +131,18 @@ func (r *Router) EdgeScheme() string { return r.scheme }
 // SetDraining turns readiness off before a graceful shutdown.
 func (r *Router) SetDraining(d bool) { r.draining.Store(d) }
 
-// Close stops background work (the rate limiter's sweeper).
+// Close stops background work (the rate limiter's sweeper) and closes
+// the gRPC connections to edges.
 func (r *Router) Close() {
 	if r.door.Limiter != nil {
 		r.door.Limiter.Close()
 	}
+	r.grpc.mu.Lock()
+	defer r.grpc.mu.Unlock()
+	for _, c := range r.grpc.conns {
+		c.Close()
+	}
+	r.grpc.conns, r.grpc.addrs = nil, nil
 }
 
 // NewRouter returns a router with no edges yet; feed it with Update.

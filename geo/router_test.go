@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/geo/regions"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
@@ -426,5 +427,28 @@ func TestHTTP10ClientsDoNotCloseTheEdgeConnection(t *testing.T) {
 	// The router's pipeline to the edge survived the HTTP/1.0 requests.
 	if n := conns.Load(); n > 2 {
 		t.Errorf("the edge saw %d connections for 10 requests, 5 of them HTTP/1.0: the router's connection was closed under them", n)
+	}
+}
+
+// TestGRPCConnectionsFollowTheEdges: a connection to an edge no region
+// lists any more is closed and forgotten.
+func TestGRPCConnectionsFollowTheEdges(t *testing.T) {
+	r := NewRouter(Config{Locator: &Locator{Regions: []regions.Region{{Name: "us-east"}, {Name: "eu-west"}}}, Logger: quiet})
+	defer r.Close()
+	r.UpdateGRPC("us-east", []string{"127.0.0.1:1"})
+	r.UpdateGRPC("eu-west", []string{"127.0.0.1:2"})
+	if _, _, err := r.grpcConn("us-east"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.grpcConn("eu-west"); err != nil {
+		t.Fatal(err)
+	}
+	r.UpdateGRPC("us-east", []string{"127.0.0.1:3"})
+	r.grpc.mu.RLock()
+	_, old := r.grpc.conns["127.0.0.1:1"]
+	_, kept := r.grpc.conns["127.0.0.1:2"]
+	r.grpc.mu.RUnlock()
+	if old || !kept {
+		t.Errorf("after us-east's edge moved: old connection kept %v, eu-west's kept %v; want false, true", old, kept)
 	}
 }
