@@ -119,7 +119,7 @@ func (s *Server) grpcFront(ctx context.Context, req any, info *grpc.UnaryServerI
 		resp, err = handler(context.WithValue(ctx, grpcCallKey{}, call), req)
 	}
 	st := grpcStatus(err)
-	method := info.FullMethod[lastSlash(info.FullMethod)+1:]
+	method := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
 	seconds := time.Since(start).Seconds()
 	gm := grpcMetricsFor(method)
 	gm.count(st.Code()).Inc()
@@ -232,15 +232,6 @@ func firstMD(md metadata.MD, key string) string {
 		return v[0]
 	}
 	return ""
-}
-
-func lastSlash(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '/' {
-			return i
-		}
-	}
-	return -1
 }
 
 // grpcStatus maps an error of the edge (an httperr.Error, or a status
