@@ -135,11 +135,12 @@ func (ad *admin) rolloutStatus(ctx context.Context, c wire.Channel) wire.Status 
 		}
 		for _, e := range entries {
 			in := discovery.InstanceFrom(dc, e)
-			if in.Meta[discovery.MetaModel] != c.Model || in.Meta[discovery.MetaChannel] != c.Channel {
+			served, ok := discovery.ServedFrom(in.Meta, c.Model, c.Channel)
+			if !ok {
 				continue
 			}
 			addInstance(byRegion, c, in.Meta[discovery.MetaRegion], dc, wire.InstanceStatus{ID: in.ID, Address: in.HostPort(), Health: in.Status,
-				Version: in.Meta[discovery.MetaVersion], Digest: in.Meta[discovery.MetaDigest]})
+				Version: served.Version, Digest: served.Digest})
 		}
 	}
 	return withRegions(st, byRegion)

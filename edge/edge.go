@@ -6,8 +6,10 @@
 package edge
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +28,8 @@ type Serving struct {
 	Digest    string
 	Source    string // "registry", "cache", "embedded" or "file"
 	LoadedAt  time.Time
+	// Bytes is the artifact's size: what the memory budget counts.
+	Bytes int64
 
 	monitor   monitor  // made by prepare
 	answer    []byte   // ,"model":…,"version":…,"region":… of every answer; made by prepare
@@ -58,8 +62,15 @@ func (sv *Serving) observe(label int, score float32, textBytes int) {
 
 // Config is the serving configuration, built in main.
 type Config struct {
-	Region    string
-	ModelName string // name the /v2 routes answer to
+	Region string
+	// Models are the names of the models this edge serves, each from its
+	// own channel (a Slot each); the first is the default, the one
+	// /v1/predict answers without "model". Default: "sentiment".
+	Models []string
+	// MemoryBudget bounds the bytes of the model versions held at once
+	// (every model's stable version and candidate, and one being loaded);
+	// a version that does not fit is refused with the reason. 0: no bound.
+	MemoryBudget int64
 	// Size limits: the whole body, one text, texts in a batch.
 	MaxBodyBytes int
 	MaxTextBytes int
@@ -97,22 +108,18 @@ const (
 	DefaultMaxBatch     = 64
 )
 
-// Server serves predictions from the current model.
+// Server serves predictions from the models it holds, one Slot each.
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	current  atomic.Pointer[Serving]
+	slots    []*Slot          // in Config.Models' order: slots[0] is the default
+	byName   map[string]*Slot // read only after NewServer
 	draining atomic.Bool
-	// refused is the last version the syncer refused, and why: readiness
-	// says it, so an operator sees why a promote did not arrive.
-	refused atomic.Pointer[Refusal]
-	// loading is the version being fetched, verified and warmed up.
-	loading atomic.Pointer[Loading]
-	door    *frontdoor.Door
-	// candidate is a second version during a staged rollout (split.go).
-	candidate atomic.Pointer[Candidate]
-	shadow    *shadow
-	weigh     *ratelimit.Limiter // RolloutClientRate, or nil
+	door     *frontdoor.Door
+	shadow   *shadow
+	weigh    *ratelimit.Limiter // RolloutClientRate, or nil
+	budget   budget
+	cache    blobKeeper
 }
 
 // NewServer returns a server with no model; call Swap to give it one.
@@ -126,13 +133,22 @@ func NewServer(cfg Config) *Server {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
-	if cfg.ModelName == "" {
-		cfg.ModelName = "sentiment"
+	if len(cfg.Models) == 0 {
+		cfg.Models = []string{"sentiment"}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge")}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "edge"), byName: map[string]*Slot{}}
+	s.budget.limit = cfg.MemoryBudget
+	for _, name := range cfg.Models {
+		if s.byName[name] != nil {
+			continue
+		}
+		sl := &Slot{name: name, srv: s}
+		s.slots = append(s.slots, sl)
+		s.byName[name] = sl
+	}
 	s.door = &frontdoor.Door{IDs: obs.NewRequestIDs(), Access: frontdoor.AccessLog{Rate: cfg.AccessLogSample, Log: s.log},
 		TLS: cfg.TLS, RatePerMinute: cfg.RatePerMinute, Limited: rateLimited}
 	s.shadow = newShadow()
@@ -145,17 +161,35 @@ func NewServer(cfg Config) *Server {
 	return s
 }
 
-// Swap makes sv the model every new request uses and returns the previous
-// one. Requests already running finish on the model they started with.
+// Swap makes sv the version of its model (sv.Name; "" is the default
+// model) that every new request uses, and returns the previous one.
 func (s *Server) Swap(sv *Serving) *Serving {
-	s.prepare(sv)
-	old := s.current.Swap(sv)
-	modelLoaded.Set(1)
-	modelSwaps.Inc()
-	setModelInfo(sv)
-	s.retire(old)
-	return old
+	sl := s.slotOf(sv.Name)
+	if sv.Name == "" {
+		sv.Name = sl.name
+	}
+	return sl.Swap(sv)
 }
+
+// slotOf is the slot of a model this server was built to serve ("": the
+// default). Any other name is a programming error.
+func (s *Server) slotOf(name string) *Slot {
+	if name == "" {
+		return s.slots[0]
+	}
+	sl := s.byName[name]
+	if sl == nil {
+		panic(fmt.Sprintf("edge: model %q is not one this server serves (%s)", name, strings.Join(s.cfg.Models, ", ")))
+	}
+	return sl
+}
+
+// Slot is the slot of the model called name, or nil if this server does
+// not serve it.
+func (s *Server) Slot(name string) *Slot { return s.byName[name] }
+
+// Slots are the models this server serves, the default first.
+func (s *Server) Slots() []*Slot { return s.slots }
 
 // prepare readies sv to serve, once: its metric series, and the part of
 // every answer that names the model, its version and this region (built
@@ -164,10 +198,10 @@ func (s *Server) prepare(sv *Serving) {
 	if sv.answer != nil { // serving already, or held as a candidate
 		return
 	}
-	sv.monitor = newMonitor(sv.Predictor.Labels(), sv.Version)
+	sv.monitor = newMonitor(sv.Name, sv.Predictor.Labels(), sv.Version)
 	sv.stats = new(inferStats)
 	if b, ok := sv.Predictor.(batcher); ok {
-		registerBatcher(sv.Version, b)
+		registerBatcher(sv.Name, sv.Version, b)
 	}
 	for _, l := range sv.Predictor.Labels() {
 		sv.labelKeys = append(sv.labelKeys, append(httperr.AppendJSONString(nil, l), ':'))
@@ -182,12 +216,31 @@ func (s *Server) prepare(sv *Serving) {
 	twin.uncounted = &twin
 }
 
-// Current returns the serving model, or nil before the first one.
-func (s *Server) Current() *Serving { return s.current.Load() }
+// Current returns the default model's serving version, or nil before the
+// first one.
+func (s *Server) Current() *Serving { return s.slots[0].Current() }
 
-// Ready reports whether the edge should receive traffic: it has a verified
-// model and is not draining.
-func (s *Server) Ready() bool { return s.current.Load() != nil && !s.draining.Load() }
+// SetCandidate puts c beside the default model's serving version (nil
+// removes it): Slot.SetCandidate of the first model.
+func (s *Server) SetCandidate(c *Candidate) error { return s.slots[0].SetCandidate(c) }
+
+// Candidate is the default model's rollout candidate, or nil.
+func (s *Server) Candidate() *Candidate { return s.slots[0].Candidate() }
+
+// Ready reports whether the edge should receive traffic: every model it
+// serves has a verified version (as Triton's strict readiness has it), and
+// it is not draining.
+func (s *Server) Ready() bool { return s.unready() == nil && !s.draining.Load() }
+
+// unready is the first model with no version yet, or nil.
+func (s *Server) unready() *Slot {
+	for _, sl := range s.slots {
+		if sl.current.Load() == nil {
+			return sl
+		}
+	}
+	return nil
+}
 
 // Refusal is a version the edge refused to serve.
 type Refusal struct {
@@ -202,14 +255,6 @@ type Loading struct {
 	Version string    `json:"version"`
 	Since   time.Time `json:"since"`
 }
-
-// Refused records that version was refused, and why.
-func (s *Server) Refused(version string, err error) {
-	s.refused.Store(&Refusal{Version: version, Reason: err.Error(), At: time.Now().UTC()})
-}
-
-// LastRefusal is the last version refused, or nil.
-func (s *Server) LastRefusal() *Refusal { return s.refused.Load() }
 
 // SetDraining turns readiness off before a graceful shutdown.
 func (s *Server) SetDraining(d bool) { s.draining.Store(d) }

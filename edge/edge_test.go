@@ -506,7 +506,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	want := map[string]bool{
 		`edge_requests_total{route="/v1/predict",code="200"}`:                  false,
 		`edge_requests_total{route="/v1/predict",code="400"}`:                  false,
-		`edge_predictions_total{label="positive",version="v1"}`:                false,
+		`edge_predictions_total{label="positive",model="sentiment",version="v1"}`: false,
 		`edge_request_duration_seconds_bucket{route="/v1/predict",le="0.005"}`: false,
 		`edge_model_loaded`: false,
 	}
@@ -540,7 +540,7 @@ func TestMetricsSeries(t *testing.T) {
 	call(t, c, "POST", "/v1/predict/batch", `{"texts":["good","bad"]}`)
 	body := call(t, c, "GET", "/metrics", "").body
 
-	v := `version="series-test"`
+	v := `model="sentiment",version="series-test"`
 	want := map[string]string{
 		`edge_version_requests_total{` + v + `}`:                              "3",
 		`edge_version_errors_total{` + v + `}`:                                "0",

@@ -275,7 +275,7 @@ func (g *grpcService) ServerReady(context.Context, *oippb.ServerReadyRequest) (*
 
 // model is the version a call names, as REST's routes find it.
 func (g *grpcService) model(name, version string) (*Serving, error) {
-	return g.s.model(g.s.current.Load(), name, version)
+	return g.s.model(name, version)
 }
 
 func (g *grpcService) ModelReady(_ context.Context, req *oippb.ModelReadyRequest) (*oippb.ModelReadyResponse, error) {
@@ -297,7 +297,7 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *oippb.ModelMetadataR
 	}
 	type tm = oippb.ModelMetadataResponse_TensorMetadata
 	return &oippb.ModelMetadataResponse{
-		Name: g.s.cfg.ModelName, Versions: []string{sv.Version}, Platform: sv.Predictor.Platform(),
+		Name: sv.Name, Versions: []string{sv.Version}, Platform: sv.Predictor.Platform(),
 		Inputs: []*tm{{Name: "text", Datatype: "BYTES", Shape: []int64{-1}}},
 		Outputs: []*tm{{Name: "label", Datatype: "BYTES", Shape: []int64{-1}}, {Name: "score", Datatype: "FP32", Shape: []int64{-1}},
 			{Name: "probabilities", Datatype: "FP32", Shape: []int64{-1, int64(len(sv.Predictor.Labels()))}}},
@@ -326,12 +326,12 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *oippb.ModelInferReque
 	call, _ := ctx.Value(grpcCallKey{}).(grpcCall)
 	inf := newInference(call.caller)
 	defer inf.release()
-	inf.Version = req.GetModelVersion()
+	inf.Model, inf.Version = req.GetModelName(), req.GetModelVersion()
 	inf.Texts = append(inf.Texts, texts...)
 	if err := s.Infer(inf); err != nil {
 		return nil, err
 	}
-	resp := &oippb.ModelInferResponse{ModelName: s.cfg.ModelName, ModelVersion: inf.Serving.Version, Id: req.GetId()}
+	resp := &oippb.ModelInferResponse{ModelName: inf.Serving.Name, ModelVersion: inf.Serving.Version, Id: req.GetId()}
 	for _, which := range outputs {
 		out, data := grpcOutput(which, shape, inf, raw)
 		resp.Outputs = append(resp.Outputs, out)

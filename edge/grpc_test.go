@@ -47,7 +47,7 @@ func textRequest(texts ...string) *oippb.ModelInferRequest {
 // a model or while draining, SERVING otherwise; an unknown service is
 // NOT_FOUND.
 func TestGRPCHealthFollowsReadiness(t *testing.T) {
-	srv := NewServer(Config{Region: "eu-west", ModelName: "sentiment", Logger: quiet})
+	srv := NewServer(Config{Region: "eu-west", Logger: quiet})
 	health := healthpb.NewHealthClient(startGRPC(t, srv))
 	ctx := context.Background()
 	check := func(service string) healthpb.HealthCheckResponse_ServingStatus {
@@ -77,7 +77,7 @@ func TestGRPCHealthFollowsReadiness(t *testing.T) {
 // calls as to REST (RESOURCE_EXHAUSTED), too many texts are refused, and
 // a caller's request ID comes back in the header metadata.
 func TestGRPCLimitsAndIDs(t *testing.T) {
-	srv := NewServer(Config{Region: "eu-west", ModelName: "sentiment", Logger: quiet, RatePerMinute: 60, RateBurst: 2, MaxBatch: 4})
+	srv := NewServer(Config{Region: "eu-west", Logger: quiet, RatePerMinute: 60, RateBurst: 2, MaxBatch: 4})
 	srv.Swap(defaultServing(t))
 	client := oippb.NewGRPCInferenceServiceClient(startGRPC(t, srv))
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "my-request-7")

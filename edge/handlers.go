@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -101,11 +100,12 @@ func (s *Server) FastHTTPServer() *fasthttp.Server {
 // request's header name, so the hot path skips normalising it again.
 var forwardedForKey = []byte("X-Forwarded-For")
 
-// wrap serves a route that reads the serving model without predicting:
-// sv is the model at the time of the request (nil before the first).
+// wrap serves a route that reads the models held without predicting: sv
+// is the default model's version at the time of the request (nil before
+// the first).
 func (s *Server) wrap(route string, h handler) fasthttp.RequestHandler {
 	return s.front(route, false, func(ctx *fasthttp.RequestCtx, id string, _ Caller) (*Serving, error) {
-		return nil, h(ctx, s.current.Load(), id)
+		return nil, h(ctx, s.Current(), id)
 	})
 }
 
@@ -147,7 +147,7 @@ func (s *Server) front(route string, predicts bool, serve func(ctx *fasthttp.Req
 		}
 		var served *Serving
 		if err == nil {
-			if predicts && s.cfg.Peers != nil && s.current.Load() == nil {
+			if predicts && s.cfg.Peers != nil && s.Current() == nil {
 				err = s.forwardToPeer(ctx, &v)
 			} else {
 				served, err = serve(ctx, v.ID, c)
@@ -166,7 +166,11 @@ func (s *Server) front(route string, predicts bool, serve func(ctx *fasthttp.Req
 			served.served(ctx.Response.StatusCode(), seconds)
 		}
 		if v.Logged {
-			s.door.Leave(ctx, v, s.client(ctx), "route", route)
+			if served != nil {
+				s.door.Leave(ctx, v, s.client(ctx), "route", route, "model", served.Name, "model_version", served.Version)
+			} else {
+				s.door.Leave(ctx, v, s.client(ctx), "route", route)
+			}
 		}
 	}
 }
@@ -208,10 +212,6 @@ func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 var parsers fastjson.ParserPool
 
-func noModel() error {
-	return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet")
-}
-
 // checkText applies the text rules shared by every prediction route.
 func (s *Server) checkText(text []byte, what string) error {
 	switch {
@@ -240,9 +240,9 @@ func parseObject(p *fastjson.Parser, body []byte, like string) (*fastjson.Object
 }
 
 // predictFields parses a /v1/predict body with the full JSON parser:
-// "text" (required) and "explain"; anything else is a 400. text views p's
-// buffer.
-func predictFields(p *fastjson.Parser, body []byte) (text []byte, explain bool, err error) {
+// "text" (required), "model" and "explain"; anything else is a 400. text
+// views p's buffer.
+func predictFields(p *fastjson.Parser, body []byte, inf *Inference) (text []byte, explain bool, err error) {
 	obj, err := parseObject(p, body, `{"text": "..."}`)
 	if err != nil {
 		return nil, false, err
@@ -250,6 +250,8 @@ func predictFields(p *fastjson.Parser, body []byte) (text []byte, explain bool, 
 	hasText := false
 	err = eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
 		switch string(key) {
+		case "model":
+			ferr = modelField(val, inf)
 		case "text":
 			if text, ferr = val.StringBytes(); ferr != nil {
 				ferr = httperr.New(fasthttp.StatusBadRequest, `"text" must be a string`)
@@ -277,7 +279,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, inf *Inference, id string) er
 		p := parsers.Get()
 		defer parsers.Put(p) // text views p's buffer until predict returns
 		var err error
-		if text, explain, err = predictFields(p, ctx.PostBody()); err != nil {
+		if text, explain, err = predictFields(p, ctx.PostBody(), inf); err != nil {
 			return err
 		}
 	}
@@ -292,7 +294,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, inf *Inference, id string) er
 	if explain {
 		ex, ok := inf.Serving.Predictor.(inference.Explainer)
 		if !ok {
-			return httperr.New(fasthttp.StatusBadRequest, "model %q (%s) cannot explain its predictions", s.cfg.ModelName, inf.Serving.Predictor.Platform())
+			return httperr.New(fasthttp.StatusBadRequest, "model %q (%s) cannot explain its predictions", inf.Serving.Name, inf.Serving.Predictor.Platform())
 		}
 		explained = ex.Explain(string(text), 5)
 	}
@@ -304,6 +306,17 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx, inf *Inference, id string) er
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '}', '\n'))
+	return nil
+}
+
+// modelField reads a request's "model": the name of a model this edge
+// serves (checked by Infer).
+func modelField(val *fastjson.Value, inf *Inference) error {
+	name, err := val.StringBytes()
+	if err != nil || len(name) == 0 {
+		return httperr.New(fasthttp.StatusBadRequest, `"model" must be a model's name`)
+	}
+	inf.Model = b2s(name)
 	return nil
 }
 
@@ -353,14 +366,16 @@ func (s *Server) predictBatch(ctx *fasthttp.RequestCtx, inf *Inference, id strin
 	}
 	var texts []*fastjson.Value
 	ferr := eachField(obj, func(key []byte, val *fastjson.Value) (ferr error) {
-		if string(key) != "texts" {
-			ferr = httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
-			return
+		switch string(key) {
+		case "model":
+			return modelField(val, inf)
+		case "texts":
+			if texts, ferr = val.Array(); ferr != nil {
+				ferr = httperr.New(fasthttp.StatusBadRequest, `"texts" must be an array of strings`)
+			}
+			return ferr
 		}
-		if texts, ferr = val.Array(); ferr != nil {
-			ferr = httperr.New(fasthttp.StatusBadRequest, `"texts" must be an array of strings`)
-		}
-		return ferr
+		return httperr.New(fasthttp.StatusBadRequest, "unknown field %q", key)
 	})
 	if ferr != nil {
 		return ferr
@@ -406,48 +421,70 @@ func (s *Server) live(ctx *fasthttp.RequestCtx, _ *Serving, id string) error {
 	return nil
 }
 
-// notReady says why the edge should not take traffic; nil when it should.
-func (s *Server) notReady(sv *Serving) error {
+// notReady says why the edge should not take traffic; nil when it
+// should: it is not draining and every model it serves has a version.
+func (s *Server) notReady() error {
 	if s.draining.Load() {
 		return httperr.New(fasthttp.StatusServiceUnavailable, "draining")
 	}
-	if sv == nil {
-		if l := s.loading.Load(); l != nil {
-			return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet: loading version %q (fetching, checking, warming up)", l.Version)
-		}
-		if r := s.refused.Load(); r != nil {
-			return httperr.New(fasthttp.StatusServiceUnavailable, "no model loaded yet: version %q was refused: %s", r.Version, r.Reason)
-		}
-		return noModel()
+	if sl := s.unready(); sl != nil {
+		return sl.notLoaded()
 	}
 	return nil
 }
 
 // protocolReady is /v2/health/ready: {"ready": true}, or as the protocol
 // has it a 4xx with "ready": false.
-func (s *Server) protocolReady(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
-	return writeHealth(ctx, `{"ready":`, s.notReady(sv), id)
+func (s *Server) protocolReady(ctx *fasthttp.RequestCtx, _ *Serving, id string) error {
+	return writeHealth(ctx, `{"ready":`, s.notReady(), id)
+}
+
+// modelState is one model in /health/ready.
+type modelState struct {
+	Name        string     `json:"name"`
+	Version     string     `json:"version"`
+	Digest      string     `json:"digest"`
+	Source      string     `json:"source"`
+	Candidate   string     `json:"candidate,omitempty"`
+	Loading     *Loading   `json:"loading,omitempty"`
+	LastRefused *Refusal   `json:"last_refused,omitempty"`
+	MiB         float64    `json:"mib"`
+	LoadedAt    *time.Time `json:"loaded_at,omitempty"`
+}
+
+func (sl *Slot) state() modelState {
+	st := modelState{Name: sl.name, Loading: sl.loading.Load(), LastRefused: sl.refused.Load()}
+	if sv := sl.current.Load(); sv != nil {
+		st.Version, st.Digest, st.Source, st.MiB, st.LoadedAt = sv.Version, sv.Digest, sv.Source, mib(sv.Bytes), &sv.LoadedAt
+	}
+	if c := sl.candidate.Load(); c != nil {
+		st.Candidate = c.Serving.Version
+	}
+	return st
 }
 
 // ready is /health/ready, for Consul and Kubernetes: 503 when not ready,
-// else what is served.
-func (s *Server) ready(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
-	if err := s.notReady(sv); err != nil {
+// else what is served: the default model's version at the top (as before
+// an edge served several) and every model's in "models".
+func (s *Server) ready(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
+	if err := s.notReady(); err != nil {
 		return err
 	}
-	b := appendField([]byte(`{"ready":true,"status":"ready"`), "model", sv.Name, false)
-	b = appendField(b, "version", sv.Version, false)
-	b = appendField(b, "digest", sv.Digest, false)
-	b = appendField(b, "source", sv.Source, false)
-	if l := s.loading.Load(); l != nil {
-		loading, _ := json.Marshal(l)
-		b = append(append(b, `,"loading":`...), loading...)
+	models := make([]modelState, len(s.slots))
+	for i, sl := range s.slots {
+		models[i] = sl.state()
 	}
-	if r := s.refused.Load(); r != nil {
-		refused, _ := json.Marshal(r)
-		b = append(append(b, `,"last_refused":`...), refused...)
-	}
-	ctx.SetContentType("application/json")
-	ctx.SetBody(append(b, '}', '\n'))
-	return nil
+	first := models[0]
+	return writeJSON(ctx, struct {
+		Ready       bool         `json:"ready"`
+		Status      string       `json:"status"`
+		Model       string       `json:"model"`
+		Version     string       `json:"version"`
+		Digest      string       `json:"digest"`
+		Source      string       `json:"source"`
+		Loading     *Loading     `json:"loading,omitempty"`
+		LastRefused *Refusal     `json:"last_refused,omitempty"`
+		Models      []modelState `json:"models"`
+		Budget      *budgetState `json:"memory_budget,omitempty"`
+	}{true, "ready", first.Name, first.Version, first.Digest, first.Source, first.Loading, first.LastRefused, models, s.budgetState()})
 }

@@ -3,6 +3,7 @@ package edge
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,10 +29,11 @@ type Caller struct {
 }
 
 // Inference is one request to the inference core. The transport fills
-// Caller, Version and Texts (checked: valid UTF-8 within the limits); Infer
-// fills the rest. Inferences are pooled: see newInference.
+// Caller, Model, Version and Texts (checked: valid UTF-8 within the
+// limits); Infer fills the rest. Inferences are pooled: see newInference.
 type Inference struct {
 	Caller  Caller
+	Model   string   // the model asked for; "" is the edge's default model
 	Version string   // a held version the caller names; "" lets the split choose
 	Texts   [][]byte // views of the request's buffers, valid until it ends
 
@@ -71,7 +73,7 @@ func (inf *Inference) release() {
 // predicts every text, records the predictions in that version's figures
 // and offers each text to a candidate's shadow.
 func (s *Server) Infer(inf *Inference) error {
-	sv, err := s.pick(inf)
+	sl, sv, err := s.pick(inf)
 	if err != nil {
 		return err
 	}
@@ -96,20 +98,49 @@ func (s *Server) Infer(inf *Inference) error {
 		best := inference.ArgMax(row)
 		inf.Best = append(inf.Best, best)
 		sv.observe(best, row[best], len(t))
-		s.offer(sv, t, best)
+		sl.offer(sv, t, best)
 	}
 	return nil
 }
 
-// pick is the version that answers inf: the held version it names, else
-// the split's choice. Past the caller's share of a rollout's figures it is
-// the version's uncounted twin.
-func (s *Server) pick(inf *Inference) (*Serving, error) {
-	stable := s.current.Load()
-	if stable == nil {
-		return nil, noModel()
+// pick is the model inf asks for and the version that answers it: the
+// held version it names, else the split's choice. Past the caller's share
+// of a rollout's figures it is the version's uncounted twin.
+func (s *Server) pick(inf *Inference) (*Slot, *Serving, error) {
+	sl := s.slots[0]
+	if inf.Model != "" {
+		var err error
+		if sl, err = s.lookup(inf.Model); err != nil {
+			return nil, nil, err
+		}
 	}
-	return s.model(s.choose(stable, inf.Caller), s.cfg.ModelName, inf.Version)
+	stable := sl.current.Load()
+	if stable == nil {
+		return nil, nil, sl.notLoaded()
+	}
+	sv, err := sl.version(sl.choose(stable, inf.Caller), inf.Version)
+	return sl, sv, err
+}
+
+// lookup is the slot of the model called name, or a 404 naming the
+// models this edge serves.
+func (s *Server) lookup(name string) (*Slot, error) {
+	if sl := s.byName[name]; sl != nil {
+		return sl, nil
+	}
+	return nil, httperr.New(fasthttp.StatusNotFound, "model %q not found (this edge serves %s)", name, s.modelList())
+}
+
+// modelList names the models served, quoted, for messages.
+func (s *Server) modelList() string {
+	var b []byte
+	for i, sl := range s.slots {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendQuote(b, sl.name)
+	}
+	return string(b)
 }
 
 // grow returns b resized to n, reusing its array when it can.

@@ -121,7 +121,7 @@ func TestInferServesAnyPredictor(t *testing.T) {
 	if err := srv.SetCandidate(&Candidate{Serving: &Serving{Predictor: threeLabels{flip: true}, Name: "sentiment", Version: "three-flipped"}, ShadowRate: 1}); err != nil {
 		t.Fatal(err)
 	}
-	disagree := agreement("three-flipped", false)
+	disagree := agreement(&Serving{Name: "sentiment", Version: "three-flipped"}, false)
 	for i := range 20 {
 		text := []string{"great", "awful"}[i%2]
 		if r := call(t, c, "POST", "/v1/predict", `{"text":"`+text+`"}`, "X-Routing-Key", "user-"+strconv.Itoa(i)); !strings.Contains(r.body, `"version":"three-v1"`) {

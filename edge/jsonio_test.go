@@ -81,7 +81,7 @@ func FuzzPlainText(f *testing.F) {
 		if !ok {
 			return
 		}
-		full, explain, err := predictFields(&p, body)
+		full, explain, err := predictFields(&p, body, new(Inference))
 		if err != nil || explain || !bytes.Equal(text, full) {
 			t.Fatalf("%q: plain text %q, full parser %q, explain %v, %v", body, text, full, explain, err)
 		}

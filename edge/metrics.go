@@ -32,12 +32,13 @@ var (
 	lastSync = metrics.NewGauge(`edge_model_sync_last_success_timestamp_seconds`, nil)
 )
 
-// modelInfo is the edge_model_info series of the serving model: one series
-// with value 1, replaced on every swap, so dashboards can count edges per
-// version and region (the region is the scrape target's label).
+// modelInfo is the edge_model_info series of each model's serving
+// version: one series per model with value 1, replaced on every swap, so
+// dashboards can count edges per version and region (the region is the
+// scrape target's label).
 var modelInfo struct {
-	mu   sync.Mutex
-	name string
+	mu     sync.Mutex
+	byName map[string]string // model -> its series
 }
 
 func setModelInfo(sv *Serving) {
@@ -45,10 +46,13 @@ func setModelInfo(sv *Serving) {
 		sv.Name, sv.Version, sv.Digest, sv.Source, sv.Predictor.Platform())
 	modelInfo.mu.Lock()
 	defer modelInfo.mu.Unlock()
-	if modelInfo.name != "" && modelInfo.name != name {
-		metrics.UnregisterMetric(modelInfo.name)
+	if modelInfo.byName == nil {
+		modelInfo.byName = map[string]string{}
 	}
-	modelInfo.name = name
+	if old := modelInfo.byName[sv.Name]; old != "" && old != name {
+		metrics.UnregisterMetric(old)
+	}
+	modelInfo.byName[sv.Name] = name
 	metrics.GetOrCreateGauge(name, nil).Set(1)
 }
 
@@ -123,16 +127,17 @@ func (m *monitor) served(code int, seconds float64) {
 	m.latency.Update(seconds)
 }
 
-func newMonitor(labels []string, version string) monitor {
+func newMonitor(model string, labels []string, version string) monitor {
 	m := monitor{labels: make([]*metrics.Counter, len(labels))}
-	m.requests = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_requests_total{version=%q}`, version))
-	m.errors = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_version_errors_total{version=%q}`, version))
-	m.latency = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_version_request_duration_seconds{version=%q}`, version), latencyBuckets)
+	mv := fmt.Sprintf(`model=%q,version=%q`, model, version)
+	m.requests = metrics.GetOrCreateCounter(`edge_version_requests_total{` + mv + `}`)
+	m.errors = metrics.GetOrCreateCounter(`edge_version_errors_total{` + mv + `}`)
+	m.latency = metrics.GetOrCreatePrometheusHistogramExt(`edge_version_request_duration_seconds{`+mv+`}`, latencyBuckets)
 	for i := range m.labels {
-		m.labels[i] = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,version=%q}`, labels[i], version))
+		m.labels[i] = metrics.GetOrCreateCounter(fmt.Sprintf(`edge_predictions_total{label=%q,%s}`, labels[i], mv))
 	}
-	m.score = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_score_ratio{version=%q}`, version), scoreBuckets)
-	m.textBytes = metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`edge_prediction_text_bytes{version=%q}`, version), textBytesBuckets)
+	m.score = metrics.GetOrCreatePrometheusHistogramExt(`edge_prediction_score_ratio{`+mv+`}`, scoreBuckets)
+	m.textBytes = metrics.GetOrCreatePrometheusHistogramExt(`edge_prediction_text_bytes{`+mv+`}`, textBytesBuckets)
 	return m
 }
 
@@ -143,26 +148,22 @@ func breakerState(name string) *metrics.Gauge {
 }
 
 // batcherSeries are a queued predictor's counters (an ONNX model's
-// batcher), per version, read at each scrape.
-func batcherSeries(version string) []string {
-	return []string{
-		fmt.Sprintf(`edge_batcher_runs_total{version=%q}`, version),
-		fmt.Sprintf(`edge_batcher_texts_total{version=%q}`, version),
-		fmt.Sprintf(`edge_batcher_overloaded_total{version=%q}`, version),
-		fmt.Sprintf(`edge_batcher_queue_length{version=%q}`, version),
-	}
+// batcher), per model and version, read at each scrape.
+func batcherSeries(model, version string) []string {
+	mv := fmt.Sprintf(`{model=%q,version=%q}`, model, version)
+	return []string{`edge_batcher_runs_total` + mv, `edge_batcher_texts_total` + mv, `edge_batcher_overloaded_total` + mv, `edge_batcher_queue_length` + mv}
 }
 
-func registerBatcher(version string, b batcher) {
-	series := batcherSeries(version)
+func registerBatcher(model, version string, b batcher) {
+	series := batcherSeries(model, version)
 	metrics.GetOrCreateGauge(series[0], func() float64 { return float64(b.Stats().Batches) })
 	metrics.GetOrCreateGauge(series[1], func() float64 { return float64(b.Stats().Texts) })
 	metrics.GetOrCreateGauge(series[2], func() float64 { return float64(b.Stats().Rejected) })
 	metrics.GetOrCreateGauge(series[3], func() float64 { return float64(b.QueueLength()) })
 }
 
-func unregisterBatcher(version string) {
-	for _, name := range batcherSeries(version) {
+func unregisterBatcher(model, version string) {
+	for _, name := range batcherSeries(model, version) {
 		metrics.UnregisterMetric(name)
 	}
 }

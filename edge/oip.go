@@ -39,54 +39,31 @@ func (s *Server) serverMeta(ctx *fasthttp.RequestCtx, _ *Serving, _ string) erro
 }
 
 // servedModel checks the {name} and optional {version} path parameters
-// against the models held, and returns the one to use: sv, or the held
-// version the path names (the stable one or a rollout's candidate).
-func (s *Server) servedModel(ctx *fasthttp.RequestCtx, sv *Serving) (*Serving, error) {
+// against the models held, and returns the version to use: the model's
+// stable version, or the held version the path names (the stable one or a
+// rollout's candidate).
+func (s *Server) servedModel(ctx *fasthttp.RequestCtx) (*Serving, error) {
 	name, _ := ctx.UserValue("name").(string)
 	version, _ := ctx.UserValue("version").(string)
-	return s.model(sv, name, version)
+	return s.model(name, version)
 }
 
-// model is the version a call names (name, and version when not empty),
-// given sv, the version the split chose: sv itself, or the held version
-// named (uncounted when sv is).
-func (s *Server) model(sv *Serving, name, version string) (*Serving, error) {
-	if name != s.cfg.ModelName {
-		return nil, httperr.New(fasthttp.StatusNotFound, "model %q not found (this edge serves %q)", name, s.cfg.ModelName)
+// model is the version a call names: the model's stable version, or with
+// version the held version of that name.
+func (s *Server) model(name, version string) (*Serving, error) {
+	sl, err := s.lookup(name)
+	if err != nil {
+		return nil, err
 	}
-	if sv == nil {
-		return nil, httperr.New(fasthttp.StatusServiceUnavailable, "model %q is not loaded yet", name)
-	}
-	if version == "" || version == sv.Version {
-		return sv, nil
-	}
-	for _, held := range s.held() {
-		if held.Version == version {
-			if !sv.counted { // past its share of a rollout's figures
-				return held.uncounted, nil
-			}
-			return held, nil
-		}
-	}
-	return nil, httperr.New(fasthttp.StatusNotFound, "version %q of model %q not found (serving %q)", version, name, sv.Version)
+	return sl.version(sl.current.Load(), version)
 }
 
-// held returns the versions this edge holds: the stable one and, during a
-// rollout, the candidate.
-func (s *Server) held() []*Serving {
-	out := []*Serving{s.current.Load()}
-	if c := s.candidate.Load(); c != nil {
-		out = append(out, c.Serving)
-	}
-	return out
-}
-
-func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
-	sv, err := s.servedModel(ctx, sv)
+func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
+	sv, err := s.servedModel(ctx)
 	if err != nil {
 		return err
 	}
-	b := appendField([]byte("{"), "name", s.cfg.ModelName, true)
+	b := appendField([]byte("{"), "name", sv.Name, true)
 	b = append(b, `,"versions":[`...)
 	b = httperr.AppendJSONString(b, sv.Version)
 	b = append(b, ']')
@@ -107,12 +84,12 @@ func (s *Server) modelMeta(ctx *fasthttp.RequestCtx, sv *Serving, _ string) erro
 // Triton's clients and perf_analyzer read beside the metadata.
 // max_batch_size 0: the model takes tensors of any shape, and its first
 // dimension is not a batch one Triton would add or strip.
-func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
-	sv, err := s.servedModel(ctx, sv)
+func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
+	sv, err := s.servedModel(ctx)
 	if err != nil {
 		return err
 	}
-	b := appendField([]byte("{"), "name", s.cfg.ModelName, true)
+	b := appendField([]byte("{"), "name", sv.Name, true)
 	b = appendField(b, "platform", sv.Predictor.Platform(), false)
 	backend := ""
 	if sv.Predictor.Platform() == onnxmodel.Platform {
@@ -133,12 +110,13 @@ func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, sv *Serving, _ string) er
 // modelReady answers {"name", "ready"}: 200 when ready and, as the
 // protocol has it, a 4xx with "ready": false when the model is not (an
 // unknown model or version stays a 404 error).
-func (s *Server) modelReady(ctx *fasthttp.RequestCtx, sv *Serving, id string) error {
-	_, err := s.servedModel(ctx, sv)
+func (s *Server) modelReady(ctx *fasthttp.RequestCtx, _ *Serving, id string) error {
+	_, err := s.servedModel(ctx)
 	if code, _ := httperr.From(err); code == fasthttp.StatusNotFound {
 		return err
 	}
-	return writeHealth(ctx, `{"name":`+httperr.Quote(s.cfg.ModelName)+`,"ready":`, err, id)
+	name, _ := ctx.UserValue("name").(string)
+	return writeHealth(ctx, `{"name":`+httperr.Quote(name)+`,"ready":`, err, id)
 }
 
 // writeHealth answers a protocol health route: prefix and true with 200,
@@ -485,9 +463,10 @@ var scratches = sync.Pool{New: func() any { return new(inferScratch) }}
 func (s *Server) infer(ctx *fasthttp.RequestCtx, inf *Inference, _ string) error {
 	// The path first: a model or version this edge does not hold is a 404
 	// whatever the body.
-	if _, err := s.servedModel(ctx, s.current.Load()); err != nil {
+	if _, err := s.servedModel(ctx); err != nil {
 		return err
 	}
+	inf.Model, _ = ctx.UserValue("name").(string)
 	inf.Version, _ = ctx.UserValue("version").(string)
 	p := parsers.Get()
 	defer parsers.Put(p)
@@ -505,7 +484,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, inf *Inference, _ string) error
 	if err := s.Infer(inf); err != nil {
 		return err
 	}
-	b := appendField(append(sc.out[:0], '{'), "model_name", s.cfg.ModelName, true)
+	b := appendField(append(sc.out[:0], '{'), "model_name", inf.Serving.Name, true)
 	b = appendField(b, "model_version", inf.Serving.Version, false)
 	if req.hasID {
 		b = appendField(b, "id", b2s(req.id), false)

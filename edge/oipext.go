@@ -57,43 +57,55 @@ type modelStats struct {
 // statsOf is sv's statistics: success and compute_infer are the time in
 // the model; the edge has no queue or separate input and output steps
 // (an ONNX model's batching queue is inside the model's time).
-func (s *Server) statsOf(sv *Serving) modelStats {
+func statsOf(sv *Serving) modelStats {
 	st := sv.stats
 	ok := durationStat{Count: st.executions.Load(), Ns: st.successNs.Load()}
 	zero := durationStat{Count: ok.Count}
-	return modelStats{Name: s.cfg.ModelName, Version: sv.Version, LastInference: st.lastUnixMs.Load(),
+	return modelStats{Name: sv.Name, Version: sv.Version, LastInference: st.lastUnixMs.Load(),
 		InferenceCount: st.inferences.Load(), ExecutionCount: ok.Count, BatchStats: []struct{}{},
 		InferenceStats: map[string]durationStat{"success": ok, "fail": {Count: st.fails.Load(), Ns: st.failNs.Load()},
 			"queue": zero, "compute_input": zero, "compute_infer": ok, "compute_output": zero,
 			"cache_hit": {}, "cache_miss": {}}}
 }
 
-// modelStatsRoute answers GET /v2/models[/{name}[/versions/{v}]]/stats.
-func (s *Server) modelStatsRoute(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
+// modelStatsRoute answers GET /v2/models[/{name}[/versions/{v}]]/stats:
+// the version named, every held version of the model named, or every held
+// version of every model.
+func (s *Server) modelStatsRoute(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
 	var out []modelStats
-	if _, named := ctx.UserValue("name").(string); named {
-		held, err := s.servedModel(ctx, sv)
+	name, named := ctx.UserValue("name").(string)
+	_, versioned := ctx.UserValue("version").(string)
+	switch {
+	case versioned:
+		held, err := s.servedModel(ctx)
 		if err != nil {
 			return err
 		}
-		if _, versioned := ctx.UserValue("version").(string); versioned {
-			out = append(out, s.statsOf(held))
-		} else {
-			for _, h := range s.held() {
-				out = append(out, s.statsOf(h))
-			}
+		out = append(out, statsOf(held))
+	case named:
+		sl, err := s.lookup(name)
+		if err != nil {
+			return err
 		}
-	} else if sv != nil {
-		for _, h := range s.held() {
-			out = append(out, s.statsOf(h))
+		for _, h := range sl.held() {
+			out = append(out, statsOf(h))
+		}
+	default:
+		for _, sl := range s.slots {
+			for _, h := range sl.held() {
+				out = append(out, statsOf(h))
+			}
 		}
 	}
 	return writeJSON(ctx, map[string]any{"model_stats": nonNil(out)})
 }
 
-// repositoryIndex answers POST /v2/repository/index: the versions held,
-// READY. A body, if any, must be JSON (Triton's {"ready": bool}).
-func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx, sv *Serving, _ string) error {
+// repositoryIndex answers POST /v2/repository/index: every model this
+// edge serves, its held versions READY, a model with none UNAVAILABLE with
+// the reason. A body, if any, must be JSON (Triton's {"ready": bool}:
+// true lists only what is ready).
+func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
+	readyOnly := false
 	if body := ctx.PostBody(); len(body) > 0 {
 		var req struct {
 			Ready *bool `json:"ready"`
@@ -101,6 +113,7 @@ func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx, sv *Serving, _ string
 		if err := json.Unmarshal(body, &req); err != nil {
 			return httperr.New(fasthttp.StatusBadRequest, `the body must be JSON like {"ready": true}: %v`, err)
 		}
+		readyOnly = req.Ready != nil && *req.Ready
 	}
 	type entry struct {
 		Name    string `json:"name"`
@@ -109,9 +122,14 @@ func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx, sv *Serving, _ string
 		Reason  string `json:"reason"`
 	}
 	out := []entry{}
-	if sv != nil {
-		for _, h := range s.held() {
-			out = append(out, entry{Name: s.cfg.ModelName, Version: h.Version, State: "READY"})
+	for _, sl := range s.slots {
+		held := sl.held()
+		for _, h := range held {
+			out = append(out, entry{Name: sl.name, State: "READY", Version: h.Version})
+		}
+		if len(held) == 0 && !readyOnly {
+			_, reason := httperr.From(sl.notLoaded())
+			out = append(out, entry{Name: sl.name, State: "UNAVAILABLE", Reason: reason})
 		}
 	}
 	return writeJSON(ctx, out)

@@ -129,7 +129,7 @@ func TestONNXBundleRefused(t *testing.T) {
 			waitServing(t, srv, "v1", 10*time.Second)
 			r.promote(t, c.version)
 			testenv.Eventually(t, 10*time.Second, "the bundle is refused", func() error {
-				if r := srv.LastRefusal(); r == nil || r.Version != c.version {
+				if r := srv.Slots()[0].LastRefusal(); r == nil || r.Version != c.version {
 					return fmt.Errorf("last refusal %+v", r)
 				}
 				return nil

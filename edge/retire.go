@@ -26,36 +26,36 @@ type batcher interface {
 // retire closes old's predictor after RetireGrace unless, by then, the
 // serving model or the candidate is using it again (a promoted candidate
 // is the same predictor).
-func (s *Server) retire(old *Serving) {
+func (sl *Slot) retire(old *Serving) {
 	if old == nil {
 		return
 	}
 	c, ok := old.Predictor.(closer)
-	if !ok || s.inUse(old) {
+	if !ok || sl.inUse(old) {
 		return
 	}
 	time.AfterFunc(RetireGrace, func() {
-		if s.inUse(old) {
+		if sl.inUse(old) {
 			return
 		}
 		if _, ok := old.Predictor.(batcher); ok {
-			unregisterBatcher(old.Version)
+			unregisterBatcher(old.Name, old.Version)
 		}
 		c.Close()
 		// The session's memory went back with Close; the bundle's bytes
 		// are garbage now: hand them back too, rather than when the
 		// scavenger gets to them.
 		debug.FreeOSMemory()
-		s.log.Info("released a retired model", "version", old.Version, "digest", old.Digest)
+		sl.srv.log.Info("released a retired model", "model", old.Name, "version", old.Version, "digest", old.Digest)
 	})
 }
 
-// inUse says whether sv's predictor answers for the serving model or the
-// candidate.
-func (s *Server) inUse(sv *Serving) bool {
-	if cur := s.current.Load(); cur != nil && cur.Predictor == sv.Predictor {
+// inUse says whether sv's predictor answers for the serving version or
+// the candidate.
+func (sl *Slot) inUse(sv *Serving) bool {
+	if cur := sl.current.Load(); cur != nil && cur.Predictor == sv.Predictor {
 		return true
 	}
-	c := s.candidate.Load()
+	c := sl.candidate.Load()
 	return c != nil && c.Serving.Predictor == sv.Predictor
 }

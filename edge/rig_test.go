@@ -80,7 +80,7 @@ func (r *rig) promote(t testing.TB, version string) time.Time {
 // startEdge runs an edge server with a syncer on a real loopback port.
 func startEdge(t *testing.T, r *rig, cfg edge.SyncConfig) (*edge.Server, string) {
 	t.Helper()
-	srv := edge.NewServer(edge.Config{Region: "eu-west", ModelName: "demo", Logger: quiet})
+	srv := edge.NewServer(edge.Config{Region: "eu-west", Models: []string{"demo"}, Logger: quiet})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -34,50 +33,6 @@ const routingKeyHeader = "X-Routing-Key"
 
 // maxRoutingKey bounds the part of the key that is hashed.
 const maxRoutingKey = 256
-
-// SetCandidate puts c beside the serving model, or removes the candidate
-// with nil. Requests already running finish on the version they started
-// with.
-func (s *Server) SetCandidate(c *Candidate) error {
-	if c != nil {
-		if c.Serving == nil || c.Serving.Predictor == nil || c.Percent < 0 || c.Percent > 100 || c.ShadowRate < 0 || c.ShadowRate > 1 {
-			return fmt.Errorf("invalid candidate: want a model, a percent in [0, 100] and a shadow rate in [0, 1]")
-		}
-		s.prepare(c.Serving) // a held candidate keeps its series
-	}
-	if old := s.candidate.Swap(c); old != nil {
-		s.retire(old.Serving)
-	}
-	return nil
-}
-
-// Candidate returns the candidate beside the serving model, or nil.
-func (s *Server) Candidate() *Candidate { return s.candidate.Load() }
-
-// choose returns the version that answers c: the candidate for its share
-// of routing keys, else stable. While a candidate is held, a caller past
-// its RolloutClientRate gets the version's uncounted twin, so no one
-// client weighs much in the figures a rollout step is judged on.
-func (s *Server) choose(stable *Serving, c Caller) *Serving {
-	cand := s.candidate.Load()
-	if cand == nil {
-		return stable
-	}
-	key, keyed := c.Key, len(c.Key) > 0
-	if !keyed {
-		a := c.Client.As16()
-		key = a[:]
-	}
-	sv := stable
-	if cand.Percent > 0 && bucket(key) < cand.Percent*100 {
-		sv = cand.Serving
-	}
-	if s.weigh != nil && !s.weighs(c.Client, key, keyed, c.Now) {
-		rolloutUncounted.Inc()
-		return sv.uncounted
-	}
-	return sv
-}
 
 // weighs takes one of the client's counted requests: the routing key's
 // when a trusted proxy set one, else the address's (IPv6 by /64).
@@ -156,7 +111,7 @@ const shadowPause = 5 * time.Millisecond
 
 func (sh *shadow) run() {
 	defer sh.done.Done()
-	counters := map[string]*[2]*metrics.Counter{} // by version: disagree, agree
+	counters := map[string]*[2]*metrics.Counter{} // by model and version: disagree, agree
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
 	for {
@@ -187,10 +142,11 @@ func (sh *shadow) run() {
 // whether the candidate's most probable label is the stable version's
 // (compared by name, so two models may order their labels differently).
 func (sh *shadow) score(j shadowJob, counters map[string]*[2]*metrics.Counter) {
-	c := counters[j.candidate.Version]
+	key := j.candidate.Name + "\x00" + j.candidate.Version
+	c := counters[key]
 	if c == nil {
-		c = &[2]*metrics.Counter{agreement(j.candidate.Version, false), agreement(j.candidate.Version, true)}
-		counters[j.candidate.Version] = c
+		c = &[2]*metrics.Counter{agreement(j.candidate, false), agreement(j.candidate, true)}
+		counters[key] = c
 	}
 	labels := j.candidate.Predictor.Labels()
 	sh.probs = grow(sh.probs, len(labels))
@@ -216,27 +172,12 @@ func (sh *shadow) close() {
 	sh.done.Wait()
 }
 
-// offer samples one text the stable version answered with its label
-// stableLabel (an index) for the candidate's shadow; text is copied, as
-// the request's buffers are reused.
-func (s *Server) offer(stable *Serving, text []byte, stableLabel int) {
-	c := s.candidate.Load()
-	if c == nil || c.ShadowRate <= 0 || c.Serving == stable || !stable.counted || rand.Float64() >= c.ShadowRate {
-		return
-	}
-	select {
-	case s.shadow.jobs <- shadowJob{candidate: c.Serving, text: append([]byte(nil), text...), stableLabel: stable.Predictor.Labels()[stableLabel]}:
-	default:
-		s.shadow.dropped.Inc()
-	}
-}
-
 // agreement counts the candidate's shadow predictions that agreed, or
 // not, with the stable version's.
-func agreement(version string, agreed bool) *metrics.Counter {
+func agreement(sv *Serving, agreed bool) *metrics.Counter {
 	result := "disagree"
 	if agreed {
 		result = "agree"
 	}
-	return metrics.GetOrCreateCounter(fmt.Sprintf(`edge_shadow_predictions_total{version=%q,result=%q}`, version, result))
+	return metrics.GetOrCreateCounter(fmt.Sprintf(`edge_shadow_predictions_total{model=%q,version=%q,result=%q}`, sv.Name, sv.Version, result))
 }

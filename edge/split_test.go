@@ -118,8 +118,8 @@ func TestClientsCannotSteerARollout(t *testing.T) {
 	if err := srv.SetCandidate(&Candidate{Serving: tinyServing(t, "weigh-v2", false)}); err != nil {
 		t.Fatal(err)
 	}
-	counted := metrics.GetOrCreateCounter(`edge_version_requests_total{version="weigh-v1"}`)
-	labelled := metrics.GetOrCreateCounter(`edge_predictions_total{label="positive",version="weigh-v1"}`)
+	counted := metrics.GetOrCreateCounter(`edge_version_requests_total{model="sentiment",version="weigh-v1"}`)
+	labelled := metrics.GetOrCreateCounter(`edge_predictions_total{label="positive",model="sentiment",version="weigh-v1"}`)
 	uncounted := metrics.GetOrCreateCounter(`edge_rollout_uncounted_requests_total`)
 	send := func(n int, headers ...string) (uint64, uint64) {
 		c0, u0 := counted.Get(), uncounted.Get()
@@ -174,7 +174,8 @@ func TestShadowCountsDisagreement(t *testing.T) {
 	if err := srv.SetCandidate(&Candidate{Serving: tinyServing(t, "v2-flipped", true), ShadowRate: 1}); err != nil {
 		t.Fatal(err)
 	}
-	agree, disagree := agreement("v2-flipped", true), agreement("v2-flipped", false)
+	flipped := &Serving{Name: "sentiment", Version: "v2-flipped"}
+	agree, disagree := agreement(flipped, true), agreement(flipped, false)
 	const n = 200
 	for i := 0; i < n; i++ {
 		text := texts[i%len(texts)]

@@ -88,7 +88,7 @@ func TestStaticStability(t *testing.T) {
 	if ok != total {
 		t.Fatalf("restarted edge answered %d of %d", ok, total)
 	}
-	if _, err := os.Stat(cache + "/current.json"); err != nil {
+	if _, err := os.Stat(cache + "/current-demo.json"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -80,6 +80,7 @@ type cachedCandidate struct {
 type Syncer struct {
 	cfg      SyncConfig
 	srv      *Server
+	slot     *Slot // the model's, in srv
 	log      *slog.Logger
 	watcher  *Watcher
 	rejected map[string]error
@@ -94,8 +95,13 @@ var errRejected = ErrRejected
 // wraps it) to move on to the next change without retrying.
 var ErrRejected = errors.New("rejected")
 
-// NewSyncer returns a syncer that swaps models into srv.
+// NewSyncer returns a syncer that swaps cfg.Model's versions into its slot
+// of srv: srv must serve that model.
 func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
+	slot := srv.Slot(cfg.Model)
+	if slot == nil {
+		panic(fmt.Sprintf("edge: NewSyncer for model %q, which the server does not serve (%s)", cfg.Model, srv.modelList()))
+	}
 	if cfg.Wait <= 0 {
 		cfg.Wait = 30 * time.Second
 	}
@@ -114,7 +120,7 @@ func NewSyncer(srv *Server, cfg SyncConfig) *Syncer {
 	if cfg.Fetcher.Log == nil {
 		cfg.Fetcher.Log = cfg.Logger.With("component", "model-fetch")
 	}
-	s := &Syncer{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "model-sync"), rejected: map[string]error{}}
+	s := &Syncer{cfg: cfg, srv: srv, slot: slot, log: cfg.Logger.With("component", "model-sync", "model", cfg.Model), rejected: map[string]error{}}
 	s.watcher = NewWatcher(WatchConfig{Client: cfg.Client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, Wait: cfg.Wait, Logger: s.log})
 	return s
 }
@@ -130,12 +136,27 @@ func BlobPath(cacheDir, digest string) string {
 	return filepath.Join(cacheDir, "blobs", strings.TrimPrefix(digest, "sha256:")+".sapm")
 }
 
-func (s *Syncer) pointerPath() string { return filepath.Join(s.cfg.CacheDir, "current.json") }
+// pointerPath is the model's cache pointer. An edge that served one model
+// kept it in current.json: LoadCached still reads that one when the
+// model's own is missing.
+func (s *Syncer) pointerPath() string {
+	return filepath.Join(s.cfg.CacheDir, "current-"+s.cfg.Model+".json")
+}
+
+func (s *Syncer) readPointer() ([]byte, string, error) {
+	path := s.pointerPath()
+	data, err := model.ReadFileLimited(path, 64<<10)
+	if errors.Is(err, os.ErrNotExist) {
+		path = filepath.Join(s.cfg.CacheDir, "current.json")
+		data, err = model.ReadFileLimited(path, 64<<10)
+	}
+	return data, path, err
+}
 
 // LoadCached serves the last good model from the cache directory, without
 // the registry. It reports whether there was one.
 func (s *Syncer) LoadCached() (bool, error) {
-	data, err := model.ReadFileLimited(s.pointerPath(), 64<<10)
+	data, path, err := s.readPointer()
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
@@ -144,19 +165,18 @@ func (s *Syncer) LoadCached() (bool, error) {
 	}
 	var ptr cachePointer
 	if err := json.Unmarshal(data, &ptr); err != nil {
-		return false, fmt.Errorf("cannot decode %s: %w", s.pointerPath(), err)
+		return false, fmt.Errorf("cannot decode %s: %w", path, err)
 	}
 	if ptr.Model != s.cfg.Model || ptr.Channel != s.cfg.Channel {
 		return false, nil // cached for another model or channel
 	}
 	start := time.Now()
-	sv, err := s.load(s.blobPath(ptr.Digest), ptr.Version, ptr.Digest, ptr.Signature)
+	sv, err := s.loadCached(ptr.Version, ptr.Digest, ptr.Signature)
 	if err != nil {
-		return false, fmt.Errorf("cached model %s is unusable: %w", ptr.Version, err)
+		return false, err
 	}
-	sv.Source = "cache"
 	s.advertise()
-	s.srv.Swap(sv)
+	s.slot.Swap(sv)
 	s.log.Info("serving cached model", "version", sv.Version, "digest", sv.Digest, "load_ms", time.Since(start).Milliseconds())
 	if s.cfg.OnChange != nil {
 		s.cfg.OnChange(sv)
@@ -172,13 +192,33 @@ func (s *Syncer) LoadCached() (bool, error) {
 // loadCachedCandidate holds the candidate the edge held before it
 // restarted, verified again, with the share it had.
 func (s *Syncer) loadCachedCandidate(c *cachedCandidate) error {
-	sv, err := s.load(s.blobPath(c.Digest), c.Version, c.Digest, c.Signature)
+	sv, err := s.loadCached(c.Version, c.Digest, c.Signature)
 	if err != nil {
 		return err
 	}
-	sv.Source = "cache"
 	s.log.Info("holding cached rollout candidate", "version", c.Version, "percent", c.Percent, "shadow", c.Shadow)
-	return s.srv.SetCandidate(&Candidate{Serving: sv, Percent: c.Percent, ShadowRate: c.Shadow})
+	return s.slot.SetCandidate(&Candidate{Serving: sv, Percent: c.Percent, ShadowRate: c.Shadow})
+}
+
+// loadCached loads a version from the cache, within the memory budget.
+func (s *Syncer) loadCached(version, digest string, sig *model.Signature) (*Serving, error) {
+	path := s.blobPath(digest)
+	size := int64(0)
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	release, err := s.srv.reserve(s.cfg.Model, version, size)
+	if err != nil {
+		s.slot.Refused(version, err)
+		return nil, fmt.Errorf("cached version %s cannot be held: %w", version, err)
+	}
+	defer release()
+	sv, err := s.load(path, version, digest, sig)
+	if err != nil {
+		return nil, fmt.Errorf("cached version %s is unusable: %w", version, err)
+	}
+	sv.Source = "cache"
+	return sv, nil
 }
 
 // load verifies an artifact file (digest, signature, structure) and
@@ -201,7 +241,8 @@ func (s *Syncer) load(path, version, digest string, sig *model.Signature) (*Serv
 		return nil, fmt.Errorf("%w: %v", errRejected, err)
 	}
 	modelLoadTime.Update(time.Since(start).Seconds())
-	return &Serving{Predictor: p, Name: s.cfg.Model, Version: version, Digest: digest, Source: "registry", LoadedAt: time.Now()}, nil
+	return &Serving{Predictor: p, Name: s.cfg.Model, Version: version, Digest: digest, Source: "registry", LoadedAt: time.Now(),
+		Bytes: int64(len(data))}, nil
 }
 
 func (s *Syncer) checkSignature(sig *model.Signature, digest string) error {
@@ -245,10 +286,10 @@ func (s *Syncer) apply(ctx context.Context, res wire.Resolution) error {
 // model (verified like it), updates its share, or removes it. A rejected
 // candidate is not held: the stable version answers everything.
 func (s *Syncer) applyCandidate(ctx context.Context, rc *wire.ResolvedCandidate) error {
-	held := s.srv.Candidate()
+	held := s.slot.Candidate()
 	if rc == nil {
 		if held != nil {
-			s.srv.SetCandidate(nil)
+			s.slot.SetCandidate(nil)
 			s.log.Info("rollout candidate removed", "version", held.Serving.Version)
 		}
 		return nil
@@ -261,23 +302,22 @@ func (s *Syncer) applyCandidate(ctx context.Context, rc *wire.ResolvedCandidate)
 		if err := s.rejected[v.Digest]; err != nil {
 			return nil
 		}
+		var release func()
 		var err error
-		if sv, err = s.fetch(ctx, v); err != nil {
+		if sv, release, err = s.fetch(ctx, v); err != nil {
 			if errors.Is(err, errRejected) {
 				modelLoadsBad.Inc()
 				s.rejected[v.Digest] = err
 				s.log.Error("rejected rollout candidate; the serving version answers everything", "version", v.Version, "err", err)
-				s.srv.Refused(v.Version, err)
-				if s.cfg.OnReject != nil {
-					s.cfg.OnReject(v.Version, err)
-				}
+				s.refuse(v.Version, err)
 				return nil
 			}
 			return err
 		}
+		defer release()
 		modelLoadsOK.Inc()
 	}
-	if err := s.srv.SetCandidate(&Candidate{Serving: sv, Percent: rc.Percent, ShadowRate: rc.Shadow}); err != nil {
+	if err := s.slot.SetCandidate(&Candidate{Serving: sv, Percent: rc.Percent, ShadowRate: rc.Shadow}); err != nil {
 		return fmt.Errorf("%w: %v", errRejected, err)
 	}
 	if held == nil || held.Serving != sv || held.Percent != rc.Percent || held.ShadowRate != rc.Shadow {
@@ -289,12 +329,13 @@ func (s *Syncer) applyCandidate(ctx context.Context, rc *wire.ResolvedCandidate)
 // applyStable makes the server serve res's version, fetching it if needed.
 func (s *Syncer) applyStable(ctx context.Context, res wire.Resolution) error {
 	v := res.Version
-	cur := s.srv.Current()
+	cur := s.slot.Current()
 	if cur != nil && cur.Digest == v.Digest {
 		if cur.Version != v.Version { // same bytes under a new name
 			next := *cur
 			next.Version = v.Version
-			s.srv.Swap(&next)
+			next.answer = nil // prepared again, under its new name
+			s.slot.Swap(&next)
 			s.notify(&next)
 		}
 		return nil
@@ -303,21 +344,19 @@ func (s *Syncer) applyStable(ctx context.Context, res wire.Resolution) error {
 		return err
 	}
 	start := time.Now()
-	sv, err := s.fetch(ctx, v)
+	sv, release, err := s.fetch(ctx, v)
 	if err != nil {
 		if errors.Is(err, errRejected) {
 			modelLoadsBad.Inc()
 			s.rejected[v.Digest] = err
 			s.log.Error("rejected model version; the previous one keeps serving", "version", v.Version, "digest", v.Digest, "err", err)
-			s.srv.Refused(v.Version, err)
-			if s.cfg.OnReject != nil {
-				s.cfg.OnReject(v.Version, err)
-			}
+			s.refuse(v.Version, err)
 		}
 		return err
 	}
+	defer release()
 	modelLoadsOK.Inc()
-	old := s.srv.Swap(sv)
+	old := s.slot.Swap(sv)
 	oldVersion := ""
 	if old != nil {
 		oldVersion = old.Version
@@ -325,12 +364,22 @@ func (s *Syncer) applyStable(ctx context.Context, res wire.Resolution) error {
 	s.log.Info("swapped model", "from", oldVersion, "to", sv.Version, "digest", sv.Digest, "revision", res.Revision,
 		"took_ms", time.Since(start).Milliseconds())
 	s.notify(sv)
-	keep := []string{sv.Digest, oldDigest(old)}
+	var keep []string
 	if res.Candidate != nil {
 		keep = append(keep, res.Candidate.Version.Digest)
 	}
-	s.prune(keep...)
+	s.srv.prune(s.cfg.CacheDir, keep...)
+	s.advertise()
 	return nil
+}
+
+// refuse records a version this model's syncer will not serve: readiness
+// and the edge's Consul meta say it.
+func (s *Syncer) refuse(version string, err error) {
+	s.slot.Refused(version, err)
+	if s.cfg.OnReject != nil {
+		s.cfg.OnReject(version, err)
+	}
 }
 
 func (s *Syncer) notify(sv *Serving) {
@@ -339,34 +388,36 @@ func (s *Syncer) notify(sv *Serving) {
 	}
 }
 
-func oldDigest(sv *Serving) string {
-	if sv == nil {
-		return ""
-	}
-	return sv.Digest
-}
-
 // fetch downloads a version into the cache (unless already there) and
-// verifies it.
-func (s *Syncer) fetch(ctx context.Context, v wire.Version) (*Serving, error) {
-	s.srv.loading.Store(&Loading{Version: v.Version, Since: time.Now().UTC()})
-	defer s.srv.loading.Store(nil)
+// verifies it, within the memory budget: the version's size is reserved
+// before a byte is fetched, and release gives it back once the version is
+// held (or on an error).
+func (s *Syncer) fetch(ctx context.Context, v wire.Version) (sv *Serving, release func(), err error) {
 	if _, err := model.ParseDigest(v.Digest); err != nil {
-		return nil, fmt.Errorf("%w: %v", errRejected, err)
+		return nil, nil, fmt.Errorf("%w: %v", errRejected, err)
 	}
+	if release, err = s.srv.reserve(s.cfg.Model, v.Version, v.Size); err != nil {
+		s.log.Error("refused a version over the memory budget; will try again", "version", v.Version, "err", err)
+		s.refuse(v.Version, err)
+		return nil, nil, err
+	}
+	s.slot.loading.Store(&Loading{Version: v.Version, Since: time.Now().UTC()})
+	defer s.slot.loading.Store(nil)
+	defer s.srv.cache.fetch(v.Digest)()
 	path := s.blobPath(v.Digest)
 	if _, err := os.Stat(path); err != nil {
 		if err := s.download(ctx, v.Digest, path); err != nil {
-			return nil, err
+			release()
+			return nil, nil, err
 		}
 	}
-	sv, err := s.load(path, v.Version, v.Digest, v.Signature)
-	if err != nil {
+	if sv, err = s.load(path, v.Version, v.Digest, v.Signature); err != nil {
+		release()
 		os.Remove(path) // never keep (or offer peers) a bad artifact
 		s.advertise()
-		return nil, err
+		return nil, nil, err
 	}
-	return sv, nil
+	return sv, release, nil
 }
 
 // download fetches an artifact into the cache: from a same-region peer or
@@ -408,7 +459,7 @@ func (s *Syncer) advertise() {
 func (s *Syncer) writePointer(res wire.Resolution) error {
 	ptr := cachePointer{Model: s.cfg.Model, Channel: s.cfg.Channel, Region: s.cfg.Region, Version: res.Version.Version,
 		Digest: res.Version.Digest, Revision: res.Revision, Signature: res.Version.Signature}
-	if c, rc := s.srv.Candidate(), res.Candidate; c != nil && rc != nil && c.Serving.Digest == rc.Version.Digest {
+	if c, rc := s.slot.Candidate(), res.Candidate; c != nil && rc != nil && c.Serving.Digest == rc.Version.Digest {
 		ptr.Candidate = &cachedCandidate{Version: rc.Version.Version, Digest: rc.Version.Digest, Signature: rc.Version.Signature,
 			Percent: rc.Percent, Shadow: rc.Shadow}
 	}
@@ -421,26 +472,4 @@ func (s *Syncer) writePointer(res wire.Resolution) error {
 		return err
 	}
 	return os.Rename(tmp, s.pointerPath())
-}
-
-// prune keeps the serving artifact and the previous one (for a quick
-// rollback) and deletes the rest, cut downloads included.
-func (s *Syncer) prune(keep ...string) {
-	entries, err := os.ReadDir(filepath.Join(s.cfg.CacheDir, "blobs"))
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		name := e.Name()
-		keepIt := false
-		for _, k := range keep {
-			if k != "" && name == strings.TrimPrefix(k, "sha256:")+".sapm" {
-				keepIt = true
-			}
-		}
-		if !keepIt && (strings.HasSuffix(name, ".sapm") || strings.HasSuffix(name, ".partial")) {
-			os.Remove(filepath.Join(s.cfg.CacheDir, "blobs", name))
-		}
-	}
-	s.advertise()
 }

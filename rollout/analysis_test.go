@@ -15,7 +15,9 @@ import (
 const exposition = `# HELP ignored
 edge_requests_total{route="/v1/predict",code="200"} 900
 edge_version_requests_total{version="v1"} 800
-edge_version_requests_total{version="v2"} 100
+edge_version_requests_total{model="m",version="v2"} 100
+edge_version_requests_total{model="other",version="v1"} 5000
+edge_version_errors_total{model="other",version="v2"} 70
 edge_version_errors_total{version="v1"} 8
 edge_version_errors_total{version="v2"} 20
 edge_version_request_duration_seconds_bucket{version="v1",le="1e-05"} 400
@@ -42,7 +44,7 @@ edge_model_info{model="m",version="v1",digest="sha256:x",source="registry"} 1
 `
 
 func TestParseMetrics(t *testing.T) {
-	c, err := parseMetrics(strings.NewReader(exposition), "v1", "v2")
+	c, err := parseMetrics(strings.NewReader(exposition), "m", "v1", "v2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +77,7 @@ func TestParseSampleRejectsGarbage(t *testing.T) {
 }
 
 func TestJudge(t *testing.T) {
-	c, err := parseMetrics(strings.NewReader(exposition), "v1", "v2")
+	c, err := parseMetrics(strings.NewReader(exposition), "m", "v1", "v2")
 	if err != nil {
 		t.Fatal(err)
 	}

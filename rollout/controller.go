@@ -240,7 +240,7 @@ func (m *Manager) scrapeAll(ctx context.Context, ro wire.Rollout) (map[string]ma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := scrape(ctx, m.cfg.Client, e, ro.Stable[e.Region], ro.Spec.Version)
+			c, err := scrape(ctx, m.cfg.Client, e, ro.Model, ro.Stable[e.Region], ro.Spec.Version)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -90,7 +90,7 @@ func (c ConsulEdges) Edges(ctx context.Context, model, channel string, regions [
 		for _, e := range entries {
 			in := discovery.InstanceFrom(dc, e)
 			region := in.Meta[discovery.MetaRegion]
-			if in.Meta[discovery.MetaModel] != model || in.Meta[discovery.MetaChannel] != channel || !slices.Contains(regions, region) {
+			if _, ok := discovery.ServedFrom(in.Meta, model, channel); !ok || !slices.Contains(regions, region) {
 				continue
 			}
 			out = append(out, Edge{ID: dc + "/" + in.ID, Region: region, URL: c.Scheme + "://" + in.HostPort()})
@@ -106,8 +106,8 @@ func (c ConsulEdges) Edges(ctx context.Context, model, channel string, regions [
 const maxMetricsBytes = 8 << 20
 
 // scrape reads an edge's /metrics and returns the series of the rollout:
-// those of the stable version (stable) and of the candidate.
-func scrape(ctx context.Context, client *http.Client, e Edge, stable, candidate string) (Counters, error) {
+// those of model's stable version (stable) and of the candidate.
+func scrape(ctx context.Context, client *http.Client, e Edge, model, stable, candidate string) (Counters, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -120,12 +120,13 @@ func scrape(ctx context.Context, client *http.Client, e Edge, stable, candidate 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("cannot read the metrics of edge %s: HTTP %d", e.ID, resp.StatusCode)
 	}
-	return parseMetrics(io.LimitReader(resp.Body, maxMetricsBytes), stable, candidate)
+	return parseMetrics(io.LimitReader(resp.Body, maxMetricsBytes), model, stable, candidate)
 }
 
 // parseMetrics reads Prometheus text exposition and keeps the rollout's
-// series (see Counters).
-func parseMetrics(r io.Reader, stable, candidate string) (Counters, error) {
+// series (see Counters): model's, or those without a model label (an edge
+// older than several models serves one).
+func parseMetrics(r io.Reader, model, stable, candidate string) (Counters, error) {
 	out := Counters{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
@@ -135,7 +136,7 @@ func parseMetrics(r io.Reader, stable, candidate string) (Counters, error) {
 			continue
 		}
 		name, labels, value, ok := parseSample(line)
-		if !ok {
+		if m, labelled := labels["model"]; !ok || labelled && m != model {
 			continue
 		}
 		role := ""

@@ -148,7 +148,7 @@ func shadowCounts(t *testing.T, edge, version string) (agree, disagree float64) 
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(body), "\n") {
-		prefix := `edge_shadow_predictions_total{version="` + version + `",result="`
+		prefix := `edge_shadow_predictions_total{model="sentiment",version="` + version + `",result="`
 		rest, ok := strings.CutPrefix(line, prefix)
 		if !ok {
 			continue

@@ -44,6 +44,8 @@ type Config struct {
 	Region          string
 	Model           string
 	Channel         string
+	Models          string // name=channel,…
+	MemoryBudgetMiB int
 	Registry        string
 	ModelFile       string
 	RegistryToken   string
@@ -74,7 +76,11 @@ type Config struct {
 	// Parsed from the flags above by parseConfig.
 	proxies []netip.Prefix
 	peers   []peer
+	models  []followed // -models, or -model on -channel
 }
+
+// followed is one model the edge serves and the channel it follows.
+type followed struct{ name, channel string }
 
 func parseConfig(args []string) (Config, error) {
 	var c Config
@@ -83,6 +89,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.Region, "region", "", "this edge's region, e.g. eu-west (required)")
 	fs.StringVar(&c.Model, "model", "sentiment", "model name in the registry, and the /v2 model name")
 	fs.StringVar(&c.Channel, "channel", "production", "channel to follow")
+	fs.StringVar(&c.Models, "models", "", "serve several models: name=channel pairs, the first the default of /v1/predict (replaces -model and -channel)")
+	fs.IntVar(&c.MemoryBudgetMiB, "memory-budget-mib", 0, "most MiB of model artifacts held at once (every model's version and rollout candidate, and one being loaded); a version past it is refused with the reason (0: no bound)")
 	fs.StringVar(&c.Registry, "registry", "", "registry URL, or several replicas separated by commas; empty: serve the embedded default model")
 	fs.StringVar(&c.RegistryToken, "registry-token", "", "reader token: from EDGE_REGISTRY_TOKEN only, never the command line")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA file the registry's and peers' certificates must chain to (default: the system's); the edge presents -tls-cert to them")
@@ -119,6 +127,10 @@ func parseConfig(args []string) (Config, error) {
 	if c.proxies, err = clientip.ParsePrefixes(c.TrustedProxies); err != nil {
 		return Config{}, fmt.Errorf("-trusted-proxies: %w", err)
 	}
+	if c.models, err = modelList(c.Models, c.Model, c.Channel); err != nil {
+		return Config{}, err
+	}
+	c.Model, c.Channel = c.models[0].name, c.models[0].channel
 	return c, c.Validate()
 }
 
@@ -129,6 +141,12 @@ func (c Config) Validate() error {
 	}
 	if err := wire.ValidateName("model", c.Model); err != nil {
 		return fmt.Errorf("-model: %w", err)
+	}
+	if len(c.models) > 1 && c.Registry == "" {
+		return errors.New("-models: several models need -registry (-model-file and the embedded model serve one)")
+	}
+	if c.MemoryBudgetMiB < 0 {
+		return errors.New("-memory-budget-mib must be 0 or more")
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
@@ -155,6 +173,37 @@ func (c Config) Validate() error {
 		return errors.New("-peer-wait must be 0 or more")
 	}
 	return c.ONNX.validate()
+}
+
+// modelList parses -models, or makes the one model of -model and
+// -channel.
+func modelList(s, model, channel string) ([]followed, error) {
+	if s == "" {
+		return []followed{{model, channel}}, nil
+	}
+	var out []followed
+	seen := map[string]bool{}
+	for _, item := range config.List(s) {
+		name, ch, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("-models item %q: want name=channel", item)
+		}
+		if err := wire.ValidateName("model", name); err != nil {
+			return nil, fmt.Errorf("-models: %w", err)
+		}
+		if err := wire.ValidateName("channel", ch); err != nil {
+			return nil, fmt.Errorf("-models: %w", err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("-models: model %q is listed twice", name)
+		}
+		seen[name] = true
+		out = append(out, followed{name, ch})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("-models: no model")
+	}
+	return out, nil
 }
 
 type peer struct{ dc, region string }
@@ -190,7 +239,7 @@ func run(cfg Config, log *slog.Logger) error {
 		}
 	}
 	srvCfg := edge.Config{
-		Region: cfg.Region, ModelName: cfg.Model, MaxBodyBytes: cfg.MaxBodyBytes, MaxTextBytes: cfg.MaxTextBytes,
+		Region: cfg.Region, Models: cfg.modelNames(), MemoryBudget: int64(cfg.MemoryBudgetMiB) << 20, MaxBodyBytes: cfg.MaxBodyBytes, MaxTextBytes: cfg.MaxTextBytes,
 		MaxBatch: cfg.MaxBatch, RatePerMinute: cfg.RatePerMinute, RateBurst: cfg.RateBurst, TrustedProxies: proxies,
 		TrustClientCerts: cfg.TrustCertProxy, RolloutClientRate: cfg.RolloutClient, TLS: cfg.TLS.Enabled(), AccessLogSample: cfg.AccessLog, Logger: log,
 	}
@@ -220,11 +269,6 @@ func run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var onChange func(*edge.Serving)
-	var onReject func(version string, err error)
-	if reg != nil {
-		onChange, onReject = reportServing(reg, log), reportRejected(reg, log)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -238,7 +282,7 @@ func run(cfg Config, log *slog.Logger) error {
 			blobSelf = blobs.reg.ID()
 		}
 	}
-	var syncer *edge.Syncer
+	var syncers []*edge.Syncer
 	if cfg.Registry != "" {
 		keys, err := trustedKeys(cfg.TrustedKeys)
 		if err != nil {
@@ -253,16 +297,20 @@ func run(cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		syncer = edge.NewSyncer(srv, edge.SyncConfig{
-			Client: client, Model: cfg.Model, Channel: cfg.Channel, Region: cfg.Region, CacheDir: cfg.CacheDir,
-			TrustedKeys: keys, RequireSignature: cfg.RequireSigned, Logger: log,
-			OnChange: onChange, OnReject: onReject, ONNX: cfg.ONNX.open(log),
-			Fetcher: fetcher, OnArtifacts: blobs.advertise(log),
-		})
-		if ok, err := syncer.LoadCached(); err != nil {
-			log.Warn("no usable cached model", "err", err)
-		} else if !ok {
-			log.Info("no cached model: waiting for the registry")
+		onnx := cfg.ONNX.open(log)
+		for i, m := range cfg.models {
+			sy := edge.NewSyncer(srv, edge.SyncConfig{
+				Client: client, Model: m.name, Channel: m.channel, Region: cfg.Region, CacheDir: cfg.CacheDir,
+				TrustedKeys: keys, RequireSignature: cfg.RequireSigned, Logger: log,
+				OnChange: reportServing(reg, i, m, log), OnReject: reportRejected(reg, i, m, log), ONNX: onnx,
+				Fetcher: fetcher, OnArtifacts: blobs.advertise(log),
+			})
+			if ok, err := sy.LoadCached(); err != nil {
+				log.Warn("no usable cached model", "model", m.name, "err", err)
+			} else if !ok {
+				log.Info("no cached model: waiting for the registry", "model", m.name)
+			}
+			syncers = append(syncers, sy)
 		}
 	}
 	if cfg.ModelFile != "" {
@@ -295,21 +343,27 @@ func run(cfg Config, log *slog.Logger) error {
 	if sv := srv.Current(); sv != nil {
 		serving = sv.Version + " (" + sv.Source + ")"
 	}
-	log.Info("edge listening", "addr", ln.Addr().String(), "model", cfg.Model, "channel", cfg.Channel, "serving", serving, "version", Version)
+	log.Info("edge listening", "addr", ln.Addr().String(), "models", cfg.Models, "model", cfg.Model, "channel", cfg.Channel,
+		"serving", serving, "version", Version)
 
 	var wg sync.WaitGroup
-	if syncer != nil {
+	for _, sy := range syncers {
 		wg.Add(1)
-		go func() { defer wg.Done(); syncer.Run(ctx) }()
+		go func() { defer wg.Done(); sy.Run(ctx) }()
 	}
 	shutdown := func(ctx context.Context) error {
 		return errors.Join(fsrv.ShutdownWithContext(ctx), blobs.shutdown(ctx), service.StopGRPC(ctx, gs))
 	}
 	tail := service.Serving{Failed: failed, SetDraining: srv.SetDraining, StopWork: cancel, Shutdown: shutdown, Wait: wg.Wait}
 	if reg != nil {
-		if sv := srv.Current(); sv != nil {
-			onChange(sv)
-		} else if err := reg.Update(nil); err != nil {
+		// What serves already (the embedded model, a model file, a cached
+		// version), in the meta before the first registration is applied.
+		for i, m := range cfg.models {
+			if sv := srv.Slot(m.name).Current(); sv != nil {
+				reportServing(reg, i, m, log)(sv)
+			}
+		}
+		if err := reg.Update(nil); err != nil {
 			log.Warn("cannot register in consul yet; will retry", "err", err)
 		}
 		wg.Add(1)
@@ -325,6 +379,15 @@ func run(cfg Config, log *slog.Logger) error {
 		}
 	}
 	return cfg.Drain(log, tail)
+}
+
+// modelNames are the names of the models served, the default first.
+func (c Config) modelNames() []string {
+	names := make([]string, len(c.models))
+	for i, m := range c.models {
+		names[i] = m.name
+	}
+	return names
 }
 
 // peerDatacenters maps each peer region to its Consul datacenter.
@@ -365,7 +428,7 @@ func serveDefault(srv *edge.Server, name string) error {
 		return fmt.Errorf("cannot load the embedded default model: %w", err)
 	}
 	srv.Swap(&edge.Serving{Predictor: m, Name: name, Version: "embedded-" + strings.TrimPrefix(m.Digest(), "sha256:")[:12],
-		Digest: m.Digest(), Source: "embedded", LoadedAt: time.Now()})
+		Digest: m.Digest(), Source: "embedded", LoadedAt: time.Now(), Bytes: int64(len(defaultmodel.Artifact()))})
 	return nil
 }
 
@@ -381,7 +444,7 @@ func serveFile(srv *edge.Server, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("cannot serve %s: %w", cfg.ModelFile, err)
 	}
 	srv.Swap(&edge.Serving{Predictor: p, Name: cfg.Model, Version: "file-" + strings.TrimPrefix(digest, "sha256:")[:12],
-		Digest: digest, Source: "file", LoadedAt: time.Now()})
+		Digest: digest, Source: "file", LoadedAt: time.Now(), Bytes: int64(len(data))})
 	log.Info("serving a model file", "path", cfg.ModelFile, "digest", digest, "platform", p.Platform())
 	return nil
 }
@@ -397,29 +460,48 @@ func newRegistrar(consul *api.Client, cfg Config, listenAddr string, srv *edge.S
 		return nil, err
 	}
 	r.Tags = []string{cfg.Region}
-	r.Meta = map[string]string{discovery.MetaRegion: cfg.Region, discovery.MetaModel: cfg.Model,
-		discovery.MetaChannel: cfg.Channel, discovery.MetaBuild: Version}
+	r.Meta = map[string]string{discovery.MetaRegion: cfg.Region, discovery.MetaBuild: Version}
+	for i, m := range cfg.models {
+		discovery.SetServed(r.Meta, i, discovery.ServedModel{Model: m.name, Channel: m.channel})
+	}
 	r.FailuresBeforeCritical = 1
 	return discovery.NewRegistrar(consul.Agent(), r, srv.Ready, log), nil
 }
 
-// reportServing puts the serving version into the edge's Consul meta.
-func reportServing(reg *discovery.Registrar, log *slog.Logger) func(*edge.Serving) {
+// reportServing puts model i's serving version into the edge's Consul
+// meta. Nil without Consul.
+func reportServing(reg *discovery.Registrar, i int, m followed, log *slog.Logger) func(*edge.Serving) {
+	if reg == nil {
+		return nil
+	}
 	return func(sv *edge.Serving) {
-		err := reg.Update(func(r *discovery.Registration) {
-			r.Meta[discovery.MetaVersion], r.Meta[discovery.MetaDigest] = sv.Version, sv.Digest
-		})
-		if err != nil {
-			log.Warn("cannot update consul meta; will retry", "err", err)
-		}
+		updateServed(reg, i, m, log, func(s *discovery.ServedModel) { s.Version, s.Digest = sv.Version, sv.Digest })
 	}
 }
 
-// reportRejected puts a version the edge refused into its Consul meta.
-func reportRejected(reg *discovery.Registrar, log *slog.Logger) func(version string, err error) {
+// reportRejected puts a version of model i the edge refused into its
+// Consul meta. Nil without Consul.
+func reportRejected(reg *discovery.Registrar, i int, m followed, log *slog.Logger) func(version string, err error) {
+	if reg == nil {
+		return nil
+	}
 	return func(version string, _ error) {
-		if err := reg.Update(func(r *discovery.Registration) { r.Meta[discovery.MetaRejected] = version }); err != nil {
-			log.Warn("cannot update consul meta; will retry", "err", err)
+		updateServed(reg, i, m, log, func(s *discovery.ServedModel) { s.Rejected = version })
+	}
+}
+
+func updateServed(reg *discovery.Registrar, i int, m followed, log *slog.Logger, change func(*discovery.ServedModel)) {
+	err := reg.Update(func(r *discovery.Registration) {
+		served := discovery.ServedModel{Model: m.name, Channel: m.channel}
+		for _, s := range discovery.Served(r.Meta) {
+			if s.Model == m.name {
+				served = s
+			}
 		}
+		change(&served)
+		discovery.SetServed(r.Meta, i, served)
+	})
+	if err != nil {
+		log.Warn("cannot update consul meta; will retry", "model", m.name, "err", err)
 	}
 }
