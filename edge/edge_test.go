@@ -504,10 +504,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	r := call(t, c, "GET", "/metrics", "")
 	sc := bufio.NewScanner(strings.NewReader(r.body))
 	want := map[string]bool{
-		`edge_requests_total{route="/v1/predict",code="200"}`:                  false,
-		`edge_requests_total{route="/v1/predict",code="400"}`:                  false,
+		`edge_requests_total{route="/v1/predict",code="200"}`:                     false,
+		`edge_requests_total{route="/v1/predict",code="400"}`:                     false,
 		`edge_predictions_total{label="positive",model="sentiment",version="v1"}`: false,
-		`edge_request_duration_seconds_bucket{route="/v1/predict",le="0.005"}`: false,
+		`edge_request_duration_seconds_bucket{route="/v1/predict",le="0.005"}`:    false,
 		`edge_model_loaded`: false,
 	}
 	for sc.Scan() {

@@ -56,22 +56,34 @@ func newRig(t *testing.T) *rig {
 
 func artifact(t testing.TB, seed uint64) []byte { return testenv.TinyArtifact(t, seed, 0) }
 
-// publish uploads and names a version, signed by priv when given.
+// publish uploads and names a version of "demo", signed by priv when given.
 func (r *rig) publish(t testing.TB, version string, data []byte, priv ed25519.PrivateKey) {
+	t.Helper()
+	r.publishModel(t, "demo", version, data, priv)
+}
+
+// publishModel uploads and names a version of name.
+func (r *rig) publishModel(t testing.TB, name, version string, data []byte, priv ed25519.PrivateKey) {
 	t.Helper()
 	nv := wire.NewVersion{Digest: model.Digest(data)}
 	if priv != nil {
 		sig, _ := model.Sign(priv, nv.Digest)
 		nv.Signature = &sig
 	}
-	if _, err := r.admin.Publish(context.Background(), "demo", version, bytes.NewReader(data), int64(len(data)), nv); err != nil {
+	if _, err := r.admin.Publish(context.Background(), name, version, bytes.NewReader(data), int64(len(data)), nv); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (r *rig) promote(t testing.TB, version string) time.Time {
 	t.Helper()
-	if _, err := r.admin.Promote(context.Background(), "demo", "production", wire.MoveRequest{Version: version}); err != nil {
+	return r.promoteModel(t, "demo", "production", version)
+}
+
+// promoteModel moves name's channel to version, everywhere.
+func (r *rig) promoteModel(t testing.TB, name, channel, version string) time.Time {
+	t.Helper()
+	if _, err := r.admin.Promote(context.Background(), name, channel, wire.MoveRequest{Version: version}); err != nil {
 		t.Fatal(err)
 	}
 	return time.Now()
