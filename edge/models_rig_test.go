@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -158,5 +160,34 @@ func TestAModelPastTheBudgetIsRefused(t *testing.T) {
 		if sv := srv.Slot(name).Current(); sv.Version != want {
 			t.Errorf("%s serves %s after the refusal, want %s", name, sv.Version, want)
 		}
+	}
+}
+
+// TestSameBytesUnderANewName: promoting a version whose bytes the edge
+// already serves renames it without a download: the answers, the
+// readiness and the per-version series carry the new name.
+func TestSameBytesUnderANewName(t *testing.T) {
+	r := newRig(t)
+	data := artifact(t, 1)
+	r.publish(t, "v1", data, nil)
+	r.publish(t, "v1-again", data, nil)
+	r.promote(t, "v1")
+	srv, url := startEdge(t, r, edge.SyncConfig{})
+	waitServing(t, srv, "v1", 10*time.Second)
+	r.promote(t, "v1-again")
+	waitServing(t, srv, "v1-again", 10*time.Second)
+	for range 3 {
+		resp, err := http.Post(url+"/v1/predict", "application/json", strings.NewReader(`{"text":"a wonderful film"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"version":"v1-again"`) || strings.Count(string(body), `"positive":`) != 1 {
+			t.Fatalf("after the rename: %d %s", resp.StatusCode, body)
+		}
+	}
+	if _, body := get(t, url+"/metrics"); !strings.Contains(body, `edge_version_requests_total{model="demo",version="v1-again"} 3`) {
+		t.Errorf("the renamed version's series are missing")
 	}
 }

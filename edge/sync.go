@@ -332,11 +332,12 @@ func (s *Syncer) applyStable(ctx context.Context, res wire.Resolution) error {
 	cur := s.slot.Current()
 	if cur != nil && cur.Digest == v.Digest {
 		if cur.Version != v.Version { // same bytes under a new name
-			next := *cur
-			next.Version = v.Version
-			next.answer = nil // prepared again, under its new name
-			s.slot.Swap(&next)
-			s.notify(&next)
+			// The same predictor, prepared afresh: its answers, series and
+			// statistics carry the new name.
+			next := &Serving{Predictor: cur.Predictor, Name: cur.Name, Version: v.Version, Digest: cur.Digest, Source: cur.Source,
+				LoadedAt: cur.LoadedAt, Bytes: cur.Bytes}
+			s.slot.Swap(next)
+			s.notify(next)
 		}
 		return nil
 	}

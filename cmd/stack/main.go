@@ -33,6 +33,7 @@ import (
 	"github.com/sentimentpro/sentiment/internal/config"
 	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
+	"github.com/sentimentpro/sentiment/model/reviewsmodel"
 )
 
 // Config is the local stack's layout.
@@ -46,6 +47,9 @@ type Config struct {
 	GeoGRPCPort  int
 	GeoPort      int
 	Model        string
+	// SecondModel is served by every edge beside Model (the example
+	// "reviews" model); empty: one model.
+	SecondModel string
 	// Real runs Consul and the S3 server (built by `make tools`).
 	Real bool
 	// MMDB is the country database for the geo router; empty for none.
@@ -77,6 +81,7 @@ func main() {
 	flag.IntVar(&cfg.GeoGRPCPort, "geo-grpc-port", 9090, "geo router gRPC port (the one endpoint gRPC clients use)")
 	flag.IntVar(&cfg.GeoPort, "geo-port", 8080, "geo router port (the one endpoint clients use)")
 	flag.StringVar(&cfg.Model, "model", "sentiment", "model name")
+	flag.StringVar(&cfg.SecondModel, "second-model", "reviews", "name of the second model every edge serves (the example long-review model); empty: none")
 	flag.BoolVar(&cfg.Real, "real", false, "run on real Consul datacenters and the S3 server (make tools first)")
 	flag.StringVar(&cfg.MMDB, "mmdb", "", "country MMDB for the geo router (make geoip)")
 	flag.BoolVar(&cfg.TLS, "tls", false, "TLS on every listener and hop (mutual between services), with a throwaway CA made in DIR/tls")
@@ -152,9 +157,18 @@ func run(cfg Config) error {
 	if err := waitReady(reg); err != nil {
 		return err
 	}
-	version, err := publishDefault(reg, tokens.admin, cfg.Model, key)
+	version, err := publishDefault(reg, tokens.admin, cfg.Model, defaultmodel.Artifact(), "default model (SST-2 and IMDB)", key)
 	if err != nil {
 		return err
+	}
+	// The second model every edge serves beside the default one, from its
+	// own channel: promoting one leaves the other alone.
+	models := cfg.Model + "=production"
+	if cfg.SecondModel != "" {
+		if _, err := publishDefault(reg, tokens.admin, cfg.SecondModel, reviewsmodel.Artifact(), "long-review model (IMDB)", key); err != nil {
+			return err
+		}
+		models += "," + cfg.SecondModel + "=production"
 	}
 	var grpcURLs [][2]string
 	for i, region := range cfg.Regions {
@@ -162,7 +176,7 @@ func run(cfg Config) error {
 		grpcAddr := fmt.Sprintf("127.0.0.1:%d", cfg.EdgeGRPCPort+i)
 		grpcURLs = append(grpcURLs, [2]string{"edge-" + region + " gRPC", "grpc://" + grpcAddr})
 		e, err := start(cfg, certs, "edge-"+region, certs.scheme()+"://"+addr, append(append([]string{
-			"-listen", addr, "-grpc-listen", grpcAddr, "-region", region, "-model", cfg.Model,
+			"-listen", addr, "-grpc-listen", grpcAddr, "-region", region, "-models", models,
 			"-registry", regURL, "-cache-dir", filepath.Join(cfg.StateDir, "edge-"+region), "-trusted-keys", key.pubPath,
 			"-trusted-proxies", "127.0.0.1/32", "-shutdown-delay", "0s", "-onnxruntime-lib", cfg.ONNXRuntime,
 		}, backend.edgeArgs(region)...), certs.edgeArgs("edge-"+region)...), []string{"EDGE_REGISTRY_TOKEN=" + tokens.reader})
@@ -308,9 +322,9 @@ func waitRoutes(geo *child, regions int) error {
 	return fmt.Errorf("the geo router did not see an edge in every region within 60s")
 }
 
-// publishDefault publishes the embedded default model as version v1 and
-// promotes it to production, unless production already has a target.
-func publishDefault(reg *child, token, name string, key signingKey) (string, error) {
+// publishDefault publishes an embedded model (data) as name's version v1
+// and promotes it to production, unless production already has a target.
+func publishDefault(reg *child, token, name string, data []byte, description string, key signingKey) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := &regclient.Client{BaseURL: reg.url, Token: token, HTTP: &http.Client{Transport: reg.client.Transport, Timeout: time.Minute}}
@@ -324,16 +338,15 @@ func publishDefault(reg *child, token, name string, key signingKey) (string, err
 		}
 		return ch.Global, nil
 	}
-	data := defaultmodel.Artifact()
 	digest := model.Digest(data)
 	sig, err := model.Sign(key.priv, digest)
 	if err != nil {
 		return "", err
 	}
 	_, err = c.Publish(ctx, name, "v1", bytes.NewReader(data), int64(len(data)),
-		wire.NewVersion{Digest: digest, Signature: &sig, Description: "default model (SST-2), signed by the local stack's key"})
+		wire.NewVersion{Digest: digest, Signature: &sig, Description: description + ", signed by the local stack's key"})
 	if err != nil && !regclient.IsStatus(err, http.StatusConflict) {
-		return "", fmt.Errorf("cannot publish the default model: %w", err)
+		return "", fmt.Errorf("cannot publish %s/v1: %w", name, err)
 	}
 	if _, err := c.Promote(ctx, name, "production", wire.MoveRequest{Version: "v1", Reason: "make run"}); err != nil {
 		return "", fmt.Errorf("cannot promote %s/v1: %w", name, err)
@@ -341,10 +354,22 @@ func publishDefault(reg *child, token, name string, key signingKey) (string, err
 	return "v1", nil
 }
 
+// secondModelExample is the banner's line asking the second model.
+func secondModelExample(cfg Config, curl, geo string) string {
+	if cfg.SecondModel == "" {
+		return ""
+	}
+	return fmt.Sprintf("  %s -s %s/v1/predict -d '{\"model\": %q, \"text\": \"a long, slow film that stays with you\"}'\n", curl, geo, cfg.SecondModel)
+}
+
 // printBanner says what runs where: the services' URLs, then the other
 // addresses (the edges' gRPC listeners, the backends).
 func printBanner(cfg Config, certs *pki, children []*child, backendURLs [][2]string, version string) {
-	fmt.Printf("\nSentiment Analyzer Pro is running (model %s, production = %s):\n\n", cfg.Model, version)
+	models := cfg.Model
+	if cfg.SecondModel != "" {
+		models += " and " + cfg.SecondModel
+	}
+	fmt.Printf("\nSentiment Analyzer Pro is running (models %s; %s production = %s):\n\n", models, cfg.Model, version)
 	for _, c := range children {
 		fmt.Printf("  %-21s %s\n", c.name, c.url)
 	}
@@ -364,7 +389,7 @@ Try it (the geo router sends you to the nearest healthy region; X-Region picks o
   %[6]s -si %[1]s/v1/predict -H 'X-Region: ap-south' -d '{"text": "not good at all"}'
   %[6]s -s %[1]s/v2/models/%[2]s/infer -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["great fun", "a dull mess"]}]}'
   %[6]s -s %[1]s/v1/route -H 'X-Region: eu-west'
-
+%[10]s
 Publish and promote a model (tokens are in %[3]s, the registry's address
 in %[7]s; the registry and the edges trust only models signed with
 %[5]s):
@@ -379,5 +404,5 @@ The console: %[9]s/ui/ (log in with SENTCTL_ADMIN_TOKEN from %[3]s).
 %[8]s
 Logs are in %[4]s. Ctrl-C stops everything.
 `, geo, cfg.Model, filepath.Join(cfg.StateDir, "tokens"), filepath.Join(cfg.StateDir, "logs"), filepath.Join(cfg.StateDir, "publisher.key"),
-		curl, filepath.Join(cfg.StateDir, "sentctl.env"), security, children[0].url)
+		curl, filepath.Join(cfg.StateDir, "sentctl.env"), security, children[0].url, secondModelExample(cfg, curl, geo))
 }

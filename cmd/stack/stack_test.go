@@ -193,6 +193,39 @@ func TestStack(t *testing.T) {
 					}
 				}
 			}()
+			// Meanwhile the second model answers the same text, through the
+			// router to the same region: sentiment's rollout must not change
+			// one of its answers, nor fail one.
+			reviews := map[string]int{}
+			reviewsFailed := 0
+			reviewsDone := make(chan struct{})
+			go func() {
+				defer close(reviewsDone)
+				for i := 0; ; i++ {
+					select {
+					case <-stopLoad:
+						return
+					default:
+					}
+					req, _ := http.NewRequest("POST", geo+"/v1/predict", strings.NewReader(`{"model":"reviews","text":"a long, slow film that stays with you"}`))
+					req.Header.Set("X-Region", "eu-west")
+					// Users of their own, each within the rate limit.
+					req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.7.%d.%d", i/250%250, i%250+1))
+					resp, err := client.Do(req)
+					if err != nil {
+						reviewsFailed++
+						reviews[err.Error()]++
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						reviewsFailed++
+					}
+					answer, _, _ := strings.Cut(string(body), `,"request_id"`)
+					reviews[answer]++
+				}
+			}()
 			// v2 is v1's twin, so the rollout must succeed. The latency
 			// floor is raised: on a machine busy with other tests the
 			// scheduler holds up a request by milliseconds now and then
@@ -204,6 +237,20 @@ func TestStack(t *testing.T) {
 			rolled, err := rollout.CombinedOutput()
 			close(stopLoad)
 			<-loadDone
+			<-reviewsDone
+			total := 0
+			for _, n := range reviews {
+				total += n
+			}
+			t.Logf("reviews answered %d requests during sentiment's rollout, %d failed", total, reviewsFailed)
+			if len(reviews) != 1 || reviewsFailed != 0 || total < 20 {
+				t.Errorf("the reviews model during sentiment's rollout: %d failed, answers %v", reviewsFailed, reviews)
+			}
+			for answer := range reviews {
+				if !strings.Contains(answer, `"model":"reviews","version":"v1","region":"eu-west"`) {
+					t.Errorf("reviews answered %s", answer)
+				}
+			}
 			if err != nil || !strings.Contains(string(rolled), "sentiment/production v2: succeeded") {
 				t.Errorf("sentctl rollout start --wait: %v\n%s", err, rolled)
 			}
