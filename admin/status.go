@@ -48,18 +48,21 @@ func (ad *admin) status(w http.ResponseWriter, r *http.Request, _ registry.Princ
 func (ad *admin) staticStatus(ctx context.Context, c wire.Channel) wire.Status {
 	st := wire.Status{Model: c.Model, Channel: c.Channel, Revision: c.Revision, Converged: true}
 	results := make([]wire.InstanceStatus, len(ad.cfg.Edges))
+	serves := make([]bool, len(ad.cfg.Edges))
 	var wg sync.WaitGroup
 	for i, e := range ad.cfg.Edges {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = ad.probe(ctx, e.ID, e.URL)
+			results[i], serves[i] = ad.probe(ctx, e.ID, e.URL, c.Model)
 		}()
 	}
 	wg.Wait()
 	byRegion := map[string]*wire.RegionStatus{}
 	for i, e := range ad.cfg.Edges {
-		addInstance(byRegion, c, e.Region, "-", results[i])
+		if serves[i] {
+			addInstance(byRegion, c, e.Region, "-", results[i])
+		}
 	}
 	return withRegions(st, byRegion)
 }
@@ -91,26 +94,38 @@ func withRegions(st wire.Status, byRegion map[string]*wire.RegionStatus) wire.St
 	return st
 }
 
-// probe reads one edge's /health/ready: passing with the version it
-// serves, or critical.
-func (ad *admin) probe(ctx context.Context, id, base string) wire.InstanceStatus {
-	is := wire.InstanceStatus{ID: id, Address: strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://"), Health: api.HealthCritical}
+// probe reads one edge's /health/ready: passing with the version of model
+// it serves, or critical. serves is false when a ready edge does not serve
+// model at all; an edge that is not ready is counted, critical.
+func (ad *admin) probe(ctx context.Context, id, base, model string) (is wire.InstanceStatus, serves bool) {
+	is = wire.InstanceStatus{ID: id, Address: strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://"), Health: api.HealthCritical}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/health/ready", nil)
 	if err != nil {
-		return is
+		return is, true
 	}
 	resp, err := ad.cfg.EdgeClient.Do(req)
 	if err != nil {
-		return is
+		return is, true
 	}
 	defer resp.Body.Close()
+	type served struct{ Name, Model, Version, Digest string }
 	var ready struct {
-		Version, Digest string
+		served
+		Models []served // an edge older than several models has none
 	}
-	if resp.StatusCode == http.StatusOK && json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ready) == nil {
-		is.Health, is.Version, is.Digest = api.HealthPassing, ready.Version, ready.Digest
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ready) != nil {
+		return is, true
 	}
-	return is
+	if len(ready.Models) == 0 {
+		ready.Models = []served{{Name: ready.Model, Version: ready.Version, Digest: ready.Digest}}
+	}
+	for _, m := range ready.Models {
+		if m.Name == model {
+			is.Health, is.Version, is.Digest = api.HealthPassing, m.Version, m.Digest
+			return is, true
+		}
+	}
+	return is, false
 }
 
 func (ad *admin) rolloutStatus(ctx context.Context, c wire.Channel) wire.Status {

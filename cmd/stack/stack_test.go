@@ -254,6 +254,13 @@ func TestStack(t *testing.T) {
 			if err != nil || !strings.Contains(string(rolled), "sentiment/production v2: succeeded") {
 				t.Errorf("sentctl rollout start --wait: %v\n%s", err, rolled)
 			}
+			// The second model's status: every edge serves its v1, read
+			// from each edge's readiness or, on Consul, its meta.
+			status := exec.Command(filepath.Join(bin, "sentctl"), "status", "--model", "reviews")
+			status.Env = append(append(os.Environ(), sentctlEnv...), "SENTCTL_TOKEN="+admin)
+			if out, err := status.CombinedOutput(); err != nil || !strings.Contains(string(out), "reviews/production revision 1: converged=true") || strings.Count(string(out), "passing   serves v1") != 3 {
+				t.Errorf("sentctl status --model reviews: %v\n%s", err, out)
+			}
 			cmd.Process.Signal(syscall.SIGINT)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
