@@ -128,12 +128,17 @@ func edgeLimitPerClient(t *testing.T, s *services, edgeAddr, geoAddr string) str
 		return resp.StatusCode, resp.Header.Get("X-Served-Region")
 	}
 	codes := map[int]int{}
+	start := time.Now()
 	for range 110 {
 		code, _ := send("127.0.0.7")
 		codes[code]++
 	}
-	if codes[200] != 100 || codes[429] != 10 {
-		t.Errorf("one client, 110 requests through the router: %v, want 100 × 200 and 10 × 429", codes)
+	// The bucket holds 100 and refills one every 0.6 s: on a busy machine
+	// the 110 handshakes take long enough for a refill or two.
+	refills := int(time.Since(start).Seconds() / 0.6)
+	if codes[200] < 100 || codes[200] > 100+refills || codes[200]+codes[429] != 110 || refills < 10 && codes[429] == 0 {
+		t.Errorf("one client, 110 requests through the router in %v: %v, want 100 × 200 (and up to %d refilled) and the rest 429",
+			time.Since(start).Round(time.Millisecond), codes, refills)
 	}
 	code, region := send("127.0.0.9")
 	if code != 200 {
