@@ -18,6 +18,9 @@ import (
 	"github.com/sentimentpro/sentiment/registry/wire"
 
 	"github.com/sentimentpro/sentiment/internal/testenv"
+	"github.com/sentimentpro/sentiment/oippb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestPrometheusScrape runs the registry, an edge and the geo router as
@@ -33,23 +36,16 @@ func TestPrometheusScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal("prometheus not found: run `make tools` (it installs Debian's prometheus)")
 	}
-	ports, err := testenv.FreePorts(4)
+	ports, err := testenv.FreePorts(5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	regAddr, edgeAddr, geoAddr, promAddr := addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3])
+	regAddr, edgeAddr, geoAddr, promAddr, grpcAddr := addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3]), addr(ports[4])
 
 	publishAndMove(t, registrytest.StartBinary(t, registrytest.Binary{Addr: regAddr}).Admin)
 	testenv.StartEdge(t, testenv.Edge{Name: "edge", Addr: edgeAddr, Model: "demo", Registry: "http://" + regAddr,
-		Token: registrytest.ReaderToken, RateLimit: 100})
+		Token: registrytest.ReaderToken, RateLimit: 100, Args: []string{"-grpc-listen", grpcAddr}})
 	testenv.StartGeo(t, testenv.Geo{Addr: geoAddr, Static: "us-east=" + edgeAddr, RateLimit: 100, WaitReady: true})
-	for i := 0; i < 5; i++ { // some traffic through the router
-		resp, err := http.Post("http://"+geoAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a fine film"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
 
 	rules, _ := filepath.Abs(alertsFile)
 	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
@@ -81,6 +77,29 @@ scrape_configs:
 		}
 		return nil
 	})
+	// Some traffic through the router, and a gRPC call, once Prometheus
+	// scrapes, twice: a counter's series appears with its first request,
+	// so the rates the SLO rules take need samples from before and after
+	// the second round.
+	traffic := func() {
+		for i := 0; i < 5; i++ {
+			resp, err := http.Post("http://"+geoAddr+"/v1/predict", "application/json", strings.NewReader(`{"text":"a fine film"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		grpcInfer(t, grpcAddr, "demo")
+	}
+	traffic()
+	testenv.Eventually(t, 15*time.Second, "the first round scraped", func() error {
+		if len(prom.query(t, `edge_grpc_requests_total{method="ModelInfer"} == 1`)) == 0 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	traffic()
+
 	// Key series, with the labels the rules and the dashboard group by.
 	for _, q := range []string{
 		`edge_requests_total{job="sentiment-edge",region="us-east",route="/v1/predict",code="200"} >= 5`,
@@ -98,6 +117,10 @@ scrape_configs:
 		`registry_store_up{job="sentiment-registry"} == 1`,
 		`registry_promotes_total{result="ok"} >= 2`,
 		`histogram_quantile(0.5, sum by (le) (edge_request_duration_seconds_bucket{route="/v1/predict"})) > 0`,
+		`edge_grpc_requests_total{region="us-east",method="ModelInfer",code="OK"} == 2`,
+		// The SLO rules, evaluated by Prometheus on the edge's series.
+		`region:sentiment_slo_errors:ratio_rate5m{region="us-east"} == 0`,
+		`region:sentiment_slo_slow:ratio_rate5m{region="us-east"} >= 0`,
 	} {
 		testenv.Eventually(t, 15*time.Second, q, func() error {
 			if len(prom.query(t, q)) == 0 {
@@ -233,4 +256,22 @@ func (p promClient) metadata(t *testing.T) map[string][]struct{ Type string } {
 	}
 	p.get(t, "/api/v1/metadata", nil, &out)
 	return out.Data
+}
+
+// grpcInfer makes one ModelInfer call to the edge's gRPC listener.
+func grpcInfer(t *testing.T, addr, model string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	in := &oippb.ModelInferRequest_InferInputTensor{Name: "text", Datatype: "BYTES", Shape: []int64{1},
+		Contents: &oippb.InferTensorContents{BytesContents: [][]byte{[]byte("a fine film")}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := oippb.NewGRPCInferenceServiceClient(conn).ModelInfer(ctx,
+		&oippb.ModelInferRequest{ModelName: model, Inputs: []*oippb.ModelInferRequest_InferInputTensor{in}}); err != nil {
+		t.Fatalf("gRPC ModelInfer: %v", err)
+	}
 }
