@@ -469,3 +469,90 @@ func TestConsoleByKeyboard(t *testing.T) {
 	}
 	t.Logf("screenshots in %s", dir)
 }
+
+// TestRolloutChartsInChromium: a rollout of a flipped model (it calls
+// "a great film" negative) in eu-west, with traffic, breaches its label
+// shift and is rolled back; the open page draws the step's charts in
+// place: the candidate's label-shift line above the dashed threshold, the
+// step marked breached and rolled back, a table of figures for every
+// chart, at desktop and phone width.
+func TestRolloutChartsInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Chromium, the registry and two edges")
+	}
+	ctx := chrome(t)
+	reg, edges, _ := startRig(t, "-rollout-tick", "200ms", "-rollout-lease", "1s")
+	dir := shots(t)
+	registrytest.Publish(t, reg.Publisher, "demo", "v3", testenv.FlippedArtifact(t, 3))
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(reg.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), registrytest.AdminToken),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/models/demo"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	spec := wire.RolloutSpec{Version: "v3", Regions: []string{"eu-west"}, Steps: []float64{50, 100}, Interval: wire.Duration(time.Minute),
+		Force: true, Thresholds: wire.Thresholds{MinRequests: 30}}
+	if _, err := reg.Admin.StartRollout(context.Background(), "demo", "production", spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/ui/models/demo/rollout"), chromedp.WaitVisible(chromedp.ID("rollout-status"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, `document.querySelector("#rollout-figures") !== null`, "the step's figures appear", 15*time.Second)
+	markUnreloaded(t, ctx)
+	// Praise from many clients, a few at a time, so the step's figures are
+	// sampled several times before the candidate has answered enough to
+	// be judged.
+	for i := 0; i < 300; i++ {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+edges["eu-west"]+"/v1/predict",
+			strings.NewReader(fmt.Sprintf(`{"text":"a great, moving and wonderful film, take %d"}`, i)))
+		req.Header.Set("X-Routing-Key", fmt.Sprintf("client-%d", i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if i%4 == 3 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if done, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`/rolled_back/.test(document.querySelector("#rollout-status")?.textContent ?? "")`)); done {
+			break
+		}
+	}
+	waitText(t, ctx, "#rollout-status", "rolled_back", 20*time.Second)
+	checkUnreloaded(t, ctx, "the rollback")
+	breached := `section.step-charts[data-outcome="breached"]`
+	waitJS(t, ctx, `document.querySelector('`+breached+` figure[data-chart="label-shift"]') !== null`, "the breached step's charts", 5*time.Second)
+	// The candidate's line is above the threshold's (smaller y is higher)
+	// and the chart says it crossed; the step says it was rolled back.
+	above, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const f = document.querySelector('`+breached+` figure[data-chart="label-shift"]');
+		const cand = f.querySelector('polyline.candidate'), limit = f.querySelector('polyline.threshold');
+		return f.dataset.crossed === "true" && cand.points.length >= 2 && Number(cand.dataset.top) < Number(limit.dataset.top);
+	})()`))
+	if err != nil || !above {
+		t.Errorf("the label-shift chart of the breached step does not show the candidate past the threshold (%v)", err)
+	}
+	waitText(t, ctx, breached+" h3", "breached, rolled back", time.Second)
+	for _, size := range []struct {
+		name string
+		w, h int64
+	}{{"desktop", 1280, 800}, {"phone", 390, 844}} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.w, size.h)); err != nil {
+			t.Fatal(err)
+		}
+		checkPage(t, ctx, "the rolled-back rollout at "+size.name+" width")
+		tables, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+			const charts = document.querySelectorAll("figure.chart");
+			return charts.length >= 4 && [...charts].every(c => c.querySelector("table tbody tr") !== null && c.querySelector("svg[role=img][aria-label]") !== null);
+		})()`))
+		if err != nil || !tables {
+			t.Errorf("%s: a chart without its table or its name (%v)", size.name, err)
+		}
+		screenshot(t, ctx, dir, "rollout-rolled-back-"+size.name)
+	}
+	t.Logf("screenshots in %s", dir)
+}

@@ -38,7 +38,7 @@ import (
 //go:embed assets
 var assets embed.FS
 
-var pages = template.Must(template.New("").Funcs(template.FuncMap{
+var pages = template.Must(template.New("").Funcs(chartFuncs).Funcs(template.FuncMap{
 	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	// ops are the operations a rollout in status allows.
 	"ops": func(status string) []string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/units"
+
 	"github.com/sentimentpro/sentiment/registry/wire"
 )
 
@@ -217,11 +219,12 @@ func judge(window Counters, stableVersions, candidate string, th wire.Thresholds
 	breach := func(format string, args ...any) { f.Breaches = append(f.Breaches, fmt.Sprintf(format, args...)) }
 	if enough && f.Candidate.ErrorRate-f.Stable.ErrorRate > th.MaxErrorRate &&
 		zOver(f.Candidate.ErrorRate, nc, f.Stable.ErrorRate, ns, th.MaxErrorRate) > z {
-		breach("error rate %.4f against the stable version's %.4f (at most +%g)", f.Candidate.ErrorRate, f.Stable.ErrorRate, th.MaxErrorRate)
+		breach("error rate %s against the stable version's %s (at most +%s)", units.Percent(f.Candidate.ErrorRate), units.Percent(f.Stable.ErrorRate),
+			units.Percent(th.MaxErrorRate))
 	}
 	if comparable && slowerThan(window, f.Stable.P99Seconds, th, z) {
-		breach("p99 latency %.6fs against the stable version's %.6fs (at most %gx, or +%v)", f.Candidate.P99Seconds, f.Stable.P99Seconds,
-			th.MaxLatencyRatio, time.Duration(th.LatencyFloor))
+		breach("p99 latency %s against the stable version's %s (at most %gx, or +%v)", units.Seconds(f.Candidate.P99Seconds),
+			units.Seconds(f.Stable.P99Seconds), th.MaxLatencyRatio, time.Duration(th.LatencyFloor))
 	}
 	if comparable {
 		var label string

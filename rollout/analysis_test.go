@@ -337,3 +337,23 @@ func TestFewSlowRequestsAreNotABreach(t *testing.T) {
 		t.Error("30 of 1,000 past a 1 % line should be too many, 12 not")
 	}
 }
+
+// TestSamplesAreBounded: a long step keeps at most wire.MaxSamples
+// samples, spanning the whole step at a coarser resolution.
+func TestSamplesAreBounded(t *testing.T) {
+	var samples []wire.FigureSample
+	for i := range 1000 {
+		samples = wire.AddSample(samples, wire.Figures{LabelShift: float64(i)}, float64(i))
+	}
+	if len(samples) > wire.MaxSamples || len(samples) < wire.MaxSamples/2 {
+		t.Fatalf("%d samples", len(samples))
+	}
+	if first, last := samples[0].Seconds, samples[len(samples)-1].Seconds; first != 0 || last != 999 {
+		t.Errorf("samples span %v to %v, want the step's start to 999", first, last)
+	}
+	for i := 1; i < len(samples); i++ {
+		if samples[i].Seconds <= samples[i-1].Seconds {
+			t.Fatalf("samples out of order at %d", i)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/units"
+
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sentimentpro/sentiment/registry"
@@ -127,7 +129,7 @@ func (m *Manager) judgeStep(ctx context.Context, ro wire.Rollout, now time.Time)
 		m.log.Warn("rollout breached its thresholds", "model", ro.Model, "channel", ro.Channel, "version", ro.Spec.Version,
 			"percent", ro.Percent, "breaches", figs.Breaches)
 		change = func(r *wire.Rollout) {
-			r.Figures = &figs
+			record(r, figs, now)
 			end(r, wire.RolloutRolledBack, "breached", reason, now)
 			r.Pending = []wire.RolloutAction{{Kind: "rollback", Time: now, Actor: m.actor(), Regions: r.Spec.Regions,
 				Detail: reason + "; " + summary(figs)}}
@@ -153,8 +155,9 @@ func (m *Manager) judgeStep(ctx context.Context, ro wire.Rollout, now time.Time)
 // in the same wave, or the wave's promotion (and the next wave's first
 // step, or the end).
 func advance(r *wire.Rollout, figs wire.Figures, now time.Time, actor string) {
+	record(r, figs, now)
 	r.History = append(r.History, wire.RolloutStep{Wave: r.Wave, Regions: r.WaveRegions(r.Wave), Percent: r.Percent,
-		Started: r.StepStarted, Ended: now, Outcome: "passed", Figures: &figs})
+		Started: r.StepStarted, Ended: now, Outcome: "passed", Figures: &figs, Samples: r.Samples})
 	passed := fmt.Sprintf("passed %g%%: %s", r.Percent, summary(figs))
 	regions := r.WaveRegions(r.Wave)
 	if r.Step+1 < len(r.Spec.Steps) {
@@ -171,14 +174,22 @@ func advance(r *wire.Rollout, figs wire.Figures, now time.Time, actor string) {
 			r.Status, r.Reason = wire.RolloutSucceeded, "promoted in every region"
 		}
 	}
-	r.StepStarted, r.Baseline, r.Figures = now, nil, nil
+	r.StepStarted, r.Baseline, r.Figures, r.Samples = now, nil, nil, nil
+}
+
+// record makes figs the running step's figures and adds them to its
+// samples.
+func record(r *wire.Rollout, figs wire.Figures, now time.Time) {
+	r.Figures = &figs
+	r.Samples = wire.AddSample(r.Samples, figs, now.Sub(r.StepStarted).Seconds())
 }
 
 // summary is the figures in one line, for audit entries.
 func summary(f wire.Figures) string {
-	return fmt.Sprintf("candidate %.0f requests (error rate %.4f, p99 %.6fs), stable %.0f (error rate %.4f, p99 %.6fs), label shift %.3f, PSI %.3f, shadow disagreement %.3f over %.0f, %d edges, %.0fs",
-		f.Candidate.Requests, f.Candidate.ErrorRate, f.Candidate.P99Seconds, f.Stable.Requests, f.Stable.ErrorRate, f.Stable.P99Seconds,
-		f.LabelShift, f.PSI, f.Disagreement, f.ShadowCompared, f.Edges, f.WindowSeconds)
+	return fmt.Sprintf("candidate %.0f requests (error rate %s, p99 %s), stable %.0f (error rate %s, p99 %s), label shift %s, PSI %.3f, shadow disagreement %s over %.0f, %d edges, %.0fs",
+		f.Candidate.Requests, units.Percent(f.Candidate.ErrorRate), units.Seconds(f.Candidate.P99Seconds), f.Stable.Requests,
+		units.Percent(f.Stable.ErrorRate), units.Seconds(f.Stable.P99Seconds), units.Percent(f.LabelShift), f.PSI,
+		units.Percent(f.Disagreement), f.ShadowCompared, f.Edges, f.WindowSeconds)
 }
 
 func (m *Manager) actor() string { return "rollout-controller@" + m.cfg.ID }
@@ -201,7 +212,7 @@ func (m *Manager) renewIfDue(ctx context.Context, ro wire.Rollout, now time.Time
 	_, err := m.commit(ctx, ro, func(r *wire.Rollout) {
 		m.renew(ro, now)(r)
 		if figs != nil {
-			r.Figures = figs
+			record(r, *figs, now)
 		}
 	})
 	return err

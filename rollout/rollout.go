@@ -352,7 +352,7 @@ func opChange(ro wire.Rollout, op, actor, reason string, now time.Time) (func(*w
 	case op == OpResume && ro.Status == wire.RolloutPaused:
 		return func(r *wire.Rollout) {
 			r.Status, r.Reason = wire.RolloutRunning, ""
-			r.StepStarted, r.Baseline, r.Figures = now, nil, nil
+			r.StepStarted, r.Baseline, r.Figures, r.Samples = now, nil, nil, nil
 			r.Pending = []wire.RolloutAction{act}
 		}, nil
 	case op == OpAbort && wire.RolloutActive(ro.Status):
@@ -371,7 +371,8 @@ func opChange(ro wire.Rollout, op, actor, reason string, now time.Time) (func(*w
 // end closes the running step with outcome and the rollout with status.
 func end(r *wire.Rollout, status, outcome, reason string, now time.Time) {
 	r.History = append(r.History, wire.RolloutStep{Wave: r.Wave, Regions: r.WaveRegions(r.Wave), Percent: r.Percent,
-		Started: r.StepStarted, Ended: now, Outcome: outcome, Figures: r.Figures})
+		Started: r.StepStarted, Ended: now, Outcome: outcome, Figures: r.Figures, Samples: r.Samples})
+	r.Samples = nil
 	r.Status, r.Reason = status, reason
 	if status != wire.RolloutSucceeded {
 		r.Percent = 0

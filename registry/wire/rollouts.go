@@ -116,12 +116,14 @@ type Rollout struct {
 	Stable map[string]string `json:"stable"`
 	// History is every step taken, with the figures it was judged on.
 	History []RolloutStep `json:"history"`
-	// Figures are the running step's figures so far.
-	Figures   *Figures  `json:"figures,omitempty"`
-	Reason    string    `json:"reason,omitempty"` // why it ended or paused
-	Actor     string    `json:"actor"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	// Figures are the running step's figures so far, and Samples how they
+	// moved over the step (for charts).
+	Figures   *Figures       `json:"figures,omitempty"`
+	Samples   []FigureSample `json:"samples,omitempty"`
+	Reason    string         `json:"reason,omitempty"` // why it ended or paused
+	Actor     string         `json:"actor"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
 	// Holder is the registry replica driving the rollout while its lease
 	// lasts.
 	Holder     string    `json:"holder,omitempty"`
@@ -160,8 +162,50 @@ type RolloutStep struct {
 	Ended   time.Time `json:"ended"`
 	// Outcome is "passed", "breached" (rolled back), "aborted" or
 	// "superseded" (the channel was moved outside the rollout).
-	Outcome string   `json:"outcome"`
-	Figures *Figures `json:"figures,omitempty"`
+	Outcome string         `json:"outcome"`
+	Figures *Figures       `json:"figures,omitempty"`
+	Samples []FigureSample `json:"samples,omitempty"`
+}
+
+// MaxSamples bounds a step's samples: when they are full every other one
+// is dropped and the spacing doubles, so a long step keeps its whole span,
+// evenly, at a coarser resolution.
+const MaxSamples = 64
+
+// FigureSample is a step's figures at one moment: what the console's
+// charts draw. Seconds count from the step's start.
+type FigureSample struct {
+	Seconds            float64 `json:"s"`
+	CandidateRequests  float64 `json:"cand_requests"`
+	CandidateErrorRate float64 `json:"cand_error_rate"`
+	StableErrorRate    float64 `json:"stable_error_rate"`
+	CandidateP99       float64 `json:"cand_p99_seconds"`
+	StableP99          float64 `json:"stable_p99_seconds"`
+	LabelShift         float64 `json:"label_shift"`
+	Disagreement       float64 `json:"disagreement"`
+}
+
+// AddSample records f, taken seconds into the step, in samples, within
+// MaxSamples. A sample closer to the one before the last than the
+// samples' spacing replaces the last, so the newest figures are always
+// there and the spacing stays even.
+func AddSample(samples []FigureSample, f Figures, seconds float64) []FigureSample {
+	s := FigureSample{Seconds: seconds, CandidateRequests: f.Candidate.Requests,
+		CandidateErrorRate: f.Candidate.ErrorRate, StableErrorRate: f.Stable.ErrorRate,
+		CandidateP99: f.Candidate.P99Seconds, StableP99: f.Stable.P99Seconds,
+		LabelShift: f.LabelShift, Disagreement: f.Disagreement}
+	if n := len(samples); n >= 3 && seconds-samples[n-2].Seconds < samples[1].Seconds-samples[0].Seconds {
+		samples[n-1] = s
+		return samples
+	}
+	if len(samples) >= MaxSamples {
+		kept := samples[:0]
+		for i := 0; i < len(samples); i += 2 {
+			kept = append(kept, samples[i])
+		}
+		samples = kept
+	}
+	return append(samples, s)
 }
 
 // RolloutAction is a change a rollout makes to its channel, with the
