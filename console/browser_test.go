@@ -110,7 +110,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Skip("runs Chromium, the registry and two edges")
 	}
 	ctx := chrome(t)
-	reg, edges, _ := startRig(t)
+	reg, edges, geo := startRig(t)
 	dir := shots(t)
 	euRow := `tr[data-region="eu-west"] td:last-child`
 
@@ -187,12 +187,34 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 
-	// The regions as the geo router sees them.
+	// The regions as the geo router sees them, with each one's last hour
+	// drawn: traffic to eu-west shows in its requests-per-second chart.
+	for i := range 30 {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+geo+"/v1/predict", strings.NewReader(`{"text":"a fine film"}`))
+		req.Header.Set("X-Region", "eu-west")
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/ui/regions"), chromedp.WaitVisible(chromedp.CSS(`tr[data-region="eu-west"]`))); err != nil {
 		t.Fatal(err)
 	}
 	waitText(t, ctx, `tr[data-region="eu-west"]`, "closed", 10*time.Second)
 	waitText(t, ctx, `tr[data-region="us-east"]`, edges["us-east"], 10*time.Second)
+	drawn, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const rps = document.querySelector('section.region-charts[data-region="eu-west"] figure[data-chart="rps"]');
+		const line = rps?.querySelector("polyline.stable");
+		const charts = document.querySelectorAll("section.region-charts figure.chart");
+		return line !== null && Number(line.dataset.top) < 216 && charts.length >= 6 &&
+			[...charts].every(c => c.querySelector("table tbody tr") !== null);
+	})()`))
+	if err != nil || !drawn {
+		t.Errorf("the regions page does not draw eu-west's traffic in its last hour, or a chart lacks its table (%v)", err)
+	}
+	checkPage(t, ctx, "the regions page")
 	screenshot(t, ctx, dir, "regions")
 
 	// A forged POST from the page with the admin's session cookie but

@@ -3,6 +3,7 @@ package console
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sentimentpro/sentiment/registry/wire"
 )
@@ -44,5 +45,24 @@ func TestStepCharts(t *testing.T) {
 	}
 	if stepCharts(samples[:1], th) != nil {
 		t.Error("one sample draws no chart")
+	}
+}
+
+// TestRegionCharts: a region's minutes become requests per second, p99
+// and the breaker, labelled by the minute.
+func TestRegionCharts(t *testing.T) {
+	start := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	minutes := []geoMinute{{Start: start}, {Start: start.Add(time.Minute), Requests: 600, P99Seconds: 0.0025, Breaker: 2}}
+	charts := regionCharts(minutes)
+	if len(charts) != 3 {
+		t.Fatalf("%d charts", len(charts))
+	}
+	for i, want := range [][]string{{"10:01", "10/s"}, {"10:01", "2.50 ms"}, {"10:01", "open"}} {
+		if got := charts[i].Table.Rows[1]; got[0] != want[0] || got[1] != want[1] {
+			t.Errorf("%s: row %v, want %v", charts[i].ID, got, want)
+		}
+	}
+	if regionCharts(nil) != nil {
+		t.Error("no minutes, no chart")
 	}
 }

@@ -220,11 +220,10 @@ func (r *Router) grpcAttempts(ss grpc.ServerStream, method string, req *rawFrame
 		t0 := time.Now()
 		err = conn.Invoke(actx, method, req, &resp, grpc.Header(&header), grpc.Trailer(&trailer))
 		cancel()
-		pool.latency.Update(time.Since(t0).Seconds())
 		if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded && ctx.Err() == nil {
 			// Nothing was answered: the next region may.
 			done(err)
-			pool.failed.Inc()
+			pool.observe(t0, time.Now(), err)
 			lastErr = fmt.Errorf("%s in %s: %w", addr, region, err)
 			failovers++
 			grpcFailovers.Inc()
@@ -232,7 +231,7 @@ func (r *Router) grpcAttempts(ss grpc.ServerStream, method string, req *rawFrame
 			continue
 		}
 		done(nil) // an answer, an error one included, is the edge working
-		pool.ok.Inc()
+		pool.observe(t0, time.Now(), nil)
 		header.Set("x-served-region", region)
 		header.Set("x-failovers", strconv.Itoa(failovers))
 		header.Delete("x-request-id") // already set, and the edge's is the same

@@ -98,13 +98,27 @@ type regionPool struct {
 	ok      *metrics.Counter
 	failed  *metrics.Counter
 	latency *metrics.PrometheusHistogram
+	history *history // the last hour, for the console (history.go)
 }
 
-func newRegionPool(region string, breaker *gobreaker.TwoStepCircuitBreaker[struct{}]) *regionPool {
+// observe counts one attempt at the region, answered (err nil) or not,
+// that started at t0 and ended at end.
+func (p *regionPool) observe(t0, end time.Time, err error) {
+	seconds := end.Sub(t0).Seconds()
+	p.latency.Update(seconds)
+	p.history.record(end, seconds, err != nil)
+	if err != nil {
+		p.failed.Inc()
+		return
+	}
+	p.ok.Inc()
+}
+
+func newRegionPool(region string, breaker *gobreaker.TwoStepCircuitBreaker[struct{}], hist *history) *regionPool {
 	counter := func(result string) *metrics.Counter {
 		return metrics.GetOrCreateCounter(fmt.Sprintf(`geo_upstream_requests_total{region=%q,result=%q}`, region, result))
 	}
-	return &regionPool{breaker: breaker, ok: counter("ok"), failed: counter("error"),
+	return &regionPool{breaker: breaker, ok: counter("ok"), failed: counter("error"), history: hist,
 		latency: metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`geo_upstream_duration_seconds{region=%q}`, region), latencyBuckets)}
 }
 
@@ -176,7 +190,8 @@ func NewRouter(cfg Config) *Router {
 		r.door.Limiter = ratelimit.New(cfg.RatePerMinute, cfg.RateBurst)
 	}
 	for _, reg := range cfg.Locator.Regions {
-		r.pools[reg.Name] = newRegionPool(reg.Name, r.newBreaker(reg.Name))
+		hist := new(history)
+		r.pools[reg.Name] = newRegionPool(reg.Name, r.newBreaker(reg.Name, hist), hist)
 		// Both gauges exist from the start, so dashboards and alerts see
 		// every region before anything happens to it.
 		breakerGauge(reg.Name).Set(0)
@@ -185,7 +200,7 @@ func NewRouter(cfg Config) *Router {
 	return r
 }
 
-func (r *Router) newBreaker(region string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+func (r *Router) newBreaker(region string, hist *history) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        region,
 		MaxRequests: 1, // one half-open probe
@@ -197,6 +212,7 @@ func (r *Router) newBreaker(region string) *gobreaker.TwoStepCircuitBreaker[stru
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			r.log.Warn("region breaker changed state", "region", name, "from", from.String(), "to", to.String())
 			breakerGauge(name).Set(float64(to))
+			hist.breakerState(time.Now(), to)
 		},
 	})
 }
@@ -261,7 +277,7 @@ func (r *Router) Handler() fasthttp.RequestHandler {
 		v := r.door.Enter(ctx)
 		relayed := false
 		switch string(ctx.Path()) {
-		case "/health/live", "/health/ready", "/metrics", "/v1/route":
+		case "/health/live", "/health/ready", "/metrics", "/v1/route", "/v1/history":
 			r.own(ctx, v.ID)
 		default:
 			if ctx.IsOptions() && string(ctx.RequestURI()) == "*" {
@@ -307,6 +323,10 @@ func (r *Router) own(ctx *fasthttp.RequestCtx, id string) {
 	case "/v1/route":
 		if r.internal(ctx, id) {
 			r.route(ctx)
+		}
+	case "/v1/history":
+		if r.internal(ctx, id) {
+			r.historyRoute(ctx)
 		}
 	}
 }
@@ -378,16 +398,14 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, v frontdoor.Visit) (relayed boo
 		err := r.forward(ctx, up, t0)
 		done(err)
 		end := time.Now()
-		pool.latency.Update(end.Sub(t0).Seconds())
+		pool.observe(t0, end, err)
 		if err == nil {
 			h := &ctx.Response.Header
 			forward.MarkServed(h, region)
 			h.Set("X-Failovers", strconv.Itoa(failovers))
-			pool.ok.Inc()
 			observe(ctx.Response.StatusCode(), end.Sub(start))
 			return true
 		}
-		pool.failed.Inc()
 		r.log.Debug("attempt failed; failing over", "request_id", id, "trace_id", tc.TraceIDString(), "region", region, "err", err)
 		lastErr = err
 		failovers++
