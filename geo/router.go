@@ -47,7 +47,7 @@ type Config struct {
 	// the address a trusted proxy forwarded.
 	RatePerMinute float64
 	RateBurst     int
-	// InternalToken, when set, is the bearer token /metrics and /v1/route
+	// InternalToken, when set, is the bearer token /metrics, /v1/route and /v1/history
 	// require: they tell edge addresses and traffic, which the public port
 	// must not.
 	InternalToken string

@@ -95,7 +95,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 64<<10, "largest request body (the edge's limit)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 256, "open connections per client address (0: no limit)")
 	fs.IntVar(&c.Concurrency, "max-concurrency", 10000, "requests served at once; more get 503")
-	fs.StringVar(&c.InternalToken, "internal-token", "", "bearer token /metrics and /v1/route require (empty: open): from GEO_INTERNAL_TOKEN only, never the command line")
+	fs.StringVar(&c.InternalToken, "internal-token", "", "bearer token /metrics, /v1/route and /v1/history require (empty: open): from GEO_INTERNAL_TOKEN only, never the command line")
 	fs.Float64Var(&c.AccessLog, "access-log-sample", 0.001, "share of requests given an access log line, 0 to 1 (ids, status, timing; never a text)")
 	c.TLS.Register(fs)
 	fs.BoolVar(&c.EdgeTLS, "edge-tls", false, "reach edges over https (implied by -edge-ca)")
