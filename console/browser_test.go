@@ -187,6 +187,23 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 
+	// The model's page draws production's moves: the promote of v2 in
+	// eu-west and the rollback, as marks on a timeline with a table.
+	if err := chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/ui/models/demo"), chromedp.WaitVisible(chromedp.CSS(`figure[data-chart="timeline"]`))); err != nil {
+		t.Fatal(err)
+	}
+	marks, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+		const f = document.querySelector('figure[data-chart="timeline"]');
+		const v2 = [...f.querySelectorAll("rect.seg")].some(r => r.dataset.version === "v2");
+		return f.querySelectorAll("line.mark.promote").length + " promotes, " + f.querySelectorAll("line.mark.rollback").length +
+			" rollbacks, v2 drawn " + v2 + ", " + f.querySelectorAll("table tbody tr").length + " rows";
+	})()`))
+	if err != nil || !strings.Contains(marks, "1 rollbacks, v2 drawn true") || strings.HasPrefix(marks, "0 ") || strings.HasPrefix(marks, "1 promotes") {
+		t.Errorf("the model's timeline: %s (%v); want the first promote, v2's, and the rollback", marks, err)
+	}
+	checkPage(t, ctx, "the model page with its timeline")
+	screenshot(t, ctx, dir, "model-timeline")
+
 	// The regions as the geo router sees them, with each one's last hour
 	// drawn: traffic to eu-west shows in its requests-per-second chart.
 	for i := range 30 {

@@ -234,6 +234,7 @@ var chartFuncs = template.FuncMap{
 	"seconds":      units.Seconds,
 	"percent":      units.Percent,
 	"add":          func(a, b float64) float64 { return a + b },
+	"float":        func(n int) float64 { return float64(n) },
 	"stepView": func(samples []wire.FigureSample, th wire.Thresholds) map[string]any {
 		return map[string]any{"Samples": samples, "Thresholds": th}
 	},

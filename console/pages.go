@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"time"
 
 	"github.com/sentimentpro/sentiment/registry/wire"
 )
@@ -40,6 +41,7 @@ type modelView struct {
 	Versions []wire.Version
 	Channels []wire.Channel
 	Regions  regionsView
+	Timeline *timeline // production's moves, drawn; nil without any
 }
 
 func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
@@ -56,7 +58,19 @@ func (c *Console) model(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	sort.Slice(vs.Versions, func(i, j int) bool { return vs.Versions[i].CreatedAt.After(vs.Versions[j].CreatedAt) })
 	c.render(w, http.StatusOK, "model.html", c.page(s, name, modelView{Model: name, Versions: vs.Versions, Channels: cs.Channels,
-		Regions: c.regionsOf(r, s, name)}))
+		Regions: c.regionsOf(r, s, name), Timeline: c.timelineOf(r, s, name)}))
+}
+
+// timelineOf draws production's last 50 moves; nil if there are none or
+// the history cannot be read (the rest of the page still shows).
+func (c *Console) timelineOf(r *http.Request, s *session, model string) *timeline {
+	var h struct{ History []wire.Channel }
+	path := "/v1/admin/models/" + url.PathEscape(model) + "/channels/production/history?limit=50"
+	if err := c.call(r.Context(), s.Token, http.MethodGet, path, nil, &h); err != nil {
+		return nil
+	}
+	sort.Slice(h.History, func(i, j int) bool { return h.History[i].UpdatedAt.Before(h.History[j].UpdatedAt) })
+	return newTimeline(h.History, time.Now())
 }
 
 // regionsView is the live part of a model's page.
