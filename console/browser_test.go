@@ -57,6 +57,21 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
 }
 
+// logIn logs in to the console at base with token and waits for the
+// models page.
+func logIn(t *testing.T, ctx context.Context, base, token string) {
+	t.Helper()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/models/demo"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitText waits until the element's text contains want.
 func waitText(t *testing.T, ctx context.Context, sel, want string, within time.Duration) {
 	t.Helper()
@@ -115,15 +130,7 @@ func TestConsoleInChromium(t *testing.T) {
 	euRow := `tr[data-region="eu-west"] td:last-child`
 
 	// Log in as the admin and see the models.
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(reg.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), registrytest.AdminToken),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/models/demo"]`)),
-	); err != nil {
-		t.Fatal(err)
-	}
+	logIn(t, ctx, reg.URL, registrytest.AdminToken)
 	screenshot(t, ctx, dir, "models")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href="/ui/models/demo"]`)), chromedp.WaitVisible(chromedp.CSS(euRow))); err != nil {
 		t.Fatal(err)
@@ -245,15 +252,8 @@ func TestConsoleInChromium(t *testing.T) {
 
 	// A reader sees the state but no action controls.
 	reader := chrome(t)
-	if err := chromedp.Do(reader,
-		chromedp.Navigate(reg.URL+"/ui/login"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), registrytest.ReaderToken),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/models/demo"]`)),
-		chromedp.Navigate(reg.URL+"/ui/models/demo"),
-		chromedp.WaitVisible(chromedp.CSS(euRow)),
-	); err != nil {
+	logIn(t, reader, reg.URL, registrytest.ReaderToken)
+	if err := chromedp.Do(reader, chromedp.Navigate(reg.URL+"/ui/models/demo"), chromedp.WaitVisible(chromedp.CSS(euRow))); err != nil {
 		t.Fatal(err)
 	}
 	buttons, err := chromedp.Run(reader, chromedp.Evaluate[int](`document.querySelectorAll("#promote, #rollback, form.action").length`))
@@ -523,15 +523,7 @@ func TestRolloutChartsInChromium(t *testing.T) {
 	reg, edges, _ := startRig(t, "-rollout-tick", "200ms", "-rollout-lease", "1s")
 	dir := shots(t)
 	registrytest.Publish(t, reg.Publisher, "demo", "v3", testenv.FlippedArtifact(t, 3))
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(reg.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), registrytest.AdminToken),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/models/demo"]`)),
-	); err != nil {
-		t.Fatal(err)
-	}
+	logIn(t, ctx, reg.URL, registrytest.AdminToken)
 	spec := wire.RolloutSpec{Version: "v3", Regions: []string{"eu-west"}, Steps: []float64{50, 100}, Interval: wire.Duration(time.Minute),
 		Force: true, Thresholds: wire.Thresholds{MinRequests: 30}}
 	if _, err := reg.Admin.StartRollout(context.Background(), "demo", "production", spec); err != nil {
