@@ -18,7 +18,7 @@ BIN ?= bin
 build: ## build every binary into bin/ (or BIN=dir)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-tools: ## build Consul, the S3 server and staticcheck into ~/.cache; install buildah and prometheus from Debian
+tools: ## build Consul, the S3 server, staticcheck, grpcurl, kube-apiserver and kubectl into ~/.cache; install buildah, prometheus, chromium and etcd from Debian
 	scripts/tools.sh
 	scripts/packages.sh
 

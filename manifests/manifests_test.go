@@ -139,8 +139,15 @@ func TestBaseDecodesStrictly(t *testing.T) {
 	}
 }
 
-// render runs kustomize (its Go API, as `kustomize build` does).
+// render runs kustomize (its Go API, as `kustomize build` does) and
+// decodes what it writes.
 func render(t *testing.T, dir string) *objects {
+	t.Helper()
+	return decode(t, dir, build(t, dir))
+}
+
+// build is `kustomize build dir`: the rendered YAML stream.
+func build(t *testing.T, dir string) []byte {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
@@ -151,7 +158,7 @@ func render(t *testing.T, dir string) *objects {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return decode(t, dir, out)
+	return out
 }
 
 // TestOverlays renders every region and checks what operators rely on.

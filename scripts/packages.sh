@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests drive for real: buildah (builds the
 # Dockerfiles offline), prometheus (promtool and the server) and chromium
 # (the console's tests drive it headless), python3-grpcio and
-# python3-grpc-tools (a gRPC client of the edge). Only what
+# python3-grpc-tools (a gRPC client of the edge), etcd-server (the store of
+# the Kubernetes API server the manifests are applied to). Only what
 # is missing is installed; installing needs root. iproute2 and iptables make
 # the network namespaces of the reliability scenarios.
 #   scripts/packages.sh          what make test needs
@@ -39,6 +40,7 @@ bench)
   # generate Python stubs from the Open Inference Protocol's proto.
   has_py grpc || need+=(python3-grpcio)
   has_py grpc_tools.protoc || need+=(python3-grpc-tools)
+  command -v etcd >/dev/null || need+=(etcd-server)
   ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0
