@@ -474,17 +474,12 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx, _ *Serving, _ string) error {
 	for i, sl := range s.slots {
 		models[i] = sl.state()
 	}
-	first := models[0]
 	return writeJSON(ctx, struct {
-		Ready       bool         `json:"ready"`
-		Status      string       `json:"status"`
-		Model       string       `json:"model"`
-		Version     string       `json:"version"`
-		Digest      string       `json:"digest"`
-		Source      string       `json:"source"`
-		Loading     *Loading     `json:"loading,omitempty"`
-		LastRefused *Refusal     `json:"last_refused,omitempty"`
-		Models      []modelState `json:"models"`
-		Budget      *budgetState `json:"memory_budget,omitempty"`
-	}{true, "ready", first.Name, first.Version, first.Digest, first.Source, first.Loading, first.LastRefused, models, s.budgetState()})
+		Ready      bool         `json:"ready"`
+		Status     string       `json:"status"`
+		Model      string       `json:"model"` // the first model's name, as before an edge served several
+		modelState              // the first model's version, digest, source, loading and refusal
+		Models     []modelState `json:"models"`
+		Budget     *budgetState `json:"memory_budget,omitempty"`
+	}{true, "ready", models[0].Name, models[0], models, s.budgetState()})
 }
