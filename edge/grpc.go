@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/httperr"
 	"github.com/sentimentpro/sentiment/internal/obs"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
@@ -98,11 +99,7 @@ const inferMethod = "/inference.GRPCInferenceService/ModelInfer"
 func (s *Server) grpcFront(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	md, _ := metadata.FromIncomingContext(ctx)
-	id := firstMD(md, "x-request-id")
-	if !obs.ValidRequestID(id) {
-		id = obs.NewRequestID()
-	}
-	tc, ok := tracectx.Parse([]byte(firstMD(md, "traceparent")))
+	id, tc, ok := frontdoor.GRPCCall(md)
 	if ok {
 		tc = tc.Child()
 	} else {
@@ -201,7 +198,7 @@ func (s *Server) grpcCaller(ctx context.Context, md metadata.MD, now time.Time) 
 	if xff := md.Get("x-forwarded-for"); len(xff) > 0 {
 		c.Client = clientip.Forwarded(c.Client, []byte(xff[len(xff)-1]), s.cfg.TrustedProxies)
 	}
-	if k := firstMD(md, "x-routing-key"); k != "" {
+	if k := frontdoor.FirstMD(md, "x-routing-key"); k != "" {
 		c.Key = []byte(k[:min(len(k), maxRoutingKey)])
 	}
 	return c
@@ -225,13 +222,6 @@ func verifiedPeer(ctx context.Context) bool {
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	return ok && tlsfiles.Verified(&ti.State)
-}
-
-func firstMD(md metadata.MD, key string) string {
-	if v := md.Get(key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 // grpcStatus maps an error of the edge (an httperr.Error, or a status

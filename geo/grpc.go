@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sentimentpro/sentiment/internal/clientip"
-	"github.com/sentimentpro/sentiment/internal/obs"
+	"github.com/sentimentpro/sentiment/internal/frontdoor"
 	"github.com/sentimentpro/sentiment/internal/tracectx"
 )
 
@@ -159,11 +159,7 @@ func (r *Router) forwardGRPC(_ any, ss grpc.ServerStream) error {
 	}
 	ctx := ss.Context()
 	in, _ := metadata.FromIncomingContext(ctx)
-	id := firstValue(in, "x-request-id")
-	if !obs.ValidRequestID(id) {
-		id = obs.NewRequestID()
-	}
-	tc, ok := tracectx.Parse([]byte(firstValue(in, "traceparent")))
+	id, tc, ok := frontdoor.GRPCCall(in)
 	if !ok {
 		tc = tracectx.New(false)
 	}
@@ -183,7 +179,7 @@ func (r *Router) forwardGRPC(_ any, ss grpc.ServerStream) error {
 	if err := ss.RecvMsg(&req); err != nil {
 		return err
 	}
-	order, _ := r.cfg.Locator.Order(firstValue(in, strings.ToLower(r.cfg.HintHeader)), client)
+	order, _ := r.cfg.Locator.Order(frontdoor.FirstMD(in, strings.ToLower(r.cfg.HintHeader)), client)
 	out := forwardMD(in, id, client, peerAddr)
 	return r.grpcAttempts(ss, method, &req, out, order, tc, id)
 }
@@ -283,13 +279,6 @@ func grpcPeer(ctx context.Context) netip.Addr {
 		return clientip.Of(tcp.IP)
 	}
 	return netip.Addr{}
-}
-
-func firstValue(md metadata.MD, key string) string {
-	if v := md.Get(key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 // routerHealth is the router's grpc.health.v1: SERVING while it is ready
