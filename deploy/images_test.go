@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/images"
 	"github.com/sentimentpro/sentiment/internal/testenv"
 	"github.com/sentimentpro/sentiment/model/bundle/bundletest"
 )
@@ -34,17 +35,11 @@ type image struct {
 	onnx bool
 }
 
-// glibc is what the edge and libonnxruntime.so.1 load (ldd), as the
-// edge's Dockerfile copies it from its Debian build stage.
-var glibc = []string{"lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/libdl.so.2",
-	"lib/x86_64-linux-gnu/libpthread.so.0", "lib/x86_64-linux-gnu/librt.so.1", "lib/x86_64-linux-gnu/libm.so.6",
-	"lib/x86_64-linux-gnu/libstdc++.so.6", "lib/x86_64-linux-gnu/libgcc_s.so.1"}
-
 const onnxRuntimeLib = "usr/lib/onnxruntime/libonnxruntime.so.1"
 
-var images = []image{
+var imageList = []image{
 	{name: "edge", ports: []string{"8080/tcp", "8090/tcp"}, volume: "var/lib/edge/cache", onnx: true,
-		files: append([]string{"edge", "etc/ssl/certs/ca-certificates.crt", "var/lib/edge/cache/", onnxRuntimeLib}, glibc...)},
+		files: append([]string{"edge", "etc/ssl/certs/ca-certificates.crt", "var/lib/edge/cache/", onnxRuntimeLib}, images.Glibc...)},
 	{name: "registry", ports: []string{"8081/tcp"}, files: []string{"registry", "etc/ssl/certs/ca-certificates.crt"}},
 	{name: "geo", ports: []string{"8080/tcp"}, files: []string{"geo", "etc/ssl/certs/ca-certificates.crt"}},
 }
@@ -62,28 +57,21 @@ func TestImages(t *testing.T) {
 	if _, err := exec.LookPath("buildah"); err != nil {
 		t.Fatal("buildah not found: run `make tools` (it installs Debian's buildah)")
 	}
-	root := repoRoot(t)
-	store := t.TempDir()
+	b := &images.Builder{Root: repoRoot(t), Store: t.TempDir(), ONNXRuntime: testenv.ONNXRuntime(t)}
 	buildah := func(args ...string) []byte {
 		t.Helper()
-		args = append([]string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"),
-			"--storage-driver", "vfs"}, args...)
-		out, err := exec.Command("buildah", args...).CombinedOutput()
+		out, err := b.Buildah(args...)
 		if err != nil {
-			t.Fatalf("buildah %s: %v\n%s", strings.Join(args, " "), err, out)
+			t.Fatal(err)
 		}
 		return out
 	}
-	for _, img := range images {
+	for _, img := range imageList {
 		t.Run(img.name, func(t *testing.T) {
-			ctx := buildContext(t, root, img)
 			tag := "sentiment-" + img.name + ":test"
-			contexts := []string{"--build-context", "build=" + ctx}
-			if img.onnx {
-				contexts = append(contexts, "--build-context", "onnxruntime="+onnxContext(t))
+			if err := b.Build(img.name, "v9.8.7-test", tag); err != nil {
+				t.Fatal(err)
 			}
-			buildah(append(append([]string{"bud", "--quiet"}, contexts...), "--build-arg", "VERSION=v9.8.7-test",
-				"-f", filepath.Join(root, "Dockerfile."+img.name), "-t", tag, root)...)
 			var info struct {
 				OCIv1 struct {
 					Config struct {
@@ -130,40 +118,6 @@ func TestImages(t *testing.T) {
 			}
 		})
 	}
-}
-
-// buildContext lays out what the Dockerfile's build stage would produce:
-// /out/<name> built as in the Dockerfile, /out/cache, the CA bundle, and
-// for an ONNX image the C library's shared objects in /out/root.
-func buildContext(t *testing.T, root string, img image) string {
-	t.Helper()
-	name := img.name
-	dir := t.TempDir()
-	if img.onnx {
-		for _, lib := range glibc {
-			copyFile(t, "/"+lib, filepath.Join(dir, "out", "root", lib))
-		}
-	}
-	for _, d := range []string{"out/cache", "etc/ssl/certs"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.Version=v9.8.7-test",
-		"-o", filepath.Join(dir, "out", name), "./cmd/"+name)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
-	}
-	certs := []byte("# test CA bundle\n")
-	if b, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
-		certs = b
-	}
-	if err := os.WriteFile(filepath.Join(dir, "etc/ssl/certs/ca-certificates.crt"), certs, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // eachEntry calls f with every entry of every layer of the pushed OCI
@@ -306,29 +260,6 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return filepath.Dir(strings.TrimSpace(string(out)))
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	data, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// onnxContext stands in for the Dockerfile's onnxruntime stage: the
-// pinned library that make onnxruntime fetched, in /ort.
-func onnxContext(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	copyFile(t, testenv.ONNXRuntime(t), filepath.Join(dir, "ort", "libonnxruntime.so.1"))
-	return dir
 }
 
 // predictInImage runs the image's entrypoint in its own files (chroot,

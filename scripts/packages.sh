@@ -3,7 +3,9 @@
 # Dockerfiles offline), prometheus (promtool and the server) and chromium
 # (the console's tests drive it headless), python3-grpcio and
 # python3-grpc-tools (a gRPC client of the edge), etcd-server (the store of
-# the Kubernetes API server the manifests are applied to). Only what
+# the Kubernetes API server the manifests are applied to), and the node the
+# images run on: containerd, runc, the CNI plugins (bridge, host-local,
+# loopback, portmap), nftables (kube-proxy's mode) and conntrack. Only what
 # is missing is installed; installing needs root. iproute2 and iptables make
 # the network namespaces of the reliability scenarios.
 #   scripts/packages.sh          what make test needs
@@ -41,6 +43,11 @@ bench)
   has_py grpc || need+=(python3-grpcio)
   has_py grpc_tools.protoc || need+=(python3-grpc-tools)
   command -v etcd >/dev/null || need+=(etcd-server)
+  command -v containerd >/dev/null || need+=(containerd)
+  command -v runc >/dev/null || need+=(runc)
+  [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+  command -v nft >/dev/null || need+=(nftables)
+  command -v conntrack >/dev/null || need+=(conntrack)
   ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -30,12 +30,17 @@ build consul github.com/hashicorp/consul github.com/hashicorp/consul
 build versitygw github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw
 build staticcheck honnef.co/go/tools honnef.co/go/tools/cmd/staticcheck
 build grpcurl github.com/fullstorydev/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl
+# The cluster DNS of the single-node Kubernetes (manifests/node_test.go).
+build coredns github.com/coredns/coredns github.com/coredns/coredns
 
-# The Kubernetes API server and kubectl the manifests are applied to
-# (manifests/server_test.go), from tools/kubernetes: k8s.io/kubernetes at
-# its pinned version, with the version stamped in as its own build does
-# (kubectl refuses a server whose version it cannot parse). The API server
-# is the longest build here: about 5 minutes cold on 2 cores, 3 GB.
+# Kubernetes, from tools/kubernetes: k8s.io/kubernetes at its pinned
+# version, with the version stamped in as its own build does (kubectl
+# refuses a server whose version it cannot parse). The API server and
+# kubectl take the manifests server side (manifests/server_test.go); the
+# controller manager, scheduler, kubelet and kube-proxy make the one-node
+# cluster the images run on (manifests/node_test.go). The API server is the
+# longest build here: about 5 minutes cold on 2 cores, 3 GB; the others
+# share most of its packages.
 build_kube() {
   local name=$1 dir="$root/tools/kubernetes" version bin minor
   version=$(cd "$dir" && go list -mod=readonly -m -f '{{.Version}}' k8s.io/kubernetes)
@@ -55,8 +60,9 @@ build_kube() {
   fi
   ln -sfn "../$name-$version" "$cache/bin/$name"
 }
-build_kube kube-apiserver
-build_kube kubectl
+for cmd in kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy; do
+  build_kube "$cmd"
+done
 
 # The Prometheus Operator's published CRDs, from its module at the version
 # pinned in tools/promoperator (checked against go.sum by the download).

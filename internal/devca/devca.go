@@ -63,20 +63,35 @@ func New(dir, name string, validFor time.Duration) (*CA, error) {
 // the key first, so a reloading reader never pairs a new certificate with
 // an old key. It returns the two paths.
 func (ca *CA) Issue(file, cn string, validFor time.Duration) (certFile, keyFile string, err error) {
+	return ca.IssueFor(file, Names{Subject: pkix.Name{CommonName: cn},
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, DNS: []string{"localhost"}}, validFor)
+}
+
+// Names are what a certificate is issued for: its subject (a client
+// certificate's CN and O are a user and groups to Kubernetes), and the
+// addresses and DNS names it serves.
+type Names struct {
+	Subject pkix.Name
+	IPs     []net.IP
+	DNS     []string
+}
+
+// IssueFor is Issue for other names than the loopback ones.
+func (ca *CA) IssueFor(file string, names Names, validFor time.Duration) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
+		SerialNumber: serial(), Subject: names.Subject,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(validFor),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, DNSNames: []string{"localhost"},
+		IPAddresses: names.IPs, DNSNames: names.DNS,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return "", "", fmt.Errorf("cannot issue a certificate for %q: %w", cn, err)
+		return "", "", fmt.Errorf("cannot issue a certificate for %q: %w", names.Subject.CommonName, err)
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {

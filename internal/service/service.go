@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -109,7 +110,8 @@ func (f *Flags) AwaitShutdown(log *slog.Logger, serveErr <-chan error, setDraini
 
 // Registration describes a service listening at listenAddr to Consul: at
 // -advertise (default listenAddr), as -service-id (default
-// name-idPart-port; with no idPart, the host stands in), with a readiness
+// name-idPart-host-port: unique on one agent, where several pods of a
+// node share the node's agent on the same port), with a readiness
 // check of /health/ready every second, over https when tls (the
 // certificate is the deployment's own, not the agent's to judge).
 func (f *Flags) Registration(listenAddr, idPart string, tls bool) (discovery.Registration, error) {
@@ -121,12 +123,15 @@ func (f *Flags) Registration(listenAddr, idPart string, tls bool) (discovery.Reg
 	if err != nil {
 		return discovery.Registration{}, fmt.Errorf("-advertise: %w", err)
 	}
-	if idPart == "" {
-		idPart = strings.ReplaceAll(host, ".", "-")
-	}
 	id := f.ServiceID
 	if id == "" {
-		id = fmt.Sprintf("%s-%s-%d", f.ServiceName, idPart, port)
+		parts := []string{f.ServiceName}
+		for _, p := range []string{idPart, strings.NewReplacer(".", "-", ":", "-").Replace(host), strconv.Itoa(port)} {
+			if p != "" {
+				parts = append(parts, p)
+			}
+		}
+		id = strings.Join(parts, "-")
 	}
 	scheme := "http"
 	if tls {

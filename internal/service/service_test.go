@@ -49,3 +49,26 @@ func TestServeProfilerRefusesOtherAddresses(t *testing.T) {
 		}
 	}
 }
+
+// Two pods of one region on one node register with the node's Consul
+// agent on the same port: their IDs must differ, or the second replaces
+// the first and the first's deregistration at shutdown removes both.
+func TestRegistrationIDsOfPodsOnOneNode(t *testing.T) {
+	f := Flags{ServiceName: "sentiment-edge"}
+	ids := map[string]bool{}
+	for _, adv := range []string{"10.244.0.5:8080", "10.244.0.6:8080", "[fd00::6]:8080"} {
+		f.Advertise = adv
+		r, err := f.Registration(":8080", "eu-west", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[r.ID] = true
+	}
+	if len(ids) != 3 {
+		t.Errorf("IDs %v: want three distinct", ids)
+	}
+	f.Advertise = "10.244.0.5:8080"
+	if r, _ := f.Registration(":8080", "eu-west", true); r.ID != "sentiment-edge-eu-west-10-244-0-5-8080" {
+		t.Errorf("ID %q", r.ID)
+	}
+}
