@@ -18,7 +18,7 @@ BIN ?= bin
 build: ## build every binary into bin/ (or BIN=dir)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-tools: ## build Consul, the S3 server, staticcheck, grpcurl, kube-apiserver and kubectl into ~/.cache; install buildah, prometheus, chromium and etcd from Debian
+tools: ## build Consul, the S3 server, staticcheck, grpcurl, CoreDNS and Kubernetes (control plane, kubelet, kube-proxy, kubectl) into ~/.cache; install buildah, prometheus, chromium, etcd, containerd and runc from Debian
 	scripts/tools.sh
 	scripts/packages.sh
 
@@ -131,6 +131,17 @@ images: ## build the three images with docker if an engine runs; else print the 
 		echo "Offline, from binaries built by 'make build' (what make test checks, see deploy/images_test.go):"; \
 		echo "  buildah bud --build-context build=<dir with out/<name> and etc/ssl/certs> -f Dockerfile.edge -t sentiment-edge ."; \
 	fi
+
+# A one-node Kubernetes on this machine, as manifests/node_test.go runs
+# it (needs root: a bridge, cgroups, mounts). It keeps running after make
+# returns; k8s-down stops it and puts the host back as it was.
+K8S_DIR ?= .k8s
+.PHONY: k8s k8s-down
+k8s: tools onnxruntime ## a one-node Kubernetes on this machine (root), with Consul and S3 on the node and the product's images; prints how to point kubectl at it
+	$(GO) run ./cmd/kubecluster -dir $(K8S_DIR) -images v1.0.0 -onnxruntime-lib $(CACHE)/onnxruntime/libonnxruntime.so.1 up
+
+k8s-down: ## take down the cluster make k8s started, and put the host's settings, paths and tables back
+	$(GO) run ./cmd/kubecluster -dir $(K8S_DIR) down
 
 .PHONY: reliability
 reliability: tools ## the failure scenarios at full length and a fuzz campaign per parser (about 20 minutes), then the table

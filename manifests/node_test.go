@@ -93,15 +93,24 @@ func TestOnANode(t *testing.T) {
 			}
 		}
 	}
-	var ready struct {
-		Status string `json:"status"`
-		Models []struct {
-			Version string `json:"version"`
-		} `json:"models"`
-	}
-	d.getJSON(t, "https://"+d.serviceIP("sentiment-edge")+":8080/health/ready", "sentiment-edge.sentiment.svc", &ready)
-	if ready.Status != "ready" || len(ready.Models) == 0 || ready.Models[0].Version != "v1" {
-		t.Errorf("an edge's readiness through its Service: %+v, want ready with sentiment v1", ready)
+	for _, svc := range []struct{ name, port, serverName, status string }{
+		{"sentiment-edge", "8080", "sentiment-edge.sentiment.svc", "ready"},
+		{"sentiment-registry", "8081", "sentiment-registry", "ready"},
+		{"sentiment-geo", "443", "sentiment.test", "ok"},
+	} {
+		var ready struct {
+			Status string `json:"status"`
+			Models []struct {
+				Version string `json:"version"`
+			} `json:"models"`
+		}
+		d.getJSON(t, "https://"+d.serviceIP(svc.name)+":"+svc.port+"/health/ready", svc.serverName, &ready)
+		if ready.Status != svc.status {
+			t.Errorf("%s's readiness through its Service: %+v, want %s", svc.name, ready, svc.status)
+		}
+		if svc.name == "sentiment-edge" && (len(ready.Models) == 0 || ready.Models[0].Version != "v1") {
+			t.Errorf("an edge's readiness through its Service: %+v, want sentiment v1", ready)
+		}
 	}
 
 	geo := "https://" + d.serviceIP("sentiment-geo") + ":443"
@@ -385,8 +394,8 @@ func (d *deployment) getJSON(t *testing.T, url, serverName string, v any) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("%s: %v", url, err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s, %v", url, resp.Status, err)
 	}
 }
 

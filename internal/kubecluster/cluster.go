@@ -213,7 +213,7 @@ func (c *Cluster) certificates(context.Context) error {
 		CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}}}, 24*time.Hour); err != nil {
 		return err
 	}
-	if err := signingKey(filepath.Join(c.Dir, "pki")); err != nil {
+	if err := WriteSigningKey(filepath.Join(c.Dir, "pki")); err != nil {
 		return err
 	}
 	token := randomHex(16)

@@ -102,9 +102,9 @@ func blobPath(data []byte) string {
 	return "blobs/sha256/" + hex.EncodeToString(sum[:])
 }
 
-// signingKey writes the service-account signing key pair the API server
-// and the controller manager require into dir (sa.key, sa.pub).
-func signingKey(dir string) error {
+// WriteSigningKey writes the service-account signing key pair an API
+// server and a controller manager require into dir (sa.key, sa.pub).
+func WriteSigningKey(dir string) error {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return err

@@ -3,11 +3,8 @@ package testenv
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentimentpro/sentiment/internal/kubecluster"
 	"github.com/sentimentpro/sentiment/internal/rig"
 )
 
@@ -51,7 +49,9 @@ func StartKubeAPI(t testing.TB) *KubeAPI {
 
 	token := randomHex(t)
 	writeFile(t, filepath.Join(dir, "tokens.csv"), fmt.Sprintf("%s,admin,admin,\"system:masters\"\n", token))
-	signingKey(t, dir)
+	if err := kubecluster.WriteSigningKey(dir); err != nil {
+		t.Fatal(err)
+	}
 	url := fmt.Sprintf("https://127.0.0.1:%d", ports[2])
 	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	StartTLSService(t, "kube-apiserver", apiserver, []string{
@@ -106,22 +106,6 @@ func binary(t testing.TB, name, env string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// signingKey writes the service-account signing key pair the API server
-// requires into dir (sa.key, sa.pub).
-func signingKey(t testing.TB, dir string) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "sa.key"), string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})))
-	writeFile(t, filepath.Join(dir, "sa.pub"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})))
 }
 
 func randomHex(t testing.TB) string {
