@@ -15,8 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +28,7 @@ import (
 	"github.com/sentimentpro/sentiment/registry/regclient"
 	"github.com/sentimentpro/sentiment/registry/wire"
 	"github.com/sentimentpro/sentiment/store/s3"
+	"github.com/valyala/fasthttp"
 )
 
 // TestOnANode deploys the product's images with the eu-west overlay on a
@@ -120,40 +119,21 @@ func TestOnANode(t *testing.T) {
 	}
 
 	// A rolling update of the edges while a client keeps asking.
-	var sent, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				sent.Add(1)
-				if err := d.ask(geo, "the client asks during the rollout"); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-		}()
-	}
+	load := testenv.StartLoad(testenv.LoadConfig{URL: geo + "/v1/predict", Workers: 4, TLS: d.publicTLS(),
+		Prepare: func(req *fasthttp.Request, _ int64) {
+			req.SetBodyString(`{"text": "the client asks during the rollout"}`)
+		}})
 	d.kubectl("set", "image", "deployment/sentiment-edge", "edge=sentiment-edge:v1.0.1")
 	d.kubectl("rollout", "status", "deployment/sentiment-edge", "--timeout=5m")
 	d.waitPods(t, "sentiment-edge", "v1.0.1")
 	time.Sleep(2 * time.Second) // the old pods' last seconds behind the router
-	close(stop)
-	wg.Wait()
-	t.Logf("rolling update of the edges: %d requests through the geo Service, %d failed", sent.Load(), failed.Load())
-	if failed.Load() > 0 {
-		t.Errorf("%d of %d requests failed during the rolling update; the first: %v", failed.Load(), sent.Load(), firstErr.Load())
+	load.Stop()
+	t.Logf("rolling update of the edges through the geo Service: %s", load.Summary())
+	if load.OK.Load() != load.Sent.Load() {
+		t.Errorf("not every request was answered during the rolling update: %s", load.Summary())
 	}
-	if sent.Load() < 20 {
-		t.Errorf("only %d requests during the rolling update", sent.Load())
+	if load.Sent.Load() < 20 {
+		t.Errorf("only %d requests during the rolling update", load.Sent.Load())
 	}
 
 	// The pods' logs: no secret, no client's text.
@@ -403,7 +383,8 @@ func (d *deployment) getJSON(t *testing.T, url, serverName string, v any) {
 // region that answered.
 func (d *deployment) predict(t *testing.T, geo, text string) (label, region string) {
 	t.Helper()
-	resp, err := d.publicClient().Post(geo+"/v1/predict", "application/json", strings.NewReader(fmt.Sprintf(`{"text": %q}`, text)))
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: d.publicTLS()}}
+	resp, err := client.Post(geo+"/v1/predict", "application/json", strings.NewReader(fmt.Sprintf(`{"text": %q}`, text)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,40 +398,10 @@ func (d *deployment) predict(t *testing.T, geo, text string) (label, region stri
 	return p.Label, resp.Header.Get("X-Served-Region")
 }
 
-var (
-	publicOnce   sync.Once
-	publicClient *http.Client
-)
-
-// publicClient is a client of the public endpoint: it trusts the CA of
+// publicTLS is a client's of the public endpoint: it trusts the CA of
 // the geo router's certificate and presents none.
-func (d *deployment) publicClient() *http.Client {
-	publicOnce.Do(func() {
-		cfg := &tls.Config{RootCAs: d.client.RootCAs, ServerName: "sentiment.test"}
-		publicClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 8}}
-	})
-	return publicClient
-}
-
-// ask is one prediction through the geo router; any answer but a 200
-// with a label is an error.
-func (d *deployment) ask(geo, text string) error {
-	resp, err := d.publicClient().Post(geo+"/v1/predict", "application/json", strings.NewReader(fmt.Sprintf(`{"text": %q}`, text)))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var p struct {
-		Label string `json:"label"`
-		Error string `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
-		return fmt.Errorf("%s: %w", resp.Status, err)
-	}
-	if resp.StatusCode != http.StatusOK || p.Label == "" {
-		return fmt.Errorf("%s: %s", resp.Status, p.Error)
-	}
-	return nil
+func (d *deployment) publicTLS() *tls.Config {
+	return &tls.Config{RootCAs: d.client.RootCAs, ServerName: "sentiment.test"}
 }
 
 // waitPods waits until every pod of app runs the image tag, and no other.

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"slices"
@@ -32,6 +33,8 @@ type LoadConfig struct {
 	Warm  bool
 	// Timeout bounds one request (default 5 s).
 	Timeout time.Duration
+	// TLS, when set, is the client's TLS configuration for an https URL.
+	TLS *tls.Config
 	// Prepare sets request n's headers and body beyond the URL and the
 	// method; by default the body is {"text":"a wonderful film"}.
 	Prepare func(req *fasthttp.Request, n int64)
@@ -82,7 +85,8 @@ func StartLoad(cfg LoadConfig) *Load {
 		// Requests beyond the pool wait for a free connection (and count
 		// in latency).
 		client: &fasthttp.HostClient{Addr: u.Host, MaxConns: cfg.Conns, MaxConnWaitTimeout: cfg.Timeout,
-			ReadTimeout: cfg.Timeout, WriteTimeout: cfg.Timeout, Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial}}
+			ReadTimeout: cfg.Timeout, WriteTimeout: cfg.Timeout, Dial: (&fasthttp.TCPDialer{Concurrency: 1000}).Dial,
+			IsTLS: u.Scheme == "https", TLSConfig: cfg.TLS}}
 	l.done.Add(1)
 	if cfg.Rate > 0 {
 		go l.openLoop()
