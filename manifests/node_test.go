@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,6 +112,8 @@ func TestOnANode(t *testing.T) {
 			t.Errorf("an edge's readiness through its Service: %+v, want sentiment v1", ready)
 		}
 	}
+
+	podsStayOnTheNode(t, c, d)
 
 	geo := "https://" + d.serviceIP("sentiment-geo") + ":443"
 	label, region := d.predict(t, geo, "a warm, funny and moving film")
@@ -437,4 +440,79 @@ func logTails(t *testing.T, dir string) {
 		}
 		t.Logf("--- %s ends:\n%s", e.Name(), b)
 	}
+}
+
+// podsStayOnTheNode runs netcheck in a pod: what is on the node (Consul on
+// the node's address, the API server behind its Service, the cluster's
+// names) must be reachable; a listener beyond the node (in a network
+// namespace the test joins to the host, which the host reaches and whose
+// replies are routed back) must not be, nor may a name outside
+// cluster.local resolve.
+func podsStayOnTheNode(t *testing.T, c *kubecluster.Cluster, d *deployment) {
+	t.Helper()
+	const ns, hostIf, far = "sapk8s-far", "sapk8sfar0", "10.245.0.2:7777"
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	_ = exec.Command("ip", "netns", "del", ns).Run() // a run that died
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() }) // the veth pair goes with it
+	run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", "far1", "netns", ns)
+	run("ip", "addr", "add", "10.245.0.1/30", "dev", hostIf)
+	run("ip", "link", "set", hostIf, "up")
+	run("ip", "-n", ns, "addr", "add", "10.245.0.2/30", "dev", "far1")
+	run("ip", "-n", ns, "link", "set", "far1", "up")
+	run("ip", "-n", ns, "route", "add", "default", "via", "10.245.0.1")
+	listener := exec.Command("ip", "netns", "exec", ns, testenv.GoBinary(t, "./internal/kubecluster/netcheck"), "-listen", far)
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Process.Kill(); _ = listener.Wait() })
+	testenv.Eventually(t, 10*time.Second, "the host reaches the listener beyond the node", func() error {
+		conn, err := net.DialTimeout("tcp", far, time.Second)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	})
+
+	if err := c.ImportProgram("./internal/kubecluster/netcheck", "sentiment.local/netcheck:1"); err != nil {
+		t.Fatal(err)
+	}
+	pod := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: netcheck}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: netcheck
+      image: sentiment.local/netcheck:1
+      imagePullPolicy: Never
+      args: [-reach, "%s:%d", -reach, "kubernetes.default.svc.cluster.local:443", -resolve, sentiment-registry.sentiment.svc.cluster.local,
+             -unreachable, %q, -unresolvable, example.com.]
+      securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+`, kubecluster.NodeIP, kubecluster.ConsulPort, far)
+	file := filepath.Join(t.TempDir(), "netcheck.yaml")
+	if err := os.WriteFile(file, []byte(pod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.kubectl("apply", "-f", file)
+	var phase string
+	testenv.Eventually(t, 2*time.Minute, "the netcheck pod ends", func() error {
+		phase = d.kubectl("get", "pod", "netcheck", "-o", "jsonpath={.status.phase}")
+		if phase != "Succeeded" && phase != "Failed" {
+			return fmt.Errorf("phase %q", phase)
+		}
+		return nil
+	})
+	out := d.kubectl("logs", "netcheck")
+	t.Logf("from a pod:\n%s", out)
+	if phase != "Succeeded" {
+		t.Errorf("a pod's reach is not what it should be (phase %s):\n%s", phase, out)
+	}
+	d.kubectl("delete", "pod", "netcheck", "--wait=false")
 }

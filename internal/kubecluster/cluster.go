@@ -327,11 +327,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 	}); err != nil {
 		return err
 	}
-	archive := filepath.Join(c.Dir, "pause.tar")
-	if err := buildPauseImage(c.cfg.RepoRoot, archive); err != nil {
-		return err
-	}
-	return c.ImportImage(archive)
+	return c.ImportProgram("./internal/kubecluster/pause", PauseImage)
 }
 
 // PauseImage is the sandbox image: a static binary of this module that

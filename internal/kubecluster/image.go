@@ -13,25 +13,34 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 )
 
-// buildPauseImage builds ./internal/kubecluster/pause statically and
-// writes it as an OCI image archive named PauseImage.
-func buildPauseImage(repoRoot, archive string) error {
-	bin := archive + ".bin"
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./internal/kubecluster/pause")
-	cmd.Dir = repoRoot
+// ImportProgram builds the main package pkg of this module statically
+// and imports it into the node as the image name, one layer holding the
+// program as /<last element of pkg>, run as user 65535. No registry is
+// reached: the image is written as an OCI archive here.
+func (c *Cluster) ImportProgram(pkg, name string) error {
+	entry := path.Base(pkg)
+	bin := filepath.Join(c.Dir, entry+".bin")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
+	cmd.Dir = c.cfg.RepoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("cannot build the sandbox program: %v: %s", err, out)
+		return fmt.Errorf("cannot build %s: %v: %s", pkg, err, out)
 	}
 	defer os.Remove(bin)
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return err
 	}
-	return writeOCIArchive(archive, PauseImage, "pause", data)
+	archive := filepath.Join(c.Dir, entry+".tar")
+	if err := writeOCIArchive(archive, name, entry, data); err != nil {
+		return err
+	}
+	defer os.Remove(archive)
+	return c.ImportImage(archive)
 }
 
 // writeOCIArchive writes an OCI image layout, as a tar, of one layer
