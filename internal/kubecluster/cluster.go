@@ -71,7 +71,8 @@ type Cluster struct {
 	S3Secret   string
 	cfg        Config
 	bins       map[string]string
-	procs      []string
+	exited     map[string]chan struct{} // closed when the process named exits
+	children   []*os.Process
 }
 
 // components are the binaries Up runs: name → environment override.
@@ -103,7 +104,7 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if _, err := os.Stat("/sys/class/net/" + Bridge); err == nil {
 		return nil, fmt.Errorf("the bridge %s exists: another cluster runs on this machine (make k8s-down takes down the one make k8s started)", Bridge)
 	}
-	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), cfg: cfg, bins: map[string]string{}}
+	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), cfg: cfg, bins: map[string]string{}, exited: map[string]chan struct{}{}}
 	for name, env := range components {
 		p, err := rig.Binary(name, env)
 		if err != nil {
@@ -122,6 +123,7 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w (the cluster was taken down again; logs in %s)", err, filepath.Join(dir, "logs"))
+			c.killChildren() // one just started may not show dir in its command line yet
 			if derr := Down(dir); derr != nil {
 				err = errors.Join(err, derr)
 			}

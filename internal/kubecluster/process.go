@@ -15,7 +15,7 @@ import (
 // pids/NAME.pid, so Down finds it from another process. Detached, it
 // outlives the caller (make k8s); else it dies with it.
 func (c *Cluster) start(name, path string, args ...string) error {
-	logf, err := os.OpenFile(filepath.Join(c.Dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("cannot open the log of %s: %w", name, err)
 	}
@@ -31,8 +31,13 @@ func (c *Cluster) start(name, path string, args ...string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("cannot start %s: %w", name, err)
 	}
-	go cmd.Wait() //nolint:errcheck // reaps it; Down stops it by PID
-	c.procs = append(c.procs, name)
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // reaps it; Down stops it by PID
+		close(exited)
+	}()
+	c.exited[name] = exited
+	c.children = append(c.children, cmd.Process)
 	return os.WriteFile(filepath.Join(c.Dir, "pids", name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 }
 
@@ -45,10 +50,20 @@ func (c *Cluster) logTail(name string) string {
 	return string(b)
 }
 
-// running reports whether the process named started and still runs.
+// running reports whether the process named was started by this Cluster
+// and has not exited. (Its command line is no test: until its exec, a
+// child still shows its parent's.)
 func (c *Cluster) running(name string) bool {
-	pid, ok := readPID(c.Dir, name)
-	return ok && ownedBy(pid, c.Dir)
+	exited, ok := c.exited[name]
+	if !ok {
+		return false
+	}
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
 }
 
 func readPID(dir, name string) (int, bool) {
@@ -112,4 +127,11 @@ func clusterProcesses(dir string) []int {
 		}
 	}
 	return out
+}
+
+// killChildren sends SIGKILL to every process this Cluster started.
+func (c *Cluster) killChildren() {
+	for _, p := range c.children {
+		_ = p.Kill()
+	}
 }
