@@ -12,7 +12,7 @@ export SAP_VERSITYGW_BIN := $(CACHE)/bin/versitygw
 .PHONY: help build tools test test-short test-race vet lint
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 BIN ?= bin
 build: ## build every binary into bin/ (or BIN=dir)
@@ -122,14 +122,13 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 
 IMAGES := edge registry geo
 .PHONY: images
-images: ## build the three images with docker if an engine runs; else print the commands
+images: ## build the three images: with docker if an engine runs, else offline with buildah into bin/images/*.tar (OCI archives)
 	@if docker info >/dev/null 2>&1; then \
 		for i in $(IMAGES); do docker build -f Dockerfile.$$i --build-arg VERSION=$(VERSION) -t sentiment-$$i:$(VERSION) . || exit 1; done; \
 	else \
-		echo "No container engine runs here. On a machine with one:"; \
-		for i in $(IMAGES); do echo "  docker build -f Dockerfile.$$i --build-arg VERSION=$(VERSION) -t sentiment-$$i:$(VERSION) ."; done; \
-		echo "Offline, from binaries built by 'make build' (what make test checks, see deploy/images_test.go):"; \
-		echo "  buildah bud --build-context build=<dir with out/<name> and etc/ssl/certs> -f Dockerfile.edge -t sentiment-edge ."; \
+		echo "No container engine runs here: building offline with buildah (the same builds make test checks)"; \
+		scripts/packages.sh && scripts/onnxruntime.sh >/dev/null && \
+		$(GO) run ./internal/images/ocibuild -version $(VERSION) -out bin/images -onnxruntime-lib $(CACHE)/onnxruntime/libonnxruntime.so.1; \
 	fi
 
 # A one-node Kubernetes on this machine, as manifests/node_test.go runs
