@@ -485,16 +485,13 @@ func (c *Cluster) nodeServices(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(c.Dir, "pki", "s3.env"), fmt.Appendf(nil, "%s\n%s\n", c.S3Access, c.S3Secret), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(c.Dir, "pki", "s3.env"), fmt.Appendf(nil, "S3_ACCESS_KEY=%s\nS3_SECRET_KEY=%s\n", c.S3Access, c.S3Secret), 0o600); err != nil {
 		return err
 	}
-	os.Setenv("ROOT_ACCESS_KEY_ID", c.S3Access) // versitygw reads its root credentials from its environment
-	os.Setenv("ROOT_SECRET_ACCESS_KEY", c.S3Secret)
-	err = c.start("versitygw", c.bins["versitygw"], "--port", fmt.Sprintf("%s:%d", NodeIP, S3Port), "--cert", cert, "--key", key,
-		"--health", "/health", "posix", "--versioning-dir", filepath.Join(c.Dir, "s3-versions"), filepath.Join(c.Dir, "s3-data"))
-	os.Unsetenv("ROOT_ACCESS_KEY_ID")
-	os.Unsetenv("ROOT_SECRET_ACCESS_KEY")
-	if err != nil {
+	// versitygw reads its root credentials from its environment.
+	if err := c.startWithEnv("versitygw", c.bins["versitygw"], []string{"ROOT_ACCESS_KEY_ID=" + c.S3Access, "ROOT_SECRET_ACCESS_KEY=" + c.S3Secret},
+		"--port", fmt.Sprintf("%s:%d", NodeIP, S3Port), "--cert", cert, "--key", key,
+		"--health", "/health", "posix", "--versioning-dir", filepath.Join(c.Dir, "s3-versions"), filepath.Join(c.Dir, "s3-data")); err != nil {
 		return err
 	}
 	if err := c.waitHTTP(ctx, "consul", fmt.Sprintf("http://%s:%d/v1/status/leader", NodeIP, ConsulPort), 60*time.Second); err != nil {

@@ -15,6 +15,11 @@ import (
 // pids/NAME.pid, so Down finds it from another process. Detached, it
 // outlives the caller (make k8s); else it dies with it.
 func (c *Cluster) start(name, path string, args ...string) error {
+	return c.startWithEnv(name, path, nil, args...)
+}
+
+// startWithEnv is start with env added to the process's environment.
+func (c *Cluster) startWithEnv(name, path string, env []string, args ...string) error {
 	logf, err := os.OpenFile(filepath.Join(c.Dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("cannot open the log of %s: %w", name, err)
@@ -22,7 +27,7 @@ func (c *Cluster) start(name, path string, args ...string) error {
 	defer logf.Close()
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+	cmd.Env = append(append(os.Environ(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"), env...)
 	if c.cfg.Detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	} else {
