@@ -86,7 +86,7 @@ var components = map[string]string{
 // Up starts the cluster and returns once its node is Ready. A cluster
 // left in cfg.Dir by an earlier run is taken down first. On error what was
 // started is taken down again.
-func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
+func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
@@ -104,13 +104,13 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if _, err := os.Stat("/sys/class/net/" + Bridge); err == nil {
 		return nil, fmt.Errorf("the bridge %s exists: another cluster runs on this machine (make k8s-down takes down the one make k8s started)", Bridge)
 	}
-	c = &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), cfg: cfg, bins: map[string]string{}, exited: map[string]chan struct{}{}}
+	cl := &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), cfg: cfg, bins: map[string]string{}, exited: map[string]chan struct{}{}}
 	for name, env := range components {
 		p, err := rig.Binary(name, env)
 		if err != nil {
 			return nil, err
 		}
-		c.bins[name] = p
+		cl.bins[name] = p
 	}
 	for _, d := range []string{"logs", "pids", "pki", "cni", "ipam"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -123,7 +123,7 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w (the cluster was taken down again; logs in %s)", err, filepath.Join(dir, "logs"))
-			c.killChildren() // one just started may not show dir in its command line yet
+			cl.killChildren() // one just started may not show dir in its command line yet
 			if derr := Down(dir); derr != nil {
 				err = errors.Join(err, derr)
 			}
@@ -133,13 +133,13 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		what string
 		do   func(context.Context) error
 	}{
-		{"the host's network and cgroups", c.prepareHost},
-		{"certificates", c.certificates},
-		{"etcd and the API server", c.controlPlane},
-		{"containerd", c.containerd},
-		{"the kubelet", c.kubelet},
-		{"kube-proxy and CoreDNS", c.services},
-		{"Consul and S3 on the node", c.nodeServices},
+		{"the host's network and cgroups", cl.prepareHost},
+		{"certificates", cl.certificates},
+		{"etcd and the API server", cl.controlPlane},
+		{"containerd", cl.containerd},
+		{"the kubelet", cl.kubelet},
+		{"kube-proxy and CoreDNS", cl.services},
+		{"Consul and S3 on the node", cl.nodeServices},
 	}
 	for _, s := range steps {
 		start := time.Now()
@@ -148,7 +148,7 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 		cfg.Log("kubecluster: %s up in %s", s.what, time.Since(start).Round(time.Millisecond))
 	}
-	return c, nil
+	return cl, nil
 }
 
 // prepareHost makes the bridge with the node's address, lets Service
