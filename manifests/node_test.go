@@ -156,6 +156,32 @@ func TestOnANode(t *testing.T) {
 	}
 }
 
+// TestANodeThatFailsLeavesNothing starts a node whose kubelet exits at
+// once: Up must fail naming it, and take down what it had started, so
+// that the host is as it was.
+func TestANodeThatFailsLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts part of a Kubernetes node: skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("a Kubernetes node needs root (a bridge, cgroups, mounts): run make test as root")
+	}
+	dir := filepath.Join(filepath.Dir(rig.CacheDir()), "k8s-test")
+	if err := kubecluster.Down(dir); err != nil {
+		t.Fatalf("cannot take down what an earlier run left: %v", err)
+	}
+	before := kubecluster.TakeSnapshot(dir)
+	t.Setenv("SAP_KUBELET_BIN", "/bin/false")
+	root, _ := filepath.Abs("..")
+	_, err := kubecluster.Up(context.Background(), kubecluster.Config{Dir: dir, RepoRoot: root, Datacenter: "dc-eu-west", Log: t.Logf})
+	if err == nil || !strings.Contains(err.Error(), "cannot start the kubelet") {
+		t.Fatalf("Up with a kubelet that exits: %v, want an error naming the kubelet", err)
+	}
+	if diff := before.Diff(kubecluster.TakeSnapshot(dir)); diff != "" {
+		t.Errorf("the host is not as it was after a failed start:\n%s", diff)
+	}
+}
+
 // importImages builds the three images at version and the edge's at
 // next (the rolling update's), as `make images` builds them offline,
 // and imports them into the node.
