@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,11 +127,14 @@ func TestOnANode(t *testing.T) {
 		Prepare: func(req *fasthttp.Request, _ int64) {
 			req.SetBodyString(`{"text": "the client asks during the rollout"}`)
 		}})
+	var once sync.Once
+	stopLoad := func() { once.Do(load.Stop) }
+	t.Cleanup(stopLoad) // a failure below stops it before the node goes
 	d.kubectl("set", "image", "deployment/sentiment-edge", "edge=sentiment-edge:v1.0.1")
 	d.kubectl("rollout", "status", "deployment/sentiment-edge", "--timeout=5m")
 	d.waitPods(t, "sentiment-edge", "v1.0.1")
 	time.Sleep(2 * time.Second) // the old pods' last seconds behind the router
-	load.Stop()
+	stopLoad()
 	t.Logf("rolling update of the edges through the geo Service: %s", load.Summary())
 	if load.OK.Load() != load.Sent.Load() {
 		t.Errorf("not every request was answered during the rolling update: %s", load.Summary())
