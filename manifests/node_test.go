@@ -44,19 +44,7 @@ import (
 // which must hold no token and no text a client sent. After it, passing
 // or failing, the host must be as it was.
 func TestOnANode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a Kubernetes node: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("a Kubernetes node needs root (a bridge, cgroups, mounts): run make test as root")
-	}
-	// A fixed directory, so that a run that died leaves nothing the next
-	// one does not take down first.
-	dir := filepath.Join(filepath.Dir(rig.CacheDir()), "k8s-test")
-	if err := kubecluster.Down(dir); err != nil {
-		t.Fatalf("cannot take down what an earlier run left: %v", err)
-	}
-	before := kubecluster.TakeSnapshot(dir)
+	dir, before := nodeDir(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			logTails(t, filepath.Join(dir, "logs"))
@@ -164,17 +152,7 @@ func TestOnANode(t *testing.T) {
 // once: Up must fail naming it, and take down what it had started, so
 // that the host is as it was.
 func TestANodeThatFailsLeavesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts part of a Kubernetes node: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("a Kubernetes node needs root (a bridge, cgroups, mounts): run make test as root")
-	}
-	dir := filepath.Join(filepath.Dir(rig.CacheDir()), "k8s-test")
-	if err := kubecluster.Down(dir); err != nil {
-		t.Fatalf("cannot take down what an earlier run left: %v", err)
-	}
-	before := kubecluster.TakeSnapshot(dir)
+	dir, before := nodeDir(t)
 	t.Setenv("SAP_KUBELET_BIN", "/bin/false")
 	root, _ := filepath.Abs("..")
 	_, err := kubecluster.Up(context.Background(), kubecluster.Config{Dir: dir, RepoRoot: root, Datacenter: "dc-eu-west", Log: t.Logf})
@@ -184,6 +162,25 @@ func TestANodeThatFailsLeavesNothing(t *testing.T) {
 	if diff := before.Diff(kubecluster.TakeSnapshot(dir)); diff != "" {
 		t.Errorf("the host is not as it was after a failed start:\n%s", diff)
 	}
+}
+
+// nodeDir skips t in -short mode or without root, takes down whatever an
+// earlier run left, and returns the node tests' state directory with the
+// host as it is before the node. The directory is fixed, so that a run
+// that died leaves nothing the next one does not take down first.
+func nodeDir(t *testing.T) (string, kubecluster.Snapshot) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a Kubernetes node: skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("a Kubernetes node needs root (a bridge, cgroups, mounts): run make test as root")
+	}
+	dir := filepath.Join(filepath.Dir(rig.CacheDir()), "k8s-test")
+	if err := kubecluster.Down(dir); err != nil {
+		t.Fatalf("cannot take down what an earlier run left: %v", err)
+	}
+	return dir, kubecluster.TakeSnapshot(dir)
 }
 
 // importImages builds the three images at version and the edge's at

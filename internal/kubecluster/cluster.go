@@ -316,8 +316,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     conf_dir = %q
 `, filepath.Join(c.Dir, "containerd", "root"), filepath.Join(c.Dir, "containerd", "state"), c.socket(), c.socket()+".ttrpc",
 		PauseImage, c.bins["runc"], filepath.Join(c.Dir, "cni"))
-	path := filepath.Join(c.Dir, "containerd.toml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+	path, err := c.writeConfig("containerd.toml", config)
+	if err != nil {
 		return err
 	}
 	if err := c.start("containerd", c.bins["containerd"], "--config", path); err != nil {
@@ -390,8 +390,8 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 maxPods: 30
 `, NodeIP, ports[0], c.CA.CertFile(), cgroupRoot, c.socket(), filepath.Join(c.Dir, "pod-logs"))
-	path := filepath.Join(c.Dir, "kubelet.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+	path, err := c.writeConfig("kubelet.yaml", config)
+	if err != nil {
 		return err
 	}
 	if err := c.start("kubelet", c.bins["kubelet"], "--config="+path, "--kubeconfig="+c.Kubeconfig,
@@ -429,8 +429,8 @@ metricsBindAddress: 127.0.0.1:%d
 # Leave the host's conntrack settings alone.
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 `, NodeName, PodCIDR, c.Kubeconfig, ports[0], ports[1])
-	path := filepath.Join(c.Dir, "kube-proxy.yaml")
-	if err := os.WriteFile(path, []byte(proxy), 0o644); err != nil {
+	path, err := c.writeConfig("kube-proxy.yaml", proxy)
+	if err != nil {
 		return err
 	}
 	if err := c.start("kube-proxy", c.bins["kube-proxy"], "--config="+path); err != nil {
@@ -447,8 +447,8 @@ conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
     cache 30
 }
 `, NodeIP, ports[2], c.Kubeconfig)
-	path = filepath.Join(c.Dir, "Corefile")
-	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {
+	path, err = c.writeConfig("Corefile", corefile)
+	if err != nil {
 		return err
 	}
 	if err := c.start("coredns", c.bins["coredns"], "-conf", path); err != nil {
@@ -498,6 +498,13 @@ func (c *Cluster) nodeServices(ctx context.Context) error {
 		return err
 	}
 	return c.waitHTTP(ctx, "versitygw", fmt.Sprintf("https://%s:%d/health", NodeIP, S3Port), 30*time.Second)
+}
+
+// writeConfig writes a process's configuration file into the state
+// directory and returns its path.
+func (c *Cluster) writeConfig(name, content string) (string, error) {
+	path := filepath.Join(c.Dir, name)
+	return path, os.WriteFile(path, []byte(content), 0o644)
 }
 
 // Kubectl runs kubectl with the admin's kubeconfig.
