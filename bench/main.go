@@ -67,6 +67,7 @@ func main() {
 		onnxLib   = flag.String("onnxruntime-lib", onnxrt.CachedLibrary(), "ONNX Runtime's library, for the ONNX lines")
 		onnxDir   = flag.String("onnx-bundle", "examples/onnx/sentiment-tiny-bert", "ONNX bundle directory the ONNX lines serve")
 		onnxOnly  = flag.Bool("onnx-only", false, "measure only the ONNX lines")
+		hopOnly   = flag.Bool("hop-only", false, "measure only the pinned geo hop (ratio geo/direct, the router on its own CPU)")
 		onnxThr   = flag.Int("onnx-threads", runtime.NumCPU(), "ONNX Runtime threads per run, at the edges and in the in-process loop")
 		jsonOut   = flag.String("json", "", "also write the edge's figures (requests/s, cores, RSS) as JSON here: what sentctl capacity reads")
 	)
@@ -94,6 +95,13 @@ func main() {
 		os.Exit(2)
 	}
 	onnx := onnxBench{lib: *onnxLib, dir: *onnxDir, threads: *onnxThr}
+	if *hopOnly {
+		if err := hopOnlyRun(*edgeBin, *geoBin, *corpus, *conns, *warmup, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *onnxOnly {
 		if err := onnxOnlyRun(*edgeBin, onnx, texts, *rounds, *warmup, *duration, *slice); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -107,6 +115,44 @@ func main() {
 	}
 }
 
+// program is a binary the bench runs: its path, or "" to build pkg.
+type program struct {
+	path *string
+	pkg  string
+}
+
+// buildMissing builds, into dir, every binary whose path is empty.
+func buildMissing(dir string, bins ...program) error {
+	for _, b := range bins {
+		if *b.path != "" {
+			continue
+		}
+		*b.path = filepath.Join(dir, filepath.Base(b.pkg))
+		if out, err := exec.Command("go", "build", "-o", *b.path, b.pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("cannot build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// hopOnlyRun measures only the pinned geo hop (pinnedHop): the figure
+// the router's acceptance is judged on, without the rest of the run.
+func hopOnlyRun(edgeBin, geoBin, corpus string, conns int, warmup, duration time.Duration) error {
+	tmp, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := buildMissing(tmp, program{&edgeBin, "./cmd/edge"}, program{&geoBin, "./cmd/geo"}); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return pinnedHop(self, edgeBin, geoBin, tmp, corpus, conns, warmup, duration)
+}
+
 func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds int, warmup, duration, slice time.Duration, onnx onnxBench) error {
 	registryBin := ""
 	tmp, err := os.MkdirTemp("", "bench-")
@@ -114,17 +160,8 @@ func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds 
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	for _, b := range []struct {
-		path *string
-		pkg  string
-	}{{&edgeBin, "./cmd/edge"}, {&geoBin, "./cmd/geo"}, {&registryBin, "./cmd/registry"}} {
-		if *b.path != "" {
-			continue
-		}
-		*b.path = filepath.Join(tmp, filepath.Base(b.pkg))
-		if out, err := exec.Command("go", "build", "-o", *b.path, b.pkg).CombinedOutput(); err != nil {
-			return fmt.Errorf("cannot build %s: %v\n%s", b.pkg, err, out)
-		}
+	if err := buildMissing(tmp, program{&edgeBin, "./cmd/edge"}, program{&geoBin, "./cmd/geo"}, program{&registryBin, "./cmd/registry"}); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -196,11 +196,8 @@ func onnxOnlyRun(edgeBin string, onnx onnxBench, texts []string, rounds int, war
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if edgeBin == "" {
-		edgeBin = filepath.Join(tmp, "edge")
-		if out, err := exec.Command("go", "build", "-o", edgeBin, "./cmd/edge").CombinedOutput(); err != nil {
-			return fmt.Errorf("cannot build ./cmd/edge: %v\n%s", err, out)
-		}
+	if err := buildMissing(tmp, program{&edgeBin, "./cmd/edge"}); err != nil {
+		return err
 	}
 	return onnxServing(edgeBin, tmp, onnx, filepath.Clean(onnx.dir)+".pt", texts, rounds, warmup, duration, slice)
 }

@@ -26,10 +26,10 @@ type Locator struct {
 	DB      *maxminddb.Reader
 	Default string
 
-	// orders memoizes byDistance per placement key ("r:name" or
-	// "c:XX"): the answer depends only on the key and the fields above,
-	// which must not change once the Locator is in use.
-	orders sync.Map // string -> []string
+	// byRegion and byCountry memoize ByDistance per region name and per
+	// country code: the answer depends only on the key and the fields
+	// above, which must not change once the Locator is in use.
+	byRegion, byCountry sync.Map // string -> []string
 }
 
 // countryRecord decodes both common country MMDB layouts.
@@ -75,7 +75,7 @@ func (l *Locator) Order(hint string, addr netip.Addr) ([]string, string) {
 
 // regionOrder is every region by distance from r, r first.
 func (l *Locator) regionOrder(r *regions.Region) []string {
-	return l.memo("r:"+r.Name, func() []string { return regions.ByDistance(l.Regions, r.Lat, r.Lon, r.Name) })
+	return memo(&l.byRegion, r.Name, func() []string { return regions.ByDistance(l.Regions, r.Lat, r.Lon, r.Name) })
 }
 
 // countryOrder is every region by distance from the country's centroid,
@@ -84,7 +84,7 @@ func (l *Locator) regionOrder(r *regions.Region) []string {
 func (l *Locator) countryOrder(cc string) []string {
 	first := l.Overrides[cc]
 	if c, ok := countryCentroids[cc]; ok {
-		return l.memo("c:"+cc, func() []string { return regions.ByDistance(l.Regions, c[0], c[1], first) })
+		return memo(&l.byCountry, cc, func() []string { return regions.ByDistance(l.Regions, c[0], c[1], first) })
 	}
 	if r := l.region(first); r != nil {
 		return l.regionOrder(r)
@@ -92,11 +92,12 @@ func (l *Locator) countryOrder(cc string) []string {
 	return nil
 }
 
-func (l *Locator) memo(key string, compute func() []string) []string {
-	if v, ok := l.orders.Load(key); ok {
+// memo is m's order for key, computed once.
+func memo(m *sync.Map, key string, compute func() []string) []string {
+	if v, ok := m.Load(key); ok {
 		return v.([]string)
 	}
-	v, _ := l.orders.LoadOrStore(key, compute())
+	v, _ := m.LoadOrStore(key, compute())
 	return v.([]string)
 }
 

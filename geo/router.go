@@ -262,6 +262,10 @@ func (r *Router) pick(region string) (*upstream, *regionPool) {
 
 var errUpstream = errors.New("upstream failed")
 
+// failoversKey is the X-Failovers answer header, in fasthttp's canonical
+// form so setting it skips normalising it.
+var failoversKey = []byte("X-Failovers")
+
 // Server returns the router's fasthttp.Server: the front door's
 // limits (frontdoor.Door.Server) with the router's.
 func (r *Router) Server(h fasthttp.RequestHandler, l frontdoor.Limits) *fasthttp.Server {
@@ -402,7 +406,8 @@ func (r *Router) proxy(ctx *fasthttp.RequestCtx, v frontdoor.Visit) (relayed boo
 		if err == nil {
 			h := &ctx.Response.Header
 			forward.MarkServed(h, region)
-			h.Set("X-Failovers", strconv.Itoa(failovers))
+			var buf [4]byte
+			h.SetCanonical(failoversKey, strconv.AppendInt(buf[:0], int64(failovers), 10))
 			observe(ctx.Response.StatusCode(), end.Sub(start))
 			return true
 		}

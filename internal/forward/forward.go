@@ -54,15 +54,17 @@ func NewClient(name string, timeout time.Duration, tlsCfg *tls.Config) *fasthttp
 func Prepare(ctx *fasthttp.RequestCtx, id string, trusted bool, by string) {
 	req := &ctx.Request
 	h := &req.Header
-	stripHopByHop(h)
-	if !trusted {
-		h.Del(RoutingKey)
+	if mayCarryRemoved(h, !trusted) {
+		stripHopByHop(h)
+		if !trusted {
+			h.Del(RoutingKey)
+		}
 	}
 	frontdoor.DropOrphanTraceState(h) // before the attempts set their traceparent
 	var buf [128]byte
-	h.SetBytesV("X-Forwarded-For", clientip.AppendForwardedFor(buf[:0], h.Peek("X-Forwarded-For"), ctx.RemoteIP()))
+	h.SetCanonical(forwardedForKey, clientip.AppendForwardedFor(buf[:0], h.PeekCanonical(forwardedForKey), ctx.RemoteIP()))
 	// Via names the protocol the client spoke: before it changes.
-	h.SetBytesV("Via", appendVia(buf[:0], h.Peek("Via"), h.Protocol(), by))
+	h.SetCanonical(viaKey, appendVia(buf[:0], h.PeekCanonical(viaKey), h.Protocol(), by))
 	// A hop's connections carry many clients' requests, pipelined. An
 	// HTTP/1.0 request forwarded as it came implies Connection: close, and
 	// the next hop's close would fail the requests queued behind it: every
@@ -70,8 +72,16 @@ func Prepare(ctx *fasthttp.RequestCtx, id string, trusted bool, by string) {
 	// protocol says).
 	h.SetProtocol("HTTP/1.1")
 	h.ResetConnectionClose()
-	h.Set("X-Request-ID", id)
+	h.SetCanonical(requestIDKey, unsafe.Slice(unsafe.StringData(id), len(id))) // copied
 }
+
+// The names Prepare sets, as fasthttp stores a parsed request's header
+// names (normalised): setting them so skips normalising them again.
+var (
+	forwardedForKey = []byte("X-Forwarded-For")
+	viaKey          = []byte("Via")
+	requestIDKey    = []byte("X-Request-Id")
+)
 
 // Attempt points the prepared request at one upstream (host:port, over
 // scheme) as a new span of the request's trace.
@@ -108,6 +118,36 @@ func stripHopByHop(h *fasthttp.RequestHeader) {
 	for _, name := range hopByHop {
 		h.Del(name)
 	}
+}
+
+// mayCarryRemoved reports whether h may carry a header Prepare removes: a
+// hop-by-hop one, or with routingKey the routing key. It reads the header
+// block as it arrived, one pass, so the common request, which carries
+// none, skips the removals (each copies and normalises a name, then scans
+// every header). A request whose block is not at hand (not parsed by a
+// server) or with a chunked body (trailers) may carry anything.
+func mayCarryRemoved(h *fasthttp.RequestHeader, routingKey bool) bool {
+	raw := h.RawHeaders()
+	if len(raw) == 0 || h.ContentLength() == -1 {
+		return true
+	}
+	for len(raw) > 0 {
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte("\n"))
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		if routingKey && bytes.EqualFold(name, []byte(RoutingKey)) {
+			return true
+		}
+		for _, hop := range hopByHop {
+			if len(name) == len(hop) && bytes.EqualFold(name, []byte(hop)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // appendVia appends to dst the Via a gateway named by sends on (RFC 9110

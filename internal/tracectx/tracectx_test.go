@@ -39,3 +39,37 @@ func TestParse(t *testing.T) {
 		t.Errorf("New/Child: %s %s", n.Append(nil), child.Append(nil))
 	}
 }
+
+func BenchmarkParse(b *testing.B) {
+	v := []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	for b.Loop() {
+		if _, ok := Parse(v); !ok {
+			b.Fatal("no parse")
+		}
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	c := New(true)
+	var buf [Len]byte
+	for b.Loop() {
+		c.Append(buf[:0])
+	}
+}
+
+// TestDecodeEveryPair: the lookup table reads every two-byte input as
+// encoding/hex does on lower-case digits, and refuses everything else
+// (upper case included).
+func TestDecodeEveryPair(t *testing.T) {
+	const digits = "0123456789abcdef"
+	for a := range 256 {
+		for b := range 256 {
+			var got [1]byte
+			ok := decode(got[:], []byte{byte(a), byte(b)})
+			wantOK := strings.IndexByte(digits, byte(a)) >= 0 && strings.IndexByte(digits, byte(b)) >= 0
+			if ok != wantOK || ok && int(got[0]) != strings.IndexByte(digits, byte(a))<<4|strings.IndexByte(digits, byte(b)) {
+				t.Fatalf("decode(%q) = %#x, %v; want ok %v", []byte{byte(a), byte(b)}, got[0], ok, wantOK)
+			}
+		}
+	}
+}
