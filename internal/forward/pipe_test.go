@@ -93,6 +93,36 @@ func TestPipeFailsLateAnswersAndRecovers(t *testing.T) {
 	}
 }
 
+// TestPipeMovesTheDeadlineForLaterRequests: the read deadline is not set
+// per answer, but a request sent after the last deadline passed gets its
+// own whole Timeout, and so does one sent while others wait.
+func TestPipeMovesTheDeadlineForLaterRequests(t *testing.T) {
+	addr := upstream(t, func(n int) time.Duration { return time.Duration(n) * time.Millisecond }, func(int) bool { return false })
+	p := &Pipe{Addr: addr, Timeout: 600 * time.Millisecond}
+	if body, err := get(p, 1); err != nil || body != "answer 1" {
+		t.Fatalf("first request: %q, %v", body, err)
+	}
+	time.Sleep(700 * time.Millisecond) // the first request's deadline passes
+	if body, err := get(p, 150); err != nil || body != "answer 150" {
+		t.Fatalf("a request after the first's deadline passed: %q, %v", body, err)
+	}
+	// Requests pipelined 100 ms apart, each answered in 150 ms: each
+	// must be judged by its own deadline, not the first one's.
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := get(p, 150)
+			errs <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Errorf("a pipelined request within its time failed: %v", err)
+		}
+	}
+}
+
 // TestPipeUpstreamClosing: an answer that closes the connection is
 // delivered; the next request dials again.
 func TestPipeUpstreamClosing(t *testing.T) {
