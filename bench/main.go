@@ -44,6 +44,7 @@ import (
 
 	"github.com/sentimentpro/sentiment/inference/onnxrt"
 	"github.com/sentimentpro/sentiment/internal/devca"
+	"github.com/sentimentpro/sentiment/internal/forward"
 	"github.com/sentimentpro/sentiment/internal/rig"
 	"github.com/sentimentpro/sentiment/internal/tlsfiles"
 	"github.com/sentimentpro/sentiment/model/defaultmodel"
@@ -61,6 +62,8 @@ func main() {
 		warmup    = flag.Duration("warmup", 2*time.Second, "warm-up before each measurement")
 		conns     = flag.Int("conns", 32, "concurrent connections (closed loop)")
 		serve     = flag.String("serve-constant", "", "internal: serve the constant-response ceiling on this address")
+		bareProxy = flag.String("serve-bare-proxy", "", "internal: serve the bare proxy on this address, to -upstream")
+		upstream  = flag.String("upstream", "", "internal: the bare proxy's upstream (host:port)")
 		targetURL = flag.String("target", "", "measure only this URL (POST body from the corpus) and exit")
 		reference = flag.String("reference", "", "with -target: measure this URL too, taking turns with the target, and print target/reference")
 		slice     = flag.Duration("slice", 200*time.Millisecond, "length of a turn when two sides take turns")
@@ -74,6 +77,10 @@ func main() {
 	flag.Parse()
 	if *serve != "" {
 		serveConstant(*serve)
+		return
+	}
+	if *bareProxy != "" {
+		serveBareProxy(*bareProxy, *upstream)
 		return
 	}
 	texts := loadCorpus(*corpus)
@@ -264,10 +271,10 @@ func run(edgeBin, geoBin, corpus, jsonOut string, texts []string, conns, rounds 
 }
 
 // pinnedHop measures the geo hop as deployed, where the router runs on
-// CPUs of its own: the load generator and an edge share CPU 0 in both
-// phases, and the geo router gets CPU 1. Sharing two cores among all
-// three processes (the "shared cores" line) charges the router's CPU to
-// the edge, which no deployment does.
+// CPUs of its own: the load generator and an edge share CPU 0 in every
+// phase, and the geo router (or the bare proxy, its reference) gets CPU
+// 1. Sharing two cores among all three processes (the "shared cores"
+// line) charges the router's CPU to the edge, which no deployment does.
 func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, duration time.Duration) error {
 	if runtime.NumCPU() < 2 {
 		fmt.Println("ratio geo/direct: skipped, needs 2 CPUs")
@@ -290,7 +297,13 @@ func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, dur
 		return err
 	}
 	defer stop(geo)
-	for _, u := range []string{"http://" + edgeAddr + "/health/ready", "http://" + geoAddr + "/health/ready"} {
+	bareAddr := freeAddr()
+	bare, err := start("taskset", tmp, "bare-proxy-pinned", "-c", "1", self, "-serve-bare-proxy", bareAddr, "-upstream", edgeAddr)
+	if err != nil {
+		return err
+	}
+	defer stop(bare)
+	for _, u := range []string{"http://" + edgeAddr + "/health/ready", "http://" + geoAddr + "/health/ready", "http://" + bareAddr + "/health/ready"} {
 		if err := waitHTTP(u); err != nil {
 			return err
 		}
@@ -313,10 +326,17 @@ func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, dur
 	// an idle vCPU comes back slow (2026-12-01: turns read 0.63-0.82, whole
 	// phases 0.84-0.96, the same binaries at the same hour). A deployed
 	// router never idles that way.
-	var viaGeo, direct float64
+	// The bare proxy is measured between the two, its ratio printed as
+	// a reference: the most this machine lets a fasthttp proxy with the
+	// router's pipe keep of the edge's rate.
+	var viaGeo, viaBare, direct float64
 	var perRound []string
 	for round := 0; round < 2; round++ {
 		g, err := measure("http://" + geoAddr + "/v1/predict")
+		if err != nil {
+			return err
+		}
+		b, err := measure("http://" + bareAddr + "/v1/predict")
 		if err != nil {
 			return err
 		}
@@ -324,10 +344,12 @@ func pinnedHop(self, edgeBin, geoBin, tmp, corpus string, conns int, warmup, dur
 		if err != nil {
 			return err
 		}
-		viaGeo, direct = viaGeo+g/2, direct+d/2
+		viaGeo, viaBare, direct = viaGeo+g/2, viaBare+b/2, direct+d/2
 		perRound = append(perRound, fmt.Sprintf("%.2f", g/d))
 	}
-	fmt.Printf("%-44s %9.0f req/s\n%-44s %9.0f req/s\n", "geo router (own CPU) -> edge, pinned, mean", viaGeo, "edge direct, pinned, mean", direct)
+	fmt.Printf("%-44s %9.0f req/s\n%-44s %9.0f req/s\n%-44s %9.0f req/s\n", "geo router (own CPU) -> edge, pinned, mean", viaGeo,
+		"bare proxy (own CPU) -> edge, pinned, mean", viaBare, "edge direct, pinned, mean", direct)
+	fmt.Printf("ratio bare-proxy/direct (reference): %.3f\n", viaBare/direct)
 	fmt.Printf("ratio geo/direct: %.3f (rounds: %s)\n", viaGeo/direct, strings.Join(perRound, " "))
 	return nil
 }
@@ -546,6 +568,24 @@ func serveConstant(addr string) {
 	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
+	}}
+	if err := s.ListenAndServe(addr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// serveBareProxy is the geo hop's reference: a fasthttp server that
+// forwards every request as it came through the router's own pipelined
+// connection (forward.Pipe), and nothing else: no request ID, trace,
+// headers, breaker, metrics or logs. What the router costs beyond it is
+// the product's own work.
+func serveBareProxy(addr, upstream string) {
+	p := &forward.Pipe{Addr: upstream, Timeout: 5 * time.Second}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if err := p.Do(&ctx.Request, &ctx.Response, time.Now()); err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
+		}
 	}}
 	if err := s.ListenAndServe(addr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
