@@ -192,15 +192,17 @@ func (p *Pipe) reader(pc *pipeConn) {
 		}
 		if due := c.sent.Add(p.Timeout); due.Before(armed) || due.Sub(armed) > p.Timeout/16 {
 			if err := pc.c.SetReadDeadline(due); err != nil {
-				c.done <- err
 				p.fail(pc, err)
+				c.done <- err
 				return
 			}
 			armed = due
 		}
 		if err := c.resp.Read(br); err != nil {
-			c.done <- fmt.Errorf("cannot read an answer from %s: %w", p.Addr, err)
+			// Out of use before the caller hears back, so its next
+			// request dials anew rather than queue behind the failure.
 			p.fail(pc, err)
+			c.done <- fmt.Errorf("cannot read an answer from %s: %w", p.Addr, err)
 			return
 		}
 		closes := c.resp.ConnectionClose()
